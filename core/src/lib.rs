@@ -1,0 +1,25 @@
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+//! Chouette's core: `#![no_std]`, no heap (unless the `alloc` feature asks for zlib compression),
+//! no clock, no I/O. It takes bytes, values and `now`, and hands back bytes, values and deadlines.
+//!
+//! Layers, bottom up:
+//! - [`limits`]: every fixed capacity, documented in one place.
+//! - [`metric`]: the model (samples, tags, set members, wrapped points).
+//! - [`hash`]: the series and member hash.
+//! - [`sketch`]: the relative-error quantile sketch and the exact-then-HyperLogLog set counter.
+//! - [`aggregate`]: the flush-bucket aggregator, and [`wrap`]: Datadog and simple wrapper math.
+//! - [`wire`]: the original client's raw JSON, the wrapped JSON, log records, Datadog v1 series
+//!   payloads, zlib.
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+pub mod hash;
+pub mod limits;
+pub mod metric;
+
+pub use metric::{
+    Member, MetricName, MetricType, OutputType, Sample, SetMembers, Tag, Timestamp, Value, Wrapped,
+};
