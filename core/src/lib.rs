@@ -19,6 +19,7 @@ extern crate alloc;
 pub mod hash;
 pub mod limits;
 pub mod metric;
+pub mod wire;
 
 pub use metric::{
     Member, MetricName, MetricType, OutputType, Sample, SetMembers, Tag, Timestamp, Value, Wrapped,
