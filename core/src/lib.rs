@@ -20,6 +20,7 @@ pub mod hash;
 pub mod limits;
 pub mod metric;
 pub mod wire;
+pub mod wrap;
 
 pub use metric::{
     Member, MetricName, MetricType, OutputType, Sample, SetMembers, Tag, Timestamp, Value, Wrapped,

@@ -32,9 +32,14 @@ impl fmt::Display for EncodeError {
             EncodeError::BufferTooSmall { required } => {
                 write!(f, "output buffer too small: {required} bytes required")
             }
-            EncodeError::NonFinite => f.write_str("value is NaN or infinite, which JSON cannot carry"),
+            EncodeError::NonFinite => {
+                f.write_str("value is NaN or infinite, which JSON cannot carry")
+            }
             EncodeError::EntryTooLarge { required, limit } => {
-                write!(f, "one entry needs {required} bytes, over the payload limit of {limit}")
+                write!(
+                    f,
+                    "one entry needs {required} bytes, over the payload limit of {limit}"
+                )
             }
         }
     }
