@@ -32,6 +32,42 @@ pub fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
     mum(state ^ bytes.len() as u64, P1 ^ P2)
 }
 
+/// Hashes the concatenation of `parts`, equal to `hash_bytes(seed, &parts.concat())`.
+#[inline]
+pub fn hash_parts(seed: u64, parts: &[&[u8]]) -> u64 {
+    let mut state = seed ^ P0;
+    let mut word = [0u8; 8];
+    let mut fill = 0;
+    let mut len = 0usize;
+    for part in parts {
+        len += part.len();
+        let mut bytes = *part;
+        if fill > 0 {
+            let take = (8 - fill).min(bytes.len());
+            word[fill..fill + take].copy_from_slice(&bytes[..take]);
+            fill += take;
+            bytes = &bytes[take..];
+            if fill < 8 {
+                continue;
+            }
+            state = mum(state ^ u64::from_le_bytes(word), P1);
+        }
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            word.copy_from_slice(chunk);
+            state = mum(state ^ u64::from_le_bytes(word), P1);
+        }
+        let rest = chunks.remainder();
+        word[..rest.len()].copy_from_slice(rest);
+        fill = rest.len();
+    }
+    if fill > 0 {
+        word[fill..].fill(0);
+        state = mum(state ^ u64::from_le_bytes(word), P2);
+    }
+    mum(state ^ len as u64, P1 ^ P2)
+}
+
 /// Mixes one 64-bit word into `state`.
 #[inline(always)]
 pub fn hash_u64(state: u64, word: u64) -> u64 {
@@ -48,6 +84,18 @@ mod tests {
         assert_ne!(hash_bytes(0, b""), hash_bytes(1, b""));
         assert_ne!(hash_bytes(0, b"abcdefgh1"), hash_bytes(0, b"abcdefgh2"));
         assert_eq!(hash_bytes(7, b"same"), hash_bytes(7, b"same"));
+    }
+
+    #[test]
+    fn parts_hash_like_their_concatenation() {
+        let text = b"env:production-east-1:zone";
+        for split_a in 0..text.len() {
+            for split_b in split_a..text.len() {
+                let parts: [&[u8]; 3] =
+                    [&text[..split_a], &text[split_a..split_b], &text[split_b..]];
+                assert_eq!(hash_parts(9, &parts), hash_bytes(9, text));
+            }
+        }
     }
 
     #[test]

@@ -16,9 +16,11 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+pub mod aggregate;
 pub mod hash;
 pub mod limits;
 pub mod metric;
+pub mod sketch;
 pub mod wire;
 pub mod wrap;
 
