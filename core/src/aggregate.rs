@@ -674,6 +674,36 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
     }
 
     fn update(&mut self, index: usize, sample: &Sample<'_>) -> Result<(), RecordError> {
+        // Fast paths mutate in place; the rest works on a copy so a refusal changes nothing.
+        match (&mut self.table[index].state, sample.value) {
+            (State::Sum { sum, n }, Value::Number(v)) => {
+                *sum += v;
+                *n += 1;
+                return Ok(());
+            }
+            (State::Gauge { last, last_ts, sum, n }, Value::Number(v)) => {
+                let ts = sample.timestamp.as_secs_f64();
+                if ts >= *last_ts {
+                    *last = v;
+                    *last_ts = ts;
+                }
+                *sum += v;
+                *n += 1;
+                return Ok(());
+            }
+            (State::Samples { n, values }, Value::Number(v)) if (*n as usize) < INLINE_SAMPLES => {
+                values[*n as usize] = v;
+                *n += 1;
+                return Ok(());
+            }
+            (State::Pooled { slot, .. }, Value::Number(v)) => {
+                if let Slot::Histogram(histogram) = &mut self.pool[*slot as usize] {
+                    let _ = histogram.insert(v);
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
         let mut state = self.table[index].state;
         match (&mut state, sample.value) {
             (State::Sum { sum, n }, Value::Number(v)) => {
@@ -1180,13 +1210,24 @@ impl<'a> Flushed<'a> {
     }
 }
 
-/// Hashes a tag's written form, so `{key: "a", value: "b"}` and the bare `"a:b"` are one tag.
+/// Hashes a tag by its written form split at the first colon, so `{key: "a", value: "b"}` and
+/// the bare `"a:b"` are one tag.
+#[inline]
 fn tag_hash(tag: &Tag<'_>) -> u64 {
-    const SEED: u64 = 0x7461_6773;
-    match tag.value {
-        Some(value) => hash_parts(SEED, &[tag.key.as_bytes(), b":", value.as_bytes()]),
-        None => hash_bytes(SEED, tag.key.as_bytes()),
-    }
+    const KEY_SEED: u64 = 0x7461_6773;
+    const VALUE_SEED: u64 = 0x7661_6c75;
+    const BARE: u64 = 0x6261_7265;
+    let (key, value) = match tag.key.split_once(':') {
+        None => (tag.key, tag.value.map(|v| hash_bytes(VALUE_SEED, v.as_bytes()))),
+        Some((key, rest)) => {
+            let value = match tag.value {
+                Some(v) => hash_parts(VALUE_SEED, &[rest.as_bytes(), b":", v.as_bytes()]),
+                None => hash_bytes(VALUE_SEED, rest.as_bytes()),
+            };
+            (key, Some(value))
+        }
+    };
+    hash_u64(hash_bytes(KEY_SEED, key.as_bytes()), value.unwrap_or(BARE))
 }
 
 /// Orders tags as Python orders their `k:v` strings (bytewise).

@@ -1,0 +1,42 @@
+//! Calls chouette-core's no-heap API from a `#![no_std]` staticlib without an allocator.
+#![no_std]
+
+use core::panic::PanicInfo;
+
+use chouette_core::aggregate::{AggregatorConfig, SmallAggregator};
+use chouette_core::metric::{MetricType, Sample, Tag, Timestamp, Value};
+use chouette_core::wire::write::Writer;
+use chouette_core::wrap::WrapConfig;
+
+#[panic_handler]
+fn panic(_info: &PanicInfo<'_>) -> ! {
+    loop {}
+}
+
+/// Records a sample, flushes its bucket and writes the points' values into `out`;
+/// returns the bytes written.
+#[no_mangle]
+pub extern "C" fn chouette_probe(now: f64, value: f64, out: *mut u8, out_len: usize) -> usize {
+    let _ = (out, out_len);
+    let mut aggregator = SmallAggregator::new(AggregatorConfig::DEFAULT);
+    let tags = [Tag::new("board", "probe")];
+    let sample = Sample {
+        name: "probe.count",
+        kind: MetricType::Histogram,
+        tags: &tags,
+        value: Value::Number(value),
+        timestamp: Timestamp::from_secs_f64(now),
+    };
+    let _ = aggregator.record(Timestamp::from_secs_f64(now), sample);
+    aggregator.handle_timeout(Timestamp::from_secs_f64(now + 60.0));
+    let config = WrapConfig::default();
+    let mut buf = [0u8; 256];
+    let mut writer = Writer::new(&mut buf);
+    while let Some(flushed) = aggregator.poll_flush() {
+        for output in flushed.outputs(&config) {
+            writer.f64(output.value);
+            writer.byte(b',');
+        }
+    }
+    writer.finish().unwrap_or(0)
+}
