@@ -1,8 +1,12 @@
 //! Wire formats: bytes in, values out, and values into caller-provided buffers.
 //!
 //! - [`write`]: the output cursor, JSON string escaping and number formatting shared by encoders.
+//! - [`series`]: Datadog v1 `POST /api/v1/series` payloads, split at a size limit.
+//! - [`zlib`]: zlib streams (`Content-Encoding: deflate`).
 
+pub mod series;
 pub mod write;
+pub mod zlib;
 
 use core::fmt;
 
@@ -32,9 +36,14 @@ impl fmt::Display for EncodeError {
             EncodeError::BufferTooSmall { required } => {
                 write!(f, "output buffer too small: {required} bytes required")
             }
-            EncodeError::NonFinite => f.write_str("value is NaN or infinite, which JSON cannot carry"),
+            EncodeError::NonFinite => {
+                f.write_str("value is NaN or infinite, which JSON cannot carry")
+            }
             EncodeError::EntryTooLarge { required, limit } => {
-                write!(f, "one entry needs {required} bytes, over the payload limit of {limit}")
+                write!(
+                    f,
+                    "one entry needs {required} bytes, over the payload limit of {limit}"
+                )
             }
         }
     }
