@@ -515,7 +515,7 @@ proptest! {
         }
         // Points per payload respect max_points.
         for payload in &payloads {
-            prop_assert!(flatten(&[payload.clone()]).len() <= max_points.max(1));
+            prop_assert!(flatten(core::slice::from_ref(payload)).len() <= max_points.max(1));
         }
     }
 }
