@@ -364,10 +364,10 @@ fn write_header(
     host: Option<&str>,
 ) {
     w.bytes(b"{\"metric\": \"");
-    w.json_str_body(point.name.base);
+    str_body(w, point.name.base);
     if let Some(suffix) = point.name.suffix {
         w.byte(b'.');
-        w.json_str_body(suffix);
+        str_body(w, suffix);
     }
     w.bytes(b"\", \"tags\": [");
     let mut first = true;
@@ -388,8 +388,9 @@ fn write_header(
         w.u64(u64::from(interval));
     }
     if let Some(host) = host {
-        w.bytes(b", \"host\": ");
-        w.json_str(host);
+        w.bytes(b", \"host\": \"");
+        str_body(w, host);
+        w.byte(b'"');
     }
     w.bytes(b", \"points\": [");
 }
@@ -401,21 +402,88 @@ fn write_tag(w: &mut Writer<'_>, tag: &Tag<'_>, first: &mut bool) {
     }
     *first = false;
     w.byte(b'"');
-    w.json_str_body(tag.key);
+    str_body(w, tag.key);
     if let Some(value) = tag.value {
         w.byte(b':');
-        w.json_str_body(value);
+        str_body(w, value);
     }
     w.byte(b'"');
+}
+
+/// [`Writer::json_str_body`], with a fast path for the usual text that needs no escape (printable
+/// ASCII without `"` or `\`): one branch-free scan the compiler vectorises, then one copy.
+#[inline]
+fn str_body(w: &mut Writer<'_>, text: &str) {
+    let plain = text.bytes().fold(true, |ok, b| {
+        ok & (b >= 0x20) & (b < 0x80) & (b != b'"') & (b != b'\\')
+    });
+    if plain {
+        w.bytes(text.as_bytes());
+    } else {
+        w.json_str_body(text);
+    }
+}
+
+/// Exact powers of ten, `10^0` to `10^9`.
+const POW10: [f64; 10] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+
+/// [`Writer::f64`] (integers as integers, other values as Python's `repr`), with a fast path
+/// that avoids `core::fmt` for the usual short decimals (`0.25`, `21.5`, `1795310771.125`).
+///
+/// For `1e-4 <= |v| < 2^49 / 10^k`, the value is written as `n / 10^k` with the smallest `k` in
+/// `1..=9` for which the integer `n = round(v * 10^k)` gives back `v` when divided by `10^k` (a
+/// correctly rounded IEEE division of two exact numbers, so the text parses back to `v`).
+/// The smallest such `k` is the shortest round-trip text, which is what `repr` prints in fixed
+/// notation (`1e-4 <= |v| < 1e16`); `n < 2^49` keeps `n` unique, so it is also the closest.
+/// Anything else goes to [`Writer::f64`]. A unit test compares both on many values.
+#[inline]
+fn write_number(w: &mut Writer<'_>, value: f64) {
+    const EXACT_INT: f64 = 9_007_199_254_740_992.0; // 2^53
+    const UNIQUE: f64 = 562_949_953_421_312.0; // 2^49
+    let abs = value.abs();
+    if abs < EXACT_INT
+        && value == (value as i64) as f64
+        && !(value == 0.0 && value.is_sign_negative())
+    {
+        w.i64(value as i64);
+        return;
+    }
+    if abs >= 1e-4 && abs < UNIQUE {
+        for (k, &scale) in POW10.iter().enumerate().skip(1) {
+            // `abs * scale < 2^50` has an ulp of at most 1/4, so adding 0.5 is exact: rounding.
+            let n = (abs * scale + 0.5) as u64;
+            if n as f64 >= UNIQUE {
+                break;
+            }
+            if n as f64 / scale == abs {
+                if value < 0.0 {
+                    w.byte(b'-');
+                }
+                let int = n / (scale as u64);
+                let frac = n % (scale as u64);
+                w.u64(int);
+                let mut digits = [b'0'; 9];
+                let mut rest = frac;
+                for d in digits[..k].iter_mut().rev() {
+                    *d = b'0' + (rest % 10) as u8;
+                    rest /= 10;
+                }
+                w.byte(b'.');
+                w.bytes(&digits[..k]);
+                return;
+            }
+        }
+    }
+    w.f64(value);
 }
 
 /// `[ts, value]`, both finite (checked by the caller).
 #[inline]
 fn write_point(w: &mut Writer<'_>, point: &Wrapped<'_>) {
     w.byte(b'[');
-    w.f64(point.timestamp.0);
+    write_number(w, point.timestamp.0);
     w.bytes(b", ");
-    w.f64(point.value);
+    write_number(w, point.value);
     w.byte(b']');
 }
 
@@ -437,6 +505,60 @@ mod tests {
 
     fn text<'b>(payload: &Payload<'b>) -> &'b str {
         core::str::from_utf8(payload.bytes()).unwrap()
+    }
+
+    #[test]
+    fn fast_numbers_match_writer_f64() {
+        fn both(value: f64) -> (heapless::Vec<u8, 64>, heapless::Vec<u8, 64>) {
+            let (mut a, mut b) = ([0u8; 64], [0u8; 64]);
+            let mut wa = Writer::new(&mut a);
+            write_number(&mut wa, value);
+            let na = wa.finish().unwrap();
+            let mut wb = Writer::new(&mut b);
+            wb.f64(value);
+            let nb = wb.finish().unwrap();
+            (
+                heapless::Vec::from_slice(&a[..na]).unwrap(),
+                heapless::Vec::from_slice(&b[..nb]).unwrap(),
+            )
+        }
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for i in 0..200_000u64 {
+            let r = next();
+            let value = match i % 6 {
+                0 => (r % 100_000_000) as f64 / POW10[(r >> 40) as usize % 10],
+                1 => f64::from_bits(r),
+                2 => (r % 1_000_000) as f64 * 0.1,
+                3 => 1_795_310_770.0 + (r % 1000) as f64 * 0.001,
+                4 => ((r % 2_000_000) as f64 - 1e6) / 7.0,
+                _ => (r >> 11) as f64 / (1u64 << 53) as f64 * POW10[(r % 10) as usize],
+            };
+            if !value.is_finite() {
+                continue;
+            }
+            let (fast, slow) = both(value);
+            assert_eq!(fast, slow, "{value:e}");
+        }
+        for value in [
+            0.1 + 0.2,
+            1e-4,
+            9.9999e-5,
+            0.0001,
+            1e15 + 0.5,
+            -0.0,
+            0.0,
+            -2.5,
+            5e-324,
+        ] {
+            let (fast, slow) = both(value);
+            assert_eq!(fast, slow, "{value:e}");
+        }
     }
 
     #[test]
