@@ -415,7 +415,7 @@ fn write_tag(w: &mut Writer<'_>, tag: &Tag<'_>, first: &mut bool) {
 #[inline]
 fn str_body(w: &mut Writer<'_>, text: &str) {
     let plain = text.bytes().fold(true, |ok, b| {
-        ok & (b >= 0x20) & (b < 0x80) & (b != b'"') & (b != b'\\')
+        ok & (0x20..0x80).contains(&b) & (b != b'"') & (b != b'\\')
     });
     if plain {
         w.bytes(text.as_bytes());
@@ -448,7 +448,7 @@ fn write_number(w: &mut Writer<'_>, value: f64) {
         w.i64(value as i64);
         return;
     }
-    if abs >= 1e-4 && abs < UNIQUE {
+    if (1e-4..UNIQUE).contains(&abs) {
         for (k, &scale) in POW10.iter().enumerate().skip(1) {
             // `abs * scale < 2^50` has an ulp of at most 1/4, so adding 0.5 is exact: rounding.
             let n = (abs * scale + 0.5) as u64;
