@@ -274,11 +274,18 @@ impl<'a> SeriesEncoder<'a> {
             return Err(PushError::NonFinite);
         }
         if let Some(open) = self.open.clone() {
-            // Render the header where a new entry would go, then compare it with the open one.
+            // Compare the point's header with the open entry's; if that cannot tell (a string
+            // needs escaping), render it where a new entry would go and compare the bytes.
             let at = self.len + NEXT_ENTRY.len();
-            let header = write_at(self.out, at, |w| write_header(w, point, extra_tags, host));
-            let same = at + header <= self.out.len()
-                && self.out[at..at + header] == self.out[open.clone()];
+            let mut header = None;
+            let same = match header_matches(&self.out[open.clone()], point, extra_tags, host) {
+                Some(same) => same,
+                None => {
+                    let len = write_at(self.out, at, |w| write_header(w, point, extra_tags, host));
+                    header = Some(len);
+                    at + len <= self.out.len() && self.out[at..at + len] == self.out[open.clone()]
+                }
+            };
             if same {
                 let at = self.len + NEXT_POINT.len();
                 let pair = write_at(self.out, at, |w| write_point(w, point));
@@ -290,6 +297,9 @@ impl<'a> SeriesEncoder<'a> {
                 self.points += 1;
                 return Ok(());
             }
+            let header = header.unwrap_or_else(|| {
+                write_at(self.out, at, |w| write_header(w, point, extra_tags, host))
+            });
             self.open_entry(at, header, point)
         } else {
             let at = self.len;
@@ -356,18 +366,126 @@ fn write_at(out: &mut [u8], at: usize, f: impl FnOnce(&mut Writer<'_>)) -> usize
     w.len()
 }
 
+/// Where a header goes: a [`Writer`] (to write it) or a [`Matcher`] (to compare a point's header
+/// with the open entry's without writing it). One generic `write_header` serves both, so the two
+/// cannot drift apart.
+trait HeaderSink {
+    fn bytes(&mut self, bytes: &[u8]);
+    /// A JSON string body, escaped as [`Writer::json_str_body`] does.
+    fn str_body(&mut self, text: &str);
+    fn u64(&mut self, value: u64);
+}
+
+impl HeaderSink for Writer<'_> {
+    #[inline]
+    fn bytes(&mut self, bytes: &[u8]) {
+        Writer::bytes(self, bytes);
+    }
+
+    /// With a fast path for the usual text that needs no escape: one branch-free scan the
+    /// compiler vectorises, then one copy.
+    #[inline]
+    fn str_body(&mut self, text: &str) {
+        if is_plain(text) {
+            Writer::bytes(self, text.as_bytes());
+        } else {
+            self.json_str_body(text);
+        }
+    }
+
+    #[inline]
+    fn u64(&mut self, value: u64) {
+        Writer::u64(self, value);
+    }
+}
+
+/// Compares what would be written with `expected`, byte by byte, without writing.
+struct Matcher<'h> {
+    expected: &'h [u8],
+    pos: usize,
+    /// Everything so far matched.
+    same: bool,
+    /// A string needed escaping: the matcher cannot tell, the caller must render and compare.
+    undecided: bool,
+}
+
+impl HeaderSink for Matcher<'_> {
+    #[inline]
+    fn bytes(&mut self, bytes: &[u8]) {
+        let end = self.pos + bytes.len();
+        self.same &= self.expected.get(self.pos..end) == Some(bytes);
+        self.pos = end;
+    }
+
+    #[inline]
+    fn str_body(&mut self, text: &str) {
+        if is_plain(text) {
+            self.bytes(text.as_bytes());
+        } else {
+            self.undecided = true;
+        }
+    }
+
+    #[inline]
+    fn u64(&mut self, value: u64) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut rest = value;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        self.bytes(&digits[at..]);
+    }
+}
+
+/// Whether the open entry's header (`expected`) is the one `point` would get: `Some(answer)`,
+/// or `None` when a string needs escaping and only rendering it can tell.
+#[inline]
+fn header_matches(
+    expected: &[u8],
+    point: &Wrapped<'_>,
+    extra_tags: &[Tag<'_>],
+    host: Option<&str>,
+) -> Option<bool> {
+    let mut m = Matcher {
+        expected,
+        pos: 0,
+        same: true,
+        undecided: false,
+    };
+    write_header(&mut m, point, extra_tags, host);
+    if m.undecided {
+        None
+    } else {
+        Some(m.same && m.pos == expected.len())
+    }
+}
+
+/// Text that JSON-escapes to itself: printable ASCII without `"` or `\\`.
+#[inline]
+fn is_plain(text: &str) -> bool {
+    text.bytes().fold(true, |ok, b| {
+        ok & (0x20..0x80).contains(&b) & (b != b'"') & (b != b'\\')
+    })
+}
+
 /// Everything of an entry up to and including `"points": [`.
-fn write_header(
-    w: &mut Writer<'_>,
+fn write_header<S: HeaderSink>(
+    w: &mut S,
     point: &Wrapped<'_>,
     extra_tags: &[Tag<'_>],
     host: Option<&str>,
 ) {
     w.bytes(b"{\"metric\": \"");
-    str_body(w, point.name.base);
+    w.str_body(point.name.base);
     if let Some(suffix) = point.name.suffix {
-        w.byte(b'.');
-        str_body(w, suffix);
+        w.bytes(b".");
+        w.str_body(suffix);
     }
     w.bytes(b"\", \"tags\": [");
     let mut first = true;
@@ -381,47 +499,30 @@ fn write_header(
         write_tag(w, tag, &mut first);
     }
     w.bytes(b"], \"type\": \"");
-    w.str(point.kind.as_str());
-    w.byte(b'"');
+    w.bytes(point.kind.as_str().as_bytes());
+    w.bytes(b"\"");
     if let Some(interval) = point.interval.filter(|&i| i != 0) {
         w.bytes(b", \"interval\": ");
         w.u64(u64::from(interval));
     }
     if let Some(host) = host {
         w.bytes(b", \"host\": \"");
-        str_body(w, host);
-        w.byte(b'"');
+        w.str_body(host);
+        w.bytes(b"\"");
     }
     w.bytes(b", \"points\": [");
 }
 
 #[inline]
-fn write_tag(w: &mut Writer<'_>, tag: &Tag<'_>, first: &mut bool) {
-    if !*first {
-        w.bytes(b", ");
-    }
+fn write_tag<S: HeaderSink>(w: &mut S, tag: &Tag<'_>, first: &mut bool) {
+    w.bytes(if *first { b"\"" } else { b", \"" });
     *first = false;
-    w.byte(b'"');
-    str_body(w, tag.key);
+    w.str_body(tag.key);
     if let Some(value) = tag.value {
-        w.byte(b':');
-        str_body(w, value);
+        w.bytes(b":");
+        w.str_body(value);
     }
-    w.byte(b'"');
-}
-
-/// [`Writer::json_str_body`], with a fast path for the usual text that needs no escape (printable
-/// ASCII without `"` or `\`): one branch-free scan the compiler vectorises, then one copy.
-#[inline]
-fn str_body(w: &mut Writer<'_>, text: &str) {
-    let plain = text.bytes().fold(true, |ok, b| {
-        ok & (0x20..0x80).contains(&b) & (b != b'"') & (b != b'\\')
-    });
-    if plain {
-        w.bytes(text.as_bytes());
-    } else {
-        w.json_str_body(text);
-    }
+    w.bytes(b"\"");
 }
 
 /// Exact powers of ten, `10^0` to `10^9`.
@@ -559,6 +660,40 @@ mod tests {
             let (fast, slow) = both(value);
             assert_eq!(fast, slow, "{value:e}");
         }
+    }
+
+    #[test]
+    fn matcher_agrees_with_the_rendered_header() {
+        let tags = [Tag::new("a", "b"), Tag::parse("bare")];
+        let extra = [Tag::new("env", "test")];
+        let p = Wrapped {
+            interval: Some(10),
+            ..gauge("m", &tags, 1.0, 1.0)
+        };
+        let mut buf = [0u8; 256];
+        let n = write_at(&mut buf, 0, |w| write_header(w, &p, &extra, Some("h")));
+        let hdr = &buf[..n];
+        assert_eq!(header_matches(hdr, &p, &extra, Some("h")), Some(true));
+        assert_eq!(header_matches(hdr, &p, &extra, None), Some(false));
+        assert_eq!(header_matches(hdr, &p, &[], Some("h")), Some(false));
+        assert_eq!(
+            header_matches(&hdr[..n - 1], &p, &extra, Some("h")),
+            Some(false)
+        );
+        let q = Wrapped {
+            interval: Some(1),
+            ..p
+        };
+        assert_eq!(header_matches(hdr, &q, &extra, Some("h")), Some(false));
+        let r = Wrapped {
+            name: MetricName {
+                base: "m",
+                suffix: Some("x"),
+            },
+            ..p
+        };
+        assert_eq!(header_matches(hdr, &r, &extra, Some("h")), Some(false));
+        assert_eq!(header_matches(hdr, &p, &extra, Some("hôte")), None);
     }
 
     #[test]
