@@ -405,29 +405,41 @@ struct Matcher<'h> {
     pos: usize,
     /// Everything so far matched.
     same: bool,
-    /// A string needed escaping: the matcher cannot tell, the caller must render and compare.
+    /// A string needed escaping before any difference: the matcher stopped there and cannot
+    /// tell; the caller must render and compare.
     undecided: bool,
 }
 
 impl HeaderSink for Matcher<'_> {
     #[inline]
     fn bytes(&mut self, bytes: &[u8]) {
+        if !self.same {
+            return;
+        }
         let end = self.pos + bytes.len();
-        self.same &= self.expected.get(self.pos..end) == Some(bytes);
+        self.same = self.expected.get(self.pos..end) == Some(bytes);
         self.pos = end;
     }
 
     #[inline]
     fn str_body(&mut self, text: &str) {
+        if !self.same {
+            return;
+        }
         if is_plain(text) {
             self.bytes(text.as_bytes());
         } else {
+            // Stop here: the rest cannot be aligned without rendering this string.
             self.undecided = true;
+            self.same = false;
         }
     }
 
     #[inline]
     fn u64(&mut self, value: u64) {
+        if !self.same {
+            return;
+        }
         let mut digits = [0u8; 20];
         let mut at = digits.len();
         let mut rest = value;
