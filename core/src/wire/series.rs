@@ -481,10 +481,23 @@ fn header_matches(
 /// Text that JSON-escapes to itself: printable ASCII without `"` or `\\`.
 #[inline]
 fn is_plain(text: &str) -> bool {
-    text.bytes().fold(true, |ok, b| {
-        ok & (0x20..0x80).contains(&b) & (b != b'"') & (b != b'\\')
-    })
+    text.bytes()
+        .fold(0u8, |acc, b| acc | NEEDS_ESCAPE[b as usize])
+        == 0
 }
+
+/// 1 for the bytes [`Writer::json_str_body`] escapes (controls, `"`, `\\`, non-ASCII).
+static NEEDS_ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        if b < 0x20 || b >= 0x80 || b == b'"' as usize || b == b'\\' as usize {
+            table[b] = 1;
+        }
+        b += 1;
+    }
+    table
+};
 
 /// Everything of an entry up to and including `"points": [`.
 fn write_header<S: HeaderSink>(
