@@ -126,20 +126,6 @@ impl fmt::Display for PushError {
 
 impl core::error::Error for PushError {}
 
-impl From<PushError> for EncodeError {
-    /// `Full` has no `EncodeError` counterpart and maps to `BufferTooSmall` with an unknown size
-    /// (`required: 0`); callers normally handle `Full` themselves.
-    fn from(error: PushError) -> Self {
-        match error {
-            PushError::Full => EncodeError::BufferTooSmall { required: 0 },
-            PushError::NonFinite => EncodeError::NonFinite,
-            PushError::EntryTooLarge { required, limit } => {
-                EncodeError::EntryTooLarge { required, limit }
-            }
-        }
-    }
-}
-
 /// A finished payload: the JSON bytes and what they hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Payload<'a> {

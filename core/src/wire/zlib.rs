@@ -1,7 +1,7 @@
 //! zlib streams (RFC 1950: a 2-byte header, raw deflate, an Adler-32 trailer): what Datadog
 //! means by `Content-Encoding: deflate` and what Python's `zlib.compress` produces.
 //!
-//! - [`compress`] (feature `alloc`): miniz_oxide's compressor allocates its tables and output.
+//! - `compress` (feature `alloc`): miniz_oxide's compressor allocates its tables and output.
 //! - [`decompress_into`]: no heap. It keeps miniz_oxide's `DecompressorOxide` state (about
 //!   11 KB) on the stack for the duration of the call: fine on Linux, but on a microcontroller
 //!   with a small stack budget the calling task must be sized for it.
