@@ -1,8 +1,12 @@
 //! Wire formats: bytes in, values out, and values into caller-provided buffers.
 //!
 //! - [`write`]: the output cursor, JSON string escaping and number formatting shared by encoders.
+//! - [`series`]: Datadog v1 `POST /api/v1/series` payloads, split at a size limit.
+//! - [`zlib`]: zlib streams (`Content-Encoding: deflate`).
 
+pub mod series;
 pub mod write;
+pub mod zlib;
 
 use core::fmt;
 
