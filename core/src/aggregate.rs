@@ -274,7 +274,7 @@ enum State {
         last: f64,
         last_ts: f64,
         sum: f64,
-        n: u64,
+        n: u32,
     },
     Samples {
         n: u8,
@@ -295,7 +295,8 @@ enum State {
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     hash: u64,
-    bucket: i64,
+    /// Bucket start divided by the interval (`u32`: up to year 2106 at a 1 s interval).
+    bucket: u32,
     key_off: u32,
     key_len: u16,
     name_len: u16,
@@ -475,6 +476,8 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
         if late {
             bucket = self.watermark;
         }
+        let bucket_index = u32::try_from(bucket / self.config.interval_secs as i64)
+            .map_err(|_| RecordError::InvalidTimestamp)?;
         let bucket_pos = self.bucket_position(bucket)?;
 
         // Series identity: name and type, then the sorted, deduplicated tag hashes.
@@ -495,11 +498,11 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
             }
         }
 
-        let index = match self.find(series, bucket, sample, distinct) {
+        let index = match self.find(series, bucket_index, sample, distinct) {
             Ok(index) => index,
             Err(free) => {
                 let initial = self.initial_state(sample)?;
-                self.insert_at(free, series, bucket, sample, distinct, initial)?;
+                self.insert_at(free, series, bucket_index, sample, distinct, initial)?;
                 self.buckets[bucket_pos].entries += 1;
                 if late {
                     self.stats.late += 1;
@@ -530,7 +533,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
     }
 
     #[inline]
-    fn home(hash: u64, bucket: i64) -> usize {
+    fn home(hash: u64, bucket: u32) -> usize {
         let mixed = hash_u64(hash, bucket as u64);
         ((mixed as u128 * SERIES as u128) >> 64) as usize
     }
@@ -540,7 +543,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
     fn find(
         &self,
         hash: u64,
-        bucket: i64,
+        bucket: u32,
         sample: &Sample<'_>,
         tag_count: u8,
     ) -> Result<usize, Option<usize>> {
@@ -674,38 +677,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
     }
 
     fn update(&mut self, index: usize, sample: &Sample<'_>) -> Result<(), RecordError> {
-        // Fast paths mutate in place; the rest works on a copy so a refusal changes nothing.
         match (&mut self.table[index].state, sample.value) {
-            (State::Sum { sum, n }, Value::Number(v)) => {
-                *sum += v;
-                *n += 1;
-                return Ok(());
-            }
-            (State::Gauge { last, last_ts, sum, n }, Value::Number(v)) => {
-                let ts = sample.timestamp.as_secs_f64();
-                if ts >= *last_ts {
-                    *last = v;
-                    *last_ts = ts;
-                }
-                *sum += v;
-                *n += 1;
-                return Ok(());
-            }
-            (State::Samples { n, values }, Value::Number(v)) if (*n as usize) < INLINE_SAMPLES => {
-                values[*n as usize] = v;
-                *n += 1;
-                return Ok(());
-            }
-            (State::Pooled { slot, .. }, Value::Number(v)) => {
-                if let Slot::Histogram(histogram) = &mut self.pool[*slot as usize] {
-                    let _ = histogram.insert(v);
-                }
-                return Ok(());
-            }
-            _ => {}
-        }
-        let mut state = self.table[index].state;
-        match (&mut state, sample.value) {
             (State::Sum { sum, n }, Value::Number(v)) => {
                 *sum += v;
                 *n += 1;
@@ -725,21 +697,23 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
                     *last_ts = ts;
                 }
                 *sum += v;
-                *n += 1;
+                *n = n.saturating_add(1);
             }
             (State::Samples { n, values }, Value::Number(v)) => {
                 if (*n as usize) < INLINE_SAMPLES {
                     values[*n as usize] = v;
                     *n += 1;
                 } else {
+                    // Inline storage is full: move the samples into a pooled histogram.
+                    let values = *values;
                     let slot = self.take_slot()?;
                     let mut histogram = Histogram::new();
-                    for &value in values.iter() {
+                    for value in values {
                         let _ = histogram.insert(value);
                     }
                     let _ = histogram.insert(v);
                     self.pool[slot as usize] = Slot::Histogram(histogram);
-                    state = State::Pooled { slot, samples: 0 };
+                    self.table[index].state = State::Pooled { slot, samples: 0 };
                 }
             }
             (State::Pooled { slot, .. }, Value::Number(v)) => {
@@ -748,11 +722,13 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
                 }
             }
             (State::Members { .. } | State::Pooled { .. }, Value::Set(members)) => {
+                // Works on a copy, so a refusal (no free sketch) changes nothing.
+                let mut state = self.table[index].state;
                 self.add_members(&mut state, members)?;
+                self.table[index].state = state;
             }
             _ => return Err(RecordError::WrongValueKind),
         }
-        self.table[index].state = state;
         Ok(())
     }
 
@@ -760,7 +736,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
         &mut self,
         free: Option<usize>,
         hash: u64,
-        bucket: i64,
+        bucket: u32,
         sample: &Sample<'_>,
         tag_count: u8,
         state: State,
@@ -901,9 +877,9 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
                 self.cursor = 0;
                 continue;
             }
-            let found = (self.cursor..SERIES).find(|&i| {
-                self.table[i].status == Status::Live && self.table[i].bucket == bucket.start
-            });
+            let index = self.index_of(bucket.start);
+            let found = (self.cursor..SERIES)
+                .find(|&i| self.table[i].status == Status::Live && self.table[i].bucket == index);
             match found {
                 Some(index) => {
                     self.cursor = index + 1;
@@ -925,6 +901,10 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
         }
     }
 
+    fn index_of(&self, start: i64) -> u32 {
+        (start / self.config.interval_secs as i64) as u32
+    }
+
     fn oldest_closed_bucket(&self) -> Option<usize> {
         self.buckets
             .iter()
@@ -939,7 +919,8 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
         if let State::Pooled { slot, .. } = entry.state {
             self.release_slot(slot);
         }
-        if let Some(bucket) = self.buckets.iter_mut().find(|b| b.start == entry.bucket) {
+        let start = entry.bucket as i64 * self.config.interval_secs as i64;
+        if let Some(bucket) = self.buckets.iter_mut().find(|b| b.start == start) {
             bucket.entries = bucket.entries.saturating_sub(1);
         }
         self.table[index].status = Status::Flushed;
@@ -1043,7 +1024,11 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
         }
         let aggregate = match entry.state {
             State::Sum { sum, n } => AggregateView::Sum { sum, n },
-            State::Gauge { last, sum, n, .. } => AggregateView::Gauge { last, sum, n },
+            State::Gauge { last, sum, n, .. } => AggregateView::Gauge {
+                last,
+                sum,
+                n: n.into(),
+            },
             State::Samples { n, values } => {
                 let mut sorted = values;
                 let sorted_len = n as usize;
@@ -1067,7 +1052,9 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
             name,
             tags,
             kind: entry.kind,
-            timestamp: Timestamp::from_secs_f64(entry.bucket as f64),
+            timestamp: Timestamp::from_secs_f64(
+                entry.bucket as f64 * self.config.interval_secs as f64,
+            ),
             interval_secs: self.config.interval_secs,
             aggregate,
         }
@@ -1218,7 +1205,10 @@ fn tag_hash(tag: &Tag<'_>) -> u64 {
     const VALUE_SEED: u64 = 0x7661_6c75;
     const BARE: u64 = 0x6261_7265;
     let (key, value) = match tag.key.split_once(':') {
-        None => (tag.key, tag.value.map(|v| hash_bytes(VALUE_SEED, v.as_bytes()))),
+        None => (
+            tag.key,
+            tag.value.map(|v| hash_bytes(VALUE_SEED, v.as_bytes())),
+        ),
         Some((key, rest)) => {
             let value = match tag.value {
                 Some(v) => hash_parts(VALUE_SEED, &[rest.as_bytes(), b":", v.as_bytes()]),
@@ -1628,6 +1618,15 @@ mod tests {
         agg.record(ts(12.0), num("c", MetricType::Count, &[], 1.0, 5.0))
             .unwrap();
         assert_eq!(agg.stats().late, 1);
+    }
+
+    #[test]
+    fn an_entry_is_one_cache_line() {
+        assert!(
+            core::mem::size_of::<Entry>() <= 64,
+            "{}",
+            core::mem::size_of::<Entry>()
+        );
     }
 
     #[test]

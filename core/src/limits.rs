@@ -21,11 +21,11 @@ pub const MAX_TAGS: usize = 32;
 pub const MAX_OPEN_BUCKETS: usize = 8;
 
 /// Samples kept inline in a series slot before a histogram or distribution takes a pooled sketch
-/// (`5 * 8` bytes of each series entry).
-pub const INLINE_SAMPLES: usize = 5;
+/// (`4 * 8` bytes of each series entry, which is 64 bytes: one cache line).
+pub const INLINE_SAMPLES: usize = 4;
 
 /// Set members (as 64-bit hashes) kept inline in a series slot before a set takes a pooled sketch.
-pub const INLINE_MEMBERS: usize = 5;
+pub const INLINE_MEMBERS: usize = 4;
 
 /// Samples a histogram keeps exactly (percentiles computed like numpy's linear interpolation)
 /// before it switches to the quantile sketch: `256 * 8` = 2 KiB, the size of the sketch itself.
