@@ -1,0 +1,3 @@
+//! stub
+/// x
+pub const MAX_LOG_FIELDS: usize = 32;

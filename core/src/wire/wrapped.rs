@@ -1,0 +1,3 @@
+//! stub
+/// x
+pub const MAX_POINTS: usize = 8;
