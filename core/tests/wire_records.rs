@@ -289,7 +289,17 @@ fn encode_wrapped_string(w: &Wrapped<'_>) -> String {
 
 #[test]
 fn wrapped_goldens_encode_and_decode() {
-    let cases: &[(&str, &str, OutputType, &[Tag<'_>], f64, f64, Option<u32>)] = &[
+    // (file, name, type, tags, timestamp, value, interval)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        OutputType,
+        &'a [Tag<'a>],
+        f64,
+        f64,
+        Option<u32>,
+    );
+    let cases: &[Case<'_>] = &[
         (
             "wrapped_count.json",
             "req",
@@ -400,7 +410,7 @@ fn log_goldens_encode_for_the_intake() {
         assert_eq!(rec.date(), Timestamp(date), "{name}");
         let mut buf = vec![0u8; 2048];
         let n = encode_log_for_intake(&rec, &global, Some("myhost"), &mut buf).unwrap();
-        assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), want, "{name}");
+        assert_eq!(core::str::from_utf8(&buf[..n]).unwrap(), want, "{name}");
         // The intake form is itself a record we read (its ddtags now a joined string).
         let again = parse_log(want.as_bytes()).unwrap();
         assert_eq!(again.date(), rec.date());
@@ -456,7 +466,7 @@ fn log_sender_case_from_the_original_suite() {
     )
     .unwrap();
     assert_eq!(
-        std::str::from_utf8(&buf[..n]).unwrap(),
+        core::str::from_utf8(&buf[..n]).unwrap(),
         r#"{"date": "2012-12-21T00:00:00+00:00", "message": {"msg": "Hello, world!"}, "level": "INFO", "ddsource": "test", "service": "test", "ddtags": "host:pytest", "host": "test_host"}"#
     );
     assert!(matches!(

@@ -314,12 +314,12 @@ impl<'a> Scanner<'a> {
         self.text
     }
 
-    #[inline]
+    #[inline(always)]
     fn bytes(&self) -> &'a [u8] {
         self.text.as_bytes()
     }
 
-    #[inline]
+    #[inline(always)]
     fn err(&self, kind: JsonErrorKind) -> JsonError {
         JsonError {
             kind,
@@ -327,7 +327,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn skip_ws(&mut self) {
         let bytes = self.bytes();
         while let Some(&b) = bytes.get(self.pos) {
@@ -339,7 +339,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn peek(&self) -> Result<u8, JsonError> {
         self.bytes()
             .get(self.pos)
@@ -384,6 +384,7 @@ impl<'a> Scanner<'a> {
     /// Reads the next value's token. For `{` and `[` the container is entered; read its contents
     /// with [`Scanner::next_key`] or [`Scanner::next_element`] (or skip the rest of it with
     /// [`Scanner::skip_container`]).
+    #[inline(always)]
     pub fn value(&mut self) -> Result<Token<'a>, JsonError> {
         self.skip_ws();
         self.after_open = false;
@@ -413,6 +414,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    #[inline(always)]
     fn number(&mut self) -> Result<&'a str, JsonError> {
         let bytes = self.bytes();
         let start = self.pos;
@@ -460,6 +462,7 @@ impl<'a> Scanner<'a> {
         Ok(&self.text[start..i])
     }
 
+    #[inline(always)]
     fn string(&mut self) -> Result<JsonStr<'a>, JsonError> {
         let bytes = self.bytes();
         let open = self.pos;
@@ -526,6 +529,7 @@ impl<'a> Scanner<'a> {
 
     /// Inside an object: the next member's key (the `:` after it is consumed, so read or skip
     /// its value next), or `None` at the closing `}` (consumed).
+    #[inline(always)]
     pub fn next_key(&mut self) -> Result<Option<JsonStr<'a>>, JsonError> {
         self.skip_ws();
         let b = self.peek()?;
@@ -555,6 +559,7 @@ impl<'a> Scanner<'a> {
 
     /// Inside an array: `true` if another element follows (read or skip it next), `false` at the
     /// closing `]` (consumed).
+    #[inline(always)]
     pub fn next_element(&mut self) -> Result<bool, JsonError> {
         self.skip_ws();
         let b = self.peek()?;
@@ -656,10 +661,16 @@ impl<'a> Arena<'a> {
 
     /// The decoded text of `s`: the input itself when it has no escapes (no scratch used),
     /// otherwise decoded into the arena.
+    #[inline(always)]
     pub fn decode(&mut self, s: &JsonStr<'a>) -> Result<&'a str, JsonError> {
-        if let Some(text) = s.borrowed() {
-            return Ok(text);
+        match s.borrowed() {
+            Some(text) => Ok(text),
+            None => self.decode_escaped(s),
         }
+    }
+
+    #[inline(never)]
+    fn decode_escaped(&mut self, s: &JsonStr<'a>) -> Result<&'a str, JsonError> {
         let rest = core::mem::take(&mut self.rest);
         let n = match s.decode_into(rest) {
             Ok(n) => n,
