@@ -16,7 +16,8 @@
 //!   `null`, a list holding a non-string) is refused ([`ParseError::WrongFieldType`] /
 //!   [`ParseError::BadTag`]): the original's sender crashed on those (compat §7 item 12) and we
 //!   would otherwise have to guess the tags, so the agent dead-letters them instead.
-//! - `points`: one to [`MAX_POINTS`] `[timestamp, value]` pairs of finite numbers.
+//! - `points`: one to [`MAX_POINTS`] `[timestamp, value]` pairs of finite numbers, timestamps
+//!   non-negative ([`ParseError::NegativeTimestamp`], as for raw records).
 //! - `type`: `count`, `gauge` or `rate`.
 //! - `interval`: optional; an integer, or a float with an integral value; `0` and `null` mean none.
 //! - `host`: optional string (or `null`).
