@@ -45,6 +45,9 @@ fn flush_all(agg: &mut Agg, config: &WrapConfig) -> Vec<Point> {
     points.sort_by(|a, b| {
         (&a.metric, a.timestamp.to_bits()).cmp(&(&b.metric, b.timestamp.to_bits()))
     });
+    // Each original case built a fresh wrapper: start the next case from a fresh aggregator (this
+    // one closed its buckets, so samples for them would now be folded in as late).
+    *agg = Agg::new(*agg.config());
     points
 }
 
@@ -142,7 +145,7 @@ fn merger_merges_the_fixture_into_four_series() {
                 .record(Timestamp::from_secs_f64(40.0), raw.sample())
                 .unwrap(),
             Err(_) => refused += 1,
-        }
+        };
     }
     assert_eq!(refused, 2);
     let points = flush_all(&mut agg, &WrapConfig::default());

@@ -1,0 +1,84 @@
+//! Record parsing throughput: raw metrics (a realistic mix), wrapped metrics, logs.
+//!
+//! Run: `cargo bench -p chouette-core --bench parse -- --warm-up-time 1 --measurement-time 3`.
+
+use core::hint::black_box;
+
+use chouette_core::wire::log::parse_log;
+use chouette_core::wire::raw::parse_raw_metric;
+use chouette_core::wire::wrapped::{encode_wrapped, parse_wrapped};
+use chouette_core::{MetricName, OutputType, Tag, Timestamp, Wrapped};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+/// What the Python client writes, in roughly the proportions an IoT app produces them.
+const RAW_MIX: &[&str] = &[
+    r#"{"metric": "app.requests", "type": "count", "value": 1, "timestamp": 1795310771.038424, "tags": {"endpoint": "/api/v1/items", "status": "200"}}"#,
+    r#"{"metric": "app.requests", "type": "count", "value": 1, "timestamp": 1795310771.139871, "tags": {"endpoint": "/api/v1/items", "status": "500"}}"#,
+    r#"{"metric": "sensor.temperature", "type": "gauge", "value": 21.375, "timestamp": 1795310771.5, "tags": {"zone": "cpu"}}"#,
+    r#"{"metric": "app.latency", "type": "histogram", "value": 0.01234, "timestamp": 1795310771.25, "tags": {"endpoint": "/health"}}"#,
+    r#"{"metric": "app.bytes", "type": "rate", "value": 512, "timestamp": 1795310772, "tags": {}}"#,
+    r#"{"metric": "app.users", "type": "set", "value": ["alice", "bob"], "timestamp": 1795310772.75, "tags": {"app": "web"}}"#,
+    r#"{"metric": "queue.depth", "type": "gauge", "value": 3, "timestamp": 1795310773.001, "tags": {"queue": "default", "host": "pi-4"}}"#,
+    r#"{"metric": "app.errors", "type": "count", "value": 2, "timestamp": 1795310773.5, "tags": {"kind": "timeout"}}"#,
+];
+
+fn bench_raw(c: &mut Criterion) {
+    let mut group = c.benchmark_group("parse_raw_metric");
+    let bytes: usize = RAW_MIX.iter().map(|r| r.len()).sum();
+    group.throughput(Throughput::Elements(RAW_MIX.len() as u64));
+    group.bench_function(
+        format!("mix of {} ({} B avg)", RAW_MIX.len(), bytes / RAW_MIX.len()),
+        |b| {
+            let mut scratch = [0u8; 1024];
+            b.iter(|| {
+                for record in RAW_MIX {
+                    let m = parse_raw_metric(black_box(record.as_bytes()), &mut scratch);
+                    black_box(m.is_ok());
+                }
+            })
+        },
+    );
+    group.finish();
+}
+
+fn bench_wrapped(c: &mut Criterion) {
+    let tags = [
+        Tag::new("endpoint", "/api/v1/items"),
+        Tag::new("env", "prod"),
+    ];
+    let w = Wrapped {
+        name: MetricName::plain("app.requests"),
+        kind: OutputType::Count,
+        tags: &tags,
+        timestamp: Timestamp(1795310770.0),
+        value: 42.0,
+        interval: Some(10),
+    };
+    let mut buf = [0u8; 256];
+    let n = encode_wrapped(&w, &mut buf).unwrap_or(0);
+    let line = buf[..n].to_vec();
+    let mut group = c.benchmark_group("wrapped");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("parse_wrapped", |b| {
+        let mut scratch = [0u8; 256];
+        b.iter(|| black_box(parse_wrapped(black_box(&line), &mut scratch).is_ok()))
+    });
+    group.bench_function("encode_wrapped", |b| {
+        let mut out = [0u8; 256];
+        b.iter(|| black_box(encode_wrapped(black_box(&w), &mut out)))
+    });
+    group.finish();
+}
+
+fn bench_log(c: &mut Criterion) {
+    let line = br#"{"date": "2026-11-22T01:25:26.038424+00:00", "ddsource": "svc", "ddtags": ["env:prod"], "level": "INFO", "message": {"msg": "hello %s"}, "service": "svc"}"#;
+    let mut group = c.benchmark_group("log");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("parse_log", |b| {
+        b.iter(|| black_box(parse_log(black_box(line)).is_ok()))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_raw, bench_wrapped, bench_log);
+criterion_main!(benches);
