@@ -1,0 +1,1 @@
+//! HTTP dispatch to Datadog (stub: the dispatch helper replaces this file).

@@ -1,0 +1,16 @@
+//! The Chouette agent: reads raw metrics from Redis (the original Chouette-IoT layout) or from an
+//! embedded store, aggregates them with `chouette-core`, keeps the wrapped points durably queued
+//! and ships them, with the logs, to Datadog or any Datadog-compatible backend.
+//!
+//! Layers:
+//! - [`config`]: the environment (the original's variables, same defaults) into a [`config::Config`].
+//! - [`store`]: the [`store::Store`] trait, over Redis ([`store::redis`]) or redb ([`store::embedded`]).
+//! - [`dispatch`]: HTTP to Datadog: compression, status handling, splitting, bisecting, backoff.
+//! - [`pipeline`]: the aggregate, release and cleanup ticks, self-metrics, status.
+//! - [`logging`]: the agent's own log lines on stdout.
+
+pub mod config;
+pub mod dispatch;
+pub mod logging;
+pub mod pipeline;
+pub mod store;

@@ -1,0 +1,1 @@
+//! The agent's own log lines (stub: the config helper replaces this file).

@@ -1,0 +1,1 @@
+//! The aggregate, release and cleanup ticks (stub).

@@ -1,0 +1,1 @@
+//! Embedded store (stub: the store helper replaces this file).
