@@ -19,6 +19,7 @@ extern crate alloc;
 pub mod hash;
 pub mod limits;
 pub mod metric;
+pub mod sketch;
 pub mod wire;
 
 pub use metric::{
