@@ -218,12 +218,7 @@ const THIN_SEED: u64 = 0x5ca1_ab1e_0dd5_eed5;
 impl<const BINS: usize> QuantileSketch<BINS> {
     /// An empty sketch (usable in a `static`).
     pub const fn new() -> Self {
-        const {
-            assert!(
-                BINS >= 2 && BINS <= 1 << 16,
-                "QuantileSketch needs 2..=65536 bins"
-            )
-        };
+        const { assert!(BINS >= 2 && BINS <= 1 << 16, "QuantileSketch needs 2..=65536 bins") };
         QuantileSketch {
             bins: [0; BINS],
             offset: 0,
@@ -266,9 +261,7 @@ impl<const BINS: usize> QuantileSketch<BINS> {
 
     #[cold]
     fn keep_insert(&self) -> bool {
-        let mask = 1u64
-            .checked_shl(u32::from(self.scale))
-            .map_or(u64::MAX, |v| v - 1);
+        let mask = 1u64.checked_shl(u32::from(self.scale)).map_or(u64::MAX, |v| v - 1);
         crate::hash::hash_u64(THIN_SEED, self.count) & mask == 0
     }
 
@@ -289,11 +282,7 @@ impl<const BINS: usize> QuantileSketch<BINS> {
             self.make_room(other.offset + lo as i32, other.offset + hi as i32);
             for (index, &bin) in other.bins.iter().enumerate().take(hi + 1).skip(lo) {
                 if bin != 0 {
-                    let units = if shift >= 16 {
-                        1
-                    } else {
-                        u32::from(bin).div_ceil(1 << shift)
-                    };
+                    let units = if shift >= 16 { 1 } else { u32::from(bin).div_ceil(1 << shift) };
                     self.add_units(other.offset + index as i32, units);
                 }
             }
@@ -391,11 +380,7 @@ impl<const BINS: usize> QuantileSketch<BINS> {
     #[cfg(test)]
     fn nonzero_bins(&self) -> impl Iterator<Item = (i32, u16)> + '_ {
         let offset = self.offset;
-        self.bins
-            .iter()
-            .enumerate()
-            .filter(|(_, &b)| b != 0)
-            .map(move |(i, &b)| (offset + i as i32, b))
+        self.bins.iter().enumerate().filter(|(_, &b)| b != 0).map(move |(i, &b)| (offset + i as i32, b))
     }
 
     /// Indices of the lowest and highest nonzero bins.
@@ -426,18 +411,12 @@ impl<const BINS: usize> QuantileSketch<BINS> {
     fn make_room(&mut self, lo: i32, hi: i32) {
         let bins = BINS as i64;
         let (lo, hi) = match self.occupied() {
-            Some((l, h)) => (
-                lo.min(self.offset + l as i32),
-                hi.max(self.offset + h as i32),
-            ),
+            Some((l, h)) => (lo.min(self.offset + l as i32), hi.max(self.offset + h as i32)),
             None => (lo, hi),
         };
         let span = i64::from(hi) - i64::from(lo) + 1;
-        let new_offset = if span <= bins {
-            i64::from(lo) - (bins - span) / 2
-        } else {
-            i64::from(hi) - bins + 1
-        };
+        let new_offset =
+            if span <= bins { i64::from(lo) - (bins - span) / 2 } else { i64::from(hi) - bins + 1 };
         self.shift_to(new_offset as i32);
     }
 
@@ -505,11 +484,7 @@ pub struct Histogram(Repr);
 
 #[derive(Debug, Clone)]
 enum Repr {
-    Exact {
-        sorted: [f64; EXACT_SAMPLES],
-        len: u16,
-        sum: f64,
-    },
+    Exact { sorted: [f64; EXACT_SAMPLES], len: u16, sum: f64 },
     Sketch(QuantileSketch<SKETCH_BINS>),
 }
 
@@ -523,11 +498,7 @@ impl Histogram {
     /// An empty histogram, in exact mode (usable in a `static`).
     pub const fn new() -> Self {
         const { assert!(EXACT_SAMPLES >= 1 && EXACT_SAMPLES <= u16::MAX as usize) };
-        Histogram(Repr::Exact {
-            sorted: [0.0; EXACT_SAMPLES],
-            len: 0,
-            sum: 0.0,
-        })
+        Histogram(Repr::Exact { sorted: [0.0; EXACT_SAMPLES], len: 0, sum: 0.0 })
     }
 
     /// Records one value. NaN and infinities are refused and change nothing.
@@ -571,11 +542,7 @@ impl Histogram {
     /// Adds `other`'s values. Two exact histograms stay exact while their samples fit.
     pub fn merge(&mut self, other: &Histogram) {
         match &other.0 {
-            Repr::Exact {
-                sorted: theirs,
-                len: their_len,
-                sum: their_sum,
-            } => {
+            Repr::Exact { sorted: theirs, len: their_len, sum: their_sum } => {
                 let m = usize::from(*their_len);
                 if let Repr::Exact { sorted, len, sum } = &mut self.0 {
                     let n = usize::from(*len);

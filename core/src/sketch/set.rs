@@ -50,13 +50,8 @@ pub struct SetCounter(SetRepr);
 
 #[derive(Debug, Clone)]
 enum SetRepr {
-    Exact {
-        sorted: [u64; EXACT_MEMBERS],
-        len: u16,
-    },
-    Hll {
-        registers: [u8; HLL_BYTES],
-    },
+    Exact { sorted: [u64; EXACT_MEMBERS], len: u16 },
+    Hll { registers: [u8; HLL_BYTES] },
 }
 
 impl Default for SetCounter {
@@ -72,10 +67,7 @@ impl SetCounter {
             assert!(EXACT_MEMBERS >= 1 && EXACT_MEMBERS <= u16::MAX as usize);
             assert!(HLL_PRECISION >= 4 && HLL_PRECISION <= 18);
         };
-        SetCounter(SetRepr::Exact {
-            sorted: [0; EXACT_MEMBERS],
-            len: 0,
-        })
+        SetCounter(SetRepr::Exact { sorted: [0; EXACT_MEMBERS], len: 0 })
     }
 
     /// Counts one member.
@@ -171,9 +163,7 @@ impl SetCounter {
 #[inline(always)]
 fn load_group(registers: &[u8; HLL_BYTES], group: usize) -> u32 {
     let at = group * 3;
-    u32::from(registers[at])
-        | u32::from(registers[at + 1]) << 8
-        | u32::from(registers[at + 2]) << 16
+    u32::from(registers[at]) | u32::from(registers[at + 1]) << 8 | u32::from(registers[at + 2]) << 16
 }
 
 #[inline(always)]
@@ -193,11 +183,7 @@ fn hll_insert(registers: &mut [u8; HLL_BYTES], hash: u64) {
     let index = (hash >> Q) as usize;
     let rest = hash << HLL_PRECISION;
     // Leading zeros of the remaining Q bits, plus one; Q + 1 when they are all zero.
-    let rank = if rest == 0 {
-        Q + 1
-    } else {
-        rest.leading_zeros() + 1
-    };
+    let rank = if rest == 0 { Q + 1 } else { rest.leading_zeros() + 1 };
     let group = index / 4;
     let shift = (index % 4) * 6;
     let word = load_group(registers, group);
