@@ -54,13 +54,12 @@ const CHUNK_BITS: u32 = 7;
 
 /// `e^x` by its Taylor series (only used at compile time, for `x` in `[0, ln 2)`).
 const fn exp_series(x: f64) -> f64 {
-    let mut term = 1.0;
+    // Horner form from the smallest term up: 1 + x (1 + x/2 (1 + x/3 (...))).
     let mut sum = 1.0;
-    let mut n = 1;
-    while n < 40 {
-        term = term * x / n as f64;
-        sum += term;
-        n += 1;
+    let mut n = 30;
+    while n > 0 {
+        sum = 1.0 + x * sum / n as f64;
+        n -= 1;
     }
     sum
 }
@@ -653,5 +652,527 @@ fn merge_sorted(buf: &mut [f64], n: usize, theirs: &[f64]) {
             j -= 1;
         }
         k -= 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use proptest::prelude::*;
+    use std::vec::Vec;
+
+    type Sketch = QuantileSketch<SKETCH_BINS>;
+
+    /// splitmix64: a small deterministic generator for test data.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next_u64(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        /// Uniform in `[0, 1)`.
+        fn unit(&mut self) -> f64 {
+            (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    fn next_up(x: f64) -> f64 {
+        assert!(x > 0.0);
+        f64::from_bits(x.to_bits() + 1)
+    }
+
+    fn next_down(x: f64) -> f64 {
+        assert!(x > 0.0);
+        f64::from_bits(x.to_bits() - 1)
+    }
+
+    /// `sorted[floor(q * (n - 1))]`: the rank convention of `QuantileSketch::quantile`.
+    fn lower_rank(sorted: &[f64], q: f64) -> f64 {
+        sorted[(q * (sorted.len() - 1) as f64) as usize]
+    }
+
+    fn within_one_percent(estimate: f64, truth: f64) -> bool {
+        (estimate - truth).abs() <= 0.01 * truth.abs()
+    }
+
+    fn sketch_of(values: &[f64]) -> Sketch {
+        let mut sketch = Sketch::new();
+        for &v in values {
+            sketch.insert(v).unwrap();
+        }
+        sketch
+    }
+
+    fn sorted(values: &[f64]) -> Vec<f64> {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        sorted
+    }
+
+    #[test]
+    fn mapping_tables_are_consistent() {
+        // gamma = 2^(1/35), and the accuracy is just under 1%.
+        assert!((std::primitive::f64::powi(GAMMA, 35) - 2.0).abs() < 1e-12);
+        assert!(RELATIVE_ACCURACY < 0.01 && RELATIVE_ACCURACY > 0.0098);
+        // Thresholds strictly increase, never two in one chunk of the lookup table.
+        for pair in THRESHOLDS.windows(2) {
+            assert!(pair[1] - pair[0] > 1 << (MANT_BITS - CHUNK_BITS));
+        }
+        for (i, &t) in THRESHOLD_VALUES.iter().enumerate() {
+            let exact = std::primitive::f64::exp2(i as f64 / 35.0);
+            assert!((t - exact).abs() <= 2.0 * f64::EPSILON, "{i}: {t} vs {exact}");
+        }
+        assert_eq!(key_of(MIN_POSITIVE), 1);
+        assert_eq!(key_of(next_down(MIN_POSITIVE)), 0);
+        assert_eq!(key_of(0.0), 0);
+        assert_eq!(key_of(-0.0), 0);
+        assert_eq!(key_of(-MIN_POSITIVE), -1);
+        assert!(key_of(f64::MAX) > 0 && key_of(f64::MAX) < 40_000);
+        assert!(value_of_key(key_of(f64::MAX)).is_finite());
+    }
+
+    #[test]
+    fn keys_match_the_exact_logarithm() {
+        let mut rng = Rng(1);
+        for _ in 0..20_000 {
+            let x = std::primitive::f64::exp2(rng.unit() * 120.0 - 30.0);
+            let exact = std::primitive::f64::ceil(std::primitive::f64::log2(x) * 35.0) as i32;
+            let ours = raw_key(x);
+            // Equal except within rounding of a bin boundary.
+            assert!((ours - exact).abs() <= 1, "{x}");
+            if ours != exact {
+                let bound = std::primitive::f64::exp2(f64::from(ours.min(exact)) / 35.0);
+                assert!((x / bound - 1.0).abs() < 1e-12, "{x}");
+            }
+        }
+    }
+
+    #[test]
+    fn keys_are_monotone_across_boundaries_and_signs() {
+        let mut values = Vec::new();
+        for exponent in [-40, -31, -30, -29, -1, 0, 1, 20, 1023] {
+            for &t in &THRESHOLD_VALUES {
+                let b = t * std::primitive::f64::exp2(f64::from(exponent));
+                if b.is_finite() && b > 0.0 {
+                    values.extend([next_down(b), b, next_up(b)]);
+                }
+            }
+        }
+        values.extend([0.0, f64::MIN_POSITIVE, 5e-324, MIN_POSITIVE, next_down(MIN_POSITIVE), f64::MAX]);
+        let negatives: Vec<f64> = values.iter().map(|v| -v).collect();
+        values.extend(negatives);
+        values.sort_by(f64::total_cmp);
+        for pair in values.windows(2) {
+            assert!(key_of(pair[0]) <= key_of(pair[1]), "{} {}", pair[0], pair[1]);
+        }
+        // A boundary is the top of its bin: the next value up starts a new one.
+        let b = THRESHOLD_VALUES[7];
+        assert_eq!(key_of(next_down(b)), key_of(b));
+        assert_eq!(key_of(next_up(b)), key_of(b) + 1);
+    }
+
+    #[test]
+    fn every_value_is_within_accuracy_of_its_bin_estimate() {
+        let check = |x: f64| {
+            let estimate = value_of_key(key_of(x));
+            let error = (estimate - x).abs() / x.abs();
+            assert!(error <= RELATIVE_ACCURACY * (1.0 + 1e-9), "{x}: {estimate} ({error})");
+            assert!(error <= 0.01);
+        };
+        // Both ends of every bin in a range of octaves, including the extremes of f64.
+        for exponent in (-30..=1023).step_by(7).chain([-30, 1022, 1023]) {
+            for &t in &THRESHOLD_VALUES {
+                let hi = t * std::primitive::f64::exp2(f64::from(exponent));
+                if hi >= MIN_POSITIVE && hi.is_finite() {
+                    check(hi);
+                    check(next_up(hi));
+                    check(-hi);
+                }
+            }
+        }
+        check(f64::MAX);
+        check(MIN_POSITIVE);
+        // Random values over every magnitude from 1e-9 up.
+        let mut rng = Rng(7);
+        for _ in 0..100_000 {
+            let x = std::primitive::f64::exp2(rng.unit() * 1050.0 - 29.8);
+            if x.is_finite() {
+                check(x);
+            }
+        }
+    }
+
+    /// p50/p95/p99 (and a few more) of the sketch against an exact sort.
+    fn assert_quantiles_within_bound(values: &[f64]) {
+        let sketch = sketch_of(values);
+        let sorted = sorted(values);
+        assert_eq!(sketch.count(), values.len() as u64);
+        assert_eq!(sketch.min(), Some(sorted[0]));
+        assert_eq!(sketch.max(), Some(*sorted.last().unwrap()));
+        for q in [0.0, 0.01, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0] {
+            let estimate = sketch.quantile(q).unwrap();
+            let truth = lower_rank(&sorted, q);
+            assert!(within_one_percent(estimate, truth), "q={q} n={}: {estimate} vs {truth}", values.len());
+        }
+    }
+
+    #[test]
+    fn quantiles_within_one_percent_over_distributions() {
+        let mut rng = Rng(42);
+        for n in [1_000, 10_000, 100_000] {
+            // Uniform in log space over 6 decades.
+            let log_uniform: Vec<f64> =
+                (0..n).map(|_| std::primitive::f64::powf(10.0, rng.unit() * 6.0 - 3.0)).collect();
+            assert_quantiles_within_bound(&log_uniform);
+            // Exponential, mean 250 ms.
+            let exponential: Vec<f64> =
+                (0..n).map(|_| -0.25 * std::primitive::f64::ln(1.0 - rng.unit())).collect();
+            assert_quantiles_within_bound(&exponential);
+            // Constant (100k of one value also overflows a u16 bin).
+            assert_quantiles_within_bound(&std::vec![3.3; n]);
+            // Two values.
+            let two: Vec<f64> = (0..n).map(|i| if i % 3 == 0 { 20.0 } else { 0.5 }).collect();
+            assert_quantiles_within_bound(&two);
+            // Both signs, within the window (mixed signs need about 2 * 35 * log2(max / 1e-9) keys).
+            let mixed: Vec<f64> = (0..n).map(|_| (rng.unit() - 0.3) * 1e-6).collect();
+            assert_quantiles_within_bound(&mixed);
+        }
+    }
+
+    #[test]
+    fn six_decades_fit_without_collapsing() {
+        for (lo, hi) in [(1e-3, 1e3), (1.0, 1e6), (1e-9, 1e-1)] {
+            let mut sketch = Sketch::new();
+            // Extremes first, then everything in between: no order may cause a collapse.
+            sketch.insert(hi).unwrap();
+            sketch.insert(lo).unwrap();
+            let mut x = lo;
+            while x < hi {
+                sketch.insert(x).unwrap();
+                x *= 1.005;
+            }
+            // No collapse: every value still sits in its own bin.
+            let keys: Vec<i32> = sketch.nonzero_bins().map(|(k, _)| k).collect();
+            assert_eq!(keys.first(), Some(&key_of(lo)));
+            assert_eq!(keys.last(), Some(&key_of(hi)));
+            assert_eq!(sketch.units(), sketch.count());
+            assert!(within_one_percent(sketch.value_at_rank(0), lo));
+        }
+        assert!(key_of(1e3) - key_of(1e-3) < SKETCH_BINS as i32);
+    }
+
+    #[test]
+    fn collapse_keeps_upper_quantiles_and_counts() {
+        // 14 decades: more than the window, the lowest keys collapse.
+        let mut rng = Rng(3);
+        let values: Vec<f64> =
+            (0..20_000).map(|_| std::primitive::f64::powf(10.0, rng.unit() * 14.0 - 7.0)).collect();
+        let sketch = sketch_of(&values);
+        let sorted = sorted(&values);
+        assert_eq!(sketch.units(), sketch.count());
+        let keys: Vec<i32> = sketch.nonzero_bins().map(|(k, _)| k).collect();
+        assert!(keys.last().unwrap() - keys.first().unwrap() < SKETCH_BINS as i32);
+        // The window keeps the top 8.6 decades: quantiles above 1e-7 * 10^(14-8.6) are exact-ish.
+        for q in [0.5, 0.9, 0.95, 0.99] {
+            let estimate = sketch.quantile(q).unwrap();
+            assert!(within_one_percent(estimate, lower_rank(&sorted, q)), "q={q}");
+        }
+        // The lowest quantile is the collapsed bin, clamped to the exact minimum.
+        let low = sketch.quantile(0.01).unwrap();
+        assert!(low >= sorted[0]);
+        // Collapsing when a value arrives below the window, too.
+        let mut sketch = Sketch::new();
+        sketch.insert(1e6).unwrap();
+        sketch.insert(1e-6).unwrap();
+        sketch.insert(1e-8).unwrap();
+        assert_eq!(sketch.units(), 3);
+        assert_eq!(sketch.quantile(1.0), Some(1e6));
+        assert_eq!(sketch.quantile(0.0), Some(1e-8));
+    }
+
+    #[test]
+    fn bin_overflow_halves_and_keeps_counts_exact() {
+        let mut sketch = Sketch::new();
+        let mut values = Vec::new();
+        for i in 0..200_000u32 {
+            // Mostly one value, some spread above it.
+            let v = if i % 10 == 0 { 1.0 + f64::from(i % 1000) } else { 0.5 };
+            sketch.insert(v).unwrap();
+            values.push(v);
+        }
+        assert!(sketch.scale >= 1);
+        assert_eq!(sketch.count(), 200_000);
+        assert_eq!(sketch.sum(), values.iter().sum::<f64>());
+        let sorted = sorted(&values);
+        for q in [0.5, 0.85, 0.89] {
+            assert!(within_one_percent(sketch.quantile(q).unwrap(), lower_rank(&sorted, q)), "q={q}");
+        }
+        // Upper quantiles: a small rank error (here the ranks of 0.95 +- 0.002).
+        for q in [0.95, 0.99] {
+            let estimate = sketch.quantile(q).unwrap();
+            let (lo, hi) = (lower_rank(&sorted, q - 0.002), lower_rank(&sorted, q + 0.002));
+            assert!(estimate >= lo * 0.99 && estimate <= hi * 1.01, "{estimate} not in [{lo}, {hi}]");
+        }
+    }
+
+    #[test]
+    fn refuses_non_finite_and_bad_quantiles() {
+        let mut sketch = Sketch::new();
+        assert_eq!(sketch.quantile(0.5), None);
+        assert_eq!(sketch.min(), None);
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(sketch.insert(bad), Err(SketchError::NonFinite));
+        }
+        assert_eq!(sketch.count(), 0);
+        sketch.insert(2.0).unwrap();
+        assert_eq!(sketch.quantile(-0.1), None);
+        assert_eq!(sketch.quantile(1.1), None);
+        assert_eq!(sketch.quantile(f64::NAN), None);
+        assert_eq!(sketch.quantile(0.5), Some(2.0));
+        sketch.clear();
+        assert_eq!(sketch.count(), 0);
+        assert_eq!(sketch.quantile(0.5), None);
+        assert_eq!(std::format!("{}", SketchError::NonFinite), "value is NaN or infinite");
+    }
+
+    #[test]
+    fn sizes_fit_the_budget() {
+        assert!(core::mem::size_of::<Sketch>() <= 2048);
+        assert_eq!(core::mem::size_of::<Sketch>(), 2040);
+        assert!(core::mem::size_of::<Histogram>() <= 2048 + 64);
+        assert_eq!(core::mem::size_of::<Histogram>(), 2064);
+        static EMPTY: QuantileSketch<SKETCH_BINS> = QuantileSketch::new();
+        static EMPTY_HISTOGRAM: Histogram = Histogram::new();
+        assert_eq!(EMPTY.count() + EMPTY_HISTOGRAM.count(), 0);
+    }
+
+    fn ints() -> impl Strategy<Value = Vec<f64>> {
+        // Integers (and their negatives) so that sums are exact in any order.
+        proptest::collection::vec((-1_000_000i32..1_000_000).prop_map(f64::from), 0..300)
+    }
+
+    fn positive() -> impl Strategy<Value = Vec<f64>> {
+        proptest::collection::vec((1u32..1_000_000_000).prop_map(|v| f64::from(v) * 1e-6), 0..300)
+    }
+
+    fn merged(a: &Sketch, b: &Sketch) -> Sketch {
+        let mut m = a.clone();
+        m.merge(b);
+        m
+    }
+
+    fn same(a: &Sketch, b: &Sketch) {
+        assert_eq!(a.count(), b.count());
+        assert_eq!(a.sum(), b.sum());
+        assert_eq!(a.min(), b.min());
+        assert_eq!(a.max(), b.max());
+        assert!(a.nonzero_bins().eq(b.nonzero_bins()));
+        for q in [0.0, 0.5, 0.95, 0.99, 1.0] {
+            assert_eq!(a.quantile(q), b.quantile(q));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn keys_are_monotone(a in any::<f64>(), b in any::<f64>()) {
+            prop_assume!(a.is_finite() && b.is_finite());
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            prop_assert!(key_of(lo) <= key_of(hi));
+        }
+
+        #[test]
+        fn merge_equals_inserting_everything(a in positive(), b in positive()) {
+            let all: Vec<f64> = a.iter().chain(&b).copied().collect();
+            let (sa, sb) = (sketch_of(&a), sketch_of(&b));
+            let m = merged(&sa, &sb);
+            let direct = sketch_of(&all);
+            prop_assert_eq!(m.count(), direct.count());
+            prop_assert_eq!(m.min(), direct.min());
+            prop_assert_eq!(m.max(), direct.max());
+            prop_assert!((m.sum() - direct.sum()).abs() <= 1e-9 * direct.sum().abs());
+            prop_assert!(m.nonzero_bins().eq(direct.nonzero_bins()));
+            if !all.is_empty() {
+                let sorted = sorted(&all);
+                for q in [0.5, 0.95, 0.99] {
+                    prop_assert!(within_one_percent(m.quantile(q).unwrap(), lower_rank(&sorted, q)));
+                }
+            }
+        }
+
+        #[test]
+        fn merge_is_commutative_and_associative(a in ints(), b in ints(), c in ints()) {
+            let (sa, sb, sc) = (sketch_of(&a), sketch_of(&b), sketch_of(&c));
+            same(&merged(&sa, &sb), &merged(&sb, &sa));
+            same(&merged(&merged(&sa, &sb), &sc), &merged(&sa, &merged(&sb, &sc)));
+            let all: Vec<f64> = a.iter().chain(&b).chain(&c).copied().collect();
+            let direct = sketch_of(&all);
+            let m = merged(&merged(&sa, &sb), &sc);
+            prop_assert_eq!(m.sum(), direct.sum());
+            prop_assert_eq!(m.count(), direct.count());
+            prop_assert_eq!(m.units(), m.count());
+        }
+
+        #[test]
+        fn quantiles_within_bound_for_any_data(values in proptest::collection::vec(-1e12f64..1e12, 1..400)) {
+            let sketch = sketch_of(&values);
+            let sorted = sorted(&values);
+            // Mixed signs may span more keys than the window: only quantiles at or above the
+            // lowest kept bin are guaranteed.
+            let lowest_kept = value_of_key(sketch.offset);
+            for q in [0.5, 0.9, 0.95, 0.99] {
+                let truth = lower_rank(&sorted, q);
+                if key_of(truth) > sketch.offset {
+                    prop_assert!(within_one_percent(sketch.quantile(q).unwrap(), truth),
+                        "q={} lowest kept {}", q, lowest_kept);
+                }
+            }
+        }
+    }
+
+    // Histogram.
+
+    fn histogram_of(values: &[f64]) -> Histogram {
+        let mut h = Histogram::new();
+        for &v in values {
+            h.insert(v).unwrap();
+        }
+        h
+    }
+
+    /// The original agent's percentile, computed from a full sort.
+    fn numpy_percentile(values: &[f64], p: f64) -> f64 {
+        let sorted = sorted(values);
+        let index = (sorted.len() - 1) as f64 * p;
+        let (floor, ceil) = (std::primitive::f64::floor(index), std::primitive::f64::ceil(index));
+        if floor == ceil {
+            return sorted[index as usize];
+        }
+        sorted[floor as usize] * (ceil - index) + sorted[ceil as usize] * (index - floor)
+    }
+
+    #[test]
+    fn histogram_exact_percentiles_match_python() {
+        let h = histogram_of(&[10.0, 3.0, 1.0, 2.0, 9.0, 8.0, 7.0, 6.0, 5.0, 4.0]);
+        assert_eq!(h.quantile(0.5), Some(5.5));
+        assert_eq!(h.quantile(0.75), Some(7.75));
+        assert_eq!(h.quantile(0.9), Some(9.1));
+        assert_eq!(h.quantile(0.95), Some(9.549999999999999));
+        assert_eq!(h.quantile(0.99), Some(9.91));
+        assert_eq!(h.quantile(0.0), Some(1.0));
+        assert_eq!(h.quantile(1.0), Some(10.0));
+        assert_eq!(h.avg(), Some(5.5));
+        let h = histogram_of(&[3.0, 1.0, 2.0, 1.0, 2.0, 3.0, 1.0, 2.0]);
+        assert_eq!(h.quantile(0.5), Some(2.0));
+        assert_eq!(h.quantile(0.95), Some(3.0));
+        let h = histogram_of(&[5.0]);
+        for p in [0.0, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0] {
+            assert_eq!(h.quantile(p), Some(5.0));
+        }
+        assert_eq!((h.count(), h.sum(), h.min(), h.max()), (1, 5.0, Some(5.0), Some(5.0)));
+        let empty = Histogram::new();
+        assert_eq!((empty.quantile(0.5), empty.avg(), empty.min()), (None, None, None));
+    }
+
+    #[test]
+    fn histogram_switches_to_the_sketch_keeping_stats_exact() {
+        let mut rng = Rng(11);
+        let values: Vec<f64> = (0..5_000).map(|_| 0.001 + rng.unit() * 3.7).collect();
+        let mut h = Histogram::new();
+        let mut sum = 0.0;
+        for (i, &v) in values.iter().enumerate() {
+            h.insert(v).unwrap();
+            sum += v;
+            assert_eq!(h.is_exact(), i < EXACT_SAMPLES);
+            assert_eq!(h.sum(), sum);
+            assert_eq!(h.count(), i as u64 + 1);
+            if i == EXACT_SAMPLES - 1 || i == EXACT_SAMPLES {
+                let seen = &values[..=i];
+                let min = seen.iter().copied().fold(f64::INFINITY, f64::min);
+                let max = seen.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                assert_eq!((h.min(), h.max()), (Some(min), Some(max)));
+            }
+        }
+        assert_eq!(h.avg(), Some(sum / 5_000.0));
+        for p in [0.5, 0.75, 0.9, 0.95, 0.99] {
+            let truth = numpy_percentile(&values, p);
+            assert!(within_one_percent(h.quantile(p).unwrap(), truth), "p={p}");
+        }
+        assert_eq!(h.insert(f64::NAN), Err(SketchError::NonFinite));
+        assert_eq!(h.count(), 5_000);
+        h.clear();
+        assert!(h.is_exact() && h.count() == 0);
+    }
+
+    #[test]
+    fn histogram_merges() {
+        let a: Vec<f64> = (0..100).map(f64::from).collect();
+        let b: Vec<f64> = (50..200).map(|i| f64::from(i) * 0.5).collect();
+        let c: Vec<f64> = (0..1000).map(|i| f64::from(i) + 0.25).collect();
+        let all_ab: Vec<f64> = a.iter().chain(&b).copied().collect();
+        // Exact + exact, fits.
+        let mut h = histogram_of(&a);
+        h.merge(&histogram_of(&b));
+        assert!(h.is_exact());
+        let direct = histogram_of(&all_ab);
+        for p in [0.0, 0.1, 0.5, 0.95, 0.99, 1.0] {
+            assert_eq!(h.quantile(p), direct.quantile(p));
+        }
+        assert_eq!((h.count(), h.sum(), h.min(), h.max()), (250, direct.sum(), Some(0.0), Some(99.5)));
+        // Exact + exact, overflows; exact + sketch; sketch + exact; sketch + sketch.
+        let mut over = histogram_of(&all_ab);
+        over.merge(&histogram_of(&all_ab));
+        assert!(!over.is_exact());
+        assert_eq!((over.count(), over.sum()), (500, 2.0 * direct.sum()));
+        for (left, right) in [(&a, &c), (&c, &a), (&c, &c)] {
+            let mut h = histogram_of(left);
+            h.merge(&histogram_of(right));
+            let all: Vec<f64> = left.iter().chain(right.iter()).copied().collect();
+            assert!(!h.is_exact());
+            assert_eq!(h.count(), all.len() as u64);
+            assert_eq!(h.sum(), all.iter().sum::<f64>());
+            assert_eq!(h.min(), Some(if left == &c && right == &c { 0.25 } else { 0.0 }));
+            assert_eq!(h.max(), Some(999.25));
+            for p in [0.5, 0.9, 0.95, 0.99] {
+                assert!(within_one_percent(h.quantile(p).unwrap(), numpy_percentile(&all, p)), "p={p}");
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn histogram_exact_mode_is_numpy(values in proptest::collection::vec(-1e6f64..1e6, 1..=EXACT_SAMPLES), p in 0.0f64..=1.0) {
+            let h = histogram_of(&values);
+            prop_assert!(h.is_exact());
+            prop_assert_eq!(h.quantile(p), Some(numpy_percentile(&values, p)));
+        }
+
+        #[test]
+        fn histogram_merge_is_commutative(a in positive(), b in positive()) {
+            let (ha, hb) = (histogram_of(&a), histogram_of(&b));
+            let mut ab = ha.clone();
+            ab.merge(&hb);
+            let mut ba = hb.clone();
+            ba.merge(&ha);
+            prop_assert_eq!(ab.count(), ba.count());
+            prop_assert_eq!(ab.sum(), ba.sum());
+            prop_assert_eq!(ab.min(), ba.min());
+            prop_assert_eq!(ab.max(), ba.max());
+            if ab.is_exact() {
+                for p in [0.5, 0.95, 0.99] {
+                    prop_assert_eq!(ab.quantile(p), ba.quantile(p));
+                }
+            }
+        }
     }
 }
