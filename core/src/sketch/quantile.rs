@@ -112,6 +112,16 @@ const MIDPOINT_FACTOR: f64 = 4.0 / (1.0 + GAMMA);
 /// Worst-case relative error of a bin's estimate, `(gamma - 1) / (gamma + 1)` = 0.0099017.
 pub const RELATIVE_ACCURACY: f64 = (GAMMA - 1.0) / (GAMMA + 1.0);
 
+// Checked at compile time: the accuracy target, and at most one threshold per lookup chunk.
+const _: () = {
+    assert!(RELATIVE_ACCURACY < 0.01 && RELATIVE_ACCURACY > 0.0098);
+    let mut i = 1;
+    while i < THRESHOLDS.len() {
+        assert!(THRESHOLDS[i] - THRESHOLDS[i - 1] > 1 << (MANT_BITS - CHUNK_BITS));
+        i += 1;
+    }
+};
+
 /// `ceil(log_gamma a)` for a positive normal `a`.
 #[inline(always)]
 const fn raw_key(a: f64) -> i32 {
@@ -720,7 +730,6 @@ mod tests {
     fn mapping_tables_are_consistent() {
         // gamma = 2^(1/35), and the accuracy is just under 1%.
         assert!((std::primitive::f64::powi(GAMMA, 35) - 2.0).abs() < 1e-12);
-        assert!(RELATIVE_ACCURACY < 0.01 && RELATIVE_ACCURACY > 0.0098);
         // Thresholds strictly increase, never two in one chunk of the lookup table.
         for pair in THRESHOLDS.windows(2) {
             assert!(pair[1] - pair[0] > 1 << (MANT_BITS - CHUNK_BITS));

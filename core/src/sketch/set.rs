@@ -321,8 +321,8 @@ mod tests {
         // Strings are distinct from numbers; this one is one more member: the switch.
         set.insert(Member::Str("0"));
         assert!(!set.is_exact());
-        // Now an estimate: about 257 +- 3 (linear counting range of 4096 registers).
-        assert!(set.estimate().abs_diff(EXACT_MEMBERS as u64 + 1) <= 10, "{}", set.estimate());
+        // Now an estimate: about 385 +- 4.3 (linear counting range of 4096 registers).
+        assert!(set.estimate().abs_diff(EXACT_MEMBERS as u64 + 1) <= 20, "{}", set.estimate());
         set.clear();
         assert!(set.is_exact() && set.estimate() == 0);
 
@@ -386,16 +386,16 @@ mod tests {
     fn just_past_the_switch_is_nearly_exact() {
         // Right after the switch the HyperLogLog is in its small range, where Ertl's estimator is
         // close to linear counting: a few members off at most.
-        // Standard deviation about 2.8 at 257 members: allow 4.
+        // Standard deviation about 4.3 at 385 members: allow 4 of them.
         let mut squares = 0.0;
         for seed in 0..32 {
             let set = counter_of(hashes(seed, EXACT_MEMBERS as u64 + 1));
             assert!(!set.is_exact());
             let error = set.estimate() as f64 - (EXACT_MEMBERS + 1) as f64;
-            assert!(error.abs() <= 4.0 * 2.8, "{}", set.estimate());
+            assert!(error.abs() <= 4.0 * 4.3, "{}", set.estimate());
             squares += error * error;
         }
-        assert!(std::primitive::f64::sqrt(squares / 32.0) <= 4.0);
+        assert!(std::primitive::f64::sqrt(squares / 32.0) <= 6.0);
     }
 
     #[test]
@@ -442,7 +442,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
         #[test]
-        fn exact_count_matches_distinct(values in proptest::collection::vec(0u64..300, 0..600)) {
+        fn exact_count_matches_distinct(values in proptest::collection::vec(0u64..500, 0..800)) {
             let set = counter_of(values.iter().map(|&v| input_hash(3, v)));
             let mut distinct: Vec<u64> = values.clone();
             distinct.sort_unstable();
@@ -452,14 +452,14 @@ mod tests {
                 prop_assert_eq!(set.estimate(), distinct.len() as u64);
             } else {
                 prop_assert!(!set.is_exact());
-                // An estimate: standard deviation under 4 here, allow 5 of them.
-                prop_assert!(set.estimate().abs_diff(distinct.len() as u64) <= 20);
+                // An estimate: standard deviation under 6 here, allow 5 of them.
+                prop_assert!(set.estimate().abs_diff(distinct.len() as u64) <= 30);
             }
         }
 
         #[test]
-        fn merge_is_commutative(a in proptest::collection::vec(any::<u64>(), 0..400),
-                                b in proptest::collection::vec(any::<u64>(), 0..400)) {
+        fn merge_is_commutative(a in proptest::collection::vec(any::<u64>(), 0..500),
+                                b in proptest::collection::vec(any::<u64>(), 0..500)) {
             let (sa, sb) = (counter_of(a.iter().copied()), counter_of(b.iter().copied()));
             let mut ab = sa.clone();
             ab.merge(&sb);
