@@ -34,7 +34,7 @@ pub const EXACT_SAMPLES: usize = 256;
 /// Bins of the relative-error quantile sketch. Its bins are `gamma = 2^(1/35)` = 1.0200 wide
 /// (relative accuracy 0.99%, just inside the 1% target, 35 bins per octave), so 1000 bins span a
 /// value ratio of `2^(1000/35)` = 4.0e8 (8.6 decades); the counts are `u16` so the bins cost
-/// 2000 B and the whole `QuantileSketch<1000>` 2040 B.
+/// 2000 B and the whole `QuantileSketch<1000>` 2048 B.
 pub const SKETCH_BINS: usize = 1000;
 
 /// Distinct set members counted exactly (as 64-bit hashes: `384 * 8` = 3 KiB, the size of the

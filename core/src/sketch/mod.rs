@@ -14,7 +14,7 @@
 //!
 //! | type | bytes (64-bit) |
 //! |---|---|
-//! | `QuantileSketch<SKETCH_BINS>` | 2040 |
+//! | `QuantileSketch<SKETCH_BINS>` | 2048 |
 //! | `Histogram` | 2064 |
 //! | `SetCounter` | 3080 |
 

@@ -22,6 +22,9 @@
 
 use core::fmt;
 
+#[cfg(test)]
+extern crate std;
+
 use crate::limits::{EXACT_SAMPLES, SKETCH_BINS};
 
 /// Why a value was refused.
@@ -173,17 +176,22 @@ fn value_of_key(key: i32) -> f64 {
     }
 }
 
-/// A DDSketch-style relative-error quantile sketch in `2 * BINS + 40` bytes.
+/// A DDSketch-style relative-error quantile sketch in `2 * BINS + 48` bytes.
 ///
-/// `BINS` consecutive bin keys form a window (`offset` is the key of `bins[0]`); 35 bins cover a
+/// The `BINS` bins are two windows of consecutive keys, in key order: `bins[..split]` for
+/// negative keys (starting at key `neg_lo`) and `bins[split..]` for the zero key and positive keys
+/// (starting at `pos_lo`). Data of one sign uses one window of all `BINS` bins: 35 bins cover a
 /// factor of 2, so `SKETCH_BINS` = 1000 bins cover a value ratio of `2^(1000/35)` = 4.0e8
-/// (8.6 decades). A value whose key falls outside the window slides and recentres it; when the
-/// span of keys would exceed `BINS`, the lowest keys are collapsed into the lowest kept bin
-/// (DDSketch's collapsing-lowest store): from then on only the quantiles that fall in that
-/// collapsed bin (the lowest ones) lose their accuracy. Negative values use negative keys of
-/// the same window, so data spanning both signs needs keys from `-key(|min|)` to `key(max)`
-/// (about 1040 keys between 1e-9 and 1 alone): with mixed signs the most negative values are the
-/// first to collapse.
+/// (8.6 decades). Data of both signs shares the bins between the two windows, so the empty keys
+/// of the magnitudes between the smallest negative and the smallest positive value (about 1040
+/// keys between 1e-9 and 1 alone) cost nothing: -5 to 30 with values down to 0.1 in magnitude
+/// needs under 500 bins.
+///
+/// A key outside the windows re-plans them (centred, sharing the free bins). When the occupied
+/// keys of both windows together would span more than `BINS`, the lowest keys (the most negative
+/// values, then the smallest positive ones) are collapsed into the lowest kept bin (DDSketch's
+/// collapsing-lowest store): only the quantiles that fall in that collapsed bin (the lowest ones)
+/// lose their accuracy. Each later value below it takes the slow path (a scan of the bins).
 ///
 /// # Guarantee
 ///
@@ -207,8 +215,14 @@ fn value_of_key(key: i32) -> f64 {
 #[derive(Debug, Clone)]
 pub struct QuantileSketch<const BINS: usize> {
     bins: [u16; BINS],
-    /// Key of `bins[0]`.
-    offset: i32,
+    /// Key of `bins[0]`, the first of the negative window `bins[..split]` (keys `< 0`).
+    neg_lo: i32,
+    /// Key of `bins[split]`, the first of the window for the zero key and positive keys.
+    pos_lo: i32,
+    /// Bins of the negative window.
+    split: u16,
+    /// Units of the zero key (`|x| < 1e-9`), which sits between the two windows.
+    zero: u32,
     /// Each unit of a bin stands for about `2^scale` values.
     scale: u8,
     count: u64,
@@ -229,10 +243,13 @@ const THIN_SEED: u64 = 0x5ca1_ab1e_0dd5_eed5;
 impl<const BINS: usize> QuantileSketch<BINS> {
     /// An empty sketch (usable in a `static`).
     pub const fn new() -> Self {
-        const { assert!(BINS >= 2 && BINS <= 1 << 16, "QuantileSketch needs 2..=65536 bins") };
+        const { assert!(BINS >= 2 && BINS <= u16::MAX as usize, "QuantileSketch needs 2..=65535 bins") };
         QuantileSketch {
             bins: [0; BINS],
-            offset: 0,
+            neg_lo: 0,
+            pos_lo: 1,
+            split: 0,
+            zero: 0,
             scale: 0,
             count: 0,
             sum: 0.0,
@@ -249,7 +266,12 @@ impl<const BINS: usize> QuantileSketch<BINS> {
         }
         let key = key_of(value);
         if self.count == 0 {
-            self.offset = key - (BINS / 2) as i32;
+            let range = Some((key, key));
+            if key < 0 {
+                self.set_layout(Layout::plan::<BINS>(range, None));
+            } else if key > 0 {
+                self.set_layout(Layout::plan::<BINS>(None, range));
+            }
         }
         self.count += 1;
         self.sum += value;
@@ -262,9 +284,22 @@ impl<const BINS: usize> QuantileSketch<BINS> {
         if self.scale != 0 && !self.keep_insert() {
             return Ok(());
         }
-        let index = (key - self.offset) as u32 as usize;
-        match self.bins.get_mut(index) {
-            Some(bin) if *bin < u16::MAX => *bin += 1,
+        let split = usize::from(self.split);
+        let slot = if key < 0 {
+            let i = key.wrapping_sub(self.neg_lo) as u32 as usize;
+            (i < split).then_some(i)
+        } else if key == 0 {
+            if self.zero == u32::MAX {
+                self.halve();
+            }
+            self.zero += 1;
+            return Ok(());
+        } else {
+            let i = key.wrapping_sub(self.pos_lo) as u32 as usize;
+            (i < BINS - split).then_some(split + i)
+        };
+        match slot {
+            Some(index) if self.bins[index] < u16::MAX => self.bins[index] += 1,
             _ => self.add_units(key, 1),
         }
         Ok(())
@@ -289,13 +324,20 @@ impl<const BINS: usize> QuantileSketch<BINS> {
             self.halve();
         }
         let shift = u32::from(self.scale - other.scale);
-        if let Some((lo, hi)) = other.occupied() {
-            self.make_room(other.offset + lo as i32, other.offset + hi as i32);
-            for (index, &bin) in other.bins.iter().enumerate().take(hi + 1).skip(lo) {
-                if bin != 0 {
-                    let units = if shift >= 16 { 1 } else { u32::from(bin).div_ceil(1 << shift) };
-                    self.add_units(other.offset + index as i32, units);
-                }
+        let thin = |units: u32| if shift >= 32 { 1 } else { units.div_ceil(1 << shift) };
+        if other.zero != 0 {
+            let mut units = u64::from(thin(other.zero));
+            while u64::from(self.zero) + units > u64::from(u32::MAX) {
+                self.halve();
+                units = units.div_ceil(2);
+            }
+            self.zero += units as u32;
+        }
+        let (neg, pos) = other.occupied();
+        self.make_room(neg, pos);
+        for (index, &bin) in other.bins.iter().enumerate() {
+            if bin != 0 {
+                self.add_units(other.layout().key_at(index), thin(u32::from(bin)));
             }
         }
         self.count += other.count;
@@ -372,44 +414,82 @@ impl<const BINS: usize> QuantileSketch<BINS> {
 
     /// Total units in the bins (equals `count` until a halving).
     fn units(&self) -> u64 {
-        self.bins.iter().map(|&b| u64::from(b)).sum()
+        self.bins.iter().map(|&b| u64::from(b)).sum::<u64>() + u64::from(self.zero)
     }
 
     /// The estimate of the value at `rank` (0-based, in units), clamped to `[min, max]`.
     fn value_at_rank(&self, rank: u64) -> f64 {
+        let layout = self.layout();
         let mut seen = 0u64;
         for (index, &bin) in self.bins.iter().enumerate() {
+            if index == layout.split {
+                seen += u64::from(self.zero);
+                if seen > rank {
+                    return 0f64.clamp(self.min, self.max);
+                }
+            }
             seen += u64::from(bin);
             if seen > rank {
-                return value_of_key(self.offset + index as i32).clamp(self.min, self.max);
+                return value_of_key(layout.key_at(index)).clamp(self.min, self.max);
             }
+        }
+        if layout.split == BINS && seen + u64::from(self.zero) > rank {
+            return 0f64.clamp(self.min, self.max);
         }
         self.max
     }
 
     /// The nonzero bins as `(key, units)`, lowest key first.
     #[cfg(test)]
-    fn nonzero_bins(&self) -> impl Iterator<Item = (i32, u16)> + '_ {
-        let offset = self.offset;
-        self.bins.iter().enumerate().filter(|(_, &b)| b != 0).map(move |(i, &b)| (offset + i as i32, b))
+    fn nonzero_bins(&self) -> std::vec::Vec<(i32, u32)> {
+        let layout = self.layout();
+        let mut bins: std::vec::Vec<(i32, u32)> = self
+            .bins
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b != 0)
+            .map(|(i, &b)| (layout.key_at(i), u32::from(b)))
+            .collect();
+        if self.zero != 0 {
+            bins.push((0, self.zero));
+        }
+        bins.sort_unstable();
+        bins
     }
 
-    /// Indices of the lowest and highest nonzero bins.
-    fn occupied(&self) -> Option<(usize, usize)> {
-        let lo = self.bins.iter().position(|&b| b != 0)?;
-        let hi = self.bins.iter().rposition(|&b| b != 0)?;
-        Some((lo, hi))
+    fn layout(&self) -> Layout {
+        Layout { neg_lo: self.neg_lo, pos_lo: self.pos_lo, split: usize::from(self.split) }
     }
 
-    /// Adds `units` to bin `key`, moving the window (or collapsing below it) and halving as
-    /// needed.
+    fn set_layout(&mut self, layout: Layout) {
+        self.neg_lo = layout.neg_lo;
+        self.pos_lo = layout.pos_lo;
+        self.split = layout.split as u16;
+    }
+
+    /// The lowest and highest occupied keys of each window: (negative, zero and positive).
+    fn occupied(&self) -> (Option<KeyRange>, Option<KeyRange>) {
+        let layout = self.layout();
+        let range = |bins: &[u16], base: usize| {
+            let lo = bins.iter().position(|&b| b != 0)?;
+            let hi = bins.iter().rposition(|&b| b != 0)?;
+            Some((layout.key_at(base + lo), layout.key_at(base + hi)))
+        };
+        let (neg, pos) = self.bins.split_at(layout.split);
+        (range(neg, 0), range(pos, layout.split))
+    }
+
+    /// Adds `units` to bin `key`, re-planning the windows (or collapsing below them) and halving
+    /// as needed.
     #[cold]
     fn add_units(&mut self, key: i32, mut units: u32) {
-        if !(self.offset..self.offset + BINS as i32).contains(&key) {
-            self.make_room(key, key);
+        let range = Some((key, key));
+        if key < 0 {
+            self.make_room(range, None);
+        } else {
+            self.make_room(None, range);
         }
-        // Below the window after a collapse: the lowest kept bin takes it.
-        let index = (key - self.offset).max(0) as usize;
+        let index = self.layout().index_of::<BINS>(key);
         while u32::from(self.bins[index]) + units > u32::from(u16::MAX) {
             self.halve();
             units = units.div_ceil(2);
@@ -417,50 +497,71 @@ impl<const BINS: usize> QuantileSketch<BINS> {
         self.bins[index] += units as u16;
     }
 
-    /// Moves the window so that it covers the occupied keys and `lo..=hi`, centred; when they
-    /// span more than `BINS` keys, keeps the highest `BINS` keys and collapses the rest.
-    fn make_room(&mut self, lo: i32, hi: i32) {
-        let bins = BINS as i64;
-        let (lo, hi) = match self.occupied() {
-            Some((l, h)) => (lo.min(self.offset + l as i32), hi.max(self.offset + h as i32)),
-            None => (lo, hi),
+    /// Re-plans the windows, if needed, to cover the occupied keys and the given key ranges.
+    fn make_room(&mut self, neg: Option<KeyRange>, pos: Option<KeyRange>) {
+        let layout = self.layout();
+        let covered = |range: Option<KeyRange>| {
+            range.is_none_or(|(lo, hi)| layout.contains::<BINS>(lo) && layout.contains::<BINS>(hi))
         };
-        let span = i64::from(hi) - i64::from(lo) + 1;
-        let new_offset =
-            if span <= bins { i64::from(lo) - (bins - span) / 2 } else { i64::from(hi) - bins + 1 };
-        self.shift_to(new_offset as i32);
+        if covered(neg) && covered(pos) {
+            return;
+        }
+        let union = |a: Option<KeyRange>, b: Option<KeyRange>| match (a, b) {
+            (Some((l1, h1)), Some((l2, h2))) => Some((l1.min(l2), h1.max(h2))),
+            (a, b) => a.or(b),
+        };
+        let (own_neg, own_pos) = self.occupied();
+        let plan = Layout::plan::<BINS>(union(own_neg, neg), union(own_pos, pos));
+        if plan != layout {
+            self.relayout(plan);
+        }
     }
 
-    fn shift_to(&mut self, new_offset: i32) {
-        let delta = i64::from(new_offset) - i64::from(self.offset);
-        if delta > 0 {
-            let delta = delta as usize;
-            // Old bins `0..=delta` all land at or below the new bin 0.
-            let upto = delta.min(BINS - 1);
-            let mut collapsed: u64 = self.bins[..=upto].iter().map(|&b| u64::from(b)).sum();
-            if delta >= BINS {
-                self.bins = [0; BINS];
-            } else {
-                self.bins.copy_within(delta + 1.., 1);
-                self.bins[BINS - delta..].fill(0);
-                self.bins[0] = 0;
+    /// Moves every bin to its place in `new` (collapsing keys below it into its first bin), in
+    /// place: the map from old to new index is monotone, so bins moving down are moved in
+    /// increasing order and bins moving up in decreasing order, each onto a free or final slot.
+    fn relayout(&mut self, new: Layout) {
+        let old = self.layout();
+        let target = |index: usize| new.index_of::<BINS>(old.key_at(index));
+        // Collapsed bins add up: halve first if a sum would overflow.
+        loop {
+            let (mut run_target, mut run_sum, mut overflow) = (usize::MAX, 0u64, false);
+            for (index, &bin) in self.bins.iter().enumerate() {
+                if bin != 0 {
+                    let t = target(index);
+                    if t != run_target {
+                        (run_target, run_sum) = (t, 0);
+                    }
+                    run_sum += u64::from(bin);
+                    overflow |= run_sum > u64::from(u16::MAX);
+                }
             }
-            while collapsed > u64::from(u16::MAX) {
-                self.halve();
-                collapsed = collapsed.div_ceil(2);
+            if !overflow {
+                break;
             }
-            self.bins[0] = collapsed as u16;
-        } else if delta < 0 {
-            let delta = delta.unsigned_abs() as usize;
-            if delta >= BINS {
-                self.bins = [0; BINS];
-            } else {
-                debug_assert!(self.bins[BINS - delta..].iter().all(|&b| b == 0));
-                self.bins.copy_within(..BINS - delta, delta);
-                self.bins[..delta].fill(0);
+            self.halve();
+        }
+        for index in 0..BINS {
+            if self.bins[index] == 0 {
+                continue;
+            }
+            let t = target(index);
+            if t < index {
+                let units = core::mem::take(&mut self.bins[index]);
+                self.bins[t] += units;
             }
         }
-        self.offset = new_offset;
+        for index in (0..BINS).rev() {
+            if self.bins[index] == 0 {
+                continue;
+            }
+            let t = target(index);
+            if t > index {
+                let units = core::mem::take(&mut self.bins[index]);
+                self.bins[t] += units;
+            }
+        }
+        self.set_layout(new);
     }
 
     /// Halves every bin (see the type's docs) and records the new scale.
@@ -475,7 +576,89 @@ impl<const BINS: usize> QuantileSketch<BINS> {
                 *bin = (*bin >> 1) + odd;
             }
         }
+        self.zero = (self.zero >> 1) + (self.zero & 1);
         self.scale = self.scale.saturating_add(1);
+    }
+}
+
+/// The lowest and highest key of some bins.
+type KeyRange = (i32, i32);
+
+/// Where the two windows of a [`QuantileSketch`] sit (see its docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    neg_lo: i32,
+    pos_lo: i32,
+    split: usize,
+}
+
+impl Layout {
+    /// Windows covering the negative key range `neg` and the positive key range `pos`, each
+    /// centred in its share of the free bins; over `BINS` keys in all, the highest `BINS` occupied
+    /// keys are kept.
+    fn plan<const BINS: usize>(neg: Option<KeyRange>, pos: Option<KeyRange>) -> Layout {
+        let bins = BINS as i64;
+        let span = |range: Option<KeyRange>| range.map_or(0, |(lo, hi)| i64::from(hi) - i64::from(lo) + 1);
+        let (n, p) = (span(neg), span(pos));
+        let (split, neg_lo, pos_lo) = if n + p <= bins {
+            let free = bins - n - p;
+            let split = match (neg, pos) {
+                (Some(_), Some(_)) => n + free / 2,
+                (Some(_), None) => bins,
+                (None, _) => 0,
+            };
+            // The negative window ends at key -1 at most, the positive one starts at key 1 at least.
+            let neg_lo = neg.map_or(-split, |(lo, _)| (i64::from(lo) - (split - n) / 2).min(-split));
+            let pos_free = bins - split - p;
+            let pos_lo = pos.map_or(1, |(lo, _)| (i64::from(lo) - pos_free / 2).max(1));
+            (split, neg_lo, pos_lo)
+        } else if let (Some((_, hi)), true) = (pos, p >= bins) {
+            (0, 0, i64::from(hi) - bins + 1)
+        } else {
+            // Only negatives collapse: the positive window keeps its span exactly.
+            let split = bins - p;
+            let neg_hi = neg.map_or(-1, |(_, hi)| i64::from(hi));
+            (split, neg_hi - split + 1, pos.map_or(1, |(lo, _)| i64::from(lo)))
+        };
+        Layout { neg_lo: neg_lo as i32, pos_lo: pos_lo as i32, split: split as usize }
+    }
+
+    /// The key of bin `index`.
+    fn key_at(&self, index: usize) -> i32 {
+        if index < self.split {
+            self.neg_lo + index as i32
+        } else {
+            self.pos_lo + (index - self.split) as i32
+        }
+    }
+
+    /// Whether `key` has a bin of its own.
+    fn contains<const BINS: usize>(&self, key: i32) -> bool {
+        let split = self.split as i64;
+        if key < 0 {
+            (0..split).contains(&(i64::from(key) - i64::from(self.neg_lo)))
+        } else {
+            (0..BINS as i64 - split).contains(&(i64::from(key) - i64::from(self.pos_lo)))
+        }
+    }
+
+    /// The bin of `key`: its own, or the lowest kept bin for a key below the windows (collapsed).
+    /// Monotone in `key`.
+    fn index_of<const BINS: usize>(&self, key: i32) -> usize {
+        let split = self.split as i64;
+        let index = if key < 0 && split > 0 {
+            (i64::from(key) - i64::from(self.neg_lo)).clamp(0, split - 1)
+        } else if key <= 0 || split == BINS as i64 {
+            // Below the lowest window (collapsed), or no window for it (never asked).
+            if key <= 0 {
+                0
+            } else {
+                split - 1
+            }
+        } else {
+            split + (i64::from(key) - i64::from(self.pos_lo)).clamp(0, BINS as i64 - split - 1)
+        };
+        index.clamp(0, BINS as i64 - 1) as usize
     }
 }
 
@@ -870,7 +1053,7 @@ mod tests {
                 x *= 1.005;
             }
             // No collapse: every value still sits in its own bin.
-            let keys: Vec<i32> = sketch.nonzero_bins().map(|(k, _)| k).collect();
+            let keys: Vec<i32> = sketch.nonzero_bins().iter().map(|&(k, _)| k).collect();
             assert_eq!(keys.first(), Some(&key_of(lo)));
             assert_eq!(keys.last(), Some(&key_of(hi)));
             assert_eq!(sketch.units(), sketch.count());
@@ -888,7 +1071,7 @@ mod tests {
         let sketch = sketch_of(&values);
         let sorted = sorted(&values);
         assert_eq!(sketch.units(), sketch.count());
-        let keys: Vec<i32> = sketch.nonzero_bins().map(|(k, _)| k).collect();
+        let keys: Vec<i32> = sketch.nonzero_bins().iter().map(|&(k, _)| k).collect();
         assert!(keys.last().unwrap() - keys.first().unwrap() < SKETCH_BINS as i32);
         // The window keeps the top 8.6 decades: quantiles above 1e-7 * 10^(14-8.6) are exact-ish.
         for q in [0.5, 0.9, 0.95, 0.99] {
@@ -909,20 +1092,41 @@ mod tests {
     }
 
     #[test]
+    fn mixed_signs_share_the_bins() {
+        // Temperatures from -5 to 30 (and an exact zero): keys from -key(5) to key(30) would span
+        // about 2300 bins in one window, the two windows need under 600.
+        let values: Vec<f64> = (0..700).map(|i| f64::from(i) * 0.05 - 5.0).chain([0.0, -0.0]).collect();
+        assert_quantiles_within_bound(&values);
+        let sketch = sketch_of(&values);
+        assert_eq!(sketch.units(), 702);
+        assert!(sketch.nonzero_bins().iter().any(|&(key, _)| key == 0));
+    }
+
+    #[test]
     fn mixed_signs_collapse_the_most_negative_values_first() {
-        // Temperatures from -5 to 30: keys from -key(5) to key(30) span about 2300 > 1000 bins.
-        let values: Vec<f64> = (0..700).map(|i| f64::from(i) * 0.05 - 5.0).collect();
+        // -1e3..-1e-3 and 1e-3..1e3: about 1400 keys, more than the 1000 bins.
+        let mut rng = Rng(5);
+        let values: Vec<f64> = (0..4_000)
+            .map(|i| {
+                let magnitude = std::primitive::f64::powf(10.0, rng.unit() * 6.0 - 3.0);
+                if i % 4 == 0 {
+                    -magnitude
+                } else {
+                    magnitude
+                }
+            })
+            .collect();
         let sketch = sketch_of(&values);
         let sorted = sorted(&values);
-        assert_eq!((sketch.min(), sketch.max()), (Some(sorted[0]), Some(sorted[699])));
-        assert_eq!(sketch.units(), 700);
-        // Upper quantiles keep their accuracy...
-        for q in [0.5, 0.9, 0.99] {
+        assert_eq!(sketch.units(), 4_000);
+        assert_eq!((sketch.min(), sketch.max()), (Some(sorted[0]), Some(sorted[3_999])));
+        // The positive window keeps its whole span: every quantile from the negatives' top up.
+        for q in [0.3, 0.5, 0.9, 0.99] {
             assert!(within_one_percent(sketch.quantile(q).unwrap(), lower_rank(&sorted, q)), "q={q}");
         }
-        // ...the negative ones are collapsed into the lowest kept bin (a tiny positive value).
-        let p05 = sketch.quantile(0.05).unwrap();
-        assert!(p05 > 0.0 && p05 < 1e-6, "{p05}");
+        // The most negative values were collapsed into the lowest kept bin: too high, still < 0.
+        let p01 = sketch.quantile(0.01).unwrap();
+        assert!(p01 < 0.0 && p01 > lower_rank(&sorted, 0.01) * 0.5, "{p01}");
     }
 
     #[test]
@@ -973,7 +1177,7 @@ mod tests {
     #[test]
     fn sizes_fit_the_budget() {
         assert!(core::mem::size_of::<Sketch>() <= 2048);
-        assert_eq!(core::mem::size_of::<Sketch>(), 2040);
+        assert_eq!(core::mem::size_of::<Sketch>(), 2048);
         assert!(core::mem::size_of::<Histogram>() <= 2048 + 64);
         assert_eq!(core::mem::size_of::<Histogram>(), 2064);
         static EMPTY: QuantileSketch<SKETCH_BINS> = QuantileSketch::new();
@@ -1001,7 +1205,7 @@ mod tests {
         assert_eq!(a.sum(), b.sum());
         assert_eq!(a.min(), b.min());
         assert_eq!(a.max(), b.max());
-        assert!(a.nonzero_bins().eq(b.nonzero_bins()));
+        assert!(a.nonzero_bins() == b.nonzero_bins());
         for q in [0.0, 0.5, 0.95, 0.99, 1.0] {
             assert_eq!(a.quantile(q), b.quantile(q));
         }
@@ -1027,12 +1231,34 @@ mod tests {
             prop_assert_eq!(m.min(), direct.min());
             prop_assert_eq!(m.max(), direct.max());
             prop_assert!((m.sum() - direct.sum()).abs() <= 1e-9 * direct.sum().abs());
-            prop_assert!(m.nonzero_bins().eq(direct.nonzero_bins()));
+            prop_assert!(m.nonzero_bins() == direct.nonzero_bins());
             if !all.is_empty() {
                 let sorted = sorted(&all);
                 for q in [0.5, 0.95, 0.99] {
                     prop_assert!(within_one_percent(m.quantile(q).unwrap(), lower_rank(&sorted, q)));
                 }
+            }
+        }
+
+        #[test]
+        fn mixed_signs_without_collapse_are_order_independent(
+            values in proptest::collection::vec(
+                (1e-2f64..1e2, any::<bool>(), 0u8..20).prop_map(|(m, neg, z)| if z == 0 { 0.0 } else if neg { -m } else { m }),
+                1..300),
+            cut in 0usize..300,
+        ) {
+            let cut = cut.min(values.len());
+            let direct = sketch_of(&values);
+            let mut reversed = values.clone();
+            reversed.reverse();
+            let mut merged = sketch_of(&values[..cut]);
+            merged.merge(&sketch_of(&values[cut..]));
+            prop_assert_eq!(direct.nonzero_bins(), sketch_of(&reversed).nonzero_bins());
+            prop_assert_eq!(direct.nonzero_bins(), merged.nonzero_bins());
+            prop_assert_eq!(direct.units(), values.len() as u64);
+            let sorted = sorted(&values);
+            for q in [0.0, 0.1, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0] {
+                prop_assert!(within_one_percent(merged.quantile(q).unwrap(), lower_rank(&sorted, q)), "q={}", q);
             }
         }
 
@@ -1055,10 +1281,10 @@ mod tests {
             let sorted = sorted(&values);
             // Mixed signs may span more keys than the window: only quantiles at or above the
             // lowest kept bin are guaranteed.
-            let lowest_kept = value_of_key(sketch.offset);
+            let lowest_kept = sketch.layout().key_at(0);
             for q in [0.5, 0.9, 0.95, 0.99] {
                 let truth = lower_rank(&sorted, q);
-                if key_of(truth) > sketch.offset {
+                if key_of(truth) > lowest_kept {
                     prop_assert!(within_one_percent(sketch.quantile(q).unwrap(), truth),
                         "q={} lowest kept {}", q, lowest_kept);
                 }
