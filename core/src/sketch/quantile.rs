@@ -179,13 +179,13 @@ fn value_of_key(key: i32) -> f64 {
 /// A DDSketch-style relative-error quantile sketch in `2 * BINS + 48` bytes.
 ///
 /// The `BINS` bins are two windows of consecutive keys, in key order: `bins[..split]` for
-/// negative keys (starting at key `neg_lo`) and `bins[split..]` for the zero key and positive keys
-/// (starting at `pos_lo`). Data of one sign uses one window of all `BINS` bins: 35 bins cover a
-/// factor of 2, so `SKETCH_BINS` = 1000 bins cover a value ratio of `2^(1000/35)` = 4.0e8
-/// (8.6 decades). Data of both signs shares the bins between the two windows, so the empty keys
-/// of the magnitudes between the smallest negative and the smallest positive value (about 1040
-/// keys between 1e-9 and 1 alone) cost nothing: -5 to 30 with values down to 0.1 in magnitude
-/// needs under 500 bins.
+/// negative keys (starting at key `neg_lo`) and `bins[split..]` for positive keys (starting at
+/// `pos_lo`); the zero key (`|x| < 1e-9`) has a `u32` counter of its own, between the two. Data
+/// of one sign uses one window of all `BINS` bins: 35 bins cover a factor of 2, so
+/// `SKETCH_BINS` = 1000 bins cover a value ratio of `2^(1000/35)` = 4.0e8 (8.6 decades). Data of
+/// both signs shares the bins between the two windows, so the empty keys of the magnitudes
+/// between the smallest negative and the smallest positive value (about 1040 keys between 1e-9
+/// and 1 alone) cost nothing: -5 to 30 with values down to 0.1 in magnitude needs under 500 bins.
 ///
 /// A key outside the windows re-plans them (centred, sharing the free bins). When the occupied
 /// keys of both windows together would span more than `BINS`, the lowest keys (the most negative
@@ -217,7 +217,7 @@ pub struct QuantileSketch<const BINS: usize> {
     bins: [u16; BINS],
     /// Key of `bins[0]`, the first of the negative window `bins[..split]` (keys `< 0`).
     neg_lo: i32,
-    /// Key of `bins[split]`, the first of the window for the zero key and positive keys.
+    /// Key of `bins[split]`, the first of the positive window (keys `>= 1`).
     pos_lo: i32,
     /// Bins of the negative window.
     split: u16,
