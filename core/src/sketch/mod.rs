@@ -1,69 +1,26 @@
-//! temporary stub
-#![allow(missing_docs)]
-use crate::metric::Member;
-#[derive(Debug, Clone)]
-pub struct Histogram {
-    v: heapless::Vec<f64, 256>,
-    n: u64,
-    sum: f64,
-}
-impl Histogram {
-    pub const fn new() -> Self {
-        Histogram {
-            v: heapless::Vec::new(),
-            n: 0,
-            sum: 0.0,
-        }
-    }
-    pub fn insert(&mut self, x: f64) -> Result<(), ()> {
-        let _ = self.v.push(x);
-        self.n += 1;
-        self.sum += x;
-        Ok(())
-    }
-    pub fn count(&self) -> u64 {
-        self.n
-    }
-    pub fn sum(&self) -> f64 {
-        self.sum
-    }
-    pub fn min(&self) -> Option<f64> {
-        self.v.iter().copied().reduce(f64::min)
-    }
-    pub fn max(&self) -> Option<f64> {
-        self.v.iter().copied().reduce(f64::max)
-    }
-    pub fn quantile(&self, p: f64) -> Option<f64> {
-        let mut s = self.v.clone();
-        s.sort_unstable_by(|a, b| a.partial_cmp(b).unwrap());
-        Some(crate::wrap::interpolate_sorted(&s, p))
-    }
-}
-#[derive(Debug, Clone)]
-pub struct SetCounter {
-    h: heapless::Vec<u64, 512>,
-}
-impl SetCounter {
-    pub const fn new() -> Self {
-        SetCounter {
-            h: heapless::Vec::new(),
-        }
-    }
-    pub fn insert_hash(&mut self, x: u64) {
-        if !self.h.contains(&x) {
-            let _ = self.h.push(x);
-        }
-    }
-    pub fn insert(&mut self, m: Member<'_>) {
-        self.insert_hash(hash_member(m))
-    }
-    pub fn estimate(&self) -> u64 {
-        self.h.len() as u64
-    }
-}
-pub fn hash_member(m: Member<'_>) -> u64 {
-    match m {
-        Member::Str(s) => crate::hash::hash_bytes(1, s.as_bytes()),
-        Member::Num(x) => crate::hash::hash_u64(2, if x == 0.0 { 0 } else { x.to_bits() }),
-    }
-}
+//! Bounded-memory summaries of many values: quantiles and distinct counts.
+//!
+//! - [`QuantileSketch`]: a DDSketch-style relative-error quantile sketch over fixed windows of
+//!   `u16` bins (one for negative keys, one for positive keys). Any quantile estimate is within
+//!   1% (relative) of the true value, for data whose bins fit; only the lowest quantiles lose
+//!   accuracy once the windows collapse.
+//! - [`Histogram`]: the first [`EXACT_SAMPLES`](crate::limits::EXACT_SAMPLES) samples kept
+//!   exactly (percentiles by numpy-style linear interpolation, bit-for-bit as the original Python
+//!   agent), then the quantile sketch in the same memory.
+//! - [`SetCounter`]: distinct members counted exactly up to
+//!   [`EXACT_MEMBERS`](crate::limits::EXACT_MEMBERS) 64-bit hashes (3 KiB), then by a dense
+//!   HyperLogLog in the same memory (`2^HLL_PRECISION` 6-bit registers, 1.6% standard error).
+//!
+//! Nothing here allocates or reads a clock; every structure has a fixed size, checked by tests:
+//!
+//! | type | bytes (64-bit) |
+//! |---|---|
+//! | `QuantileSketch<SKETCH_BINS>` | 2048 |
+//! | `Histogram` | 2064 |
+//! | `SetCounter` | 3080 |
+
+mod quantile;
+mod set;
+
+pub use quantile::{Histogram, QuantileSketch, SketchError, RELATIVE_ACCURACY};
+pub use set::{hash_member, SetCounter};

@@ -1,0 +1,1444 @@
+//! The relative-error quantile sketch ([`QuantileSketch`]) and the exact-then-sketch
+//! [`Histogram`] built on it.
+//!
+//! # Key mapping
+//!
+//! DDSketch's logarithmic mapping with `gamma = 2^(1/35)` (1.0200), computed without any
+//! logarithm: a positive value `x = 2^e * m` (`m` in `[1, 2)`) gets the raw key
+//! `ceil(log_gamma x) = 35 * e + #{ i in 0..35 : 2^(i/35) < m }`, where the 35 thresholds
+//! `2^(i/35)` are a table of 52-bit mantissas built at compile time. A 128-entry table on the top
+//! 7 mantissa bits gives the candidate threshold, and one integer comparison settles it (two
+//! thresholds are never within 1/128 of each other). Integer comparisons on the bit pattern make
+//! the mapping exactly monotone over all finite `f64`:
+//!
+//! - `x >= MIN_POSITIVE` (1e-9): key `raw - raw(1e-9) + 1`, so keys are `>= 1`;
+//! - `|x| < 1e-9`, zero included: key 0 (estimated as 0, an absolute error below 1e-9);
+//! - negative values mirror: `key(-x) = -key(x)`.
+//!
+//! A bin `k` holds the values in `(gamma^(k-1), gamma^k]` and is estimated by its midpoint
+//! `2 * gamma^k / (gamma + 1)`, whose relative error is at most
+//! `(gamma - 1) / (gamma + 1)` = 0.990% ([`RELATIVE_ACCURACY`]) for every value of the bin: the
+//! 1% guarantee with a little room for rounding.
+
+use core::fmt;
+
+#[cfg(test)]
+extern crate std;
+
+use crate::limits::{EXACT_SAMPLES, SKETCH_BINS};
+
+/// Why a value was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SketchError {
+    /// The value was NaN or infinite; it was not recorded anywhere (count, sum, bins).
+    NonFinite,
+}
+
+impl fmt::Display for SketchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SketchError::NonFinite => f.write_str("value is NaN or infinite"),
+        }
+    }
+}
+
+impl core::error::Error for SketchError {}
+
+/// Bins per octave: `gamma = 2^(1/35)`.
+const PER_OCTAVE: i32 = 35;
+/// Smallest magnitude with a logarithmic bin; smaller magnitudes share the zero bin.
+const MIN_POSITIVE: f64 = 1e-9;
+const MANT_BITS: u32 = 52;
+const MANT_MASK: u64 = (1 << MANT_BITS) - 1;
+const EXP_ONE: u64 = 1023 << MANT_BITS;
+/// Bits of the mantissa used to index [`CHUNK_FIRST`].
+const CHUNK_BITS: u32 = 7;
+
+/// `e^x` by its Taylor series (only used at compile time, for `x` in `[0, ln 2)`).
+const fn exp_series(x: f64) -> f64 {
+    // Horner form from the smallest term up: 1 + x (1 + x/2 (1 + x/3 (...))).
+    let mut sum = 1.0;
+    let mut n = 30;
+    while n > 0 {
+        sum = 1.0 + x * sum / n as f64;
+        n -= 1;
+    }
+    sum
+}
+
+/// Mantissa bits of the thresholds `2^(i/35)`, `i = 0..35`, then `2^52` (above every mantissa).
+const THRESHOLDS: [u64; PER_OCTAVE as usize + 1] = {
+    let mut t = [0u64; PER_OCTAVE as usize + 1];
+    let mut i = 1;
+    while i < PER_OCTAVE as usize {
+        let v = exp_series(core::f64::consts::LN_2 * i as f64 / PER_OCTAVE as f64);
+        t[i] = v.to_bits() & MANT_MASK;
+        i += 1;
+    }
+    t[PER_OCTAVE as usize] = 1 << MANT_BITS;
+    t
+};
+
+/// The thresholds as values in `[1, 2)`.
+const THRESHOLD_VALUES: [f64; PER_OCTAVE as usize] = {
+    let mut t = [0f64; PER_OCTAVE as usize];
+    let mut i = 0;
+    while i < PER_OCTAVE as usize {
+        t[i] = f64::from_bits(THRESHOLDS[i] | EXP_ONE);
+        i += 1;
+    }
+    t
+};
+
+/// For each chunk of `2^52 / 128` mantissas: the number of thresholds strictly below the chunk.
+const CHUNK_FIRST: [u8; 1 << CHUNK_BITS] = {
+    let mut lut = [0u8; 1 << CHUNK_BITS];
+    let mut c = 0;
+    while c < lut.len() {
+        let start = (c as u64) << (MANT_BITS - CHUNK_BITS);
+        let mut n = 0;
+        while n < PER_OCTAVE as usize && THRESHOLDS[n] < start {
+            n += 1;
+        }
+        lut[c] = n as u8;
+        c += 1;
+    }
+    lut
+};
+
+/// `gamma`, the ratio between consecutive bin bounds.
+const GAMMA: f64 = THRESHOLD_VALUES[1];
+/// The midpoint of a bin is `hi * 2 / (1 + gamma)`; doubled so that `hi / 2` stays normal.
+const MIDPOINT_FACTOR: f64 = 4.0 / (1.0 + GAMMA);
+
+/// Worst-case relative error of a bin's estimate, `(gamma - 1) / (gamma + 1)` = 0.0099017.
+pub const RELATIVE_ACCURACY: f64 = (GAMMA - 1.0) / (GAMMA + 1.0);
+
+// Checked at compile time: the accuracy target, and at most one threshold per lookup chunk.
+const _: () = {
+    assert!(RELATIVE_ACCURACY < 0.01 && RELATIVE_ACCURACY > 0.0098);
+    let mut i = 1;
+    while i < THRESHOLDS.len() {
+        assert!(THRESHOLDS[i] - THRESHOLDS[i - 1] > 1 << (MANT_BITS - CHUNK_BITS));
+        i += 1;
+    }
+};
+
+/// `ceil(log_gamma a)` for a positive normal `a`.
+#[inline(always)]
+const fn raw_key(a: f64) -> i32 {
+    let bits = a.to_bits();
+    let exponent = (bits >> MANT_BITS) as i32 - 1023;
+    let mant = bits & MANT_MASK;
+    let first = CHUNK_FIRST[(mant >> (MANT_BITS - CHUNK_BITS)) as usize] as usize;
+    let within = first as i32 + (mant > THRESHOLDS[first]) as i32;
+    exponent * PER_OCTAVE + within
+}
+
+/// Raw key of `MIN_POSITIVE`; stored keys are shifted so that it becomes 1.
+const RAW_KEY_MIN: i32 = raw_key(MIN_POSITIVE);
+
+/// The bin key of a finite value (monotone over all finite `f64`).
+#[inline(always)]
+fn key_of(value: f64) -> i32 {
+    let a = value.abs();
+    if a < MIN_POSITIVE {
+        return 0;
+    }
+    let key = raw_key(a) - RAW_KEY_MIN + 1;
+    if value < 0.0 {
+        -key
+    } else {
+        key
+    }
+}
+
+/// `2^n` for `n` in the normal exponent range.
+fn pow2(n: i32) -> f64 {
+    f64::from_bits(((n + 1023) as u64) << MANT_BITS)
+}
+
+/// The estimate of every value in bin `key`: its midpoint `2 * gamma^k / (gamma + 1)`.
+fn value_of_key(key: i32) -> f64 {
+    if key == 0 {
+        return 0.0;
+    }
+    let raw = key.abs() + RAW_KEY_MIN - 1;
+    let exponent = raw.div_euclid(PER_OCTAVE);
+    let within = raw.rem_euclid(PER_OCTAVE) as usize;
+    // hi = 2^exponent * THRESHOLD_VALUES[within]; exponent can be 1024 for the top bin.
+    let v = THRESHOLD_VALUES[within] * MIDPOINT_FACTOR * pow2(exponent - 1);
+    if key < 0 {
+        -v
+    } else {
+        v
+    }
+}
+
+/// A DDSketch-style relative-error quantile sketch in `2 * BINS + 48` bytes.
+///
+/// The `BINS` bins are two windows of consecutive keys, in key order: `bins[..split]` for
+/// negative keys (starting at key `neg_lo`) and `bins[split..]` for positive keys (starting at
+/// `pos_lo`); the zero key (`|x| < 1e-9`) has a `u32` counter of its own, between the two. Data
+/// of one sign uses one window of all `BINS` bins: 35 bins cover a factor of 2, so
+/// `SKETCH_BINS` = 1000 bins cover a value ratio of `2^(1000/35)` = 4.0e8 (8.6 decades). Data of
+/// both signs shares the bins between the two windows, so the empty keys of the magnitudes
+/// between the smallest negative and the smallest positive value (about 1040 keys between 1e-9
+/// and 1 alone) cost nothing: -5 to 30 with values down to 0.1 in magnitude needs under 500 bins.
+///
+/// A key outside the windows re-plans them (centred, sharing the free bins). When the occupied
+/// keys of both windows together would span more than `BINS`, the lowest keys (the most negative
+/// values, then the smallest positive ones) are collapsed into the lowest kept bin (DDSketch's
+/// collapsing-lowest store): only the quantiles that fall in that collapsed bin (the lowest ones)
+/// lose their accuracy. Each later value below it takes the slow path (a scan of the bins).
+///
+/// # Guarantee
+///
+/// With the rank convention "lower nearest rank", `quantile(q)` estimates
+/// `sorted[floor(q * (n - 1))]`; while no bin was collapsed and no bin count overflowed, the
+/// estimate `x~` of the true `x` satisfies `|x~ - x| <= 0.0099 |x|` for `|x| >= 1e-9` (and
+/// `|x~ - x| < 1e-9` below that). Estimates are clamped to the exact `[min, max]`;
+/// `quantile(0)` is the exact minimum, `quantile(1)` the exact maximum.
+///
+/// # Count overflow
+///
+/// Bins count in `u16` units. When one would overflow, every bin is halved (odd counts of 3 and
+/// more round alternately up and down, a count of 1 stays 1 so no occupied bin disappears) and
+/// `scale` grows by one; from then on an insert adds a unit with probability `2^-scale`, decided
+/// by a hash of the exact count (deterministic, unbiased). `count`, `sum`, `min`, `max` stay
+/// exact. Each halving moves any rank by at most half a unit per bin holding a single unit, plus
+/// half a unit, against at least 32768 units in the overflowing bin alone: at most 1.5% of the
+/// total with 999 single-unit bins (a pathological shape), typically a few hundredths of a
+/// percent; the thinning afterwards adds an unbiased statistical rank error of order
+/// `sqrt(units)`. None of this happens before some bin has seen 65535 values.
+#[derive(Debug, Clone)]
+pub struct QuantileSketch<const BINS: usize> {
+    bins: [u16; BINS],
+    /// Key of `bins[0]`, the first of the negative window `bins[..split]` (keys `< 0`).
+    neg_lo: i32,
+    /// Key of `bins[split]`, the first of the positive window (keys `>= 1`).
+    pos_lo: i32,
+    /// Bins of the negative window.
+    split: u16,
+    /// Units of the zero key (`|x| < 1e-9`), which sits between the two windows.
+    zero: u32,
+    /// Each unit of a bin stands for about `2^scale` values.
+    scale: u8,
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+}
+
+impl<const BINS: usize> Default for QuantileSketch<BINS> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Seed of the hash that thins inserts once bins were halved.
+const THIN_SEED: u64 = 0x5ca1_ab1e_0dd5_eed5;
+
+impl<const BINS: usize> QuantileSketch<BINS> {
+    /// An empty sketch (usable in a `static`).
+    pub const fn new() -> Self {
+        const { assert!(BINS >= 2 && BINS <= u16::MAX as usize, "QuantileSketch needs 2..=65535 bins") };
+        QuantileSketch {
+            bins: [0; BINS],
+            neg_lo: 0,
+            pos_lo: 1,
+            split: 0,
+            zero: 0,
+            scale: 0,
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+        }
+    }
+
+    /// Records one value. NaN and infinities are refused and change nothing.
+    #[inline]
+    pub fn insert(&mut self, value: f64) -> Result<(), SketchError> {
+        if !value.is_finite() {
+            return Err(SketchError::NonFinite);
+        }
+        let key = key_of(value);
+        if self.count == 0 {
+            let range = Some((key, key));
+            if key < 0 {
+                self.set_layout(Layout::plan::<BINS>(range, None));
+            } else if key > 0 {
+                self.set_layout(Layout::plan::<BINS>(None, range));
+            }
+        }
+        self.count += 1;
+        self.sum += value;
+        if value < self.min {
+            self.min = value;
+        }
+        if value > self.max {
+            self.max = value;
+        }
+        if self.scale != 0 && !self.keep_insert() {
+            return Ok(());
+        }
+        let split = usize::from(self.split);
+        let slot = if key < 0 {
+            let i = key.wrapping_sub(self.neg_lo) as u32 as usize;
+            (i < split).then_some(i)
+        } else if key == 0 {
+            if self.zero == u32::MAX {
+                self.halve();
+            }
+            self.zero += 1;
+            return Ok(());
+        } else {
+            let i = key.wrapping_sub(self.pos_lo) as u32 as usize;
+            (i < BINS - split).then_some(split + i)
+        };
+        match slot {
+            Some(index) if self.bins[index] < u16::MAX => self.bins[index] += 1,
+            _ => self.add_units(key, 1),
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn keep_insert(&self) -> bool {
+        let mask = 1u64.checked_shl(u32::from(self.scale)).map_or(u64::MAX, |v| v - 1);
+        crate::hash::hash_u64(THIN_SEED, self.count) & mask == 0
+    }
+
+    /// Adds `other`'s values: count, sum, min and max exactly, bins key by key.
+    pub fn merge(&mut self, other: &Self) {
+        if other.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            self.clone_from(other);
+            return;
+        }
+        while self.scale < other.scale {
+            self.halve();
+        }
+        let shift = u32::from(self.scale - other.scale);
+        let thin = |units: u32| if shift >= 32 { 1 } else { units.div_ceil(1 << shift) };
+        if other.zero != 0 {
+            let mut units = u64::from(thin(other.zero));
+            while u64::from(self.zero) + units > u64::from(u32::MAX) {
+                self.halve();
+                units = units.div_ceil(2);
+            }
+            self.zero += units as u32;
+        }
+        let (neg, pos) = other.occupied();
+        self.make_room(neg, pos);
+        for (index, &bin) in other.bins.iter().enumerate() {
+            if bin != 0 {
+                self.add_units(other.layout().key_at(index), thin(u32::from(bin)));
+            }
+        }
+        self.count += other.count;
+        self.sum += other.sum;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+    }
+
+    /// The estimated `q`-quantile (`q` in `[0, 1]`, lower nearest rank), or `None` when the sketch
+    /// is empty or `q` is out of range.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count == 0 || !(0.0..=1.0).contains(&q) {
+            return None;
+        }
+        if q == 0.0 {
+            return Some(self.min);
+        }
+        if q == 1.0 {
+            return Some(self.max);
+        }
+        let rank = (q * (self.units() - 1) as f64) as u64;
+        Some(self.value_at_rank(rank))
+    }
+
+    /// Numpy-style interpolated quantile over the bin units (used by [`Histogram`]): the
+    /// interpolation between two estimates within 1% of two same-signed values is itself within
+    /// 1% of the interpolation of the values.
+    fn quantile_interpolated(&self, q: f64) -> Option<f64> {
+        if self.count == 0 || !(0.0..=1.0).contains(&q) {
+            return None;
+        }
+        if q == 0.0 {
+            return Some(self.min);
+        }
+        if q == 1.0 {
+            return Some(self.max);
+        }
+        let index = (self.units() - 1) as f64 * q;
+        let floor = index as u64;
+        if floor as f64 == index {
+            return Some(self.value_at_rank(floor));
+        }
+        let ceil = floor + 1;
+        Some(
+            self.value_at_rank(floor) * (ceil as f64 - index)
+                + self.value_at_rank(ceil) * (index - floor as f64),
+        )
+    }
+
+    /// Values recorded (exact).
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Sum of the values recorded (exact, in arrival order; merges add the two sums).
+    pub fn sum(&self) -> f64 {
+        self.sum
+    }
+
+    /// Smallest value recorded (exact).
+    pub fn min(&self) -> Option<f64> {
+        (self.count > 0).then_some(self.min)
+    }
+
+    /// Largest value recorded (exact).
+    pub fn max(&self) -> Option<f64> {
+        (self.count > 0).then_some(self.max)
+    }
+
+    /// Forgets every value.
+    pub fn clear(&mut self) {
+        *self = Self::new();
+    }
+
+    /// Total units in the bins (equals `count` until a halving).
+    fn units(&self) -> u64 {
+        self.bins.iter().map(|&b| u64::from(b)).sum::<u64>() + u64::from(self.zero)
+    }
+
+    /// The estimate of the value at `rank` (0-based, in units), clamped to `[min, max]`.
+    fn value_at_rank(&self, rank: u64) -> f64 {
+        let layout = self.layout();
+        let mut seen = 0u64;
+        for (index, &bin) in self.bins.iter().enumerate() {
+            if index == layout.split {
+                seen += u64::from(self.zero);
+                if seen > rank {
+                    return 0f64.clamp(self.min, self.max);
+                }
+            }
+            seen += u64::from(bin);
+            if seen > rank {
+                return value_of_key(layout.key_at(index)).clamp(self.min, self.max);
+            }
+        }
+        if layout.split == BINS && seen + u64::from(self.zero) > rank {
+            return 0f64.clamp(self.min, self.max);
+        }
+        self.max
+    }
+
+    /// The nonzero bins as `(key, units)`, lowest key first.
+    #[cfg(test)]
+    fn nonzero_bins(&self) -> std::vec::Vec<(i32, u32)> {
+        let layout = self.layout();
+        let mut bins: std::vec::Vec<(i32, u32)> = self
+            .bins
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b != 0)
+            .map(|(i, &b)| (layout.key_at(i), u32::from(b)))
+            .collect();
+        if self.zero != 0 {
+            bins.push((0, self.zero));
+        }
+        bins.sort_unstable();
+        bins
+    }
+
+    fn layout(&self) -> Layout {
+        Layout { neg_lo: self.neg_lo, pos_lo: self.pos_lo, split: usize::from(self.split) }
+    }
+
+    fn set_layout(&mut self, layout: Layout) {
+        self.neg_lo = layout.neg_lo;
+        self.pos_lo = layout.pos_lo;
+        self.split = layout.split as u16;
+    }
+
+    /// The lowest and highest occupied keys of each window: (negative, zero and positive).
+    fn occupied(&self) -> (Option<KeyRange>, Option<KeyRange>) {
+        let layout = self.layout();
+        let range = |bins: &[u16], base: usize| {
+            let lo = bins.iter().position(|&b| b != 0)?;
+            let hi = bins.iter().rposition(|&b| b != 0)?;
+            Some((layout.key_at(base + lo), layout.key_at(base + hi)))
+        };
+        let (neg, pos) = self.bins.split_at(layout.split);
+        (range(neg, 0), range(pos, layout.split))
+    }
+
+    /// Adds `units` to bin `key`, re-planning the windows (or collapsing below them) and halving
+    /// as needed.
+    #[cold]
+    fn add_units(&mut self, key: i32, mut units: u32) {
+        let range = Some((key, key));
+        if key < 0 {
+            self.make_room(range, None);
+        } else {
+            self.make_room(None, range);
+        }
+        let index = self.layout().index_of::<BINS>(key);
+        while u32::from(self.bins[index]) + units > u32::from(u16::MAX) {
+            self.halve();
+            units = units.div_ceil(2);
+        }
+        self.bins[index] += units as u16;
+    }
+
+    /// Re-plans the windows, if needed, to cover the occupied keys and the given key ranges.
+    fn make_room(&mut self, neg: Option<KeyRange>, pos: Option<KeyRange>) {
+        let layout = self.layout();
+        let covered = |range: Option<KeyRange>| {
+            range.is_none_or(|(lo, hi)| layout.contains::<BINS>(lo) && layout.contains::<BINS>(hi))
+        };
+        if covered(neg) && covered(pos) {
+            return;
+        }
+        let union = |a: Option<KeyRange>, b: Option<KeyRange>| match (a, b) {
+            (Some((l1, h1)), Some((l2, h2))) => Some((l1.min(l2), h1.max(h2))),
+            (a, b) => a.or(b),
+        };
+        let (own_neg, own_pos) = self.occupied();
+        let plan = Layout::plan::<BINS>(union(own_neg, neg), union(own_pos, pos));
+        if plan != layout {
+            self.relayout(plan);
+        }
+    }
+
+    /// Moves every bin to its place in `new` (collapsing keys below it into its first bin), in
+    /// place: the map from old to new index is monotone, so bins moving down are moved in
+    /// increasing order and bins moving up in decreasing order, each onto a free or final slot.
+    fn relayout(&mut self, new: Layout) {
+        let old = self.layout();
+        let target = |index: usize| new.index_of::<BINS>(old.key_at(index));
+        // Collapsed bins add up: halve first if a sum would overflow.
+        loop {
+            let (mut run_target, mut run_sum, mut overflow) = (usize::MAX, 0u64, false);
+            for (index, &bin) in self.bins.iter().enumerate() {
+                if bin != 0 {
+                    let t = target(index);
+                    if t != run_target {
+                        (run_target, run_sum) = (t, 0);
+                    }
+                    run_sum += u64::from(bin);
+                    overflow |= run_sum > u64::from(u16::MAX);
+                }
+            }
+            if !overflow {
+                break;
+            }
+            self.halve();
+        }
+        for index in 0..BINS {
+            if self.bins[index] == 0 {
+                continue;
+            }
+            let t = target(index);
+            if t < index {
+                let units = core::mem::take(&mut self.bins[index]);
+                self.bins[t] += units;
+            }
+        }
+        for index in (0..BINS).rev() {
+            if self.bins[index] == 0 {
+                continue;
+            }
+            let t = target(index);
+            if t > index {
+                let units = core::mem::take(&mut self.bins[index]);
+                self.bins[t] += units;
+            }
+        }
+        self.set_layout(new);
+    }
+
+    /// Halves every bin (see the type's docs) and records the new scale.
+    fn halve(&mut self) {
+        let mut round_up = true;
+        for bin in self.bins.iter_mut() {
+            let odd = *bin & 1;
+            if odd == 1 && *bin > 1 {
+                *bin = (*bin >> 1) + u16::from(round_up);
+                round_up = !round_up;
+            } else {
+                *bin = (*bin >> 1) + odd;
+            }
+        }
+        self.zero = (self.zero >> 1) + (self.zero & 1);
+        self.scale = self.scale.saturating_add(1);
+    }
+}
+
+/// The lowest and highest key of some bins.
+type KeyRange = (i32, i32);
+
+/// Where the two windows of a [`QuantileSketch`] sit (see its docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    neg_lo: i32,
+    pos_lo: i32,
+    split: usize,
+}
+
+impl Layout {
+    /// Windows covering the negative key range `neg` and the positive key range `pos`, each
+    /// centred in its share of the free bins; over `BINS` keys in all, the highest `BINS` occupied
+    /// keys are kept.
+    fn plan<const BINS: usize>(neg: Option<KeyRange>, pos: Option<KeyRange>) -> Layout {
+        let bins = BINS as i64;
+        let span = |range: Option<KeyRange>| range.map_or(0, |(lo, hi)| i64::from(hi) - i64::from(lo) + 1);
+        let (n, p) = (span(neg), span(pos));
+        let (split, neg_lo, pos_lo) = if n + p <= bins {
+            let free = bins - n - p;
+            let split = match (neg, pos) {
+                (Some(_), Some(_)) => n + free / 2,
+                (Some(_), None) => bins,
+                (None, _) => 0,
+            };
+            // The negative window ends at key -1 at most, the positive one starts at key 1 at least.
+            let neg_lo = neg.map_or(-split, |(lo, _)| (i64::from(lo) - (split - n) / 2).min(-split));
+            let pos_free = bins - split - p;
+            let pos_lo = pos.map_or(1, |(lo, _)| (i64::from(lo) - pos_free / 2).max(1));
+            (split, neg_lo, pos_lo)
+        } else if let (Some((_, hi)), true) = (pos, p >= bins) {
+            (0, 0, i64::from(hi) - bins + 1)
+        } else {
+            // Only negatives collapse: the positive window keeps its span exactly.
+            let split = bins - p;
+            let neg_hi = neg.map_or(-1, |(_, hi)| i64::from(hi));
+            (split, neg_hi - split + 1, pos.map_or(1, |(lo, _)| i64::from(lo)))
+        };
+        Layout { neg_lo: neg_lo as i32, pos_lo: pos_lo as i32, split: split as usize }
+    }
+
+    /// The key of bin `index`.
+    fn key_at(&self, index: usize) -> i32 {
+        if index < self.split {
+            self.neg_lo + index as i32
+        } else {
+            self.pos_lo + (index - self.split) as i32
+        }
+    }
+
+    /// Whether `key` has a bin of its own.
+    fn contains<const BINS: usize>(&self, key: i32) -> bool {
+        let split = self.split as i64;
+        if key < 0 {
+            (0..split).contains(&(i64::from(key) - i64::from(self.neg_lo)))
+        } else {
+            (0..BINS as i64 - split).contains(&(i64::from(key) - i64::from(self.pos_lo)))
+        }
+    }
+
+    /// The bin of `key`: its own, or the lowest kept bin for a key below the windows (collapsed).
+    /// Monotone in `key`.
+    fn index_of<const BINS: usize>(&self, key: i32) -> usize {
+        let split = self.split as i64;
+        let index = if key < 0 && split > 0 {
+            (i64::from(key) - i64::from(self.neg_lo)).clamp(0, split - 1)
+        } else if key <= 0 || split == BINS as i64 {
+            // Below the lowest window (collapsed), or no window for it (never asked).
+            if key <= 0 {
+                0
+            } else {
+                split - 1
+            }
+        } else {
+            split + (i64::from(key) - i64::from(self.pos_lo)).clamp(0, BINS as i64 - split - 1)
+        };
+        index.clamp(0, BINS as i64 - 1) as usize
+    }
+}
+
+/// A histogram's values: exact up to [`EXACT_SAMPLES`], then a [`QuantileSketch`] in the same
+/// memory (2064 bytes on 64-bit targets).
+///
+/// In exact mode the samples are kept sorted (binary search and a shift on insert, at most
+/// `EXACT_SAMPLES` moves), so [`quantile`](Self::quantile) takes `&self`. Percentiles are numpy's
+/// linear interpolation, computed with the same floating-point operations as the original Python
+/// agent: `idx = (n - 1) * p`; `sorted[idx]` when `idx` is integral, else
+/// `sorted[floor] * (ceil - idx) + sorted[ceil] * (idx - floor)`. After the switch, the same
+/// interpolation runs over the sketch's estimates, so results stay within 1% of numpy's for
+/// same-signed data. `count`, `sum`, `min` and `max` are exact in both modes (the sum in arrival
+/// order; merges add the two sums).
+#[derive(Debug, Clone)]
+pub struct Histogram(Repr);
+
+#[derive(Debug, Clone)]
+enum Repr {
+    Exact { sorted: [f64; EXACT_SAMPLES], len: u16, sum: f64 },
+    Sketch(QuantileSketch<SKETCH_BINS>),
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Histogram {
+    /// An empty histogram, in exact mode (usable in a `static`).
+    pub const fn new() -> Self {
+        const { assert!(EXACT_SAMPLES >= 1 && EXACT_SAMPLES <= u16::MAX as usize) };
+        Histogram(Repr::Exact { sorted: [0.0; EXACT_SAMPLES], len: 0, sum: 0.0 })
+    }
+
+    /// Records one value. NaN and infinities are refused and change nothing.
+    pub fn insert(&mut self, value: f64) -> Result<(), SketchError> {
+        if !value.is_finite() {
+            return Err(SketchError::NonFinite);
+        }
+        if let Repr::Exact { sorted, len, sum } = &mut self.0 {
+            let n = usize::from(*len);
+            if n < EXACT_SAMPLES {
+                insert_sorted(sorted, n, value);
+                *len += 1;
+                *sum += value;
+                return Ok(());
+            }
+            self.switch_to_sketch();
+        }
+        match &mut self.0 {
+            Repr::Sketch(sketch) => sketch.insert(value),
+            Repr::Exact { .. } => unreachable!("switched to the sketch above"),
+        }
+    }
+
+    /// Moves the exact samples into a sketch, keeping the exact sum.
+    fn switch_to_sketch(&mut self) -> &mut QuantileSketch<SKETCH_BINS> {
+        if let Repr::Exact { sorted, len, sum } = &self.0 {
+            let mut sketch = QuantileSketch::new();
+            for &value in &sorted[..usize::from(*len)] {
+                // Exact samples are finite.
+                let _ = sketch.insert(value);
+            }
+            sketch.sum = *sum;
+            self.0 = Repr::Sketch(sketch);
+        }
+        match &mut self.0 {
+            Repr::Sketch(sketch) => sketch,
+            Repr::Exact { .. } => unreachable!("switched to the sketch above"),
+        }
+    }
+
+    /// Adds `other`'s values. Two exact histograms stay exact while their samples fit.
+    pub fn merge(&mut self, other: &Histogram) {
+        match &other.0 {
+            Repr::Exact { sorted: theirs, len: their_len, sum: their_sum } => {
+                let m = usize::from(*their_len);
+                if let Repr::Exact { sorted, len, sum } = &mut self.0 {
+                    let n = usize::from(*len);
+                    if n + m <= EXACT_SAMPLES {
+                        merge_sorted(sorted, n, &theirs[..m]);
+                        *len += *their_len;
+                        *sum += *their_sum;
+                        return;
+                    }
+                }
+                let sketch = self.switch_to_sketch();
+                let sum = sketch.sum;
+                for &value in &theirs[..m] {
+                    let _ = sketch.insert(value);
+                }
+                sketch.sum = sum + *their_sum;
+            }
+            Repr::Sketch(theirs) => self.switch_to_sketch().merge(theirs),
+        }
+    }
+
+    /// The `p`-quantile by linear interpolation (see the type's docs), or `None` when empty or
+    /// `p` is outside `[0, 1]`.
+    pub fn quantile(&self, p: f64) -> Option<f64> {
+        match &self.0 {
+            Repr::Exact { sorted, len, .. } => {
+                let n = usize::from(*len);
+                if n == 0 || !(0.0..=1.0).contains(&p) {
+                    return None;
+                }
+                let index = (n - 1) as f64 * p;
+                let floor = index as usize;
+                if floor as f64 == index {
+                    return Some(sorted[floor]);
+                }
+                let ceil = floor + 1;
+                Some(sorted[floor] * (ceil as f64 - index) + sorted[ceil] * (index - floor as f64))
+            }
+            Repr::Sketch(sketch) => sketch.quantile_interpolated(p),
+        }
+    }
+
+    /// Values recorded (exact).
+    pub fn count(&self) -> u64 {
+        match &self.0 {
+            Repr::Exact { len, .. } => u64::from(*len),
+            Repr::Sketch(sketch) => sketch.count(),
+        }
+    }
+
+    /// Sum of the values recorded (exact, in arrival order).
+    pub fn sum(&self) -> f64 {
+        match &self.0 {
+            Repr::Exact { sum, .. } => *sum,
+            Repr::Sketch(sketch) => sketch.sum(),
+        }
+    }
+
+    /// Smallest value recorded.
+    pub fn min(&self) -> Option<f64> {
+        match &self.0 {
+            Repr::Exact { sorted, len, .. } => sorted[..usize::from(*len)].first().copied(),
+            Repr::Sketch(sketch) => sketch.min(),
+        }
+    }
+
+    /// Largest value recorded.
+    pub fn max(&self) -> Option<f64> {
+        match &self.0 {
+            Repr::Exact { sorted, len, .. } => sorted[..usize::from(*len)].last().copied(),
+            Repr::Sketch(sketch) => sketch.max(),
+        }
+    }
+
+    /// `sum / count`, or `None` when empty.
+    pub fn avg(&self) -> Option<f64> {
+        let count = self.count();
+        (count > 0).then(|| self.sum() / count as f64)
+    }
+
+    /// Whether the samples are still kept exactly.
+    pub fn is_exact(&self) -> bool {
+        matches!(self.0, Repr::Exact { .. })
+    }
+
+    /// Forgets every value and returns to exact mode.
+    pub fn clear(&mut self) {
+        *self = Self::new();
+    }
+}
+
+/// Inserts `value` into the sorted `buf[..n]` (after equal values); `n < buf.len()`.
+fn insert_sorted(buf: &mut [f64], n: usize, value: f64) {
+    let at = buf[..n].partition_point(|&v| v <= value);
+    buf.copy_within(at..n, at + 1);
+    buf[at] = value;
+}
+
+/// Merges the sorted `theirs` into the sorted `buf[..n]`, from the back, in place.
+fn merge_sorted(buf: &mut [f64], n: usize, theirs: &[f64]) {
+    let (mut i, mut j, mut k) = (n, theirs.len(), n + theirs.len());
+    while j > 0 {
+        if i > 0 && buf[i - 1] > theirs[j - 1] {
+            buf[k - 1] = buf[i - 1];
+            i -= 1;
+        } else {
+            buf[k - 1] = theirs[j - 1];
+            j -= 1;
+        }
+        k -= 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use proptest::prelude::*;
+    use std::vec::Vec;
+
+    type Sketch = QuantileSketch<SKETCH_BINS>;
+
+    /// splitmix64: a small deterministic generator for test data.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next_u64(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        /// Uniform in `[0, 1)`.
+        fn unit(&mut self) -> f64 {
+            (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    fn next_up(x: f64) -> f64 {
+        assert!(x > 0.0);
+        f64::from_bits(x.to_bits() + 1)
+    }
+
+    fn next_down(x: f64) -> f64 {
+        assert!(x > 0.0);
+        f64::from_bits(x.to_bits() - 1)
+    }
+
+    /// `sorted[floor(q * (n - 1))]`: the rank convention of `QuantileSketch::quantile`.
+    fn lower_rank(sorted: &[f64], q: f64) -> f64 {
+        sorted[(q * (sorted.len() - 1) as f64) as usize]
+    }
+
+    fn within_one_percent(estimate: f64, truth: f64) -> bool {
+        (estimate - truth).abs() <= 0.01 * truth.abs()
+    }
+
+    fn sketch_of(values: &[f64]) -> Sketch {
+        let mut sketch = Sketch::new();
+        for &v in values {
+            sketch.insert(v).unwrap();
+        }
+        sketch
+    }
+
+    fn sorted(values: &[f64]) -> Vec<f64> {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        sorted
+    }
+
+    #[test]
+    fn mapping_tables_are_consistent() {
+        // gamma = 2^(1/35), and the accuracy is just under 1%.
+        assert!((std::primitive::f64::powi(GAMMA, 35) - 2.0).abs() < 1e-12);
+        // Thresholds strictly increase, never two in one chunk of the lookup table.
+        for pair in THRESHOLDS.windows(2) {
+            assert!(pair[1] - pair[0] > 1 << (MANT_BITS - CHUNK_BITS));
+        }
+        for (i, &t) in THRESHOLD_VALUES.iter().enumerate() {
+            let exact = std::primitive::f64::exp2(i as f64 / 35.0);
+            assert!((t - exact).abs() <= 2.0 * f64::EPSILON, "{i}: {t} vs {exact}");
+        }
+        assert_eq!(key_of(MIN_POSITIVE), 1);
+        assert_eq!(key_of(next_down(MIN_POSITIVE)), 0);
+        assert_eq!(key_of(0.0), 0);
+        assert_eq!(key_of(-0.0), 0);
+        assert_eq!(key_of(-MIN_POSITIVE), -1);
+        assert!(key_of(f64::MAX) > 0 && key_of(f64::MAX) < 40_000);
+        assert!(value_of_key(key_of(f64::MAX)).is_finite());
+    }
+
+    #[test]
+    fn keys_match_the_exact_logarithm() {
+        let mut rng = Rng(1);
+        for _ in 0..20_000 {
+            let x = std::primitive::f64::exp2(rng.unit() * 120.0 - 30.0);
+            let exact = std::primitive::f64::ceil(std::primitive::f64::log2(x) * 35.0) as i32;
+            let ours = raw_key(x);
+            // Equal except within rounding of a bin boundary.
+            assert!((ours - exact).abs() <= 1, "{x}");
+            if ours != exact {
+                let bound = std::primitive::f64::exp2(f64::from(ours.min(exact)) / 35.0);
+                assert!((x / bound - 1.0).abs() < 1e-12, "{x}");
+            }
+        }
+    }
+
+    #[test]
+    fn keys_are_monotone_across_boundaries_and_signs() {
+        let mut values = Vec::new();
+        for exponent in [-40, -31, -30, -29, -1, 0, 1, 20, 1023] {
+            for &t in &THRESHOLD_VALUES {
+                let b = t * std::primitive::f64::exp2(f64::from(exponent));
+                if b.is_finite() && b > 0.0 {
+                    values.extend([next_down(b), b, next_up(b)]);
+                }
+            }
+        }
+        values.extend([0.0, f64::MIN_POSITIVE, 5e-324, MIN_POSITIVE, next_down(MIN_POSITIVE), f64::MAX]);
+        let negatives: Vec<f64> = values.iter().map(|v| -v).collect();
+        values.extend(negatives);
+        values.sort_by(f64::total_cmp);
+        for pair in values.windows(2) {
+            assert!(key_of(pair[0]) <= key_of(pair[1]), "{} {}", pair[0], pair[1]);
+        }
+        // A boundary is the top of its bin: the next value up starts a new one.
+        let b = THRESHOLD_VALUES[7];
+        assert_eq!(key_of(next_down(b)), key_of(b));
+        assert_eq!(key_of(next_up(b)), key_of(b) + 1);
+    }
+
+    #[test]
+    fn every_value_is_within_accuracy_of_its_bin_estimate() {
+        let check = |x: f64| {
+            let estimate = value_of_key(key_of(x));
+            let error = (estimate - x).abs() / x.abs();
+            assert!(error <= RELATIVE_ACCURACY * (1.0 + 1e-9), "{x}: {estimate} ({error})");
+            assert!(error <= 0.01);
+        };
+        // Both ends of every bin in a range of octaves, including the extremes of f64.
+        for exponent in (-30..=1023).step_by(7).chain([-30, 1022, 1023]) {
+            for &t in &THRESHOLD_VALUES {
+                let hi = t * std::primitive::f64::exp2(f64::from(exponent));
+                if hi >= MIN_POSITIVE && hi.is_finite() {
+                    check(hi);
+                    check(next_up(hi));
+                    check(-hi);
+                }
+            }
+        }
+        check(f64::MAX);
+        check(MIN_POSITIVE);
+        // Random values over every magnitude from 1e-9 up.
+        let mut rng = Rng(7);
+        for _ in 0..100_000 {
+            let x = std::primitive::f64::exp2(rng.unit() * 1050.0 - 29.8);
+            if x.is_finite() {
+                check(x);
+            }
+        }
+    }
+
+    /// p50/p95/p99 (and a few more) of the sketch against an exact sort.
+    fn assert_quantiles_within_bound(values: &[f64]) {
+        let sketch = sketch_of(values);
+        let sorted = sorted(values);
+        assert_eq!(sketch.count(), values.len() as u64);
+        assert_eq!(sketch.min(), Some(sorted[0]));
+        assert_eq!(sketch.max(), Some(*sorted.last().unwrap()));
+        for q in [0.0, 0.01, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0] {
+            let estimate = sketch.quantile(q).unwrap();
+            let truth = lower_rank(&sorted, q);
+            assert!(within_one_percent(estimate, truth), "q={q} n={}: {estimate} vs {truth}", values.len());
+        }
+    }
+
+    #[test]
+    fn quantiles_within_one_percent_over_distributions() {
+        let mut rng = Rng(42);
+        for n in [1_000, 10_000, 100_000] {
+            // Uniform in log space over 6 decades.
+            let log_uniform: Vec<f64> =
+                (0..n).map(|_| std::primitive::f64::powf(10.0, rng.unit() * 6.0 - 3.0)).collect();
+            assert_quantiles_within_bound(&log_uniform);
+            // Exponential, mean 250 ms.
+            let exponential: Vec<f64> =
+                (0..n).map(|_| -0.25 * std::primitive::f64::ln(1.0 - rng.unit())).collect();
+            assert_quantiles_within_bound(&exponential);
+            // Constant (100k of one value also overflows a u16 bin).
+            assert_quantiles_within_bound(&std::vec![3.3; n]);
+            // Two values.
+            let two: Vec<f64> = (0..n).map(|i| if i % 3 == 0 { 20.0 } else { 0.5 }).collect();
+            assert_quantiles_within_bound(&two);
+            // Both signs, within the window (mixed signs need about 2 * 35 * log2(max / 1e-9) keys).
+            let mixed: Vec<f64> = (0..n).map(|_| (rng.unit() - 0.3) * 1e-6).collect();
+            assert_quantiles_within_bound(&mixed);
+        }
+    }
+
+    #[test]
+    fn six_decades_fit_without_collapsing() {
+        for (lo, hi) in [(1e-3, 1e3), (1.0, 1e6), (1e-9, 1e-1)] {
+            let mut sketch = Sketch::new();
+            // Extremes first, then everything in between: no order may cause a collapse.
+            sketch.insert(hi).unwrap();
+            sketch.insert(lo).unwrap();
+            let mut x = lo;
+            while x < hi {
+                sketch.insert(x).unwrap();
+                x *= 1.005;
+            }
+            // No collapse: every value still sits in its own bin.
+            let keys: Vec<i32> = sketch.nonzero_bins().iter().map(|&(k, _)| k).collect();
+            assert_eq!(keys.first(), Some(&key_of(lo)));
+            assert_eq!(keys.last(), Some(&key_of(hi)));
+            assert_eq!(sketch.units(), sketch.count());
+            assert!(within_one_percent(sketch.value_at_rank(0), lo));
+        }
+        assert!(key_of(1e3) - key_of(1e-3) < SKETCH_BINS as i32);
+    }
+
+    #[test]
+    fn collapse_keeps_upper_quantiles_and_counts() {
+        // 14 decades: more than the window, the lowest keys collapse.
+        let mut rng = Rng(3);
+        let values: Vec<f64> =
+            (0..20_000).map(|_| std::primitive::f64::powf(10.0, rng.unit() * 14.0 - 7.0)).collect();
+        let sketch = sketch_of(&values);
+        let sorted = sorted(&values);
+        assert_eq!(sketch.units(), sketch.count());
+        let keys: Vec<i32> = sketch.nonzero_bins().iter().map(|&(k, _)| k).collect();
+        assert!(keys.last().unwrap() - keys.first().unwrap() < SKETCH_BINS as i32);
+        // The window keeps the top 8.6 decades: quantiles above 1e-7 * 10^(14-8.6) are exact-ish.
+        for q in [0.5, 0.9, 0.95, 0.99] {
+            let estimate = sketch.quantile(q).unwrap();
+            assert!(within_one_percent(estimate, lower_rank(&sorted, q)), "q={q}");
+        }
+        // The lowest quantile is the collapsed bin, clamped to the exact minimum.
+        let low = sketch.quantile(0.01).unwrap();
+        assert!(low >= sorted[0]);
+        // Collapsing when a value arrives below the window, too.
+        let mut sketch = Sketch::new();
+        sketch.insert(1e6).unwrap();
+        sketch.insert(1e-6).unwrap();
+        sketch.insert(1e-8).unwrap();
+        assert_eq!(sketch.units(), 3);
+        assert_eq!(sketch.quantile(1.0), Some(1e6));
+        assert_eq!(sketch.quantile(0.0), Some(1e-8));
+    }
+
+    #[test]
+    fn mixed_signs_share_the_bins() {
+        // Temperatures from -5 to 30 (and an exact zero): keys from -key(5) to key(30) would span
+        // about 2300 bins in one window, the two windows need under 600.
+        let values: Vec<f64> = (0..700).map(|i| f64::from(i) * 0.05 - 5.0).chain([0.0, -0.0]).collect();
+        assert_quantiles_within_bound(&values);
+        let sketch = sketch_of(&values);
+        assert_eq!(sketch.units(), 702);
+        assert!(sketch.nonzero_bins().iter().any(|&(key, _)| key == 0));
+    }
+
+    #[test]
+    fn mixed_signs_collapse_the_most_negative_values_first() {
+        // -1e3..-1e-3 and 1e-3..1e3: about 1400 keys, more than the 1000 bins.
+        let mut rng = Rng(5);
+        let values: Vec<f64> = (0..4_000)
+            .map(|i| {
+                let magnitude = std::primitive::f64::powf(10.0, rng.unit() * 6.0 - 3.0);
+                if i % 4 == 0 {
+                    -magnitude
+                } else {
+                    magnitude
+                }
+            })
+            .collect();
+        let sketch = sketch_of(&values);
+        let sorted = sorted(&values);
+        assert_eq!(sketch.units(), 4_000);
+        assert_eq!((sketch.min(), sketch.max()), (Some(sorted[0]), Some(sorted[3_999])));
+        // The positive window keeps its whole span: every quantile from the negatives' top up.
+        for q in [0.3, 0.5, 0.9, 0.99] {
+            assert!(within_one_percent(sketch.quantile(q).unwrap(), lower_rank(&sorted, q)), "q={q}");
+        }
+        // The most negative values were collapsed into the lowest kept bin: too high, still < 0.
+        let p01 = sketch.quantile(0.01).unwrap();
+        assert!(p01 < 0.0 && p01 > lower_rank(&sorted, 0.01) * 0.5, "{p01}");
+    }
+
+    #[test]
+    fn bin_overflow_halves_and_keeps_counts_exact() {
+        let mut sketch = Sketch::new();
+        let mut values = Vec::new();
+        for i in 0..200_000u32 {
+            // Mostly one value, some spread above it.
+            let v = if i % 10 == 0 { 1.0 + f64::from(i % 1000) } else { 0.5 };
+            sketch.insert(v).unwrap();
+            values.push(v);
+        }
+        assert!(sketch.scale >= 1);
+        assert_eq!(sketch.count(), 200_000);
+        assert_eq!(sketch.sum(), values.iter().sum::<f64>());
+        let sorted = sorted(&values);
+        for q in [0.5, 0.85, 0.89] {
+            assert!(within_one_percent(sketch.quantile(q).unwrap(), lower_rank(&sorted, q)), "q={q}");
+        }
+        // Upper quantiles: a small rank error (here the ranks of 0.95 +- 0.002).
+        for q in [0.95, 0.99] {
+            let estimate = sketch.quantile(q).unwrap();
+            let (lo, hi) = (lower_rank(&sorted, q - 0.002), lower_rank(&sorted, q + 0.002));
+            assert!(estimate >= lo * 0.99 && estimate <= hi * 1.01, "{estimate} not in [{lo}, {hi}]");
+        }
+    }
+
+    #[test]
+    fn refuses_non_finite_and_bad_quantiles() {
+        let mut sketch = Sketch::new();
+        assert_eq!(sketch.quantile(0.5), None);
+        assert_eq!(sketch.min(), None);
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(sketch.insert(bad), Err(SketchError::NonFinite));
+        }
+        assert_eq!(sketch.count(), 0);
+        sketch.insert(2.0).unwrap();
+        assert_eq!(sketch.quantile(-0.1), None);
+        assert_eq!(sketch.quantile(1.1), None);
+        assert_eq!(sketch.quantile(f64::NAN), None);
+        assert_eq!(sketch.quantile(0.5), Some(2.0));
+        sketch.clear();
+        assert_eq!(sketch.count(), 0);
+        assert_eq!(sketch.quantile(0.5), None);
+        assert_eq!(std::format!("{}", SketchError::NonFinite), "value is NaN or infinite");
+    }
+
+    #[test]
+    fn sizes_fit_the_budget() {
+        assert!(core::mem::size_of::<Sketch>() <= 2048);
+        assert_eq!(core::mem::size_of::<Sketch>(), 2048);
+        assert!(core::mem::size_of::<Histogram>() <= 2048 + 64);
+        assert_eq!(core::mem::size_of::<Histogram>(), 2064);
+        static EMPTY: QuantileSketch<SKETCH_BINS> = QuantileSketch::new();
+        static EMPTY_HISTOGRAM: Histogram = Histogram::new();
+        assert_eq!(EMPTY.count() + EMPTY_HISTOGRAM.count(), 0);
+    }
+
+    fn ints() -> impl Strategy<Value = Vec<f64>> {
+        // Integers (and their negatives) so that sums are exact in any order.
+        proptest::collection::vec((-1_000_000i32..1_000_000).prop_map(f64::from), 0..300)
+    }
+
+    fn positive() -> impl Strategy<Value = Vec<f64>> {
+        proptest::collection::vec((1u32..1_000_000_000).prop_map(|v| f64::from(v) * 1e-6), 0..300)
+    }
+
+    /// Both signs and zeros, magnitudes 1e-2..1e2: about 930 keys, no collapse.
+    fn mixed_small() -> impl Strategy<Value = Vec<f64>> {
+        let value = (1e-2f64..1e2, any::<bool>(), 0u8..20).prop_map(|(m, negative, z)| match (z, negative) {
+            (0, _) => 0.0,
+            (_, true) => -m,
+            (_, false) => m,
+        });
+        proptest::collection::vec(value, 1..300)
+    }
+
+    fn merged(a: &Sketch, b: &Sketch) -> Sketch {
+        let mut m = a.clone();
+        m.merge(b);
+        m
+    }
+
+    fn same(a: &Sketch, b: &Sketch) {
+        assert_eq!(a.count(), b.count());
+        assert_eq!(a.sum(), b.sum());
+        assert_eq!(a.min(), b.min());
+        assert_eq!(a.max(), b.max());
+        assert!(a.nonzero_bins() == b.nonzero_bins());
+        for q in [0.0, 0.5, 0.95, 0.99, 1.0] {
+            assert_eq!(a.quantile(q), b.quantile(q));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn keys_are_monotone(a in any::<f64>(), b in any::<f64>()) {
+            prop_assume!(a.is_finite() && b.is_finite());
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            prop_assert!(key_of(lo) <= key_of(hi));
+        }
+
+        #[test]
+        fn merge_equals_inserting_everything(a in positive(), b in positive()) {
+            let all: Vec<f64> = a.iter().chain(&b).copied().collect();
+            let (sa, sb) = (sketch_of(&a), sketch_of(&b));
+            let m = merged(&sa, &sb);
+            let direct = sketch_of(&all);
+            prop_assert_eq!(m.count(), direct.count());
+            prop_assert_eq!(m.min(), direct.min());
+            prop_assert_eq!(m.max(), direct.max());
+            prop_assert!((m.sum() - direct.sum()).abs() <= 1e-9 * direct.sum().abs());
+            prop_assert!(m.nonzero_bins() == direct.nonzero_bins());
+            if !all.is_empty() {
+                let sorted = sorted(&all);
+                for q in [0.5, 0.95, 0.99] {
+                    prop_assert!(within_one_percent(m.quantile(q).unwrap(), lower_rank(&sorted, q)));
+                }
+            }
+        }
+
+        #[test]
+        fn mixed_signs_without_collapse_are_order_independent(
+            values in mixed_small(),
+            cut in 0usize..300,
+        ) {
+            let cut = cut.min(values.len());
+            let direct = sketch_of(&values);
+            let mut reversed = values.clone();
+            reversed.reverse();
+            let mut merged = sketch_of(&values[..cut]);
+            merged.merge(&sketch_of(&values[cut..]));
+            prop_assert_eq!(direct.nonzero_bins(), sketch_of(&reversed).nonzero_bins());
+            prop_assert_eq!(direct.nonzero_bins(), merged.nonzero_bins());
+            prop_assert_eq!(direct.units(), values.len() as u64);
+            let sorted = sorted(&values);
+            for q in [0.0, 0.1, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0] {
+                let truth = lower_rank(&sorted, q);
+                prop_assert!(within_one_percent(merged.quantile(q).unwrap(), truth), "q={}", q);
+            }
+        }
+
+        #[test]
+        fn merge_is_commutative_and_associative(a in ints(), b in ints(), c in ints()) {
+            let (sa, sb, sc) = (sketch_of(&a), sketch_of(&b), sketch_of(&c));
+            same(&merged(&sa, &sb), &merged(&sb, &sa));
+            same(&merged(&merged(&sa, &sb), &sc), &merged(&sa, &merged(&sb, &sc)));
+            let all: Vec<f64> = a.iter().chain(&b).chain(&c).copied().collect();
+            let direct = sketch_of(&all);
+            let m = merged(&merged(&sa, &sb), &sc);
+            prop_assert_eq!(m.sum(), direct.sum());
+            prop_assert_eq!(m.count(), direct.count());
+            prop_assert_eq!(m.units(), m.count());
+        }
+
+        #[test]
+        fn quantiles_within_bound_for_any_data(values in proptest::collection::vec(-1e12f64..1e12, 1..400)) {
+            let sketch = sketch_of(&values);
+            let sorted = sorted(&values);
+            // Mixed signs may span more keys than the window: only quantiles at or above the
+            // lowest kept bin are guaranteed.
+            let lowest_kept = sketch.layout().key_at(0);
+            for q in [0.5, 0.9, 0.95, 0.99] {
+                let truth = lower_rank(&sorted, q);
+                if key_of(truth) > lowest_kept {
+                    prop_assert!(within_one_percent(sketch.quantile(q).unwrap(), truth),
+                        "q={} lowest kept {}", q, lowest_kept);
+                }
+            }
+        }
+    }
+
+    // Histogram.
+
+    fn histogram_of(values: &[f64]) -> Histogram {
+        let mut h = Histogram::new();
+        for &v in values {
+            h.insert(v).unwrap();
+        }
+        h
+    }
+
+    /// The original agent's percentile, computed from a full sort.
+    fn numpy_percentile(values: &[f64], p: f64) -> f64 {
+        let sorted = sorted(values);
+        let index = (sorted.len() - 1) as f64 * p;
+        let (floor, ceil) = (std::primitive::f64::floor(index), std::primitive::f64::ceil(index));
+        if floor == ceil {
+            return sorted[index as usize];
+        }
+        sorted[floor as usize] * (ceil - index) + sorted[ceil as usize] * (index - floor)
+    }
+
+    #[test]
+    fn histogram_exact_percentiles_match_python() {
+        let h = histogram_of(&[10.0, 3.0, 1.0, 2.0, 9.0, 8.0, 7.0, 6.0, 5.0, 4.0]);
+        assert_eq!(h.quantile(0.5), Some(5.5));
+        assert_eq!(h.quantile(0.75), Some(7.75));
+        assert_eq!(h.quantile(0.9), Some(9.1));
+        assert_eq!(h.quantile(0.95), Some(9.549999999999999));
+        assert_eq!(h.quantile(0.99), Some(9.91));
+        assert_eq!(h.quantile(0.0), Some(1.0));
+        assert_eq!(h.quantile(1.0), Some(10.0));
+        assert_eq!(h.avg(), Some(5.5));
+        let h = histogram_of(&[3.0, 1.0, 2.0, 1.0, 2.0, 3.0, 1.0, 2.0]);
+        assert_eq!(h.quantile(0.5), Some(2.0));
+        assert_eq!(h.quantile(0.95), Some(3.0));
+        let h = histogram_of(&[5.0]);
+        for p in [0.0, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0] {
+            assert_eq!(h.quantile(p), Some(5.0));
+        }
+        assert_eq!((h.count(), h.sum(), h.min(), h.max()), (1, 5.0, Some(5.0), Some(5.0)));
+        let empty = Histogram::new();
+        assert_eq!((empty.quantile(0.5), empty.avg(), empty.min()), (None, None, None));
+    }
+
+    #[test]
+    fn histogram_switches_to_the_sketch_keeping_stats_exact() {
+        let mut rng = Rng(11);
+        let values: Vec<f64> = (0..5_000).map(|_| 0.001 + rng.unit() * 3.7).collect();
+        let mut h = Histogram::new();
+        let mut sum = 0.0;
+        for (i, &v) in values.iter().enumerate() {
+            h.insert(v).unwrap();
+            sum += v;
+            assert_eq!(h.is_exact(), i < EXACT_SAMPLES);
+            assert_eq!(h.sum(), sum);
+            assert_eq!(h.count(), i as u64 + 1);
+            if i == EXACT_SAMPLES - 1 || i == EXACT_SAMPLES {
+                let seen = &values[..=i];
+                let min = seen.iter().copied().fold(f64::INFINITY, f64::min);
+                let max = seen.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                assert_eq!((h.min(), h.max()), (Some(min), Some(max)));
+            }
+        }
+        assert_eq!(h.avg(), Some(sum / 5_000.0));
+        for p in [0.5, 0.75, 0.9, 0.95, 0.99] {
+            let truth = numpy_percentile(&values, p);
+            assert!(within_one_percent(h.quantile(p).unwrap(), truth), "p={p}");
+        }
+        assert_eq!(h.insert(f64::NAN), Err(SketchError::NonFinite));
+        assert_eq!(h.count(), 5_000);
+        h.clear();
+        assert!(h.is_exact() && h.count() == 0);
+    }
+
+    #[test]
+    fn histogram_merges() {
+        let a: Vec<f64> = (0..100).map(f64::from).collect();
+        let b: Vec<f64> = (50..200).map(|i| f64::from(i) * 0.5).collect();
+        let c: Vec<f64> = (0..1000).map(|i| f64::from(i) + 0.25).collect();
+        let all_ab: Vec<f64> = a.iter().chain(&b).copied().collect();
+        // Exact + exact, fits.
+        let mut h = histogram_of(&a);
+        h.merge(&histogram_of(&b));
+        assert!(h.is_exact());
+        let direct = histogram_of(&all_ab);
+        for p in [0.0, 0.1, 0.5, 0.95, 0.99, 1.0] {
+            assert_eq!(h.quantile(p), direct.quantile(p));
+        }
+        assert_eq!((h.count(), h.sum(), h.min(), h.max()), (250, direct.sum(), Some(0.0), Some(99.5)));
+        // Exact + exact, overflows; exact + sketch; sketch + exact; sketch + sketch.
+        let mut over = histogram_of(&all_ab);
+        over.merge(&histogram_of(&all_ab));
+        assert!(!over.is_exact());
+        assert_eq!((over.count(), over.sum()), (500, 2.0 * direct.sum()));
+        for (left, right) in [(&a, &c), (&c, &a), (&c, &c)] {
+            let mut h = histogram_of(left);
+            h.merge(&histogram_of(right));
+            let all: Vec<f64> = left.iter().chain(right.iter()).copied().collect();
+            assert!(!h.is_exact());
+            assert_eq!(h.count(), all.len() as u64);
+            assert_eq!(h.sum(), all.iter().sum::<f64>());
+            assert_eq!(h.min(), Some(if left == &c && right == &c { 0.25 } else { 0.0 }));
+            assert_eq!(h.max(), Some(999.25));
+            for p in [0.5, 0.9, 0.95, 0.99] {
+                assert!(within_one_percent(h.quantile(p).unwrap(), numpy_percentile(&all, p)), "p={p}");
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn histogram_exact_mode_is_numpy(
+            values in proptest::collection::vec(-1e6f64..1e6, 1..=EXACT_SAMPLES),
+            p in 0.0f64..=1.0,
+        ) {
+            let h = histogram_of(&values);
+            prop_assert!(h.is_exact());
+            prop_assert_eq!(h.quantile(p), Some(numpy_percentile(&values, p)));
+        }
+
+        #[test]
+        fn histogram_merge_is_commutative(a in positive(), b in positive()) {
+            let (ha, hb) = (histogram_of(&a), histogram_of(&b));
+            let mut ab = ha.clone();
+            ab.merge(&hb);
+            let mut ba = hb.clone();
+            ba.merge(&ha);
+            prop_assert_eq!(ab.count(), ba.count());
+            prop_assert_eq!(ab.sum(), ba.sum());
+            prop_assert_eq!(ab.min(), ba.min());
+            prop_assert_eq!(ab.max(), ba.max());
+            if ab.is_exact() {
+                for p in [0.5, 0.95, 0.99] {
+                    prop_assert_eq!(ab.quantile(p), ba.quantile(p));
+                }
+            }
+        }
+    }
+}
