@@ -24,21 +24,12 @@ fn leak(text: String) -> &'static str {
 
 fn corpus() -> Corpus {
     let hosts: Vec<&'static str> = (0..10).map(|i| leak(format!("board-{i}"))).collect();
-    let eps: Vec<&'static str> = (0..100)
-        .map(|i| leak(format!("/api/v1/thing/{i}")))
-        .collect();
+    let eps: Vec<&'static str> = (0..100).map(|i| leak(format!("/api/v1/thing/{i}"))).collect();
     let users: Vec<&'static str> = (0..50).map(|i| leak(format!("user-{i}"))).collect();
     Corpus {
-        names: (0..SERIES)
-            .map(|i| format!("chouette.app.metric_{}", i / 100))
-            .collect(),
+        names: (0..SERIES).map(|i| format!("chouette.app.metric_{}", i / 100)).collect(),
         tags: (0..SERIES)
-            .map(|i| {
-                [
-                    Tag::new("host", hosts[i % 10]),
-                    Tag::new("endpoint", eps[i % 100]),
-                ]
-            })
+            .map(|i| [Tag::new("host", hosts[i % 10]), Tag::new("endpoint", eps[i % 100])])
             .collect(),
         members: (0..SAMPLES).map(|i| [Member::Str(users[i % 50])]).collect(),
     }

@@ -21,20 +21,8 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let bases = [
-        "http.requests",
-        "http.latency",
-        "system.cpu.user",
-        "disk.free",
-        "queue.depth",
-    ];
-    let suffixes = [
-        None,
-        Some("avg"),
-        Some("count"),
-        Some("max"),
-        Some("95percentile"),
-    ];
+    let bases = ["http.requests", "http.latency", "system.cpu.user", "disk.free", "queue.depth"];
+    let suffixes = [None, Some("avg"), Some("count"), Some("max"), Some("95percentile")];
     let mut names = Vec::new();
     let mut tags = Vec::new();
     for i in 0..SERIES {
@@ -68,21 +56,21 @@ fn encode(
     let host = Some("pi-42.example.com");
     let mut total = 0;
     let mut enc = SeriesEncoder::new(buf, SeriesLimits::default());
-    let mut order = (0..SERIES * STEPS).map(|k| {
-        if series_major {
-            (k / STEPS, k % STEPS)
-        } else {
-            (k % SERIES, k / SERIES)
-        }
-    });
+    let mut order =
+        (0..SERIES * STEPS).map(
+            |k| {
+                if series_major {
+                    (k / STEPS, k % STEPS)
+                } else {
+                    (k % SERIES, k / SERIES)
+                }
+            },
+        );
     let mut next = order.next();
     while let Some((s, t)) = next {
         let (base, suffix, kind, interval) = &fx.names[s];
         let point = Wrapped {
-            name: MetricName {
-                base,
-                suffix: *suffix,
-            },
+            name: MetricName { base, suffix: *suffix },
             kind: *kind,
             tags: &tag_views[s],
             timestamp: Timestamp(1_795_310_770.0 + 10.0 * t as f64),
@@ -107,11 +95,8 @@ fn encode(
 
 fn bench_encode(c: &mut Criterion) {
     let fx = fixture();
-    let tag_views: Vec<Vec<Tag<'_>>> = fx
-        .tags
-        .iter()
-        .map(|t| t.iter().map(|(k, v)| Tag::new(k, v)).collect())
-        .collect();
+    let tag_views: Vec<Vec<Tag<'_>>> =
+        fx.tags.iter().map(|t| t.iter().map(|(k, v)| Tag::new(k, v)).collect()).collect();
     let mut buf = vec![0u8; 4 << 20];
     let mut group = c.benchmark_group("series");
     group.throughput(Throughput::Elements((SERIES * STEPS) as u64));
@@ -136,13 +121,8 @@ fn bench_encode(c: &mut Criterion) {
         use chouette_core::wire::zlib::{compress, DEFAULT_LEVEL};
         for (label, series_major) in [("series_major", true), ("time_major", false)] {
             let mut payloads: Vec<Vec<u8>> = Vec::new();
-            let bytes = encode(&fx, &tag_views, series_major, &mut buf, |p| {
-                payloads.push(p.to_vec())
-            });
-            let compressed: usize = payloads
-                .iter()
-                .map(|p| compress(p, DEFAULT_LEVEL).len())
-                .sum();
+            let bytes = encode(&fx, &tag_views, series_major, &mut buf, |p| payloads.push(p.to_vec()));
+            let compressed: usize = payloads.iter().map(|p| compress(p, DEFAULT_LEVEL).len()).sum();
             let points = (SERIES * STEPS) as f64;
             eprintln!(
                 "{label}: {} payloads, {bytes} B uncompressed ({:.1} B/point), {compressed} B at zlib level {DEFAULT_LEVEL} ({:.2} B/point)",

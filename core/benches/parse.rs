@@ -26,26 +26,20 @@ fn bench_raw(c: &mut Criterion) {
     let mut group = c.benchmark_group("parse_raw_metric");
     let bytes: usize = RAW_MIX.iter().map(|r| r.len()).sum();
     group.throughput(Throughput::Elements(RAW_MIX.len() as u64));
-    group.bench_function(
-        format!("mix of {} ({} B avg)", RAW_MIX.len(), bytes / RAW_MIX.len()),
-        |b| {
-            let mut scratch = [0u8; 1024];
-            b.iter(|| {
-                for record in RAW_MIX {
-                    let m = parse_raw_metric(black_box(record.as_bytes()), &mut scratch);
-                    black_box(m.is_ok());
-                }
-            })
-        },
-    );
+    group.bench_function(format!("mix of {} ({} B avg)", RAW_MIX.len(), bytes / RAW_MIX.len()), |b| {
+        let mut scratch = [0u8; 1024];
+        b.iter(|| {
+            for record in RAW_MIX {
+                let m = parse_raw_metric(black_box(record.as_bytes()), &mut scratch);
+                black_box(m.is_ok());
+            }
+        })
+    });
     group.finish();
 }
 
 fn bench_wrapped(c: &mut Criterion) {
-    let tags = [
-        Tag::new("endpoint", "/api/v1/items"),
-        Tag::new("env", "prod"),
-    ];
+    let tags = [Tag::new("endpoint", "/api/v1/items"), Tag::new("env", "prod")];
     let w = Wrapped {
         name: MetricName::plain("app.requests"),
         kind: OutputType::Count,
@@ -74,9 +68,7 @@ fn bench_log(c: &mut Criterion) {
     let line = br#"{"date": "2026-11-22T01:25:26.038424+00:00", "ddsource": "svc", "ddtags": ["env:prod"], "level": "INFO", "message": {"msg": "hello %s"}, "service": "svc"}"#;
     let mut group = c.benchmark_group("log");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("parse_log", |b| {
-        b.iter(|| black_box(parse_log(black_box(line)).is_ok()))
-    });
+    group.bench_function("parse_log", |b| b.iter(|| black_box(parse_log(black_box(line)).is_ok())));
     group.finish();
 }
 

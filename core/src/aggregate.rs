@@ -54,9 +54,7 @@ pub enum ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::ZeroInterval => {
-                f.write_str("the flush interval must be at least 1 second")
-            }
+            ConfigError::ZeroInterval => f.write_str("the flush interval must be at least 1 second"),
         }
     }
 }
@@ -65,21 +63,15 @@ impl core::error::Error for ConfigError {}
 
 impl AggregatorConfig {
     /// The original's default: 10 s buckets; plus 2 s of grace and 600 s of allowed clock skew.
-    pub const DEFAULT: AggregatorConfig = AggregatorConfig {
-        interval_secs: 10,
-        grace_secs: 2,
-        max_future_secs: 600,
-    };
+    pub const DEFAULT: AggregatorConfig =
+        AggregatorConfig { interval_secs: 10, grace_secs: 2, max_future_secs: 600 };
 
     /// Buckets of `interval_secs` (`AGGREGATE_INTERVAL`), with the default grace and skew.
     pub const fn new(interval_secs: u32) -> Result<Self, ConfigError> {
         if interval_secs == 0 {
             return Err(ConfigError::ZeroInterval);
         }
-        Ok(AggregatorConfig {
-            interval_secs,
-            ..Self::DEFAULT
-        })
+        Ok(AggregatorConfig { interval_secs, ..Self::DEFAULT })
     }
 
     /// How long after its end a bucket stays open for samples still on their way.
@@ -109,11 +101,7 @@ impl AggregatorConfig {
     fn bucket_of(&self, secs: f64) -> i64 {
         let interval = self.interval_secs as i64;
         let whole = secs as i64; // saturating; callers pass finite, non-negative seconds
-        let whole = if (whole as f64) > secs {
-            whole - 1
-        } else {
-            whole
-        };
+        let whole = if (whole as f64) > secs { whole - 1 } else { whole };
         whole - whole.rem_euclid(interval)
     }
 }
@@ -361,14 +349,17 @@ pub struct Aggregator<const SERIES: usize, const SKETCHES: usize, const KEY_BYTE
 /// 32 series-buckets, 2 pooled sketches, 4 KiB of names and tags: a microcontroller.
 pub type SmallAggregator = Aggregator<32, 2, 4096>;
 
+/// 1024 series-buckets, 64 pooled sketches, 64 KiB of names and tags: a small Linux board.
+pub type BoardAggregator = Aggregator<1024, 64, 65536>;
+
+/// 10240 series-buckets, 1024 pooled sketches, 1 MiB of names and tags: a gateway.
+pub type GatewayAggregator = Aggregator<10240, 1024, { 1 << 20 }>;
+
 impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
     Aggregator<SERIES, SKETCHES, KEY_BYTES>
 {
     const CAPACITY_OK: () = {
-        assert!(
-            SERIES > 0 && SERIES < u32::MAX as usize,
-            "SERIES must be in 1..u32::MAX"
-        );
+        assert!(SERIES > 0 && SERIES < u32::MAX as usize, "SERIES must be in 1..u32::MAX");
         assert!(SKETCHES <= u16::MAX as usize, "SKETCHES must fit in u16");
         assert!(KEY_BYTES < u32::MAX as usize, "KEY_BYTES must fit in u32");
     };
@@ -523,11 +514,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
             return Ok(pos);
         }
         self.buckets
-            .push(BucketInfo {
-                start: bucket,
-                entries: 0,
-                closed: false,
-            })
+            .push(BucketInfo { start: bucket, entries: 0, closed: false })
             .map_err(|_| RecordError::TooManyBuckets)?;
         Ok(self.buckets.len() - 1)
     }
@@ -579,23 +566,16 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
     fn initial_state(&mut self, sample: &Sample<'_>) -> Result<State, RecordError> {
         let state = match (sample.kind, sample.value) {
             (MetricType::Count | MetricType::Rate, Value::Number(v)) => State::Sum { sum: v, n: 1 },
-            (MetricType::Gauge, Value::Number(v)) => State::Gauge {
-                last: v,
-                last_ts: sample.timestamp.as_secs_f64(),
-                sum: v,
-                n: 1,
-            },
+            (MetricType::Gauge, Value::Number(v)) => {
+                State::Gauge { last: v, last_ts: sample.timestamp.as_secs_f64(), sum: v, n: 1 }
+            }
             (MetricType::Histogram | MetricType::Distribution, Value::Number(v)) => {
                 let mut values = [0.0; INLINE_SAMPLES];
                 values[0] = v;
                 State::Samples { n: 1, values }
             }
             (MetricType::Set, Value::Set(members)) => {
-                let mut state = State::Members {
-                    samples: 0,
-                    n: 0,
-                    hashes: [0; INLINE_MEMBERS],
-                };
+                let mut state = State::Members { samples: 0, n: 0, hashes: [0; INLINE_MEMBERS] };
                 self.add_members(&mut state, members)?;
                 state
             }
@@ -652,10 +632,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
                     counter.insert(member);
                 }
                 self.pool[slot as usize] = Slot::Set(counter);
-                *state = State::Pooled {
-                    slot,
-                    samples: *samples + 1,
-                };
+                *state = State::Pooled { slot, samples: *samples + 1 };
                 Ok(())
             }
             _ => Err(RecordError::WrongValueKind),
@@ -682,15 +659,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
                 *sum += v;
                 *n += 1;
             }
-            (
-                State::Gauge {
-                    last,
-                    last_ts,
-                    sum,
-                    n,
-                },
-                Value::Number(v),
-            ) => {
+            (State::Gauge { last, last_ts, sum, n }, Value::Number(v)) => {
                 let ts = sample.timestamp.as_secs_f64();
                 if ts >= *last_ts {
                     *last = v;
@@ -756,9 +725,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
             *slot = i as u8;
         }
         let order = &mut order[..sample.tags.len()];
-        order.sort_unstable_by(|&a, &b| {
-            cmp_written(&sample.tags[a as usize], &sample.tags[b as usize])
-        });
+        order.sort_unstable_by(|&a, &b| cmp_written(&sample.tags[a as usize], &sample.tags[b as usize]));
         let mut key_len = sample.name.len();
         let mut previous: Option<&Tag<'_>> = None;
         for &i in order.iter() {
@@ -961,11 +928,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
             }
             let home = Self::home(entry.hash, entry.bucket);
             // Move `j` into the hole unless its home lies cyclically in (hole, j].
-            let stays = if hole <= j {
-                hole < home && home <= j
-            } else {
-                hole < home || home <= j
-            };
+            let stays = if hole <= j { hole < home && home <= j } else { hole < home || home <= j };
             if stays {
                 continue;
             }
@@ -1024,27 +987,21 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
         }
         let aggregate = match entry.state {
             State::Sum { sum, n } => AggregateView::Sum { sum, n },
-            State::Gauge { last, sum, n, .. } => AggregateView::Gauge {
-                last,
-                sum,
-                n: n.into(),
-            },
+            State::Gauge { last, sum, n, .. } => AggregateView::Gauge { last, sum, n: n.into() },
             State::Samples { n, values } => {
                 let mut sorted = values;
                 let sorted_len = n as usize;
                 insertion_sort_f64(&mut sorted[..sorted_len]);
                 AggregateView::Samples { sorted, n }
             }
-            State::Members { samples, n, .. } => AggregateView::Members {
-                distinct: n as u64,
-                samples: samples as u64,
-            },
+            State::Members { samples, n, .. } => {
+                AggregateView::Members { distinct: n as u64, samples: samples as u64 }
+            }
             State::Pooled { slot, samples } => match &self.pool[slot as usize] {
                 Slot::Histogram(histogram) => AggregateView::Histogram(histogram),
-                Slot::Set(counter) => AggregateView::Members {
-                    distinct: counter.estimate(),
-                    samples: samples as u64,
-                },
+                Slot::Set(counter) => {
+                    AggregateView::Members { distinct: counter.estimate(), samples: samples as u64 }
+                }
                 Slot::Free => AggregateView::Sum { sum: 0.0, n: 0 },
             },
         };
@@ -1052,9 +1009,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
             name,
             tags,
             kind: entry.kind,
-            timestamp: Timestamp::from_secs_f64(
-                entry.bucket as f64 * self.config.interval_secs as f64,
-            ),
+            timestamp: Timestamp::from_secs_f64(entry.bucket as f64 * self.config.interval_secs as f64),
             interval_secs: self.config.interval_secs,
             aggregate,
         }
@@ -1079,24 +1034,11 @@ pub struct Flushed<'a> {
 
 #[derive(Debug, Clone)]
 enum AggregateView<'a> {
-    Sum {
-        sum: f64,
-        n: u64,
-    },
-    Gauge {
-        last: f64,
-        sum: f64,
-        n: u64,
-    },
-    Samples {
-        sorted: [f64; INLINE_SAMPLES],
-        n: u8,
-    },
+    Sum { sum: f64, n: u64 },
+    Gauge { last: f64, sum: f64, n: u64 },
+    Samples { sorted: [f64; INLINE_SAMPLES], n: u8 },
     Histogram(&'a Histogram),
-    Members {
-        distinct: u64,
-        samples: u64,
-    },
+    Members { distinct: u64, samples: u64 },
 }
 
 impl Summary for AggregateView<'_> {
@@ -1136,9 +1078,7 @@ impl Summary for AggregateView<'_> {
 
     fn quantile(&self, p: f64) -> f64 {
         match self {
-            AggregateView::Samples { sorted, n } => {
-                wrap::interpolate_sorted(&sorted[..*n as usize], p)
-            }
+            AggregateView::Samples { sorted, n } => wrap::interpolate_sorted(&sorted[..*n as usize], p),
             AggregateView::Histogram(h) => h.quantile(p).unwrap_or(f64::NAN),
             AggregateView::Sum { sum, n } => sum / *n as f64,
             AggregateView::Gauge { last, .. } => *last,
@@ -1156,9 +1096,7 @@ impl<'a> Flushed<'a> {
             (AggregateView::Sum { sum, n }, kind) => {
                 wrap::wrap_sum(config, kind == MetricType::Rate, *sum, *n, interval)
             }
-            (AggregateView::Gauge { last, sum, n }, _) => {
-                wrap::wrap_gauge(config, *last, *sum, *n, interval)
-            }
+            (AggregateView::Gauge { last, sum, n }, _) => wrap::wrap_gauge(config, *last, *sum, *n, interval),
             (AggregateView::Members { distinct, samples }, _) => {
                 wrap::wrap_set(config, *distinct, *samples, interval)
             }
@@ -1169,10 +1107,7 @@ impl<'a> Flushed<'a> {
     /// One output as a complete point of this series.
     pub fn wrapped<'s>(&'s self, output: &wrap::Output<'s>) -> Wrapped<'s> {
         Wrapped {
-            name: crate::metric::MetricName {
-                base: self.name,
-                suffix: output.suffix,
-            },
+            name: crate::metric::MetricName { base: self.name, suffix: output.suffix },
             kind: output.kind,
             tags: &self.tags,
             timestamp: self.timestamp,
@@ -1205,10 +1140,7 @@ fn tag_hash(tag: &Tag<'_>) -> u64 {
     const VALUE_SEED: u64 = 0x7661_6c75;
     const BARE: u64 = 0x6261_7265;
     let (key, value) = match tag.key.split_once(':') {
-        None => (
-            tag.key,
-            tag.value.map(|v| hash_bytes(VALUE_SEED, v.as_bytes())),
-        ),
+        None => (tag.key, tag.value.map(|v| hash_bytes(VALUE_SEED, v.as_bytes()))),
         Some((key, rest)) => {
             let value = match tag.value {
                 Some(v) => hash_parts(VALUE_SEED, &[rest.as_bytes(), b":", v.as_bytes()]),
@@ -1224,10 +1156,7 @@ fn tag_hash(tag: &Tag<'_>) -> u64 {
 fn cmp_written(a: &Tag<'_>, b: &Tag<'_>) -> core::cmp::Ordering {
     fn bytes<'t>(tag: &Tag<'t>) -> impl Iterator<Item = u8> + 't {
         let value = tag.value;
-        tag.key
-            .bytes()
-            .chain(value.map(|_| b':'))
-            .chain(value.unwrap_or("").bytes())
+        tag.key.bytes().chain(value.map(|_| b':')).chain(value.unwrap_or("").bytes())
     }
     bytes(a).cmp(bytes(b))
 }
@@ -1263,31 +1192,12 @@ mod tests {
         Timestamp::from_secs_f64(secs)
     }
 
-    fn num<'a>(
-        name: &'a str,
-        kind: MetricType,
-        tags: &'a [Tag<'a>],
-        value: f64,
-        at: f64,
-    ) -> Sample<'a> {
-        Sample {
-            name,
-            kind,
-            tags,
-            value: Value::Number(value),
-            timestamp: ts(at),
-        }
+    fn num<'a>(name: &'a str, kind: MetricType, tags: &'a [Tag<'a>], value: f64, at: f64) -> Sample<'a> {
+        Sample { name, kind, tags, value: Value::Number(value), timestamp: ts(at) }
     }
 
     /// (name, suffix, type, tags, timestamp, value, interval) of every point flushed.
-    type Point = (
-        heapless::String<64>,
-        OutputType,
-        heapless::String<64>,
-        f64,
-        f64,
-        Option<u32>,
-    );
+    type Point = (heapless::String<64>, OutputType, heapless::String<64>, f64, f64, Option<u32>);
 
     fn drain(agg: &mut Agg, config: &WrapConfig) -> heapless::Vec<Point, 64> {
         let mut points = heapless::Vec::new();
@@ -1298,23 +1208,12 @@ mod tests {
                 let _ = fmt::write(&mut name, format_args!("{}", w.name));
                 let mut tags: heapless::String<64> = heapless::String::new();
                 for (i, tag) in w.tags.iter().enumerate() {
-                    let _ = fmt::write(
-                        &mut tags,
-                        format_args!("{}{}", if i > 0 { "," } else { "" }, tag),
-                    );
+                    let _ = fmt::write(&mut tags, format_args!("{}{}", if i > 0 { "," } else { "" }, tag));
                 }
-                let _ = points.push((
-                    name,
-                    w.kind,
-                    tags,
-                    w.timestamp.as_secs_f64(),
-                    w.value,
-                    w.interval,
-                ));
+                let _ = points.push((name, w.kind, tags, w.timestamp.as_secs_f64(), w.value, w.interval));
             }
         }
-        points
-            .sort_unstable_by(|a, b| (&a.0, &a.2, a.3.to_bits()).cmp(&(&b.0, &b.2, b.3.to_bits())));
+        points.sort_unstable_by(|a, b| (&a.0, &a.2, a.3.to_bits()).cmp(&(&b.0, &b.2, b.3.to_bits())));
         points
     }
 
@@ -1325,8 +1224,7 @@ mod tests {
         let a = [Tag::new("ep", "a")];
         let b = [Tag::new("ep", "b")];
         for (tags, value) in [(&a, 1.0), (&b, 10.0), (&a, 2.0), (&b, 20.0), (&a, 3.0)] {
-            agg.record(ts(105.0), num("req", MetricType::Count, tags, value, 101.0))
-                .unwrap();
+            agg.record(ts(105.0), num("req", MetricType::Count, tags, value, 101.0)).unwrap();
         }
         agg.handle_timeout(ts(112.0));
         let points = drain(&mut agg, &WrapConfig::default());
@@ -1335,10 +1233,7 @@ mod tests {
             (points[0].2.as_str(), points[0].3, points[0].4, points[0].5),
             ("ep:a", 100.0, 6.0, Some(10))
         );
-        assert_eq!(
-            (points[1].2.as_str(), points[1].3, points[1].4),
-            ("ep:b", 100.0, 30.0)
-        );
+        assert_eq!((points[1].2.as_str(), points[1].3, points[1].4), ("ep:b", 100.0, 30.0));
         assert!(agg.is_empty());
     }
 
@@ -1347,10 +1242,8 @@ mod tests {
         let mut agg = Agg::new(AggregatorConfig::DEFAULT);
         let one = [Tag::new("b", "2"), Tag::new("a", "1")];
         let two = [Tag::new("a", "1"), Tag::new("b", "2"), Tag::new("a", "1")];
-        agg.record(ts(0.0), num("x", MetricType::Count, &one, 1.0, 1.0))
-            .unwrap();
-        agg.record(ts(0.0), num("x", MetricType::Count, &two, 1.0, 2.0))
-            .unwrap();
+        agg.record(ts(0.0), num("x", MetricType::Count, &one, 1.0, 1.0)).unwrap();
+        agg.record(ts(0.0), num("x", MetricType::Count, &two, 1.0, 2.0)).unwrap();
         agg.handle_timeout(ts(100.0));
         let points = drain(&mut agg, &WrapConfig::default());
         assert_eq!(points.len(), 1);
@@ -1360,10 +1253,8 @@ mod tests {
     #[test]
     fn types_are_part_of_the_series_identity() {
         let mut agg = Agg::new(AggregatorConfig::DEFAULT);
-        agg.record(ts(0.0), num("x", MetricType::Count, &[], 1.0, 1.0))
-            .unwrap();
-        agg.record(ts(0.0), num("x", MetricType::Gauge, &[], 5.0, 1.0))
-            .unwrap();
+        agg.record(ts(0.0), num("x", MetricType::Count, &[], 1.0, 1.0)).unwrap();
+        agg.record(ts(0.0), num("x", MetricType::Gauge, &[], 5.0, 1.0)).unwrap();
         agg.handle_timeout(ts(100.0));
         let points = drain(&mut agg, &WrapConfig::default());
         assert_eq!(points.len(), 2);
@@ -1373,14 +1264,12 @@ mod tests {
     fn a_bucket_closes_only_after_its_grace_delay() {
         let config = AggregatorConfig::new(10).unwrap().with_grace_secs(3);
         let mut agg = Agg::new(config);
-        agg.record(ts(15.0), num("g", MetricType::Gauge, &[], 1.0, 15.0))
-            .unwrap();
+        agg.record(ts(15.0), num("g", MetricType::Gauge, &[], 1.0, 15.0)).unwrap();
         assert_eq!(agg.poll_timeout(), Some(ts(23.0)));
         agg.handle_timeout(ts(22.9));
         assert!(agg.poll_flush().is_none());
         // Still open: a sample on its way lands in the same bucket.
-        agg.record(ts(22.9), num("g", MetricType::Gauge, &[], 2.0, 19.0))
-            .unwrap();
+        agg.record(ts(22.9), num("g", MetricType::Gauge, &[], 2.0, 19.0)).unwrap();
         agg.handle_timeout(ts(23.0));
         let points = drain(&mut agg, &WrapConfig::default());
         assert_eq!(points.len(), 1);
@@ -1391,16 +1280,13 @@ mod tests {
     #[test]
     fn a_late_sample_is_folded_into_the_oldest_open_bucket_and_counted() {
         let mut agg = Agg::new(AggregatorConfig::new(10).unwrap().with_grace_secs(0));
-        agg.record(ts(5.0), num("c", MetricType::Count, &[], 1.0, 5.0))
-            .unwrap();
+        agg.record(ts(5.0), num("c", MetricType::Count, &[], 1.0, 5.0)).unwrap();
         agg.handle_timeout(ts(10.0));
         let first = drain(&mut agg, &WrapConfig::default());
         assert_eq!((first[0].3, first[0].4), (0.0, 1.0));
         // Bucket 0 is emitted; a sample stamped 7 s arrives at 12 s.
-        agg.record(ts(12.0), num("c", MetricType::Count, &[], 4.0, 7.0))
-            .unwrap();
-        agg.record(ts(12.0), num("c", MetricType::Count, &[], 5.0, 12.0))
-            .unwrap();
+        agg.record(ts(12.0), num("c", MetricType::Count, &[], 4.0, 7.0)).unwrap();
+        agg.record(ts(12.0), num("c", MetricType::Count, &[], 5.0, 12.0)).unwrap();
         assert_eq!(agg.stats().late, 1);
         agg.handle_timeout(ts(20.0));
         let second = drain(&mut agg, &WrapConfig::default());
@@ -1413,8 +1299,7 @@ mod tests {
         // compat §7 item 2: the original reset the interval to 10 after any merge.
         let mut agg = Agg::new(AggregatorConfig::new(15).unwrap());
         for v in [1.0, 2.0, 3.0] {
-            agg.record(ts(0.0), num("r", MetricType::Rate, &[], v, 16.0))
-                .unwrap();
+            agg.record(ts(0.0), num("r", MetricType::Rate, &[], v, 16.0)).unwrap();
         }
         agg.handle_timeout(ts(100.0));
         let points = drain(&mut agg, &WrapConfig::default());
@@ -1429,8 +1314,7 @@ mod tests {
         // compat §8.3: gauge [1,2,3,9] at [10,9,12,11] → 3 (shifted by 2 s into one bucket).
         let mut agg = Agg::new(AggregatorConfig::DEFAULT);
         for (v, at) in [(1.0, 12.0), (2.0, 11.0), (3.0, 14.0), (9.0, 13.0)] {
-            agg.record(ts(0.0), num("g", MetricType::Gauge, &[], v, at))
-                .unwrap();
+            agg.record(ts(0.0), num("g", MetricType::Gauge, &[], v, at)).unwrap();
         }
         agg.handle_timeout(ts(100.0));
         let points = drain(&mut agg, &WrapConfig::default());
@@ -1459,10 +1343,7 @@ mod tests {
         }
         agg.handle_timeout(ts(100.0));
         let points = drain(&mut agg, &WrapConfig::default());
-        assert_eq!(
-            (points[0].1, points[0].4, points[0].5),
-            (OutputType::Count, 5.0, Some(10))
-        );
+        assert_eq!((points[0].1, points[0].4, points[0].5), (OutputType::Count, 5.0, Some(10)));
     }
 
     #[test]
@@ -1472,16 +1353,11 @@ mod tests {
         let values = [1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 3.0, 3.0];
         let stamps = [10.0, 11.0, 12.0, 15.0, 13.0, 14.0, 19.0, 17.0];
         for (v, at) in values.iter().zip(stamps) {
-            agg.record(
-                ts(0.0),
-                num("histogram.test", MetricType::Histogram, &tags, *v, at),
-            )
-            .unwrap();
+            agg.record(ts(0.0), num("histogram.test", MetricType::Histogram, &tags, *v, at)).unwrap();
         }
         agg.handle_timeout(ts(100.0));
         let points = drain(&mut agg, &WrapConfig::default());
-        let got: heapless::Vec<(&str, f64), 8> =
-            points.iter().map(|p| (p.0.as_str(), p.4)).collect();
+        let got: heapless::Vec<(&str, f64), 8> = points.iter().map(|p| (p.0.as_str(), p.4)).collect();
         assert_eq!(
             &got[..],
             &[
@@ -1505,26 +1381,11 @@ mod tests {
         };
         assert_eq!(LONG.len(), MAX_NAME_BYTES + 1);
         let cases: [(Sample<'_>, RecordError); 5] = [
-            (
-                num("", MetricType::Count, &[], 1.0, 1.0),
-                RecordError::EmptyName,
-            ),
-            (
-                num(LONG, MetricType::Count, &[], 1.0, 1.0),
-                RecordError::NameTooLong,
-            ),
-            (
-                num("n", MetricType::Count, &[], f64::NAN, 1.0),
-                RecordError::NonFinite,
-            ),
-            (
-                num("n", MetricType::Set, &[], 1.0, 1.0),
-                RecordError::WrongValueKind,
-            ),
-            (
-                num("n", MetricType::Count, &[], 1.0, 1.0e12),
-                RecordError::TooFarInFuture,
-            ),
+            (num("", MetricType::Count, &[], 1.0, 1.0), RecordError::EmptyName),
+            (num(LONG, MetricType::Count, &[], 1.0, 1.0), RecordError::NameTooLong),
+            (num("n", MetricType::Count, &[], f64::NAN, 1.0), RecordError::NonFinite),
+            (num("n", MetricType::Set, &[], 1.0, 1.0), RecordError::WrongValueKind),
+            (num("n", MetricType::Count, &[], 1.0, 1.0e12), RecordError::TooFarInFuture),
         ];
         for (sample, error) in cases {
             let refused = agg.record(ts(0.0), sample).unwrap_err();
@@ -1533,22 +1394,14 @@ mod tests {
                 (sample.name, sample.timestamp, error)
             );
         }
-        agg.record(ts(0.0), num("a", MetricType::Count, &[], 1.0, 1.0))
-            .unwrap();
-        agg.record(ts(0.0), num("b", MetricType::Count, &[], 1.0, 1.0))
-            .unwrap();
-        let full = agg
-            .record(ts(0.0), num("c", MetricType::Count, &[], 1.0, 1.0))
-            .unwrap_err();
+        agg.record(ts(0.0), num("a", MetricType::Count, &[], 1.0, 1.0)).unwrap();
+        agg.record(ts(0.0), num("b", MetricType::Count, &[], 1.0, 1.0)).unwrap();
+        let full = agg.record(ts(0.0), num("c", MetricType::Count, &[], 1.0, 1.0)).unwrap_err();
         assert_eq!(full.error, RecordError::Full);
         // Known series still record while the table is full.
-        agg.record(ts(0.0), num("a", MetricType::Count, &[], 1.0, 2.0))
-            .unwrap();
+        agg.record(ts(0.0), num("a", MetricType::Count, &[], 1.0, 2.0)).unwrap();
         let stats = agg.stats();
-        assert_eq!(
-            (stats.offered, stats.recorded, stats.refused_total()),
-            (9, 3, 6)
-        );
+        assert_eq!((stats.offered, stats.recorded, stats.refused_total()), (9, 3, 6));
         assert_eq!(stats.refused(RecordError::Full), 1);
     }
 
@@ -1556,32 +1409,18 @@ mod tests {
     fn the_sketch_pool_is_shared_and_released_after_flush() {
         let mut agg = Aggregator::<8, 1, 1024>::new(AggregatorConfig::DEFAULT);
         for i in 0..10 {
-            agg.record(
-                ts(0.0),
-                num("h1", MetricType::Histogram, &[], i as f64, 1.0),
-            )
-            .unwrap();
+            agg.record(ts(0.0), num("h1", MetricType::Histogram, &[], i as f64, 1.0)).unwrap();
         }
         for i in 0..INLINE_SAMPLES {
-            agg.record(
-                ts(0.0),
-                num("h2", MetricType::Histogram, &[], i as f64, 1.0),
-            )
-            .unwrap();
+            agg.record(ts(0.0), num("h2", MetricType::Histogram, &[], i as f64, 1.0)).unwrap();
         }
-        let refused = agg
-            .record(ts(0.0), num("h2", MetricType::Histogram, &[], 9.0, 1.0))
-            .unwrap_err();
+        let refused = agg.record(ts(0.0), num("h2", MetricType::Histogram, &[], 9.0, 1.0)).unwrap_err();
         assert_eq!(refused.error, RecordError::SketchesFull);
         agg.handle_timeout(ts(100.0));
         while agg.poll_flush().is_some() {}
         // The slot came back: a new bucket can use it.
         for i in 0..10 {
-            agg.record(
-                ts(100.0),
-                num("h2", MetricType::Histogram, &[], i as f64, 101.0),
-            )
-            .unwrap();
+            agg.record(ts(100.0), num("h2", MetricType::Histogram, &[], i as f64, 101.0)).unwrap();
         }
     }
 
@@ -1592,8 +1431,7 @@ mod tests {
         for round in 0..20 {
             let base = round as f64 * 10.0;
             for name in ["alpha", "bravo", "delta"] {
-                agg.record(ts(base), num(name, MetricType::Count, &[], 1.0, base + 1.0))
-                    .unwrap();
+                agg.record(ts(base), num(name, MetricType::Count, &[], 1.0, base + 1.0)).unwrap();
             }
             agg.handle_timeout(ts(base + 20.0));
             let mut names = 0;
@@ -1608,25 +1446,29 @@ mod tests {
     #[test]
     fn close_all_flushes_open_buckets() {
         let mut agg = Agg::new(AggregatorConfig::DEFAULT);
-        agg.record(ts(0.0), num("c", MetricType::Count, &[], 1.0, 1.0))
-            .unwrap();
-        agg.record(ts(0.0), num("c", MetricType::Count, &[], 1.0, 11.0))
-            .unwrap();
+        agg.record(ts(0.0), num("c", MetricType::Count, &[], 1.0, 1.0)).unwrap();
+        agg.record(ts(0.0), num("c", MetricType::Count, &[], 1.0, 11.0)).unwrap();
         agg.close_all();
         assert_eq!(drain(&mut agg, &WrapConfig::default()).len(), 2);
         // Later samples for those buckets are late, not second points.
-        agg.record(ts(12.0), num("c", MetricType::Count, &[], 1.0, 5.0))
-            .unwrap();
+        agg.record(ts(12.0), num("c", MetricType::Count, &[], 1.0, 5.0)).unwrap();
         assert_eq!(agg.stats().late, 1);
     }
 
     #[test]
     fn an_entry_is_one_cache_line() {
-        assert!(
-            core::mem::size_of::<Entry>() <= 64,
-            "{}",
-            core::mem::size_of::<Entry>()
-        );
+        assert!(core::mem::size_of::<Entry>() <= 64, "{}", core::mem::size_of::<Entry>());
+    }
+
+    #[test]
+    fn aggregator_sizes_are_as_documented() {
+        // docs/capacity.md quotes these figures.
+        let small = core::mem::size_of::<SmallAggregator>();
+        let board = core::mem::size_of::<BoardAggregator>();
+        let gateway = core::mem::size_of::<GatewayAggregator>();
+        assert!(small <= 16 * 1024, "{small}");
+        assert!(board <= 512 * 1024, "{board}");
+        assert!(gateway <= 5 * 1024 * 1024, "{gateway}");
     }
 
     #[test]

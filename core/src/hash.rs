@@ -91,8 +91,7 @@ mod tests {
         let text = b"env:production-east-1:zone";
         for split_a in 0..text.len() {
             for split_b in split_a..text.len() {
-                let parts: [&[u8]; 3] =
-                    [&text[..split_a], &text[split_a..split_b], &text[split_b..]];
+                let parts: [&[u8]; 3] = [&text[..split_a], &text[split_a..split_b], &text[split_b..]];
                 assert_eq!(hash_parts(9, &parts), hash_bytes(9, text));
             }
         }

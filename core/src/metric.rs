@@ -96,23 +96,14 @@ pub struct Tag<'a> {
 impl<'a> Tag<'a> {
     /// A `key:value` tag.
     pub const fn new(key: &'a str, value: &'a str) -> Self {
-        Tag {
-            key,
-            value: Some(value),
-        }
+        Tag { key, value: Some(value) }
     }
 
     /// Splits `key:value` at the first colon, as Datadog does; no colon gives a bare tag.
     pub fn parse(text: &'a str) -> Self {
         match text.split_once(':') {
-            Some((key, value)) => Tag {
-                key,
-                value: Some(value),
-            },
-            None => Tag {
-                key: text,
-                value: None,
-            },
+            Some((key, value)) => Tag { key, value: Some(value) },
+            None => Tag { key: text, value: None },
         }
     }
 
@@ -383,17 +374,8 @@ mod tests {
 
     #[test]
     fn tag_splits_at_the_first_colon() {
-        assert_eq!(
-            Tag::parse("env:staging:east"),
-            Tag::new("env", "staging:east")
-        );
-        assert_eq!(
-            Tag::parse("bare"),
-            Tag {
-                key: "bare",
-                value: None
-            }
-        );
+        assert_eq!(Tag::parse("env:staging:east"), Tag::new("env", "staging:east"));
+        assert_eq!(Tag::parse("bare"), Tag { key: "bare", value: None });
         assert_eq!(Tag::parse("env:staging:east").encoded_len(), 16);
     }
 
@@ -406,10 +388,7 @@ mod tests {
         at += pack_member(PackedKind::Str, b"", &mut buf[at..]).unwrap();
         let members = SetMembers::from_packed(&buf[..at]);
         let got: heapless::Vec<Member<'_>, 4> = members.iter().collect();
-        assert_eq!(
-            &got[..],
-            &[Member::Str("Alice"), Member::Num(15.0), Member::Str("")]
-        );
+        assert_eq!(&got[..], &[Member::Str("Alice"), Member::Num(15.0), Member::Str("")]);
         assert_eq!(members.len(), 3);
     }
 

@@ -185,11 +185,7 @@ impl Default for WrapConfig {
 impl WrapConfig {
     /// A configuration with no histogram aggregates and no percentiles.
     pub fn empty(kind: WrapperKind) -> Self {
-        WrapConfig {
-            kind,
-            aggregates: 0,
-            percentiles: heapless::Vec::new(),
-        }
+        WrapConfig { kind, aggregates: 0, percentiles: heapless::Vec::new() }
     }
 
     /// Removes every aggregate and percentile (before applying a configured list).
@@ -270,18 +266,8 @@ pub struct Output<'c> {
 }
 
 impl<'c> Output<'c> {
-    const fn new(
-        suffix: Option<&'c str>,
-        kind: OutputType,
-        value: f64,
-        interval: Option<u32>,
-    ) -> Self {
-        Output {
-            suffix,
-            kind,
-            value,
-            interval,
-        }
+    const fn new(suffix: Option<&'c str>, kind: OutputType, value: f64, interval: Option<u32>) -> Self {
+        Output { suffix, kind, value, interval }
     }
 }
 
@@ -292,46 +278,26 @@ pub const MAX_OUTPUTS: usize = 6 + MAX_PERCENTILES;
 pub type Outputs<'c> = heapless::Vec<Output<'c>, MAX_OUTPUTS>;
 
 /// Wraps a counter-like aggregate (`count` or `rate` samples): `sum` over `n` samples.
-pub fn wrap_sum<'c>(
-    config: &'c WrapConfig,
-    is_rate: bool,
-    sum: f64,
-    n: u64,
-    interval: u32,
-) -> Outputs<'c> {
+pub fn wrap_sum<'c>(config: &'c WrapConfig, is_rate: bool, sum: f64, n: u64, interval: u32) -> Outputs<'c> {
     let mut out = Outputs::new();
     let secs = interval as f64;
     let _ = match (config.kind, is_rate) {
         (WrapperKind::Datadog, false) | (WrapperKind::Simple, false) => {
             out.push(Output::new(None, OutputType::Count, sum, Some(interval)))
         }
-        (WrapperKind::Datadog, true) => out.push(Output::new(
-            None,
-            OutputType::Rate,
-            sum / secs,
-            Some(interval),
-        )),
+        (WrapperKind::Datadog, true) => {
+            out.push(Output::new(None, OutputType::Rate, sum / secs, Some(interval)))
+        }
         (WrapperKind::Simple, true) => {
             let _ = out.push(Output::new(None, OutputType::Gauge, sum / n as f64, None));
-            out.push(Output::new(
-                Some("count"),
-                OutputType::Count,
-                n as f64,
-                Some(interval),
-            ))
+            out.push(Output::new(Some("count"), OutputType::Count, n as f64, Some(interval)))
         }
     };
     out
 }
 
 /// Wraps a gauge: `last` is the latest value, `sum / n` the mean (for the simple wrapper).
-pub fn wrap_gauge<'c>(
-    config: &'c WrapConfig,
-    last: f64,
-    sum: f64,
-    n: u64,
-    interval: u32,
-) -> Outputs<'c> {
+pub fn wrap_gauge<'c>(config: &'c WrapConfig, last: f64, sum: f64, n: u64, interval: u32) -> Outputs<'c> {
     let mut out = Outputs::new();
     match config.kind {
         WrapperKind::Datadog => {
@@ -339,12 +305,7 @@ pub fn wrap_gauge<'c>(
         }
         WrapperKind::Simple => {
             let _ = out.push(Output::new(None, OutputType::Gauge, sum / n as f64, None));
-            let _ = out.push(Output::new(
-                Some("count"),
-                OutputType::Count,
-                n as f64,
-                Some(interval),
-            ));
+            let _ = out.push(Output::new(Some("count"), OutputType::Count, n as f64, Some(interval)));
         }
     }
     out
@@ -355,32 +316,18 @@ pub fn wrap_set<'c>(config: &'c WrapConfig, distinct: u64, n: u64, interval: u32
     let mut out = Outputs::new();
     match config.kind {
         WrapperKind::Datadog => {
-            let _ = out.push(Output::new(
-                None,
-                OutputType::Count,
-                distinct as f64,
-                Some(interval),
-            ));
+            let _ = out.push(Output::new(None, OutputType::Count, distinct as f64, Some(interval)));
         }
         WrapperKind::Simple => {
             let _ = out.push(Output::new(None, OutputType::Gauge, distinct as f64, None));
-            let _ = out.push(Output::new(
-                Some("count"),
-                OutputType::Count,
-                n as f64,
-                Some(interval),
-            ));
+            let _ = out.push(Output::new(Some("count"), OutputType::Count, n as f64, Some(interval)));
         }
     }
     out
 }
 
 /// Wraps a histogram or distribution summary.
-pub fn wrap_histogram<'c>(
-    config: &'c WrapConfig,
-    summary: &dyn Summary,
-    interval: u32,
-) -> Outputs<'c> {
+pub fn wrap_histogram<'c>(config: &'c WrapConfig, summary: &dyn Summary, interval: u32) -> Outputs<'c> {
     let mut out = Outputs::new();
     let n = summary.count();
     if n == 0 {
@@ -389,12 +336,7 @@ pub fn wrap_histogram<'c>(
     let avg = summary.sum() / n as f64;
     if config.kind == WrapperKind::Simple {
         let _ = out.push(Output::new(None, OutputType::Gauge, avg, None));
-        let _ = out.push(Output::new(
-            Some("count"),
-            OutputType::Count,
-            n as f64,
-            Some(interval),
-        ));
+        let _ = out.push(Output::new(Some("count"), OutputType::Count, n as f64, Some(interval)));
         return out;
     }
     for aggregate in HistogramAggregate::ALL {
@@ -403,9 +345,7 @@ pub fn wrap_histogram<'c>(
         }
         let (kind, value, interval) = match aggregate {
             HistogramAggregate::Avg => (OutputType::Gauge, avg, None),
-            HistogramAggregate::Count => {
-                (OutputType::Rate, n as f64 / interval as f64, Some(interval))
-            }
+            HistogramAggregate::Count => (OutputType::Rate, n as f64 / interval as f64, Some(interval)),
             HistogramAggregate::Sum => (OutputType::Gauge, summary.sum(), None),
             HistogramAggregate::Min => (OutputType::Gauge, summary.min(), None),
             HistogramAggregate::Max => (OutputType::Gauge, summary.max(), None),
@@ -415,12 +355,7 @@ pub fn wrap_histogram<'c>(
     }
     for percentile in config.percentiles() {
         let value = summary.quantile(percentile.fraction);
-        let _ = out.push(Output::new(
-            Some(percentile.suffix()),
-            OutputType::Gauge,
-            value,
-            None,
-        ));
+        let _ = out.push(Output::new(Some(percentile.suffix()), OutputType::Gauge, value, None));
     }
     out
 }
@@ -486,10 +421,8 @@ mod tests {
         let config = WrapConfig::default();
         let values = [1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 3.0, 3.0];
         let out = wrap_histogram(&config, &Exact(&values), 10);
-        let got: heapless::Vec<(Option<&str>, OutputType, f64, Option<u32>), 8> = out
-            .iter()
-            .map(|o| (o.suffix, o.kind, o.value, o.interval))
-            .collect();
+        let got: heapless::Vec<(Option<&str>, OutputType, f64, Option<u32>), 8> =
+            out.iter().map(|o| (o.suffix, o.kind, o.value, o.interval)).collect();
         assert_eq!(
             &got[..],
             &[
@@ -509,25 +442,12 @@ mod tests {
         config.add_percentile(0.57).unwrap();
         config.add_percentile(1.0).unwrap();
         {
-            let names: heapless::Vec<&str, 4> =
-                config.percentiles().iter().map(|p| p.suffix()).collect();
-            assert_eq!(
-                &names[..],
-                &["29percentile", "57percentile", "100percentile"]
-            );
+            let names: heapless::Vec<&str, 4> = config.percentiles().iter().map(|p| p.suffix()).collect();
+            assert_eq!(&names[..], &["29percentile", "57percentile", "100percentile"]);
         }
-        assert_eq!(
-            config.add_percentile(0.999),
-            Err(WrapConfigError::PercentileNotWhole(0.999))
-        );
-        assert_eq!(
-            config.add_percentile(1.5),
-            Err(WrapConfigError::PercentileOutOfRange(1.5))
-        );
-        assert_eq!(
-            config.add_percentile(0.29),
-            Err(WrapConfigError::DuplicatePercentile(0.29))
-        );
+        assert_eq!(config.add_percentile(0.999), Err(WrapConfigError::PercentileNotWhole(0.999)));
+        assert_eq!(config.add_percentile(1.5), Err(WrapConfigError::PercentileOutOfRange(1.5)));
+        assert_eq!(config.add_percentile(0.29), Err(WrapConfigError::DuplicatePercentile(0.29)));
         assert!(config.add_percentile(f64::NAN).is_err());
     }
 
@@ -536,10 +456,7 @@ mod tests {
         let mut config = WrapConfig::empty(WrapperKind::Datadog);
         config.add_aggregate_named("min").unwrap();
         config.add_aggregate_named("sum").unwrap();
-        assert_eq!(
-            config.add_aggregate_named("Max"),
-            Err(WrapConfigError::UnknownAggregate)
-        );
+        assert_eq!(config.add_aggregate_named("Max"), Err(WrapConfigError::UnknownAggregate));
         let out = wrap_histogram(&config, &Exact(&[4.0, 1.0]), 10);
         let suffixes: heapless::Vec<Option<&str>, 4> = out.iter().map(|o| o.suffix).collect();
         assert_eq!(&suffixes[..], &[Some("sum"), Some("min")]);
@@ -560,17 +477,11 @@ mod tests {
         let config = WrapConfig::empty(WrapperKind::Simple);
         let out = wrap_gauge(&config, 3.0, 6.0, 3, 15);
         assert_eq!(out[0], Output::new(None, OutputType::Gauge, 2.0, None));
-        assert_eq!(
-            out[1],
-            Output::new(Some("count"), OutputType::Count, 3.0, Some(15))
-        );
+        assert_eq!(out[1], Output::new(Some("count"), OutputType::Count, 3.0, Some(15)));
         let out = wrap_histogram(&config, &Exact(&[1.0, 2.0, 3.0]), 15);
         assert_eq!(&out[..], &wrap_gauge(&config, 3.0, 6.0, 3, 15)[..]);
         let out = wrap_sum(&config, false, 6.0, 3, 10);
-        assert_eq!(
-            &out[..],
-            &[Output::new(None, OutputType::Count, 6.0, Some(10))]
-        );
+        assert_eq!(&out[..], &[Output::new(None, OutputType::Count, 6.0, Some(10))]);
     }
 
     #[test]

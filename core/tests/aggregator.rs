@@ -10,33 +10,14 @@ use proptest::prelude::*;
 
 const NAMES: [&str; 5] = ["req", "req.latency", "users", "temp", "errors"];
 const TAGS: [Tag<'static>; 5] = [
-    Tag {
-        key: "ep",
-        value: Some("a"),
-    },
-    Tag {
-        key: "ep",
-        value: Some("b"),
-    },
-    Tag {
-        key: "env",
-        value: Some("prod"),
-    },
-    Tag {
-        key: "bare",
-        value: None,
-    },
-    Tag {
-        key: "ep:a",
-        value: None,
-    },
+    Tag { key: "ep", value: Some("a") },
+    Tag { key: "ep", value: Some("b") },
+    Tag { key: "env", value: Some("prod") },
+    Tag { key: "bare", value: None },
+    Tag { key: "ep:a", value: None },
 ];
-const MEMBERS: [Member<'static>; 4] = [
-    Member::Str("alice"),
-    Member::Str("bob"),
-    Member::Num(1.0),
-    Member::Str("1"),
-];
+const MEMBERS: [Member<'static>; 4] =
+    [Member::Str("alice"), Member::Str("bob"), Member::Num(1.0), Member::Str("1")];
 
 #[derive(Debug, Clone)]
 struct Op {
@@ -63,18 +44,16 @@ fn op() -> impl Strategy<Value = Op> {
         0.0..4.0f64,
         prop::bool::weighted(0.2),
     )
-        .prop_map(
-            |(name, kind, tags, value, members, age, advance, flush)| Op {
-                name,
-                kind,
-                tags,
-                value,
-                members,
-                age,
-                advance,
-                flush,
-            },
-        )
+        .prop_map(|(name, kind, tags, value, members, age, advance, flush)| Op {
+            name,
+            kind,
+            tags,
+            value,
+            members,
+            age,
+            advance,
+            flush,
+        })
 }
 
 /// What the test expects per (series, bucket): samples, and for counts their total.
@@ -87,16 +66,11 @@ struct Expect {
 
 fn series_key(name: &str, kind: MetricType, tags: &[Tag<'_>]) -> String {
     let set: BTreeSet<String> = tags.iter().map(|t| t.to_string()).collect();
-    format!(
-        "{name}|{kind}|{}",
-        set.into_iter().collect::<Vec<_>>().join(",")
-    )
+    format!("{name}|{kind}|{}", set.into_iter().collect::<Vec<_>>().join(","))
 }
 
 fn run<const S: usize, const K: usize, const B: usize>(ops: &[Op], interval: u32, grace: u32) {
-    let config = AggregatorConfig::new(interval)
-        .unwrap()
-        .with_grace_secs(grace);
+    let config = AggregatorConfig::new(interval).unwrap().with_grace_secs(grace);
     let mut agg = Box::new(Aggregator::<S, K, B>::new(config));
     let wrap = WrapConfig::default();
     let mut now = 1_000_000.0;
@@ -111,10 +85,7 @@ fn run<const S: usize, const K: usize, const B: usize>(ops: &[Op], interval: u32
             let key = series_key(flushed.name, flushed.kind, &flushed.tags);
             let bucket = flushed.timestamp.as_secs_f64() as i64;
             assert_eq!(bucket % interval as i64, 0, "bucket start aligned");
-            assert!(
-                seen.insert((key.clone(), bucket)),
-                "second flush of {key} @ {bucket}"
-            );
+            assert!(seen.insert((key.clone(), bucket)), "second flush of {key} @ {bucket}");
             let outputs = flushed.outputs(&wrap);
             if flushed.kind == MetricType::Count {
                 assert_eq!(outputs.len(), 1);
@@ -169,22 +140,12 @@ fn run<const S: usize, const K: usize, const B: usize>(ops: &[Op], interval: u32
 
     let stats = agg.stats();
     assert_eq!(stats.offered, expect.offered);
-    assert_eq!(
-        stats.offered,
-        stats.recorded + stats.refused_total(),
-        "conservation"
-    );
+    assert_eq!(stats.offered, stats.recorded + stats.refused_total(), "conservation");
     for (reason, n) in refused {
         assert_eq!(stats.refused(reason), n, "{reason:?}");
     }
-    assert_eq!(
-        flushed_count_samples, expect.count_samples,
-        "every recorded count sample flushed once"
-    );
-    assert!(
-        (flushed_count_total - expect.count_total).abs() < 1e-6,
-        "count totals"
-    );
+    assert_eq!(flushed_count_samples, expect.count_samples, "every recorded count sample flushed once");
+    assert!((flushed_count_total - expect.count_total).abs() < 1e-6, "count totals");
 }
 
 proptest! {
@@ -223,8 +184,7 @@ fn many_flush_cycles_keep_every_series_findable() {
                     value: Value::Number(1.0),
                     timestamp: Timestamp::from_secs_f64(base + 1.0),
                 };
-                agg.record(Timestamp::from_secs_f64(base + 1.0), sample)
-                    .unwrap();
+                agg.record(Timestamp::from_secs_f64(base + 1.0), sample).unwrap();
             }
             recorded += 1;
         }

@@ -22,9 +22,7 @@ fn with_raw<T>(input: &str, f: impl FnOnce(Result<RawMetric<'_>, ParseError>) ->
 }
 
 fn members(value: &Value<'_>) -> Vec<Member<'static>> {
-    let Value::Set(set) = value else {
-        panic!("not a set: {value:?}")
-    };
+    let Value::Set(set) = value else { panic!("not a set: {value:?}") };
     set.iter()
         .map(|m| match m {
             Member::Str(s) => Member::Str(Box::leak(s.to_owned().into_boxed_str())),
@@ -36,41 +34,11 @@ fn members(value: &Value<'_>) -> Vec<Member<'static>> {
 #[test]
 fn raw_shapes_parse_to_the_expected_fields() {
     let cases: &[(&str, &str, MetricType, f64, &[Tag<'_>])] = &[
-        (
-            "raw_int_ts.json",
-            "my.count",
-            MetricType::Count,
-            1600000000.0,
-            &[Tag::new("k", "v")],
-        ),
-        (
-            "raw_float_ts.json",
-            "my.gauge",
-            MetricType::Gauge,
-            1600000000.25,
-            &[Tag::new("k", "v")],
-        ),
-        (
-            "raw_no_tags.json",
-            "my.rate",
-            MetricType::Rate,
-            1600000000.5,
-            &[],
-        ),
-        (
-            "raw_null_tags.json",
-            "my.hist",
-            MetricType::Histogram,
-            1600000001.0,
-            &[],
-        ),
-        (
-            "raw_empty_tags.json",
-            "my.count",
-            MetricType::Count,
-            1600000002.125,
-            &[],
-        ),
+        ("raw_int_ts.json", "my.count", MetricType::Count, 1600000000.0, &[Tag::new("k", "v")]),
+        ("raw_float_ts.json", "my.gauge", MetricType::Gauge, 1600000000.25, &[Tag::new("k", "v")]),
+        ("raw_no_tags.json", "my.rate", MetricType::Rate, 1600000000.5, &[]),
+        ("raw_null_tags.json", "my.hist", MetricType::Histogram, 1600000001.0, &[]),
+        ("raw_empty_tags.json", "my.count", MetricType::Count, 1600000002.125, &[]),
         (
             "raw_escapes_unicode.json",
             "café.\"quoted\"\\",
@@ -83,51 +51,18 @@ fn raw_shapes_parse_to_the_expected_fields() {
             "t",
             MetricType::Gauge,
             1600000006.0,
-            &[
-                Tag::new("i", "1"),
-                Tag::new("f", "1.0"),
-                Tag::new("t", "True"),
-                Tag::new("n", "None"),
-            ],
+            &[Tag::new("i", "1"), Tag::new("f", "1.0"), Tag::new("t", "True"), Tag::new("n", "None")],
         ),
-        (
-            "raw_extra_keys.json",
-            "x",
-            MetricType::Count,
-            1600000007.0,
-            &[],
-        ),
-        (
-            "raw_keys_reordered.json",
-            "reordered",
-            MetricType::Gauge,
-            1600000008.0,
-            &[Tag::new("k", "v")],
-        ),
+        ("raw_extra_keys.json", "x", MetricType::Count, 1600000007.0, &[]),
+        ("raw_keys_reordered.json", "reordered", MetricType::Gauge, 1600000008.0, &[Tag::new("k", "v")]),
         ("raw_compact.json", "c", MetricType::Count, 1.0, &[]),
-        (
-            "raw_set_strings.json",
-            "users",
-            MetricType::Set,
-            1600000003.0,
-            &[Tag::new("app", "web")],
-        ),
-        (
-            "raw_set_mixed.json",
-            "ids",
-            MetricType::Set,
-            1600000004.0,
-            &[],
-        ),
+        ("raw_set_strings.json", "users", MetricType::Set, 1600000003.0, &[Tag::new("app", "web")]),
+        ("raw_set_mixed.json", "ids", MetricType::Set, 1600000004.0, &[]),
     ];
     for &(file, name, kind, ts, tags) in cases {
         with_raw(&golden(file), |m| {
             let m = m.unwrap_or_else(|e| panic!("{file}: {e}"));
-            assert_eq!(
-                (m.name, m.kind, m.timestamp),
-                (name, kind, Timestamp(ts)),
-                "{file}"
-            );
+            assert_eq!((m.name, m.kind, m.timestamp), (name, kind, Timestamp(ts)), "{file}");
             assert_eq!(&m.tags[..], tags, "{file}");
             assert_eq!(m.sample().tags, tags, "{file}");
         });
@@ -135,25 +70,13 @@ fn raw_shapes_parse_to_the_expected_fields() {
     let value = |file: &str| with_raw(&golden(file), |m| m.map(|m| format!("{:?}", m.value)));
     assert_eq!(value("raw_int_ts.json").unwrap(), "Number(2.0)");
     assert_eq!(value("raw_float_ts.json").unwrap(), "Number(0.25)");
-    assert_eq!(
-        value("raw_escapes_unicode.json").unwrap(),
-        "Number(-1.5e-5)"
-    );
+    assert_eq!(value("raw_escapes_unicode.json").unwrap(), "Number(-1.5e-5)");
     with_raw(&golden("raw_set_strings.json"), |m| {
-        let want = [
-            Member::Str("Alice"),
-            Member::Str("Bob"),
-            Member::Str("Alice"),
-        ];
+        let want = [Member::Str("Alice"), Member::Str("Bob"), Member::Str("Alice")];
         assert_eq!(members(&m.unwrap().value), want);
     });
     with_raw(&golden("raw_set_mixed.json"), |m| {
-        let want = [
-            Member::Num(1.0),
-            Member::Str("2"),
-            Member::Num(3.5),
-            Member::Str("[1, 2]"),
-        ];
+        let want = [Member::Num(1.0), Member::Str("2"), Member::Num(3.5), Member::Str("[1, 2]")];
         assert_eq!(members(&m.unwrap().value), want);
     });
 }
@@ -186,30 +109,12 @@ fn raw_poison_records_are_refused_with_their_reason() {
         assert_eq!(err.reason(), reason, "{file}: {err}");
     }
     let exact = |file: &str| with_raw(&golden(file), |m| m.expect_err(file));
-    assert_eq!(
-        exact("raw_poison_missing_field.json"),
-        ParseError::MissingField(Field::Metric)
-    );
-    assert_eq!(
-        exact("raw_poison_missing_timestamp.json"),
-        ParseError::MissingField(Field::Timestamp)
-    );
-    assert_eq!(
-        exact("raw_poison_nan_value.json"),
-        ParseError::NonFinite(Field::Value)
-    );
-    assert_eq!(
-        exact("raw_poison_infinity_ts.json"),
-        ParseError::NonFinite(Field::Timestamp)
-    );
-    assert_eq!(
-        exact("raw_poison_long_name.json"),
-        ParseError::NameTooLong { len: 201 }
-    );
-    assert_eq!(
-        exact("raw_poison_long_tag.json"),
-        ParseError::TagTooLong { len: 201 }
-    );
+    assert_eq!(exact("raw_poison_missing_field.json"), ParseError::MissingField(Field::Metric));
+    assert_eq!(exact("raw_poison_missing_timestamp.json"), ParseError::MissingField(Field::Timestamp));
+    assert_eq!(exact("raw_poison_nan_value.json"), ParseError::NonFinite(Field::Value));
+    assert_eq!(exact("raw_poison_infinity_ts.json"), ParseError::NonFinite(Field::Timestamp));
+    assert_eq!(exact("raw_poison_long_name.json"), ParseError::NameTooLong { len: 201 });
+    assert_eq!(exact("raw_poison_long_tag.json"), ParseError::TagTooLong { len: 201 });
     assert!(matches!(
         exact("raw_poison_not_json.json"),
         ParseError::NotJson(e) if e.offset == 0
@@ -219,21 +124,14 @@ fn raw_poison_records_are_refused_with_their_reason() {
 /// compat §8.2 `_cast_to_merged_metrics`.
 #[test]
 fn merger_cast_cases() {
-    with_raw("Not a JSON...", |m| {
-        assert!(matches!(m, Err(ParseError::NotJson(_))))
+    with_raw("Not a JSON...", |m| assert!(matches!(m, Err(ParseError::NotJson(_)))));
+    with_raw(r#"{"msg": "Not a metric"}"#, |m| assert_eq!(m, Err(ParseError::MissingField(Field::Metric))));
+    with_raw(r#"{"metric":"name","type":"count","value":1,"timestamp":1}"#, |m| {
+        let m = m.unwrap();
+        assert_eq!((m.name, m.kind), ("name", MetricType::Count));
+        assert_eq!((m.value, m.timestamp), (Value::Number(1.0), Timestamp(1.0)));
+        assert!(m.tags.is_empty());
     });
-    with_raw(r#"{"msg": "Not a metric"}"#, |m| {
-        assert_eq!(m, Err(ParseError::MissingField(Field::Metric)))
-    });
-    with_raw(
-        r#"{"metric":"name","type":"count","value":1,"timestamp":1}"#,
-        |m| {
-            let m = m.unwrap();
-            assert_eq!((m.name, m.kind), ("name", MetricType::Count));
-            assert_eq!((m.value, m.timestamp), (Value::Number(1.0), Timestamp(1.0)));
-            assert!(m.tags.is_empty());
-        },
-    );
 }
 
 /// The five records of the original suite's `raw_metrics_fixture.json` (compat §8.2).
@@ -261,13 +159,7 @@ fn original_raw_fixture_parses() {
     let expected: [(&str, MetricType, f64, f64, &[Tag<'_>]); 5] = [
         ("metric-1", MetricType::Count, 10.0, 10.0, &[]),
         ("metric-2", MetricType::Gauge, 7.0, 12.0, &[]),
-        (
-            "metric-3",
-            MetricType::Gauge,
-            12.0,
-            23.0,
-            &[Tag::new("very", "important")],
-        ),
+        ("metric-3", MetricType::Gauge, 12.0, 23.0, &[Tag::new("very", "important")]),
         ("metric-4", MetricType::Gauge, 10.0, 31.0, &[]),
         ("metric-4", MetricType::Gauge, 6.0, 31.0, &[]),
     ];
@@ -290,25 +182,9 @@ fn encode_wrapped_string(w: &Wrapped<'_>) -> String {
 #[test]
 fn wrapped_goldens_encode_and_decode() {
     // (file, name, type, tags, timestamp, value, interval)
-    type Case<'a> = (
-        &'a str,
-        &'a str,
-        OutputType,
-        &'a [Tag<'a>],
-        f64,
-        f64,
-        Option<u32>,
-    );
+    type Case<'a> = (&'a str, &'a str, OutputType, &'a [Tag<'a>], f64, f64, Option<u32>);
     let cases: &[Case<'_>] = &[
-        (
-            "wrapped_count.json",
-            "req",
-            OutputType::Count,
-            &[Tag::new("ep", "a")],
-            1795310771.0,
-            1.0,
-            Some(10),
-        ),
+        ("wrapped_count.json", "req", OutputType::Count, &[Tag::new("ep", "a")], 1795310771.0, 1.0, Some(10)),
         (
             "wrapped_gauge.json",
             "req.avg",
@@ -322,10 +198,7 @@ fn wrapped_goldens_encode_and_decode() {
             "wrapped_rate.json",
             "req.count",
             OutputType::Rate,
-            &[Tag {
-                key: "bare",
-                value: None,
-            }],
+            &[Tag { key: "bare", value: None }],
             1795310770.5,
             0.6,
             Some(10),
@@ -342,14 +215,8 @@ fn wrapped_goldens_encode_and_decode() {
     ];
     for &(file, name, kind, tags, ts, value, interval) in cases {
         let text = golden(file);
-        let w = Wrapped {
-            name: MetricName::plain(name),
-            kind,
-            tags,
-            timestamp: Timestamp(ts),
-            value,
-            interval,
-        };
+        let w =
+            Wrapped { name: MetricName::plain(name), kind, tags, timestamp: Timestamp(ts), value, interval };
         assert_eq!(encode_wrapped_string(&w), text, "encode {file}");
         let mut scratch = vec![0u8; text.len()];
         let rec = parse_wrapped(text.as_bytes(), &mut scratch).unwrap();
@@ -359,39 +226,26 @@ fn wrapped_goldens_encode_and_decode() {
     // A suffixed name writes like the joined name.
     let tags = [Tag::new("env", "test"), Tag::new("ep", "a")];
     let suffixed = Wrapped {
-        name: MetricName {
-            base: "req",
-            suffix: Some("avg"),
-        },
+        name: MetricName { base: "req", suffix: Some("avg") },
         kind: OutputType::Gauge,
         tags: &tags,
         timestamp: Timestamp(1795310771.0),
         value: 1.875,
         interval: None,
     };
-    assert_eq!(
-        encode_wrapped_string(&suffixed),
-        golden("wrapped_gauge.json")
-    );
+    assert_eq!(encode_wrapped_string(&suffixed), golden("wrapped_gauge.json"));
 }
 
 #[test]
 fn wrapped_poison_records_are_refused() {
     let cases: &[(&str, ParseError)] = &[
-        (
-            "wrapped_poison_dict_tags.json",
-            ParseError::WrongFieldType(Field::Tags),
-        ),
+        ("wrapped_poison_dict_tags.json", ParseError::WrongFieldType(Field::Tags)),
         ("wrapped_poison_histogram.json", ParseError::UnknownType),
         ("wrapped_poison_not_object.json", ParseError::NotAnObject),
     ];
     for (file, want) in cases {
         let text = golden(file);
-        assert_eq!(
-            parse_wrapped(text.as_bytes(), &mut []).err(),
-            Some(*want),
-            "{file}"
-        );
+        assert_eq!(parse_wrapped(text.as_bytes(), &mut []).err(), Some(*want), "{file}");
     }
 }
 
@@ -420,10 +274,7 @@ fn log_goldens_encode_for_the_intake() {
     assert_eq!(rec.level().unwrap().borrowed(), Some("INFO"));
     assert_eq!(rec.service().unwrap().borrowed(), Some("svc"));
     assert_eq!(rec.ddsource().unwrap().borrowed(), Some("svc"));
-    assert_eq!(
-        rec.ddtags().iter().map(|t| t.as_raw()).collect::<Vec<_>>(),
-        ["a:b"]
-    );
+    assert_eq!(rec.ddtags().iter().map(|t| t.as_raw()).collect::<Vec<_>>(), ["a:b"]);
     assert_eq!(rec.field("message"), Some(r#"{"msg": "hello %s"}"#));
     assert_eq!(rec.fields().count(), 6);
 }
@@ -431,20 +282,13 @@ fn log_goldens_encode_for_the_intake() {
 #[test]
 fn log_poison_records_are_refused() {
     let cases: &[(&str, ParseError)] = &[
-        (
-            "log_poison_no_date.json",
-            ParseError::MissingField(Field::Date),
-        ),
+        ("log_poison_no_date.json", ParseError::MissingField(Field::Date)),
         ("log_poison_bad_date.json", ParseError::BadDate),
         ("log_poison_list_ddtags.json", ParseError::BadTag),
         ("log_poison_not_object.json", ParseError::NotAnObject),
     ];
     for (file, want) in cases {
-        assert_eq!(
-            parse_log(golden(file).as_bytes()).err(),
-            Some(*want),
-            "{file}"
-        );
+        assert_eq!(parse_log(golden(file).as_bytes()).err(), Some(*want), "{file}");
     }
 }
 
@@ -453,26 +297,14 @@ fn log_sender_case_from_the_original_suite() {
     // compat §8.5: GLOBAL_TAGS ["host:pytest"], host "test_host".
     let input = br#"{"date": "2012-12-21T00:00:00+00:00", "message": {"msg": "Hello, world!"}, "level": "INFO", "ddsource": "test", "service": "test", "ddtags": []}"#;
     let rec = parse_log(input).unwrap();
-    assert_eq!(
-        rec.date(),
-        parse_log_date("2012-12-21T00:00:00+00:00").unwrap()
-    );
+    assert_eq!(rec.date(), parse_log_date("2012-12-21T00:00:00+00:00").unwrap());
     let mut buf = [0u8; 512];
-    let n = encode_log_for_intake(
-        &rec,
-        &[Tag::new("host", "pytest")],
-        Some("test_host"),
-        &mut buf,
-    )
-    .unwrap();
+    let n = encode_log_for_intake(&rec, &[Tag::new("host", "pytest")], Some("test_host"), &mut buf).unwrap();
     assert_eq!(
         core::str::from_utf8(&buf[..n]).unwrap(),
         r#"{"date": "2012-12-21T00:00:00+00:00", "message": {"msg": "Hello, world!"}, "level": "INFO", "ddsource": "test", "service": "test", "ddtags": "host:pytest", "host": "test_host"}"#
     );
-    assert!(matches!(
-        parse_log(b"So wrong!"),
-        Err(ParseError::NotJson(_))
-    ));
+    assert!(matches!(parse_log(b"So wrong!"), Err(ParseError::NotJson(_))));
 }
 
 fn text_strategy() -> impl Strategy<Value = String> {

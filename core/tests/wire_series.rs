@@ -17,9 +17,7 @@ use proptest::prelude::*;
 use serde_json::Value as Json;
 
 fn data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
 }
 
 fn check_golden(name: &str, got: &[u8]) {
@@ -50,14 +48,7 @@ fn point(
     value: f64,
     interval: Option<u32>,
 ) -> Wrapped<'static> {
-    Wrapped {
-        name: MetricName { base, suffix },
-        kind,
-        tags,
-        timestamp: Timestamp(ts),
-        value,
-        interval,
-    }
+    Wrapped { name: MetricName { base, suffix }, kind, tags, timestamp: Timestamp(ts), value, interval }
 }
 
 /// The fixed list behind `series_basic.json` and `series_split_*.json`, with the host of each.
@@ -66,111 +57,22 @@ fn basic_points() -> Vec<(Wrapped<'static>, Option<&'static str>)> {
     let h = Some("myhost");
     vec![
         // One count series, two points: grouped into one entry.
-        (
-            point("req", None, Count, EP_A, 1795310770.0, 1.0, Some(10)),
-            h,
-        ),
-        (
-            point("req", None, Count, EP_A, 1795310780.0, 3.0, Some(10)),
-            h,
-        ),
+        (point("req", None, Count, EP_A, 1795310770.0, 1.0, Some(10)), h),
+        (point("req", None, Count, EP_A, 1795310780.0, 3.0, Some(10)), h),
         // Histogram aggregates: suffixed names, a rate with interval, gauges without.
-        (
-            point(
-                "req.latency",
-                Some("avg"),
-                Gauge,
-                EP_A,
-                1795310770.0,
-                0.123,
-                None,
-            ),
-            h,
-        ),
-        (
-            point(
-                "req.latency",
-                Some("count"),
-                Rate,
-                EP_A,
-                1795310770.0,
-                0.8,
-                Some(10),
-            ),
-            h,
-        ),
-        (
-            point(
-                "req.latency",
-                Some("95percentile"),
-                Gauge,
-                EP_A,
-                1795310770.0,
-                1e-05,
-                None,
-            ),
-            h,
-        ),
+        (point("req.latency", Some("avg"), Gauge, EP_A, 1795310770.0, 0.123, None), h),
+        (point("req.latency", Some("count"), Rate, EP_A, 1795310770.0, 0.8, Some(10)), h),
+        (point("req.latency", Some("95percentile"), Gauge, EP_A, 1795310770.0, 1e-05, None), h),
         // Unicode name and tag value, a quote to escape; a fractional timestamp, a negative value.
-        (
-            point(
-                "température.cpu",
-                None,
-                Gauge,
-                CAFE,
-                1795310771.25,
-                -21.5,
-                None,
-            ),
-            h,
-        ),
+        (point("température.cpu", None, Gauge, CAFE, 1795310771.25, -21.5, None), h),
         // A tag equal to a global tag is written once.
-        (
-            point(
-                "disk.free",
-                None,
-                Gauge,
-                ENV,
-                1795310770.0,
-                123456789.0,
-                None,
-            ),
-            h,
-        ),
-        (
-            point(
-                "disk.free",
-                None,
-                Gauge,
-                ENV,
-                1795310780.0,
-                123456000.5,
-                None,
-            ),
-            h,
-        ),
+        (point("disk.free", None, Gauge, ENV, 1795310770.0, 123456789.0, None), h),
+        (point("disk.free", None, Gauge, ENV, 1795310780.0, 123456000.5, None), h),
         // A count without interval, a rate with interval 0 (omitted, as the original does).
-        (
-            point("jobs.done", None, Count, &[], 1795310770.0, 7.0, None),
-            h,
-        ),
-        (
-            point("jobs.rate", None, Rate, &[], 1795310770.0, 0.7, Some(0)),
-            h,
-        ),
+        (point("jobs.done", None, Count, &[], 1795310770.0, 7.0, None), h),
+        (point("jobs.rate", None, Rate, &[], 1795310770.0, 0.7, Some(0)), h),
         // No host.
-        (
-            point(
-                "chouette.dispatched",
-                None,
-                Count,
-                &[],
-                1795310790.0,
-                2.0,
-                Some(60),
-            ),
-            None,
-        ),
+        (point("chouette.dispatched", None, Count, &[], 1795310790.0, 2.0, Some(60)), None),
     ]
 }
 
@@ -231,10 +133,7 @@ fn basic_payload_matches_golden() {
 
 #[test]
 fn split_payloads_match_golden() {
-    let limits = SeriesLimits {
-        max_payload_bytes: 900,
-        max_points: DEFAULT_MAX_POINTS,
-    };
+    let limits = SeriesLimits { max_payload_bytes: 900, max_points: DEFAULT_MAX_POINTS };
     let (payloads, refused) = encode_all(&basic_points(), GLOBAL, limits, 4096);
     assert!(refused.is_empty());
     assert_eq!(payloads.len(), 2);
@@ -249,15 +148,7 @@ fn split_payloads_match_golden() {
 }
 
 /// One point as it reads back from a payload: metric, tags, type, interval, host, ts, value.
-type Flat = (
-    String,
-    Vec<String>,
-    String,
-    Option<u64>,
-    Option<String>,
-    f64,
-    f64,
-);
+type Flat = (String, Vec<String>, String, Option<u64>, Option<String>, f64, f64);
 
 /// Parses payloads (each must be valid JSON of the v1 shape) into their points, in order.
 fn flatten(payloads: &[Vec<u8>]) -> Vec<Flat> {
@@ -270,12 +161,8 @@ fn flatten(payloads: &[Vec<u8>]) -> Vec<Flat> {
         for entry in obj["series"].as_array().unwrap() {
             let entry = entry.as_object().unwrap();
             let metric = entry["metric"].as_str().unwrap().to_owned();
-            let tags: Vec<String> = entry["tags"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|t| t.as_str().unwrap().to_owned())
-                .collect();
+            let tags: Vec<String> =
+                entry["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_owned()).collect();
             let kind = entry["type"].as_str().unwrap().to_owned();
             let interval = entry.get("interval").map(|i| i.as_u64().unwrap());
             let host = entry.get("host").map(|h| h.as_str().unwrap().to_owned());
@@ -286,15 +173,7 @@ fn flatten(payloads: &[Vec<u8>]) -> Vec<Flat> {
                 assert_eq!(pair.len(), 2);
                 let ts = pair[0].as_f64().unwrap();
                 let value = pair[1].as_f64().unwrap();
-                out.push((
-                    metric.clone(),
-                    tags.clone(),
-                    kind.clone(),
-                    interval,
-                    host.clone(),
-                    ts,
-                    value,
-                ));
+                out.push((metric.clone(), tags.clone(), kind.clone(), interval, host.clone(), ts, value));
             }
         }
     }
@@ -326,10 +205,7 @@ fn expected(p: &Wrapped<'_>, extra: &[Tag<'_>], host: Option<&str>) -> Flat {
 fn golden_reads_back_as_the_points() {
     let points = basic_points();
     let whole = std::fs::read(data("series_basic.json")).unwrap();
-    let want: Vec<Flat> = points
-        .iter()
-        .map(|(p, h)| expected(p, GLOBAL, *h))
-        .collect();
+    let want: Vec<Flat> = points.iter().map(|(p, h)| expected(p, GLOBAL, *h)).collect();
     assert_eq!(flatten(&[whole]), want);
 }
 
@@ -343,28 +219,14 @@ fn empty_payload_is_valid_json() {
 
 // ---- properties ----
 
-const NAMES: &[&str] = &[
-    "req",
-    "req.latency",
-    "température",
-    "a\"b\\c",
-    "x\u{1}\ttab",
-    "🦉",
-    "",
-];
+const NAMES: &[&str] = &["req", "req.latency", "température", "a\"b\\c", "x\u{1}\ttab", "🦉", ""];
 const TAG_POOL: &[Tag<'static>] = &[
     Tag::new("env", "test"),
     Tag::new("ep", "a"),
     Tag::new("lieu", "café"),
     Tag::new("k", "v:with:colons"),
-    Tag {
-        key: "bare",
-        value: None,
-    },
-    Tag::new(
-        "long",
-        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    ),
+    Tag { key: "bare", value: None },
+    Tag::new("long", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
 ];
 const SUFFIXES: &[Option<&str>] = &[None, Some("avg"), Some("95percentile")];
 const HOSTS: &[Option<&str>] = &[None, Some("myhost"), Some("hôte")];
@@ -406,38 +268,34 @@ fn spec_strategy() -> impl Strategy<Value = Spec> {
         proptest::option::of(0u32..100),
         0..HOSTS.len(),
     )
-        .prop_map(
-            |(name, suffix, kind, tags, ts, value, interval, host)| Spec {
-                name,
-                suffix,
-                kind,
-                tags,
-                ts,
-                value,
-                interval,
-                host,
-            },
-        )
+        .prop_map(|(name, suffix, kind, tags, ts, value, interval, host)| Spec {
+            name,
+            suffix,
+            kind,
+            tags,
+            ts,
+            value,
+            interval,
+            host,
+        })
 }
 
 /// Runs of one spec repeated (to exercise grouping), up to ~60 points.
 fn specs_strategy() -> impl Strategy<Value = Vec<Spec>> {
-    proptest::collection::vec((spec_strategy(), 1..5usize, value_strategy()), 0..20).prop_map(
-        |runs| {
-            let mut out = Vec::new();
-            for (spec, n, value) in runs {
-                for i in 0..n {
-                    let mut s = spec.clone();
-                    s.ts += 10.0 * i as f64;
-                    if i > 0 {
-                        s.value = value;
-                    }
-                    out.push(s);
+    proptest::collection::vec((spec_strategy(), 1..5usize, value_strategy()), 0..20).prop_map(|runs| {
+        let mut out = Vec::new();
+        for (spec, n, value) in runs {
+            for i in 0..n {
+                let mut s = spec.clone();
+                s.ts += 10.0 * i as f64;
+                if i > 0 {
+                    s.value = value;
                 }
+                out.push(s);
             }
-            out
-        },
-    )
+        }
+        out
+    })
 }
 
 proptest! {
@@ -532,9 +390,7 @@ fn inflates_the_python_golden_stream() {
     let mut short = vec![0u8; text.len() - 1];
     assert_eq!(
         decompress_into(&packed, &mut short),
-        Err(InflateError::BufferTooSmall {
-            filled: text.len() - 1
-        })
+        Err(InflateError::BufferTooSmall { filled: text.len() - 1 })
     );
     let mut corrupt = packed.clone();
     let mid = corrupt.len() / 2;

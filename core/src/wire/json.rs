@@ -149,9 +149,7 @@ impl<'a> JsonStr<'a> {
         let mut w = 0;
         let mut i = 0;
         let put = |out: &mut [u8], w: &mut usize, bytes: &[u8]| -> Result<(), JsonError> {
-            let dst = out
-                .get_mut(*w..*w + bytes.len())
-                .ok_or(self.error(JsonErrorKind::ScratchTooSmall))?;
+            let dst = out.get_mut(*w..*w + bytes.len()).ok_or(self.error(JsonErrorKind::ScratchTooSmall))?;
             dst.copy_from_slice(bytes);
             *w += bytes.len();
             Ok(())
@@ -210,9 +208,7 @@ impl<'a> JsonStr<'a> {
     }
 
     fn hex4(&self, raw: &[u8], at: usize) -> Result<u32, JsonError> {
-        let digits = raw
-            .get(at..at + 4)
-            .ok_or(self.error(JsonErrorKind::BadEscape))?;
+        let digits = raw.get(at..at + 4).ok_or(self.error(JsonErrorKind::BadEscape))?;
         let mut value = 0u32;
         for &d in digits {
             value = value << 4 | hex_digit(d).ok_or(self.error(JsonErrorKind::BadEscape))?;
@@ -221,10 +217,7 @@ impl<'a> JsonStr<'a> {
     }
 
     fn error(&self, kind: JsonErrorKind) -> JsonError {
-        JsonError {
-            kind,
-            offset: self.offset,
-        }
+        JsonError { kind, offset: self.offset }
     }
 }
 
@@ -274,22 +267,14 @@ pub struct Scanner<'a> {
 impl<'a> Scanner<'a> {
     /// A scanner over `input`, which must be UTF-8 (checked once, here).
     pub fn new(input: &'a [u8]) -> Result<Self, JsonError> {
-        let text = core::str::from_utf8(input).map_err(|e| JsonError {
-            kind: JsonErrorKind::InvalidUtf8,
-            offset: e.valid_up_to(),
-        })?;
+        let text = core::str::from_utf8(input)
+            .map_err(|e| JsonError { kind: JsonErrorKind::InvalidUtf8, offset: e.valid_up_to() })?;
         Ok(Self::from_str(text))
     }
 
     /// A scanner over text.
     pub const fn from_str(text: &'a str) -> Self {
-        Scanner {
-            text,
-            pos: 0,
-            depth: 0,
-            objects: 0,
-            after_open: false,
-        }
+        Scanner { text, pos: 0, depth: 0, objects: 0, after_open: false }
     }
 
     /// Current byte offset.
@@ -321,10 +306,7 @@ impl<'a> Scanner<'a> {
 
     #[inline(always)]
     fn err(&self, kind: JsonErrorKind) -> JsonError {
-        JsonError {
-            kind,
-            offset: self.pos,
-        }
+        JsonError { kind, offset: self.pos }
     }
 
     #[inline(always)]
@@ -341,10 +323,7 @@ impl<'a> Scanner<'a> {
 
     #[inline(always)]
     fn peek(&self) -> Result<u8, JsonError> {
-        self.bytes()
-            .get(self.pos)
-            .copied()
-            .ok_or(self.err(JsonErrorKind::UnexpectedEnd))
+        self.bytes().get(self.pos).copied().ok_or(self.err(JsonErrorKind::UnexpectedEnd))
     }
 
     fn expect_literal(&mut self, literal: &str) -> Result<(), JsonError> {
@@ -352,10 +331,7 @@ impl<'a> Scanner<'a> {
             self.pos += literal.len();
             Ok(())
         } else if literal.as_bytes().starts_with(&self.bytes()[self.pos..]) {
-            Err(JsonError {
-                kind: JsonErrorKind::UnexpectedEnd,
-                offset: self.text.len(),
-            })
+            Err(JsonError { kind: JsonErrorKind::UnexpectedEnd, offset: self.text.len() })
         } else {
             Err(self.err(JsonErrorKind::UnexpectedByte))
         }
@@ -404,12 +380,8 @@ impl<'a> Scanner<'a> {
             b't' => self.expect_literal("true").map(|_| Token::Bool(true)),
             b'f' => self.expect_literal("false").map(|_| Token::Bool(false)),
             b'n' => self.expect_literal("null").map(|_| Token::Null),
-            b'N' => self
-                .expect_literal("NaN")
-                .map(|_| Token::NonFinite(f64::NAN)),
-            b'I' => self
-                .expect_literal("Infinity")
-                .map(|_| Token::NonFinite(f64::INFINITY)),
+            b'N' => self.expect_literal("NaN").map(|_| Token::NonFinite(f64::NAN)),
+            b'I' => self.expect_literal("Infinity").map(|_| Token::NonFinite(f64::INFINITY)),
             _ => Err(self.err(JsonErrorKind::UnexpectedByte)),
         }
     }
@@ -419,10 +391,7 @@ impl<'a> Scanner<'a> {
         let bytes = self.bytes();
         let start = self.pos;
         let mut i = self.pos;
-        let bad = |i: usize| JsonError {
-            kind: JsonErrorKind::BadNumber,
-            offset: i,
-        };
+        let bad = |i: usize| JsonError { kind: JsonErrorKind::BadNumber, offset: i };
         if bytes.get(i) == Some(&b'-') {
             i += 1;
         }
@@ -471,10 +440,7 @@ impl<'a> Scanner<'a> {
         let mut escaped = false;
         loop {
             let Some(&b) = bytes.get(i) else {
-                return Err(JsonError {
-                    kind: JsonErrorKind::UnexpectedEnd,
-                    offset: bytes.len(),
-                });
+                return Err(JsonError { kind: JsonErrorKind::UnexpectedEnd, offset: bytes.len() });
             };
             match b {
                 b'"' => break,
@@ -489,42 +455,22 @@ impl<'a> Scanner<'a> {
                                 offset: bytes.len(),
                             })?;
                             if !digits.iter().all(|d| d.is_ascii_hexdigit()) {
-                                return Err(JsonError {
-                                    kind: JsonErrorKind::BadEscape,
-                                    offset: i,
-                                });
+                                return Err(JsonError { kind: JsonErrorKind::BadEscape, offset: i });
                             }
                             i += 6;
                         }
                         None => {
-                            return Err(JsonError {
-                                kind: JsonErrorKind::UnexpectedEnd,
-                                offset: bytes.len(),
-                            })
+                            return Err(JsonError { kind: JsonErrorKind::UnexpectedEnd, offset: bytes.len() })
                         }
-                        Some(_) => {
-                            return Err(JsonError {
-                                kind: JsonErrorKind::BadEscape,
-                                offset: i,
-                            })
-                        }
+                        Some(_) => return Err(JsonError { kind: JsonErrorKind::BadEscape, offset: i }),
                     }
                 }
-                0x00..=0x1f => {
-                    return Err(JsonError {
-                        kind: JsonErrorKind::ControlCharacter,
-                        offset: i,
-                    })
-                }
+                0x00..=0x1f => return Err(JsonError { kind: JsonErrorKind::ControlCharacter, offset: i }),
                 _ => i += 1,
             }
         }
         self.pos = i + 1;
-        Ok(JsonStr {
-            raw: &self.text[start..i],
-            escaped,
-            offset: open,
-        })
+        Ok(JsonStr { raw: &self.text[start..i], escaped, offset: open })
     }
 
     /// Inside an object: the next member's key (the `:` after it is consumed, so read or skip
@@ -601,11 +547,7 @@ impl<'a> Scanner<'a> {
     pub fn skip_container(&mut self) -> Result<(), JsonError> {
         let base = self.depth.saturating_sub(1);
         while self.depth > base {
-            let more = if self.in_object() {
-                self.next_key()?.is_some()
-            } else {
-                self.next_element()?
-            };
+            let more = if self.in_object() { self.next_key()?.is_some() } else { self.next_element()? };
             if more {
                 // Containers are entered by `value`; their contents are read by this loop.
                 self.value()?;
@@ -643,10 +585,7 @@ pub struct Arena<'a> {
 impl<'a> Arena<'a> {
     /// An arena over `scratch`.
     pub fn new(scratch: &'a mut [u8]) -> Self {
-        Arena {
-            rest: scratch,
-            used: 0,
-        }
+        Arena { rest: scratch, used: 0 }
     }
 
     /// Bytes handed out so far.
@@ -683,10 +622,7 @@ impl<'a> Arena<'a> {
         self.rest = tail;
         self.used += n;
         let head: &'a [u8] = head;
-        core::str::from_utf8(head).map_err(|_| JsonError {
-            kind: JsonErrorKind::BadEscape,
-            offset: s.offset,
-        })
+        core::str::from_utf8(head).map_err(|_| JsonError { kind: JsonErrorKind::BadEscape, offset: s.offset })
     }
 
     /// Takes the next `len` bytes, or `None` if fewer are left.
@@ -761,10 +697,7 @@ mod tests {
         for &(doc, kind, offset) in cases {
             assert_eq!(skip_all(doc), Err(JsonError { kind, offset }), "{doc:?}");
         }
-        assert_eq!(
-            Scanner::new(b"\"\xff\"").unwrap_err().kind,
-            JsonErrorKind::InvalidUtf8
-        );
+        assert_eq!(Scanner::new(b"\"\xff\"").unwrap_err().kind, JsonErrorKind::InvalidUtf8);
     }
 
     #[test]
@@ -787,36 +720,24 @@ mod tests {
     #[test]
     fn strings_decode_escapes_and_surrogate_pairs() {
         let mut sc = Scanner::from_str(r#""a\"b\\c\/\n\t\u00e9\ud83e\udd89z""#);
-        let Token::Str(s) = sc.value().unwrap() else {
-            panic!()
-        };
+        let Token::Str(s) = sc.value().unwrap() else { panic!() };
         assert!(s.has_escapes());
         let mut buf = [0u8; 64];
         assert_eq!(s.decode(&mut buf).unwrap(), "a\"b\\c/\n\té🦉z");
         let mut small = [0u8; 3];
-        assert_eq!(
-            s.decode(&mut small).unwrap_err().kind,
-            JsonErrorKind::ScratchTooSmall
-        );
+        assert_eq!(s.decode(&mut small).unwrap_err().kind, JsonErrorKind::ScratchTooSmall);
 
         for lone in [r#""\ud83e""#, r#""\udd89""#, r#""\ud83ex""#] {
             let mut sc = Scanner::from_str(lone);
-            let Token::Str(s) = sc.value().unwrap() else {
-                panic!()
-            };
-            assert_eq!(
-                s.decode(&mut buf).unwrap_err().kind,
-                JsonErrorKind::BadEscape
-            );
+            let Token::Str(s) = sc.value().unwrap() else { panic!() };
+            assert_eq!(s.decode(&mut buf).unwrap_err().kind, JsonErrorKind::BadEscape);
         }
     }
 
     #[test]
     fn plain_strings_borrow_the_input() {
         let mut sc = Scanner::from_str(r#""plain""#);
-        let Token::Str(s) = sc.value().unwrap() else {
-            panic!()
-        };
+        let Token::Str(s) = sc.value().unwrap() else { panic!() };
         assert_eq!(s.borrowed(), Some("plain"));
         assert_eq!(s.decode(&mut []).unwrap(), "plain");
     }
@@ -856,9 +777,7 @@ mod tests {
         sc.value().unwrap();
         let mut got: heapless::Vec<&str, 3> = heapless::Vec::new();
         while sc.next_element().unwrap() {
-            let Token::Str(s) = sc.value().unwrap() else {
-                panic!()
-            };
+            let Token::Str(s) = sc.value().unwrap() else { panic!() };
             got.push(arena.decode(&s).unwrap()).unwrap();
         }
         assert_eq!(&got[..], &["Ab", "c\n", "plain"]);

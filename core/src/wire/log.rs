@@ -66,10 +66,7 @@ impl<'a> LogRecord<'a> {
 
     /// The JSON text of field `key` (a key written without escapes), if present.
     pub fn field(&self, key: &str) -> Option<&'a str> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k.as_raw() == key)
-            .map(|&(_, v)| v)
+        self.fields.iter().find(|(k, _)| k.as_raw() == key).map(|&(_, v)| v)
     }
 
     /// Field `key` if it is a string (decode it with [`JsonStr::decode`] or take
@@ -135,18 +132,10 @@ pub fn parse_log(input: &[u8]) -> Result<LogRecord<'_>, ParseError> {
     }
     sc.finish()?;
     let (date, date_text) = date.ok_or(ParseError::MissingField(Field::Date))?;
-    Ok(LogRecord {
-        fields,
-        date,
-        date_text,
-        tags,
-    })
+    Ok(LogRecord { fields, date, date_text, tags })
 }
 
-fn read_ddtags<'a>(
-    value: &'a str,
-    tags: &mut Vec<JsonStr<'a>, MAX_TAGS>,
-) -> Result<(), ParseError> {
+fn read_ddtags<'a>(value: &'a str, tags: &mut Vec<JsonStr<'a>, MAX_TAGS>) -> Result<(), ParseError> {
     tags.clear();
     let mut sc = Scanner::from_str(value);
     match sc.value()? {
@@ -363,8 +352,7 @@ pub fn parse_log_date(text: &str) -> Option<Timestamp> {
         }
         _ => return None,
     };
-    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second
-        - offset_secs;
+    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
     Some(Timestamp(secs as f64 + micros as f64 / 1e6))
 }
 
@@ -396,11 +384,7 @@ pub fn format_log_date(ts: Timestamp, out: &mut [u8; 32]) -> &str {
         secs = MAX as i64;
         micros = 999_999;
     }
-    let days = if secs >= 0 {
-        secs / 86_400
-    } else {
-        (secs - 86_399) / 86_400
-    };
+    let days = if secs >= 0 { secs / 86_400 } else { (secs - 86_399) / 86_400 };
     let rem = secs - days * 86_400;
     let (year, month, day) = civil_from_days(days);
     let mut put = |at: usize, value: i64, width: usize| {
@@ -435,8 +419,7 @@ mod tests {
         let mut buf = [0u8; 512];
         let n = encode_log_for_intake(rec, tags, host, &mut buf).unwrap();
         let mut s = heapless::String::new();
-        s.push_str(core::str::from_utf8(&buf[..n]).unwrap())
-            .unwrap();
+        s.push_str(core::str::from_utf8(&buf[..n]).unwrap()).unwrap();
         s
     }
 
@@ -476,10 +459,7 @@ mod tests {
         assert!(encode(&rec, &[Tag::new("e", "f")], None).contains(r#""ddtags": "a:b,c:d,e:f""#));
         let rec = parse_log(br#"{"date": "2012-12-21T00:00:00Z", "ddtags": null}"#).unwrap();
         assert!(rec.ddtags().is_empty());
-        assert_eq!(
-            parse_log(br#"{"date": "2012-12-21T00:00:00Z", "ddtags": [1]}"#),
-            Err(ParseError::BadTag)
-        );
+        assert_eq!(parse_log(br#"{"date": "2012-12-21T00:00:00Z", "ddtags": [1]}"#), Err(ParseError::BadTag));
         assert_eq!(
             parse_log(br#"{"date": "2012-12-21T00:00:00Z", "ddtags": {}}"#),
             Err(ParseError::WrongFieldType(Field::DdTags))
@@ -489,19 +469,10 @@ mod tests {
     #[test]
     fn refusals() {
         assert_eq!(parse_log(b"[1]"), Err(ParseError::NotAnObject));
-        assert!(matches!(
-            parse_log(b"So wrong!"),
-            Err(ParseError::NotJson(_))
-        ));
+        assert!(matches!(parse_log(b"So wrong!"), Err(ParseError::NotJson(_))));
         assert_eq!(parse_log(b"{}"), Err(ParseError::MissingField(Field::Date)));
-        assert_eq!(
-            parse_log(br#"{"date": 1}"#),
-            Err(ParseError::WrongFieldType(Field::Date))
-        );
-        assert_eq!(
-            parse_log(br#"{"date": "yesterday"}"#),
-            Err(ParseError::BadDate)
-        );
+        assert_eq!(parse_log(br#"{"date": 1}"#), Err(ParseError::WrongFieldType(Field::Date)));
+        assert_eq!(parse_log(br#"{"date": "yesterday"}"#), Err(ParseError::BadDate));
     }
 
     #[test]
@@ -511,15 +482,9 @@ mod tests {
         assert_eq!(p("2012-12-21T00:00:00Z"), Some(1356048000.0));
         assert_eq!(p("2012-12-21T01:00:00+0100"), Some(1356048000.0));
         assert_eq!(p("2012-12-20T23:00:00-01:00"), Some(1356048000.0));
-        assert_eq!(
-            p("2020-09-13T12:26:40.123456+00:00"),
-            Some(1600000000.123456)
-        );
+        assert_eq!(p("2020-09-13T12:26:40.123456+00:00"), Some(1600000000.123456));
         assert_eq!(p("2020-09-13T12:26:40.5+00:00"), Some(1600000000.5));
-        assert_eq!(
-            p("2026-11-22T01:25:26.038424+00:00"),
-            Some(1795310726.038424)
-        );
+        assert_eq!(p("2026-11-22T01:25:26.038424+00:00"), Some(1795310726.038424));
         assert_eq!(p("2024-02-29T00:00:00+00:00"), Some(1709164800.0));
         assert_eq!(p("1970-01-01T00:00:00+00:00"), Some(0.0));
         for bad in [
@@ -545,10 +510,7 @@ mod tests {
             format_log_date(Timestamp(1795310726.038424), &mut buf),
             "2026-11-22T01:25:26.038424+00:00"
         );
-        assert_eq!(
-            format_log_date(Timestamp(-1.5), &mut buf),
-            "1969-12-31T23:59:58.500000+00:00"
-        );
+        assert_eq!(format_log_date(Timestamp(-1.5), &mut buf), "1969-12-31T23:59:58.500000+00:00");
         // Every 7 days and 13 hours and some micros, 1968..2100: through 2000 (leap) and 2100 (not).
         let mut t: i64 = -63_072_000;
         while t < 4_102_444_800 {
@@ -561,13 +523,7 @@ mod tests {
             assert_eq!(format_log_date(back, &mut again), text);
             t += 7 * 86_400 + 13 * 3600 + 17;
         }
-        for (y, m, d) in [
-            (2000, 2, 29),
-            (1900, 3, 1),
-            (2100, 2, 28),
-            (1, 1, 1),
-            (9999, 12, 31),
-        ] {
+        for (y, m, d) in [(2000, 2, 29), (1900, 3, 1), (2100, 2, 28), (1, 1, 1), (9999, 12, 31)] {
             assert_eq!(civil_from_days(days_from_civil(y, m, d)), (y, m, d));
         }
     }

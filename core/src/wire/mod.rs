@@ -174,19 +174,15 @@ impl fmt::Display for ParseError {
             ParseError::SetNotAList => f.write_str("value of a set metric is not a list"),
             ParseError::BadSetMember => f.write_str("set member is a list or an object"),
             ParseError::EmptyName => f.write_str("metric name is empty"),
-            ParseError::NameTooLong { len } => write!(
-                f,
-                "metric name is {len} bytes, over the limit of {}",
-                crate::limits::MAX_NAME_BYTES
-            ),
+            ParseError::NameTooLong { len } => {
+                write!(f, "metric name is {len} bytes, over the limit of {}", crate::limits::MAX_NAME_BYTES)
+            }
             ParseError::TooManyTags => {
                 write!(f, "more than {} tags", crate::limits::MAX_TAGS)
             }
-            ParseError::TagTooLong { len } => write!(
-                f,
-                "tag is {len} bytes, over the limit of {}",
-                crate::limits::MAX_TAG_BYTES
-            ),
+            ParseError::TagTooLong { len } => {
+                write!(f, "tag is {len} bytes, over the limit of {}", crate::limits::MAX_TAG_BYTES)
+            }
             ParseError::BadTag => f.write_str("tag is not a string or a scalar"),
             ParseError::UnknownType => f.write_str("unknown metric type"),
             ParseError::NegativeTimestamp => f.write_str("timestamp is negative"),
@@ -196,19 +192,13 @@ impl fmt::Display for ParseError {
             ParseError::TrailingData { offset } => {
                 write!(f, "data after the record at byte {offset}")
             }
-            ParseError::BadPoint => {
-                f.write_str("points must be [timestamp, value] pairs of numbers")
-            }
+            ParseError::BadPoint => f.write_str("points must be [timestamp, value] pairs of numbers"),
             ParseError::TooManyPoints => {
                 write!(f, "more than {} points", wrapped::MAX_POINTS)
             }
             ParseError::BadInterval => f.write_str("interval is not a non-negative integer"),
             ParseError::TooManyFields => {
-                write!(
-                    f,
-                    "more than {} fields in a log record",
-                    log::MAX_LOG_FIELDS
-                )
+                write!(f, "more than {} fields in a log record", log::MAX_LOG_FIELDS)
             }
             ParseError::BadDate => f.write_str("log date is not an ISO 8601 date"),
         }
@@ -252,14 +242,9 @@ impl fmt::Display for EncodeError {
             EncodeError::BufferTooSmall { required } => {
                 write!(f, "output buffer too small: {required} bytes required")
             }
-            EncodeError::NonFinite => {
-                f.write_str("value is NaN or infinite, which JSON cannot carry")
-            }
+            EncodeError::NonFinite => f.write_str("value is NaN or infinite, which JSON cannot carry"),
             EncodeError::EntryTooLarge { required, limit } => {
-                write!(
-                    f,
-                    "one entry needs {required} bytes, over the payload limit of {limit}"
-                )
+                write!(f, "one entry needs {required} bytes, over the payload limit of {limit}")
             }
         }
     }

@@ -129,13 +129,8 @@ enum RawValue {
 /// Strings with escapes and set members are decoded into `scratch`;
 /// [`raw_scratch_len`]`(input.len())` bytes always suffice, and a smaller buffer gives
 /// [`ParseError::ScratchTooSmall`] only when the record needs more.
-pub fn parse_raw_metric<'a>(
-    input: &'a [u8],
-    scratch: &'a mut [u8],
-) -> Result<RawMetric<'a>, ParseError> {
-    let too_small = ParseError::ScratchTooSmall {
-        required: raw_scratch_len(input.len()),
-    };
+pub fn parse_raw_metric<'a>(input: &'a [u8], scratch: &'a mut [u8]) -> Result<RawMetric<'a>, ParseError> {
+    let too_small = ParseError::ScratchTooSmall { required: raw_scratch_len(input.len()) };
     let scratch_err = |e: super::json::JsonError| match e.kind {
         super::json::JsonErrorKind::ScratchTooSmall => too_small,
         _ => ParseError::NotJson(e),
@@ -225,19 +220,11 @@ pub fn parse_raw_metric<'a>(
             Value::Set(read_set(sc.text(), start, &mut arena, too_small)?)
         }
         (MetricType::Set, _) => return Err(ParseError::SetNotAList),
-        (_, RawValue::Number(v)) if !v.is_finite() => {
-            return Err(ParseError::NonFinite(Field::Value))
-        }
+        (_, RawValue::Number(v)) if !v.is_finite() => return Err(ParseError::NonFinite(Field::Value)),
         (_, RawValue::Number(v)) => Value::Number(v),
         (_, RawValue::List(_) | RawValue::Other) => return Err(ParseError::NonNumericValue),
     };
-    Ok(RawMetric {
-        name,
-        kind,
-        tags,
-        value,
-        timestamp: Timestamp(timestamp),
-    })
+    Ok(RawMetric { name, kind, tags, value, timestamp: Timestamp(timestamp) })
 }
 
 /// A JSON number's value (`1e400` reads as infinity, refused by the callers).
@@ -343,8 +330,7 @@ mod tests {
 
     fn parse(input: &str) -> Result<RawMetric<'static>, ParseError> {
         extern crate std;
-        let scratch =
-            std::boxed::Box::leak(std::vec![0u8; raw_scratch_len(input.len())].into_boxed_slice());
+        let scratch = std::boxed::Box::leak(std::vec![0u8; raw_scratch_len(input.len())].into_boxed_slice());
         let input = std::boxed::Box::leak(std::string::String::from(input).into_boxed_str());
         parse_raw_metric(input.as_bytes(), scratch)
     }
@@ -363,19 +349,10 @@ mod tests {
 
     #[test]
     fn merger_cases_from_the_original_suite() {
-        assert!(matches!(
-            parse("Not a JSON..."),
-            Err(ParseError::NotJson(_))
-        ));
-        assert_eq!(
-            parse(r#"{"msg": "Not a metric"}"#),
-            Err(ParseError::MissingField(Field::Metric))
-        );
+        assert!(matches!(parse("Not a JSON..."), Err(ParseError::NotJson(_))));
+        assert_eq!(parse(r#"{"msg": "Not a metric"}"#), Err(ParseError::MissingField(Field::Metric)));
         let m = parse(r#"{"metric":"name","type":"count","value":1,"timestamp":1}"#).unwrap();
-        assert_eq!(
-            (m.name, m.value, m.timestamp),
-            ("name", Value::Number(1.0), Timestamp(1.0))
-        );
+        assert_eq!((m.name, m.value, m.timestamp), ("name", Value::Number(1.0), Timestamp(1.0)));
         assert!(m.tags.is_empty());
     }
 
@@ -406,9 +383,7 @@ mod tests {
     #[test]
     fn set_members_are_packed_into_scratch() {
         let m = parse(r#"{"metric": "s", "type": "set", "value": ["Alice", 1, 2.5, "\u00e9", true, null], "timestamp": 1}"#).unwrap();
-        let Value::Set(members) = m.value else {
-            panic!()
-        };
+        let Value::Set(members) = m.value else { panic!() };
         let got: Vec<Member<'_>, 8> = members.iter().collect();
         assert_eq!(
             &got[..],
@@ -435,14 +410,8 @@ mod tests {
             extern crate std;
             std::format!(r#"{{"metric": "m", "type": "count", "value": {v}, "timestamp": 1}}"#)
         };
-        assert_eq!(
-            parse(&base("NaN")),
-            Err(ParseError::NonFinite(Field::Value))
-        );
-        assert_eq!(
-            parse(&base("1e400")),
-            Err(ParseError::NonFinite(Field::Value))
-        );
+        assert_eq!(parse(&base("NaN")), Err(ParseError::NonFinite(Field::Value)));
+        assert_eq!(parse(&base("1e400")), Err(ParseError::NonFinite(Field::Value)));
         assert_eq!(parse(&base("\"3\"")), Err(ParseError::NonNumericValue));
         assert_eq!(parse(&base("[1]")), Err(ParseError::NonNumericValue));
         assert_eq!(parse(&base("null")), Err(ParseError::NonNumericValue));
@@ -477,9 +446,7 @@ mod tests {
             Err(ParseError::EmptyName)
         );
         assert_eq!(
-            parse(
-                r#"{"metric": "m", "type": "count", "value": 1, "timestamp": 1, "tags": {"k": []}}"#
-            ),
+            parse(r#"{"metric": "m", "type": "count", "value": 1, "timestamp": 1, "tags": {"k": []}}"#),
             Err(ParseError::BadTag)
         );
         assert_eq!(
@@ -498,9 +465,7 @@ mod tests {
         let mut scratch = [0u8; 2];
         assert_eq!(
             parse_raw_metric(input, &mut scratch),
-            Err(ParseError::ScratchTooSmall {
-                required: raw_scratch_len(input.len())
-            })
+            Err(ParseError::ScratchTooSmall { required: raw_scratch_len(input.len()) })
         );
         let plain = br#"{"metric": "m", "type": "count", "value": 1, "timestamp": 1}"#;
         assert!(parse_raw_metric(plain, &mut []).is_ok());

@@ -76,10 +76,8 @@ pub struct SeriesLimits {
 impl SeriesLimits {
     /// v1's uncompressed limit ([`limits::V1_MAX_UNCOMPRESSED_BYTES`], 62 MiB) and
     /// [`DEFAULT_MAX_POINTS`].
-    pub const V1: SeriesLimits = SeriesLimits {
-        max_payload_bytes: limits::V1_MAX_UNCOMPRESSED_BYTES,
-        max_points: DEFAULT_MAX_POINTS,
-    };
+    pub const V1: SeriesLimits =
+        SeriesLimits { max_payload_bytes: limits::V1_MAX_UNCOMPRESSED_BYTES, max_points: DEFAULT_MAX_POINTS };
 }
 
 impl Default for SeriesLimits {
@@ -115,10 +113,7 @@ impl fmt::Display for PushError {
                 f.write_str("value or timestamp is NaN or infinite, which JSON cannot carry")
             }
             PushError::EntryTooLarge { required, limit } => {
-                write!(
-                    f,
-                    "one point needs a {required}-byte payload, over the limit of {limit}"
-                )
+                write!(f, "one point needs a {required}-byte payload, over the limit of {limit}")
             }
         }
     }
@@ -290,9 +285,8 @@ impl<'a> SeriesEncoder<'a> {
                 self.points += 1;
                 return Ok(());
             }
-            let header = header.unwrap_or_else(|| {
-                write_at(self.out, at, |w| write_header(w, point, extra_tags, host))
-            });
+            let header = header
+                .unwrap_or_else(|| write_at(self.out, at, |w| write_header(w, point, extra_tags, host)));
             self.open_entry(at, header, point)
         } else {
             let at = self.len;
@@ -302,21 +296,13 @@ impl<'a> SeriesEncoder<'a> {
     }
 
     /// Commits a new entry whose header (`header` bytes) is already written at `at`.
-    fn open_entry(
-        &mut self,
-        at: usize,
-        header: usize,
-        point: &Wrapped<'_>,
-    ) -> Result<(), PushError> {
+    fn open_entry(&mut self, at: usize, header: usize, point: &Wrapped<'_>) -> Result<(), PushError> {
         let pair = write_at(self.out, at + header, |w| write_point(w, point));
         let end = at + header + pair;
         if self.points >= self.max_points || end + CLOSE_OPEN.len() > self.cap {
             let required = PREFIX.len() + header + pair + CLOSE_OPEN.len();
             if required > self.cap {
-                return Err(PushError::EntryTooLarge {
-                    required,
-                    limit: self.cap,
-                });
+                return Err(PushError::EntryTooLarge { required, limit: self.cap });
             }
             return Err(PushError::Full);
         }
@@ -342,11 +328,7 @@ impl<'a> SeriesEncoder<'a> {
             None => return Err(EncodeError::BufferTooSmall { required: end }),
         }
         let out: &'a [u8] = out;
-        Ok(Payload {
-            bytes: &out[..end],
-            points: self.points,
-            entries: self.entries,
-        })
+        Ok(Payload { bytes: &out[..end], points: self.points, entries: self.entries })
     }
 }
 
@@ -457,12 +439,7 @@ fn header_matches(
     extra_tags: &[Tag<'_>],
     host: Option<&str>,
 ) -> Option<bool> {
-    let mut m = Matcher {
-        expected,
-        pos: 0,
-        same: true,
-        undecided: false,
-    };
+    let mut m = Matcher { expected, pos: 0, same: true, undecided: false };
     write_header(&mut m, point, extra_tags, host);
     if m.undecided {
         None
@@ -474,9 +451,7 @@ fn header_matches(
 /// Text that JSON-escapes to itself: printable ASCII without `"` or `\\`.
 #[inline]
 fn is_plain(text: &str) -> bool {
-    text.bytes()
-        .fold(0u8, |acc, b| acc | NEEDS_ESCAPE[b as usize])
-        == 0
+    text.bytes().fold(0u8, |acc, b| acc | NEEDS_ESCAPE[b as usize]) == 0
 }
 
 /// 1 for the bytes [`Writer::json_str_body`] escapes (controls, `"`, `\\`, non-ASCII).
@@ -493,12 +468,7 @@ static NEEDS_ESCAPE: [u8; 256] = {
 };
 
 /// Everything of an entry up to and including `"points": [`.
-fn write_header<S: HeaderSink>(
-    w: &mut S,
-    point: &Wrapped<'_>,
-    extra_tags: &[Tag<'_>],
-    host: Option<&str>,
-) {
+fn write_header<S: HeaderSink>(w: &mut S, point: &Wrapped<'_>, extra_tags: &[Tag<'_>], host: Option<&str>) {
     w.bytes(b"{\"metric\": \"");
     w.str_body(point.name.base);
     if let Some(suffix) = point.name.suffix {
@@ -591,10 +561,7 @@ fn write_number(w: &mut Writer<'_>, value: f64) {
     const EXACT_INT: f64 = 9_007_199_254_740_992.0; // 2^53
     const UNIQUE: f64 = 562_949_953_421_312.0; // 2^49
     let abs = value.abs();
-    if abs < EXACT_INT
-        && value == (value as i64) as f64
-        && !(value == 0.0 && value.is_sign_negative())
-    {
+    if abs < EXACT_INT && value == (value as i64) as f64 && !(value == 0.0 && value.is_sign_negative()) {
         w.i64(value as i64);
         return;
     }
@@ -667,10 +634,7 @@ mod tests {
             let mut wb = Writer::new(&mut b);
             wb.f64(value);
             let nb = wb.finish().unwrap();
-            (
-                heapless::Vec::from_slice(&a[..na]).unwrap(),
-                heapless::Vec::from_slice(&b[..nb]).unwrap(),
-            )
+            (heapless::Vec::from_slice(&a[..na]).unwrap(), heapless::Vec::from_slice(&b[..nb]).unwrap())
         }
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = || {
@@ -695,17 +659,7 @@ mod tests {
             let (fast, slow) = both(value);
             assert_eq!(fast, slow, "{value:e}");
         }
-        for value in [
-            0.1 + 0.2,
-            1e-4,
-            9.9999e-5,
-            0.0001,
-            1e15 + 0.5,
-            -0.0,
-            0.0,
-            -2.5,
-            5e-324,
-        ] {
+        for value in [0.1 + 0.2, 1e-4, 9.9999e-5, 0.0001, 1e15 + 0.5, -0.0, 0.0, -2.5, 5e-324] {
             let (fast, slow) = both(value);
             assert_eq!(fast, slow, "{value:e}");
         }
@@ -715,32 +669,17 @@ mod tests {
     fn matcher_agrees_with_the_rendered_header() {
         let tags = [Tag::new("a", "b"), Tag::parse("bare")];
         let extra = [Tag::new("env", "test")];
-        let p = Wrapped {
-            interval: Some(10),
-            ..gauge("m", &tags, 1.0, 1.0)
-        };
+        let p = Wrapped { interval: Some(10), ..gauge("m", &tags, 1.0, 1.0) };
         let mut buf = [0u8; 256];
         let n = write_at(&mut buf, 0, |w| write_header(w, &p, &extra, Some("h")));
         let hdr = &buf[..n];
         assert_eq!(header_matches(hdr, &p, &extra, Some("h")), Some(true));
         assert_eq!(header_matches(hdr, &p, &extra, None), Some(false));
         assert_eq!(header_matches(hdr, &p, &[], Some("h")), Some(false));
-        assert_eq!(
-            header_matches(&hdr[..n - 1], &p, &extra, Some("h")),
-            Some(false)
-        );
-        let q = Wrapped {
-            interval: Some(1),
-            ..p
-        };
+        assert_eq!(header_matches(&hdr[..n - 1], &p, &extra, Some("h")), Some(false));
+        let q = Wrapped { interval: Some(1), ..p };
         assert_eq!(header_matches(hdr, &q, &extra, Some("h")), Some(false));
-        let r = Wrapped {
-            name: MetricName {
-                base: "m",
-                suffix: Some("x"),
-            },
-            ..p
-        };
+        let r = Wrapped { name: MetricName { base: "m", suffix: Some("x") }, ..p };
         assert_eq!(header_matches(hdr, &r, &extra, Some("h")), Some(false));
         assert_eq!(header_matches(hdr, &p, &extra, Some("hôte")), None);
     }
@@ -748,9 +687,7 @@ mod tests {
     #[test]
     fn empty_payload() {
         let mut buf = [0u8; 64];
-        let payload = SeriesEncoder::new(&mut buf, SeriesLimits::default())
-            .finish()
-            .unwrap();
+        let payload = SeriesEncoder::new(&mut buf, SeriesLimits::default()).finish().unwrap();
         assert_eq!(text(&payload), r#"{"series": []}"#);
         assert_eq!(payload.len(), EMPTY_PAYLOAD_BYTES);
         assert!(payload.is_empty());
@@ -764,10 +701,7 @@ mod tests {
             enc.push(&gauge("a", &[], 1.0, 1.0), &[], None),
             Err(PushError::EntryTooLarge { limit: 10, .. })
         ));
-        assert_eq!(
-            enc.finish(),
-            Err(EncodeError::BufferTooSmall { required: 14 })
-        );
+        assert_eq!(enc.finish(), Err(EncodeError::BufferTooSmall { required: 14 }));
     }
 
     #[test]
@@ -779,8 +713,7 @@ mod tests {
         enc.push(&gauge("x", &t, 20.0, 2.5), &[], None).unwrap();
         enc.push(&gauge("y", &t, 10.0, 3.0), &[], None).unwrap();
         enc.push(&gauge("x", &t, 30.0, 4.0), &[], None).unwrap();
-        enc.push(&gauge("x", &t, 40.0, 5.0), &[], Some("h"))
-            .unwrap();
+        enc.push(&gauge("x", &t, 40.0, 5.0), &[], Some("h")).unwrap();
         let payload = enc.finish().unwrap();
         assert_eq!(
             text(&payload),
@@ -799,14 +732,9 @@ mod tests {
         let mut buf = [0u8; 256];
         let mut enc = SeriesEncoder::new(&mut buf, SeriesLimits::default());
         let own = [Tag::new("env", "test"), Tag::new("z", "1")];
-        let global = [
-            Tag::new("env", "test"),
-            Tag::new("env", "prod"),
-            Tag::parse("bare"),
-            Tag::parse("bare"),
-        ];
-        enc.push(&gauge("m", &own, 1.0, 1.0), &global, None)
-            .unwrap();
+        let global =
+            [Tag::new("env", "test"), Tag::new("env", "prod"), Tag::parse("bare"), Tag::parse("bare")];
+        enc.push(&gauge("m", &own, 1.0, 1.0), &global, None).unwrap();
         let payload = enc.finish().unwrap();
         assert_eq!(
             text(&payload),
@@ -819,14 +747,8 @@ mod tests {
         let mut buf = [0u8; 256];
         let mut enc = SeriesEncoder::new(&mut buf, SeriesLimits::default());
         enc.push(&gauge("m", &[], 1.0, 1.0), &[], None).unwrap();
-        assert_eq!(
-            enc.push(&gauge("m", &[], 2.0, f64::NAN), &[], None),
-            Err(PushError::NonFinite)
-        );
-        assert_eq!(
-            enc.push(&gauge("n", &[], f64::INFINITY, 1.0), &[], None),
-            Err(PushError::NonFinite)
-        );
+        assert_eq!(enc.push(&gauge("m", &[], 2.0, f64::NAN), &[], None), Err(PushError::NonFinite));
+        assert_eq!(enc.push(&gauge("n", &[], f64::INFINITY, 1.0), &[], None), Err(PushError::NonFinite));
         let payload = enc.finish().unwrap();
         assert_eq!(
             text(&payload),
@@ -837,24 +759,17 @@ mod tests {
     #[test]
     fn full_at_the_byte_limit_keeps_the_payload_closed_and_within_it() {
         // One entry with one point is 78 bytes; a second point of the same series adds 8.
-        let one =
-            r#"{"series": [{"metric": "m", "tags": [], "type": "gauge", "points": [[1, 1]]}]}"#;
+        let one = r#"{"series": [{"metric": "m", "tags": [], "type": "gauge", "points": [[1, 1]]}]}"#;
         assert_eq!(one.len(), 78);
         for limit in 78..100 {
             let mut buf = [0u8; 256];
-            let limits = SeriesLimits {
-                max_payload_bytes: limit,
-                max_points: 100,
-            };
+            let limits = SeriesLimits { max_payload_bytes: limit, max_points: 100 };
             let mut enc = SeriesEncoder::new(&mut buf, limits);
             enc.push(&gauge("m", &[], 1.0, 1.0), &[], None).unwrap();
             let second = enc.push(&gauge("m", &[], 2.0, 2.0), &[], None);
             assert_eq!(second.is_ok(), limit >= 78 + 8, "limit {limit}");
             let third = enc.push(&gauge("n", &[], 2.0, 2.0), &[], None);
-            assert!(
-                third == Err(PushError::Full) || limit >= 78 + 8 + 4 + 58,
-                "limit {limit}"
-            );
+            assert!(third == Err(PushError::Full) || limit >= 78 + 8 + 4 + 58, "limit {limit}");
             let payload = enc.finish().unwrap();
             assert!(payload.len() <= limit);
         }
@@ -865,48 +780,30 @@ mod tests {
         let mut buf = [0u8; 90];
         let mut enc = SeriesEncoder::new(&mut buf, SeriesLimits::default());
         enc.push(&gauge("m", &[], 1.0, 1.0), &[], None).unwrap();
-        assert_eq!(
-            enc.push(&gauge("q", &[], 2.0, 2.0), &[], None),
-            Err(PushError::Full)
-        );
+        assert_eq!(enc.push(&gauge("q", &[], 2.0, 2.0), &[], None), Err(PushError::Full));
         assert_eq!(enc.finish().unwrap().len(), 78);
     }
 
     #[test]
     fn point_limit() {
         let mut buf = [0u8; 512];
-        let limits = SeriesLimits {
-            max_payload_bytes: 512,
-            max_points: 2,
-        };
+        let limits = SeriesLimits { max_payload_bytes: 512, max_points: 2 };
         let mut enc = SeriesEncoder::new(&mut buf, limits);
         enc.push(&gauge("m", &[], 1.0, 1.0), &[], None).unwrap();
         enc.push(&gauge("m", &[], 2.0, 1.0), &[], None).unwrap();
-        assert_eq!(
-            enc.push(&gauge("m", &[], 3.0, 1.0), &[], None),
-            Err(PushError::Full)
-        );
-        assert_eq!(
-            enc.push(&gauge("n", &[], 3.0, 1.0), &[], None),
-            Err(PushError::Full)
-        );
+        assert_eq!(enc.push(&gauge("m", &[], 3.0, 1.0), &[], None), Err(PushError::Full));
+        assert_eq!(enc.push(&gauge("n", &[], 3.0, 1.0), &[], None), Err(PushError::Full));
         assert_eq!(enc.finish().unwrap().points(), 2);
     }
 
     #[test]
     fn an_entry_over_the_limit_is_too_large_even_in_an_empty_payload() {
         let mut buf = [0u8; 512];
-        let limits = SeriesLimits {
-            max_payload_bytes: 60,
-            max_points: 10,
-        };
+        let limits = SeriesLimits { max_payload_bytes: 60, max_points: 10 };
         let mut enc = SeriesEncoder::new(&mut buf, limits);
         assert_eq!(
             enc.push(&gauge("m", &[], 1.0, 1.0), &[], None),
-            Err(PushError::EntryTooLarge {
-                required: 78,
-                limit: 60
-            })
+            Err(PushError::EntryTooLarge { required: 78, limit: 60 })
         );
         assert_eq!(text(&enc.finish().unwrap()), r#"{"series": []}"#);
     }

@@ -169,13 +169,8 @@ fn classify(key: &JsonStr<'_>) -> Option<Field> {
 ///
 /// Strings with escapes are decoded into `scratch`; [`wrapped_scratch_len`]`(input.len())` bytes
 /// always suffice.
-pub fn parse_wrapped<'a>(
-    input: &'a [u8],
-    scratch: &'a mut [u8],
-) -> Result<WrappedRecord<'a>, ParseError> {
-    let too_small = ParseError::ScratchTooSmall {
-        required: wrapped_scratch_len(input.len()),
-    };
+pub fn parse_wrapped<'a>(input: &'a [u8], scratch: &'a mut [u8]) -> Result<WrappedRecord<'a>, ParseError> {
+    let too_small = ParseError::ScratchTooSmall { required: wrapped_scratch_len(input.len()) };
     let decode_err = |e: JsonError| match e.kind {
         JsonErrorKind::ScratchTooSmall => too_small,
         _ => ParseError::NotJson(e),
@@ -260,14 +255,7 @@ pub fn parse_wrapped<'a>(
     if name.len() > MAX_NAME_BYTES {
         return Err(ParseError::NameTooLong { len: name.len() });
     }
-    Ok(WrappedRecord {
-        name,
-        kind,
-        tags,
-        points,
-        interval,
-        host,
-    })
+    Ok(WrappedRecord { name, kind, tags, points, interval, host })
 }
 
 fn read_points(
@@ -305,9 +293,7 @@ fn read_points(
         if ts < 0.0 {
             return Err(ParseError::NegativeTimestamp);
         }
-        points
-            .push((Timestamp(ts), value))
-            .map_err(|_| ParseError::TooManyPoints)?;
+        points.push((Timestamp(ts), value)).map_err(|_| ParseError::TooManyPoints)?;
     }
     if !any {
         return Err(ParseError::BadPoint);
@@ -323,8 +309,7 @@ mod tests {
         let mut buf = [0u8; 512];
         let n = encode_wrapped(w, &mut buf).unwrap();
         let mut s = heapless::String::new();
-        s.push_str(core::str::from_utf8(&buf[..n]).unwrap())
-            .unwrap();
+        s.push_str(core::str::from_utf8(&buf[..n]).unwrap()).unwrap();
         s
     }
 
@@ -343,30 +328,15 @@ mod tests {
             encode(&w).as_str(),
             r#"{"metric": "req", "tags": ["ep:a"], "points": [[1795310771.0, 1]], "type": "count", "interval": 10}"#
         );
-        let g = Wrapped {
-            kind: OutputType::Gauge,
-            interval: Some(0),
-            tags: &[],
-            value: 1.875,
-            ..w
-        };
+        let g = Wrapped { kind: OutputType::Gauge, interval: Some(0), tags: &[], value: 1.875, ..w };
         assert_eq!(
             encode(&g).as_str(),
             r#"{"metric": "req", "tags": [], "points": [[1795310771.0, 1.875]], "type": "gauge"}"#
         );
         let mut small = [0u8; 10];
-        assert!(matches!(
-            encode_wrapped(&w, &mut small),
-            Err(EncodeError::BufferTooSmall { required: 99 })
-        ));
-        let nan = Wrapped {
-            value: f64::NAN,
-            ..w
-        };
-        assert_eq!(
-            encode_wrapped(&nan, &mut [0u8; 256]),
-            Err(EncodeError::NonFinite)
-        );
+        assert!(matches!(encode_wrapped(&w, &mut small), Err(EncodeError::BufferTooSmall { required: 99 })));
+        let nan = Wrapped { value: f64::NAN, ..w };
+        assert_eq!(encode_wrapped(&nan, &mut [0u8; 256]), Err(EncodeError::NonFinite));
     }
 
     #[test]
@@ -390,26 +360,11 @@ mod tests {
                 r#"{"metric": "m", "tags": {"a": "b"}, "points": [[1, 1]], "type": "count"}"#,
                 ParseError::WrongFieldType(Field::Tags),
             ),
-            (
-                r#"{"metric": "m", "tags": [1], "points": [[1, 1]], "type": "count"}"#,
-                ParseError::BadTag,
-            ),
-            (
-                r#"{"metric": "m", "points": [[1, 1]], "type": "histogram"}"#,
-                ParseError::UnknownType,
-            ),
-            (
-                r#"{"metric": "m", "points": [], "type": "count"}"#,
-                ParseError::BadPoint,
-            ),
-            (
-                r#"{"metric": "m", "points": [[1]], "type": "count"}"#,
-                ParseError::BadPoint,
-            ),
-            (
-                r#"{"metric": "m", "points": [[1, 2, 3]], "type": "count"}"#,
-                ParseError::BadPoint,
-            ),
+            (r#"{"metric": "m", "tags": [1], "points": [[1, 1]], "type": "count"}"#, ParseError::BadTag),
+            (r#"{"metric": "m", "points": [[1, 1]], "type": "histogram"}"#, ParseError::UnknownType),
+            (r#"{"metric": "m", "points": [], "type": "count"}"#, ParseError::BadPoint),
+            (r#"{"metric": "m", "points": [[1]], "type": "count"}"#, ParseError::BadPoint),
+            (r#"{"metric": "m", "points": [[1, 2, 3]], "type": "count"}"#, ParseError::BadPoint),
             (
                 r#"{"metric": "m", "points": [[1, NaN]], "type": "count"}"#,
                 ParseError::NonFinite(Field::Points),
@@ -422,21 +377,14 @@ mod tests {
                 r#"{"metric": "m", "points": [[1, 1]], "type": "count", "interval": -1}"#,
                 ParseError::BadInterval,
             ),
-            (
-                r#"{"metric": "m", "type": "count"}"#,
-                ParseError::MissingField(Field::Points),
-            ),
+            (r#"{"metric": "m", "type": "count"}"#, ParseError::MissingField(Field::Points)),
             (
                 r#"{"metric": "m", "points": [[1,1],[1,1],[1,1],[1,1],[1,1],[1,1],[1,1],[1,1],[1,1]], "type": "count"}"#,
                 ParseError::TooManyPoints,
             ),
         ];
         for (input, want) in cases {
-            assert_eq!(
-                parse_wrapped(input.as_bytes(), &mut []).as_ref().err(),
-                Some(want),
-                "{input}"
-            );
+            assert_eq!(parse_wrapped(input.as_bytes(), &mut []).as_ref().err(), Some(want), "{input}");
         }
         let ok = parse_wrapped(
             br#"{"metric": "m", "points": [[1, 1]], "type": "rate", "interval": 10.0}"#,

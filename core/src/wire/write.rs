@@ -20,11 +20,7 @@ pub struct Writer<'a> {
 impl<'a> Writer<'a> {
     /// A writer at the start of `buf`.
     pub fn new(buf: &'a mut [u8]) -> Self {
-        Writer {
-            buf,
-            pos: 0,
-            error: None,
-        }
+        Writer { buf, pos: 0, error: None }
     }
 
     /// Bytes written so far (including any that did not fit).
@@ -283,8 +279,7 @@ mod tests {
         f(&mut w);
         let n = w.finish().unwrap();
         let mut out = heapless::String::new();
-        out.push_str(core::str::from_utf8(&buf[..n]).unwrap())
-            .unwrap();
+        out.push_str(core::str::from_utf8(&buf[..n]).unwrap()).unwrap();
         out
     }
 
@@ -308,11 +303,7 @@ mod tests {
             (123.0e-7, "1.23e-05"),
         ];
         for &(value, expected) in cases {
-            assert_eq!(
-                render(|w| w.python_float(value)).as_str(),
-                expected,
-                "{value:e}"
-            );
+            assert_eq!(render(|w| w.python_float(value)).as_str(), expected, "{value:e}");
         }
     }
 
@@ -327,10 +318,7 @@ mod tests {
 
     #[test]
     fn strings_are_escaped_like_json_dumps() {
-        assert_eq!(
-            render(|w| w.json_str("a\"b\\c\n\t\u{1}")).as_str(),
-            r#""a\"b\\c\n\t\u0001""#
-        );
+        assert_eq!(render(|w| w.json_str("a\"b\\c\n\t\u{1}")).as_str(), r#""a\"b\\c\n\t\u0001""#);
         assert_eq!(render(|w| w.json_str("café")).as_str(), r#""caf\u00e9""#);
         assert_eq!(render(|w| w.json_str("🦉")).as_str(), r#""\ud83e\udd89""#);
     }
@@ -340,10 +328,7 @@ mod tests {
         let mut buf = [0u8; 4];
         let mut w = Writer::new(&mut buf);
         w.str("hello world");
-        assert_eq!(
-            w.finish(),
-            Err(EncodeError::BufferTooSmall { required: 11 })
-        );
+        assert_eq!(w.finish(), Err(EncodeError::BufferTooSmall { required: 11 }));
     }
 
     #[test]

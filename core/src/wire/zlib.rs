@@ -49,10 +49,7 @@ impl fmt::Display for InflateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             InflateError::BufferTooSmall { filled } => {
-                write!(
-                    f,
-                    "output buffer too small: filled {filled} bytes and more would follow"
-                )
+                write!(f, "output buffer too small: filled {filled} bytes and more would follow")
             }
             InflateError::Truncated => f.write_str("zlib stream ends early"),
             InflateError::Corrupt => f.write_str("input is not a valid zlib stream"),
@@ -75,9 +72,7 @@ pub fn decompress_into(input: &[u8], out: &mut [u8]) -> Result<usize, InflateErr
     match status {
         TINFLStatus::Done => Ok(written),
         TINFLStatus::HasMoreOutput => Err(InflateError::BufferTooSmall { filled: written }),
-        TINFLStatus::NeedsMoreInput | TINFLStatus::FailedCannotMakeProgress => {
-            Err(InflateError::Truncated)
-        }
+        TINFLStatus::NeedsMoreInput | TINFLStatus::FailedCannotMakeProgress => Err(InflateError::Truncated),
         TINFLStatus::Adler32Mismatch => Err(InflateError::ChecksumMismatch),
         _ => Err(InflateError::Corrupt),
     }
@@ -88,9 +83,8 @@ mod tests {
     use super::*;
 
     /// `zlib.compress(b"Hello, zlib!")` from CPython.
-    const HELLO: [u8; 20] = [
-        120, 156, 243, 72, 205, 201, 201, 215, 81, 168, 202, 201, 76, 82, 4, 0, 27, 101, 4, 19,
-    ];
+    const HELLO: [u8; 20] =
+        [120, 156, 243, 72, 205, 201, 201, 215, 81, 168, 202, 201, 76, 82, 4, 0, 27, 101, 4, 19];
 
     #[test]
     fn inflates_a_python_stream() {
@@ -108,10 +102,7 @@ mod tests {
     #[test]
     fn short_buffer_says_how_far_it_got() {
         let mut out = [0u8; 5];
-        assert_eq!(
-            decompress_into(&HELLO, &mut out),
-            Err(InflateError::BufferTooSmall { filled: 5 })
-        );
+        assert_eq!(decompress_into(&HELLO, &mut out), Err(InflateError::BufferTooSmall { filled: 5 }));
         assert_eq!(&out, b"Hello");
     }
 
@@ -132,20 +123,11 @@ mod tests {
         let mut out = [0u8; 32];
         let mut bad_sum = HELLO;
         bad_sum[19] ^= 1;
-        assert_eq!(
-            decompress_into(&bad_sum, &mut out),
-            Err(InflateError::ChecksumMismatch)
-        );
+        assert_eq!(decompress_into(&bad_sum, &mut out), Err(InflateError::ChecksumMismatch));
         let mut bad_header = HELLO;
         bad_header[1] ^= 1; // header check bits no longer divide by 31
-        assert_eq!(
-            decompress_into(&bad_header, &mut out),
-            Err(InflateError::Corrupt)
-        );
-        assert_eq!(
-            decompress_into(b"not zlib at all", &mut out),
-            Err(InflateError::Corrupt)
-        );
+        assert_eq!(decompress_into(&bad_header, &mut out), Err(InflateError::Corrupt));
+        assert_eq!(decompress_into(b"not zlib at all", &mut out), Err(InflateError::Corrupt));
     }
 
     #[cfg(feature = "alloc")]
