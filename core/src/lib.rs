@@ -1,10 +1,10 @@
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
-//! Chouette's core: `#![no_std]`, no heap (unless the `alloc` feature asks for zlib compression),
-//! no clock, no I/O. It takes bytes, values and `now`, and hands back bytes, values and deadlines.
+#![doc = include_str!("../README.md")]
 //!
-//! Layers, bottom up:
+//! ## Map of the layers (linked)
+//!
 //! - [`limits`]: every fixed capacity, documented in one place.
 //! - [`metric`]: the model (samples, tags, set members, wrapped points).
 //! - [`hash`]: the series and member hash.

@@ -1,6 +1,6 @@
 //! Wire formats: bytes in, values out, and values into caller-provided buffers.
 //!
-//! - [`write`]: the output cursor, JSON string escaping and number formatting shared by encoders.
+//! - [`write`](mod@write): the output cursor, JSON string escaping and number formatting shared by encoders.
 //! - [`series`]: Datadog v1 `POST /api/v1/series` payloads, split at a size limit.
 //! - [`zlib`]: zlib streams (`Content-Encoding: deflate`).
 //! - [`json`]: the zero-copy JSON scanner the record parsers share.
