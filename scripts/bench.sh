@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs the core's criterion benchmarks once (short measurement) and prints a table of throughput
+# per benchmark next to the target from the issues. Figures from one run on a shared machine are
+# noisy: compare ratios within one run, not absolute numbers across runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${BENCH_SECS:-3}"
+cargo bench -p chouette-core --features alloc --benches -- --warm-up-time 1 --measurement-time "$secs" >/dev/null 2>&1 \
+  || cargo bench -p chouette-core --features alloc --benches -- --warm-up-time 1 --measurement-time "$secs"
+python3 - <<'PY'
+import json, pathlib
+targets = {  # benchmark id prefix -> (target elements/s, what)
+    "aggregate/record_mixed_10k_series": (20e6, "record ≥ 20M samples/s"),
+    "parse_raw_metric": (3e6, "parse ≥ 3M records/s"),
+    "series/encode_100k_points": (5e6, "encode ≥ 5M points/s"),
+    "sketch/QuantileSketch::insert": (50e6, "sketch insert ≥ 50M values/s"),
+    "sketch/Histogram::insert": (50e6, "sketch insert ≥ 50M values/s"),
+}
+rows = []
+for est in sorted(pathlib.Path("target/criterion").glob("**/new/estimates.json")):
+    bench = json.loads((est.parent / "benchmark.json").read_text())
+    mean_ns = json.loads(est.read_text())["mean"]["point_estimate"]
+    tp = bench.get("throughput") or {}
+    n = tp.get("Elements") or tp.get("Bytes")
+    unit = "elem" if "Elements" in tp else "B"
+    rate = n / (mean_ns / 1e9) if n else None
+    name = bench["full_id"]
+    target = next((t for k, t in targets.items() if name.startswith(k)), None)
+    rows.append((name, mean_ns / n if n else mean_ns, rate, unit, target))
+print(f"| benchmark | ns per {'element'} | throughput | target | ratio to target |")
+print("|---|---|---|---|---|")
+for name, per, rate, unit, target in rows:
+    rate_s = f"{rate/1e6:.2f} M{unit}/s" if rate else "-"
+    ratio = f"{rate/target[0]:.2f}x ({target[1]})" if rate and target else ""
+    print(f"| {name} | {per:.1f} | {rate_s} | {'' if not target else f'{target[0]/1e6:g} M/s'} | {ratio} |")
+PY
