@@ -1,1 +1,497 @@
-//! The aggregate, release and cleanup ticks (stub).
+//! The agent's steps: aggregate (raw → wrapped, one atomic commit per step), release (wrapped and
+//! logs → the backend, draining the backlog), TTL cleanup, self-metrics and the status hash.
+//!
+//! Time is passed in (`now`, float Unix seconds), so tests drive the steps without sleeping.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chouette_core::aggregate::{AggregatorConfig, GatewayAggregator, RecordError};
+use chouette_core::metric::Timestamp;
+use chouette_core::wire::raw::{parse_raw_metric, raw_scratch_len};
+use chouette_core::wire::wrapped::encode_wrapped;
+use chouette_core::wire::write::Writer;
+use chouette_core::wrap::WrapConfig;
+
+use crate::dispatch::{Disposition, Report};
+use crate::store::{AggregationCommit, DeadRecord, NewRecord, Queue, Record, Store, StoreError};
+
+/// Most raw records one aggregation step reads and commits (bounded memory: a few MB).
+///
+/// A bucket holding more raw records than this is committed in several steps; the records after
+/// the first step's share are then late and folded into the next bucket (counted as late).
+pub const MAX_RAW_PER_STEP: usize = 50_000;
+
+/// Most log records per release request (the intake's limit is 1000 entries).
+pub const LOGS_PER_BATCH: usize = 1000;
+
+/// Counters the agent reports as self-metrics and in `chouette status`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counters {
+    /// Raw records aggregated into wrapped points.
+    pub aggregated: u64,
+    /// Aggregated raw records whose bucket had already been emitted (folded into a later one).
+    pub late: u64,
+    /// Raw records refused, by reason (`not_json`, `non_finite`, ...), moved to the dead-letter queue.
+    pub refused: BTreeMap<String, u64>,
+    /// Raw ids without a value (orphans), deleted.
+    pub orphans: u64,
+    /// Wrapped points written.
+    pub wrapped: u64,
+    /// Points delivered to the backend.
+    pub dispatched_metrics: u64,
+    /// Compressed bytes of delivered metrics requests.
+    pub dispatched_metrics_bytes: u64,
+    /// Log records delivered.
+    pub dispatched_logs: u64,
+    /// Compressed bytes of delivered log requests.
+    pub dispatched_logs_bytes: u64,
+    /// Wrapped points refused by the backend or unparseable, dead-lettered.
+    pub dead_metrics: u64,
+    /// Logs refused by the intake or unparseable, dead-lettered.
+    pub dead_logs: u64,
+    /// Requests that failed and whose data was kept for a retry.
+    pub retried: u64,
+    /// Records deleted by the TTL cleanup (lost to age), per queue name.
+    pub expired: BTreeMap<&'static str, u64>,
+    /// The last dispatch result, for `chouette status`.
+    pub last_dispatch: Option<String>,
+}
+
+/// Result of one aggregation step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// Committed a bucket (or part of one); call again to continue draining.
+    Progress {
+        /// Raw records consumed (aggregated, dead-lettered or orphans).
+        consumed: usize,
+    },
+    /// Nothing to aggregate until the next bucket closes.
+    Idle,
+}
+
+/// The aggregation step: raw records of the oldest closed bucket → wrapped points, committed
+/// atomically with the deletion of the raw records and the new watermark.
+pub struct Aggregation {
+    interval: u32,
+    grace: f64,
+    wrap: WrapConfig,
+    aggregator: Box<GatewayAggregator>,
+    watermark: Option<f64>,
+    ids: IdGenerator,
+    max_per_step: usize,
+}
+
+impl Aggregation {
+    /// A step with `interval_secs` buckets closing `grace` after their end.
+    pub fn new(interval_secs: u32, grace: Duration, wrap: WrapConfig) -> Aggregation {
+        let config = AggregatorConfig::new(interval_secs.max(1))
+            .unwrap_or(AggregatorConfig::DEFAULT)
+            .with_grace_secs(0)
+            .with_max_future_secs(u32::MAX);
+        Aggregation {
+            interval: interval_secs.max(1),
+            grace: grace.as_secs_f64(),
+            wrap,
+            aggregator: Box::new(GatewayAggregator::new(config)),
+            watermark: None,
+            ids: IdGenerator::new(),
+            max_per_step: MAX_RAW_PER_STEP,
+        }
+    }
+
+    /// Limits the raw records per step (tests use small values).
+    pub fn with_max_per_step(mut self, max: usize) -> Aggregation {
+        self.max_per_step = max.max(1);
+        self
+    }
+
+    /// Runs one step at wall-clock `now`.
+    pub fn step(&mut self, store: &mut dyn Store, now: f64, counters: &mut Counters) -> Result<StepOutcome, StoreError> {
+        let interval = self.interval as f64;
+        let watermark = match self.watermark {
+            Some(w) => w,
+            None => {
+                let w = store.aggregated_until()?.unwrap_or(f64::NEG_INFINITY);
+                self.watermark = Some(w);
+                w
+            }
+        };
+        let Some(oldest) = store.oldest_score(Queue::RawMetrics)? else {
+            return Ok(StepOutcome::Idle);
+        };
+        // The bucket to emit: the oldest one present, but never one already emitted.
+        let start = floor_to(oldest.max(watermark), interval);
+        let end = start + interval;
+        if end + self.grace > now {
+            return Ok(StepOutcome::Idle);
+        }
+        let records = store.read(Queue::RawMetrics, end, self.max_per_step)?;
+        if records.is_empty() {
+            return Ok(StepOutcome::Idle);
+        }
+
+        // Buckets before `start` are closed: earlier records are late and fold into `start`.
+        self.aggregator.handle_timeout(Timestamp::from_secs_f64(start));
+        let mut commit = AggregationCommit { aggregated_until: end, ..AggregationCommit::default() };
+        let mut scratch = Vec::new();
+        let mut late = 0;
+        let mut aggregated = 0;
+        for record in &records {
+            let Some(value) = &record.value else {
+                counters.orphans += 1;
+                commit.delete_raw.push(record.id.clone());
+                continue;
+            };
+            scratch.clear();
+            scratch.resize(raw_scratch_len(value.len()), 0);
+            let raw = match parse_raw_metric(value, &mut scratch) {
+                Ok(raw) => raw,
+                Err(error) => {
+                    refuse(&mut commit, counters, record, value, error.reason());
+                    continue;
+                }
+            };
+            let mut sample = raw.sample();
+            // Bucketing and point timestamps both follow the ZSET score (the original bucketed
+            // by score and stamped by the JSON timestamp; the official client writes the same).
+            sample.timestamp = Timestamp::from_secs_f64(record.score);
+            let before = self.aggregator.stats().late;
+            match self.aggregator.record(Timestamp::from_secs_f64(end), sample) {
+                Ok(()) => {
+                    aggregated += 1;
+                    late += self.aggregator.stats().late - before;
+                    commit.delete_raw.push(record.id.clone());
+                }
+                Err(refused) if is_capacity(refused.error) => {
+                    // Valid, but no room in this step: left in the queue for the next one.
+                }
+                Err(refused) => refuse(&mut commit, counters, record, value, refused.error.as_str()),
+            }
+        }
+
+        self.aggregator.handle_timeout(Timestamp::from_secs_f64(end + 1.0));
+        let mut buf = vec![0u8; 4096];
+        while let Some(flushed) = self.aggregator.poll_flush() {
+            for output in flushed.outputs(&self.wrap) {
+                let point = flushed.wrapped(&output);
+                let len = loop {
+                    match encode_wrapped(&point, &mut buf) {
+                        Ok(len) => break Some(len),
+                        Err(chouette_core::wire::EncodeError::BufferTooSmall { required }) => buf.resize(required, 0),
+                        Err(_) => break None, // non-finite aggregate: nothing sendable
+                    }
+                };
+                if let Some(len) = len {
+                    commit.wrapped.push(NewRecord {
+                        id: self.ids.next_id(),
+                        score: point.timestamp.as_secs_f64(),
+                        value: buf[..len].to_vec(),
+                    });
+                }
+            }
+        }
+        let consumed = commit.delete_raw.len() + commit.dead.len();
+        if consumed == 0 && commit.wrapped.is_empty() {
+            // Everything was refused for capacity: make room by moving the watermark forward
+            // only when nothing at all could be done (cannot happen with a fresh aggregator).
+            return Ok(StepOutcome::Idle);
+        }
+        let wrapped = commit.wrapped.len() as u64;
+        store.commit_aggregation(&commit)?;
+        self.watermark = Some(end);
+        counters.aggregated += aggregated;
+        counters.late += late;
+        counters.wrapped += wrapped;
+        Ok(StepOutcome::Progress { consumed })
+    }
+}
+
+fn refuse(commit: &mut AggregationCommit, counters: &mut Counters, record: &Record, value: &[u8], reason: &str) {
+    *counters.refused.entry(reason.to_string()).or_default() += 1;
+    commit.dead.push(DeadRecord { id: record.id.clone(), score: record.score, value: value.to_vec(), reason: reason.to_string() });
+}
+
+fn is_capacity(error: RecordError) -> bool {
+    matches!(error, RecordError::Full | RecordError::KeysFull | RecordError::SketchesFull | RecordError::TooManyBuckets)
+}
+
+fn floor_to(secs: f64, interval: f64) -> f64 {
+    (secs / interval).floor() * interval
+}
+
+/// What to do with one dispatched batch.
+pub fn apply_report(store: &mut dyn Store, queue: Queue, records: &[Record], report: &Report) -> Result<(usize, usize, usize), StoreError> {
+    let mut delivered = Vec::new();
+    let mut dead = Vec::new();
+    let mut kept = 0;
+    for (record, disposition) in records.iter().zip(&report.dispositions) {
+        match disposition {
+            Disposition::Delivered => delivered.push(record.id.clone()),
+            Disposition::Dead { reason } => dead.push(DeadRecord {
+                id: record.id.clone(),
+                score: record.score,
+                value: record.value.clone().unwrap_or_default(),
+                reason: reason.clone(),
+            }),
+            Disposition::Kept => kept += 1,
+        }
+    }
+    if !delivered.is_empty() {
+        store.delete(queue, &delivered)?;
+    }
+    if !dead.is_empty() {
+        store.dead_letter(queue, &dead)?;
+    }
+    Ok((delivered.len(), dead.len(), kept))
+}
+
+/// Uuid4-formatted ids for records the agent writes (random, from the OS's hasher seed and a
+/// counter mixed with splitmix64: unique, not secret).
+pub struct IdGenerator {
+    state: u64,
+}
+
+impl IdGenerator {
+    /// A generator seeded from the OS (through std's randomly keyed hasher) and the clock.
+    pub fn new() -> IdGenerator {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+        hasher.write_u32(std::process::id());
+        IdGenerator { state: hasher.finish() }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// The next id: 36 lower-case hex characters with hyphens, version 4, variant 1.
+    pub fn next_id(&mut self) -> Vec<u8> {
+        let hi = self.next_u64();
+        let lo = self.next_u64();
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&hi.to_be_bytes());
+        bytes[8..].copy_from_slice(&lo.to_be_bytes());
+        bytes[6] = (bytes[6] & 0x0f) | 0x40;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = Vec::with_capacity(36);
+        for (i, b) in bytes.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                out.push(b'-');
+            }
+            out.push(HEX[(b >> 4) as usize]);
+            out.push(HEX[(b & 15) as usize]);
+        }
+        out
+    }
+}
+
+impl Default for IdGenerator {
+    fn default() -> Self {
+        IdGenerator::new()
+    }
+}
+
+/// Renders one raw metric record exactly as the original Python client writes it
+/// (`json.dumps` key order and separators), for the agent's self-metrics.
+pub fn raw_record(metric: &str, kind: &str, value: f64, timestamp: f64, tags: &[(&str, &str)]) -> Vec<u8> {
+    let mut buf = vec![0u8; 256 + metric.len() + tags.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>()];
+    let mut w = Writer::new(&mut buf);
+    w.str("{\"metric\": ");
+    w.json_str(metric);
+    w.str(", \"type\": ");
+    w.json_str(kind);
+    w.str(", \"value\": ");
+    w.f64(value);
+    w.str(", \"timestamp\": ");
+    w.python_float(timestamp);
+    w.str(", \"tags\": {");
+    for (i, (k, v)) in tags.iter().enumerate() {
+        if i > 0 {
+            w.str(", ");
+        }
+        w.json_str(k);
+        w.str(": ");
+        w.json_str(v);
+    }
+    w.str("}}");
+    let len = w.finish().unwrap_or(0);
+    buf.truncate(len);
+    buf
+}
+
+/// Writes the self-metrics (compat §5.6 names, plus ours) as raw records, stamped `now`.
+pub fn self_metrics(counters: &Counters, previous: &Counters, queued: u64, now: f64, ids: &mut IdGenerator) -> Vec<NewRecord> {
+    let mut out = Vec::new();
+    let mut push = |metric: &str, kind: &str, value: f64, tags: &[(&str, &str)]| {
+        out.push(NewRecord { id: ids.next_id(), score: now, value: raw_record(metric, kind, value, now, tags) });
+    };
+    if queued > 0 {
+        push("chouette.queued.metrics", "gauge", queued as f64, &[]);
+    }
+    let delta = |a: u64, b: u64| a.saturating_sub(b) as f64;
+    let counts = [
+        ("chouette.dispatched.metrics.number", delta(counters.dispatched_metrics, previous.dispatched_metrics)),
+        ("chouette.dispatched.metrics.bytes", delta(counters.dispatched_metrics_bytes, previous.dispatched_metrics_bytes)),
+        ("chouette.dispatched.logs.number", delta(counters.dispatched_logs, previous.dispatched_logs)),
+        ("chouette.dispatched.logs.bytes", delta(counters.dispatched_logs_bytes, previous.dispatched_logs_bytes)),
+        ("chouette.deadlettered.metrics", delta(counters.dead_metrics, previous.dead_metrics)),
+        ("chouette.deadlettered.logs", delta(counters.dead_logs, previous.dead_logs)),
+        ("chouette.retried.requests", delta(counters.retried, previous.retried)),
+        ("chouette.late.metrics", delta(counters.late, previous.late)),
+    ];
+    for (metric, value) in counts {
+        if value > 0.0 {
+            push(metric, "count", value, &[]);
+        }
+    }
+    for (reason, n) in &counters.refused {
+        let value = delta(*n, previous.refused.get(reason).copied().unwrap_or(0));
+        if value > 0.0 {
+            push("chouette.refused.metrics", "count", value, &[("reason", reason)]);
+        }
+    }
+    for (queue, n) in &counters.expired {
+        let value = delta(*n, previous.expired.get(queue).copied().unwrap_or(0));
+        if value > 0.0 {
+            push("chouette.dropped.expired", "count", value, &[("queue", queue)]);
+        }
+    }
+    out
+}
+
+/// The status fields written to `chouette:agent:status` for `chouette status`.
+pub fn status_fields(counters: &Counters, now: f64) -> Vec<(&'static str, String)> {
+    let refused: u64 = counters.refused.values().sum();
+    let expired: u64 = counters.expired.values().sum();
+    vec![
+        ("updated_at", format!("{now:.3}")),
+        ("aggregated_records", counters.aggregated.to_string()),
+        ("late_records", counters.late.to_string()),
+        ("refused_records", refused.to_string()),
+        ("orphan_records", counters.orphans.to_string()),
+        ("dispatched_metrics", counters.dispatched_metrics.to_string()),
+        ("dispatched_logs", counters.dispatched_logs.to_string()),
+        ("deadlettered_metrics", counters.dead_metrics.to_string()),
+        ("deadlettered_logs", counters.dead_logs.to_string()),
+        ("retried_requests", counters.retried.to_string()),
+        ("expired_records", expired.to_string()),
+        ("last_dispatch", counters.last_dispatch.clone().unwrap_or_else(|| "none yet".into())),
+    ]
+}
+
+/// Deletes records older than their TTL from every queue; counts them as expired.
+pub fn cleanup(store: &mut dyn Store, now: f64, metric_ttl: Duration, log_ttl: Duration, counters: &mut Counters) -> Result<(), StoreError> {
+    let plan = [
+        (Queue::RawMetrics, metric_ttl),
+        (Queue::WrappedMetrics, metric_ttl),
+        (Queue::Logs, log_ttl),
+        (Queue::DeadRawMetrics, metric_ttl),
+        (Queue::DeadWrappedMetrics, metric_ttl),
+        (Queue::DeadLogs, log_ttl),
+    ];
+    for (queue, ttl) in plan {
+        let removed = store.cleanup(queue, now - ttl.as_secs_f64())?;
+        if removed > 0 {
+            *counters.expired.entry(queue.prefix()).or_default() += removed;
+            log::warn!("queue={queue} removed={removed} ttl_s={}: records older than their TTL deleted", ttl.as_secs());
+        }
+    }
+    Ok(())
+}
+
+/// Drains `queue` through `send` in batches of `batch`, oldest first, until the queue is empty,
+/// the sender keeps something (backing off) or `deadline` passes. Returns what happened.
+pub fn drain(
+    store: &mut dyn Store,
+    queue: Queue,
+    batch: usize,
+    deadline: Instant,
+    mut send: impl FnMut(&[Record]) -> Report,
+) -> Result<DrainResult, StoreError> {
+    let mut result = DrainResult::default();
+    while Instant::now() < deadline {
+        let records = store.read(queue, f64::INFINITY, batch)?;
+        if records.is_empty() {
+            break;
+        }
+        let report = send(&records);
+        let (delivered, dead, kept) = apply_report(store, queue, &records, &report)?;
+        result.delivered += delivered as u64;
+        result.dead += dead as u64;
+        result.points += report.delivered_points;
+        result.bytes += report.delivered_bytes;
+        result.retried += report.retried;
+        if report.last_status.is_some() {
+            result.last_status = report.last_status.clone();
+        }
+        if kept > 0 || delivered + dead == 0 {
+            result.backing_off = kept > 0;
+            break;
+        }
+    }
+    Ok(result)
+}
+
+/// What one drain did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DrainResult {
+    /// Records delivered (and deleted).
+    pub delivered: u64,
+    /// Records dead-lettered.
+    pub dead: u64,
+    /// Points (or logs) the backend accepted.
+    pub points: u64,
+    /// Compressed bytes accepted.
+    pub bytes: u64,
+    /// Failed requests whose data was kept.
+    pub retried: u64,
+    /// Whether the dispatcher is backing off (data kept for later).
+    pub backing_off: bool,
+    /// The last HTTP status or error seen.
+    pub last_status: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_uuid4_shaped_and_distinct() {
+        let mut ids = IdGenerator::new();
+        let a = String::from_utf8(ids.next_id()).unwrap();
+        let b = String::from_utf8(ids.next_id()).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"));
+        assert_eq!(a.matches('-').count(), 4);
+    }
+
+    #[test]
+    fn raw_records_match_the_python_client() {
+        let got = raw_record("chouette.dispatched.metrics.number", "count", 12.0, 1600000000.25, &[]);
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            r#"{"metric": "chouette.dispatched.metrics.number", "type": "count", "value": 12, "timestamp": 1600000000.25, "tags": {}}"#
+        );
+        let got = raw_record("m", "gauge", 0.5, 10.0, &[("reason", "not_json")]);
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            r#"{"metric": "m", "type": "gauge", "value": 0.5, "timestamp": 10.0, "tags": {"reason": "not_json"}}"#
+        );
+    }
+
+    #[test]
+    fn buckets_floor_to_the_interval() {
+        assert_eq!(floor_to(1600000009.9, 10.0), 1600000000.0);
+        assert_eq!(floor_to(1600000010.0, 10.0), 1600000010.0);
+        assert_eq!(floor_to(7.0, 1.0), 7.0);
+    }
+}

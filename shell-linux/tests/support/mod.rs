@@ -48,9 +48,30 @@ impl RedisServer {
 
     /// Starts on a given port (to restart a server where clients expect it).
     pub fn start_on(port: u16) -> RedisServer {
-        let dir = scratch_dir("redis");
+        Self::spawn(port, scratch_dir("redis"), false)
+    }
+
+    /// A server that fsyncs every write to an append-only file in `dir`, so a kill loses
+    /// nothing: restart it with [`RedisServer::restart_persistent`].
+    pub fn start_persistent() -> RedisServer {
+        Self::spawn(free_port(), scratch_dir("redis-aof"), true)
+    }
+
+    /// Kills this persistent server and starts a new one on the same port and data.
+    pub fn restart_persistent(mut self) -> RedisServer {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self.dir, PathBuf::new());
+        let port = self.port;
+        drop(self);
+        Self::spawn(port, dir, true)
+    }
+
+    fn spawn(port: u16, dir: PathBuf, persistent: bool) -> RedisServer {
+        let aof: &[&str] = if persistent { &["--appendonly", "yes", "--appendfsync", "always"] } else { &["--appendonly", "no"] };
         let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(aof)
             .arg("--dir")
             .arg(&dir)
             .stdout(Stdio::null())
@@ -81,7 +102,9 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -102,6 +125,9 @@ impl VictoriaMetrics {
             .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
             .arg("-retentionPeriod=100y")
             .arg("-search.disableCache")
+            // One sample per series and timestamp, as Datadog keeps the last point: a point
+            // re-sent after a crash is then idempotent, which the kill -9 test relies on.
+            .arg("-dedup.minScrapeInterval=1ms")
             .arg("-loggerLevel=ERROR")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what the integration tests run against: a real Redis and a real VictoriaMetrics
+# (Debian packages), and the original Python client from PyPI (to write records exactly as
+# existing apps do). Tests start their own servers on free loopback ports and stop them.
+set -euo pipefail
+need_apt=()
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v victoria-metrics >/dev/null || need_apt+=(victoria-metrics)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then apt=(apt-get); else apt=(sudo apt-get); fi
+  "${apt[@]}" update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -q "${need_apt[@]}" >/dev/null
+fi
+# Redis and VictoriaMetrics are started by the tests; stop the service apt may have started.
+if command -v systemctl >/dev/null && systemctl is-active --quiet redis-server 2>/dev/null; then
+  systemctl stop redis-server || true
+fi
+python3 -c 'import chouette_iot_client' 2>/dev/null \
+  || python3 -m pip install -q 'chouette-iot-client==0.0.1' 'redis>=3.5' \
+  || echo "note: could not install the Python chouette-iot-client; the test that uses it will fail"
+echo "test dependencies: redis-server $(redis-server --version | awk '{print $3}'), victoria-metrics, chouette-iot-client"

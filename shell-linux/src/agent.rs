@@ -1,0 +1,203 @@
+//! The run loop: one readable loop that reads the clock, runs the steps that are due, and sleeps
+//! until the next deadline or a signal.
+//!
+//! ```text
+//! every AGGREGATE_INTERVAL: TTL cleanup, then aggregation steps until the closed buckets are done
+//! every RELEASE_INTERVAL:   drain wrapped metrics, then logs, back to back; self-metrics; status
+//! SIGTERM / SIGINT:         finish the current step, exit 0 (raw records of open buckets stay queued)
+//! ```
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::config::{Config, StoreConfig};
+use crate::dispatch::{DispatchConfig, Dispatcher, DryRunTransport, Transport, UreqTransport};
+use crate::pipeline::{self, Aggregation, Counters, IdGenerator, StepOutcome, LOGS_PER_BATCH};
+use crate::store::embedded::EmbeddedStore;
+use crate::store::redis::RedisStore;
+use crate::store::{Queue, Store, StoreError};
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The store could not be opened at startup.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    /// The HTTP client could not be built (a bad CA bundle, say).
+    #[error("cannot set up dispatch: {0}")]
+    Dispatch(String),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Float Unix seconds now.
+pub fn wall_clock() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// Opens the configured store, logging which one is in use.
+pub fn open_store(config: &Config) -> Result<Box<dyn Store>, StoreError> {
+    let store: Box<dyn Store> = match &config.store {
+        StoreConfig::Redis { url, implicit } => {
+            let store = RedisStore::connect(url)?;
+            if *implicit {
+                log::warn!(
+                    "store={}: no REDIS_URL/REDIS_HOST set, but the original's default host `redis` resolves: using it",
+                    store.describe()
+                );
+            }
+            Box::new(store)
+        }
+        StoreConfig::Embedded { path } => Box::new(EmbeddedStore::open(path)?),
+    };
+    log::info!("store={}: store in use", store.describe());
+    Ok(store)
+}
+
+/// Installs SIGTERM and SIGINT handlers that set the returned flag.
+pub fn shutdown_flag() -> Result<Arc<AtomicBool>, AgentError> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&flag)).map_err(AgentError::Signals)?;
+    }
+    Ok(flag)
+}
+
+/// Runs the agent until `shutdown` is set.
+pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
+    let mut store = open_store(config)?;
+    let transport: Box<dyn Transport> = if config.dry_run {
+        log::info!("dry_run=true: no API_KEY and no DATADOG_URL; printing what would be sent");
+        Box::new(DryRunTransport::new(std::io::stdout()))
+    } else {
+        log::info!("url={}: sending metrics", config.datadog_url);
+        Box::new(UreqTransport::new(config).map_err(|e| AgentError::Dispatch(e.to_string()))?)
+    };
+    let mut dispatcher = Dispatcher::new(transport, DispatchConfig::from_config(config));
+    let mut aggregation = Aggregation::new(
+        config.aggregate_interval.as_secs().max(1) as u32,
+        config.grace,
+        config.wrap.clone(),
+    );
+    let mut counters = Counters::default();
+    let mut reported = Counters::default();
+    let mut ids = IdGenerator::new();
+    let aggregate_every = config.aggregate_interval.max(Duration::from_secs(1));
+    let release_every = config.release_interval.max(Duration::from_secs(1));
+    // First ticks right away (a backlog drains at once), then on interval boundaries.
+    let mut next_aggregate = Instant::now();
+    let mut next_release = Instant::now();
+    let mut store_down = false;
+
+    while !shutdown.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now >= next_aggregate {
+            next_aggregate = next_boundary(aggregate_every);
+            let result = aggregate_tick(store.as_mut(), &mut aggregation, config, &mut counters, shutdown);
+            store_down = report_store(result, store_down);
+        }
+        if shutdown.load(Ordering::Relaxed) {
+            break;
+        }
+        if Instant::now() >= next_release {
+            next_release = next_boundary(release_every);
+            let result = release_tick(store.as_mut(), &mut dispatcher, config, &mut counters, &mut reported, &mut ids, release_every);
+            store_down = report_store(result, store_down);
+        }
+        let wake = next_aggregate.min(next_release);
+        let nap = wake.saturating_duration_since(Instant::now()).min(Duration::from_millis(250));
+        std::thread::sleep(nap);
+    }
+    log::info!("signal received: stopped after the current step; queued data stays in the store");
+    let _ = store.put_status(&pipeline::status_fields(&counters, wall_clock()));
+    Ok(())
+}
+
+/// The instant of the next multiple of `every` in wall-clock time (as the original's scheduler).
+fn next_boundary(every: Duration) -> Instant {
+    let now = wall_clock();
+    let period = every.as_secs_f64();
+    let next = ((now / period).floor() + 1.0) * period;
+    Instant::now() + Duration::from_secs_f64((next - now).max(0.0))
+}
+
+fn report_store(result: Result<(), StoreError>, was_down: bool) -> bool {
+    match result {
+        Ok(()) => {
+            if was_down {
+                log::info!("store reachable again: resuming");
+            }
+            false
+        }
+        Err(error) => {
+            if !was_down || !error.is_transient() {
+                log::error!("{error}: will retry at the next tick, nothing is deleted meanwhile");
+            }
+            true
+        }
+    }
+}
+
+fn aggregate_tick(
+    store: &mut dyn Store,
+    aggregation: &mut Aggregation,
+    config: &Config,
+    counters: &mut Counters,
+    shutdown: &AtomicBool,
+) -> Result<(), StoreError> {
+    pipeline::cleanup(store, wall_clock(), config.metric_ttl, config.log_ttl, counters)?;
+    while !shutdown.load(Ordering::Relaxed) {
+        match aggregation.step(store, wall_clock(), counters)? {
+            StepOutcome::Idle => break,
+            StepOutcome::Progress { consumed } => log::debug!("consumed={consumed}: aggregated a bucket"),
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn release_tick(
+    store: &mut dyn Store,
+    dispatcher: &mut Dispatcher<Box<dyn Transport>>,
+    config: &Config,
+    counters: &mut Counters,
+    reported: &mut Counters,
+    ids: &mut IdGenerator,
+    budget: Duration,
+) -> Result<(), StoreError> {
+    let deadline = Instant::now() + budget;
+    let bulk = config.metrics_bulk_size.max(1);
+    if dispatcher.ready_at().is_none() {
+        let metrics = pipeline::drain(store, Queue::WrappedMetrics, bulk, deadline, |records| dispatcher.send_metrics(records))?;
+        counters.dispatched_metrics += metrics.points;
+        counters.dispatched_metrics_bytes += metrics.bytes;
+        counters.dead_metrics += metrics.dead;
+        counters.retried += metrics.retried;
+        if let Some(status) = metrics.last_status {
+            counters.last_dispatch = Some(format!("metrics: {status} at {:.0}", wall_clock()));
+        }
+    }
+    if dispatcher.ready_at().is_none() {
+        let logs = pipeline::drain(store, Queue::Logs, LOGS_PER_BATCH, deadline, |records| dispatcher.send_logs(records))?;
+        counters.dispatched_logs += logs.delivered;
+        counters.dispatched_logs_bytes += logs.bytes;
+        counters.dead_logs += logs.dead;
+        counters.retried += logs.retried;
+        if let Some(status) = logs.last_status {
+            counters.last_dispatch = Some(format!("logs: {status} at {:.0}", wall_clock()));
+        }
+    }
+    let now = wall_clock();
+    if config.send_self_metrics {
+        let queued = store.len(Queue::WrappedMetrics)?;
+        let records = pipeline::self_metrics(counters, reported, queued, now, ids);
+        if !records.is_empty() {
+            store.add(Queue::RawMetrics, &records)?;
+        }
+    }
+    *reported = counters.clone();
+    store.put_status(&pipeline::status_fields(counters, now))?;
+    Ok(())
+}
