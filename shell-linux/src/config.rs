@@ -797,3 +797,445 @@ fn store_config(vars: &Vars, probe: &dyn HostProbe) -> Result<StoreConfig, Confi
         path: dir.join(EMBEDDED_FILE),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A probe with fixed answers: whether `redis` resolves, whether the default dir is writable.
+    struct Probe {
+        redis: bool,
+        writable: bool,
+    }
+
+    impl HostProbe for Probe {
+        fn resolves(&self, host: &str, port: u16) -> bool {
+            assert_eq!((host, port), (DEFAULT_REDIS_HOST, DEFAULT_REDIS_PORT));
+            self.redis
+        }
+        fn dir_writable(&self, dir: &Path) -> bool {
+            assert_eq!(dir, Path::new(DEFAULT_STATE_DIR));
+            self.writable
+        }
+    }
+
+    const NO_REDIS: Probe = Probe {
+        redis: false,
+        writable: true,
+    };
+
+    fn parse(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        parse_with(vars, &NO_REDIS)
+    }
+
+    fn parse_with(vars: &[(&str, &str)], probe: &Probe) -> Result<Config, ConfigError> {
+        Config::from_vars_with(
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+            probe,
+        )
+    }
+
+    fn err(vars: &[(&str, &str)]) -> String {
+        parse(vars).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_are_the_originals() {
+        let c = parse(&[]).unwrap();
+        assert!(c.api_key.is_none());
+        assert!(c.dry_run);
+        assert!(c.global_tags.is_empty());
+        assert_eq!(c.datadog_url, "https://api.datadoghq.com/api");
+        assert_eq!(c.datadog_logs_url, "https://http-intake.logs.datadoghq.com");
+        assert_eq!(c.logs_api, LogsApi::V1);
+        assert_eq!(c.host, None);
+        assert_eq!(c.aggregate_interval, Duration::from_secs(10));
+        assert_eq!(c.capture_interval, Duration::from_secs(30));
+        assert_eq!(c.release_interval, Duration::from_secs(60));
+        assert_eq!(c.metric_ttl, Duration::from_secs(14_400));
+        assert_eq!(c.log_ttl, Duration::from_secs(64_800));
+        assert_eq!(c.metrics_bulk_size, 10_000);
+        assert_eq!(c.wrap, WrapConfig::default());
+        assert!(c.send_self_metrics);
+        assert_eq!(c.log_level, log::LevelFilter::Info);
+        assert!(c.collector_plugins.is_empty());
+        assert!(c.plugin_vars.is_empty());
+        assert_eq!(c.ca_bundle, None);
+        assert_eq!(c.connect_timeout, Duration::from_secs(10));
+        assert_eq!(c.request_timeout, Duration::from_secs(30));
+        assert_eq!(c.grace, Duration::from_secs(2));
+        assert_eq!(
+            c.store,
+            StoreConfig::Embedded {
+                path: PathBuf::from("/var/lib/chouette/chouette.redb")
+            }
+        );
+    }
+
+    #[test]
+    fn every_variable_parses() {
+        let c = parse(&[
+            ("API_KEY", "k123"),
+            ("GLOBAL_TAGS", r#"["env:prod", "team:i\u00f8t"]"#),
+            ("DATADOG_URL", "http://vm:8428/datadog/"),
+            ("DATADOG_LOGS_URL", "https://logs.example"),
+            ("CHOUETTE_LOGS_API", "V2"),
+            ("HOST", "pi-7"),
+            ("AGGREGATE_INTERVAL", "1"),
+            ("CAPTURE_INTERVAL", "5"),
+            ("RELEASE_INTERVAL", "1"),
+            ("METRIC_TTL", "60"),
+            ("LOG_TTL", "120"),
+            ("METRICS_BULK_SIZE", "1"),
+            ("METRICS_WRAPPER", "Simple"),
+            ("HISTOGRAM_AGGREGATES", r#"["sum", "min"]"#),
+            ("HISTOGRAM_PERCENTILES", "[0.5, 0.99, 1]"),
+            ("SEND_SELF_METRICS", "off"),
+            ("LOG_LEVEL", "warning"),
+            ("COLLECTOR_PLUGINS", r#"["host", "tegrastats"]"#),
+            ("HOST_COLLECTOR_METRICS", r#"["cpu", "network"]"#),
+            ("K8S_METRICS", r#"{"pods": ["cpu"], "node": []}"#),
+            ("K8S_STATS_SERVICE_PORT", "10255"),
+            ("TEGRASTATS_PATH", "/opt/tegrastats"),
+            ("CHOUETTE_CA_BUNDLE", "/etc/ca.pem"),
+            ("CHOUETTE_CONNECT_TIMEOUT", "3"),
+            ("CHOUETTE_REQUEST_TIMEOUT", "7"),
+            ("CHOUETTE_GRACE", "0"),
+            ("REDIS_HOST", "10.0.0.5"),
+        ])
+        .unwrap();
+        assert_eq!(c.api_key.as_ref().map(Secret::expose), Some("k123"));
+        assert!(!c.dry_run);
+        assert_eq!(c.global_tags, ["env:prod", "team:iøt"]);
+        assert_eq!(c.datadog_url, "http://vm:8428/datadog");
+        assert_eq!(c.datadog_logs_url, "https://logs.example");
+        assert_eq!(c.logs_api, LogsApi::V2);
+        assert_eq!(c.host.as_deref(), Some("pi-7"));
+        assert_eq!(c.aggregate_interval, Duration::from_secs(1));
+        assert_eq!(c.capture_interval, Duration::from_secs(5));
+        assert_eq!(c.release_interval, Duration::from_secs(1));
+        assert_eq!(c.metric_ttl, Duration::from_secs(60));
+        assert_eq!(c.log_ttl, Duration::from_secs(120));
+        assert_eq!(c.metrics_bulk_size, 1);
+        assert_eq!(c.wrap.kind, WrapperKind::Simple);
+        use chouette_core::wrap::HistogramAggregate as A;
+        assert!(c.wrap.has_aggregate(A::Sum) && c.wrap.has_aggregate(A::Min));
+        assert!(!c.wrap.has_aggregate(A::Max) && !c.wrap.has_aggregate(A::Count));
+        let suffixes: Vec<_> = c.wrap.percentiles().iter().map(|p| p.suffix()).collect();
+        assert_eq!(suffixes, ["50percentile", "99percentile", "100percentile"]);
+        assert!(!c.send_self_metrics);
+        assert_eq!(c.log_level, log::LevelFilter::Warn);
+        assert_eq!(c.collector_plugins, ["host", "tegrastats"]);
+        assert_eq!(
+            c.plugin_vars.keys().collect::<Vec<_>>(),
+            [
+                "HOST_COLLECTOR_METRICS",
+                "K8S_METRICS",
+                "K8S_STATS_SERVICE_PORT",
+                "TEGRASTATS_PATH"
+            ]
+        );
+        assert_eq!(c.ca_bundle, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(c.connect_timeout, Duration::from_secs(3));
+        assert_eq!(c.request_timeout, Duration::from_secs(7));
+        assert_eq!(c.grace, Duration::ZERO);
+        assert_eq!(
+            c.store,
+            StoreConfig::Redis {
+                url: "redis://10.0.0.5:6379/0".into(),
+                implicit: false
+            }
+        );
+    }
+
+    #[test]
+    fn errors_name_the_variable_the_value_and_what_is_expected() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "GLOBAL_TAGS",
+                "env:prod",
+                "a JSON list of \"key:value\" strings",
+            ),
+            ("GLOBAL_TAGS", "[1]", "not a string"),
+            ("GLOBAL_TAGS", "[\"a\"", "JSON list"),
+            (
+                "DATADOG_URL",
+                "api.datadoghq.com",
+                "an http:// or https:// URL",
+            ),
+            ("DATADOG_LOGS_URL", "ftp://x", "an http:// or https:// URL"),
+            ("CHOUETTE_LOGS_API", "v3", "v1 or v2"),
+            ("AGGREGATE_INTERVAL", "0", "a whole number from 1"),
+            ("RELEASE_INTERVAL", "0", "a whole number from 1"),
+            ("CAPTURE_INTERVAL", "-5", "a whole number from 1"),
+            ("METRIC_TTL", "4h", "a whole number from 1"),
+            ("LOG_TTL", "1.5", "a whole number from 1"),
+            ("METRICS_BULK_SIZE", "0", "a whole number from 1"),
+            ("CHOUETTE_CONNECT_TIMEOUT", "0", "a whole number from 1"),
+            ("CHOUETTE_REQUEST_TIMEOUT", "x", "a whole number from 1"),
+            ("CHOUETTE_GRACE", "-1", "≥ 0"),
+            ("METRICS_WRAPPER", "statsd", "datadog or simple"),
+            ("HISTOGRAM_AGGREGATES", "[\"p99\"]", "unknown: \"p99\""),
+            ("HISTOGRAM_AGGREGATES", "[\"MAX\"]", "case-sensitive"),
+            ("HISTOGRAM_PERCENTILES", "[95]", "outside 0..1"),
+            ("HISTOGRAM_PERCENTILES", "[0.955]", "not a whole percent"),
+            ("HISTOGRAM_PERCENTILES", "[0.5, 0.50]", "named twice"),
+            ("HISTOGRAM_PERCENTILES", "[\"0.5\"]", "not a finite number"),
+            ("HISTOGRAM_PERCENTILES", "0.95", "not a JSON list"),
+            ("SEND_SELF_METRICS", "maybe", "a boolean"),
+            ("LOG_LEVEL", "verbose", "DEBUG, INFO, WARNING"),
+            ("COLLECTOR_PLUGINS", "[\"Host\"]", "unknown: \"Host\""),
+            ("COLLECTOR_PLUGINS", "host", "JSON list of plugin names"),
+            ("HOST_COLLECTOR_METRICS", "cpu", "a JSON list of strings"),
+            ("TEGRASTATS_METRICS", "[1]", "a JSON list of strings"),
+            ("K8S_METRICS", "[\"pods\"]", "a JSON object of lists"),
+            (
+                "K8S_METRICS",
+                "{\"pods\": \"cpu\"}",
+                "pods: not a JSON list",
+            ),
+            ("K8S_STATS_SERVICE_PORT", "0", "a TCP port"),
+            ("REDIS_URL", "http://redis:6379", "redis://"),
+            ("REDIS_URL", "redis://", "redis://"),
+            ("REDIS_PORT", "65536", "a TCP port"),
+            ("REDIS_HOST", "user@redis", "a host name or IP address"),
+            ("CHOUETTE_STORAGE_TYPE", "memory", "redis or embedded"),
+        ];
+        for (name, value, expected) in cases {
+            let text = err(&[(name, value)]);
+            let shown = format!("{name}={value:?}: ");
+            assert!(text.starts_with(&shown), "{name}={value}: {text}");
+            assert!(text.contains(expected), "{name}={value}: {text}");
+        }
+    }
+
+    #[test]
+    fn intervals_of_one_second_work() {
+        let c = parse(&[
+            ("RELEASE_INTERVAL", "1"),
+            ("AGGREGATE_INTERVAL", "1"),
+            ("CAPTURE_INTERVAL", "1"),
+        ])
+        .unwrap();
+        assert_eq!(c.release_interval, Duration::from_secs(1));
+        // Timeouts do not derive from the interval (the original's int(0.8 * 1) = 0 crash).
+        assert_eq!(c.request_timeout, Duration::from_secs(30));
+        assert_eq!(c.connect_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn names_are_case_insensitive() {
+        let c = parse(&[
+            ("api_key", "k"),
+            ("Global_Tags", "[\"a:b\"]"),
+            ("release_interval", "5"),
+            ("metrics_wrapper", "SIMPLE"),
+            ("log_level", "Debug"),
+            ("redis_host", "r"),
+        ])
+        .unwrap();
+        assert_eq!(c.api_key.as_ref().map(Secret::expose), Some("k"));
+        assert_eq!(c.global_tags, ["a:b"]);
+        assert_eq!(c.release_interval, Duration::from_secs(5));
+        assert_eq!(c.wrap.kind, WrapperKind::Simple);
+        assert_eq!(c.log_level, log::LevelFilter::Debug);
+        assert!(matches!(c.store, StoreConfig::Redis { ref url, .. } if url == "redis://r:6379/0"));
+        // The error names the spelling used.
+        assert!(err(&[("release_interval", "0")]).starts_with("release_interval=\"0\""));
+    }
+
+    #[test]
+    fn conflicting_spellings_are_an_error_naming_both() {
+        let text = err(&[("RELEASE_INTERVAL", "5"), ("release_interval", "6")]);
+        assert!(text.contains("RELEASE_INTERVAL") && text.contains("release_interval"));
+        assert!(text.contains("set only one"));
+        // The same value twice is fine.
+        let c = parse(&[("LOG_TTL", "5"), ("log_ttl", "5")]).unwrap();
+        assert_eq!(c.log_ttl, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn booleans_and_levels() {
+        for (text, value) in [
+            ("true", true),
+            ("TRUE", true),
+            ("1", true),
+            ("yes", true),
+            ("On", true),
+            ("t", true),
+            ("Y", true),
+            ("false", false),
+            ("False", false),
+            ("0", false),
+            ("NO", false),
+            ("off", false),
+            ("f", false),
+            ("n", false),
+        ] {
+            let c = parse(&[("SEND_SELF_METRICS", text)]).unwrap();
+            assert_eq!(c.send_self_metrics, value, "{text}");
+        }
+        use log::LevelFilter as L;
+        for (text, level) in [
+            ("DEBUG", L::Debug),
+            ("info", L::Info),
+            ("WARNING", L::Warn),
+            ("warn", L::Warn),
+            ("Error", L::Error),
+            ("CRITICAL", L::Error),
+            ("notset", L::Trace),
+        ] {
+            assert_eq!(parse(&[("LOG_LEVEL", text)]).unwrap().log_level, level);
+        }
+    }
+
+    #[test]
+    fn dry_run_rules() {
+        let c = parse(&[]).unwrap();
+        assert!(c.dry_run && c.api_key.is_none());
+        // API key only: real Datadog.
+        let c = parse(&[("API_KEY", "k")]).unwrap();
+        assert!(!c.dry_run);
+        assert_eq!(c.datadog_url, "https://api.datadoghq.com/api");
+        // URL only: a keyless backend.
+        let c = parse(&[("DATADOG_URL", "http://127.0.0.1:8428/datadog")]).unwrap();
+        assert!(!c.dry_run && c.api_key.is_none());
+        // Both.
+        let c = parse(&[("API_KEY", "k"), ("DATADOG_URL", "https://x")]).unwrap();
+        assert!(!c.dry_run);
+        // Empty counts as unset.
+        let c = parse(&[("API_KEY", ""), ("DATADOG_URL", " ")]).unwrap();
+        assert!(c.dry_run);
+    }
+
+    #[test]
+    fn store_selection() {
+        let redis = |url: &str, implicit| StoreConfig::Redis {
+            url: url.into(),
+            implicit,
+        };
+        let embedded = |p: &str| StoreConfig::Embedded { path: p.into() };
+        let yes = Probe {
+            redis: true,
+            writable: true,
+        };
+        let unwritable = Probe {
+            redis: false,
+            writable: false,
+        };
+        // REDIS_URL wins over REDIS_HOST / PORT.
+        let c = parse(&[
+            ("REDIS_URL", "rediss://u:pw@cache:6380/2"),
+            ("REDIS_HOST", "other"),
+        ])
+        .unwrap();
+        assert_eq!(c.store, redis("rediss://u:pw@cache:6380/2", false));
+        // Either of REDIS_HOST / REDIS_PORT.
+        assert_eq!(
+            parse(&[("REDIS_PORT", "6390")]).unwrap().store,
+            redis("redis://redis:6390/0", false)
+        );
+        assert_eq!(
+            parse(&[("REDIS_HOST", "::1")]).unwrap().store,
+            redis("redis://[::1]:6379/0", false)
+        );
+        // CHOUETTE_STORAGE_TYPE=redis: the original's defaults, explicitly.
+        assert_eq!(
+            parse(&[("CHOUETTE_STORAGE_TYPE", "Redis")]).unwrap().store,
+            redis("redis://redis:6379/0", false)
+        );
+        // Nothing configured, `redis` resolves: implicit Redis.
+        assert_eq!(
+            parse_with(&[], &yes).unwrap().store,
+            redis("redis://redis:6379/0", true)
+        );
+        // ... unless the embedded store is asked for.
+        assert_eq!(
+            parse_with(
+                &[
+                    ("CHOUETTE_STORAGE_TYPE", "embedded"),
+                    ("CHOUETTE_STATE_DIR", "/s")
+                ],
+                &yes
+            )
+            .unwrap()
+            .store,
+            embedded("/s/chouette.redb")
+        );
+        // Embedded: CHOUETTE_STATE_DIR, then STATE_DIRECTORY, then /var/lib/chouette, then ./
+        assert_eq!(
+            parse(&[("CHOUETTE_STATE_DIR", "/data"), ("STATE_DIRECTORY", "/sd")])
+                .unwrap()
+                .store,
+            embedded("/data/chouette.redb")
+        );
+        assert_eq!(
+            parse(&[("STATE_DIRECTORY", "/var/lib/chouette-a:/var/lib/b")])
+                .unwrap()
+                .store,
+            embedded("/var/lib/chouette-a/chouette.redb")
+        );
+        assert_eq!(
+            parse(&[]).unwrap().store,
+            embedded("/var/lib/chouette/chouette.redb")
+        );
+        assert_eq!(
+            parse_with(&[], &unwritable).unwrap().store,
+            embedded("./chouette-state/chouette.redb")
+        );
+    }
+
+    #[test]
+    fn percentiles_and_aggregates_replace_their_defaults_independently() {
+        use chouette_core::wrap::HistogramAggregate as A;
+        let c = parse(&[("HISTOGRAM_PERCENTILES", "[]")]).unwrap();
+        assert!(c.wrap.percentiles().is_empty());
+        assert!(c.wrap.has_aggregate(A::Max) && c.wrap.has_aggregate(A::Median));
+        assert!(c.wrap.has_aggregate(A::Avg) && c.wrap.has_aggregate(A::Count));
+        let c = parse(&[("HISTOGRAM_AGGREGATES", "[]")]).unwrap();
+        assert!(A::ALL.iter().all(|a| !c.wrap.has_aggregate(*a)));
+        assert_eq!(c.wrap.percentiles()[0].suffix(), "95percentile");
+        let text = err(&[("HISTOGRAM_PERCENTILES", "[0.95, 1.5]")]);
+        assert!(
+            text.starts_with("HISTOGRAM_PERCENTILES=\"[0.95, 1.5]\""),
+            "{text}"
+        );
+        assert!(text.contains("1.5"), "{text}");
+    }
+
+    #[test]
+    fn secrets_never_show() {
+        let key = "abcdef0123456789-very-secret";
+        let c = parse(&[
+            ("API_KEY", key),
+            ("REDIS_URL", "redis://user:hunter2@cache:6379/0"),
+        ])
+        .unwrap();
+        let debug = format!("{c:?}");
+        assert!(!debug.contains(key), "{debug}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("redis://***@cache:6379/0"), "{debug}");
+        // An unusable key: the error names the variable, not the value.
+        let bad = "abc def-secret";
+        let text = err(&[("API_KEY", bad)]);
+        assert!(text.starts_with("API_KEY (value not shown)"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+        // Conflicting spellings of the key: names only.
+        let text = err(&[("API_KEY", key), ("api_key", "other-secret")]);
+        assert!(
+            !text.contains(key) && !text.contains("other-secret"),
+            "{text}"
+        );
+        // A bad REDIS_URL with a password: redacted.
+        let text = err(&[("REDIS_URL", "http://u:hunter2@x")]);
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn redact_url_hides_credentials_only() {
+        assert_eq!(redact_url("redis://:pw@h:1/0"), "redis://***@h:1/0");
+        assert_eq!(redact_url("redis://h:1/0"), "redis://h:1/0");
+        assert_eq!(redact_url("redis://h/0?x=a@b"), "redis://h/0?x=a@b");
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
+}
