@@ -1232,6 +1232,17 @@ mod tests {
     }
 
     #[test]
+    fn system_probe_checks_writability() {
+        let dir = std::env::temp_dir().join(format!("chouette-probe-{}", std::process::id()));
+        assert!(SystemProbe.dir_writable(&dir.join("state")));
+        assert!(dir.join("state").is_dir());
+        assert_eq!(std::fs::read_dir(dir.join("state")).unwrap().count(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(!SystemProbe.dir_writable(Path::new("/proc/chouette-cannot-exist")));
+        assert!(SystemProbe.resolves("127.0.0.1", 6379));
+    }
+
+    #[test]
     fn redact_url_hides_credentials_only() {
         assert_eq!(redact_url("redis://:pw@h:1/0"), "redis://***@h:1/0");
         assert_eq!(redact_url("redis://h:1/0"), "redis://h:1/0");
