@@ -31,8 +31,8 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// Where queues live.
-#[derive(Debug, Clone, PartialEq)]
+/// Where queues live. `Debug` hides the password of a Redis URL.
+#[derive(Clone, PartialEq)]
 pub enum StoreConfig {
     /// Redis, in the original's layout.
     Redis {
@@ -48,6 +48,21 @@ pub enum StoreConfig {
         /// The database file.
         path: PathBuf,
     },
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreConfig::Redis { url, implicit } => f
+                .debug_struct("Redis")
+                .field("url", &redact_url(url))
+                .field("implicit", implicit)
+                .finish(),
+            StoreConfig::Embedded { path } => {
+                f.debug_struct("Embedded").field("path", path).finish()
+            }
+        }
+    }
 }
 
 /// Which Datadog logs API to post to.
@@ -97,7 +112,12 @@ pub struct Config {
     pub store: StoreConfig,
     /// `COLLECTOR_PLUGINS`: JSON list of plugin names (filled by the boards issue).
     pub collector_plugins: Vec<String>,
-    /// `CHOUETTE_CA_BUNDLE`: extra PEM CA certificates to trust (TLS verification is always on).
+    /// The plugins' variables ([`PLUGIN_VARS`]: `HOST_COLLECTOR_METRICS`, `K8S_METRICS`, ...)
+    /// that are set, by canonical upper-case name, as raw text. JSON syntax is checked at startup;
+    /// the plugins (boards issue) parse the meaning.
+    pub plugin_vars: BTreeMap<String, String>,
+    /// `CHOUETTE_CA_BUNDLE` (else `REQUESTS_CA_BUNDLE`, which the original honoured through
+    /// requests): extra PEM CA certificates to trust (TLS verification is always on).
     pub ca_bundle: Option<PathBuf>,
     /// `CHOUETTE_CONNECT_TIMEOUT` (default 10 s).
     pub connect_timeout: Duration,
@@ -107,4 +127,1126 @@ pub struct Config {
     pub grace: Duration,
     /// True when neither `API_KEY` nor `DATADOG_URL` is set: print what would be sent.
     pub dry_run: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing.
+// ---------------------------------------------------------------------------------------------
+
+use std::collections::BTreeMap;
+use std::net::ToSocketAddrs;
+use std::path::Path;
+
+use chouette_core::wire::json::{JsonStr, Scanner, Token};
+use chouette_core::wrap::WrapperKind;
+
+/// The variables the collector plugins read (compat §4.2). Their JSON syntax is checked at
+/// startup (as pydantic did); their meaning belongs to the plugins, so they are carried as raw
+/// strings in [`Config::plugin_vars`] under these canonical (upper-case) names.
+pub const PLUGIN_VARS: [&str; 9] = [
+    "HOST_COLLECTOR_METRICS",
+    "TEGRASTATS_METRICS",
+    "TEGRASTATS_PATH",
+    "K8S_STATS_SERVICE_IP",
+    "K8S_STATS_SERVICE_PORT",
+    "K8S_CERT_PATH",
+    "K8S_KEY_PATH",
+    "K8S_METRICS",
+    "DOCKER_SOCKET_PATH",
+];
+
+/// The plugin names `COLLECTOR_PLUGINS` may list (case-sensitive, as the original).
+pub const KNOWN_PLUGINS: [&str; 5] = ["host", "k8s", "tegrastats", "docker", "dramatiq"];
+
+/// The original's default Redis host and port: used when no store is configured and `redis`
+/// resolves (a deployment that relied on the default keeps its data in Redis).
+pub const DEFAULT_REDIS_HOST: &str = "redis";
+/// The original's default Redis port.
+pub const DEFAULT_REDIS_PORT: u16 = 6379;
+
+/// The system-wide state directory, used when it is writable and nothing else is configured.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/chouette";
+/// The state directory used when [`DEFAULT_STATE_DIR`] is not writable (relative to the
+/// working directory).
+pub const FALLBACK_STATE_DIR: &str = "./chouette-state";
+/// The embedded store's file name inside the state directory.
+pub const EMBEDDED_FILE: &str = "chouette.redb";
+
+/// A configuration that cannot work. Every variant names the variable (as it was spelled in the
+/// environment); values are quoted except the API key's, which is never printed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A variable's value cannot be used.
+    #[error("{name}={value:?}: {expected}")]
+    Invalid {
+        /// The variable, as spelled in the environment.
+        name: String,
+        /// The value as given (credentials in URLs replaced by `***`).
+        value: String,
+        /// What is expected instead.
+        expected: String,
+    },
+    /// A secret variable's value cannot be used (the value is not shown).
+    #[error("{name} (value not shown): {expected}")]
+    InvalidSecret {
+        /// The variable.
+        name: String,
+        /// What is expected instead.
+        expected: String,
+    },
+    /// Two spellings of one case-insensitive name are set to different values.
+    #[error(
+        "{first} and {second} are both set, to different values (names are case-insensitive): set only one"
+    )]
+    Conflict {
+        /// One spelling.
+        first: String,
+        /// The other.
+        second: String,
+    },
+}
+
+/// What the configuration needs to know about the machine: whether a host name resolves and
+/// whether a directory is writable. [`SystemProbe`] asks the system; tests inject answers.
+pub trait HostProbe {
+    /// Whether `host:port` resolves to at least one address.
+    fn resolves(&self, host: &str, port: u16) -> bool;
+    /// Whether `dir` exists (or can be created) and a file can be created in it.
+    fn dir_writable(&self, dir: &Path) -> bool;
+}
+
+/// The real [`HostProbe`]: DNS through `std::net`, a test file for writability.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemProbe;
+
+impl HostProbe for SystemProbe {
+    fn resolves(&self, host: &str, port: u16) -> bool {
+        (host, port)
+            .to_socket_addrs()
+            .map(|mut addrs| addrs.next().is_some())
+            .unwrap_or(false)
+    }
+
+    fn dir_writable(&self, dir: &Path) -> bool {
+        if std::fs::create_dir_all(dir).is_err() {
+            return false;
+        }
+        let probe = dir.join(format!(".chouette-write-test-{}", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+        {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&probe);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// The environment, keyed by upper-cased name, remembering the spelling used.
+struct Vars {
+    map: BTreeMap<String, (String, String)>,
+}
+
+impl Vars {
+    fn new(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let mut map: BTreeMap<String, (String, String)> = BTreeMap::new();
+        for (name, value) in vars {
+            let key = name.to_ascii_uppercase();
+            match map.get(&key) {
+                Some((other, old)) if *old != value => {
+                    let (first, second) = if *other < name {
+                        (other.clone(), name)
+                    } else {
+                        (name, other.clone())
+                    };
+                    return Err(ConfigError::Conflict { first, second });
+                }
+                Some(_) => {}
+                None => {
+                    map.insert(key, (name, value));
+                }
+            }
+        }
+        Ok(Vars { map })
+    }
+
+    /// The variable's spelling and value, if set to something non-empty.
+    fn get(&self, name: &str) -> Option<(&str, &str)> {
+        self.map
+            .get(name)
+            .filter(|(_, v)| !v.trim().is_empty())
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+}
+
+fn invalid(name: &str, value: &str, expected: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name: name.to_owned(),
+        value: redact_url(value),
+        expected: expected.into(),
+    }
+}
+
+/// Replaces the credentials of a URL (`scheme://user:password@host`) by `***`, for logs and
+/// error messages. Text that is not such a URL is returned unchanged.
+pub fn redact_url(text: &str) -> String {
+    if let Some(scheme_end) = text.find("://") {
+        let rest = &text[scheme_end + 3..];
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            return format!("{}://***@{}", &text[..scheme_end], &rest[at + 1..]);
+        }
+    }
+    text.to_owned()
+}
+
+/// Parses a boolean as pydantic v1 did: `true/false/1/0/yes/no/on/off/t/f/y/n`, any case.
+pub fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" | "t" | "y" => Some(true),
+        "false" | "0" | "no" | "off" | "f" | "n" => Some(false),
+        _ => None,
+    }
+}
+
+/// Parses a log level name, any case: `TRACE`, `DEBUG`, `INFO`, `WARNING`/`WARN`, `ERROR`,
+/// `CRITICAL` (as `ERROR`), `NOTSET` (everything, as Python's root logger), `OFF`.
+pub fn parse_log_level(text: &str) -> Option<log::LevelFilter> {
+    use log::LevelFilter;
+    match text.trim().to_ascii_uppercase().as_str() {
+        "NOTSET" | "TRACE" => Some(LevelFilter::Trace),
+        "DEBUG" => Some(LevelFilter::Debug),
+        "INFO" => Some(LevelFilter::Info),
+        "WARNING" | "WARN" => Some(LevelFilter::Warn),
+        "ERROR" | "CRITICAL" | "FATAL" => Some(LevelFilter::Error),
+        "OFF" => Some(LevelFilter::Off),
+        _ => None,
+    }
+}
+
+fn decode(s: &JsonStr<'_>) -> Result<String, String> {
+    if let Some(text) = s.borrowed() {
+        return Ok(text.to_owned());
+    }
+    let mut buf = vec![0u8; s.decoded_len_bound()];
+    s.decode(&mut buf)
+        .map(str::to_owned)
+        .map_err(|e| e.to_string())
+}
+
+/// Parses a JSON list of strings (`["a:b", "c"]`).
+pub fn parse_string_list(text: &str) -> Result<Vec<String>, String> {
+    let mut scanner = Scanner::from_str(text);
+    let list = string_list(&mut scanner)?;
+    scanner.finish().map_err(|e| e.to_string())?;
+    Ok(list)
+}
+
+fn string_list(scanner: &mut Scanner<'_>) -> Result<Vec<String>, String> {
+    match scanner.value().map_err(|e| e.to_string())? {
+        Token::ArrayStart => {}
+        _ => return Err("not a JSON list".to_owned()),
+    }
+    let mut out = Vec::new();
+    while scanner.next_element().map_err(|e| e.to_string())? {
+        match scanner.value().map_err(|e| e.to_string())? {
+            Token::Str(s) => out.push(decode(&s)?),
+            _ => return Err("an element is not a string".to_owned()),
+        }
+    }
+    Ok(out)
+}
+
+/// Parses a JSON list of finite numbers (`[0.5, 0.95]`).
+pub fn parse_number_list(text: &str) -> Result<Vec<f64>, String> {
+    let mut scanner = Scanner::from_str(text);
+    let bad = |e: chouette_core::wire::json::JsonError| e.to_string();
+    match scanner.value().map_err(bad)? {
+        Token::ArrayStart => {}
+        _ => return Err("not a JSON list".to_owned()),
+    }
+    let mut out = Vec::new();
+    while scanner.next_element().map_err(bad)? {
+        match scanner.value().map_err(bad)? {
+            Token::Number(n) => out.push(
+                n.parse::<f64>()
+                    .map_err(|_| format!("{n} is not a number"))?,
+            ),
+            _ => return Err("an element is not a finite number".to_owned()),
+        }
+    }
+    scanner.finish().map_err(bad)?;
+    Ok(out)
+}
+
+/// Parses a JSON object whose values are lists of strings (`{"pods": ["cpu"]}`).
+pub fn parse_string_list_map(text: &str) -> Result<BTreeMap<String, Vec<String>>, String> {
+    let mut scanner = Scanner::from_str(text);
+    let bad = |e: chouette_core::wire::json::JsonError| e.to_string();
+    match scanner.value().map_err(bad)? {
+        Token::ObjectStart => {}
+        _ => return Err("not a JSON object".to_owned()),
+    }
+    let mut out = BTreeMap::new();
+    while let Some(key) = scanner.next_key().map_err(bad)? {
+        let key = decode(&key)?;
+        let list = string_list(&mut scanner).map_err(|e| format!("{key}: {e}"))?;
+        out.insert(key, list);
+    }
+    scanner.finish().map_err(bad)?;
+    Ok(out)
+}
+
+fn seconds(vars: &Vars, name: &str, default: u32) -> Result<Duration, ConfigError> {
+    Ok(Duration::from_secs(u64::from(positive(
+        vars, name, default,
+    )?)))
+}
+
+fn positive(vars: &Vars, name: &str, default: u32) -> Result<u32, ConfigError> {
+    let Some((spelled, value)) = vars.get(name) else {
+        return Ok(default);
+    };
+    match value.trim().parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(invalid(
+            spelled,
+            value,
+            format!("a whole number from 1 to {} (default {default})", u32::MAX),
+        )),
+    }
+}
+
+fn url(vars: &Vars, name: &str, default: &str) -> Result<String, ConfigError> {
+    let Some((spelled, value)) = vars.get(name) else {
+        return Ok(default.to_owned());
+    };
+    let value = value.trim();
+    if !(value.starts_with("http://") || value.starts_with("https://")) {
+        return Err(invalid(
+            spelled,
+            value,
+            format!("an http:// or https:// URL (default {default})"),
+        ));
+    }
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
+impl Config {
+    /// Reads the process environment (see [`Config::from_vars_with`]). Variables whose name or
+    /// value is not UTF-8 are read lossily.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Self::from_vars(std::env::vars_os().map(|(n, v)| {
+            (
+                n.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        }))
+    }
+
+    /// Parses `vars` as the environment, asking the system about the default Redis host and
+    /// state directory when neither is configured.
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        Self::from_vars_with(vars, &SystemProbe)
+    }
+
+    /// Parses `vars` as the environment, with an injected [`HostProbe`].
+    ///
+    /// Rules beyond the original's (compat §4):
+    /// - Names are case-insensitive; two spellings with different values are an error.
+    /// - An empty value is the same as an unset variable.
+    /// - `API_KEY` is optional. Neither `API_KEY` nor `DATADOG_URL`: dry-run. `API_KEY` only:
+    ///   Datadog. `DATADOG_URL` without `API_KEY`: allowed, for backends that need no key
+    ///   (VictoriaMetrics, a local proxy). `GLOBAL_TAGS` defaults to `[]`.
+    /// - Intervals, TTLs, timeouts and the bulk size are whole numbers ≥ 1.
+    /// - `METRICS_WRAPPER` other than `datadog` / `simple` is an error (the original silently
+    ///   stopped aggregating).
+    /// - Unknown `COLLECTOR_PLUGINS` names are an error (the original ignored them).
+    pub fn from_vars_with(
+        vars: impl IntoIterator<Item = (String, String)>,
+        probe: &dyn HostProbe,
+    ) -> Result<Config, ConfigError> {
+        let vars = Vars::new(vars)?;
+
+        let api_key = match vars.get("API_KEY") {
+            Some((name, value)) => {
+                let value = value.trim();
+                if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                    return Err(ConfigError::InvalidSecret {
+                        name: name.to_owned(),
+                        expected: "an API key without spaces or control characters".to_owned(),
+                    });
+                }
+                Some(Secret::new(value.to_owned()))
+            }
+            None => None,
+        };
+        let datadog_url_set = vars.get("DATADOG_URL").is_some();
+        let dry_run = api_key.is_none() && !datadog_url_set;
+
+        let global_tags = match vars.get("GLOBAL_TAGS") {
+            Some((name, value)) => parse_string_list(value).map_err(|e| {
+                invalid(
+                    name,
+                    value,
+                    format!("a JSON list of \"key:value\" strings ({e})"),
+                )
+            })?,
+            None => Vec::new(),
+        };
+
+        let datadog_url = url(&vars, "DATADOG_URL", "https://api.datadoghq.com/api")?;
+        let datadog_logs_url = url(
+            &vars,
+            "DATADOG_LOGS_URL",
+            "https://http-intake.logs.datadoghq.com",
+        )?;
+        let logs_api = match vars.get("CHOUETTE_LOGS_API") {
+            None => LogsApi::V1,
+            Some((_, v)) if v.trim().eq_ignore_ascii_case("v1") => LogsApi::V1,
+            Some((_, v)) if v.trim().eq_ignore_ascii_case("v2") => LogsApi::V2,
+            Some((name, v)) => return Err(invalid(name, v, "v1 or v2 (default v1)")),
+        };
+        let host = vars.get("HOST").map(|(_, v)| v.trim().to_owned());
+
+        let aggregate_interval = seconds(&vars, "AGGREGATE_INTERVAL", 10)?;
+        let capture_interval = seconds(&vars, "CAPTURE_INTERVAL", 30)?;
+        let release_interval = seconds(&vars, "RELEASE_INTERVAL", 60)?;
+        let metric_ttl = seconds(&vars, "METRIC_TTL", 14_400)?;
+        let log_ttl = seconds(&vars, "LOG_TTL", 64_800)?;
+        let metrics_bulk_size = positive(&vars, "METRICS_BULK_SIZE", 10_000)? as usize;
+        let connect_timeout = seconds(&vars, "CHOUETTE_CONNECT_TIMEOUT", 10)?;
+        let request_timeout = seconds(&vars, "CHOUETTE_REQUEST_TIMEOUT", 30)?;
+        let grace = match vars.get("CHOUETTE_GRACE") {
+            None => Duration::from_secs(2),
+            Some((name, value)) => match value.trim().parse::<u32>() {
+                Ok(n) => Duration::from_secs(u64::from(n)),
+                Err(_) => {
+                    return Err(invalid(
+                        name,
+                        value,
+                        "a whole number of seconds ≥ 0 (default 2)",
+                    ))
+                }
+            },
+        };
+
+        let wrap = wrap_config(&vars)?;
+
+        let send_self_metrics = match vars.get("SEND_SELF_METRICS") {
+            None => true,
+            Some((name, value)) => parse_bool(value).ok_or_else(|| {
+                invalid(
+                    name,
+                    value,
+                    "a boolean: true/false, 1/0, yes/no, on/off, t/f, y/n",
+                )
+            })?,
+        };
+        let log_level = match vars.get("LOG_LEVEL") {
+            None => log::LevelFilter::Info,
+            Some((name, value)) => parse_log_level(value).ok_or_else(|| {
+                invalid(
+                    name,
+                    value,
+                    "DEBUG, INFO, WARNING (or WARN), ERROR, CRITICAL or NOTSET, any case (default INFO)",
+                )
+            })?,
+        };
+
+        let collector_plugins = match vars.get("COLLECTOR_PLUGINS") {
+            None => Vec::new(),
+            Some((name, value)) => {
+                let expected = || {
+                    format!(
+                        "a JSON list of plugin names among {}",
+                        KNOWN_PLUGINS.join(", ")
+                    )
+                };
+                let list = parse_string_list(value)
+                    .map_err(|e| invalid(name, value, format!("{} ({e})", expected())))?;
+                if let Some(unknown) = list.iter().find(|p| !KNOWN_PLUGINS.contains(&p.as_str())) {
+                    return Err(invalid(
+                        name,
+                        value,
+                        format!(
+                            "{} (unknown: {unknown:?}; names are case-sensitive)",
+                            expected()
+                        ),
+                    ));
+                }
+                list
+            }
+        };
+        let plugin_vars = plugin_vars(&vars)?;
+
+        let ca_bundle = vars
+            .get("CHOUETTE_CA_BUNDLE")
+            .or_else(|| vars.get("REQUESTS_CA_BUNDLE"))
+            .map(|(_, v)| PathBuf::from(v.trim()));
+
+        let store = store_config(&vars, probe)?;
+
+        Ok(Config {
+            api_key,
+            global_tags,
+            datadog_url,
+            datadog_logs_url,
+            logs_api,
+            host,
+            aggregate_interval,
+            capture_interval,
+            release_interval,
+            metric_ttl,
+            log_ttl,
+            metrics_bulk_size,
+            wrap,
+            send_self_metrics,
+            log_level,
+            store,
+            collector_plugins,
+            plugin_vars,
+            ca_bundle,
+            connect_timeout,
+            request_timeout,
+            grace,
+            dry_run,
+        })
+    }
+}
+
+fn wrap_config(vars: &Vars) -> Result<WrapConfig, ConfigError> {
+    let mut wrap = WrapConfig::default();
+    if let Some((name, value)) = vars.get("METRICS_WRAPPER") {
+        wrap.kind = WrapperKind::parse(value.trim())
+            .ok_or_else(|| invalid(name, value, "datadog or simple, any case (default datadog)"))?;
+    }
+    let aggregates = vars.get("HISTOGRAM_AGGREGATES");
+    let percentiles = vars.get("HISTOGRAM_PERCENTILES");
+    if aggregates.is_none() && percentiles.is_none() {
+        return Ok(wrap);
+    }
+    // Each list, when set, replaces its default; the other keeps its default.
+    let default = WrapConfig::default();
+    wrap.clear_histogram_outputs();
+    match aggregates {
+        Some((name, value)) => {
+            let expected = "a JSON list among \"avg\", \"count\", \"sum\", \"min\", \"max\", \"median\" (case-sensitive)";
+            let list = parse_string_list(value)
+                .map_err(|e| invalid(name, value, format!("{expected} ({e})")))?;
+            for item in &list {
+                wrap.add_aggregate_named(item)
+                    .map_err(|_| invalid(name, value, format!("{expected} (unknown: {item:?})")))?;
+            }
+        }
+        None => {
+            for aggregate in chouette_core::wrap::HistogramAggregate::ALL {
+                if default.has_aggregate(aggregate) {
+                    wrap.add_aggregate(aggregate);
+                }
+            }
+        }
+    }
+    match percentiles {
+        Some((name, value)) => {
+            let expected =
+                "a JSON list of whole percents as fractions in 0..1, e.g. [0.5, 0.95, 0.99]";
+            let list = parse_number_list(value)
+                .map_err(|e| invalid(name, value, format!("{expected} ({e})")))?;
+            for p in list {
+                wrap.add_percentile(p)
+                    .map_err(|e| invalid(name, value, format!("{expected} ({e})")))?;
+            }
+        }
+        None => {
+            for p in default.percentiles() {
+                // The default is valid; re-adding it to a cleared config cannot fail.
+                let _ = wrap.add_percentile(p.fraction);
+            }
+        }
+    }
+    Ok(wrap)
+}
+
+fn plugin_vars(vars: &Vars) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for canonical in PLUGIN_VARS {
+        let Some((name, value)) = vars.get(canonical) else {
+            continue;
+        };
+        match canonical {
+            "HOST_COLLECTOR_METRICS" | "TEGRASTATS_METRICS" => {
+                parse_string_list(value)
+                    .map_err(|e| invalid(name, value, format!("a JSON list of strings ({e})")))?;
+            }
+            "K8S_METRICS" => {
+                parse_string_list_map(value).map_err(|e| {
+                    invalid(
+                        name,
+                        value,
+                        format!(
+                            "a JSON object of lists of strings, e.g. {{\"pods\": [\"cpu\"]}} ({e})"
+                        ),
+                    )
+                })?;
+            }
+            "K8S_STATS_SERVICE_PORT" => match value.trim().parse::<u16>() {
+                Ok(p) if p > 0 => {}
+                _ => {
+                    return Err(invalid(
+                        name,
+                        value,
+                        "a TCP port, 1 to 65535 (default 10250)",
+                    ))
+                }
+            },
+            _ => {}
+        }
+        out.insert(canonical.to_owned(), value.to_owned());
+    }
+    Ok(out)
+}
+
+fn store_config(vars: &Vars, probe: &dyn HostProbe) -> Result<StoreConfig, ConfigError> {
+    if let Some((name, value)) = vars.get("REDIS_URL") {
+        let value = value.trim();
+        let rest = value
+            .strip_prefix("redis://")
+            .or_else(|| value.strip_prefix("rediss://"));
+        match rest {
+            Some(rest) if !rest.is_empty() && !rest.starts_with('/') => {}
+            _ => {
+                return Err(invalid(
+                    name,
+                    value,
+                    "redis://[user:password@]host[:port][/db] or rediss://... (TLS)",
+                ))
+            }
+        }
+        return Ok(StoreConfig::Redis {
+            url: value.to_owned(),
+            implicit: false,
+        });
+    }
+    let host = vars.get("REDIS_HOST");
+    let port = vars.get("REDIS_PORT");
+    let storage = match vars.get("CHOUETTE_STORAGE_TYPE") {
+        None => None,
+        Some((_, v)) if v.trim().eq_ignore_ascii_case("redis") => Some(true),
+        Some((_, v)) if v.trim().eq_ignore_ascii_case("embedded") => Some(false),
+        Some((name, v)) => return Err(invalid(name, v, "redis or embedded")),
+    };
+    if host.is_some() || port.is_some() || storage == Some(true) {
+        let host_text = host.map_or(DEFAULT_REDIS_HOST, |(_, h)| h.trim());
+        let port_number = match port {
+            None => DEFAULT_REDIS_PORT,
+            Some((name, value)) => match value.trim().parse::<u16>() {
+                Ok(p) if p > 0 => p,
+                _ => {
+                    return Err(invalid(
+                        name,
+                        value,
+                        "a TCP port, 1 to 65535 (default 6379)",
+                    ))
+                }
+            },
+        };
+        if let Some((name, value)) = host {
+            if host_text.contains(['/', '@', '?', '#', ' ']) {
+                return Err(invalid(
+                    name,
+                    value,
+                    "a host name or IP address (use REDIS_URL for credentials or TLS)",
+                ));
+            }
+        }
+        let host_part = if host_text.contains(':') && !host_text.starts_with('[') {
+            format!("[{host_text}]")
+        } else {
+            host_text.to_owned()
+        };
+        return Ok(StoreConfig::Redis {
+            url: format!("redis://{host_part}:{port_number}/0"),
+            implicit: false,
+        });
+    }
+    if storage.is_none() && probe.resolves(DEFAULT_REDIS_HOST, DEFAULT_REDIS_PORT) {
+        return Ok(StoreConfig::Redis {
+            url: format!("redis://{DEFAULT_REDIS_HOST}:{DEFAULT_REDIS_PORT}/0"),
+            implicit: true,
+        });
+    }
+    let dir = if let Some((_, dir)) = vars.get("CHOUETTE_STATE_DIR") {
+        PathBuf::from(dir.trim())
+    } else if let Some((_, dirs)) = vars.get("STATE_DIRECTORY") {
+        // systemd's StateDirectory= may list several, separated by ':'; the first is ours.
+        PathBuf::from(dirs.split(':').next().unwrap_or(dirs).trim())
+    } else if probe.dir_writable(Path::new(DEFAULT_STATE_DIR)) {
+        PathBuf::from(DEFAULT_STATE_DIR)
+    } else {
+        PathBuf::from(FALLBACK_STATE_DIR)
+    };
+    Ok(StoreConfig::Embedded {
+        path: dir.join(EMBEDDED_FILE),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A probe with fixed answers: whether `redis` resolves, whether the default dir is writable.
+    struct Probe {
+        redis: bool,
+        writable: bool,
+    }
+
+    impl HostProbe for Probe {
+        fn resolves(&self, host: &str, port: u16) -> bool {
+            assert_eq!((host, port), (DEFAULT_REDIS_HOST, DEFAULT_REDIS_PORT));
+            self.redis
+        }
+        fn dir_writable(&self, dir: &Path) -> bool {
+            assert_eq!(dir, Path::new(DEFAULT_STATE_DIR));
+            self.writable
+        }
+    }
+
+    const NO_REDIS: Probe = Probe {
+        redis: false,
+        writable: true,
+    };
+
+    fn parse(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        parse_with(vars, &NO_REDIS)
+    }
+
+    fn parse_with(vars: &[(&str, &str)], probe: &Probe) -> Result<Config, ConfigError> {
+        Config::from_vars_with(
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+            probe,
+        )
+    }
+
+    fn err(vars: &[(&str, &str)]) -> String {
+        parse(vars).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_are_the_originals() {
+        let c = parse(&[]).unwrap();
+        assert!(c.api_key.is_none());
+        assert!(c.dry_run);
+        assert!(c.global_tags.is_empty());
+        assert_eq!(c.datadog_url, "https://api.datadoghq.com/api");
+        assert_eq!(c.datadog_logs_url, "https://http-intake.logs.datadoghq.com");
+        assert_eq!(c.logs_api, LogsApi::V1);
+        assert_eq!(c.host, None);
+        assert_eq!(c.aggregate_interval, Duration::from_secs(10));
+        assert_eq!(c.capture_interval, Duration::from_secs(30));
+        assert_eq!(c.release_interval, Duration::from_secs(60));
+        assert_eq!(c.metric_ttl, Duration::from_secs(14_400));
+        assert_eq!(c.log_ttl, Duration::from_secs(64_800));
+        assert_eq!(c.metrics_bulk_size, 10_000);
+        assert_eq!(c.wrap, WrapConfig::default());
+        assert!(c.send_self_metrics);
+        assert_eq!(c.log_level, log::LevelFilter::Info);
+        assert!(c.collector_plugins.is_empty());
+        assert!(c.plugin_vars.is_empty());
+        assert_eq!(c.ca_bundle, None);
+        assert_eq!(c.connect_timeout, Duration::from_secs(10));
+        assert_eq!(c.request_timeout, Duration::from_secs(30));
+        assert_eq!(c.grace, Duration::from_secs(2));
+        assert_eq!(
+            c.store,
+            StoreConfig::Embedded {
+                path: PathBuf::from("/var/lib/chouette/chouette.redb")
+            }
+        );
+    }
+
+    #[test]
+    fn every_variable_parses() {
+        let c = parse(&[
+            ("API_KEY", "k123"),
+            ("GLOBAL_TAGS", r#"["env:prod", "team:i\u00f8t"]"#),
+            ("DATADOG_URL", "http://vm:8428/datadog/"),
+            ("DATADOG_LOGS_URL", "https://logs.example"),
+            ("CHOUETTE_LOGS_API", "V2"),
+            ("HOST", "pi-7"),
+            ("AGGREGATE_INTERVAL", "1"),
+            ("CAPTURE_INTERVAL", "5"),
+            ("RELEASE_INTERVAL", "1"),
+            ("METRIC_TTL", "60"),
+            ("LOG_TTL", "120"),
+            ("METRICS_BULK_SIZE", "1"),
+            ("METRICS_WRAPPER", "Simple"),
+            ("HISTOGRAM_AGGREGATES", r#"["sum", "min"]"#),
+            ("HISTOGRAM_PERCENTILES", "[0.5, 0.99, 1]"),
+            ("SEND_SELF_METRICS", "off"),
+            ("LOG_LEVEL", "warning"),
+            ("COLLECTOR_PLUGINS", r#"["host", "tegrastats"]"#),
+            ("HOST_COLLECTOR_METRICS", r#"["cpu", "network"]"#),
+            ("K8S_METRICS", r#"{"pods": ["cpu"], "node": []}"#),
+            ("K8S_STATS_SERVICE_PORT", "10255"),
+            ("TEGRASTATS_PATH", "/opt/tegrastats"),
+            ("CHOUETTE_CA_BUNDLE", "/etc/ca.pem"),
+            ("CHOUETTE_CONNECT_TIMEOUT", "3"),
+            ("CHOUETTE_REQUEST_TIMEOUT", "7"),
+            ("CHOUETTE_GRACE", "0"),
+            ("REDIS_HOST", "10.0.0.5"),
+        ])
+        .unwrap();
+        assert_eq!(c.api_key.as_ref().map(Secret::expose), Some("k123"));
+        assert!(!c.dry_run);
+        assert_eq!(c.global_tags, ["env:prod", "team:iøt"]);
+        assert_eq!(c.datadog_url, "http://vm:8428/datadog");
+        assert_eq!(c.datadog_logs_url, "https://logs.example");
+        assert_eq!(c.logs_api, LogsApi::V2);
+        assert_eq!(c.host.as_deref(), Some("pi-7"));
+        assert_eq!(c.aggregate_interval, Duration::from_secs(1));
+        assert_eq!(c.capture_interval, Duration::from_secs(5));
+        assert_eq!(c.release_interval, Duration::from_secs(1));
+        assert_eq!(c.metric_ttl, Duration::from_secs(60));
+        assert_eq!(c.log_ttl, Duration::from_secs(120));
+        assert_eq!(c.metrics_bulk_size, 1);
+        assert_eq!(c.wrap.kind, WrapperKind::Simple);
+        use chouette_core::wrap::HistogramAggregate as A;
+        assert!(c.wrap.has_aggregate(A::Sum) && c.wrap.has_aggregate(A::Min));
+        assert!(!c.wrap.has_aggregate(A::Max) && !c.wrap.has_aggregate(A::Count));
+        let suffixes: Vec<_> = c.wrap.percentiles().iter().map(|p| p.suffix()).collect();
+        assert_eq!(suffixes, ["50percentile", "99percentile", "100percentile"]);
+        assert!(!c.send_self_metrics);
+        assert_eq!(c.log_level, log::LevelFilter::Warn);
+        assert_eq!(c.collector_plugins, ["host", "tegrastats"]);
+        assert_eq!(
+            c.plugin_vars.keys().collect::<Vec<_>>(),
+            [
+                "HOST_COLLECTOR_METRICS",
+                "K8S_METRICS",
+                "K8S_STATS_SERVICE_PORT",
+                "TEGRASTATS_PATH"
+            ]
+        );
+        assert_eq!(c.ca_bundle, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(c.connect_timeout, Duration::from_secs(3));
+        assert_eq!(c.request_timeout, Duration::from_secs(7));
+        assert_eq!(c.grace, Duration::ZERO);
+        assert_eq!(
+            c.store,
+            StoreConfig::Redis {
+                url: "redis://10.0.0.5:6379/0".into(),
+                implicit: false
+            }
+        );
+    }
+
+    #[test]
+    fn errors_name_the_variable_the_value_and_what_is_expected() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "GLOBAL_TAGS",
+                "env:prod",
+                "a JSON list of \"key:value\" strings",
+            ),
+            ("GLOBAL_TAGS", "[1]", "not a string"),
+            ("GLOBAL_TAGS", "[\"a\"", "JSON list"),
+            (
+                "DATADOG_URL",
+                "api.datadoghq.com",
+                "an http:// or https:// URL",
+            ),
+            ("DATADOG_LOGS_URL", "ftp://x", "an http:// or https:// URL"),
+            ("CHOUETTE_LOGS_API", "v3", "v1 or v2"),
+            ("AGGREGATE_INTERVAL", "0", "a whole number from 1"),
+            ("RELEASE_INTERVAL", "0", "a whole number from 1"),
+            ("CAPTURE_INTERVAL", "-5", "a whole number from 1"),
+            ("METRIC_TTL", "4h", "a whole number from 1"),
+            ("LOG_TTL", "1.5", "a whole number from 1"),
+            ("METRICS_BULK_SIZE", "0", "a whole number from 1"),
+            ("CHOUETTE_CONNECT_TIMEOUT", "0", "a whole number from 1"),
+            ("CHOUETTE_REQUEST_TIMEOUT", "x", "a whole number from 1"),
+            ("CHOUETTE_GRACE", "-1", "≥ 0"),
+            ("METRICS_WRAPPER", "statsd", "datadog or simple"),
+            ("HISTOGRAM_AGGREGATES", "[\"p99\"]", "unknown: \"p99\""),
+            ("HISTOGRAM_AGGREGATES", "[\"MAX\"]", "case-sensitive"),
+            ("HISTOGRAM_PERCENTILES", "[95]", "outside 0..1"),
+            ("HISTOGRAM_PERCENTILES", "[0.955]", "not a whole percent"),
+            ("HISTOGRAM_PERCENTILES", "[0.5, 0.50]", "named twice"),
+            ("HISTOGRAM_PERCENTILES", "[\"0.5\"]", "not a finite number"),
+            ("HISTOGRAM_PERCENTILES", "0.95", "not a JSON list"),
+            ("SEND_SELF_METRICS", "maybe", "a boolean"),
+            ("LOG_LEVEL", "verbose", "DEBUG, INFO, WARNING"),
+            ("COLLECTOR_PLUGINS", "[\"Host\"]", "unknown: \"Host\""),
+            ("COLLECTOR_PLUGINS", "host", "JSON list of plugin names"),
+            ("HOST_COLLECTOR_METRICS", "cpu", "a JSON list of strings"),
+            ("TEGRASTATS_METRICS", "[1]", "a JSON list of strings"),
+            ("K8S_METRICS", "[\"pods\"]", "a JSON object of lists"),
+            (
+                "K8S_METRICS",
+                "{\"pods\": \"cpu\"}",
+                "pods: not a JSON list",
+            ),
+            ("K8S_STATS_SERVICE_PORT", "0", "a TCP port"),
+            ("REDIS_URL", "http://redis:6379", "redis://"),
+            ("REDIS_URL", "redis://", "redis://"),
+            ("REDIS_PORT", "65536", "a TCP port"),
+            ("REDIS_HOST", "user@redis", "a host name or IP address"),
+            ("CHOUETTE_STORAGE_TYPE", "memory", "redis or embedded"),
+        ];
+        for (name, value, expected) in cases {
+            let text = err(&[(name, value)]);
+            let shown = format!("{name}={value:?}: ");
+            assert!(text.starts_with(&shown), "{name}={value}: {text}");
+            assert!(text.contains(expected), "{name}={value}: {text}");
+        }
+    }
+
+    #[test]
+    fn intervals_of_one_second_work() {
+        let c = parse(&[
+            ("RELEASE_INTERVAL", "1"),
+            ("AGGREGATE_INTERVAL", "1"),
+            ("CAPTURE_INTERVAL", "1"),
+        ])
+        .unwrap();
+        assert_eq!(c.release_interval, Duration::from_secs(1));
+        // Timeouts do not derive from the interval (the original's int(0.8 * 1) = 0 crash).
+        assert_eq!(c.request_timeout, Duration::from_secs(30));
+        assert_eq!(c.connect_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn names_are_case_insensitive() {
+        let c = parse(&[
+            ("api_key", "k"),
+            ("Global_Tags", "[\"a:b\"]"),
+            ("release_interval", "5"),
+            ("metrics_wrapper", "SIMPLE"),
+            ("log_level", "Debug"),
+            ("redis_host", "r"),
+        ])
+        .unwrap();
+        assert_eq!(c.api_key.as_ref().map(Secret::expose), Some("k"));
+        assert_eq!(c.global_tags, ["a:b"]);
+        assert_eq!(c.release_interval, Duration::from_secs(5));
+        assert_eq!(c.wrap.kind, WrapperKind::Simple);
+        assert_eq!(c.log_level, log::LevelFilter::Debug);
+        assert!(matches!(c.store, StoreConfig::Redis { ref url, .. } if url == "redis://r:6379/0"));
+        // The error names the spelling used.
+        assert!(err(&[("release_interval", "0")]).starts_with("release_interval=\"0\""));
+    }
+
+    #[test]
+    fn conflicting_spellings_are_an_error_naming_both() {
+        let text = err(&[("RELEASE_INTERVAL", "5"), ("release_interval", "6")]);
+        assert!(text.contains("RELEASE_INTERVAL") && text.contains("release_interval"));
+        assert!(text.contains("set only one"));
+        // The same value twice is fine.
+        let c = parse(&[("LOG_TTL", "5"), ("log_ttl", "5")]).unwrap();
+        assert_eq!(c.log_ttl, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn booleans_and_levels() {
+        for (text, value) in [
+            ("true", true),
+            ("TRUE", true),
+            ("1", true),
+            ("yes", true),
+            ("On", true),
+            ("t", true),
+            ("Y", true),
+            ("false", false),
+            ("False", false),
+            ("0", false),
+            ("NO", false),
+            ("off", false),
+            ("f", false),
+            ("n", false),
+        ] {
+            let c = parse(&[("SEND_SELF_METRICS", text)]).unwrap();
+            assert_eq!(c.send_self_metrics, value, "{text}");
+        }
+        use log::LevelFilter as L;
+        for (text, level) in [
+            ("DEBUG", L::Debug),
+            ("info", L::Info),
+            ("WARNING", L::Warn),
+            ("warn", L::Warn),
+            ("Error", L::Error),
+            ("CRITICAL", L::Error),
+            ("notset", L::Trace),
+        ] {
+            assert_eq!(parse(&[("LOG_LEVEL", text)]).unwrap().log_level, level);
+        }
+    }
+
+    #[test]
+    fn dry_run_rules() {
+        let c = parse(&[]).unwrap();
+        assert!(c.dry_run && c.api_key.is_none());
+        // API key only: real Datadog.
+        let c = parse(&[("API_KEY", "k")]).unwrap();
+        assert!(!c.dry_run);
+        assert_eq!(c.datadog_url, "https://api.datadoghq.com/api");
+        // URL only: a keyless backend.
+        let c = parse(&[("DATADOG_URL", "http://127.0.0.1:8428/datadog")]).unwrap();
+        assert!(!c.dry_run && c.api_key.is_none());
+        // Both.
+        let c = parse(&[("API_KEY", "k"), ("DATADOG_URL", "https://x")]).unwrap();
+        assert!(!c.dry_run);
+        // Empty counts as unset.
+        let c = parse(&[("API_KEY", ""), ("DATADOG_URL", " ")]).unwrap();
+        assert!(c.dry_run);
+    }
+
+    #[test]
+    fn store_selection() {
+        let redis = |url: &str, implicit| StoreConfig::Redis {
+            url: url.into(),
+            implicit,
+        };
+        let embedded = |p: &str| StoreConfig::Embedded { path: p.into() };
+        let yes = Probe {
+            redis: true,
+            writable: true,
+        };
+        let unwritable = Probe {
+            redis: false,
+            writable: false,
+        };
+        // REDIS_URL wins over REDIS_HOST / PORT.
+        let c = parse(&[
+            ("REDIS_URL", "rediss://u:pw@cache:6380/2"),
+            ("REDIS_HOST", "other"),
+        ])
+        .unwrap();
+        assert_eq!(c.store, redis("rediss://u:pw@cache:6380/2", false));
+        // Either of REDIS_HOST / REDIS_PORT.
+        assert_eq!(
+            parse(&[("REDIS_PORT", "6390")]).unwrap().store,
+            redis("redis://redis:6390/0", false)
+        );
+        assert_eq!(
+            parse(&[("REDIS_HOST", "::1")]).unwrap().store,
+            redis("redis://[::1]:6379/0", false)
+        );
+        // CHOUETTE_STORAGE_TYPE=redis: the original's defaults, explicitly.
+        assert_eq!(
+            parse(&[("CHOUETTE_STORAGE_TYPE", "Redis")]).unwrap().store,
+            redis("redis://redis:6379/0", false)
+        );
+        // Nothing configured, `redis` resolves: implicit Redis.
+        assert_eq!(
+            parse_with(&[], &yes).unwrap().store,
+            redis("redis://redis:6379/0", true)
+        );
+        // ... unless the embedded store is asked for.
+        assert_eq!(
+            parse_with(
+                &[
+                    ("CHOUETTE_STORAGE_TYPE", "embedded"),
+                    ("CHOUETTE_STATE_DIR", "/s")
+                ],
+                &yes
+            )
+            .unwrap()
+            .store,
+            embedded("/s/chouette.redb")
+        );
+        // Embedded: CHOUETTE_STATE_DIR, then STATE_DIRECTORY, then /var/lib/chouette, then ./
+        assert_eq!(
+            parse(&[("CHOUETTE_STATE_DIR", "/data"), ("STATE_DIRECTORY", "/sd")])
+                .unwrap()
+                .store,
+            embedded("/data/chouette.redb")
+        );
+        assert_eq!(
+            parse(&[("STATE_DIRECTORY", "/var/lib/chouette-a:/var/lib/b")])
+                .unwrap()
+                .store,
+            embedded("/var/lib/chouette-a/chouette.redb")
+        );
+        assert_eq!(
+            parse(&[]).unwrap().store,
+            embedded("/var/lib/chouette/chouette.redb")
+        );
+        assert_eq!(
+            parse_with(&[], &unwritable).unwrap().store,
+            embedded("./chouette-state/chouette.redb")
+        );
+    }
+
+    #[test]
+    fn percentiles_and_aggregates_replace_their_defaults_independently() {
+        use chouette_core::wrap::HistogramAggregate as A;
+        let c = parse(&[("HISTOGRAM_PERCENTILES", "[]")]).unwrap();
+        assert!(c.wrap.percentiles().is_empty());
+        assert!(c.wrap.has_aggregate(A::Max) && c.wrap.has_aggregate(A::Median));
+        assert!(c.wrap.has_aggregate(A::Avg) && c.wrap.has_aggregate(A::Count));
+        let c = parse(&[("HISTOGRAM_AGGREGATES", "[]")]).unwrap();
+        assert!(A::ALL.iter().all(|a| !c.wrap.has_aggregate(*a)));
+        assert_eq!(c.wrap.percentiles()[0].suffix(), "95percentile");
+        let text = err(&[("HISTOGRAM_PERCENTILES", "[0.95, 1.5]")]);
+        assert!(
+            text.starts_with("HISTOGRAM_PERCENTILES=\"[0.95, 1.5]\""),
+            "{text}"
+        );
+        assert!(text.contains("1.5"), "{text}");
+    }
+
+    #[test]
+    fn secrets_never_show() {
+        let key = "abcdef0123456789-very-secret";
+        let c = parse(&[
+            ("API_KEY", key),
+            ("REDIS_URL", "redis://user:hunter2@cache:6379/0"),
+        ])
+        .unwrap();
+        let debug = format!("{c:?}");
+        assert!(!debug.contains(key), "{debug}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("redis://***@cache:6379/0"), "{debug}");
+        // An unusable key: the error names the variable, not the value.
+        let bad = "abc def-secret";
+        let text = err(&[("API_KEY", bad)]);
+        assert!(text.starts_with("API_KEY (value not shown)"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+        // Conflicting spellings of the key: names only.
+        let text = err(&[("API_KEY", key), ("api_key", "other-secret")]);
+        assert!(
+            !text.contains(key) && !text.contains("other-secret"),
+            "{text}"
+        );
+        // A bad REDIS_URL with a password: redacted.
+        let text = err(&[("REDIS_URL", "http://u:hunter2@x")]);
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn system_probe_checks_writability() {
+        let dir = std::env::temp_dir().join(format!("chouette-probe-{}", std::process::id()));
+        assert!(SystemProbe.dir_writable(&dir.join("state")));
+        assert!(dir.join("state").is_dir());
+        assert_eq!(std::fs::read_dir(dir.join("state")).unwrap().count(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(!SystemProbe.dir_writable(Path::new("/proc/chouette-cannot-exist")));
+        assert!(SystemProbe.resolves("127.0.0.1", 6379));
+    }
+
+    #[test]
+    fn redact_url_hides_credentials_only() {
+        assert_eq!(redact_url("redis://:pw@h:1/0"), "redis://***@h:1/0");
+        assert_eq!(redact_url("redis://h:1/0"), "redis://h:1/0");
+        assert_eq!(redact_url("redis://h/0?x=a@b"), "redis://h/0?x=a@b");
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
 }

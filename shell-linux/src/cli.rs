@@ -1,0 +1,387 @@
+//! The command line: `chouette [run]`, `chouette status`, `--help`, `--version`.
+//!
+//! Hand-written (no argument-parsing crate): four commands do not justify the binary size.
+//!
+//! Exit codes: 0 ok or clean shutdown (SIGTERM/SIGINT), 2 usage or configuration error, 1 fatal
+//! runtime error (the store cannot be opened, a crash). The original exited 0 after a crash
+//! (compat §7 item 14), which defeated `Restart=on-failure`.
+
+use std::ffi::OsStr;
+use std::io::{self, Write};
+
+use crate::store::{Queue, Store};
+
+/// Exit code: success, or a clean shutdown after SIGTERM / SIGINT.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: a fatal runtime error (store unavailable at startup, internal error).
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit code: a usage error (unknown command or option) or a configuration error.
+pub const EXIT_USAGE: i32 = 2;
+
+/// What the command line asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// `chouette` or `chouette run`: run the agent until SIGTERM / SIGINT.
+    Run,
+    /// `chouette status`: print queue sizes and the agent's status hash, then exit.
+    Status,
+    /// `chouette --help` (`-h`, `help`): print [`HELP`].
+    Help,
+    /// `chouette --version` (`-V`, `version`): print `chouette <version>`.
+    Version,
+}
+
+/// A command line that cannot be understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CliError {
+    /// A first argument that is no command or option.
+    #[error("unknown command or option {0:?} (try `chouette --help`)")]
+    Unknown(String),
+    /// An argument after the command.
+    #[error("unexpected argument {argument:?} after `{command}` (try `chouette --help`)")]
+    Unexpected {
+        /// The command already read.
+        command: String,
+        /// The extra argument.
+        argument: String,
+    },
+}
+
+/// Parses the arguments **after** the program name (`std::env::args_os().skip(1)`).
+pub fn parse_args<I>(args: I) -> Result<Command, CliError>
+where
+    I: IntoIterator,
+    I::Item: AsRef<OsStr>,
+{
+    let mut args = args.into_iter();
+    let Some(first) = args.next() else {
+        return Ok(Command::Run);
+    };
+    let first = first.as_ref().to_string_lossy().into_owned();
+    let command = match first.as_str() {
+        "run" => Command::Run,
+        "status" => Command::Status,
+        "-h" | "--help" | "help" => Command::Help,
+        "-V" | "--version" | "version" => Command::Version,
+        _ => return Err(CliError::Unknown(first)),
+    };
+    if let Some(extra) = args.next() {
+        let argument = extra.as_ref().to_string_lossy().into_owned();
+        // `chouette status --help` and the like: help wins.
+        if matches!(argument.as_str(), "-h" | "--help") {
+            return Ok(Command::Help);
+        }
+        return Err(CliError::Unexpected {
+            command: first,
+            argument,
+        });
+    }
+    Ok(command)
+}
+
+/// `chouette --version`'s output (without the newline).
+pub const VERSION: &str = concat!("chouette ", env!("CARGO_PKG_VERSION"));
+
+/// `chouette --help`'s output: usage, commands, exit codes and every environment variable.
+/// `docs/configuration.md` holds the same table.
+pub const HELP: &str = "\
+chouette: the Chouette agent. Reads metrics and logs that applications queue in Redis (the
+Chouette-IoT layout) or in an embedded store, aggregates them and ships them to Datadog or a
+Datadog-compatible backend, losing nothing. A drop-in replacement for `python -m chouette_iot`.
+
+USAGE:
+    chouette [run]        run the agent until SIGTERM / SIGINT (then drain and exit)
+    chouette status       print queue sizes, the last dispatch results and the
+                          refused/dropped counters, then exit
+    chouette --help       print this help (-h)
+    chouette --version    print the version (-V)
+
+EXIT CODES:
+    0  ok, or clean shutdown after SIGTERM / SIGINT
+    1  fatal runtime error (store unavailable at startup, internal error)
+    2  usage error or configuration error (the message names the variable)
+
+ENVIRONMENT (names are case-insensitive; an empty value counts as unset; lists are JSON;
+booleans are true/false/1/0/yes/no/on/off/t/f/y/n in any case):
+
+  Destination
+    API_KEY                  unset       Datadog API key (sent as the DD-API-KEY header, never
+                                         logged). Unset with DATADOG_URL unset: dry run (print
+                                         what would be sent). Unset with DATADOG_URL set: allowed
+                                         (backends such as VictoriaMetrics need no key).
+    DATADOG_URL              https://api.datadoghq.com/api
+                                         metrics go to {DATADOG_URL}/v1/series
+    DATADOG_LOGS_URL         https://http-intake.logs.datadoghq.com
+                                         logs go to {DATADOG_LOGS_URL}/v1/input (v1) or
+                                         /api/v2/logs (v2)
+    CHOUETTE_LOGS_API        v1          v1 or v2
+    GLOBAL_TAGS              []          JSON list of \"key:value\" tags added to every metric/log
+    HOST                     unset       if set, the `host` of every metric and log
+    CHOUETTE_CONNECT_TIMEOUT 10          seconds to connect to the backend
+    CHOUETTE_REQUEST_TIMEOUT 30          seconds for a whole request
+    CHOUETTE_CA_BUNDLE       unset       PEM file of extra CAs to trust (else REQUESTS_CA_BUNDLE);
+                                         TLS verification is always on
+
+  Timing and volume (whole seconds >= 1)
+    AGGREGATE_INTERVAL       10          aggregation period and bucket width
+    CAPTURE_INTERVAL         30          collector plugins' period
+    RELEASE_INTERVAL         60          dispatch period (1 works: timeouts are separate)
+    CHOUETTE_GRACE           2           seconds a closed bucket waits for late records (>= 0)
+    METRIC_TTL               14400       raw and wrapped metrics older than this are dropped
+                                         (counted)
+    LOG_TTL                  64800       logs older than this are dropped (counted)
+    METRICS_BULK_SIZE        10000       most points per request (>= 1)
+
+  Aggregation
+    METRICS_WRAPPER          datadog     datadog or simple, any case (anything else is an error)
+    HISTOGRAM_AGGREGATES     [\"max\",\"median\",\"avg\",\"count\"]
+                                         among avg, count, sum, min, max, median
+    HISTOGRAM_PERCENTILES    [0.95]      whole percents as fractions in 0..1 (at most 8)
+    SEND_SELF_METRICS        true        emit the chouette.* self-metrics
+
+  Store
+    REDIS_URL                unset       redis://[user:password@]host[:port][/db] or rediss://
+                                         (TLS); wins over REDIS_HOST / REDIS_PORT
+    REDIS_HOST, REDIS_PORT   redis, 6379 Redis, if either is set
+    CHOUETTE_STORAGE_TYPE    unset       redis (REDIS_HOST/PORT or their defaults) or embedded
+    CHOUETTE_STATE_DIR       see below   directory of the embedded store (chouette.redb)
+    With no store configured: Redis at redis://redis:6379/0 if the host `redis` resolves (the
+    original's default), else the embedded store in CHOUETTE_STATE_DIR, else $STATE_DIRECTORY
+    (systemd), else /var/lib/chouette if writable, else ./chouette-state.
+
+  Collector plugins
+    COLLECTOR_PLUGINS        []          JSON list among host, k8s, tegrastats, docker, dramatiq
+    HOST_COLLECTOR_METRICS   [\"cpu\",\"fs\",\"la\",\"ram\"]   (also network)
+    TEGRASTATS_METRICS       [\"ram\",\"temp\"]
+    TEGRASTATS_PATH          /usr/bin/tegrastats
+    K8S_STATS_SERVICE_IP, K8S_STATS_SERVICE_PORT (10250), K8S_CERT_PATH, K8S_KEY_PATH
+    K8S_METRICS              {\"pods\": [\"memory\",\"cpu\"], \"node\": [\"inodes\"]}
+    DOCKER_SOCKET_PATH       /var/run/docker.sock
+
+  Logging
+    LOG_LEVEL                INFO        DEBUG, INFO, WARNING (WARN), ERROR, CRITICAL, NOTSET;
+                                         JSON lines on stdout
+";
+
+/// Prints each queue's length ([`Queue::ALL`]) and every field of the agent's status hash,
+/// sorted by name, one per line. Fields named `*_at` holding Unix seconds also show the UTC time.
+///
+/// A store error is returned as an [`io::Error`] of kind [`io::ErrorKind::Other`] wrapping the
+/// [`crate::store::StoreError`] (what was printed before it stays printed).
+pub fn render_status(store: &mut dyn Store, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out, "store: {}", store.describe())?;
+    writeln!(out, "queues:")?;
+    let width = Queue::ALL.iter().map(|q| q.name().len()).max().unwrap_or(0);
+    for queue in Queue::ALL {
+        let len = store.len(queue).map_err(io::Error::other)?;
+        writeln!(out, "  {:<width$}  {len}", queue.name())?;
+    }
+    let mut fields = store.status().map_err(io::Error::other)?;
+    fields.sort();
+    writeln!(out, "status:")?;
+    if fields.is_empty() {
+        writeln!(
+            out,
+            "  (empty: the agent has not run against this store yet)"
+        )?;
+        return Ok(());
+    }
+    let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (key, value) in &fields {
+        let when = key
+            .ends_with("_at")
+            .then(|| value.trim().parse::<f64>().ok())
+            .flatten()
+            .filter(|t| t.is_finite())
+            .map(|t| format!(" ({})", crate::logging::format_asctime(t.floor() as i64)))
+            .unwrap_or_default();
+        writeln!(out, "  {key:<width$}  {value}{when}")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{AggregationCommit, DeadRecord, NewRecord, Record, StoreError};
+
+    #[test]
+    fn commands() {
+        let none: [&str; 0] = [];
+        assert_eq!(parse_args(none), Ok(Command::Run));
+        assert_eq!(parse_args(["run"]), Ok(Command::Run));
+        assert_eq!(parse_args(["status"]), Ok(Command::Status));
+        for help in ["-h", "--help", "help"] {
+            assert_eq!(parse_args([help]), Ok(Command::Help));
+        }
+        for version in ["-V", "--version", "version"] {
+            assert_eq!(parse_args([version]), Ok(Command::Version));
+        }
+        assert_eq!(parse_args(["status", "--help"]), Ok(Command::Help));
+    }
+
+    #[test]
+    fn usage_errors() {
+        assert_eq!(
+            parse_args(["--verbose"]),
+            Err(CliError::Unknown("--verbose".into()))
+        );
+        assert_eq!(parse_args(["Run"]), Err(CliError::Unknown("Run".into())));
+        let err = parse_args(["status", "now"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unexpected argument \"now\" after `status` (try `chouette --help`)"
+        );
+        assert!(parse_args(["run", "x"]).is_err());
+    }
+
+    #[test]
+    fn version_and_help() {
+        assert_eq!(VERSION, format!("chouette {}", env!("CARGO_PKG_VERSION")));
+        for name in [
+            "API_KEY",
+            "GLOBAL_TAGS",
+            "COLLECTOR_PLUGINS",
+            "AGGREGATE_INTERVAL",
+            "CAPTURE_INTERVAL",
+            "RELEASE_INTERVAL",
+            "DATADOG_URL",
+            "DATADOG_LOGS_URL",
+            "HOST ",
+            "LOG_LEVEL",
+            "LOG_TTL",
+            "METRIC_TTL",
+            "METRICS_BULK_SIZE",
+            "METRICS_WRAPPER",
+            "SEND_SELF_METRICS",
+            "CHOUETTE_STORAGE_TYPE",
+            "REDIS_URL",
+            "REDIS_HOST",
+            "REDIS_PORT",
+            "HISTOGRAM_AGGREGATES",
+            "HISTOGRAM_PERCENTILES",
+            "CHOUETTE_STATE_DIR",
+            "CHOUETTE_LOGS_API",
+            "CHOUETTE_CA_BUNDLE",
+            "CHOUETTE_CONNECT_TIMEOUT",
+            "CHOUETTE_REQUEST_TIMEOUT",
+            "CHOUETTE_GRACE",
+        ]
+        .into_iter()
+        .chain(crate::config::PLUGIN_VARS)
+        {
+            assert!(HELP.contains(name), "HELP lacks {name}");
+        }
+        assert!(HELP.lines().all(|l| l.len() <= 100));
+    }
+
+    /// A fake store: lengths per queue and a status hash.
+    struct Fake {
+        status: Vec<(String, String)>,
+        fail: bool,
+    }
+
+    impl Store for Fake {
+        fn describe(&self) -> String {
+            "fake".into()
+        }
+        fn ping(&mut self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn read(&mut self, _: Queue, _: f64, _: usize) -> Result<Vec<Record>, StoreError> {
+            unimplemented!()
+        }
+        fn oldest_score(&mut self, _: Queue) -> Result<Option<f64>, StoreError> {
+            unimplemented!()
+        }
+        fn commit_aggregation(&mut self, _: &AggregationCommit) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        fn aggregated_until(&mut self) -> Result<Option<f64>, StoreError> {
+            unimplemented!()
+        }
+        fn add(&mut self, _: Queue, _: &[NewRecord]) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        fn delete(&mut self, _: Queue, _: &[Vec<u8>]) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        fn dead_letter(&mut self, _: Queue, _: &[DeadRecord]) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        fn cleanup(&mut self, _: Queue, _: f64) -> Result<u64, StoreError> {
+            unimplemented!()
+        }
+        fn len(&mut self, queue: Queue) -> Result<u64, StoreError> {
+            if self.fail && queue == Queue::Logs {
+                return Err(StoreError::Unavailable {
+                    store: "fake".into(),
+                    op: "ZCARD",
+                    detail: "connection refused".into(),
+                });
+            }
+            Ok(Queue::ALL.iter().position(|q| *q == queue).unwrap() as u64 * 10)
+        }
+        fn put_status(&mut self, _: &[(&str, String)]) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        fn status(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+            Ok(self.status.clone())
+        }
+    }
+
+    #[test]
+    fn status_lists_queues_and_sorted_fields() {
+        let mut store = Fake {
+            status: vec![
+                ("metrics_dropped_ttl".into(), "3".into()),
+                ("last_release_at".into(), "1795310737.5".into()),
+                (
+                    "last_release_result".into(),
+                    "202 accepted 120 points".into(),
+                ),
+            ],
+            fail: false,
+        };
+        let mut out = Vec::new();
+        render_status(&mut store, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "store: fake\n\
+             queues:\n  \
+               raw metrics           0\n  \
+               wrapped metrics       10\n  \
+               logs                  20\n  \
+               dead raw metrics      30\n  \
+               dead wrapped metrics  40\n  \
+               dead logs             50\n\
+             status:\n  \
+               last_release_at      1795310737.5 (2026-11-22T01:25:37+0000)\n  \
+               last_release_result  202 accepted 120 points\n  \
+               metrics_dropped_ttl  3\n"
+        );
+    }
+
+    #[test]
+    fn status_of_a_fresh_store_and_a_failing_one() {
+        let mut fresh = Fake {
+            status: vec![],
+            fail: false,
+        };
+        let mut out = Vec::new();
+        render_status(&mut fresh, &mut out).unwrap();
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("(empty: the agent"));
+
+        let mut failing = Fake {
+            status: vec![],
+            fail: true,
+        };
+        let mut out = Vec::new();
+        let err = render_status(&mut failing, &mut out).unwrap_err();
+        assert!(err.to_string().contains("connection refused"), "{err}");
+    }
+}
