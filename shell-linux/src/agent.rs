@@ -68,6 +68,12 @@ pub fn shutdown_flag() -> Result<Arc<AtomicBool>, AgentError> {
 /// Runs the agent until `shutdown` is set.
 pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
     let mut store = open_store(config)?;
+    if !config.collector_plugins.is_empty() {
+        log::warn!(
+            "plugins={:?}: collector plugins are not part of this build yet; their metrics are not collected",
+            config.collector_plugins
+        );
+    }
     let transport: Box<dyn Transport> = if config.dry_run {
         log::info!("dry_run=true: no API_KEY and no DATADOG_URL; printing what would be sent");
         Box::new(DryRunTransport::new(std::io::stdout()))

@@ -9,6 +9,7 @@
 //! - [`pipeline`]: the aggregate, release and cleanup ticks, self-metrics, status.
 //! - [`logging`]: the agent's own log lines on stdout.
 
+pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod dispatch;

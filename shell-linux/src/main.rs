@@ -1,18 +1,108 @@
-//! Minimal dispatcher (placeholder: the lead's main.rs with the run loop replaces it).
+//! `chouette`: the agent (no arguments, or `run`), `status`, `--help`, `--version`.
+//!
+//! Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT) or for help/version; 2 for a usage or
+//! configuration error; 1 for a fatal runtime error (the store cannot be opened, say), so that
+//! systemd's `Restart=on-failure` restarts it (the original exited 0 after a crash).
 
+use std::process::ExitCode;
+
+use chouette_agent::agent;
 use chouette_agent::cli::{self, Command};
+use chouette_agent::config::Config;
+use chouette_agent::logging;
 
-fn main() {
-    match cli::parse_args(std::env::args_os().skip(1)) {
-        Ok(Command::Help) => print!("{}", cli::HELP),
-        Ok(Command::Version) => println!("{}", cli::VERSION),
-        Ok(Command::Run | Command::Status) => {
-            eprintln!("chouette: not yet wired");
-            std::process::exit(cli::EXIT_FAILURE);
+fn main() -> ExitCode {
+    let command = match cli::parse_args(std::env::args_os().skip(1)) {
+        Ok(command) => command,
+        Err(error) => {
+            eprintln!("chouette: {error}\n(see `chouette --help`)");
+            return ExitCode::from(cli::EXIT_USAGE as u8);
         }
-        Err(e) => {
-            eprintln!("chouette: {e}");
-            std::process::exit(cli::EXIT_USAGE);
+    };
+    match command {
+        Command::Help => {
+            print!("{}", cli::HELP);
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("{}", cli::VERSION);
+            ExitCode::SUCCESS
+        }
+        Command::Status => status(),
+        Command::Run => run(),
+    }
+}
+
+fn config() -> Result<Config, ExitCode> {
+    Config::from_env().map_err(|error| {
+        eprintln!("chouette: configuration error: {error}");
+        ExitCode::from(cli::EXIT_USAGE as u8)
+    })
+}
+
+fn status() -> ExitCode {
+    let config = match config() {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let mut store = match agent::open_store(&config) {
+        Ok(store) => store,
+        Err(error) => {
+            eprintln!("chouette: {error}");
+            return ExitCode::from(cli::EXIT_FAILURE as u8);
+        }
+    };
+    match cli::render_status(store.as_mut(), &mut std::io::stdout()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("chouette: {error}");
+            ExitCode::from(cli::EXIT_FAILURE as u8)
+        }
+    }
+}
+
+fn run() -> ExitCode {
+    let config = match config() {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    if let Some(key) = &config.api_key {
+        logging::set_secret(key);
+    }
+    if let Err(error) = logging::init(config.log_level) {
+        eprintln!("chouette: cannot set up logging: {error}");
+        return ExitCode::from(cli::EXIT_FAILURE as u8);
+    }
+    log::info!("version={}: Starting Chouette.", env!("CARGO_PKG_VERSION"));
+    let shutdown = match agent::shutdown_flag() {
+        Ok(flag) => flag,
+        Err(error) => {
+            log::error!("{error}");
+            return ExitCode::from(cli::EXIT_FAILURE as u8);
+        }
+    };
+    // The aggregator lives on the heap, but building it passes through the stack in debug
+    // builds: give the agent's thread room for it.
+    let worker = std::thread::Builder::new()
+        .name("chouette".into())
+        .stack_size(64 << 20)
+        .spawn(move || agent::run(&config, &shutdown));
+    match worker.map(|handle| handle.join()) {
+        Ok(Ok(Ok(()))) => {
+            log::info!("Chouette stopped.");
+            ExitCode::SUCCESS
+        }
+        Ok(Ok(Err(error))) => {
+            log::error!("{error}: exiting");
+            ExitCode::from(cli::EXIT_FAILURE as u8)
+        }
+        Ok(Err(_)) => {
+            log::error!("the agent thread panicked: exiting");
+            ExitCode::from(cli::EXIT_FAILURE as u8)
+        }
+        Err(error) => {
+            log::error!("cannot start the agent thread: {error}");
+            ExitCode::from(cli::EXIT_FAILURE as u8)
         }
     }
 }
