@@ -451,7 +451,9 @@ impl<T: Transport> Dispatcher<T> {
             }
         };
         for chunk in &chunks {
-            settle(chunk, &mut send, &mut out);
+            if settle(chunk, &mut send, &mut out) {
+                break; // the rest stays unsettled: kept
+            }
         }
         let (stop, delivered_any) = (attempt.stop, attempt.delivered_any);
         finish(
@@ -560,7 +562,9 @@ impl<T: Transport> Dispatcher<T> {
             attempt.post(&json, group.len(), group.len() as u64)
         };
         for chunk in &chunks {
-            settle(chunk, &mut send, &mut out);
+            if settle(chunk, &mut send, &mut out) {
+                break; // the rest stays unsettled: kept
+            }
         }
         let (stop, delivered_any) = (attempt.stop, attempt.delivered_any);
         finish(
