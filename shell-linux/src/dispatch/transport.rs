@@ -86,6 +86,7 @@ pub trait Transport: Send {
     ) -> Result<HttpResponse, TransportError>;
 }
 
+/// A boxed transport is a transport (the agent picks ureq or the dry run at startup).
 impl<T: Transport + ?Sized> Transport for Box<T> {
     fn post(
         &mut self,
@@ -130,13 +131,27 @@ pub struct UreqTransport {
 impl UreqTransport {
     /// Builds the agent from the config (reads the CA bundle, if any).
     pub fn new(config: &Config) -> Result<Self, TransportSetupError> {
+        Self::with_options(
+            config.connect_timeout,
+            config.request_timeout,
+            config.ca_bundle.as_deref(),
+        )
+    }
+
+    /// A transport with these timeouts, trusting the webpki roots and, when given, every
+    /// certificate of the PEM file `ca_bundle`.
+    pub fn with_options(
+        connect: Duration,
+        request: Duration,
+        ca_bundle: Option<&std::path::Path>,
+    ) -> Result<Self, TransportSetupError> {
         let mut builder = ureq::AgentBuilder::new()
-            .timeout_connect(config.connect_timeout)
-            .timeout(config.request_timeout)
+            .timeout_connect(connect)
+            .timeout(request)
             .user_agent(&format!("chouette/{}", env!("CARGO_PKG_VERSION")))
             .redirects(0)
             .max_idle_connections_per_host(2);
-        if let Some(path) = &config.ca_bundle {
+        if let Some(path) = ca_bundle {
             builder = builder.tls_config(tls_config_with_bundle(path)?);
         }
         Ok(UreqTransport {
@@ -419,5 +434,37 @@ impl<W: Write + Send> Transport for DryRunTransport<W> {
             status: 202,
             body: "{\"status\":\"ok\"}".to_owned(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_ca_bundle_is_a_setup_error_naming_the_file() {
+        let t = Duration::from_secs(1);
+        let missing = std::path::Path::new("/nonexistent/chouette-ca.pem");
+        let err = UreqTransport::with_options(t, t, Some(missing))
+            .err()
+            .expect("error");
+        assert!(matches!(err, TransportSetupError::CaBundleRead { .. }));
+        assert!(err.to_string().contains("/nonexistent/chouette-ca.pem"));
+        let empty =
+            std::env::temp_dir().join(format!("chouette-empty-ca-{}.pem", std::process::id()));
+        std::fs::write(&empty, b"not a certificate\n").expect("write");
+        let err = UreqTransport::with_options(t, t, Some(&empty))
+            .err()
+            .expect("error");
+        assert!(matches!(err, TransportSetupError::CaBundleEmpty { .. }));
+        let _ = std::fs::remove_file(&empty);
+        assert!(UreqTransport::with_options(t, t, None).is_ok());
+    }
+
+    #[test]
+    fn inflate_round_trips_large_bodies() {
+        let data = vec![b'a'; 1 << 20];
+        let z = zlib::compress(&data, 6);
+        assert_eq!(inflate(&z).expect("inflate"), data);
     }
 }
