@@ -1,1 +1,0 @@
-//! HTTP dispatch to Datadog (stub: the dispatch helper replaces this file).

@@ -1,0 +1,507 @@
+//! Dispatcher unit tests over a scripted in-memory transport.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// A transport answering with `answer(json body)`; records every decompressed body.
+struct Scripted<F> {
+    answer: F,
+    bodies: Vec<String>,
+    headers: Vec<Vec<(String, String)>>,
+}
+
+fn scripted<F>(answer: F) -> Scripted<F>
+where
+    F: FnMut(&str) -> Result<u16, TransportError> + Send,
+{
+    Scripted {
+        answer,
+        bodies: Vec::new(),
+        headers: Vec::new(),
+    }
+}
+
+impl<F> Transport for Scripted<F>
+where
+    F: FnMut(&str) -> Result<u16, TransportError> + Send,
+{
+    fn post(
+        &mut self,
+        _url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<HttpResponse, TransportError> {
+        let json = String::from_utf8(inflate(body).expect("zlib body")).expect("utf-8");
+        self.headers.push(
+            headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        let status = (self.answer)(&json)?;
+        self.bodies.push(json);
+        Ok(HttpResponse {
+            status,
+            body: String::new(),
+        })
+    }
+}
+
+fn config() -> DispatchConfig {
+    let mut c = DispatchConfig::for_base_url("http://intake.test/api/", Some("k3y"));
+    c.global_tags = vec!["env:test".to_owned()];
+    c.host = Some("myhost".to_owned());
+    c
+}
+
+fn metric(i: usize, name: &str) -> Record {
+    Record {
+        id: format!("id{i}").into_bytes(),
+        score: 1795310770.0,
+        value: Some(
+            format!(
+                r#"{{"metric": "{name}", "tags": ["i:{i}"], "points": [[1795310770.0, {i}]], "type": "gauge"}}"#
+            )
+            .into_bytes(),
+        ),
+    }
+}
+
+fn metrics(n: usize) -> Vec<Record> {
+    (0..n).map(|i| metric(i, "m")).collect()
+}
+
+fn log_record(i: usize) -> Record {
+    Record {
+        id: format!("log{i}").into_bytes(),
+        score: 1795310770.0,
+        value: Some(
+            format!(
+                r#"{{"date": "2026-11-22T01:25:26.038424+00:00", "ddsource": "svc", "ddtags": ["a:b"], "level": "INFO", "message": {{"msg": "hello {i}"}}, "service": "svc"}}"#
+            )
+            .into_bytes(),
+        ),
+    }
+}
+
+/// Every record has one disposition and the counters agree with them.
+fn assert_conserved(report: &Report, n: usize) {
+    assert_eq!(report.dispositions.len(), n);
+    let count = |f: fn(&Disposition) -> bool| report.dispositions.iter().filter(|d| f(d)).count();
+    let delivered = count(|d| *d == Disposition::Delivered);
+    let dead = count(|d| matches!(d, Disposition::Dead { .. }));
+    let kept = count(|d| *d == Disposition::Kept);
+    assert_eq!(delivered + dead + kept, n);
+    assert_eq!(report.dead, dead as u64);
+    assert_eq!(report.retried, kept as u64);
+}
+
+fn points_in(json: &str) -> usize {
+    json.matches("\"points\"").count()
+}
+
+#[test]
+fn delivers_in_one_request_with_host_global_tags_and_key_header() {
+    let mut d = Dispatcher::new(scripted(|_| Ok(202)), config());
+    let report = d.send_metrics(&metrics(100));
+    assert_conserved(&report, 100);
+    assert!(report
+        .dispositions
+        .iter()
+        .all(|x| *x == Disposition::Delivered));
+    assert_eq!((report.requests, report.delivered_points), (1, 100));
+    assert_eq!(report.last_status.as_deref(), Some("202"));
+    assert!(report.delivered_bytes > 0);
+    let t = d.transport();
+    let body = &t.bodies[0];
+    assert!(body.starts_with(r#"{"series": [{"metric": "m", "tags": ["i:0", "env:test"], "type": "gauge", "host": "myhost", "points": [[1795310770, 0]]}"#), "{body}");
+    let h = &t.headers[0];
+    assert!(h.contains(&("DD-API-KEY".into(), "k3y".into())));
+    assert!(h.contains(&("Content-Encoding".into(), "deflate".into())));
+    assert!(h.contains(&("Content-Type".into(), "application/json".into())));
+    assert_eq!(d.ready_at(), None);
+}
+
+#[test]
+fn bulk_size_bounds_points_per_request() {
+    let mut c = config();
+    c.max_points = 10;
+    let mut d = Dispatcher::new(scripted(|_| Ok(200)), c);
+    let report = d.send_metrics(&metrics(25));
+    assert_conserved(&report, 25);
+    assert_eq!(report.requests, 3);
+    let sizes: Vec<usize> = d.transport().bodies.iter().map(|b| points_in(b)).collect();
+    assert_eq!(sizes, [10, 10, 5]);
+}
+
+#[test]
+fn too_large_is_split_in_halves_until_it_fits() {
+    // The backend takes at most 7 entries per request.
+    let mut d = Dispatcher::new(
+        scripted(|b| Ok(if points_in(b) > 7 { 413 } else { 202 })),
+        config(),
+    );
+    let report = d.send_metrics(&metrics(100));
+    assert_conserved(&report, 100);
+    assert!(report
+        .dispositions
+        .iter()
+        .all(|x| *x == Disposition::Delivered));
+    assert_eq!(report.delivered_points, 100);
+    let delivered: usize = d
+        .transport()
+        .bodies
+        .iter()
+        .filter(|b| points_in(b) <= 7)
+        .map(|b| points_in(b))
+        .sum();
+    assert_eq!(delivered, 100, "each record delivered exactly once");
+}
+
+#[test]
+fn a_single_record_still_too_large_is_dead() {
+    let mut records = metrics(10);
+    records[4] = metric(4, "huge");
+    let mut d = Dispatcher::new(
+        scripted(|b| Ok(if b.contains("huge") { 413 } else { 202 })),
+        config().tap(|c| c.max_points = 1000),
+    );
+    let report = d.send_metrics(&records);
+    assert_conserved(&report, 10);
+    assert_eq!(report.dead, 1);
+    assert_eq!(
+        report.dispositions[4],
+        Disposition::Dead {
+            reason: "http_413".into()
+        }
+    );
+}
+
+#[test]
+fn bad_request_bisection_isolates_exactly_the_poison_records() {
+    let poison = [17, 500, 999];
+    let records: Vec<Record> = (0..1000)
+        .map(|i| metric(i, if poison.contains(&i) { "poison" } else { "m" }))
+        .collect();
+    let mut d = Dispatcher::new(
+        scripted(|b| Ok(if b.contains("poison") { 400 } else { 202 })),
+        config(),
+    );
+    let report = d.send_metrics(&records);
+    assert_conserved(&report, 1000);
+    for (i, disp) in report.dispositions.iter().enumerate() {
+        if poison.contains(&i) {
+            assert_eq!(
+                *disp,
+                Disposition::Dead {
+                    reason: "http_400".into()
+                }
+            );
+        } else {
+            assert_eq!(*disp, Disposition::Delivered, "record {i}");
+        }
+    }
+    assert_eq!(report.delivered_points, 997);
+    assert!(report.requests <= 60, "{} requests", report.requests);
+    // No record was delivered twice.
+    let delivered: usize = d
+        .transport()
+        .bodies
+        .iter()
+        .filter(|b| !b.contains("poison"))
+        .map(|b| points_in(b))
+        .sum();
+    assert_eq!(delivered, 997);
+    assert_eq!(d.ready_at(), None);
+}
+
+#[test]
+fn other_client_errors_are_bisected_like_400() {
+    let records: Vec<Record> = (0..8)
+        .map(|i| metric(i, if i == 3 { "poison" } else { "m" }))
+        .collect();
+    let mut d = Dispatcher::new(
+        scripted(|b| Ok(if b.contains("poison") { 422 } else { 202 })),
+        config(),
+    );
+    let report = d.send_metrics(&records);
+    assert_conserved(&report, 8);
+    assert_eq!(
+        report.dispositions[3],
+        Disposition::Dead {
+            reason: "http_422".into()
+        }
+    );
+    assert_eq!(report.dead, 1);
+}
+
+#[test]
+fn forbidden_keeps_everything_and_backs_off_without_requests() {
+    let mut d = Dispatcher::new(scripted(|_| Ok(403)), config());
+    let now = Instant::now();
+    let report = d.send_metrics_at(now, &metrics(50));
+    assert_conserved(&report, 50);
+    assert_eq!((report.retried, report.requests), (50, 1));
+    assert_eq!(report.last_status.as_deref(), Some("403"));
+    assert!(d.ready_at().is_some());
+    // Still backing off: nothing is sent.
+    let again = d.send_metrics_at(now, &metrics(50));
+    assert_conserved(&again, 50);
+    assert_eq!((again.requests, again.retried), (0, 50));
+    assert_eq!(d.transport().headers.len(), 1);
+}
+
+#[test]
+fn unauthorized_logs_keep_everything() {
+    let mut d = Dispatcher::new(scripted(|_| Ok(401)), config());
+    let report = d.send_logs(&(0..5).map(log_record).collect::<Vec<_>>());
+    assert_conserved(&report, 5);
+    assert_eq!(report.retried, 5);
+}
+
+#[test]
+fn server_errors_keep_and_back_off_with_growing_delays_then_success_resets() {
+    let mut failing = true;
+    let transport = scripted(move |_| Ok(if failing { 503 } else { 202 }));
+    let _ = &mut failing;
+    let mut d = Dispatcher::new(transport, config()).with_backoff(Backoff::new(
+        Duration::from_secs(1),
+        Duration::from_secs(120),
+        9,
+    ));
+    let start = Instant::now();
+    let mut now = start;
+    let mut ceilings = Vec::new();
+    for n in 1..=8u32 {
+        let report = d.send_metrics_at(now, &metrics(20));
+        assert_conserved(&report, 20);
+        assert_eq!((report.retried, report.requests), (20, 1));
+        assert_eq!(d.backoff().failures(), n);
+        let at = d.backoff().poll_timeout().expect("backing off");
+        let delay = at - now;
+        assert!(
+            delay <= d.backoff().ceiling(n) && delay >= MIN_DELAY,
+            "{n}: {delay:?}"
+        );
+        ceilings.push(d.backoff().ceiling(n).as_secs());
+        now = at;
+    }
+    assert_eq!(ceilings, [1, 2, 4, 8, 16, 32, 64, 120]);
+}
+
+#[test]
+fn success_resets_the_backoff() {
+    let mut answers = vec![503u16, 429, 202].into_iter();
+    let mut d = Dispatcher::new(
+        scripted(move |_| Ok(answers.next().unwrap_or(202))),
+        config(),
+    )
+    .with_backoff(Backoff::new(
+        Duration::from_secs(1),
+        Duration::from_secs(120),
+        3,
+    ));
+    let mut now = Instant::now();
+    for _ in 0..2 {
+        let r = d.send_metrics_at(now, &metrics(3));
+        assert_eq!(r.retried, 3);
+        now = d.backoff().poll_timeout().expect("backing off");
+    }
+    assert_eq!(d.backoff().failures(), 2);
+    let r = d.send_metrics_at(now, &metrics(3));
+    assert_eq!(r.dispositions, vec![Disposition::Delivered; 3]);
+    assert_eq!(
+        (d.backoff().failures(), d.backoff().poll_timeout()),
+        (0, None)
+    );
+}
+
+#[test]
+fn network_errors_keep_the_rest_of_the_batch() {
+    // First chunk goes through, then the connection resets: the rest is kept, not sent.
+    let mut calls = 0;
+    let mut c = config();
+    c.max_points = 10;
+    let mut d = Dispatcher::new(
+        scripted(move |_| {
+            calls += 1;
+            if calls == 1 {
+                Ok(202)
+            } else {
+                Err(TransportError::ConnectionReset {
+                    url: "http://intake.test".into(),
+                })
+            }
+        }),
+        c,
+    );
+    let report = d.send_metrics(&metrics(30));
+    assert_conserved(&report, 30);
+    assert_eq!(report.requests, 2);
+    assert_eq!(
+        &report.dispositions[..10],
+        &vec![Disposition::Delivered; 10][..]
+    );
+    assert_eq!(report.retried, 20);
+    assert_eq!(report.last_status.as_deref(), Some("reset"));
+    assert!(d.ready_at().is_some());
+}
+
+#[test]
+fn unparseable_and_orphan_records_are_dead_at_once() {
+    let mut records = metrics(4);
+    records[0].value = Some(b"{not json".to_vec());
+    records[1].value = None;
+    records[2].value = Some(br#"{"metric": "m", "type": "gauge"}"#.to_vec());
+    let mut d = Dispatcher::new(scripted(|_| Ok(202)), config());
+    let report = d.send_metrics(&records);
+    assert_conserved(&report, 4);
+    let reasons: Vec<String> = report.dispositions[..3]
+        .iter()
+        .map(|d| match d {
+            Disposition::Dead { reason } => reason.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(reasons, ["not_json", "orphan", "missing_field:points"]);
+    assert_eq!(report.dispositions[3], Disposition::Delivered);
+}
+
+#[test]
+fn nothing_valid_means_no_request() {
+    let records = vec![Record {
+        id: b"x".to_vec(),
+        score: 0.0,
+        value: Some(b"[]".to_vec()),
+    }];
+    let mut d = Dispatcher::new(scripted(|_| Ok(202)), config());
+    let report = d.send_metrics(&records);
+    assert_conserved(&report, 1);
+    assert_eq!((report.requests, report.dead), (0, 1));
+    let logs = d.send_logs(&[]);
+    assert_eq!((logs.requests, logs.dispositions.len()), (0, 0));
+}
+
+#[test]
+fn logs_are_a_json_array_with_joined_ddtags_and_host_in_chunks_of_1000() {
+    let mut d = Dispatcher::new(scripted(|_| Ok(200)), config());
+    let records: Vec<Record> = (0..2500).map(log_record).collect();
+    let report = d.send_logs(&records);
+    assert_conserved(&report, 2500);
+    assert_eq!((report.requests, report.delivered_points), (3, 2500));
+    let t = d.transport();
+    assert!(t.bodies[0].starts_with(r#"[{"date": "2026-11-22T01:25:26.038424+00:00", "ddsource": "svc", "ddtags": "a:b,env:test", "level": "INFO", "message": {"msg": "hello 0"}, "service": "svc", "host": "myhost"}, {"#), "{}", &t.bodies[0][..300]);
+    let counts: Vec<usize> = t
+        .bodies
+        .iter()
+        .map(|b| b.matches("\"date\"").count())
+        .collect();
+    assert_eq!(counts, [1000, 1000, 500]);
+}
+
+#[test]
+fn log_bisection_and_bad_logs() {
+    let mut records: Vec<Record> = (0..64).map(log_record).collect();
+    records[5].value = Some(br#"{"message": "no date"}"#.to_vec());
+    records[40].value =
+        Some(br#"{"date": "2026-11-22T01:25:26.038424+00:00", "message": "poison"}"#.to_vec());
+    let mut d = Dispatcher::new(
+        scripted(|b| Ok(if b.contains("poison") { 400 } else { 202 })),
+        config(),
+    );
+    let report = d.send_logs(&records);
+    assert_conserved(&report, 64);
+    assert_eq!(
+        report.dispositions[5],
+        Disposition::Dead {
+            reason: "missing_field:date".into()
+        }
+    );
+    assert_eq!(
+        report.dispositions[40],
+        Disposition::Dead {
+            reason: "http_400".into()
+        }
+    );
+    assert_eq!(report.delivered_points, 62);
+}
+
+#[test]
+fn a_payload_over_the_compressed_limit_is_split_before_sending() {
+    let mut c = config();
+    c.series_max_compressed_bytes = 200;
+    let mut d = Dispatcher::new(scripted(|_| Ok(202)), c);
+    let report = d.send_metrics(&metrics(50));
+    assert_conserved(&report, 50);
+    assert_eq!(report.delivered_points, 50);
+    assert!(report.requests > 1);
+}
+
+#[test]
+fn dry_run_renders_points_and_logs() {
+    let mut d = Dispatcher::new(DryRunTransport::new(Vec::new()), config());
+    let r = d.send_metrics(&metrics(2));
+    assert_eq!(r.dispositions, vec![Disposition::Delivered; 2]);
+    let r = d.send_logs(&[log_record(0)]);
+    assert_eq!(r.dispositions, vec![Disposition::Delivered]);
+    let text = String::from_utf8(d.transport.into_inner()).expect("utf-8");
+    assert!(
+        text.contains("m{i:0,env:test} gauge 0 @1795310770 interval=- host=myhost\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("m{i:1,env:test} gauge 1 @1795310770"),
+        "{text}"
+    );
+    assert!(text.contains("log {\"date\""), "{text}");
+    assert!(!text.contains("k3y"));
+}
+
+#[test]
+fn urls_come_from_the_config() {
+    let c = DispatchConfig::for_base_url("http://localhost:8428/datadog/", None);
+    assert_eq!(c.series_url, "http://localhost:8428/datadog/v1/series");
+    assert_eq!(c.logs_url, "http://localhost:8428/datadog/v1/input");
+}
+
+trait Tap: Sized {
+    fn tap(self, f: impl FnOnce(&mut Self)) -> Self;
+}
+
+impl Tap for DispatchConfig {
+    fn tap(mut self, f: impl FnOnce(&mut Self)) -> Self {
+        f(&mut self);
+        self
+    }
+}
+
+#[test]
+fn settle_scripted_conserves_and_stops() {
+    // Pure settle: 16 records, 400 when record 9 is in the group, 503 on the 4th request.
+    let mut calls = 0;
+    let mut out = vec![None; 16];
+    let group: Vec<usize> = (0..16).collect();
+    let stopped = settle(
+        &group,
+        &mut |g: &[usize]| {
+            calls += 1;
+            if calls == 4 {
+                Verdict::Stop
+            } else if g.contains(&9) {
+                Verdict::Rejected {
+                    reason: "http_400".into(),
+                }
+            } else {
+                Verdict::Delivered
+            }
+        },
+        &mut out,
+    );
+    assert!(stopped);
+    assert!(out.iter().all(Option::is_some));
+    // [0..8) delivered, [8..12) failed, [8..10) failed, then 503: the rest kept.
+    assert_eq!(out[0], Some(Disposition::Delivered));
+    assert_eq!(out[9], Some(Disposition::Kept));
+    assert_eq!(out[15], Some(Disposition::Kept));
+}
