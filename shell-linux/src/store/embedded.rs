@@ -38,6 +38,22 @@ const STATUS: TableDefinition<'static, &str, &str> = TableDefinition::new(STATUS
 /// How many entries cleanup collects before deleting them (bounds its memory).
 const CLEANUP_BATCH: usize = 10_000;
 
+/// A redb error, boxed (redb's own is 160 bytes, too large to return by value everywhere).
+#[derive(Debug)]
+struct DbError(Box<redb::Error>);
+
+impl<E: Into<redb::Error>> From<E> for DbError {
+    fn from(e: E) -> Self {
+        DbError(Box::new(e.into()))
+    }
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// The two tables of a queue.
 const fn tables(queue: Queue) -> (Index, Ids) {
     match queue {
@@ -158,13 +174,13 @@ impl EmbeddedStore {
     fn write<T>(
         &self,
         op: &'static str,
-        f: impl FnOnce(&WriteTransaction) -> Result<T, redb::Error>,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, DbError>,
     ) -> Result<T, StoreError> {
         let run = || {
             let txn = self.db.begin_write()?;
             let out = f(&txn)?;
             txn.commit()?;
-            Ok::<T, redb::Error>(out)
+            Ok::<T, DbError>(out)
         };
         run().map_err(|e| self.failed(op, e))
     }
@@ -173,7 +189,7 @@ impl EmbeddedStore {
     fn read_txn<T>(
         &self,
         op: &'static str,
-        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, DbError>,
     ) -> Result<T, StoreError> {
         let run = || f(&self.db.begin_read()?);
         run().map_err(|e| self.failed(op, e))
@@ -193,7 +209,7 @@ fn insert<'a>(
     txn: &WriteTransaction,
     queue: Queue,
     records: impl Iterator<Item = (&'a [u8], f64, &'a [u8])>,
-) -> Result<(), redb::Error> {
+) -> Result<(), DbError> {
     let (index_def, ids_def) = tables(queue);
     let mut index = txn.open_table(index_def)?;
     let mut ids = txn.open_table(ids_def)?;
@@ -213,7 +229,7 @@ fn remove<'a>(
     txn: &WriteTransaction,
     queue: Queue,
     ids_to_remove: impl Iterator<Item = &'a [u8]>,
-) -> Result<u64, redb::Error> {
+) -> Result<u64, DbError> {
     let (index_def, ids_def) = tables(queue);
     let mut index = txn.open_table(index_def)?;
     let mut ids = txn.open_table(ids_def)?;
@@ -232,7 +248,7 @@ fn move_dead(
     txn: &WriteTransaction,
     queue: Queue,
     records: &[DeadRecord],
-) -> Result<(), redb::Error> {
+) -> Result<(), DbError> {
     remove(txn, queue, records.iter().map(|r| r.id.as_slice()))?;
     let envelopes: Vec<Vec<u8>> = records
         .iter()
