@@ -233,22 +233,26 @@ fn remove<'a>(
     let (index_def, ids_def) = tables(queue);
     let mut index = txn.open_table(index_def)?;
     let mut ids = txn.open_table(ids_def)?;
-    let mut removed = 0;
-    for id in ids_to_remove {
+    // Removing in key order keeps each B-tree walk on the pages the previous one touched:
+    // first the ids table in id order, then the index in (score, id) order.
+    let mut sorted: Vec<&[u8]> = ids_to_remove.collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut found: Vec<(u64, &[u8])> = Vec::with_capacity(sorted.len());
+    for id in sorted {
         let old = ids.remove(id)?.map(|g| g.value());
         if let Some(old) = old {
-            index.remove((old, id))?;
-            removed += 1;
+            found.push((old, id));
         }
     }
-    Ok(removed)
+    found.sort_unstable();
+    for key in &found {
+        index.remove(*key)?;
+    }
+    Ok(found.len() as u64)
 }
 
-fn move_dead(
-    txn: &WriteTransaction,
-    queue: Queue,
-    records: &[DeadRecord],
-) -> Result<(), DbError> {
+fn move_dead(txn: &WriteTransaction, queue: Queue, records: &[DeadRecord]) -> Result<(), DbError> {
     remove(txn, queue, records.iter().map(|r| r.id.as_slice()))?;
     let envelopes: Vec<Vec<u8>> = records
         .iter()

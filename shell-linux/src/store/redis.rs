@@ -19,6 +19,8 @@
 //! cleaned too (§7 item 21). HASH fields whose id is missing from the ZSET (orphans left by the
 //! original agent) are not found by a score range and are not cleaned.
 //!
+//! Needs Redis ≥ 4.0 (multi-field HSET); the original also supported 3.2 through HMSET.
+//!
 //! Caveat: Redis does not roll back a transaction when one of its commands fails at run time
 //! (a key of the wrong type); such an error is reported as [`StoreError::Failed`] but the
 //! other commands were applied.
