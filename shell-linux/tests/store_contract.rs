@@ -617,3 +617,119 @@ fn embedded_unwritable_path_names_the_path() {
         "{err}"
     );
 }
+
+#[test]
+fn redis_commit_is_seen_all_or_nothing_by_a_concurrent_reader() {
+    let (mut store, server) = redis_store();
+    let raw: Vec<NewRecord> = (0..50_000)
+        .map(|i| rec(&format!("r{i:06}"), f64::from(i), "{}"))
+        .collect();
+    store.add(Queue::RawMetrics, &raw).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        let mut conn = server.client();
+        std::thread::spawn(move || {
+            let mut seen = std::collections::BTreeSet::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let state: (u64, u64, u64, Option<String>) = redis::pipe()
+                    .atomic()
+                    .zcard("chouette:metrics:raw.keys")
+                    .hlen("chouette:metrics:raw.values")
+                    .zcard("chouette:metrics:wrapped.keys")
+                    .get("chouette:agent:aggregated_until")
+                    .query(&mut conn)
+                    .unwrap();
+                seen.insert(state);
+            }
+            seen
+        })
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    let commit = AggregationCommit {
+        wrapped: (0..20_000)
+            .map(|i| rec(&format!("w{i}"), f64::from(i), "{}"))
+            .collect(),
+        delete_raw: raw.iter().map(|r| r.id.clone()).collect(),
+        dead: Vec::new(),
+        aggregated_until: 50_000.0,
+    };
+    store.commit_aggregation(&commit).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = reader.join().unwrap();
+    let before = (50_000, 50_000, 0, None);
+    let after = (0, 0, 20_000, Some("50000.0".to_string()));
+    assert!(seen.contains(&before) && seen.contains(&after), "{seen:?}");
+    assert!(
+        seen.iter().all(|s| *s == before || *s == after),
+        "a partial commit was visible: {seen:?}"
+    );
+}
+
+/// A `redis-server` with `requirepass`, outside tests/support (which has no option for it).
+struct PasswordRedis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl Drop for PasswordRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn password_redis() -> PasswordRedis {
+    let port = support::free_port();
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--requirepass", "s3cret"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start redis-server");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    PasswordRedis { port, child }
+}
+
+#[test]
+fn redis_authenticates_and_selects_the_db() {
+    let server = password_redis();
+    let url = format!("redis://:s3cret@127.0.0.1:{}/2", server.port);
+    let mut store = RedisStore::connect(&url, RedisTimeouts::default()).unwrap();
+    assert_eq!(
+        store.describe(),
+        format!("redis://127.0.0.1:{}/2", server.port)
+    );
+    store
+        .add(Queue::RawMetrics, &[rec("a", 1.0, "{}")])
+        .unwrap();
+    let mut raw = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let n: u64 = raw.zcard("chouette:metrics:raw.keys").unwrap();
+    assert_eq!(n, 1);
+    let _: () = redis::cmd("SELECT").arg(0).query(&mut raw).unwrap();
+    let n: u64 = raw.zcard("chouette:metrics:raw.keys").unwrap();
+    assert_eq!(n, 0, "written to db 2, not db 0");
+
+    let wrong = format!("redis://:wrong@127.0.0.1:{}/2", server.port);
+    let err = RedisStore::connect(&wrong, RedisTimeouts::default()).unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+    assert!(!err.to_string().contains("wrong@"), "{err}");
+}
