@@ -100,7 +100,9 @@ pub struct NewRecord {
 /// A record moved to a dead-letter queue: the original bytes and why.
 ///
 /// Stored in the dead-letter queue's HASH as `{"reason": "...", "queue": "...", "value": "<the
-/// original value as a JSON string>"}` under the same id and score.
+/// original value as a JSON string>"}` under the same id and score (see [`dead_letter_envelope`]:
+/// `queue` is the live queue's prefix; a value that is not UTF-8 also gets a `"value_base64"`
+/// field holding the exact bytes, `value` then holding a lossy copy).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadRecord {
     /// The id in the live queue.
@@ -125,6 +127,79 @@ pub struct AggregationCommit {
     pub dead: Vec<DeadRecord>,
     /// The new aggregation watermark: every raw score below it has been aggregated.
     pub aggregated_until: f64,
+}
+
+/// The key (Redis string; a row of the embedded store's meta table) holding the aggregation
+/// watermark, as a decimal float.
+pub const AGGREGATED_UNTIL_KEY: &str = "chouette:agent:aggregated_until";
+
+/// The Redis HASH (the embedded store's status table) read by `chouette status`.
+pub const STATUS_KEY: &str = "chouette:agent:status";
+
+/// The JSON envelope a dead-letter queue stores for `record` refused from `queue`:
+/// `{"reason": "<reason>", "queue": "<queue prefix>", "value": "<original value>"}`, Python
+/// `json.dumps` style (`", "` and `": "` separators, non-ASCII as `\uXXXX`). When the value is
+/// not UTF-8, `value` holds it with U+FFFD replacements and `"value_base64"` the exact bytes.
+pub fn dead_letter_envelope(queue: Queue, record: &DeadRecord) -> Vec<u8> {
+    let value = String::from_utf8_lossy(&record.value);
+    let exact = matches!(value, std::borrow::Cow::Borrowed(_));
+    let write = |buf: &mut [u8]| {
+        let mut w = chouette_core::wire::write::Writer::new(buf);
+        w.str("{\"reason\": ");
+        w.json_str(&record.reason);
+        w.str(", \"queue\": ");
+        w.json_str(queue.prefix());
+        w.str(", \"value\": ");
+        w.json_str(&value);
+        if !exact {
+            w.str(", \"value_base64\": \"");
+            w.str(&base64(&record.value));
+            w.byte(b'"');
+        }
+        w.byte(b'}');
+        w.len()
+    };
+    let mut out = vec![0; write(&mut [])];
+    write(&mut out);
+    out
+}
+
+/// Standard base64 with padding (RFC 4648 §4).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        let emit = chunk.len() + 1;
+        for i in 0..4 {
+            if i < emit {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Refuses a NaN score (Redis refuses it too; the embedded index cannot order it).
+pub(crate) fn check_score(
+    store: &str,
+    op: &'static str,
+    what: &str,
+    score: f64,
+) -> Result<(), StoreError> {
+    if score.is_nan() {
+        return Err(StoreError::Failed {
+            store: store.to_string(),
+            op,
+            detail: format!("{what} is NaN"),
+        });
+    }
+    Ok(())
 }
 
 /// A store failure, with the operation and store it concerns.
@@ -207,4 +282,50 @@ pub trait Store: Send {
 
     /// Every field of the agent's status hash.
     fn status(&mut self) -> Result<Vec<(String, String)>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dead(value: &[u8], reason: &str) -> DeadRecord {
+        DeadRecord {
+            id: b"id".to_vec(),
+            score: 1.0,
+            value: value.to_vec(),
+            reason: reason.to_string(),
+        }
+    }
+
+    #[test]
+    fn envelope_is_python_style_json() {
+        let env = dead_letter_envelope(Queue::RawMetrics, &dead(br#"{"a": "\u00e9"}"#, "not_json"));
+        assert_eq!(
+            String::from_utf8(env).unwrap(),
+            r#"{"reason": "not_json", "queue": "chouette:metrics:raw", "value": "{\"a\": \"\\u00e9\"}"}"#
+        );
+        let env = dead_letter_envelope(Queue::Logs, &dead("é\n".as_bytes(), "http_400"));
+        assert_eq!(
+            String::from_utf8(env).unwrap(),
+            r#"{"reason": "http_400", "queue": "chouette:logs:wrapped", "value": "\u00e9\n"}"#
+        );
+    }
+
+    #[test]
+    fn envelope_keeps_non_utf8_bytes_in_base64() {
+        let env = dead_letter_envelope(Queue::RawMetrics, &dead(b"\xffab", "not_json"));
+        assert_eq!(
+            String::from_utf8(env).unwrap(),
+            r#"{"reason": "not_json", "queue": "chouette:metrics:raw", "value": "\ufffdab", "value_base64": "/2Fi"}"#
+        );
+    }
+
+    #[test]
+    fn base64_pads() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foob"), "Zm9vYg==");
+    }
 }

@@ -1,1 +1,705 @@
-//! Redis store (stub: the store helper replaces this file).
+//! The Redis store, in the original Chouette-IoT layout (compat §2), readable by the original
+//! agent and written by the original client library.
+//!
+//! Every queue is a ZSET `<prefix>.keys` (member = id, score = timestamp) and a HASH
+//! `<prefix>.values` (field = id, value = JSON). Mutations are single `MULTI … EXEC`
+//! transactions, sent as one pipeline: if the agent dies before Redis has the whole
+//! transaction, the connection closes and Redis discards it, so a `kill -9` at any instant leaves
+//! all or none of a step applied. Long argument lists are split into several commands inside
+//! the same transaction ([`ARGS_PER_COMMAND`]).
+//!
+//! Every mutation is idempotent (ZADD/HSET of the same ids and values, ZREM/HDEL, SET), so a
+//! call that failed on a connection that turned out to be dead (Redis restarted since the last
+//! call) is retried once on a fresh connection. Any other failure drops the connection; the next
+//! call reconnects.
+//!
+//! Cleanup ([`Store::cleanup`]) runs a Lua script that collects up to [`CLEANUP_BATCH`] ids at or
+//! below the threshold and removes them from the ZSET and the HASH in the same atomic step, looping
+//! until none is left: no orphans, unlike the original (compat §7 item 22), and negative scores are
+//! cleaned too (§7 item 21). HASH fields whose id is missing from the ZSET (orphans left by the
+//! original agent) are not found by a score range and are not cleaned.
+//!
+//! Needs Redis ≥ 4.0 (multi-field HSET); the original also supported 3.2 through HMSET.
+//!
+//! Caveat: Redis does not roll back a transaction when one of its commands fails at run time
+//! (a key of the wrong type); such an error is reported as [`StoreError::Failed`] but the
+//! other commands were applied.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use redis::{
+    Cmd, Connection, ConnectionAddr, ConnectionInfo, ErrorKind, Pipeline, RedisError, Value,
+};
+
+use super::{
+    check_score, dead_letter_envelope, AggregationCommit, DeadRecord, NewRecord, Queue, Record,
+    Store, StoreError, AGGREGATED_UNTIL_KEY, STATUS_KEY,
+};
+
+/// The most ids (or id/value pairs) one Redis command carries; longer lists become several
+/// commands in the same transaction. Bounds one command's size (~64 KiB of uuids per 1024),
+/// keeping each well under Redis's argument limits and its per-command latency short.
+pub const ARGS_PER_COMMAND: usize = 8192;
+
+/// The most records one cleanup script call removes (one atomic step of [`Store::cleanup`]);
+/// bounds how long Redis is blocked by the script.
+pub const CLEANUP_BATCH: usize = 10_000;
+
+/// Removes up to ARGV[2] members of KEYS[1] (ZSET) scored at or below ARGV[1], and the same
+/// fields of KEYS[2] (HASH), atomically. Returns how many were removed. `unpack` is limited by
+/// Lua's C stack (8000 on Redis), hence the slices of 1000.
+const CLEANUP_SCRIPT: &str = r"
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local n = #ids
+if n == 0 then return 0 end
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - 1)
+for i = 1, n, 1000 do
+  redis.call('HDEL', KEYS[2], unpack(ids, i, math.min(i + 999, n)))
+end
+return n
+";
+
+/// Socket timeouts for the Redis connection (compat §7 item 27: the original had none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedisTimeouts {
+    /// TCP (and TLS) connection establishment.
+    pub connect: Duration,
+    /// Waiting for a reply.
+    pub read: Duration,
+    /// Sending a command.
+    pub write: Duration,
+}
+
+impl RedisTimeouts {
+    /// The same timeout for everything.
+    pub const fn uniform(timeout: Duration) -> Self {
+        RedisTimeouts {
+            connect: timeout,
+            read: timeout,
+            write: timeout,
+        }
+    }
+}
+
+impl Default for RedisTimeouts {
+    /// 5 s for each.
+    fn default() -> Self {
+        RedisTimeouts::uniform(Duration::from_secs(5))
+    }
+}
+
+/// Queues in Redis. Holds one connection, opened lazily and replaced after a failure.
+pub struct RedisStore {
+    /// Where to connect, without credentials or db: those are sent by [`RedisStore::open_connection`]
+    /// once the socket timeouts are set (redis-rs would send them with no read timeout).
+    info: ConnectionInfo,
+    username: Option<String>,
+    password: Option<String>,
+    db: i64,
+    timeouts: RedisTimeouts,
+    description: String,
+    conn: Option<Connection>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("store", &self.description)
+            .field("timeouts", &self.timeouts)
+            .field("connected", &self.conn.is_some())
+            .finish()
+    }
+}
+
+impl RedisStore {
+    /// Parses `url` (`redis://[user:password@]host:port/db`, `rediss://…` for TLS,
+    /// `redis+unix:///path?db=N`) and connects (PING), so a wrong URL or an unreachable server
+    /// shows at startup. Unreachable: [`StoreError::Unavailable`] within `timeouts.connect`
+    /// (plus `read` if the server accepts but does not answer).
+    pub fn connect(url: &str, timeouts: RedisTimeouts) -> Result<Self, StoreError> {
+        let mut store = Self::open(url, timeouts)?;
+        store.ping()?;
+        Ok(store)
+    }
+
+    /// Parses `url` like [`RedisStore::connect`] without connecting: the first call connects.
+    pub fn open(url: &str, timeouts: RedisTimeouts) -> Result<Self, StoreError> {
+        let mut info: ConnectionInfo = redis::IntoConnectionInfo::into_connection_info(url)
+            .map_err(|e| {
+                StoreError::Failed {
+                    store: "redis (URL not shown)".to_string(),
+                    op: "parse URL",
+                    // The parser's messages do not quote the URL, so they cannot leak a password.
+                    detail: e.to_string(),
+                }
+            })?;
+        let description = describe_info(&info);
+        let username = info.redis.username.take();
+        let password = info.redis.password.take();
+        let db = std::mem::take(&mut info.redis.db);
+        Ok(RedisStore {
+            info,
+            username,
+            password,
+            db,
+            timeouts,
+            description,
+            conn: None,
+        })
+    }
+
+    /// The timeouts in use.
+    pub fn timeouts(&self) -> RedisTimeouts {
+        self.timeouts
+    }
+
+    /// Connects, sets the socket timeouts, then authenticates and selects the db.
+    fn open_connection(&self) -> Result<Connection, RedisError> {
+        let client = redis::Client::open(self.info.clone())?;
+        let mut conn = client.get_connection_with_timeout(self.timeouts.connect)?;
+        conn.set_read_timeout(Some(self.timeouts.read))?;
+        conn.set_write_timeout(Some(self.timeouts.write))?;
+        if let Some(password) = &self.password {
+            let mut auth = redis::cmd("AUTH");
+            if let Some(username) = &self.username {
+                auth.arg(username);
+            }
+            auth.arg(password).query::<()>(&mut conn)?;
+        }
+        if self.db != 0 {
+            redis::cmd("SELECT").arg(self.db).query::<()>(&mut conn)?;
+        }
+        Ok(conn)
+    }
+
+    /// Runs `f` on the connection (opening it if needed). A failure drops the connection, unless
+    /// it is a plain server error; a failure of a connection that was already open because the
+    /// peer closed it (a Redis restart) is retried once on a fresh connection.
+    fn run<T>(
+        &mut self,
+        op: &'static str,
+        mut f: impl FnMut(&mut Connection) -> Result<T, RedisError>,
+    ) -> Result<T, StoreError> {
+        let mut retried = false;
+        loop {
+            let reused = self.conn.is_some();
+            let conn = match &mut self.conn {
+                Some(conn) => conn,
+                None => {
+                    let conn = self.open_connection().map_err(|e| self.error(op, &e))?;
+                    self.conn.insert(conn)
+                }
+            };
+            match f(conn) {
+                Ok(value) => return Ok(value),
+                Err(e) => {
+                    if breaks_connection(&e) {
+                        self.conn = None;
+                        if reused && !retried && e.is_connection_dropped() {
+                            log::debug!(
+                                "store={} op={op} error={e}; reconnecting once",
+                                self.description
+                            );
+                            retried = true;
+                            continue;
+                        }
+                    }
+                    return Err(self.error(op, &e));
+                }
+            }
+        }
+    }
+
+    fn error(&self, op: &'static str, e: &RedisError) -> StoreError {
+        let store = self.description.clone();
+        let detail = e.to_string();
+        if is_transient(e) {
+            StoreError::Unavailable { store, op, detail }
+        } else {
+            StoreError::Failed { store, op, detail }
+        }
+    }
+
+    /// Runs one `MULTI … EXEC` built by `build` (nothing is sent when it adds no command).
+    fn transaction(
+        &mut self,
+        op: &'static str,
+        build: impl FnOnce(&mut Pipeline),
+    ) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        build(&mut pipe);
+        if pipe.cmd_iter().next().is_none() {
+            return Ok(());
+        }
+        self.run(op, |conn| pipe.query::<()>(conn))
+    }
+
+    fn check_scores(
+        &self,
+        op: &'static str,
+        mut scores: impl Iterator<Item = f64>,
+    ) -> Result<(), StoreError> {
+        scores.try_for_each(|score| check_score(&self.description, op, "a record score", score))
+    }
+}
+
+/// `redis://host:port/db`, `rediss://host:port/db` or `redis+unix://path?db=N`: never credentials.
+fn describe_info(info: &ConnectionInfo) -> String {
+    let db = info.redis.db;
+    let bracket = |host: &str| {
+        if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        }
+    };
+    match &info.addr {
+        ConnectionAddr::Tcp(host, port) => format!("redis://{}:{port}/{db}", bracket(host)),
+        ConnectionAddr::TcpTls { host, port, .. } => {
+            format!("rediss://{}:{port}/{db}", bracket(host))
+        }
+        ConnectionAddr::Unix(path) => format!("redis+unix://{}?db={db}", path.display()),
+    }
+}
+
+/// Network trouble, or a server that cannot serve yet: retrying later may work.
+fn is_transient(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || matches!(
+            e.kind(),
+            ErrorKind::BusyLoadingError
+                | ErrorKind::TryAgain
+                | ErrorKind::ClusterDown
+                | ErrorKind::MasterDown
+        )
+}
+
+/// Whether the connection can no longer be trusted: after an I/O error or a timeout, a late reply
+/// could be taken for the answer to the next command.
+fn breaks_connection(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_unrecoverable_error() || matches!(e.kind(), ErrorKind::ParseError)
+}
+
+fn keys(queue: Queue) -> String {
+    format!("{}.keys", queue.prefix())
+}
+
+fn values(queue: Queue) -> String {
+    format!("{}.values", queue.prefix())
+}
+
+/// A score as Redis reads it (shortest round-trip decimal; `inf`, `-inf`).
+fn push_score(out: &mut String, score: f64) {
+    if score.is_infinite() {
+        out.push_str(if score > 0.0 { "+inf" } else { "-inf" });
+    } else {
+        // Infallible: writing to a String.
+        let _ = write!(out, "{score:?}");
+    }
+}
+
+fn score_arg(score: f64) -> String {
+    let mut s = String::new();
+    push_score(&mut s, score);
+    s
+}
+
+/// `ZADD keys s1 id1 …` and `HSET values id1 v1 …`, in chunks.
+fn add_records<'a>(
+    pipe: &mut Pipeline,
+    queue: Queue,
+    records: impl Iterator<Item = (&'a [u8], f64, &'a [u8])>,
+) {
+    let (keys, values) = (keys(queue), values(queue));
+    let mut zadd: Option<Cmd> = None;
+    let mut hset: Option<Cmd> = None;
+    let mut n = 0;
+    let mut score = String::new();
+    for (id, s, value) in records {
+        let z = zadd.get_or_insert_with(|| {
+            let mut c = redis::cmd("ZADD");
+            c.arg(&keys);
+            c
+        });
+        score.clear();
+        push_score(&mut score, s);
+        z.arg(score.as_str()).arg(id);
+        let h = hset.get_or_insert_with(|| {
+            let mut c = redis::cmd("HSET");
+            c.arg(&values);
+            c
+        });
+        h.arg(id).arg(value);
+        n += 1;
+        if n == ARGS_PER_COMMAND {
+            flush(pipe, &mut zadd);
+            flush(pipe, &mut hset);
+            n = 0;
+        }
+    }
+    flush(pipe, &mut zadd);
+    flush(pipe, &mut hset);
+}
+
+/// `ZREM keys id…` and `HDEL values id…`, in chunks.
+fn remove_ids<'a>(pipe: &mut Pipeline, queue: Queue, ids: impl Iterator<Item = &'a [u8]>) {
+    let (keys, values) = (keys(queue), values(queue));
+    let ids: Vec<&[u8]> = ids.collect();
+    for chunk in ids.chunks(ARGS_PER_COMMAND) {
+        pipe.cmd("ZREM").arg(&keys).arg(chunk).ignore();
+        pipe.cmd("HDEL").arg(&values).arg(chunk).ignore();
+    }
+}
+
+fn flush(pipe: &mut Pipeline, cmd: &mut Option<Cmd>) {
+    if let Some(cmd) = cmd.take() {
+        pipe.add_command(cmd).ignore();
+    }
+}
+
+/// Moves `records` from `queue` to its dead-letter queue, in the envelope of
+/// [`dead_letter_envelope`].
+fn move_dead(pipe: &mut Pipeline, queue: Queue, records: &[DeadRecord]) {
+    if records.is_empty() {
+        return;
+    }
+    remove_ids(pipe, queue, records.iter().map(|r| r.id.as_slice()));
+    let envelopes: Vec<Vec<u8>> = records
+        .iter()
+        .map(|r| dead_letter_envelope(queue, r))
+        .collect();
+    add_records(
+        pipe,
+        queue.dead_letter(),
+        records
+            .iter()
+            .zip(&envelopes)
+            .map(|(r, e)| (r.id.as_slice(), r.score, e.as_slice())),
+    );
+}
+
+fn protocol_error(what: &str, got: &Value) -> RedisError {
+    RedisError::from((
+        ErrorKind::TypeError,
+        "unexpected reply",
+        format!("{what}: {got:?}"),
+    ))
+}
+
+fn parse_score(v: &Value) -> Result<f64, RedisError> {
+    match v {
+        Value::BulkString(b) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .ok_or_else(|| protocol_error("score", v)),
+        Value::Double(d) => Ok(*d),
+        Value::Int(i) => Ok(*i as f64),
+        _ => Err(protocol_error("score", v)),
+    }
+}
+
+fn into_bytes(v: Value) -> Result<Vec<u8>, RedisError> {
+    match v {
+        Value::BulkString(b) => Ok(b),
+        Value::SimpleString(s) => Ok(s.into_bytes()),
+        other => Err(protocol_error("member", &other)),
+    }
+}
+
+/// `(member, score)` pairs from a `WITHSCORES` reply: a flat array (RESP2) or pairs (RESP3).
+fn parse_with_scores(reply: Value, out: &mut Vec<Record>) -> Result<(), RedisError> {
+    let items = match reply {
+        Value::Array(items) => items,
+        Value::Nil => return Ok(()),
+        other => return Err(protocol_error("WITHSCORES reply", &other)),
+    };
+    out.reserve(items.len() / 2);
+    let mut it = items.into_iter();
+    while let Some(first) = it.next() {
+        let (id, score) = match first {
+            Value::Array(pair) => {
+                let mut pair = pair.into_iter();
+                match (pair.next(), pair.next(), pair.next()) {
+                    (Some(id), Some(score), None) => (id, score),
+                    _ => return Err(protocol_error("WITHSCORES pair", &Value::Nil)),
+                }
+            }
+            id => match it.next() {
+                Some(score) => (id, score),
+                None => return Err(protocol_error("WITHSCORES reply of odd length", &id)),
+            },
+        };
+        out.push(Record {
+            score: parse_score(&score)?,
+            id: into_bytes(id)?,
+            value: None,
+        });
+    }
+    Ok(())
+}
+
+impl Store for RedisStore {
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    fn ping(&mut self) -> Result<(), StoreError> {
+        self.run("ping", |conn| redis::cmd("PING").query::<()>(conn))
+    }
+
+    fn read(
+        &mut self,
+        queue: Queue,
+        max_score: f64,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        check_score(&self.description, "read", "max_score", max_score)?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut max = String::from("(");
+        push_score(&mut max, max_score);
+        let (keys, values) = (keys(queue), values(queue));
+        let mut range = redis::cmd("ZRANGEBYSCORE");
+        range
+            .arg(&keys)
+            .arg("-inf")
+            .arg(&max)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .arg("WITHSCORES");
+        let mut records = Vec::new();
+        self.run("read", |conn| {
+            records.clear();
+            parse_with_scores(range.query::<Value>(conn)?, &mut records)
+        })?;
+        if records.is_empty() {
+            return Ok(records);
+        }
+        let mut hmget = redis::cmd("HMGET");
+        hmget.arg(&values);
+        for r in &records {
+            hmget.arg(&r.id);
+        }
+        let reply = self.run("read", |conn| hmget.query::<Value>(conn))?;
+        let Value::Array(found) = reply else {
+            return Err(self.error("read", &protocol_error("HMGET reply", &reply)));
+        };
+        if found.len() != records.len() {
+            let e = protocol_error("HMGET reply length", &Value::Int(found.len() as i64));
+            return Err(self.error("read", &e));
+        }
+        for (record, value) in records.iter_mut().zip(found) {
+            record.value = match value {
+                Value::Nil => None,
+                other => Some(into_bytes(other).map_err(|e| self.error("read", &e))?),
+            };
+        }
+        Ok(records)
+    }
+
+    fn oldest_score(&mut self, queue: Queue) -> Result<Option<f64>, StoreError> {
+        let keys = keys(queue);
+        let mut records = Vec::new();
+        self.run("oldest score", |conn| {
+            records.clear();
+            let reply = redis::cmd("ZRANGE")
+                .arg(&keys)
+                .arg(0)
+                .arg(0)
+                .arg("WITHSCORES")
+                .query::<Value>(conn)?;
+            parse_with_scores(reply, &mut records)
+        })?;
+        Ok(records.first().map(|r| r.score))
+    }
+
+    fn commit_aggregation(&mut self, commit: &AggregationCommit) -> Result<(), StoreError> {
+        let op = "commit aggregation";
+        check_score(
+            &self.description,
+            op,
+            "aggregated_until",
+            commit.aggregated_until,
+        )?;
+        self.check_scores(op, commit.wrapped.iter().map(|r| r.score))?;
+        self.check_scores(op, commit.dead.iter().map(|r| r.score))?;
+        self.transaction(op, |pipe| {
+            add_records(
+                pipe,
+                Queue::WrappedMetrics,
+                commit
+                    .wrapped
+                    .iter()
+                    .map(|r| (r.id.as_slice(), r.score, r.value.as_slice())),
+            );
+            remove_ids(
+                pipe,
+                Queue::RawMetrics,
+                commit.delete_raw.iter().map(Vec::as_slice),
+            );
+            move_dead(pipe, Queue::RawMetrics, &commit.dead);
+            pipe.cmd("SET")
+                .arg(AGGREGATED_UNTIL_KEY)
+                .arg(score_arg(commit.aggregated_until))
+                .ignore();
+        })
+    }
+
+    fn aggregated_until(&mut self) -> Result<Option<f64>, StoreError> {
+        let raw: Option<String> = self.run("read watermark", |conn| {
+            redis::cmd("GET").arg(AGGREGATED_UNTIL_KEY).query(conn)
+        })?;
+        match raw {
+            None => Ok(None),
+            Some(text) => text
+                .parse::<f64>()
+                .map(Some)
+                .map_err(|_| StoreError::Failed {
+                    store: self.description.clone(),
+                    op: "read watermark",
+                    detail: format!("{AGGREGATED_UNTIL_KEY} holds {text:?}, not a number"),
+                }),
+        }
+    }
+
+    fn add(&mut self, queue: Queue, records: &[NewRecord]) -> Result<(), StoreError> {
+        self.check_scores("add", records.iter().map(|r| r.score))?;
+        self.transaction("add", |pipe| {
+            add_records(
+                pipe,
+                queue,
+                records
+                    .iter()
+                    .map(|r| (r.id.as_slice(), r.score, r.value.as_slice())),
+            );
+        })
+    }
+
+    fn delete(&mut self, queue: Queue, ids: &[Vec<u8>]) -> Result<(), StoreError> {
+        self.transaction("delete", |pipe| {
+            remove_ids(pipe, queue, ids.iter().map(Vec::as_slice))
+        })
+    }
+
+    fn dead_letter(&mut self, queue: Queue, records: &[DeadRecord]) -> Result<(), StoreError> {
+        self.check_scores("dead letter", records.iter().map(|r| r.score))?;
+        self.transaction("dead letter", |pipe| move_dead(pipe, queue, records))
+    }
+
+    fn cleanup(&mut self, queue: Queue, threshold: f64) -> Result<u64, StoreError> {
+        check_score(&self.description, "cleanup", "threshold", threshold)?;
+        let mut script = redis::cmd("EVAL");
+        script
+            .arg(CLEANUP_SCRIPT)
+            .arg(2)
+            .arg(keys(queue))
+            .arg(values(queue))
+            .arg(score_arg(threshold))
+            .arg(CLEANUP_BATCH);
+        let mut total = 0u64;
+        loop {
+            let removed: u64 = self.run("cleanup", |conn| script.query(conn))?;
+            total += removed;
+            if removed < CLEANUP_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
+    fn len(&mut self, queue: Queue) -> Result<u64, StoreError> {
+        let keys = keys(queue);
+        self.run("len", |conn| redis::cmd("ZCARD").arg(&keys).query(conn))
+    }
+
+    fn put_status(&mut self, fields: &[(&str, String)]) -> Result<(), StoreError> {
+        if fields.is_empty() {
+            return Ok(());
+        }
+        let mut hset = redis::cmd("HSET");
+        hset.arg(STATUS_KEY);
+        for (field, value) in fields {
+            hset.arg(*field).arg(value);
+        }
+        self.run("put status", |conn| hset.query::<()>(conn))
+    }
+
+    fn status(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut fields: Vec<(String, String)> = self.run("read status", |conn| {
+            redis::cmd("HGETALL").arg(STATUS_KEY).query(conn)
+        })?;
+        fields.sort();
+        Ok(fields)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn describe(url: &str) -> String {
+        RedisStore::open(url, RedisTimeouts::default())
+            .unwrap()
+            .describe()
+    }
+
+    #[test]
+    fn describe_never_shows_credentials() {
+        assert_eq!(
+            describe("redis://:secret@127.0.0.1:1/0"),
+            "redis://127.0.0.1:1/0"
+        );
+        assert_eq!(
+            describe("redis://user:secret@example.com:6380/3"),
+            "redis://example.com:6380/3"
+        );
+        assert_eq!(
+            describe("rediss://:secret@example.com:6380"),
+            "rediss://example.com:6380/0"
+        );
+        assert_eq!(describe("redis://[::1]:6379/2"), "redis://[::1]:6379/2");
+    }
+
+    #[test]
+    fn scores_round_trip_as_redis_reads_them() {
+        for s in [0.0, -1.5, 1600000000.25, 1e300, 5e-324, f64::MAX] {
+            assert_eq!(score_arg(s).parse::<f64>().unwrap(), s);
+        }
+        assert_eq!(score_arg(f64::INFINITY), "+inf");
+        assert_eq!(score_arg(f64::NEG_INFINITY), "-inf");
+    }
+
+    #[test]
+    fn bad_url_is_failed_without_the_url() {
+        let e = RedisStore::open("http://:secret@x", RedisTimeouts::default()).unwrap_err();
+        assert!(!e.to_string().contains("secret"), "{e}");
+        assert!(!e.is_transient());
+    }
+
+    #[test]
+    fn with_scores_parses_resp2_and_resp3() {
+        let mut out = Vec::new();
+        let resp2 = Value::Array(vec![
+            Value::BulkString(b"a".to_vec()),
+            Value::BulkString(b"1.5".to_vec()),
+        ]);
+        parse_with_scores(resp2, &mut out).unwrap();
+        let resp3 = Value::Array(vec![Value::Array(vec![
+            Value::BulkString(b"b".to_vec()),
+            Value::Double(-2.0),
+        ])]);
+        parse_with_scores(resp3, &mut out).unwrap();
+        assert_eq!(out[0].id, b"a");
+        assert_eq!(out[0].score, 1.5);
+        assert_eq!(out[1].id, b"b");
+        assert_eq!(out[1].score, -2.0);
+        let odd = Value::Array(vec![Value::BulkString(b"a".to_vec())]);
+        assert!(parse_with_scores(odd, &mut out).is_err());
+    }
+}
