@@ -41,9 +41,7 @@ fn drain(store: &mut dyn Store) -> Duration {
     let mut drained = 0;
     let mut round = 0;
     loop {
-        let records = store
-            .read(Queue::RawMetrics, f64::INFINITY, CHUNK)
-            .expect("read");
+        let records = store.read(Queue::RawMetrics, f64::INFINITY, CHUNK).expect("read");
         let Some(last) = records.last() else { break };
         let commit = AggregationCommit {
             wrapped: (0..100)

@@ -109,7 +109,15 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
         }
         if Instant::now() >= next_release {
             next_release = next_boundary(release_every);
-            let result = release_tick(store.as_mut(), &mut dispatcher, config, &mut counters, &mut reported, &mut ids, release_every);
+            let result = release_tick(
+                store.as_mut(),
+                &mut dispatcher,
+                config,
+                &mut counters,
+                &mut reported,
+                &mut ids,
+                release_every,
+            );
             store_down = report_store(result, store_down);
         }
         let wake = next_aggregate.min(next_release);
@@ -176,7 +184,9 @@ fn release_tick(
     let deadline = Instant::now() + budget;
     let bulk = config.metrics_bulk_size.max(1);
     if dispatcher.ready_at().is_none() {
-        let metrics = pipeline::drain(store, Queue::WrappedMetrics, bulk, deadline, |records| dispatcher.send_metrics(records))?;
+        let metrics = pipeline::drain(store, Queue::WrappedMetrics, bulk, deadline, |records| {
+            dispatcher.send_metrics(records)
+        })?;
         counters.dispatched_metrics += metrics.points;
         counters.dispatched_metrics_bytes += metrics.bytes;
         counters.dead_metrics += metrics.dead;
@@ -186,7 +196,9 @@ fn release_tick(
         }
     }
     if dispatcher.ready_at().is_none() {
-        let logs = pipeline::drain(store, Queue::Logs, LOGS_PER_BATCH, deadline, |records| dispatcher.send_logs(records))?;
+        let logs = pipeline::drain(store, Queue::Logs, LOGS_PER_BATCH, deadline, |records| {
+            dispatcher.send_logs(records)
+        })?;
         counters.dispatched_logs += logs.delivered;
         counters.dispatched_logs_bytes += logs.bytes;
         counters.dead_logs += logs.dead;

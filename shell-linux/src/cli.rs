@@ -72,10 +72,7 @@ where
         if matches!(argument.as_str(), "-h" | "--help") {
             return Ok(Command::Help);
         }
-        return Err(CliError::Unexpected {
-            command: first,
-            argument,
-        });
+        return Err(CliError::Unexpected { command: first, argument });
     }
     Ok(command)
 }
@@ -181,10 +178,7 @@ pub fn render_status(store: &mut dyn Store, out: &mut dyn Write) -> io::Result<(
     fields.sort();
     writeln!(out, "status:")?;
     if fields.is_empty() {
-        writeln!(
-            out,
-            "  (empty: the agent has not run against this store yet)"
-        )?;
+        writeln!(out, "  (empty: the agent has not run against this store yet)")?;
         return Ok(());
     }
     let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
@@ -223,16 +217,10 @@ mod tests {
 
     #[test]
     fn usage_errors() {
-        assert_eq!(
-            parse_args(["--verbose"]),
-            Err(CliError::Unknown("--verbose".into()))
-        );
+        assert_eq!(parse_args(["--verbose"]), Err(CliError::Unknown("--verbose".into())));
         assert_eq!(parse_args(["Run"]), Err(CliError::Unknown("Run".into())));
         let err = parse_args(["status", "now"]).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "unexpected argument \"now\" after `status` (try `chouette --help`)"
-        );
+        assert_eq!(err.to_string(), "unexpected argument \"now\" after `status` (try `chouette --help`)");
         assert!(parse_args(["run", "x"]).is_err());
     }
 
@@ -337,10 +325,7 @@ mod tests {
             status: vec![
                 ("metrics_dropped_ttl".into(), "3".into()),
                 ("last_release_at".into(), "1795310737.5".into()),
-                (
-                    "last_release_result".into(),
-                    "202 accepted 120 points".into(),
-                ),
+                ("last_release_result".into(), "202 accepted 120 points".into()),
             ],
             fail: false,
         };
@@ -366,20 +351,12 @@ mod tests {
 
     #[test]
     fn status_of_a_fresh_store_and_a_failing_one() {
-        let mut fresh = Fake {
-            status: vec![],
-            fail: false,
-        };
+        let mut fresh = Fake { status: vec![], fail: false };
         let mut out = Vec::new();
         render_status(&mut fresh, &mut out).unwrap();
-        assert!(String::from_utf8(out)
-            .unwrap()
-            .contains("(empty: the agent"));
+        assert!(String::from_utf8(out).unwrap().contains("(empty: the agent"));
 
-        let mut failing = Fake {
-            status: vec![],
-            fail: true,
-        };
+        let mut failing = Fake { status: vec![], fail: true };
         let mut out = Vec::new();
         let err = render_status(&mut failing, &mut out).unwrap_err();
         assert!(err.to_string().contains("connection refused"), "{err}");

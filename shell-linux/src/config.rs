@@ -53,14 +53,10 @@ pub enum StoreConfig {
 impl std::fmt::Debug for StoreConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StoreConfig::Redis { url, implicit } => f
-                .debug_struct("Redis")
-                .field("url", &redact_url(url))
-                .field("implicit", implicit)
-                .finish(),
-            StoreConfig::Embedded { path } => {
-                f.debug_struct("Embedded").field("path", path).finish()
+            StoreConfig::Redis { url, implicit } => {
+                f.debug_struct("Redis").field("url", &redact_url(url)).field("implicit", implicit).finish()
             }
+            StoreConfig::Embedded { path } => f.debug_struct("Embedded").field("path", path).finish(),
         }
     }
 }
@@ -222,10 +218,7 @@ pub struct SystemProbe;
 
 impl HostProbe for SystemProbe {
     fn resolves(&self, host: &str, port: u16) -> bool {
-        (host, port)
-            .to_socket_addrs()
-            .map(|mut addrs| addrs.next().is_some())
-            .unwrap_or(false)
+        (host, port).to_socket_addrs().map(|mut addrs| addrs.next().is_some()).unwrap_or(false)
     }
 
     fn dir_writable(&self, dir: &Path) -> bool {
@@ -233,11 +226,7 @@ impl HostProbe for SystemProbe {
             return false;
         }
         let probe = dir.join(format!(".chouette-write-test-{}", std::process::id()));
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&probe)
-        {
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
             Ok(_) => {
                 let _ = std::fs::remove_file(&probe);
                 true
@@ -259,11 +248,8 @@ impl Vars {
             let key = name.to_ascii_uppercase();
             match map.get(&key) {
                 Some((other, old)) if *old != value => {
-                    let (first, second) = if *other < name {
-                        (other.clone(), name)
-                    } else {
-                        (name, other.clone())
-                    };
+                    let (first, second) =
+                        if *other < name { (other.clone(), name) } else { (name, other.clone()) };
                     return Err(ConfigError::Conflict { first, second });
                 }
                 Some(_) => {}
@@ -277,19 +263,12 @@ impl Vars {
 
     /// The variable's spelling and value, if set to something non-empty.
     fn get(&self, name: &str) -> Option<(&str, &str)> {
-        self.map
-            .get(name)
-            .filter(|(_, v)| !v.trim().is_empty())
-            .map(|(n, v)| (n.as_str(), v.as_str()))
+        self.map.get(name).filter(|(_, v)| !v.trim().is_empty()).map(|(n, v)| (n.as_str(), v.as_str()))
     }
 }
 
 fn invalid(name: &str, value: &str, expected: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        name: name.to_owned(),
-        value: redact_url(value),
-        expected: expected.into(),
-    }
+    ConfigError::Invalid { name: name.to_owned(), value: redact_url(value), expected: expected.into() }
 }
 
 /// Replaces the credentials of a URL (`scheme://user:password@host`) by `***`, for logs and
@@ -334,9 +313,7 @@ fn decode(s: &JsonStr<'_>) -> Result<String, String> {
         return Ok(text.to_owned());
     }
     let mut buf = vec![0u8; s.decoded_len_bound()];
-    s.decode(&mut buf)
-        .map(str::to_owned)
-        .map_err(|e| e.to_string())
+    s.decode(&mut buf).map(str::to_owned).map_err(|e| e.to_string())
 }
 
 /// Parses a JSON list of strings (`["a:b", "c"]`).
@@ -373,10 +350,7 @@ pub fn parse_number_list(text: &str) -> Result<Vec<f64>, String> {
     let mut out = Vec::new();
     while scanner.next_element().map_err(bad)? {
         match scanner.value().map_err(bad)? {
-            Token::Number(n) => out.push(
-                n.parse::<f64>()
-                    .map_err(|_| format!("{n} is not a number"))?,
-            ),
+            Token::Number(n) => out.push(n.parse::<f64>().map_err(|_| format!("{n} is not a number"))?),
             _ => return Err("an element is not a finite number".to_owned()),
         }
     }
@@ -403,9 +377,7 @@ pub fn parse_string_list_map(text: &str) -> Result<BTreeMap<String, Vec<String>>
 }
 
 fn seconds(vars: &Vars, name: &str, default: u32) -> Result<Duration, ConfigError> {
-    Ok(Duration::from_secs(u64::from(positive(
-        vars, name, default,
-    )?)))
+    Ok(Duration::from_secs(u64::from(positive(vars, name, default)?)))
 }
 
 fn positive(vars: &Vars, name: &str, default: u32) -> Result<u32, ConfigError> {
@@ -414,11 +386,9 @@ fn positive(vars: &Vars, name: &str, default: u32) -> Result<u32, ConfigError> {
     };
     match value.trim().parse::<u32>() {
         Ok(n) if n > 0 => Ok(n),
-        _ => Err(invalid(
-            spelled,
-            value,
-            format!("a whole number from 1 to {} (default {default})", u32::MAX),
-        )),
+        _ => {
+            Err(invalid(spelled, value, format!("a whole number from 1 to {} (default {default})", u32::MAX)))
+        }
     }
 }
 
@@ -428,11 +398,7 @@ fn url(vars: &Vars, name: &str, default: &str) -> Result<String, ConfigError> {
     };
     let value = value.trim();
     if !(value.starts_with("http://") || value.starts_with("https://")) {
-        return Err(invalid(
-            spelled,
-            value,
-            format!("an http:// or https:// URL (default {default})"),
-        ));
+        return Err(invalid(spelled, value, format!("an http:// or https:// URL (default {default})")));
     }
     Ok(value.trim_end_matches('/').to_owned())
 }
@@ -441,19 +407,15 @@ impl Config {
     /// Reads the process environment (see [`Config::from_vars_with`]). Variables whose name or
     /// value is not UTF-8 are read lossily.
     pub fn from_env() -> Result<Config, ConfigError> {
-        Self::from_vars(std::env::vars_os().map(|(n, v)| {
-            (
-                n.to_string_lossy().into_owned(),
-                v.to_string_lossy().into_owned(),
-            )
-        }))
+        Self::from_vars(
+            std::env::vars_os()
+                .map(|(n, v)| (n.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())),
+        )
     }
 
     /// Parses `vars` as the environment, asking the system about the default Redis host and
     /// state directory when neither is configured.
-    pub fn from_vars(
-        vars: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Config, ConfigError> {
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
         Self::from_vars_with(vars, &SystemProbe)
     }
 
@@ -492,22 +454,13 @@ impl Config {
         let dry_run = api_key.is_none() && !datadog_url_set;
 
         let global_tags = match vars.get("GLOBAL_TAGS") {
-            Some((name, value)) => parse_string_list(value).map_err(|e| {
-                invalid(
-                    name,
-                    value,
-                    format!("a JSON list of \"key:value\" strings ({e})"),
-                )
-            })?,
+            Some((name, value)) => parse_string_list(value)
+                .map_err(|e| invalid(name, value, format!("a JSON list of \"key:value\" strings ({e})")))?,
             None => Vec::new(),
         };
 
         let datadog_url = url(&vars, "DATADOG_URL", "https://api.datadoghq.com/api")?;
-        let datadog_logs_url = url(
-            &vars,
-            "DATADOG_LOGS_URL",
-            "https://http-intake.logs.datadoghq.com",
-        )?;
+        let datadog_logs_url = url(&vars, "DATADOG_LOGS_URL", "https://http-intake.logs.datadoghq.com")?;
         let logs_api = match vars.get("CHOUETTE_LOGS_API") {
             None => LogsApi::V1,
             Some((_, v)) if v.trim().eq_ignore_ascii_case("v1") => LogsApi::V1,
@@ -528,13 +481,7 @@ impl Config {
             None => Duration::from_secs(2),
             Some((name, value)) => match value.trim().parse::<u32>() {
                 Ok(n) => Duration::from_secs(u64::from(n)),
-                Err(_) => {
-                    return Err(invalid(
-                        name,
-                        value,
-                        "a whole number of seconds ≥ 0 (default 2)",
-                    ))
-                }
+                Err(_) => return Err(invalid(name, value, "a whole number of seconds ≥ 0 (default 2)")),
             },
         };
 
@@ -543,11 +490,7 @@ impl Config {
         let send_self_metrics = match vars.get("SEND_SELF_METRICS") {
             None => true,
             Some((name, value)) => parse_bool(value).ok_or_else(|| {
-                invalid(
-                    name,
-                    value,
-                    "a boolean: true/false, 1/0, yes/no, on/off, t/f, y/n",
-                )
+                invalid(name, value, "a boolean: true/false, 1/0, yes/no, on/off, t/f, y/n")
             })?,
         };
         let log_level = match vars.get("LOG_LEVEL") {
@@ -564,22 +507,14 @@ impl Config {
         let collector_plugins = match vars.get("COLLECTOR_PLUGINS") {
             None => Vec::new(),
             Some((name, value)) => {
-                let expected = || {
-                    format!(
-                        "a JSON list of plugin names among {}",
-                        KNOWN_PLUGINS.join(", ")
-                    )
-                };
+                let expected = || format!("a JSON list of plugin names among {}", KNOWN_PLUGINS.join(", "));
                 let list = parse_string_list(value)
                     .map_err(|e| invalid(name, value, format!("{} ({e})", expected())))?;
                 if let Some(unknown) = list.iter().find(|p| !KNOWN_PLUGINS.contains(&p.as_str())) {
                     return Err(invalid(
                         name,
                         value,
-                        format!(
-                            "{} (unknown: {unknown:?}; names are case-sensitive)",
-                            expected()
-                        ),
+                        format!("{} (unknown: {unknown:?}; names are case-sensitive)", expected()),
                     ));
                 }
                 list
@@ -639,8 +574,8 @@ fn wrap_config(vars: &Vars) -> Result<WrapConfig, ConfigError> {
     match aggregates {
         Some((name, value)) => {
             let expected = "a JSON list among \"avg\", \"count\", \"sum\", \"min\", \"max\", \"median\" (case-sensitive)";
-            let list = parse_string_list(value)
-                .map_err(|e| invalid(name, value, format!("{expected} ({e})")))?;
+            let list =
+                parse_string_list(value).map_err(|e| invalid(name, value, format!("{expected} ({e})")))?;
             for item in &list {
                 wrap.add_aggregate_named(item)
                     .map_err(|_| invalid(name, value, format!("{expected} (unknown: {item:?})")))?;
@@ -656,13 +591,11 @@ fn wrap_config(vars: &Vars) -> Result<WrapConfig, ConfigError> {
     }
     match percentiles {
         Some((name, value)) => {
-            let expected =
-                "a JSON list of whole percents as fractions in 0..1, e.g. [0.5, 0.95, 0.99]";
-            let list = parse_number_list(value)
-                .map_err(|e| invalid(name, value, format!("{expected} ({e})")))?;
+            let expected = "a JSON list of whole percents as fractions in 0..1, e.g. [0.5, 0.95, 0.99]";
+            let list =
+                parse_number_list(value).map_err(|e| invalid(name, value, format!("{expected} ({e})")))?;
             for p in list {
-                wrap.add_percentile(p)
-                    .map_err(|e| invalid(name, value, format!("{expected} ({e})")))?;
+                wrap.add_percentile(p).map_err(|e| invalid(name, value, format!("{expected} ({e})")))?;
             }
         }
         None => {
@@ -691,21 +624,13 @@ fn plugin_vars(vars: &Vars) -> Result<BTreeMap<String, String>, ConfigError> {
                     invalid(
                         name,
                         value,
-                        format!(
-                            "a JSON object of lists of strings, e.g. {{\"pods\": [\"cpu\"]}} ({e})"
-                        ),
+                        format!("a JSON object of lists of strings, e.g. {{\"pods\": [\"cpu\"]}} ({e})"),
                     )
                 })?;
             }
             "K8S_STATS_SERVICE_PORT" => match value.trim().parse::<u16>() {
                 Ok(p) if p > 0 => {}
-                _ => {
-                    return Err(invalid(
-                        name,
-                        value,
-                        "a TCP port, 1 to 65535 (default 10250)",
-                    ))
-                }
+                _ => return Err(invalid(name, value, "a TCP port, 1 to 65535 (default 10250)")),
             },
             _ => {}
         }
@@ -717,9 +642,7 @@ fn plugin_vars(vars: &Vars) -> Result<BTreeMap<String, String>, ConfigError> {
 fn store_config(vars: &Vars, probe: &dyn HostProbe) -> Result<StoreConfig, ConfigError> {
     if let Some((name, value)) = vars.get("REDIS_URL") {
         let value = value.trim();
-        let rest = value
-            .strip_prefix("redis://")
-            .or_else(|| value.strip_prefix("rediss://"));
+        let rest = value.strip_prefix("redis://").or_else(|| value.strip_prefix("rediss://"));
         match rest {
             Some(rest) if !rest.is_empty() && !rest.starts_with('/') => {}
             _ => {
@@ -730,10 +653,7 @@ fn store_config(vars: &Vars, probe: &dyn HostProbe) -> Result<StoreConfig, Confi
                 ))
             }
         }
-        return Ok(StoreConfig::Redis {
-            url: value.to_owned(),
-            implicit: false,
-        });
+        return Ok(StoreConfig::Redis { url: value.to_owned(), implicit: false });
     }
     let host = vars.get("REDIS_HOST");
     let port = vars.get("REDIS_PORT");
@@ -749,13 +669,7 @@ fn store_config(vars: &Vars, probe: &dyn HostProbe) -> Result<StoreConfig, Confi
             None => DEFAULT_REDIS_PORT,
             Some((name, value)) => match value.trim().parse::<u16>() {
                 Ok(p) if p > 0 => p,
-                _ => {
-                    return Err(invalid(
-                        name,
-                        value,
-                        "a TCP port, 1 to 65535 (default 6379)",
-                    ))
-                }
+                _ => return Err(invalid(name, value, "a TCP port, 1 to 65535 (default 6379)")),
             },
         };
         if let Some((name, value)) = host {
@@ -793,9 +707,7 @@ fn store_config(vars: &Vars, probe: &dyn HostProbe) -> Result<StoreConfig, Confi
     } else {
         PathBuf::from(FALLBACK_STATE_DIR)
     };
-    Ok(StoreConfig::Embedded {
-        path: dir.join(EMBEDDED_FILE),
-    })
+    Ok(StoreConfig::Embedded { path: dir.join(EMBEDDED_FILE) })
 }
 
 #[cfg(test)]
@@ -819,20 +731,14 @@ mod tests {
         }
     }
 
-    const NO_REDIS: Probe = Probe {
-        redis: false,
-        writable: true,
-    };
+    const NO_REDIS: Probe = Probe { redis: false, writable: true };
 
     fn parse(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         parse_with(vars, &NO_REDIS)
     }
 
     fn parse_with(vars: &[(&str, &str)], probe: &Probe) -> Result<Config, ConfigError> {
-        Config::from_vars_with(
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
-            probe,
-        )
+        Config::from_vars_with(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())), probe)
     }
 
     fn err(vars: &[(&str, &str)]) -> String {
@@ -864,12 +770,7 @@ mod tests {
         assert_eq!(c.connect_timeout, Duration::from_secs(10));
         assert_eq!(c.request_timeout, Duration::from_secs(30));
         assert_eq!(c.grace, Duration::from_secs(2));
-        assert_eq!(
-            c.store,
-            StoreConfig::Embedded {
-                path: PathBuf::from("/var/lib/chouette/chouette.redb")
-            }
-        );
+        assert_eq!(c.store, StoreConfig::Embedded { path: PathBuf::from("/var/lib/chouette/chouette.redb") });
     }
 
     #[test]
@@ -928,41 +829,22 @@ mod tests {
         assert_eq!(c.collector_plugins, ["host", "tegrastats"]);
         assert_eq!(
             c.plugin_vars.keys().collect::<Vec<_>>(),
-            [
-                "HOST_COLLECTOR_METRICS",
-                "K8S_METRICS",
-                "K8S_STATS_SERVICE_PORT",
-                "TEGRASTATS_PATH"
-            ]
+            ["HOST_COLLECTOR_METRICS", "K8S_METRICS", "K8S_STATS_SERVICE_PORT", "TEGRASTATS_PATH"]
         );
         assert_eq!(c.ca_bundle, Some(PathBuf::from("/etc/ca.pem")));
         assert_eq!(c.connect_timeout, Duration::from_secs(3));
         assert_eq!(c.request_timeout, Duration::from_secs(7));
         assert_eq!(c.grace, Duration::ZERO);
-        assert_eq!(
-            c.store,
-            StoreConfig::Redis {
-                url: "redis://10.0.0.5:6379/0".into(),
-                implicit: false
-            }
-        );
+        assert_eq!(c.store, StoreConfig::Redis { url: "redis://10.0.0.5:6379/0".into(), implicit: false });
     }
 
     #[test]
     fn errors_name_the_variable_the_value_and_what_is_expected() {
         let cases: &[(&str, &str, &str)] = &[
-            (
-                "GLOBAL_TAGS",
-                "env:prod",
-                "a JSON list of \"key:value\" strings",
-            ),
+            ("GLOBAL_TAGS", "env:prod", "a JSON list of \"key:value\" strings"),
             ("GLOBAL_TAGS", "[1]", "not a string"),
             ("GLOBAL_TAGS", "[\"a\"", "JSON list"),
-            (
-                "DATADOG_URL",
-                "api.datadoghq.com",
-                "an http:// or https:// URL",
-            ),
+            ("DATADOG_URL", "api.datadoghq.com", "an http:// or https:// URL"),
             ("DATADOG_LOGS_URL", "ftp://x", "an http:// or https:// URL"),
             ("CHOUETTE_LOGS_API", "v3", "v1 or v2"),
             ("AGGREGATE_INTERVAL", "0", "a whole number from 1"),
@@ -989,11 +871,7 @@ mod tests {
             ("HOST_COLLECTOR_METRICS", "cpu", "a JSON list of strings"),
             ("TEGRASTATS_METRICS", "[1]", "a JSON list of strings"),
             ("K8S_METRICS", "[\"pods\"]", "a JSON object of lists"),
-            (
-                "K8S_METRICS",
-                "{\"pods\": \"cpu\"}",
-                "pods: not a JSON list",
-            ),
+            ("K8S_METRICS", "{\"pods\": \"cpu\"}", "pods: not a JSON list"),
             ("K8S_STATS_SERVICE_PORT", "0", "a TCP port"),
             ("REDIS_URL", "http://redis:6379", "redis://"),
             ("REDIS_URL", "redis://", "redis://"),
@@ -1011,12 +889,8 @@ mod tests {
 
     #[test]
     fn intervals_of_one_second_work() {
-        let c = parse(&[
-            ("RELEASE_INTERVAL", "1"),
-            ("AGGREGATE_INTERVAL", "1"),
-            ("CAPTURE_INTERVAL", "1"),
-        ])
-        .unwrap();
+        let c = parse(&[("RELEASE_INTERVAL", "1"), ("AGGREGATE_INTERVAL", "1"), ("CAPTURE_INTERVAL", "1")])
+            .unwrap();
         assert_eq!(c.release_interval, Duration::from_secs(1));
         // Timeouts do not derive from the interval (the original's int(0.8 * 1) = 0 crash).
         assert_eq!(c.request_timeout, Duration::from_secs(30));
@@ -1110,79 +984,41 @@ mod tests {
 
     #[test]
     fn store_selection() {
-        let redis = |url: &str, implicit| StoreConfig::Redis {
-            url: url.into(),
-            implicit,
-        };
+        let redis = |url: &str, implicit| StoreConfig::Redis { url: url.into(), implicit };
         let embedded = |p: &str| StoreConfig::Embedded { path: p.into() };
-        let yes = Probe {
-            redis: true,
-            writable: true,
-        };
-        let unwritable = Probe {
-            redis: false,
-            writable: false,
-        };
+        let yes = Probe { redis: true, writable: true };
+        let unwritable = Probe { redis: false, writable: false };
         // REDIS_URL wins over REDIS_HOST / PORT.
-        let c = parse(&[
-            ("REDIS_URL", "rediss://u:pw@cache:6380/2"),
-            ("REDIS_HOST", "other"),
-        ])
-        .unwrap();
+        let c = parse(&[("REDIS_URL", "rediss://u:pw@cache:6380/2"), ("REDIS_HOST", "other")]).unwrap();
         assert_eq!(c.store, redis("rediss://u:pw@cache:6380/2", false));
         // Either of REDIS_HOST / REDIS_PORT.
-        assert_eq!(
-            parse(&[("REDIS_PORT", "6390")]).unwrap().store,
-            redis("redis://redis:6390/0", false)
-        );
-        assert_eq!(
-            parse(&[("REDIS_HOST", "::1")]).unwrap().store,
-            redis("redis://[::1]:6379/0", false)
-        );
+        assert_eq!(parse(&[("REDIS_PORT", "6390")]).unwrap().store, redis("redis://redis:6390/0", false));
+        assert_eq!(parse(&[("REDIS_HOST", "::1")]).unwrap().store, redis("redis://[::1]:6379/0", false));
         // CHOUETTE_STORAGE_TYPE=redis: the original's defaults, explicitly.
         assert_eq!(
             parse(&[("CHOUETTE_STORAGE_TYPE", "Redis")]).unwrap().store,
             redis("redis://redis:6379/0", false)
         );
         // Nothing configured, `redis` resolves: implicit Redis.
-        assert_eq!(
-            parse_with(&[], &yes).unwrap().store,
-            redis("redis://redis:6379/0", true)
-        );
+        assert_eq!(parse_with(&[], &yes).unwrap().store, redis("redis://redis:6379/0", true));
         // ... unless the embedded store is asked for.
         assert_eq!(
-            parse_with(
-                &[
-                    ("CHOUETTE_STORAGE_TYPE", "embedded"),
-                    ("CHOUETTE_STATE_DIR", "/s")
-                ],
-                &yes
-            )
-            .unwrap()
-            .store,
+            parse_with(&[("CHOUETTE_STORAGE_TYPE", "embedded"), ("CHOUETTE_STATE_DIR", "/s")], &yes)
+                .unwrap()
+                .store,
             embedded("/s/chouette.redb")
         );
         // Embedded: CHOUETTE_STATE_DIR, then STATE_DIRECTORY, then /var/lib/chouette, then ./
         assert_eq!(
-            parse(&[("CHOUETTE_STATE_DIR", "/data"), ("STATE_DIRECTORY", "/sd")])
-                .unwrap()
-                .store,
+            parse(&[("CHOUETTE_STATE_DIR", "/data"), ("STATE_DIRECTORY", "/sd")]).unwrap().store,
             embedded("/data/chouette.redb")
         );
         assert_eq!(
-            parse(&[("STATE_DIRECTORY", "/var/lib/chouette-a:/var/lib/b")])
-                .unwrap()
-                .store,
+            parse(&[("STATE_DIRECTORY", "/var/lib/chouette-a:/var/lib/b")]).unwrap().store,
             embedded("/var/lib/chouette-a/chouette.redb")
         );
-        assert_eq!(
-            parse(&[]).unwrap().store,
-            embedded("/var/lib/chouette/chouette.redb")
-        );
-        assert_eq!(
-            parse_with(&[], &unwritable).unwrap().store,
-            embedded("./chouette-state/chouette.redb")
-        );
+        assert_eq!(parse(&[]).unwrap().store, embedded("/var/lib/chouette/chouette.redb"));
+        assert_eq!(parse_with(&[], &unwritable).unwrap().store, embedded("./chouette-state/chouette.redb"));
     }
 
     #[test]
@@ -1196,21 +1032,14 @@ mod tests {
         assert!(A::ALL.iter().all(|a| !c.wrap.has_aggregate(*a)));
         assert_eq!(c.wrap.percentiles()[0].suffix(), "95percentile");
         let text = err(&[("HISTOGRAM_PERCENTILES", "[0.95, 1.5]")]);
-        assert!(
-            text.starts_with("HISTOGRAM_PERCENTILES=\"[0.95, 1.5]\""),
-            "{text}"
-        );
+        assert!(text.starts_with("HISTOGRAM_PERCENTILES=\"[0.95, 1.5]\""), "{text}");
         assert!(text.contains("1.5"), "{text}");
     }
 
     #[test]
     fn secrets_never_show() {
         let key = "abcdef0123456789-very-secret";
-        let c = parse(&[
-            ("API_KEY", key),
-            ("REDIS_URL", "redis://user:hunter2@cache:6379/0"),
-        ])
-        .unwrap();
+        let c = parse(&[("API_KEY", key), ("REDIS_URL", "redis://user:hunter2@cache:6379/0")]).unwrap();
         let debug = format!("{c:?}");
         assert!(!debug.contains(key), "{debug}");
         assert!(!debug.contains("hunter2"), "{debug}");
@@ -1222,10 +1051,7 @@ mod tests {
         assert!(!text.contains("secret"), "{text}");
         // Conflicting spellings of the key: names only.
         let text = err(&[("API_KEY", key), ("api_key", "other-secret")]);
-        assert!(
-            !text.contains(key) && !text.contains("other-secret"),
-            "{text}"
-        );
+        assert!(!text.contains(key) && !text.contains("other-secret"), "{text}");
         // A bad REDIS_URL with a password: redacted.
         let text = err(&[("REDIS_URL", "http://u:hunter2@x")]);
         assert!(!text.contains("hunter2"), "{text}");

@@ -39,21 +39,13 @@ pub fn init(level: log::LevelFilter) -> Result<(), log::SetLoggerError> {
 /// Registers the secret to redact from every later log line. Empty secrets are ignored.
 pub fn set_secret(secret: &Secret) {
     let value = secret.expose();
-    let mut guard = SECRET
-        .write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    *guard = if value.is_empty() {
-        None
-    } else {
-        Some(value.to_owned())
-    };
+    let mut guard = SECRET.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    *guard = if value.is_empty() { None } else { Some(value.to_owned()) };
 }
 
 /// Replaces every occurrence of the registered secret in `text` by [`REDACTED`].
 pub fn redact(text: &str) -> String {
-    let guard = SECRET
-        .read()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let guard = SECRET.read().unwrap_or_else(|poisoned| poisoned.into_inner());
     match guard.as_deref() {
         Some(secret) if text.contains(secret) => text.replace(secret, REDACTED),
         _ => text.to_owned(),
@@ -76,12 +68,7 @@ pub fn format_asctime(unix_seconds: i64) -> String {
     let days = unix_seconds.div_euclid(86_400);
     let secs = unix_seconds.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}+0000",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}+0000", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
@@ -150,12 +137,7 @@ impl log::Log for JsonLogger {
             return;
         }
         let message = record.args().to_string();
-        let line = format_line(
-            now_unix_seconds(),
-            record.level(),
-            record.target(),
-            &message,
-        );
+        let line = format_line(now_unix_seconds(), record.level(), record.target(), &message);
         // One locked write per line, so lines from several threads never interleave. A closed
         // stdout is not worth crashing for.
         let mut stdout = std::io::stdout().lock();
@@ -183,12 +165,7 @@ mod tests {
 
     #[test]
     fn line_has_the_original_shape() {
-        let line = format_line(
-            1_795_310_737,
-            log::Level::Info,
-            "chouette",
-            "Starting Chouette.",
-        );
+        let line = format_line(1_795_310_737, log::Level::Info, "chouette", "Starting Chouette.");
         assert_eq!(
             line,
             "{\"asctime\": \"2026-11-22T01:25:37+0000\", \"levelname\": \"INFO\", \
@@ -200,8 +177,7 @@ mod tests {
 
     #[test]
     fn message_is_escaped_json_on_one_line() {
-        let nasty =
-            "quote \" backslash \\ newline \n cr \r tab \t nul \u{0} bell \u{7} del \u{7f} é ✓";
+        let nasty = "quote \" backslash \\ newline \n cr \r tab \t nul \u{0} bell \u{7} del \u{7f} é ✓";
         let line = format_line(0, log::Level::Error, "x", nasty);
         assert_eq!(line.matches('\n').count(), 1);
         assert!(line.ends_with("}\n"));
@@ -210,10 +186,7 @@ mod tests {
         ));
         // It parses back as JSON with the core's scanner, message intact.
         let mut scanner = chouette_core::wire::json::Scanner::from_str(line.trim_end());
-        assert_eq!(
-            scanner.value().unwrap(),
-            chouette_core::wire::json::Token::ObjectStart
-        );
+        assert_eq!(scanner.value().unwrap(), chouette_core::wire::json::Token::ObjectStart);
         let mut message = None;
         while let Some(key) = scanner.next_key().unwrap() {
             let chouette_core::wire::json::Token::Str(value) = scanner.value().unwrap() else {

@@ -62,6 +62,14 @@ fn status() -> ExitCode {
 }
 
 fn run() -> ExitCode {
+    // Signal handlers first: a SIGTERM during startup is then a clean stop, not a kill.
+    let shutdown = match agent::shutdown_flag() {
+        Ok(flag) => flag,
+        Err(error) => {
+            eprintln!("chouette: {error}");
+            return ExitCode::from(cli::EXIT_FAILURE as u8);
+        }
+    };
     let config = match config() {
         Ok(config) => config,
         Err(code) => return code,
@@ -74,13 +82,6 @@ fn run() -> ExitCode {
         return ExitCode::from(cli::EXIT_FAILURE as u8);
     }
     log::info!("version={}: Starting Chouette.", env!("CARGO_PKG_VERSION"));
-    let shutdown = match agent::shutdown_flag() {
-        Ok(flag) => flag,
-        Err(error) => {
-            log::error!("{error}");
-            return ExitCode::from(cli::EXIT_FAILURE as u8);
-        }
-    };
     // The aggregator lives on the heap, but building it passes through the stack in debug
     // builds: give the agent's thread room for it.
     let worker = std::thread::Builder::new()

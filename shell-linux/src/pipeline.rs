@@ -107,7 +107,12 @@ impl Aggregation {
     }
 
     /// Runs one step at wall-clock `now`.
-    pub fn step(&mut self, store: &mut dyn Store, now: f64, counters: &mut Counters) -> Result<StepOutcome, StoreError> {
+    pub fn step(
+        &mut self,
+        store: &mut dyn Store,
+        now: f64,
+        counters: &mut Counters,
+    ) -> Result<StepOutcome, StoreError> {
         let interval = self.interval as f64;
         let watermark = match self.watermark {
             Some(w) => w,
@@ -178,7 +183,9 @@ impl Aggregation {
                 let len = loop {
                     match encode_wrapped(&point, &mut buf) {
                         Ok(len) => break Some(len),
-                        Err(chouette_core::wire::EncodeError::BufferTooSmall { required }) => buf.resize(required, 0),
+                        Err(chouette_core::wire::EncodeError::BufferTooSmall { required }) => {
+                            buf.resize(required, 0)
+                        }
                         Err(_) => break None, // non-finite aggregate: nothing sendable
                     }
                 };
@@ -207,13 +214,27 @@ impl Aggregation {
     }
 }
 
-fn refuse(commit: &mut AggregationCommit, counters: &mut Counters, record: &Record, value: &[u8], reason: &str) {
+fn refuse(
+    commit: &mut AggregationCommit,
+    counters: &mut Counters,
+    record: &Record,
+    value: &[u8],
+    reason: &str,
+) {
     *counters.refused.entry(reason.to_string()).or_default() += 1;
-    commit.dead.push(DeadRecord { id: record.id.clone(), score: record.score, value: value.to_vec(), reason: reason.to_string() });
+    commit.dead.push(DeadRecord {
+        id: record.id.clone(),
+        score: record.score,
+        value: value.to_vec(),
+        reason: reason.to_string(),
+    });
 }
 
 fn is_capacity(error: RecordError) -> bool {
-    matches!(error, RecordError::Full | RecordError::KeysFull | RecordError::SketchesFull | RecordError::TooManyBuckets)
+    matches!(
+        error,
+        RecordError::Full | RecordError::KeysFull | RecordError::SketchesFull | RecordError::TooManyBuckets
+    )
 }
 
 fn floor_to(secs: f64, interval: f64) -> f64 {
@@ -221,7 +242,12 @@ fn floor_to(secs: f64, interval: f64) -> f64 {
 }
 
 /// What to do with one dispatched batch.
-pub fn apply_report(store: &mut dyn Store, queue: Queue, records: &[Record], report: &Report) -> Result<(usize, usize, usize), StoreError> {
+pub fn apply_report(
+    store: &mut dyn Store,
+    queue: Queue,
+    records: &[Record],
+    report: &Report,
+) -> Result<(usize, usize, usize), StoreError> {
     let mut delivered = Vec::new();
     let mut dead = Vec::new();
     let mut kept = 0;
@@ -257,7 +283,12 @@ impl IdGenerator {
     pub fn new() -> IdGenerator {
         use std::hash::{BuildHasher, Hasher};
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
         hasher.write_u32(std::process::id());
         IdGenerator { state: hasher.finish() }
     }
@@ -301,7 +332,8 @@ impl Default for IdGenerator {
 /// Renders one raw metric record exactly as the original Python client writes it
 /// (`json.dumps` key order and separators), for the agent's self-metrics.
 pub fn raw_record(metric: &str, kind: &str, value: f64, timestamp: f64, tags: &[(&str, &str)]) -> Vec<u8> {
-    let mut buf = vec![0u8; 256 + metric.len() + tags.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>()];
+    let mut buf =
+        vec![0u8; 256 + metric.len() + tags.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>()];
     let mut w = Writer::new(&mut buf);
     w.str("{\"metric\": ");
     w.json_str(metric);
@@ -327,20 +359,39 @@ pub fn raw_record(metric: &str, kind: &str, value: f64, timestamp: f64, tags: &[
 }
 
 /// Writes the self-metrics (compat §5.6 names, plus ours) as raw records, stamped `now`.
-pub fn self_metrics(counters: &Counters, previous: &Counters, queued: u64, now: f64, ids: &mut IdGenerator) -> Vec<NewRecord> {
+pub fn self_metrics(
+    counters: &Counters,
+    previous: &Counters,
+    queued: u64,
+    now: f64,
+    ids: &mut IdGenerator,
+) -> Vec<NewRecord> {
     let mut out = Vec::new();
     let mut push = |metric: &str, kind: &str, value: f64, tags: &[(&str, &str)]| {
-        out.push(NewRecord { id: ids.next_id(), score: now, value: raw_record(metric, kind, value, now, tags) });
+        out.push(NewRecord {
+            id: ids.next_id(),
+            score: now,
+            value: raw_record(metric, kind, value, now, tags),
+        });
     };
     if queued > 0 {
         push("chouette.queued.metrics", "gauge", queued as f64, &[]);
     }
     let delta = |a: u64, b: u64| a.saturating_sub(b) as f64;
     let counts = [
-        ("chouette.dispatched.metrics.number", delta(counters.dispatched_metrics, previous.dispatched_metrics)),
-        ("chouette.dispatched.metrics.bytes", delta(counters.dispatched_metrics_bytes, previous.dispatched_metrics_bytes)),
+        (
+            "chouette.dispatched.metrics.number",
+            delta(counters.dispatched_metrics, previous.dispatched_metrics),
+        ),
+        (
+            "chouette.dispatched.metrics.bytes",
+            delta(counters.dispatched_metrics_bytes, previous.dispatched_metrics_bytes),
+        ),
         ("chouette.dispatched.logs.number", delta(counters.dispatched_logs, previous.dispatched_logs)),
-        ("chouette.dispatched.logs.bytes", delta(counters.dispatched_logs_bytes, previous.dispatched_logs_bytes)),
+        (
+            "chouette.dispatched.logs.bytes",
+            delta(counters.dispatched_logs_bytes, previous.dispatched_logs_bytes),
+        ),
         ("chouette.deadlettered.metrics", delta(counters.dead_metrics, previous.dead_metrics)),
         ("chouette.deadlettered.logs", delta(counters.dead_logs, previous.dead_logs)),
         ("chouette.retried.requests", delta(counters.retried, previous.retried)),
@@ -387,7 +438,13 @@ pub fn status_fields(counters: &Counters, now: f64) -> Vec<(&'static str, String
 }
 
 /// Deletes records older than their TTL from every queue; counts them as expired.
-pub fn cleanup(store: &mut dyn Store, now: f64, metric_ttl: Duration, log_ttl: Duration, counters: &mut Counters) -> Result<(), StoreError> {
+pub fn cleanup(
+    store: &mut dyn Store,
+    now: f64,
+    metric_ttl: Duration,
+    log_ttl: Duration,
+    counters: &mut Counters,
+) -> Result<(), StoreError> {
     let plan = [
         (Queue::RawMetrics, metric_ttl),
         (Queue::WrappedMetrics, metric_ttl),
@@ -400,7 +457,10 @@ pub fn cleanup(store: &mut dyn Store, now: f64, metric_ttl: Duration, log_ttl: D
         let removed = store.cleanup(queue, now - ttl.as_secs_f64())?;
         if removed > 0 {
             *counters.expired.entry(queue.prefix()).or_default() += removed;
-            log::warn!("queue={queue} removed={removed} ttl_s={}: records older than their TTL deleted", ttl.as_secs());
+            log::warn!(
+                "queue={queue} removed={removed} ttl_s={}: records older than their TTL deleted",
+                ttl.as_secs()
+            );
         }
     }
     Ok(())

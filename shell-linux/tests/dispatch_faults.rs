@@ -6,9 +6,7 @@ mod fake_intake;
 
 use std::time::Duration;
 
-use chouette_agent::dispatch::{
-    Backoff, DispatchConfig, Dispatcher, Disposition, Report, UreqTransport,
-};
+use chouette_agent::dispatch::{Backoff, DispatchConfig, Dispatcher, Disposition, Report, UreqTransport};
 use chouette_agent::store::Record;
 use chouette_core::wire::json::Scanner;
 use fake_intake::{Answer, FakeIntake, Request, When};
@@ -57,16 +55,8 @@ fn log_record(i: usize) -> Record {
 
 fn assert_conserved(report: &Report, n: usize) {
     assert_eq!(report.dispositions.len(), n);
-    let kept = report
-        .dispositions
-        .iter()
-        .filter(|d| **d == Disposition::Kept)
-        .count();
-    let dead = report
-        .dispositions
-        .iter()
-        .filter(|d| matches!(d, Disposition::Dead { .. }))
-        .count();
+    let kept = report.dispositions.iter().filter(|d| **d == Disposition::Kept).count();
+    let dead = report.dispositions.iter().filter(|d| matches!(d, Disposition::Dead { .. })).count();
     assert_eq!((report.retried, report.dead), (kept as u64, dead as u64));
 }
 
@@ -79,19 +69,11 @@ fn is_json(text: &str) -> bool {
 
 /// Series entries (one per record here) in the accepted requests.
 fn accepted_entries(requests: &[Request]) -> usize {
-    requests
-        .iter()
-        .filter(|r| r.accepted())
-        .map(|r| r.body.matches("\"points\"").count())
-        .sum()
+    requests.iter().filter(|r| r.accepted()).map(|r| r.body.matches("\"points\"").count()).sum()
 }
 
 fn delivered(report: &Report) -> usize {
-    report
-        .dispositions
-        .iter()
-        .filter(|d| **d == Disposition::Delivered)
-        .count()
+    report.dispositions.iter().filter(|d| **d == Disposition::Delivered).count()
 }
 
 #[test]
@@ -105,17 +87,12 @@ fn series_go_with_the_key_in_a_header_deflated_and_shaped_like_the_original() {
     let requests = intake.take_requests();
     assert_eq!(requests.len(), 1);
     let r = &requests[0];
-    assert_eq!(
-        (r.method.as_str(), r.path.as_str()),
-        ("POST", "/api/v1/series")
-    );
+    assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/api/v1/series"));
     assert_eq!(r.header("DD-API-KEY"), Some(KEY));
     assert!(!r.path.contains(KEY) && !r.query.contains(KEY) && r.query.is_empty());
     assert_eq!(r.header("Content-Encoding"), Some("deflate"));
     assert_eq!(r.header("Content-Type"), Some("application/json"));
-    assert!(r
-        .header("User-Agent")
-        .is_some_and(|ua| ua.starts_with("chouette/")));
+    assert!(r.header("User-Agent").is_some_and(|ua| ua.starts_with("chouette/")));
     assert!(is_json(&r.body), "{}", r.body);
     assert!(r.body.starts_with(r#"{"series": [{"metric": "req", "tags": ["i:0", "env:test", "device:pi"], "type": "count", "interval": 10, "host": "myhost", "points": [[1795310770, 0]]}, "#), "{}", r.body);
     assert_eq!(r.body.matches(r#""host": "myhost""#).count(), 50);
@@ -135,23 +112,14 @@ fn logs_go_as_a_json_array_with_joined_ddtags_and_host() {
     assert_eq!(r.header("DD-API-KEY"), Some(KEY));
     assert_eq!(r.header("Content-Encoding"), Some("deflate"));
     assert!(is_json(&r.body) && r.body.starts_with('['), "{}", r.body);
-    assert_eq!(
-        r.body
-            .matches(r#""ddtags": "a:b,env:test,device:pi""#)
-            .count(),
-        20
-    );
+    assert_eq!(r.body.matches(r#""ddtags": "a:b,env:test,device:pi""#).count(), 20);
     assert_eq!(r.body.matches(r#""host": "myhost""#).count(), 20);
 }
 
 #[test]
 fn server_errors_and_throttling_keep_everything_until_the_backend_recovers() {
     let intake = FakeIntake::start();
-    intake.push_answers([
-        Answer::Status(500),
-        Answer::Status(503),
-        Answer::Status(429),
-    ]);
+    intake.push_answers([Answer::Status(500), Answer::Status(503), Answer::Status(429)]);
     let mut d = dispatcher(&intake, Duration::from_secs(5));
     let records = metrics(30);
     for status in ["500", "503", "429"] {
@@ -178,10 +146,7 @@ fn too_large_payloads_are_split_until_they_fit() {
     assert_conserved(&report, 100);
     assert_eq!(delivered(&report), 100);
     let requests = intake.take_requests();
-    assert!(requests
-        .iter()
-        .filter(|r| r.accepted())
-        .all(|r| r.body.len() <= limit));
+    assert!(requests.iter().filter(|r| r.accepted()).all(|r| r.body.len() <= limit));
     assert_eq!(accepted_entries(&requests), 100, "delivered exactly once");
 }
 
@@ -191,26 +156,19 @@ fn bad_requests_dead_letter_only_the_offending_records() {
     intake.add_rule(When::BodyContains("poison".into()), Answer::Status(400));
     let mut d = dispatcher(&intake, Duration::from_secs(5));
     let poison = [3, 77, 150];
-    let records: Vec<Record> = (0..200)
-        .map(|i| metric(i, if poison.contains(&i) { "poison" } else { "req" }))
-        .collect();
+    let records: Vec<Record> =
+        (0..200).map(|i| metric(i, if poison.contains(&i) { "poison" } else { "req" })).collect();
     let report = d.send_metrics(&records);
     assert_conserved(&report, 200);
     for (i, disp) in report.dispositions.iter().enumerate() {
         let expected = if poison.contains(&i) {
-            Disposition::Dead {
-                reason: "http_400".into(),
-            }
+            Disposition::Dead { reason: "http_400".into() }
         } else {
             Disposition::Delivered
         };
         assert_eq!(*disp, expected, "record {i}");
     }
-    assert_eq!(
-        accepted_entries(&intake.take_requests()),
-        197,
-        "delivered exactly once"
-    );
+    assert_eq!(accepted_entries(&intake.take_requests()), 197, "delivered exactly once");
 }
 
 #[test]
@@ -234,10 +192,7 @@ fn a_refused_key_keeps_everything() {
 #[test]
 fn a_timeout_keeps_the_data_and_a_later_call_delivers_it() {
     let intake = FakeIntake::start();
-    intake.push_answers([Answer::Slow {
-        delay: Duration::from_millis(1500),
-        status: 202,
-    }]);
+    intake.push_answers([Answer::Slow { delay: Duration::from_millis(1500), status: 202 }]);
     let mut d = dispatcher(&intake, Duration::from_millis(400));
     let records = metrics(10);
     let report = d.send_metrics(&records);

@@ -10,24 +10,16 @@ use std::time::{Duration, Instant};
 use chouette_agent::store::embedded::EmbeddedStore;
 use chouette_agent::store::redis::{RedisStore, RedisTimeouts};
 use chouette_agent::store::{
-    dead_letter_envelope, AggregationCommit, DeadRecord, NewRecord, Queue, Record, Store,
-    StoreError,
+    dead_letter_envelope, AggregationCommit, DeadRecord, NewRecord, Queue, Record, Store, StoreError,
 };
 use redis::Commands;
 
 fn rec(id: &str, score: f64, value: &str) -> NewRecord {
-    NewRecord {
-        id: id.as_bytes().to_vec(),
-        score,
-        value: value.as_bytes().to_vec(),
-    }
+    NewRecord { id: id.as_bytes().to_vec(), score, value: value.as_bytes().to_vec() }
 }
 
 fn ids(records: &[Record]) -> Vec<String> {
-    records
-        .iter()
-        .map(|r| String::from_utf8_lossy(&r.id).into_owned())
-        .collect()
+    records.iter().map(|r| String::from_utf8_lossy(&r.id).into_owned()).collect()
 }
 
 fn dead(id: &str, score: f64, value: &str, reason: &str) -> DeadRecord {
@@ -78,10 +70,7 @@ mod contract {
     use super::*;
 
     pub fn read_orders_by_score_then_id(store: &mut dyn Store) {
-        assert!(store
-            .read(Queue::RawMetrics, f64::INFINITY, 10)
-            .unwrap()
-            .is_empty());
+        assert!(store.read(Queue::RawMetrics, f64::INFINITY, 10).unwrap().is_empty());
         store
             .add(
                 Queue::RawMetrics,
@@ -101,43 +90,27 @@ mod contract {
         assert_eq!(all[0].value.as_deref(), Some(&b"neg"[..]));
         assert_eq!(all[2].value.as_deref(), Some(&b"v1a"[..]));
         // Other queues are separate.
-        assert!(store
-            .read(Queue::WrappedMetrics, f64::INFINITY, 10)
-            .unwrap()
-            .is_empty());
+        assert!(store.read(Queue::WrappedMetrics, f64::INFINITY, 10).unwrap().is_empty());
         assert_eq!(store.oldest_score(Queue::RawMetrics).unwrap(), Some(-1.5));
         assert_eq!(store.oldest_score(Queue::Logs).unwrap(), None);
     }
 
     pub fn max_score_is_exclusive_and_limit_bounds(store: &mut dyn Store) {
-        let records: Vec<NewRecord> = (0..10)
-            .map(|i| rec(&format!("id{i}"), f64::from(i), "{}"))
-            .collect();
+        let records: Vec<NewRecord> = (0..10).map(|i| rec(&format!("id{i}"), f64::from(i), "{}")).collect();
         store.add(Queue::RawMetrics, &records).unwrap();
-        assert_eq!(
-            ids(&store.read(Queue::RawMetrics, 3.0, 100).unwrap()),
-            ["id0", "id1", "id2"]
-        );
+        assert_eq!(ids(&store.read(Queue::RawMetrics, 3.0, 100).unwrap()), ["id0", "id1", "id2"]);
         assert_eq!(
             ids(&store.read(Queue::RawMetrics, 3.0000001, 100).unwrap()),
             ["id0", "id1", "id2", "id3"]
         );
-        assert_eq!(
-            ids(&store.read(Queue::RawMetrics, 100.0, 2).unwrap()),
-            ["id0", "id1"]
-        );
+        assert_eq!(ids(&store.read(Queue::RawMetrics, 100.0, 2).unwrap()), ["id0", "id1"]);
         assert!(store.read(Queue::RawMetrics, 100.0, 0).unwrap().is_empty());
         assert!(store.read(Queue::RawMetrics, 0.0, 10).unwrap().is_empty());
-        assert!(store
-            .read(Queue::RawMetrics, f64::NEG_INFINITY, 10)
-            .unwrap()
-            .is_empty());
+        assert!(store.read(Queue::RawMetrics, f64::NEG_INFINITY, 10).unwrap().is_empty());
     }
 
     pub fn add_replaces_an_existing_id(store: &mut dyn Store) {
-        store
-            .add(Queue::Logs, &[rec("x", 5.0, "old"), rec("y", 6.0, "y")])
-            .unwrap();
+        store.add(Queue::Logs, &[rec("x", 5.0, "old"), rec("y", 6.0, "y")]).unwrap();
         store.add(Queue::Logs, &[rec("x", 7.0, "new")]).unwrap();
         assert_eq!(store.len(Queue::Logs).unwrap(), 2);
         let all = store.read(Queue::Logs, f64::INFINITY, 10).unwrap();
@@ -151,31 +124,17 @@ mod contract {
 
     pub fn delete_removes_ids(store: &mut dyn Store) {
         store
-            .add(
-                Queue::WrappedMetrics,
-                &[rec("a", 1.0, "a"), rec("b", 2.0, "b"), rec("c", 3.0, "c")],
-            )
+            .add(Queue::WrappedMetrics, &[rec("a", 1.0, "a"), rec("b", 2.0, "b"), rec("c", 3.0, "c")])
             .unwrap();
-        store
-            .delete(
-                Queue::WrappedMetrics,
-                &[b"a".to_vec(), b"c".to_vec(), b"missing".to_vec()],
-            )
-            .unwrap();
-        assert_eq!(
-            ids(&store
-                .read(Queue::WrappedMetrics, f64::INFINITY, 10)
-                .unwrap()),
-            ["b"]
-        );
+        store.delete(Queue::WrappedMetrics, &[b"a".to_vec(), b"c".to_vec(), b"missing".to_vec()]).unwrap();
+        assert_eq!(ids(&store.read(Queue::WrappedMetrics, f64::INFINITY, 10).unwrap()), ["b"]);
         assert_eq!(store.len(Queue::WrappedMetrics).unwrap(), 1);
     }
 
     pub fn commit_aggregation_applies_everything(store: &mut dyn Store) {
         assert_eq!(store.aggregated_until().unwrap(), None);
-        let raw: Vec<NewRecord> = (1..=5)
-            .map(|i| rec(&format!("r{i}"), f64::from(i), &format!("raw{i}")))
-            .collect();
+        let raw: Vec<NewRecord> =
+            (1..=5).map(|i| rec(&format!("r{i}"), f64::from(i), &format!("raw{i}"))).collect();
         store.add(Queue::RawMetrics, &raw).unwrap();
         let commit = AggregationCommit {
             wrapped: vec![rec("w1", 0.0, "wrapped1"), rec("w2", 10.0, "wrapped2")],
@@ -184,57 +143,32 @@ mod contract {
             aggregated_until: 3.5,
         };
         store.commit_aggregation(&commit).unwrap();
-        assert_eq!(
-            ids(&store.read(Queue::RawMetrics, f64::INFINITY, 10).unwrap()),
-            ["r4", "r5"]
-        );
-        let wrapped = store
-            .read(Queue::WrappedMetrics, f64::INFINITY, 10)
-            .unwrap();
+        assert_eq!(ids(&store.read(Queue::RawMetrics, f64::INFINITY, 10).unwrap()), ["r4", "r5"]);
+        let wrapped = store.read(Queue::WrappedMetrics, f64::INFINITY, 10).unwrap();
         assert_eq!(ids(&wrapped), ["w1", "w2"]);
         assert_eq!(wrapped[1].value.as_deref(), Some(&b"wrapped2"[..]));
-        let dead_raw = store
-            .read(Queue::DeadRawMetrics, f64::INFINITY, 10)
-            .unwrap();
+        let dead_raw = store.read(Queue::DeadRawMetrics, f64::INFINITY, 10).unwrap();
         assert_eq!(ids(&dead_raw), ["r3"]);
         assert_eq!(dead_raw[0].score, 3.0);
         assert_eq!(
             dead_raw[0].value.as_deref(),
-            Some(
-                &br#"{"reason": "not_json", "queue": "chouette:metrics:raw", "value": "raw3"}"#[..]
-            )
+            Some(&br#"{"reason": "not_json", "queue": "chouette:metrics:raw", "value": "raw3"}"#[..])
         );
         assert_eq!(store.aggregated_until().unwrap(), Some(3.5));
         assert_eq!(store.len(Queue::RawMetrics).unwrap(), 2);
 
         // A commit with only a watermark moves it.
         store
-            .commit_aggregation(&AggregationCommit {
-                aggregated_until: -2.25,
-                ..Default::default()
-            })
+            .commit_aggregation(&AggregationCommit { aggregated_until: -2.25, ..Default::default() })
             .unwrap();
         assert_eq!(store.aggregated_until().unwrap(), Some(-2.25));
     }
 
     pub fn dead_letter_moves_with_envelope(store: &mut dyn Store) {
-        store
-            .add(
-                Queue::Logs,
-                &[
-                    rec("l1", 1.0, r#"{"msg": "a \"b\""}"#),
-                    rec("l2", 2.0, "ok"),
-                ],
-            )
-            .unwrap();
+        store.add(Queue::Logs, &[rec("l1", 1.0, r#"{"msg": "a \"b\""}"#), rec("l2", 2.0, "ok")]).unwrap();
         let refused = dead("l1", 1.0, r#"{"msg": "a \"b\""}"#, "http_400");
-        store
-            .dead_letter(Queue::Logs, std::slice::from_ref(&refused))
-            .unwrap();
-        assert_eq!(
-            ids(&store.read(Queue::Logs, f64::INFINITY, 10).unwrap()),
-            ["l2"]
-        );
+        store.dead_letter(Queue::Logs, std::slice::from_ref(&refused)).unwrap();
+        assert_eq!(ids(&store.read(Queue::Logs, f64::INFINITY, 10).unwrap()), ["l2"]);
         let dead_logs = store.read(Queue::DeadLogs, f64::INFINITY, 10).unwrap();
         assert_eq!(ids(&dead_logs), ["l1"]);
         assert_eq!(dead_logs[0].score, 1.0);
@@ -245,9 +179,7 @@ mod contract {
             r#"{"reason": "http_400", "queue": "chouette:logs:wrapped", "value": "{\"msg\": \"a \\\"b\\\"\"}"}"#
         );
         // An orphan id (no value) is dead-lettered with an empty value.
-        store
-            .dead_letter(Queue::Logs, &[dead("l2", 2.0, "", "orphan")])
-            .unwrap();
+        store.dead_letter(Queue::Logs, &[dead("l2", 2.0, "", "orphan")]).unwrap();
         assert_eq!(store.len(Queue::Logs).unwrap(), 0);
         assert_eq!(store.len(Queue::DeadLogs).unwrap(), 2);
     }
@@ -263,68 +195,42 @@ mod contract {
         ];
         store.add(Queue::WrappedMetrics, &records).unwrap();
         assert_eq!(store.cleanup(Queue::WrappedMetrics, 10.0).unwrap(), 4);
-        assert_eq!(
-            ids(&store
-                .read(Queue::WrappedMetrics, f64::INFINITY, 10)
-                .unwrap()),
-            ["eleven", "future"]
-        );
+        assert_eq!(ids(&store.read(Queue::WrappedMetrics, f64::INFINITY, 10).unwrap()), ["eleven", "future"]);
         assert_eq!(store.len(Queue::WrappedMetrics).unwrap(), 2);
         assert_eq!(store.cleanup(Queue::WrappedMetrics, 10.0).unwrap(), 0);
         assert_eq!(store.cleanup(Queue::Logs, 10.0).unwrap(), 0);
     }
 
     pub fn cleanup_loops_over_batches(store: &mut dyn Store) {
-        let records: Vec<NewRecord> = (0..25_000)
-            .map(|i| rec(&format!("{i:08}"), f64::from(i % 1000), "{}"))
-            .collect();
+        let records: Vec<NewRecord> =
+            (0..25_000).map(|i| rec(&format!("{i:08}"), f64::from(i % 1000), "{}")).collect();
         store.add(Queue::RawMetrics, &records).unwrap();
-        store
-            .add(Queue::RawMetrics, &[rec("keep", 5000.0, "{}")])
-            .unwrap();
+        store.add(Queue::RawMetrics, &[rec("keep", 5000.0, "{}")]).unwrap();
         assert_eq!(store.cleanup(Queue::RawMetrics, 999.0).unwrap(), 25_000);
-        assert_eq!(
-            ids(&store.read(Queue::RawMetrics, f64::INFINITY, 10).unwrap()),
-            ["keep"]
-        );
+        assert_eq!(ids(&store.read(Queue::RawMetrics, f64::INFINITY, 10).unwrap()), ["keep"]);
     }
 
     pub fn status_round_trips(store: &mut dyn Store) {
         assert!(store.status().unwrap().is_empty());
-        store
-            .put_status(&[
-                ("started", "1700000000".to_string()),
-                ("version", "0.1.0".to_string()),
-            ])
-            .unwrap();
-        store
-            .put_status(&[("started", "1700000001".to_string())])
-            .unwrap();
+        store.put_status(&[("started", "1700000000".to_string()), ("version", "0.1.0".to_string())]).unwrap();
+        store.put_status(&[("started", "1700000001".to_string())]).unwrap();
         store.put_status(&[]).unwrap();
         assert_eq!(
             store.status().unwrap(),
-            [
-                ("started".to_string(), "1700000001".to_string()),
-                ("version".to_string(), "0.1.0".to_string())
-            ]
+            [("started".to_string(), "1700000001".to_string()), ("version".to_string(), "0.1.0".to_string())]
         );
     }
 
     pub fn large_commit(store: &mut dyn Store) {
         let raw: Vec<NewRecord> = (0..50_000)
             .map(|i| {
-                rec(
-                    &format!("00000000-0000-4000-8000-{i:012}"),
-                    1_700_000_000.0 + f64::from(i) / 100.0,
-                    "{}",
-                )
+                rec(&format!("00000000-0000-4000-8000-{i:012}"), 1_700_000_000.0 + f64::from(i) / 100.0, "{}")
             })
             .collect();
         store.add(Queue::RawMetrics, &raw).unwrap();
         assert_eq!(store.len(Queue::RawMetrics).unwrap(), 50_000);
-        let wrapped: Vec<NewRecord> = (0..20_000)
-            .map(|i| rec(&format!("w{i}"), f64::from(i), "{}"))
-            .collect();
+        let wrapped: Vec<NewRecord> =
+            (0..20_000).map(|i| rec(&format!("w{i}"), f64::from(i), "{}")).collect();
         let commit = AggregationCommit {
             wrapped,
             delete_raw: raw[..49_000].iter().map(|r| r.id.clone()).collect(),
@@ -342,9 +248,7 @@ mod contract {
     }
 
     pub fn nan_is_refused(store: &mut dyn Store) {
-        let err = store
-            .add(Queue::RawMetrics, &[rec("a", f64::NAN, "{}")])
-            .unwrap_err();
+        let err = store.add(Queue::RawMetrics, &[rec("a", f64::NAN, "{}")]).unwrap_err();
         assert!(matches!(err, StoreError::Failed { op: "add", .. }), "{err}");
         assert!(store.read(Queue::RawMetrics, f64::NAN, 1).is_err());
         assert!(store.cleanup(Queue::RawMetrics, f64::NAN).is_err());
@@ -404,9 +308,7 @@ fn redis_reads_the_original_client_layout_and_orphans() {
         .query::<()>(&mut raw)
         .unwrap();
     // An orphan: in the ZSET only.
-    let _: () = raw
-        .zadd("chouette:metrics:raw.keys", "orphan", 1600000001.0)
-        .unwrap();
+    let _: () = raw.zadd("chouette:metrics:raw.keys", "orphan", 1600000001.0).unwrap();
     let records = store.read(Queue::RawMetrics, f64::INFINITY, 10).unwrap();
     assert_eq!(
         records,
@@ -416,11 +318,7 @@ fn redis_reads_the_original_client_layout_and_orphans() {
                 score: 1600000000.25,
                 value: Some(json.as_bytes().to_vec())
             },
-            Record {
-                id: b"orphan".to_vec(),
-                score: 1600000001.0,
-                value: None
-            },
+            Record { id: b"orphan".to_vec(), score: 1600000001.0, value: None },
         ]
     );
 }
@@ -428,28 +326,15 @@ fn redis_reads_the_original_client_layout_and_orphans() {
 #[test]
 fn redis_writes_are_readable_by_the_original_agent() {
     let (mut store, server) = redis_store();
-    store
-        .add(
-            Queue::WrappedMetrics,
-            &[rec("w1", 1795310771.0, r#"{"metric": "req"}"#)],
-        )
-        .unwrap();
+    store.add(Queue::WrappedMetrics, &[rec("w1", 1795310771.0, r#"{"metric": "req"}"#)]).unwrap();
     let mut raw = server.client();
     // What the original sender does: ZRANGE 0 n WITHSCORES, then HMGET.
-    let keys: Vec<(String, f64)> = raw
-        .zrange_withscores("chouette:metrics:wrapped.keys", 0, 99)
-        .unwrap();
+    let keys: Vec<(String, f64)> = raw.zrange_withscores("chouette:metrics:wrapped.keys", 0, 99).unwrap();
     assert_eq!(keys, [("w1".to_string(), 1795310771.0)]);
-    let values: Vec<String> = redis::cmd("HMGET")
-        .arg("chouette:metrics:wrapped.values")
-        .arg("w1")
-        .query(&mut raw)
-        .unwrap();
+    let values: Vec<String> =
+        redis::cmd("HMGET").arg("chouette:metrics:wrapped.values").arg("w1").query(&mut raw).unwrap();
     assert_eq!(values, [r#"{"metric": "req"}"#]);
-    let watermark = AggregationCommit {
-        aggregated_until: 1795310770.5,
-        ..Default::default()
-    };
+    let watermark = AggregationCommit { aggregated_until: 1795310770.5, ..Default::default() };
     store.commit_aggregation(&watermark).unwrap();
     let stored: String = raw.get("chouette:agent:aggregated_until").unwrap();
     assert_eq!(stored.parse::<f64>().unwrap(), 1795310770.5);
@@ -458,9 +343,7 @@ fn redis_writes_are_readable_by_the_original_agent() {
 #[test]
 fn redis_cleanup_removes_hash_fields_too() {
     let (mut store, server) = redis_store();
-    store
-        .add(Queue::Logs, &[rec("old", 1.0, "a"), rec("new", 100.0, "b")])
-        .unwrap();
+    store.add(Queue::Logs, &[rec("old", 1.0, "a"), rec("new", 100.0, "b")]).unwrap();
     assert_eq!(store.cleanup(Queue::Logs, 50.0).unwrap(), 1);
     let mut raw = server.client();
     let fields: Vec<String> = raw.hkeys("chouette:logs:wrapped.values").unwrap();
@@ -472,22 +355,15 @@ fn redis_cleanup_removes_hash_fields_too() {
 #[test]
 fn redis_recovers_after_a_restart() {
     let (mut store, server) = redis_store();
-    store
-        .add(Queue::RawMetrics, &[rec("a", 1.0, "{}")])
-        .unwrap();
+    store.add(Queue::RawMetrics, &[rec("a", 1.0, "{}")]).unwrap();
     let port = server.kill();
     let err = store.len(Queue::RawMetrics).unwrap_err();
     assert!(err.is_transient(), "{err}");
     let _server = support::RedisServer::start_on(port);
     // No persistence: the data is gone, but the same store object works again.
     assert_eq!(store.len(Queue::RawMetrics).unwrap(), 0);
-    store
-        .add(Queue::RawMetrics, &[rec("b", 2.0, "{}")])
-        .unwrap();
-    assert_eq!(
-        ids(&store.read(Queue::RawMetrics, f64::INFINITY, 10).unwrap()),
-        ["b"]
-    );
+    store.add(Queue::RawMetrics, &[rec("b", 2.0, "{}")]).unwrap();
+    assert_eq!(ids(&store.read(Queue::RawMetrics, f64::INFINITY, 10).unwrap()), ["b"]);
 }
 
 #[test]
@@ -497,22 +373,15 @@ fn redis_restart_between_calls_is_invisible() {
     let port = server.kill();
     let _server = support::RedisServer::start_on(port);
     // The held connection is dead; the call reconnects and retries once.
-    store
-        .add(Queue::RawMetrics, &[rec("b", 2.0, "{}")])
-        .unwrap();
+    store.add(Queue::RawMetrics, &[rec("b", 2.0, "{}")]).unwrap();
     assert_eq!(store.len(Queue::RawMetrics).unwrap(), 1);
 }
 
 #[test]
 fn redis_describe_hides_the_password() {
-    let store =
-        RedisStore::open("redis://:secret@127.0.0.1:1/0", RedisTimeouts::default()).unwrap();
+    let store = RedisStore::open("redis://:secret@127.0.0.1:1/0", RedisTimeouts::default()).unwrap();
     assert_eq!(store.describe(), "redis://127.0.0.1:1/0");
-    let err = RedisStore::connect(
-        "redis://user:secret@127.0.0.1:1/0",
-        RedisTimeouts::default(),
-    )
-    .unwrap_err();
+    let err = RedisStore::connect("redis://user:secret@127.0.0.1:1/0", RedisTimeouts::default()).unwrap_err();
     assert!(!err.to_string().contains("secret"), "{err}");
 }
 
@@ -520,18 +389,11 @@ fn redis_describe_hides_the_password() {
 fn redis_unreachable_is_unavailable_quickly() {
     let port = support::free_port(); // nothing listens there
     let start = Instant::now();
-    let err = RedisStore::connect(
-        &format!("redis://127.0.0.1:{port}/0"),
-        RedisTimeouts::default(),
-    )
-    .unwrap_err();
+    let err =
+        RedisStore::connect(&format!("redis://127.0.0.1:{port}/0"), RedisTimeouts::default()).unwrap_err();
     assert!(err.is_transient(), "{err}");
     assert!(start.elapsed() < Duration::from_secs(5));
-    assert!(
-        err.to_string()
-            .contains(&format!("redis://127.0.0.1:{port}/0")),
-        "{err}"
-    );
+    assert!(err.to_string().contains(&format!("redis://127.0.0.1:{port}/0")), "{err}");
 }
 
 #[test]
@@ -547,14 +409,9 @@ fn redis_silent_server_times_out() {
     let start = Instant::now();
     let timeouts = RedisTimeouts::uniform(Duration::from_millis(300));
     // With a password the handshake (AUTH) must time out too.
-    let err =
-        RedisStore::connect(&format!("redis://:pw@127.0.0.1:{port}/1"), timeouts).unwrap_err();
+    let err = RedisStore::connect(&format!("redis://:pw@127.0.0.1:{port}/1"), timeouts).unwrap_err();
     assert!(err.is_transient(), "{err}");
-    assert!(
-        start.elapsed() < Duration::from_secs(2),
-        "took {:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() < Duration::from_secs(2), "took {:?}", start.elapsed());
 }
 
 #[test]
@@ -577,21 +434,11 @@ fn embedded_persists_across_reopen() {
     let path = dir.0.join("chouette.redb");
     {
         let mut store = EmbeddedStore::open(&path).unwrap();
-        store
-            .add(Queue::RawMetrics, &[rec("a", 1.0, "{}")])
-            .unwrap();
-        store
-            .commit_aggregation(&AggregationCommit {
-                aggregated_until: 7.0,
-                ..Default::default()
-            })
-            .unwrap();
+        store.add(Queue::RawMetrics, &[rec("a", 1.0, "{}")]).unwrap();
+        store.commit_aggregation(&AggregationCommit { aggregated_until: 7.0, ..Default::default() }).unwrap();
     }
     let mut store = EmbeddedStore::open(&path).unwrap();
-    assert_eq!(
-        ids(&store.read(Queue::RawMetrics, f64::INFINITY, 10).unwrap()),
-        ["a"]
-    );
+    assert_eq!(ids(&store.read(Queue::RawMetrics, f64::INFINITY, 10).unwrap()), ["a"]);
     assert_eq!(store.aggregated_until().unwrap(), Some(7.0));
     assert_eq!(store.describe(), format!("embedded:{}", path.display()));
 }
@@ -605,25 +452,16 @@ fn embedded_unwritable_path_names_the_path() {
     let path = file.join("sub").join("chouette.redb");
     let err = EmbeddedStore::open(&path).unwrap_err();
     assert!(!err.is_transient());
-    assert!(
-        err.to_string()
-            .contains(&file.join("sub").display().to_string()),
-        "{err}"
-    );
+    assert!(err.to_string().contains(&file.join("sub").display().to_string()), "{err}");
     // Not a redb file.
     let err = EmbeddedStore::open(&file).unwrap_err();
-    assert!(
-        err.to_string().contains(&file.display().to_string()),
-        "{err}"
-    );
+    assert!(err.to_string().contains(&file.display().to_string()), "{err}");
 }
 
 #[test]
 fn redis_commit_is_seen_all_or_nothing_by_a_concurrent_reader() {
     let (mut store, server) = redis_store();
-    let raw: Vec<NewRecord> = (0..50_000)
-        .map(|i| rec(&format!("r{i:06}"), f64::from(i), "{}"))
-        .collect();
+    let raw: Vec<NewRecord> = (0..50_000).map(|i| rec(&format!("r{i:06}"), f64::from(i), "{}")).collect();
     store.add(Queue::RawMetrics, &raw).unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reader = {
@@ -647,9 +485,7 @@ fn redis_commit_is_seen_all_or_nothing_by_a_concurrent_reader() {
     };
     std::thread::sleep(Duration::from_millis(20));
     let commit = AggregationCommit {
-        wrapped: (0..20_000)
-            .map(|i| rec(&format!("w{i}"), f64::from(i), "{}"))
-            .collect(),
+        wrapped: (0..20_000).map(|i| rec(&format!("w{i}"), f64::from(i), "{}")).collect(),
         delete_raw: raw.iter().map(|r| r.id.clone()).collect(),
         dead: Vec::new(),
         aggregated_until: 50_000.0,
@@ -661,10 +497,7 @@ fn redis_commit_is_seen_all_or_nothing_by_a_concurrent_reader() {
     let before = (50_000, 50_000, 0, None);
     let after = (0, 0, 20_000, Some("50000.0".to_string()));
     assert!(seen.contains(&before) && seen.contains(&after), "{seen:?}");
-    assert!(
-        seen.iter().all(|s| *s == before || *s == after),
-        "a partial commit was visible: {seen:?}"
-    );
+    assert!(seen.iter().all(|s| *s == before || *s == after), "a partial commit was visible: {seen:?}");
 }
 
 /// A `redis-server` with `requirepass`, outside tests/support (which has no option for it).
@@ -683,16 +516,7 @@ impl Drop for PasswordRedis {
 fn password_redis() -> PasswordRedis {
     let port = support::free_port();
     let child = std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .args(["--requirepass", "s3cret"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -711,17 +535,9 @@ fn redis_authenticates_and_selects_the_db() {
     let server = password_redis();
     let url = format!("redis://:s3cret@127.0.0.1:{}/2", server.port);
     let mut store = RedisStore::connect(&url, RedisTimeouts::default()).unwrap();
-    assert_eq!(
-        store.describe(),
-        format!("redis://127.0.0.1:{}/2", server.port)
-    );
-    store
-        .add(Queue::RawMetrics, &[rec("a", 1.0, "{}")])
-        .unwrap();
-    let mut raw = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    assert_eq!(store.describe(), format!("redis://127.0.0.1:{}/2", server.port));
+    store.add(Queue::RawMetrics, &[rec("a", 1.0, "{}")]).unwrap();
+    let mut raw = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
     let n: u64 = raw.zcard("chouette:metrics:raw.keys").unwrap();
     assert_eq!(n, 1);
     let _: () = redis::cmd("SELECT").arg(0).query(&mut raw).unwrap();

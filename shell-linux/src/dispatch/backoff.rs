@@ -27,13 +27,7 @@ pub struct Backoff {
 impl Backoff {
     /// A backoff with this base and cap, and a jitter generator seeded with `seed`.
     pub fn new(base: Duration, cap: Duration, seed: u64) -> Self {
-        Backoff {
-            base,
-            cap: cap.max(base),
-            failures: 0,
-            ready_at: None,
-            rng: seed | 1,
-        }
+        Backoff { base, cap: cap.max(base), failures: 0, ready_at: None, rng: seed | 1 }
     }
 
     /// The ceiling after `failures` consecutive failures (zero when there were none).
@@ -48,9 +42,7 @@ impl Backoff {
     /// The delay after `failures` consecutive failures for a jitter draw `jitter` in `[0, 1]`.
     pub fn delay(&self, failures: u32, jitter: f64) -> Duration {
         let ceiling = self.ceiling(failures);
-        ceiling
-            .mul_f64(jitter.clamp(0.0, 1.0))
-            .max(MIN_DELAY.min(ceiling))
+        ceiling.mul_f64(jitter.clamp(0.0, 1.0)).max(MIN_DELAY.min(ceiling))
     }
 
     /// Records a failure at `now`; returns the delay chosen (drawn from the internal generator).
@@ -135,9 +127,7 @@ mod tests {
     fn delays_grow_and_success_resets() {
         let mut b = Backoff::new(DEFAULT_BASE, DEFAULT_CAP, 1);
         let now = Instant::now();
-        let delays: Vec<u64> = (0..4)
-            .map(|_| b.handle_failure_with(now, 1.0).as_secs())
-            .collect();
+        let delays: Vec<u64> = (0..4).map(|_| b.handle_failure_with(now, 1.0).as_secs()).collect();
         assert_eq!(delays, [1, 2, 4, 8]);
         assert!(b.is_waiting(now));
         assert!(!b.is_waiting(now + Duration::from_secs(8)));

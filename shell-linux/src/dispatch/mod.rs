@@ -29,8 +29,8 @@ mod transport;
 pub use backoff::{Backoff, DEFAULT_BASE, DEFAULT_CAP, MIN_DELAY};
 pub use settle::{settle, Disposition, Verdict};
 pub use transport::{
-    inflate, DryRunTransport, HttpResponse, Transport, TransportError, TransportSetupError,
-    UreqTransport, MAX_RESPONSE_BODY_BYTES,
+    inflate, DryRunTransport, HttpResponse, Transport, TransportError, TransportSetupError, UreqTransport,
+    MAX_RESPONSE_BODY_BYTES,
 };
 
 use std::collections::BTreeMap;
@@ -163,11 +163,7 @@ pub struct Report {
 
 impl Report {
     fn all_kept(n: usize) -> Self {
-        Report {
-            dispositions: vec![Disposition::Kept; n],
-            retried: n as u64,
-            ..Report::default()
-        }
+        Report { dispositions: vec![Disposition::Kept; n], retried: n as u64, ..Report::default() }
     }
 }
 
@@ -195,14 +191,9 @@ impl<T: Transport> Attempt<'_, T> {
     fn post(&mut self, json: &[u8], records: usize, units: u64) -> Verdict {
         let body = zlib::compress(json, self.level);
         if body.len() > self.max_compressed {
-            return Verdict::TooLarge {
-                reason: "too_large".to_owned(),
-            };
+            return Verdict::TooLarge { reason: "too_large".to_owned() };
         }
-        let mut headers = vec![
-            ("Content-Type", "application/json"),
-            ("Content-Encoding", "deflate"),
-        ];
+        let mut headers = vec![("Content-Type", "application/json"), ("Content-Encoding", "deflate")];
         if let Some(key) = self.api_key {
             headers.push(("DD-API-KEY", key.expose()));
         }
@@ -217,14 +208,18 @@ impl<T: Transport> Attempt<'_, T> {
                         self.report.delivered_bytes += body.len() as u64;
                         self.report.delivered_points += units;
                         self.delivered_any = true;
-                        log::debug!("status={status} url={url} records={records} units={units} bytes={} : delivered", body.len());
+                        log::debug!(
+                            "status={status} url={url} records={records} units={units} bytes={} : delivered",
+                            body.len()
+                        );
                         Verdict::Delivered
                     }
                     413 => {
-                        log::info!("status=413 url={url} records={records} bytes={} : payload too large, splitting", body.len());
-                        Verdict::TooLarge {
-                            reason: "http_413".to_owned(),
-                        }
+                        log::info!(
+                            "status=413 url={url} records={records} bytes={} : payload too large, splitting",
+                            body.len()
+                        );
+                        Verdict::TooLarge { reason: "http_413".to_owned() }
                     }
                     401 | 403 => {
                         self.stop = Some(Stop {
@@ -237,9 +232,7 @@ impl<T: Transport> Attempt<'_, T> {
                     408 | 429 => self.stop_with(status.to_string(), short(&response.body)),
                     400..=499 => {
                         log::info!("status={status} url={url} records={records} body={:?} : payload refused, isolating the offending records", short(&response.body));
-                        Verdict::Rejected {
-                            reason: format!("http_{status}"),
-                        }
+                        Verdict::Rejected { reason: format!("http_{status}") }
                     }
                     _ => self.stop_with(status.to_string(), short(&response.body)),
                 }
@@ -252,11 +245,7 @@ impl<T: Transport> Attempt<'_, T> {
     }
 
     fn stop_with(&mut self, status: String, detail: String) -> Verdict {
-        self.stop = Some(Stop {
-            status,
-            detail,
-            auth: false,
-        });
+        self.stop = Some(Stop { status, detail, auth: false });
         Verdict::Stop
     }
 }
@@ -328,9 +317,7 @@ impl<T: Transport> Dispatcher<T> {
     /// When the next request may go; `None`: now. While it lies in the future, `send_*` keeps
     /// every record without a request.
     pub fn ready_at(&self) -> Option<Instant> {
-        self.backoff
-            .poll_timeout()
-            .filter(|&at| at > Instant::now())
+        self.backoff.poll_timeout().filter(|&at| at > Instant::now())
     }
 
     /// The backoff state.
@@ -380,13 +367,7 @@ impl<T: Transport> Dispatcher<T> {
         if self.series_buf.len() < limits.max_payload_bytes {
             self.series_buf = vec![0; limits.max_payload_bytes];
         }
-        let Dispatcher {
-            transport,
-            config,
-            backoff,
-            series_buf,
-            scratch,
-        } = self;
+        let Dispatcher { transport, config, backoff, series_buf, scratch } = self;
         let tags: Vec<Tag<'_>> = config.global_tags.iter().map(|t| Tag::parse(t)).collect();
         let host = config.host.as_deref();
         let value = |i: usize| records[i].value.as_deref().unwrap_or_default();
@@ -436,18 +417,12 @@ impl<T: Transport> Dispatcher<T> {
             for &i in group {
                 match push_record(&mut enc, value(i), scratch, &tags, host) {
                     Ok(n) => units += n,
-                    Err(_) => {
-                        return Verdict::TooLarge {
-                            reason: "too_large".to_owned(),
-                        }
-                    }
+                    Err(_) => return Verdict::TooLarge { reason: "too_large".to_owned() },
                 }
             }
             match enc.finish() {
                 Ok(payload) => attempt.post(payload.bytes(), group.len(), units),
-                Err(_) => Verdict::TooLarge {
-                    reason: "too_large".to_owned(),
-                },
+                Err(_) => Verdict::TooLarge { reason: "too_large".to_owned() },
             }
         };
         for chunk in &chunks {
@@ -456,16 +431,7 @@ impl<T: Transport> Dispatcher<T> {
             }
         }
         let (stop, delivered_any) = (attempt.stop, attempt.delivered_any);
-        finish(
-            now,
-            backoff,
-            &config.series_url,
-            "points",
-            out,
-            report,
-            stop,
-            delivered_any,
-        )
+        finish(now, backoff, &config.series_url, "points", out, report, stop, delivered_any)
     }
 
     /// Sends log records to the logs intake (v1 `/v1/input` or v2 `/api/v2/logs`).
@@ -525,8 +491,7 @@ impl<T: Transport> Dispatcher<T> {
         for &i in &valid {
             let len = encoded[i].len() + 2;
             if !chunk.is_empty()
-                && (chunk.len() >= config.logs_max_entries.max(1)
-                    || bytes + len > config.logs_max_bytes)
+                && (chunk.len() >= config.logs_max_entries.max(1) || bytes + len > config.logs_max_bytes)
             {
                 chunks.push(std::mem::take(&mut chunk));
                 bytes = 2;
@@ -567,23 +532,12 @@ impl<T: Transport> Dispatcher<T> {
             }
         }
         let (stop, delivered_any) = (attempt.stop, attempt.delivered_any);
-        finish(
-            now,
-            &mut self.backoff,
-            &config.logs_url,
-            "logs",
-            out,
-            report,
-            stop,
-            delivered_any,
-        )
+        finish(now, &mut self.backoff, &config.logs_url, "logs", out, report, stop, delivered_any)
     }
 }
 
 fn dead(reason: &str) -> Disposition {
-    Disposition::Dead {
-        reason: reason.to_owned(),
-    }
+    Disposition::Dead { reason: reason.to_owned() }
 }
 
 /// Completes the report, updates the backoff and writes the call's log lines.
@@ -599,10 +553,7 @@ fn finish(
     delivered_any: bool,
 ) -> Report {
     let mut reasons: BTreeMap<&str, u64> = BTreeMap::new();
-    report.dispositions = out
-        .into_iter()
-        .map(|d| d.unwrap_or(Disposition::Kept))
-        .collect();
+    report.dispositions = out.into_iter().map(|d| d.unwrap_or(Disposition::Kept)).collect();
     for d in &report.dispositions {
         match d {
             Disposition::Dead { reason } => {

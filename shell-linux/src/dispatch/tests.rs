@@ -15,11 +15,7 @@ fn scripted<F>(answer: F) -> Scripted<F>
 where
     F: FnMut(&str) -> Result<u16, TransportError> + Send,
 {
-    Scripted {
-        answer,
-        bodies: Vec::new(),
-        headers: Vec::new(),
-    }
+    Scripted { answer, bodies: Vec::new(), headers: Vec::new() }
 }
 
 impl<F> Transport for Scripted<F>
@@ -33,18 +29,10 @@ where
         body: &[u8],
     ) -> Result<HttpResponse, TransportError> {
         let json = String::from_utf8(inflate(body).expect("zlib body")).expect("utf-8");
-        self.headers.push(
-            headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
+        self.headers.push(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
         let status = (self.answer)(&json)?;
         self.bodies.push(json);
-        Ok(HttpResponse {
-            status,
-            body: String::new(),
-        })
+        Ok(HttpResponse { status, body: String::new() })
     }
 }
 
@@ -106,10 +94,7 @@ fn delivers_in_one_request_with_host_global_tags_and_key_header() {
     let mut d = Dispatcher::new(scripted(|_| Ok(202)), config());
     let report = d.send_metrics(&metrics(100));
     assert_conserved(&report, 100);
-    assert!(report
-        .dispositions
-        .iter()
-        .all(|x| *x == Disposition::Delivered));
+    assert!(report.dispositions.iter().all(|x| *x == Disposition::Delivered));
     assert_eq!((report.requests, report.delivered_points), (1, 100));
     assert_eq!(report.last_status.as_deref(), Some("202"));
     assert!(report.delivered_bytes > 0);
@@ -138,24 +123,13 @@ fn bulk_size_bounds_points_per_request() {
 #[test]
 fn too_large_is_split_in_halves_until_it_fits() {
     // The backend takes at most 7 entries per request.
-    let mut d = Dispatcher::new(
-        scripted(|b| Ok(if points_in(b) > 7 { 413 } else { 202 })),
-        config(),
-    );
+    let mut d = Dispatcher::new(scripted(|b| Ok(if points_in(b) > 7 { 413 } else { 202 })), config());
     let report = d.send_metrics(&metrics(100));
     assert_conserved(&report, 100);
-    assert!(report
-        .dispositions
-        .iter()
-        .all(|x| *x == Disposition::Delivered));
+    assert!(report.dispositions.iter().all(|x| *x == Disposition::Delivered));
     assert_eq!(report.delivered_points, 100);
-    let delivered: usize = d
-        .transport()
-        .bodies
-        .iter()
-        .filter(|b| points_in(b) <= 7)
-        .map(|b| points_in(b))
-        .sum();
+    let delivered: usize =
+        d.transport().bodies.iter().filter(|b| points_in(b) <= 7).map(|b| points_in(b)).sum();
     assert_eq!(delivered, 100, "each record delivered exactly once");
 }
 
@@ -170,34 +144,20 @@ fn a_single_record_still_too_large_is_dead() {
     let report = d.send_metrics(&records);
     assert_conserved(&report, 10);
     assert_eq!(report.dead, 1);
-    assert_eq!(
-        report.dispositions[4],
-        Disposition::Dead {
-            reason: "http_413".into()
-        }
-    );
+    assert_eq!(report.dispositions[4], Disposition::Dead { reason: "http_413".into() });
 }
 
 #[test]
 fn bad_request_bisection_isolates_exactly_the_poison_records() {
     let poison = [17, 500, 999];
-    let records: Vec<Record> = (0..1000)
-        .map(|i| metric(i, if poison.contains(&i) { "poison" } else { "m" }))
-        .collect();
-    let mut d = Dispatcher::new(
-        scripted(|b| Ok(if b.contains("poison") { 400 } else { 202 })),
-        config(),
-    );
+    let records: Vec<Record> =
+        (0..1000).map(|i| metric(i, if poison.contains(&i) { "poison" } else { "m" })).collect();
+    let mut d = Dispatcher::new(scripted(|b| Ok(if b.contains("poison") { 400 } else { 202 })), config());
     let report = d.send_metrics(&records);
     assert_conserved(&report, 1000);
     for (i, disp) in report.dispositions.iter().enumerate() {
         if poison.contains(&i) {
-            assert_eq!(
-                *disp,
-                Disposition::Dead {
-                    reason: "http_400".into()
-                }
-            );
+            assert_eq!(*disp, Disposition::Dead { reason: "http_400".into() });
         } else {
             assert_eq!(*disp, Disposition::Delivered, "record {i}");
         }
@@ -205,34 +165,19 @@ fn bad_request_bisection_isolates_exactly_the_poison_records() {
     assert_eq!(report.delivered_points, 997);
     assert!(report.requests <= 60, "{} requests", report.requests);
     // No record was delivered twice.
-    let delivered: usize = d
-        .transport()
-        .bodies
-        .iter()
-        .filter(|b| !b.contains("poison"))
-        .map(|b| points_in(b))
-        .sum();
+    let delivered: usize =
+        d.transport().bodies.iter().filter(|b| !b.contains("poison")).map(|b| points_in(b)).sum();
     assert_eq!(delivered, 997);
     assert_eq!(d.ready_at(), None);
 }
 
 #[test]
 fn other_client_errors_are_bisected_like_400() {
-    let records: Vec<Record> = (0..8)
-        .map(|i| metric(i, if i == 3 { "poison" } else { "m" }))
-        .collect();
-    let mut d = Dispatcher::new(
-        scripted(|b| Ok(if b.contains("poison") { 422 } else { 202 })),
-        config(),
-    );
+    let records: Vec<Record> = (0..8).map(|i| metric(i, if i == 3 { "poison" } else { "m" })).collect();
+    let mut d = Dispatcher::new(scripted(|b| Ok(if b.contains("poison") { 422 } else { 202 })), config());
     let report = d.send_metrics(&records);
     assert_conserved(&report, 8);
-    assert_eq!(
-        report.dispositions[3],
-        Disposition::Dead {
-            reason: "http_422".into()
-        }
-    );
+    assert_eq!(report.dispositions[3], Disposition::Dead { reason: "http_422".into() });
     assert_eq!(report.dead, 1);
 }
 
@@ -280,10 +225,7 @@ fn server_errors_keep_and_back_off_with_growing_delays_then_success_resets() {
         assert_eq!(d.backoff().failures(), n);
         let at = d.backoff().poll_timeout().expect("backing off");
         let delay = at - now;
-        assert!(
-            delay <= d.backoff().ceiling(n) && delay >= MIN_DELAY,
-            "{n}: {delay:?}"
-        );
+        assert!(delay <= d.backoff().ceiling(n) && delay >= MIN_DELAY, "{n}: {delay:?}");
         ceilings.push(d.backoff().ceiling(n).as_secs());
         now = at;
     }
@@ -293,15 +235,8 @@ fn server_errors_keep_and_back_off_with_growing_delays_then_success_resets() {
 #[test]
 fn success_resets_the_backoff() {
     let mut answers = vec![503u16, 429, 202].into_iter();
-    let mut d = Dispatcher::new(
-        scripted(move |_| Ok(answers.next().unwrap_or(202))),
-        config(),
-    )
-    .with_backoff(Backoff::new(
-        Duration::from_secs(1),
-        Duration::from_secs(120),
-        3,
-    ));
+    let mut d = Dispatcher::new(scripted(move |_| Ok(answers.next().unwrap_or(202))), config())
+        .with_backoff(Backoff::new(Duration::from_secs(1), Duration::from_secs(120), 3));
     let mut now = Instant::now();
     for _ in 0..2 {
         let r = d.send_metrics_at(now, &metrics(3));
@@ -311,10 +246,7 @@ fn success_resets_the_backoff() {
     assert_eq!(d.backoff().failures(), 2);
     let r = d.send_metrics_at(now, &metrics(3));
     assert_eq!(r.dispositions, vec![Disposition::Delivered; 3]);
-    assert_eq!(
-        (d.backoff().failures(), d.backoff().poll_timeout()),
-        (0, None)
-    );
+    assert_eq!((d.backoff().failures(), d.backoff().poll_timeout()), (0, None));
 }
 
 #[test]
@@ -329,9 +261,7 @@ fn network_errors_keep_the_rest_of_the_batch() {
             if calls == 1 {
                 Ok(202)
             } else {
-                Err(TransportError::ConnectionReset {
-                    url: "http://intake.test".into(),
-                })
+                Err(TransportError::ConnectionReset { url: "http://intake.test".into() })
             }
         }),
         c,
@@ -339,10 +269,7 @@ fn network_errors_keep_the_rest_of_the_batch() {
     let report = d.send_metrics(&metrics(30));
     assert_conserved(&report, 30);
     assert_eq!(report.requests, 2);
-    assert_eq!(
-        &report.dispositions[..10],
-        &vec![Disposition::Delivered; 10][..]
-    );
+    assert_eq!(&report.dispositions[..10], &vec![Disposition::Delivered; 10][..]);
     assert_eq!(report.retried, 20);
     assert_eq!(report.last_status.as_deref(), Some("reset"));
     assert!(d.ready_at().is_some());
@@ -370,11 +297,7 @@ fn unparseable_and_orphan_records_are_dead_at_once() {
 
 #[test]
 fn nothing_valid_means_no_request() {
-    let records = vec![Record {
-        id: b"x".to_vec(),
-        score: 0.0,
-        value: Some(b"[]".to_vec()),
-    }];
+    let records = vec![Record { id: b"x".to_vec(), score: 0.0, value: Some(b"[]".to_vec()) }];
     let mut d = Dispatcher::new(scripted(|_| Ok(202)), config());
     let report = d.send_metrics(&records);
     assert_conserved(&report, 1);
@@ -392,11 +315,7 @@ fn logs_are_a_json_array_with_joined_ddtags_and_host_in_chunks_of_1000() {
     assert_eq!((report.requests, report.delivered_points), (3, 2500));
     let t = d.transport();
     assert!(t.bodies[0].starts_with(r#"[{"date": "2026-11-22T01:25:26.038424+00:00", "ddsource": "svc", "ddtags": "a:b,env:test", "level": "INFO", "message": {"msg": "hello 0"}, "service": "svc", "host": "myhost"}, {"#), "{}", &t.bodies[0][..300]);
-    let counts: Vec<usize> = t
-        .bodies
-        .iter()
-        .map(|b| b.matches("\"date\"").count())
-        .collect();
+    let counts: Vec<usize> = t.bodies.iter().map(|b| b.matches("\"date\"").count()).collect();
     assert_eq!(counts, [1000, 1000, 500]);
 }
 
@@ -406,24 +325,11 @@ fn log_bisection_and_bad_logs() {
     records[5].value = Some(br#"{"message": "no date"}"#.to_vec());
     records[40].value =
         Some(br#"{"date": "2026-11-22T01:25:26.038424+00:00", "message": "poison"}"#.to_vec());
-    let mut d = Dispatcher::new(
-        scripted(|b| Ok(if b.contains("poison") { 400 } else { 202 })),
-        config(),
-    );
+    let mut d = Dispatcher::new(scripted(|b| Ok(if b.contains("poison") { 400 } else { 202 })), config());
     let report = d.send_logs(&records);
     assert_conserved(&report, 64);
-    assert_eq!(
-        report.dispositions[5],
-        Disposition::Dead {
-            reason: "missing_field:date".into()
-        }
-    );
-    assert_eq!(
-        report.dispositions[40],
-        Disposition::Dead {
-            reason: "http_400".into()
-        }
-    );
+    assert_eq!(report.dispositions[5], Disposition::Dead { reason: "missing_field:date".into() });
+    assert_eq!(report.dispositions[40], Disposition::Dead { reason: "http_400".into() });
     assert_eq!(report.delivered_points, 62);
 }
 
@@ -446,14 +352,8 @@ fn dry_run_renders_points_and_logs() {
     let r = d.send_logs(&[log_record(0)]);
     assert_eq!(r.dispositions, vec![Disposition::Delivered]);
     let text = String::from_utf8(d.transport.into_inner()).expect("utf-8");
-    assert!(
-        text.contains("m{i:0,env:test} gauge 0 @1795310770 interval=- host=myhost\n"),
-        "{text}"
-    );
-    assert!(
-        text.contains("m{i:1,env:test} gauge 1 @1795310770"),
-        "{text}"
-    );
+    assert!(text.contains("m{i:0,env:test} gauge 0 @1795310770 interval=- host=myhost\n"), "{text}");
+    assert!(text.contains("m{i:1,env:test} gauge 1 @1795310770"), "{text}");
     assert!(text.contains("log {\"date\""), "{text}");
     assert!(!text.contains("k3y"));
 }
@@ -489,9 +389,7 @@ fn settle_scripted_conserves_and_stops() {
             if calls == 4 {
                 Verdict::Stop
             } else if g.contains(&9) {
-                Verdict::Rejected {
-                    reason: "http_400".into(),
-                }
+                Verdict::Rejected { reason: "http_400".into() }
             } else {
                 Verdict::Delivered
             }

@@ -131,11 +131,7 @@ pub struct UreqTransport {
 impl UreqTransport {
     /// Builds the agent from the config (reads the CA bundle, if any).
     pub fn new(config: &Config) -> Result<Self, TransportSetupError> {
-        Self::with_options(
-            config.connect_timeout,
-            config.request_timeout,
-            config.ca_bundle.as_deref(),
-        )
+        Self::with_options(config.connect_timeout, config.request_timeout, config.ca_bundle.as_deref())
     }
 
     /// A transport with these timeouts, trusting the webpki roots and, when given, every
@@ -154,9 +150,7 @@ impl UreqTransport {
         if let Some(path) = ca_bundle {
             builder = builder.tls_config(tls_config_with_bundle(path)?);
         }
-        Ok(UreqTransport {
-            agent: builder.build(),
-        })
+        Ok(UreqTransport { agent: builder.build() })
     }
 
     /// A transport with these timeouts and the default roots (tests, tools).
@@ -173,30 +167,22 @@ impl UreqTransport {
 }
 
 /// webpki roots plus every certificate of the PEM file `path`.
-fn tls_config_with_bundle(
-    path: &std::path::Path,
-) -> Result<Arc<rustls::ClientConfig>, TransportSetupError> {
+fn tls_config_with_bundle(path: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, TransportSetupError> {
     let shown = path.display().to_string();
-    let pem = std::fs::read(path).map_err(|source| TransportSetupError::CaBundleRead {
-        path: shown.clone(),
-        source,
-    })?;
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
+    let pem = std::fs::read(path)
+        .map_err(|source| TransportSetupError::CaBundleRead { path: shown.clone(), source })?;
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     let mut reader = pem.as_slice();
     let certs = rustls_pemfile::certs(&mut reader).filter_map(Result::ok);
     let (added, _ignored) = roots.add_parsable_certificates(certs);
     if added == 0 {
         return Err(TransportSetupError::CaBundleEmpty { path: shown });
     }
-    let config = rustls::ClientConfig::builder_with_provider(
-        rustls::crypto::ring::default_provider().into(),
-    )
-    .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
-    .map_err(|e| TransportSetupError::Tls(e.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = rustls::ClientConfig::builder_with_provider(rustls::crypto::ring::default_provider().into())
+        .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
+        .map_err(|e| TransportSetupError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     Ok(Arc::new(config))
 }
 
@@ -228,18 +214,12 @@ fn classify(url: &str, err: &ureq::Transport) -> TransportError {
             }
             if let Some(inner) = io.get_ref() {
                 if inner.downcast_ref::<rustls::Error>().is_some() {
-                    return TransportError::Tls {
-                        url,
-                        detail: inner.to_string(),
-                    };
+                    return TransportError::Tls { url, detail: inner.to_string() };
                 }
             }
         }
         if e.downcast_ref::<rustls::Error>().is_some() {
-            return TransportError::Tls {
-                url,
-                detail: e.to_string(),
-            };
+            return TransportError::Tls { url, detail: e.to_string() };
         }
         source = e.source();
     }
@@ -268,10 +248,7 @@ impl Transport for UreqTransport {
         match request.send_bytes(body) {
             Ok(response) | Err(ureq::Error::Status(_, response)) => {
                 let status = response.status();
-                Ok(HttpResponse {
-                    status,
-                    body: read_body(response),
-                })
+                Ok(HttpResponse { status, body: read_body(response) })
             }
             Err(ureq::Error::Transport(t)) => Err(classify(url, &t)),
         }
@@ -314,10 +291,7 @@ pub fn inflate(body: &[u8]) -> Result<Vec<u8>, zlib::InflateError> {
     }
 }
 
-fn render_series(
-    json: &str,
-    out: &mut impl Write,
-) -> Result<(), chouette_core::wire::json::JsonError> {
+fn render_series(json: &str, out: &mut impl Write) -> Result<(), chouette_core::wire::json::JsonError> {
     let mut sc = Scanner::new(json.as_bytes())?;
     sc.value()?;
     while let Some(key) = sc.next_key()? {
@@ -334,10 +308,7 @@ fn render_series(
     Ok(())
 }
 
-fn render_entry(
-    entry: &str,
-    out: &mut impl Write,
-) -> Result<(), chouette_core::wire::json::JsonError> {
+fn render_entry(entry: &str, out: &mut impl Write) -> Result<(), chouette_core::wire::json::JsonError> {
     let mut sc = Scanner::from_str(entry);
     sc.value()?;
     let (mut metric, mut kind, mut interval, mut host, mut points) = ("", "", "", "", "");
@@ -393,10 +364,7 @@ fn render_entry(
     Ok(())
 }
 
-fn render_logs(
-    json: &str,
-    out: &mut impl Write,
-) -> Result<(), chouette_core::wire::json::JsonError> {
+fn render_logs(json: &str, out: &mut impl Write) -> Result<(), chouette_core::wire::json::JsonError> {
     let mut sc = Scanner::new(json.as_bytes())?;
     sc.value()?;
     while sc.next_element()? {
@@ -412,17 +380,10 @@ impl<W: Write + Send> Transport for DryRunTransport<W> {
         _headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<HttpResponse, TransportError> {
-        let other = |detail: String| TransportError::Other {
-            url: url.to_owned(),
-            detail,
-        };
+        let other = |detail: String| TransportError::Other { url: url.to_owned(), detail };
         let json = inflate(body).map_err(|e| other(e.to_string()))?;
         let json = String::from_utf8_lossy(&json);
-        let _ = writeln!(
-            self.out,
-            "# dry run: POST {url} ({} bytes compressed)",
-            body.len()
-        );
+        let _ = writeln!(self.out, "# dry run: POST {url} ({} bytes compressed)", body.len());
         let rendered = if json.trim_start().starts_with('[') {
             render_logs(&json, &mut self.out)
         } else {
@@ -430,10 +391,7 @@ impl<W: Write + Send> Transport for DryRunTransport<W> {
         };
         rendered.map_err(|e| other(e.to_string()))?;
         let _ = self.out.flush();
-        Ok(HttpResponse {
-            status: 202,
-            body: "{\"status\":\"ok\"}".to_owned(),
-        })
+        Ok(HttpResponse { status: 202, body: "{\"status\":\"ok\"}".to_owned() })
     }
 }
 
@@ -445,17 +403,12 @@ mod tests {
     fn a_bad_ca_bundle_is_a_setup_error_naming_the_file() {
         let t = Duration::from_secs(1);
         let missing = std::path::Path::new("/nonexistent/chouette-ca.pem");
-        let err = UreqTransport::with_options(t, t, Some(missing))
-            .err()
-            .expect("error");
+        let err = UreqTransport::with_options(t, t, Some(missing)).err().expect("error");
         assert!(matches!(err, TransportSetupError::CaBundleRead { .. }));
         assert!(err.to_string().contains("/nonexistent/chouette-ca.pem"));
-        let empty =
-            std::env::temp_dir().join(format!("chouette-empty-ca-{}.pem", std::process::id()));
+        let empty = std::env::temp_dir().join(format!("chouette-empty-ca-{}.pem", std::process::id()));
         std::fs::write(&empty, b"not a certificate\n").expect("write");
-        let err = UreqTransport::with_options(t, t, Some(&empty))
-            .err()
-            .expect("error");
+        let err = UreqTransport::with_options(t, t, Some(&empty)).err().expect("error");
         assert!(matches!(err, TransportSetupError::CaBundleEmpty { .. }));
         let _ = std::fs::remove_file(&empty);
         assert!(UreqTransport::with_options(t, t, None).is_ok());

@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 
 use super::{
-    check_score, dead_letter_envelope, AggregationCommit, DeadRecord, NewRecord, Queue, Record,
-    Store, StoreError, AGGREGATED_UNTIL_KEY, STATUS_KEY,
+    check_score, dead_letter_envelope, AggregationCommit, DeadRecord, NewRecord, Queue, Record, Store,
+    StoreError, AGGREGATED_UNTIL_KEY, STATUS_KEY,
 };
 
 type Index = TableDefinition<'static, (u64, &'static [u8]), &'static [u8]>;
@@ -112,9 +112,7 @@ pub struct EmbeddedStore {
 
 impl std::fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedStore")
-            .field("path", &self.path)
-            .finish()
+        f.debug_struct("EmbeddedStore").field("path", &self.path).finish()
     }
 }
 
@@ -124,26 +122,14 @@ impl EmbeddedStore {
     /// if another process holds it open.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let description = format!("embedded:{}", path.display());
-        let failed = |op, detail: String| StoreError::Failed {
-            store: description.clone(),
-            op,
-            detail,
-        };
+        let failed = |op, detail: String| StoreError::Failed { store: description.clone(), op, detail };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                failed(
-                    "open",
-                    format!("cannot create directory {}: {e}", parent.display()),
-                )
-            })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| failed("open", format!("cannot create directory {}: {e}", parent.display())))?;
         }
         let db = Database::create(path)
             .map_err(|e| failed("open", format!("cannot open {}: {e}", path.display())))?;
-        let store = EmbeddedStore {
-            db,
-            path: path.to_path_buf(),
-            description,
-        };
+        let store = EmbeddedStore { db, path: path.to_path_buf(), description };
         store.write("create tables", |txn| {
             for queue in Queue::ALL {
                 let (index, ids) = tables(queue);
@@ -163,11 +149,7 @@ impl EmbeddedStore {
     }
 
     fn failed(&self, op: &'static str, e: impl std::fmt::Display) -> StoreError {
-        StoreError::Failed {
-            store: self.description.clone(),
-            op,
-            detail: e.to_string(),
-        }
+        StoreError::Failed { store: self.description.clone(), op, detail: e.to_string() }
     }
 
     /// Runs `f` in one write transaction and commits it; any error aborts it.
@@ -254,17 +236,11 @@ fn remove<'a>(
 
 fn move_dead(txn: &WriteTransaction, queue: Queue, records: &[DeadRecord]) -> Result<(), DbError> {
     remove(txn, queue, records.iter().map(|r| r.id.as_slice()))?;
-    let envelopes: Vec<Vec<u8>> = records
-        .iter()
-        .map(|r| dead_letter_envelope(queue, r))
-        .collect();
+    let envelopes: Vec<Vec<u8>> = records.iter().map(|r| dead_letter_envelope(queue, r)).collect();
     insert(
         txn,
         queue.dead_letter(),
-        records
-            .iter()
-            .zip(&envelopes)
-            .map(|(r, e)| (r.id.as_slice(), r.score, e.as_slice())),
+        records.iter().zip(&envelopes).map(|(r, e)| (r.id.as_slice(), r.score, e.as_slice())),
     )
 }
 
@@ -280,12 +256,7 @@ impl Store for EmbeddedStore {
         })
     }
 
-    fn read(
-        &mut self,
-        queue: Queue,
-        max_score: f64,
-        limit: usize,
-    ) -> Result<Vec<Record>, StoreError> {
+    fn read(&mut self, queue: Queue, max_score: f64, limit: usize) -> Result<Vec<Record>, StoreError> {
         check_score(&self.description, "read", "max_score", max_score)?;
         if limit == 0 {
             return Ok(Vec::new());
@@ -317,41 +288,25 @@ impl Store for EmbeddedStore {
 
     fn commit_aggregation(&mut self, commit: &AggregationCommit) -> Result<(), StoreError> {
         let op = "commit aggregation";
-        check_score(
-            &self.description,
-            op,
-            "aggregated_until",
-            commit.aggregated_until,
-        )?;
+        check_score(&self.description, op, "aggregated_until", commit.aggregated_until)?;
         self.check_scores(op, commit.wrapped.iter().map(|r| r.score))?;
         self.check_scores(op, commit.dead.iter().map(|r| r.score))?;
         self.write(op, |txn| {
             insert(
                 txn,
                 Queue::WrappedMetrics,
-                commit
-                    .wrapped
-                    .iter()
-                    .map(|r| (r.id.as_slice(), r.score, r.value.as_slice())),
+                commit.wrapped.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())),
             )?;
-            remove(
-                txn,
-                Queue::RawMetrics,
-                commit.delete_raw.iter().map(Vec::as_slice),
-            )?;
+            remove(txn, Queue::RawMetrics, commit.delete_raw.iter().map(Vec::as_slice))?;
             move_dead(txn, Queue::RawMetrics, &commit.dead)?;
-            txn.open_table(META)?
-                .insert(AGGREGATED_UNTIL_KEY, commit.aggregated_until)?;
+            txn.open_table(META)?.insert(AGGREGATED_UNTIL_KEY, commit.aggregated_until)?;
             Ok(())
         })
     }
 
     fn aggregated_until(&mut self) -> Result<Option<f64>, StoreError> {
         self.read_txn("read watermark", |txn| {
-            Ok(txn
-                .open_table(META)?
-                .get(AGGREGATED_UNTIL_KEY)?
-                .map(|g| g.value()))
+            Ok(txn.open_table(META)?.get(AGGREGATED_UNTIL_KEY)?.map(|g| g.value()))
         })
     }
 
@@ -361,13 +316,7 @@ impl Store for EmbeddedStore {
             return Ok(());
         }
         self.write("add", |txn| {
-            insert(
-                txn,
-                queue,
-                records
-                    .iter()
-                    .map(|r| (r.id.as_slice(), r.score, r.value.as_slice())),
-            )
+            insert(txn, queue, records.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())))
         })
     }
 
@@ -375,9 +324,7 @@ impl Store for EmbeddedStore {
         if ids.is_empty() {
             return Ok(());
         }
-        self.write("delete", |txn| {
-            remove(txn, queue, ids.iter().map(Vec::as_slice)).map(drop)
-        })
+        self.write("delete", |txn| remove(txn, queue, ids.iter().map(Vec::as_slice)).map(drop))
     }
 
     fn dead_letter(&mut self, queue: Queue, records: &[DeadRecord]) -> Result<(), StoreError> {
@@ -472,12 +419,7 @@ mod tests {
             f64::INFINITY,
         ];
         for pair in scores.windows(2) {
-            assert!(
-                score_key(pair[0]) < score_key(pair[1]),
-                "{} < {}",
-                pair[0],
-                pair[1]
-            );
+            assert!(score_key(pair[0]) < score_key(pair[1]), "{} < {}", pair[0], pair[1]);
         }
         for s in scores {
             assert_eq!(key_score(score_key(s)), s);

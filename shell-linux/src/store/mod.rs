@@ -169,10 +169,7 @@ fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
         let emit = chunk.len() + 1;
         for i in 0..4 {
             if i < emit {
@@ -186,18 +183,9 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 /// Refuses a NaN score (Redis refuses it too; the embedded index cannot order it).
-pub(crate) fn check_score(
-    store: &str,
-    op: &'static str,
-    what: &str,
-    score: f64,
-) -> Result<(), StoreError> {
+pub(crate) fn check_score(store: &str, op: &'static str, what: &str, score: f64) -> Result<(), StoreError> {
     if score.is_nan() {
-        return Err(StoreError::Failed {
-            store: store.to_string(),
-            op,
-            detail: format!("{what} is NaN"),
-        });
+        return Err(StoreError::Failed { store: store.to_string(), op, detail: format!("{what} is NaN") });
     }
     Ok(())
 }
@@ -245,12 +233,7 @@ pub trait Store: Send {
 
     /// Up to `limit` records of `queue` with a score strictly below `max_score`, oldest first
     /// (score, then id). Orphan ids (in the ZSET, not in the HASH) come back with `value: None`.
-    fn read(
-        &mut self,
-        queue: Queue,
-        max_score: f64,
-        limit: usize,
-    ) -> Result<Vec<Record>, StoreError>;
+    fn read(&mut self, queue: Queue, max_score: f64, limit: usize) -> Result<Vec<Record>, StoreError>;
 
     /// The lowest score in `queue`, if any.
     fn oldest_score(&mut self, queue: Queue) -> Result<Option<f64>, StoreError>;
@@ -289,12 +272,7 @@ mod tests {
     use super::*;
 
     fn dead(value: &[u8], reason: &str) -> DeadRecord {
-        DeadRecord {
-            id: b"id".to_vec(),
-            score: 1.0,
-            value: value.to_vec(),
-            reason: reason.to_string(),
-        }
+        DeadRecord { id: b"id".to_vec(), score: 1.0, value: value.to_vec(), reason: reason.to_string() }
     }
 
     #[test]

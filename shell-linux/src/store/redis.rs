@@ -28,13 +28,11 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use redis::{
-    Cmd, Connection, ConnectionAddr, ConnectionInfo, ErrorKind, Pipeline, RedisError, Value,
-};
+use redis::{Cmd, Connection, ConnectionAddr, ConnectionInfo, ErrorKind, Pipeline, RedisError, Value};
 
 use super::{
-    check_score, dead_letter_envelope, AggregationCommit, DeadRecord, NewRecord, Queue, Record,
-    Store, StoreError, AGGREGATED_UNTIL_KEY, STATUS_KEY,
+    check_score, dead_letter_envelope, AggregationCommit, DeadRecord, NewRecord, Queue, Record, Store,
+    StoreError, AGGREGATED_UNTIL_KEY, STATUS_KEY,
 };
 
 /// The most ids (or id/value pairs) one Redis command carries; longer lists become several
@@ -74,11 +72,7 @@ pub struct RedisTimeouts {
 impl RedisTimeouts {
     /// The same timeout for everything.
     pub const fn uniform(timeout: Duration) -> Self {
-        RedisTimeouts {
-            connect: timeout,
-            read: timeout,
-            write: timeout,
-        }
+        RedisTimeouts { connect: timeout, read: timeout, write: timeout }
     }
 }
 
@@ -125,28 +119,19 @@ impl RedisStore {
 
     /// Parses `url` like [`RedisStore::connect`] without connecting: the first call connects.
     pub fn open(url: &str, timeouts: RedisTimeouts) -> Result<Self, StoreError> {
-        let mut info: ConnectionInfo = redis::IntoConnectionInfo::into_connection_info(url)
-            .map_err(|e| {
-                StoreError::Failed {
-                    store: "redis (URL not shown)".to_string(),
-                    op: "parse URL",
-                    // The parser's messages do not quote the URL, so they cannot leak a password.
-                    detail: e.to_string(),
-                }
-            })?;
+        let mut info: ConnectionInfo = redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| {
+            StoreError::Failed {
+                store: "redis (URL not shown)".to_string(),
+                op: "parse URL",
+                // The parser's messages do not quote the URL, so they cannot leak a password.
+                detail: e.to_string(),
+            }
+        })?;
         let description = describe_info(&info);
         let username = info.redis.username.take();
         let password = info.redis.password.take();
         let db = std::mem::take(&mut info.redis.db);
-        Ok(RedisStore {
-            info,
-            username,
-            password,
-            db,
-            timeouts,
-            description,
-            conn: None,
-        })
+        Ok(RedisStore { info, username, password, db, timeouts, description, conn: None })
     }
 
     /// The timeouts in use.
@@ -197,10 +182,7 @@ impl RedisStore {
                     if breaks_connection(&e) {
                         self.conn = None;
                         if reused && !retried && e.is_connection_dropped() {
-                            log::debug!(
-                                "store={} op={op} error={e}; reconnecting once",
-                                self.description
-                            );
+                            log::debug!("store={} op={op} error={e}; reconnecting once", self.description);
                             retried = true;
                             continue;
                         }
@@ -222,11 +204,7 @@ impl RedisStore {
     }
 
     /// Runs one `MULTI … EXEC` built by `build` (nothing is sent when it adds no command).
-    fn transaction(
-        &mut self,
-        op: &'static str,
-        build: impl FnOnce(&mut Pipeline),
-    ) -> Result<(), StoreError> {
+    fn transaction(&mut self, op: &'static str, build: impl FnOnce(&mut Pipeline)) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
         pipe.atomic();
         build(&mut pipe);
@@ -369,26 +347,16 @@ fn move_dead(pipe: &mut Pipeline, queue: Queue, records: &[DeadRecord]) {
         return;
     }
     remove_ids(pipe, queue, records.iter().map(|r| r.id.as_slice()));
-    let envelopes: Vec<Vec<u8>> = records
-        .iter()
-        .map(|r| dead_letter_envelope(queue, r))
-        .collect();
+    let envelopes: Vec<Vec<u8>> = records.iter().map(|r| dead_letter_envelope(queue, r)).collect();
     add_records(
         pipe,
         queue.dead_letter(),
-        records
-            .iter()
-            .zip(&envelopes)
-            .map(|(r, e)| (r.id.as_slice(), r.score, e.as_slice())),
+        records.iter().zip(&envelopes).map(|(r, e)| (r.id.as_slice(), r.score, e.as_slice())),
     );
 }
 
 fn protocol_error(what: &str, got: &Value) -> RedisError {
-    RedisError::from((
-        ErrorKind::TypeError,
-        "unexpected reply",
-        format!("{what}: {got:?}"),
-    ))
+    RedisError::from((ErrorKind::TypeError, "unexpected reply", format!("{what}: {got:?}")))
 }
 
 fn parse_score(v: &Value) -> Result<f64, RedisError> {
@@ -434,11 +402,7 @@ fn parse_with_scores(reply: Value, out: &mut Vec<Record>) -> Result<(), RedisErr
                 None => return Err(protocol_error("WITHSCORES reply of odd length", &id)),
             },
         };
-        out.push(Record {
-            score: parse_score(&score)?,
-            id: into_bytes(id)?,
-            value: None,
-        });
+        out.push(Record { score: parse_score(&score)?, id: into_bytes(id)?, value: None });
     }
     Ok(())
 }
@@ -452,12 +416,7 @@ impl Store for RedisStore {
         self.run("ping", |conn| redis::cmd("PING").query::<()>(conn))
     }
 
-    fn read(
-        &mut self,
-        queue: Queue,
-        max_score: f64,
-        limit: usize,
-    ) -> Result<Vec<Record>, StoreError> {
+    fn read(&mut self, queue: Queue, max_score: f64, limit: usize) -> Result<Vec<Record>, StoreError> {
         check_score(&self.description, "read", "max_score", max_score)?;
         if limit == 0 {
             return Ok(Vec::new());
@@ -466,14 +425,7 @@ impl Store for RedisStore {
         push_score(&mut max, max_score);
         let (keys, values) = (keys(queue), values(queue));
         let mut range = redis::cmd("ZRANGEBYSCORE");
-        range
-            .arg(&keys)
-            .arg("-inf")
-            .arg(&max)
-            .arg("LIMIT")
-            .arg(0)
-            .arg(limit)
-            .arg("WITHSCORES");
+        range.arg(&keys).arg("-inf").arg(&max).arg("LIMIT").arg(0).arg(limit).arg("WITHSCORES");
         let mut records = Vec::new();
         self.run("read", |conn| {
             records.clear();
@@ -509,12 +461,8 @@ impl Store for RedisStore {
         let mut records = Vec::new();
         self.run("oldest score", |conn| {
             records.clear();
-            let reply = redis::cmd("ZRANGE")
-                .arg(&keys)
-                .arg(0)
-                .arg(0)
-                .arg("WITHSCORES")
-                .query::<Value>(conn)?;
+            let reply =
+                redis::cmd("ZRANGE").arg(&keys).arg(0).arg(0).arg("WITHSCORES").query::<Value>(conn)?;
             parse_with_scores(reply, &mut records)
         })?;
         Ok(records.first().map(|r| r.score))
@@ -522,70 +470,43 @@ impl Store for RedisStore {
 
     fn commit_aggregation(&mut self, commit: &AggregationCommit) -> Result<(), StoreError> {
         let op = "commit aggregation";
-        check_score(
-            &self.description,
-            op,
-            "aggregated_until",
-            commit.aggregated_until,
-        )?;
+        check_score(&self.description, op, "aggregated_until", commit.aggregated_until)?;
         self.check_scores(op, commit.wrapped.iter().map(|r| r.score))?;
         self.check_scores(op, commit.dead.iter().map(|r| r.score))?;
         self.transaction(op, |pipe| {
             add_records(
                 pipe,
                 Queue::WrappedMetrics,
-                commit
-                    .wrapped
-                    .iter()
-                    .map(|r| (r.id.as_slice(), r.score, r.value.as_slice())),
+                commit.wrapped.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())),
             );
-            remove_ids(
-                pipe,
-                Queue::RawMetrics,
-                commit.delete_raw.iter().map(Vec::as_slice),
-            );
+            remove_ids(pipe, Queue::RawMetrics, commit.delete_raw.iter().map(Vec::as_slice));
             move_dead(pipe, Queue::RawMetrics, &commit.dead);
-            pipe.cmd("SET")
-                .arg(AGGREGATED_UNTIL_KEY)
-                .arg(score_arg(commit.aggregated_until))
-                .ignore();
+            pipe.cmd("SET").arg(AGGREGATED_UNTIL_KEY).arg(score_arg(commit.aggregated_until)).ignore();
         })
     }
 
     fn aggregated_until(&mut self) -> Result<Option<f64>, StoreError> {
-        let raw: Option<String> = self.run("read watermark", |conn| {
-            redis::cmd("GET").arg(AGGREGATED_UNTIL_KEY).query(conn)
-        })?;
+        let raw: Option<String> =
+            self.run("read watermark", |conn| redis::cmd("GET").arg(AGGREGATED_UNTIL_KEY).query(conn))?;
         match raw {
             None => Ok(None),
-            Some(text) => text
-                .parse::<f64>()
-                .map(Some)
-                .map_err(|_| StoreError::Failed {
-                    store: self.description.clone(),
-                    op: "read watermark",
-                    detail: format!("{AGGREGATED_UNTIL_KEY} holds {text:?}, not a number"),
-                }),
+            Some(text) => text.parse::<f64>().map(Some).map_err(|_| StoreError::Failed {
+                store: self.description.clone(),
+                op: "read watermark",
+                detail: format!("{AGGREGATED_UNTIL_KEY} holds {text:?}, not a number"),
+            }),
         }
     }
 
     fn add(&mut self, queue: Queue, records: &[NewRecord]) -> Result<(), StoreError> {
         self.check_scores("add", records.iter().map(|r| r.score))?;
         self.transaction("add", |pipe| {
-            add_records(
-                pipe,
-                queue,
-                records
-                    .iter()
-                    .map(|r| (r.id.as_slice(), r.score, r.value.as_slice())),
-            );
+            add_records(pipe, queue, records.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())));
         })
     }
 
     fn delete(&mut self, queue: Queue, ids: &[Vec<u8>]) -> Result<(), StoreError> {
-        self.transaction("delete", |pipe| {
-            remove_ids(pipe, queue, ids.iter().map(Vec::as_slice))
-        })
+        self.transaction("delete", |pipe| remove_ids(pipe, queue, ids.iter().map(Vec::as_slice)))
     }
 
     fn dead_letter(&mut self, queue: Queue, records: &[DeadRecord]) -> Result<(), StoreError> {
@@ -631,9 +552,8 @@ impl Store for RedisStore {
     }
 
     fn status(&mut self) -> Result<Vec<(String, String)>, StoreError> {
-        let mut fields: Vec<(String, String)> = self.run("read status", |conn| {
-            redis::cmd("HGETALL").arg(STATUS_KEY).query(conn)
-        })?;
+        let mut fields: Vec<(String, String)> =
+            self.run("read status", |conn| redis::cmd("HGETALL").arg(STATUS_KEY).query(conn))?;
         fields.sort();
         Ok(fields)
     }
@@ -644,25 +564,14 @@ mod tests {
     use super::*;
 
     fn describe(url: &str) -> String {
-        RedisStore::open(url, RedisTimeouts::default())
-            .unwrap()
-            .describe()
+        RedisStore::open(url, RedisTimeouts::default()).unwrap().describe()
     }
 
     #[test]
     fn describe_never_shows_credentials() {
-        assert_eq!(
-            describe("redis://:secret@127.0.0.1:1/0"),
-            "redis://127.0.0.1:1/0"
-        );
-        assert_eq!(
-            describe("redis://user:secret@example.com:6380/3"),
-            "redis://example.com:6380/3"
-        );
-        assert_eq!(
-            describe("rediss://:secret@example.com:6380"),
-            "rediss://example.com:6380/0"
-        );
+        assert_eq!(describe("redis://:secret@127.0.0.1:1/0"), "redis://127.0.0.1:1/0");
+        assert_eq!(describe("redis://user:secret@example.com:6380/3"), "redis://example.com:6380/3");
+        assert_eq!(describe("rediss://:secret@example.com:6380"), "rediss://example.com:6380/0");
         assert_eq!(describe("redis://[::1]:6379/2"), "redis://[::1]:6379/2");
     }
 
@@ -685,15 +594,10 @@ mod tests {
     #[test]
     fn with_scores_parses_resp2_and_resp3() {
         let mut out = Vec::new();
-        let resp2 = Value::Array(vec![
-            Value::BulkString(b"a".to_vec()),
-            Value::BulkString(b"1.5".to_vec()),
-        ]);
+        let resp2 = Value::Array(vec![Value::BulkString(b"a".to_vec()), Value::BulkString(b"1.5".to_vec())]);
         parse_with_scores(resp2, &mut out).unwrap();
-        let resp3 = Value::Array(vec![Value::Array(vec![
-            Value::BulkString(b"b".to_vec()),
-            Value::Double(-2.0),
-        ])]);
+        let resp3 =
+            Value::Array(vec![Value::Array(vec![Value::BulkString(b"b".to_vec()), Value::Double(-2.0)])]);
         parse_with_scores(resp3, &mut out).unwrap();
         assert_eq!(out[0].id, b"a");
         assert_eq!(out[0].score, 1.5);

@@ -91,10 +91,7 @@ impl Request {
     /// The value of header `name` (case-insensitive), if present.
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
     }
 
     /// Whether the server answered 2xx (the data counts as delivered).
@@ -229,35 +226,19 @@ fn read_request(conn: &TcpStream) -> Option<Request> {
             headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
         }
     }
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
+    let len: usize =
+        headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
     let mut raw_body = vec![0u8; len];
     reader.read_exact(&mut raw_body).ok()?;
-    let deflated = headers
-        .iter()
-        .any(|(k, v)| k == "content-encoding" && v == "deflate");
-    let body = if deflated {
-        inflate(&raw_body).map(|b| String::from_utf8_lossy(&b).into_owned())
-    } else {
-        None
-    }
-    .unwrap_or_else(|| String::from_utf8_lossy(&raw_body).into_owned());
+    let deflated = headers.iter().any(|(k, v)| k == "content-encoding" && v == "deflate");
+    let body =
+        if deflated { inflate(&raw_body).map(|b| String::from_utf8_lossy(&b).into_owned()) } else { None }
+            .unwrap_or_else(|| String::from_utf8_lossy(&raw_body).into_owned());
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p.to_owned(), q.to_owned()),
         None => (target, String::new()),
     };
-    Some(Request {
-        method,
-        path,
-        query,
-        headers,
-        raw_body,
-        body,
-        answer: Answer::Status(0),
-    })
+    Some(Request { method, path, query, headers, raw_body, body, answer: Answer::Status(0) })
 }
 
 fn serve(mut conn: TcpStream, state: &Mutex<State>) {
@@ -270,12 +251,7 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) {
         let answer = s
             .once
             .pop_front()
-            .or_else(|| {
-                s.rules
-                    .iter()
-                    .find(|(when, _)| when.holds(&req))
-                    .map(|(_, a)| a.clone())
-            })
+            .or_else(|| s.rules.iter().find(|(when, _)| when.holds(&req)).map(|(_, a)| a.clone()))
             .or_else(|| s.default.clone())
             .unwrap_or(Answer::Status(202));
         req.answer = answer.clone();
