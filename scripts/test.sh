@@ -23,4 +23,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --features c
 step "no_std proofs"
 scripts/check-no-std.sh
 
+step "fuzz targets compile"
+cargo check --manifest-path fuzz/Cargo.toml --locked
+
 step "all checks passed"

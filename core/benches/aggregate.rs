@@ -1,7 +1,7 @@
 //! Aggregator throughput through the public API: 10k series, mixed types.
 
-use std::hint::black_box;
-use std::time::Duration;
+use core::hint::black_box;
+use core::time::Duration;
 
 use chouette_core::aggregate::{Aggregator, AggregatorConfig};
 use chouette_core::metric::{Member, MetricType, Sample, SetMembers, Tag, Timestamp, Value};
