@@ -164,7 +164,10 @@ fn aggregate_tick(
     pipeline::cleanup(store, wall_clock(), config.metric_ttl, config.log_ttl, counters)?;
     while !shutdown.load(Ordering::Relaxed) {
         match aggregation.step(store, wall_clock(), counters)? {
-            StepOutcome::Idle => break,
+            StepOutcome::Idle => {
+                aggregation.release_memory();
+                break;
+            }
             StepOutcome::Progress { consumed } => log::debug!("consumed={consumed}: aggregated a bucket"),
         }
     }

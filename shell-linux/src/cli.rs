@@ -277,7 +277,7 @@ mod tests {
         fn ping(&mut self) -> Result<(), StoreError> {
             Ok(())
         }
-        fn read(&mut self, _: Queue, _: f64, _: usize) -> Result<Vec<Record>, StoreError> {
+        fn read_page(&mut self, _: Queue, _: f64, _: usize, _: usize) -> Result<Vec<Record>, StoreError> {
             unimplemented!()
         }
         fn oldest_score(&mut self, _: Queue) -> Result<Option<f64>, StoreError> {

@@ -16,11 +16,15 @@ use chouette_core::wrap::WrapConfig;
 use crate::dispatch::{Disposition, Report};
 use crate::store::{AggregationCommit, DeadRecord, NewRecord, Queue, Record, Store, StoreError};
 
-/// Most raw records one aggregation step reads and commits (bounded memory: a few MB).
+/// Most raw records one aggregation step commits. The step reads them in pages of
+/// [`RAW_PAGE`], keeping only their ids (about 40 bytes each) until the commit.
 ///
 /// A bucket holding more raw records than this is committed in several steps; the records after
 /// the first step's share are then late and folded into the next bucket (counted as late).
-pub const MAX_RAW_PER_STEP: usize = 50_000;
+pub const MAX_RAW_PER_STEP: usize = 100_000;
+
+/// Raw records read per round trip within a step.
+pub const RAW_PAGE: usize = 10_000;
 
 /// Most log records per release request (the intake's limit is 1000 entries).
 pub const LOGS_PER_BATCH: usize = 1000;
@@ -76,7 +80,9 @@ pub struct Aggregation {
     interval: u32,
     grace: f64,
     wrap: WrapConfig,
-    aggregator: Box<GatewayAggregator>,
+    config: AggregatorConfig,
+    /// Allocated for a run of steps, freed by [`Aggregation::release_memory`] when idle.
+    aggregator: Option<Box<GatewayAggregator>>,
     watermark: Option<f64>,
     ids: IdGenerator,
     max_per_step: usize,
@@ -93,7 +99,8 @@ impl Aggregation {
             interval: interval_secs.max(1),
             grace: grace.as_secs_f64(),
             wrap,
-            aggregator: Box::new(GatewayAggregator::new(config)),
+            config,
+            aggregator: None,
             watermark: None,
             ids: IdGenerator::new(),
             max_per_step: MAX_RAW_PER_STEP,
@@ -104,6 +111,12 @@ impl Aggregation {
     pub fn with_max_per_step(mut self, max: usize) -> Aggregation {
         self.max_per_step = max.max(1);
         self
+    }
+
+    /// Frees the aggregator's memory (about 5 MB) until the next step needs it: called when a
+    /// tick has nothing more to aggregate, so an idle agent stays small.
+    pub fn release_memory(&mut self) {
+        self.aggregator = None;
     }
 
     /// Runs one step at wall-clock `now`.
@@ -131,53 +144,70 @@ impl Aggregation {
         if end + self.grace > now {
             return Ok(StepOutcome::Idle);
         }
-        let records = store.read(Queue::RawMetrics, end, self.max_per_step)?;
-        if records.is_empty() {
-            return Ok(StepOutcome::Idle);
-        }
-
+        let config = self.config;
+        let aggregator = self.aggregator.get_or_insert_with(|| Box::new(GatewayAggregator::new(config)));
         // Buckets before `start` are closed: earlier records are late and fold into `start`.
-        self.aggregator.handle_timeout(Timestamp::from_secs_f64(start));
+        aggregator.handle_timeout(Timestamp::from_secs_f64(start));
         let mut commit = AggregationCommit { aggregated_until: end, ..AggregationCommit::default() };
         let mut scratch = Vec::new();
         let mut late = 0;
         let mut aggregated = 0;
-        for record in &records {
-            let Some(value) = &record.value else {
-                counters.orphans += 1;
-                commit.delete_raw.push(record.id.clone());
-                continue;
-            };
-            scratch.clear();
-            scratch.resize(raw_scratch_len(value.len()), 0);
-            let raw = match parse_raw_metric(value, &mut scratch) {
-                Ok(raw) => raw,
-                Err(error) => {
-                    refuse(&mut commit, counters, record, value, error.reason());
+        let mut read = 0;
+        // Pages can shift when records arrive meanwhile: a record seen twice is skipped (by a
+        // hash of its id; a collision only leaves a record for the next step).
+        let mut seen = std::collections::HashSet::new();
+        let page_size = RAW_PAGE.min(self.max_per_step);
+        while read < self.max_per_step {
+            let page =
+                store.read_page(Queue::RawMetrics, end, read, page_size.min(self.max_per_step - read))?;
+            read += page.len();
+            let last_page = page.len() < page_size;
+            for record in &page {
+                if !seen.insert(id_hash(&record.id)) {
                     continue;
                 }
-            };
-            let mut sample = raw.sample();
-            // Bucketing and point timestamps both follow the ZSET score (the original bucketed
-            // by score and stamped by the JSON timestamp; the official client writes the same).
-            sample.timestamp = Timestamp::from_secs_f64(record.score);
-            let before = self.aggregator.stats().late;
-            match self.aggregator.record(Timestamp::from_secs_f64(end), sample) {
-                Ok(()) => {
-                    aggregated += 1;
-                    late += self.aggregator.stats().late - before;
+                let Some(value) = &record.value else {
+                    counters.orphans += 1;
                     commit.delete_raw.push(record.id.clone());
+                    continue;
+                };
+                scratch.clear();
+                scratch.resize(raw_scratch_len(value.len()), 0);
+                let raw = match parse_raw_metric(value, &mut scratch) {
+                    Ok(raw) => raw,
+                    Err(error) => {
+                        refuse(&mut commit, counters, record, value, error.reason());
+                        continue;
+                    }
+                };
+                let mut sample = raw.sample();
+                // Bucketing and point timestamps both follow the ZSET score (the original
+                // bucketed by score and stamped by the JSON timestamp; the client writes both).
+                sample.timestamp = Timestamp::from_secs_f64(record.score);
+                let before = aggregator.stats().late;
+                match aggregator.record(Timestamp::from_secs_f64(end), sample) {
+                    Ok(()) => {
+                        aggregated += 1;
+                        late += aggregator.stats().late - before;
+                        commit.delete_raw.push(record.id.clone());
+                    }
+                    Err(refused) if is_capacity(refused.error) => {
+                        // Valid, but no room in this step: left in the queue for the next one.
+                    }
+                    Err(refused) => refuse(&mut commit, counters, record, value, refused.error.as_str()),
                 }
-                Err(refused) if is_capacity(refused.error) => {
-                    // Valid, but no room in this step: left in the queue for the next one.
-                }
-                Err(refused) => refuse(&mut commit, counters, record, value, refused.error.as_str()),
+            }
+            if last_page {
+                break;
             }
         }
+        if read == 0 {
+            return Ok(StepOutcome::Idle);
+        }
 
-        self.aggregator.handle_timeout(Timestamp::from_secs_f64(end + 1.0));
+        aggregator.handle_timeout(Timestamp::from_secs_f64(end + 1.0));
         let mut buf = vec![0u8; 4096];
-        while let Some(flushed) = self.aggregator.poll_flush() {
+        while let Some(flushed) = aggregator.poll_flush() {
             for output in flushed.outputs(&self.wrap) {
                 let point = flushed.wrapped(&output);
                 let len = loop {
@@ -228,6 +258,11 @@ fn refuse(
         value: value.to_vec(),
         reason: reason.to_string(),
     });
+}
+
+fn id_hash(id: &[u8]) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(id)
 }
 
 fn is_capacity(error: RecordError) -> bool {
@@ -428,6 +463,7 @@ pub fn status_fields(counters: &Counters, now: f64) -> Vec<(&'static str, String
         ("refused_records", refused.to_string()),
         ("orphan_records", counters.orphans.to_string()),
         ("dispatched_metrics", counters.dispatched_metrics.to_string()),
+        ("dispatched_metrics_bytes", counters.dispatched_metrics_bytes.to_string()),
         ("dispatched_logs", counters.dispatched_logs.to_string()),
         ("deadlettered_metrics", counters.dead_metrics.to_string()),
         ("deadlettered_logs", counters.dead_logs.to_string()),

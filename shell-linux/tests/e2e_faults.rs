@@ -22,7 +22,11 @@ struct Agent {
 
 impl Agent {
     fn start(redis: &RedisServer, intake: &FakeIntake, extra: &[(&str, &str)]) -> Agent {
-        let log = std::env::temp_dir().join(format!("chouette-faults-{}-{}.log", std::process::id(), support::free_port()));
+        let log = std::env::temp_dir().join(format!(
+            "chouette-faults-{}-{}.log",
+            std::process::id(),
+            support::free_port()
+        ));
         let mut command = Command::new(env!("CARGO_BIN_EXE_chouette"));
         command
             .env_clear()
@@ -104,7 +108,11 @@ fn logs_reach_the_intake_once_through_server_errors() {
     let t = now() - 60.0;
     let mut logs = Vec::new();
     for i in 0..50 {
-        let date = if i == 7 { "2026-11-22T01:25:26+00:00".to_string() } else { format!("2026-11-22T01:25:26.{:06}+00:00", i + 1) };
+        let date = if i == 7 {
+            "2026-11-22T01:25:26+00:00".to_string()
+        } else {
+            format!("2026-11-22T01:25:26.{:06}+00:00", i + 1)
+        };
         let value = format!(
             r#"{{"date": "{date}", "ddsource": "svc", "ddtags": ["app:x"], "level": "INFO", "message": {{"msg": "log-{i}"}}, "service": "svc"}}"#
         );
@@ -156,7 +164,10 @@ fn accepted_points(intake: &FakeIntake) -> (Vec<(String, i64)>, usize) {
         let body: serde_json::Value = serde_json::from_str(&request.body).unwrap();
         for series in body["series"].as_array().unwrap() {
             for point in series["points"].as_array().unwrap() {
-                points.push((series["metric"].as_str().unwrap().to_string(), point[0].as_f64().unwrap() as i64));
+                points.push((
+                    series["metric"].as_str().unwrap().to_string(),
+                    point[0].as_f64().unwrap() as i64,
+                ));
             }
         }
     }

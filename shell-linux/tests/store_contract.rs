@@ -109,6 +109,14 @@ mod contract {
         assert!(store.read(Queue::RawMetrics, f64::NEG_INFINITY, 10).unwrap().is_empty());
     }
 
+    pub fn read_page_skips_an_offset(store: &mut dyn Store) {
+        let records: Vec<NewRecord> = (0..10).map(|i| rec(&format!("id{i}"), f64::from(i), "{}")).collect();
+        store.add(Queue::RawMetrics, &records).unwrap();
+        assert_eq!(ids(&store.read_page(Queue::RawMetrics, 8.0, 3, 2).unwrap()), ["id3", "id4"]);
+        assert_eq!(ids(&store.read_page(Queue::RawMetrics, 8.0, 6, 10).unwrap()), ["id6", "id7"]);
+        assert!(store.read_page(Queue::RawMetrics, 8.0, 8, 10).unwrap().is_empty());
+    }
+
     pub fn add_replaces_an_existing_id(store: &mut dyn Store) {
         store.add(Queue::Logs, &[rec("x", 5.0, "old"), rec("y", 6.0, "y")]).unwrap();
         store.add(Queue::Logs, &[rec("x", 7.0, "new")]).unwrap();
@@ -281,6 +289,7 @@ macro_rules! both {
 both!(
     read_orders_by_score_then_id,
     max_score_is_exclusive_and_limit_bounds,
+    read_page_skips_an_offset,
     add_replaces_an_existing_id,
     delete_removes_ids,
     commit_aggregation_applies_everything,

@@ -256,7 +256,13 @@ impl Store for EmbeddedStore {
         })
     }
 
-    fn read(&mut self, queue: Queue, max_score: f64, limit: usize) -> Result<Vec<Record>, StoreError> {
+    fn read_page(
+        &mut self,
+        queue: Queue,
+        max_score: f64,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
         check_score(&self.description, "read", "max_score", max_score)?;
         if limit == 0 {
             return Ok(Vec::new());
@@ -265,7 +271,7 @@ impl Store for EmbeddedStore {
         self.read_txn("read", |txn| {
             let index = txn.open_table(tables(queue).0)?;
             let mut out = Vec::with_capacity(limit.min(index.len()? as usize));
-            for entry in index.range(..(upper, &[][..]))?.take(limit) {
+            for entry in index.range(..(upper, &[][..]))?.skip(offset).take(limit) {
                 let (key, value) = entry?;
                 let (score, id) = key.value();
                 out.push(Record {

@@ -233,7 +233,20 @@ pub trait Store: Send {
 
     /// Up to `limit` records of `queue` with a score strictly below `max_score`, oldest first
     /// (score, then id). Orphan ids (in the ZSET, not in the HASH) come back with `value: None`.
-    fn read(&mut self, queue: Queue, max_score: f64, limit: usize) -> Result<Vec<Record>, StoreError>;
+    fn read(&mut self, queue: Queue, max_score: f64, limit: usize) -> Result<Vec<Record>, StoreError> {
+        self.read_page(queue, max_score, 0, limit)
+    }
+
+    /// Like [`Store::read`], skipping the first `offset` records of that order (paging through
+    /// a bucket without loading it whole; a record added meanwhile can shift pages, so callers
+    /// deduplicate by id).
+    fn read_page(
+        &mut self,
+        queue: Queue,
+        max_score: f64,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError>;
 
     /// The lowest score in `queue`, if any.
     fn oldest_score(&mut self, queue: Queue) -> Result<Option<f64>, StoreError>;

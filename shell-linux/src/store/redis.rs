@@ -416,7 +416,13 @@ impl Store for RedisStore {
         self.run("ping", |conn| redis::cmd("PING").query::<()>(conn))
     }
 
-    fn read(&mut self, queue: Queue, max_score: f64, limit: usize) -> Result<Vec<Record>, StoreError> {
+    fn read_page(
+        &mut self,
+        queue: Queue,
+        max_score: f64,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
         check_score(&self.description, "read", "max_score", max_score)?;
         if limit == 0 {
             return Ok(Vec::new());
@@ -425,7 +431,7 @@ impl Store for RedisStore {
         push_score(&mut max, max_score);
         let (keys, values) = (keys(queue), values(queue));
         let mut range = redis::cmd("ZRANGEBYSCORE");
-        range.arg(&keys).arg("-inf").arg(&max).arg("LIMIT").arg(0).arg(limit).arg("WITHSCORES");
+        range.arg(&keys).arg("-inf").arg(&max).arg("LIMIT").arg(offset).arg(limit).arg("WITHSCORES");
         let mut records = Vec::new();
         self.run("read", |conn| {
             records.clear();
