@@ -1,0 +1,252 @@
+//! Client configuration: where Redis is, global tags, sanitizing, buffer sizes, modes.
+
+use std::time::Duration;
+
+use crate::sanitize::SanitizeMode;
+
+/// The original client's default Redis host (`REDIS_HOST`).
+pub const DEFAULT_REDIS_HOST: &str = "redis";
+/// The original client's default Redis port (`REDIS_PORT`).
+pub const DEFAULT_REDIS_PORT: u16 = 6379;
+/// Records the buffer holds before calls start dropping (about 150 bytes each: 15 MB).
+pub const DEFAULT_BUFFER_RECORDS: usize = 100_000;
+/// Records written in one `MULTI … EXEC` transaction.
+pub const DEFAULT_BATCH_RECORDS: usize = 2_000;
+
+/// A configuration value that cannot work: reported when the client is set up, never later.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// An environment variable holds a value that cannot work.
+    #[error("{name}={value:?} is invalid: expected {expected}")]
+    InvalidVar {
+        /// The variable, as spelled in the environment.
+        name: String,
+        /// Its value.
+        value: String,
+        /// What would have worked.
+        expected: &'static str,
+    },
+    /// The Redis URL was refused by the Redis client.
+    #[error("Redis URL {url:?} is invalid: {source}")]
+    RedisUrl {
+        /// The URL, with any password replaced by `***`.
+        url: String,
+        /// Why.
+        source: redis::RedisError,
+    },
+    /// The background writer thread could not be started.
+    #[error("cannot start the chouette-client writer thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// How calls are turned into Redis records.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mode {
+    /// One record per call, in the original Python client's exact layout (the default).
+    Raw,
+    /// Calls are aggregated in-process; one record per series per interval (see the README).
+    Aggregating {
+        /// The aggregation interval.
+        interval: Duration,
+    },
+}
+
+/// Everything a [`Client`](crate::Client) needs; build it with [`ClientConfig::new`] or
+/// [`ClientConfig::from_env`], then adjust with the `with_*` methods.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The Redis URL (`redis://[:password@]host:port[/db]`, or `rediss://` for TLS).
+    pub redis_url: String,
+    /// Tags added to every metric and log (`CHOUETTE_TAGS`), as `(key, value)`.
+    pub global_tags: Vec<(String, String)>,
+    /// How metric names and tag keys are sanitized (`CHOUETTE_SANITIZE`).
+    pub sanitize: SanitizeMode,
+    /// Records held while Redis is slow or down; beyond, calls drop (and count) their record.
+    pub buffer_records: usize,
+    /// Records per `MULTI … EXEC` transaction.
+    pub batch_records: usize,
+    /// How often the writer thread drains the buffer when it is not woken earlier.
+    pub flush_every: Duration,
+    /// First retry delay after a failed write; doubled after each failure up to `max_backoff`.
+    pub min_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+    /// Connect and read/write timeout of the Redis connection.
+    pub redis_timeout: Duration,
+    /// How often the meta metrics (`chouette.client.sent`, `.dropped`, `.errors`) are written.
+    pub meta_every: Duration,
+    /// Whether and how often the app's process metrics are written (`chouette.client.process.*`).
+    pub process_metrics: Option<Duration>,
+    /// Raw (default) or aggregating.
+    pub mode: Mode,
+}
+
+impl ClientConfig {
+    /// Defaults, writing to `redis_url`.
+    pub fn new(redis_url: impl Into<String>) -> Self {
+        ClientConfig {
+            redis_url: redis_url.into(),
+            global_tags: Vec::new(),
+            sanitize: SanitizeMode::None,
+            buffer_records: DEFAULT_BUFFER_RECORDS,
+            batch_records: DEFAULT_BATCH_RECORDS,
+            flush_every: Duration::from_millis(50),
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            redis_timeout: Duration::from_secs(2),
+            meta_every: Duration::from_secs(10),
+            process_metrics: None,
+            mode: Mode::Raw,
+        }
+    }
+
+    /// From the environment, as the original client and more:
+    ///
+    /// - `REDIS_URL` wins (auth and `rediss://` included); else `REDIS_HOST` (default `redis`) and
+    ///   `REDIS_PORT` (default `6379`). Upper-case names are read first, then lower-case ones, so a
+    ///   lower-case `redis_host` (which the agent accepts) also works here (compat §7 item 39).
+    /// - `CHOUETTE_TAGS`: `k:v,k2:v2` global tags.
+    /// - `CHOUETTE_SANITIZE`: `none`, `datadog` or `prometheus`, any case.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(|name| env_var(name))
+    }
+
+    /// Like [`ClientConfig::from_env`] from any lookup (for tests): `lookup(name)` gives
+    /// `(spelling, value)`.
+    pub fn from_vars(lookup: impl Fn(&str) -> Option<(String, String)>) -> Result<Self, ConfigError> {
+        let url = match lookup("REDIS_URL") {
+            Some((_, url)) if !url.trim().is_empty() => url.trim().to_owned(),
+            _ => {
+                let host =
+                    lookup("REDIS_HOST").map_or(DEFAULT_REDIS_HOST.to_owned(), |(_, h)| h.trim().to_owned());
+                let port = match lookup("REDIS_PORT") {
+                    None => DEFAULT_REDIS_PORT,
+                    Some((name, value)) => value.trim().parse::<u16>().map_err(|_| {
+                        ConfigError::InvalidVar { name, value, expected: "a TCP port number (1-65535)" }
+                    })?,
+                };
+                format!("redis://{host}:{port}/")
+            }
+        };
+        let mut config = ClientConfig::new(url);
+        if let Some((_, tags)) = lookup("CHOUETTE_TAGS") {
+            config.global_tags = parse_tags(&tags);
+        }
+        if let Some((name, value)) = lookup("CHOUETTE_SANITIZE") {
+            config.sanitize = SanitizeMode::parse(&value).ok_or(ConfigError::InvalidVar {
+                name,
+                value,
+                expected: "none, datadog or prometheus (any case)",
+            })?;
+        }
+        Ok(config)
+    }
+
+    /// Adds global tags (`k:v` pairs) to every metric and log.
+    pub fn with_tags<K: Into<String>, V: Into<String>>(
+        mut self,
+        tags: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.global_tags.extend(tags.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// Sets the sanitize mode for metric names and tag keys.
+    pub fn with_sanitize(mut self, mode: SanitizeMode) -> Self {
+        self.sanitize = mode;
+        self
+    }
+
+    /// Sets how many records the buffer holds before calls drop theirs (at least 1).
+    pub fn with_buffer_records(mut self, records: usize) -> Self {
+        self.buffer_records = records.max(1);
+        self
+    }
+
+    /// Writes the app's process metrics every `every`.
+    pub fn with_process_metrics(mut self, every: Duration) -> Self {
+        self.process_metrics = Some(every);
+        self
+    }
+
+    /// Sets how often the meta metrics are written.
+    pub fn with_meta_every(mut self, every: Duration) -> Self {
+        self.meta_every = every;
+        self
+    }
+
+    /// Sets the retry delays after a failed write.
+    pub fn with_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.min_backoff = min;
+        self.max_backoff = max.max(min);
+        self
+    }
+
+    /// Switches to aggregating mode with `interval` buckets (whole seconds, at least 1).
+    pub fn aggregating(mut self, interval: Duration) -> Self {
+        self.mode = Mode::Aggregating { interval: interval.max(Duration::from_secs(1)) };
+        self
+    }
+}
+
+/// Reads an environment variable by its upper-case name, then its lower-case one.
+pub(crate) fn env_var(name: &str) -> Option<(String, String)> {
+    if let Ok(v) = std::env::var(name) {
+        return Some((name.to_owned(), v));
+    }
+    let lower = name.to_ascii_lowercase();
+    std::env::var(&lower).ok().map(|v| (lower, v))
+}
+
+/// Parses `k:v,k2:v2` (a bare `k` gives an empty value); blanks around items are trimmed.
+pub fn parse_tags(text: &str) -> Vec<(String, String)> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| match t.split_once(':') {
+            Some((k, v)) => (k.trim().to_owned(), v.trim().to_owned()),
+            None => (t.to_owned(), String::new()),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(list: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<(String, String)> {
+        move |name| list.iter().find(|(n, _)| *n == name).map(|(n, v)| (n.to_string(), v.to_string()))
+    }
+
+    #[test]
+    fn redis_url_wins_over_host_and_port() {
+        let c = ClientConfig::from_vars(vars(&[("REDIS_URL", "rediss://:pw@h:1/2"), ("REDIS_HOST", "x")]))
+            .unwrap();
+        assert_eq!(c.redis_url, "rediss://:pw@h:1/2");
+        let c = ClientConfig::from_vars(vars(&[("REDIS_HOST", "x"), ("REDIS_PORT", "7000")])).unwrap();
+        assert_eq!(c.redis_url, "redis://x:7000/");
+        let c = ClientConfig::from_vars(vars(&[])).unwrap();
+        assert_eq!(c.redis_url, "redis://redis:6379/");
+    }
+
+    #[test]
+    fn bad_port_and_sanitize_are_setup_errors() {
+        let e = ClientConfig::from_vars(vars(&[("REDIS_PORT", "http")])).unwrap_err();
+        assert!(e.to_string().contains("REDIS_PORT"), "{e}");
+        let e = ClientConfig::from_vars(vars(&[("CHOUETTE_SANITIZE", "loud")])).unwrap_err();
+        assert!(e.to_string().contains("CHOUETTE_SANITIZE"), "{e}");
+    }
+
+    #[test]
+    fn tags_parse_as_key_value_pairs() {
+        assert_eq!(
+            parse_tags(" env:prod, region:eu:west ,bare,,"),
+            vec![
+                ("env".into(), "prod".into()),
+                ("region".into(), "eu:west".into()),
+                ("bare".into(), String::new())
+            ]
+        );
+    }
+}

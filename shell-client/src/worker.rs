@@ -1,0 +1,315 @@
+//! The writer thread: drains the buffer in batches, writes them with `MULTI; ZADD; HSET; EXEC`,
+//! retries with exponential backoff while Redis is down, flushes aggregates, writes the meta and
+//! process metrics.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use chouette_core::wire::write::Writer;
+use chouette_core::MetricType;
+
+use crate::aggregate::{Series, State};
+use crate::buffer::{Batch, Kind, StatsSnapshot};
+use crate::client::Shared;
+use crate::render::{now_secs, raw_metric, render, Number, RawValue, Uuids};
+
+/// The writer thread's name; the log bridge ignores records logged on it.
+pub(crate) const THREAD_NAME: &str = "chouette-client";
+
+/// The original's keys (compat §2.1).
+pub(crate) const METRICS_KEYS: &str = "chouette:metrics:raw.keys";
+pub(crate) const METRICS_VALUES: &str = "chouette:metrics:raw.values";
+pub(crate) const LOGS_KEYS: &str = "chouette:logs:wrapped.keys";
+pub(crate) const LOGS_VALUES: &str = "chouette:logs:wrapped.values";
+
+/// Grace after a bucket's end before aggregating mode flushes it (late calls on other threads).
+const AGGREGATE_GRACE_SECS: f64 = 0.2;
+
+/// A batch taken from the buffer, its ids (stable across retries: a retried write that had in
+/// fact succeeded overwrites the same members, no duplicates) and how far it has been written.
+struct Pending {
+    batch: Batch,
+    ids: Vec<[u8; 36]>,
+    written: usize,
+}
+
+impl Pending {
+    fn unsent(&self) -> u64 {
+        self.batch.app_records(self.written..self.batch.len())
+    }
+}
+
+pub(crate) fn run(shared: &Shared, redis: redis::Client) {
+    let config = &shared.config;
+    let mut conn: Option<redis::Connection> = None;
+    let mut uuids = Uuids::new();
+    let mut pending = Pending { batch: Batch::default(), ids: Vec::new(), written: 0 };
+    let mut spare = Batch::default();
+    let mut backoff = config.min_backoff;
+    let mut failing = false;
+    let mut next_meta = Instant::now() + config.meta_every;
+    let mut next_process = config.process_metrics.map(|every| Instant::now() + every);
+    let mut reported = StatsSnapshot::default();
+    let mut process = crate::process::ProcessReader::new();
+
+    loop {
+        let stopping = shared.stop.load(Ordering::SeqCst);
+        if pending.written == pending.batch.len() {
+            // Take what the app buffered (waiting for it unless stopping).
+            pending.batch.clear();
+            pending.ids.clear();
+            pending.written = 0;
+            {
+                let mut buffer = shared.buffer.lock();
+                if buffer.is_empty() && !stopping {
+                    let wait = next_wake(shared, next_meta, next_process);
+                    buffer =
+                        shared.buffer.wake.wait_timeout(buffer, wait).unwrap_or_else(|p| p.into_inner()).0;
+                }
+                std::mem::swap(&mut *buffer, &mut spare);
+            }
+            std::mem::swap(&mut pending.batch, &mut spare);
+            let stopping = shared.stop.load(Ordering::SeqCst);
+            if let Some(table) = &shared.table {
+                let closed = table.lock().unwrap_or_else(|p| p.into_inner()).take_closed(
+                    now_secs(),
+                    AGGREGATE_GRACE_SECS,
+                    stopping,
+                );
+                for series in &closed {
+                    render_series(shared, series, &mut pending.batch);
+                }
+            }
+            let now = Instant::now();
+            if next_process.is_some_and(|at| now >= at) || (stopping && next_process.is_some()) {
+                next_process = config.process_metrics.map(|every| now + every);
+                for (name, value) in process.read() {
+                    meta(shared, name, MetricType::Gauge, value, &mut pending.batch);
+                }
+            }
+            if now >= next_meta || stopping {
+                next_meta = now + config.meta_every;
+                write_meta(shared, &mut reported, &mut pending.batch);
+            }
+            pending.ids.extend((0..pending.batch.len()).map(|_| uuids.next()));
+        }
+
+        if pending.written < pending.batch.len() {
+            match write(&redis, &mut conn, shared, &mut pending) {
+                Ok(()) => {
+                    backoff = config.min_backoff;
+                    if failing {
+                        failing = false;
+                        next_meta = Instant::now(); // report the drops now that Redis is back
+                    }
+                }
+                Err(error) => {
+                    shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    conn = None;
+                    if !failing {
+                        log::warn!(target: "chouette_client", "error={error}; cannot write to Redis, retrying with backoff");
+                    }
+                    failing = true;
+                    if sleep_unless_past_deadline(shared, backoff) {
+                        backoff = (backoff * 2).min(config.max_backoff);
+                        continue;
+                    }
+                }
+            }
+        }
+
+        if shared.stop.load(Ordering::SeqCst) {
+            let past = deadline(shared).is_some_and(|d| Instant::now() >= d);
+            let empty = pending.written == pending.batch.len()
+                && shared.buffer.lock().is_empty()
+                && shared
+                    .table
+                    .as_ref()
+                    .is_none_or(|t| t.lock().unwrap_or_else(|p| p.into_inner()).next_close(0.0).is_none());
+            if empty || past {
+                let mut unsent = pending.unsent();
+                {
+                    let mut buffer = shared.buffer.lock();
+                    unsent += buffer.app_records(0..buffer.len());
+                    buffer.clear();
+                }
+                shared.stats.add_dropped(unsent);
+                *shared.done.lock().unwrap_or_else(|p| p.into_inner()) = Some(unsent);
+                shared.done_cv.notify_all();
+                return;
+            }
+        }
+    }
+}
+
+fn deadline(shared: &Shared) -> Option<Instant> {
+    *shared.deadline.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sleeps `backoff`, cut short by the shutdown deadline. `false` when the deadline has passed.
+fn sleep_unless_past_deadline(shared: &Shared, backoff: Duration) -> bool {
+    let until = Instant::now() + backoff;
+    let until = match deadline(shared) {
+        Some(d) if d <= until => {
+            std::thread::sleep(d.saturating_duration_since(Instant::now()));
+            return false;
+        }
+        _ => until,
+    };
+    // Wake early on shutdown so the deadline is honoured.
+    let mut guard = shared.buffer.lock();
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        guard = shared.buffer.wake.wait_timeout(guard, left).unwrap_or_else(|p| p.into_inner()).0;
+        if shared.stop.load(Ordering::SeqCst) {
+            drop(guard);
+            let d = deadline(shared);
+            if d.is_some_and(|d| Instant::now() >= d) {
+                return false;
+            }
+            std::thread::sleep(until.min(d.unwrap_or(until)).saturating_duration_since(Instant::now()));
+            return true;
+        }
+    }
+}
+
+fn next_wake(shared: &Shared, next_meta: Instant, next_process: Option<Instant>) -> Duration {
+    let now = Instant::now();
+    let mut wait = shared.config.flush_every.min(next_meta.saturating_duration_since(now));
+    if let Some(at) = next_process {
+        wait = wait.min(at.saturating_duration_since(now));
+    }
+    wait.max(Duration::from_millis(1))
+}
+
+fn connect(redis: &redis::Client, timeout: Duration) -> redis::RedisResult<redis::Connection> {
+    let conn = redis.get_connection_with_timeout(timeout)?;
+    conn.set_read_timeout(Some(timeout))?;
+    conn.set_write_timeout(Some(timeout))?;
+    Ok(conn)
+}
+
+/// Writes the rest of `pending` in transactions of at most `batch_records` records.
+fn write(
+    redis: &redis::Client,
+    conn: &mut Option<redis::Connection>,
+    shared: &Shared,
+    pending: &mut Pending,
+) -> redis::RedisResult<()> {
+    let config = &shared.config;
+    let conn = match conn {
+        Some(c) => c,
+        None => conn.insert(connect(redis, config.redis_timeout)?),
+    };
+    while pending.written < pending.batch.len() {
+        let end = (pending.written + config.batch_records.max(1)).min(pending.batch.len());
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for logs in [false, true] {
+            let (keys, values) = if logs { (LOGS_KEYS, LOGS_VALUES) } else { (METRICS_KEYS, METRICS_VALUES) };
+            let range = pending.written..end;
+            let mine = |i: &usize| (pending.batch.get(*i).0.kind == Kind::Log) == logs;
+            if !range.clone().any(|i| mine(&i)) {
+                continue;
+            }
+            let zadd = pipe.cmd("ZADD").arg(keys);
+            for i in range.clone().filter(mine) {
+                let mut buf = [0u8; 32];
+                let mut w = Writer::new(&mut buf);
+                w.python_float(pending.batch.get(i).0.score);
+                let len = w.finish().unwrap_or(0);
+                zadd.arg(&buf[..len]).arg(&pending.ids[i][..]);
+            }
+            let hset = pipe.cmd("HSET").arg(values);
+            for i in range.filter(mine) {
+                hset.arg(&pending.ids[i][..]).arg(pending.batch.get(i).1);
+            }
+        }
+        pipe.query::<()>(conn)?;
+        // Counted once written: a later failure does not un-send these.
+        shared.stats.sent.fetch_add(pending.batch.app_records(pending.written..end), Ordering::Relaxed);
+        pending.written = end;
+    }
+    Ok(())
+}
+
+/// Renders one of the client's own metrics (meta, process), stamped now.
+fn meta(shared: &Shared, name: &str, kind: MetricType, value: Number, batch: &mut Batch) {
+    let ts = now_secs();
+    let config = &shared.config;
+    render(
+        |w| {
+            raw_metric(
+                w,
+                config.sanitize,
+                name,
+                kind.as_str(),
+                RawValue::Number(value),
+                ts,
+                &config.global_tags,
+                &[],
+            )
+        },
+        |json| batch.push(Kind::Meta, ts, json),
+    );
+}
+
+/// `chouette.client.sent`, `.dropped`, `.errors` as counts of what happened since the last report
+/// (only those that moved).
+fn write_meta(shared: &Shared, reported: &mut StatsSnapshot, batch: &mut Batch) {
+    let now = shared.stats.snapshot();
+    let deltas = [
+        ("chouette.client.sent", now.sent - reported.sent),
+        ("chouette.client.dropped", now.dropped - reported.dropped),
+        ("chouette.client.errors", now.errors - reported.errors),
+    ];
+    for (name, delta) in deltas {
+        if delta > 0 {
+            meta(shared, name, MetricType::Count, Number::from(delta), batch);
+        }
+    }
+    *reported = now;
+}
+
+/// Renders a closed aggregate as the records the agent reads (see the README).
+fn render_series(shared: &Shared, series: &Series, batch: &mut Batch) {
+    let config = &shared.config;
+    let ts = series.bucket as f64;
+    let tags: Vec<(&str, &str)> = series.tags.iter().map(|(k, v)| (&**k, &**v)).collect();
+    let mut one = |value: RawValue<'_>| {
+        let done = render(
+            |w| {
+                raw_metric(
+                    w,
+                    config.sanitize,
+                    &series.name,
+                    series.kind.as_str(),
+                    value,
+                    ts,
+                    &config.global_tags,
+                    &tags,
+                )
+            },
+            |json| batch.push(Kind::Metric, ts, json),
+        );
+        if done.is_none() {
+            shared.stats.add_dropped(1);
+        }
+    };
+    match &series.state {
+        State::Sum { int, float, any_float } => one(RawValue::Number(Series::sum(*int, *float, *any_float))),
+        State::Last(n) => one(RawValue::Number(*n)),
+        State::Members(members) => {
+            let members: Vec<String> = members.iter().cloned().collect();
+            one(RawValue::SetTexts(&members));
+        }
+        State::Samples(samples) => {
+            for s in samples {
+                one(RawValue::Number(*s));
+            }
+        }
+    }
+}
