@@ -97,7 +97,8 @@ impl Stats {
     }
 }
 
-/// The buffer: capacity in records, and a condition to wake the writer once a batch is ready.
+/// The buffer: capacity in records, and a condition to wake the writer once a batch is ready
+/// (`wake_at` records; above the capacity, the writer only drains on its timer).
 #[derive(Debug)]
 pub(crate) struct Buffer {
     batch: Mutex<Batch>,
@@ -112,7 +113,7 @@ impl Buffer {
             batch: Mutex::new(Batch::default()),
             wake: Condvar::new(),
             capacity,
-            wake_at: wake_at.clamp(1, capacity.max(1)),
+            wake_at: wake_at.max(1),
         }
     }
 
@@ -122,9 +123,16 @@ impl Buffer {
 
     /// Appends a record, or refuses it (buffer full): `false`, and the caller counts the drop.
     #[inline]
-    pub fn try_push(&self, kind: Kind, score: f64, json: &[u8]) -> bool {
+    /// `closed` is read under the lock, so no record slips in after the writer's last drain.
+    pub fn try_push(
+        &self,
+        closed: &std::sync::atomic::AtomicBool,
+        kind: Kind,
+        score: f64,
+        json: &[u8],
+    ) -> bool {
         let mut batch = self.lock();
-        if batch.entries.len() >= self.capacity {
+        if batch.entries.len() >= self.capacity || closed.load(Ordering::Relaxed) {
             return false;
         }
         batch.push(kind, score, json);

@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     pub table: Option<Mutex<Table>>,
     pub stats: Stats,
     pub stop: AtomicBool,
+    /// No writer drains the buffer any more (inert client, or after shutdown): calls drop.
+    pub closed: AtomicBool,
     pub deadline: Mutex<Option<Instant>>,
     pub done: Mutex<Option<u64>>,
     pub done_cv: Condvar,
@@ -43,7 +45,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn push(&self, kind: Kind, score: f64, json: &[u8]) {
-        if !self.buffer.try_push(kind, score, json) {
+        if !self.buffer.try_push(&self.closed, kind, score, json) {
             self.stats.add_dropped(1);
         }
     }
@@ -200,7 +202,7 @@ impl Client {
     pub fn new(config: ClientConfig) -> Result<Client, ConfigError> {
         let redis = redis::Client::open(config.redis_url.as_str())
             .map_err(|source| ConfigError::RedisUrl { url: redact(&config.redis_url), source })?;
-        let shared = Arc::new(shared(config));
+        let shared = Arc::new(shared(config, false));
         let worker_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name(worker::THREAD_NAME.into())
@@ -217,7 +219,7 @@ impl Client {
     /// A client without a writer: every record is dropped and counted. What [`crate::global`]
     /// falls back to when its configuration cannot work.
     pub fn inert(config: ClientConfig) -> Client {
-        Client(Arc::new(Inner { shared: Arc::new(shared(config)), thread: Mutex::new(None) }))
+        Client(Arc::new(Inner { shared: Arc::new(shared(config, true)), thread: Mutex::new(None) }))
     }
 
     fn client(&self) -> &Client {
@@ -297,6 +299,10 @@ impl Client {
         }
         let ts = ts.unwrap_or_else(now_secs);
         if let Some(table) = &shared.table {
+            if shared.closed.load(Ordering::Relaxed) {
+                shared.stats.add_dropped(1);
+                return;
+            }
             let input = match value {
                 RawValue::Number(n) => Input::Number(n),
                 RawValue::Set(m) => Input::Members(m),
@@ -320,7 +326,7 @@ impl Client {
     }
 }
 
-fn shared(config: ClientConfig) -> Shared {
+fn shared(config: ClientConfig, closed: bool) -> Shared {
     let table = match config.mode {
         Mode::Raw => None,
         Mode::Aggregating { interval } => {
@@ -332,6 +338,7 @@ fn shared(config: ClientConfig) -> Shared {
         table,
         stats: Stats::default(),
         stop: AtomicBool::new(false),
+        closed: AtomicBool::new(closed),
         deadline: Mutex::new(None),
         done: Mutex::new(None),
         done_cv: Condvar::new(),

@@ -164,6 +164,19 @@ impl ClientConfig {
         self
     }
 
+    /// Sets how many records go in one `MULTI … EXEC` transaction (at least 1); the writer is
+    /// also woken as soon as this many records are buffered.
+    pub fn with_batch_records(mut self, records: usize) -> Self {
+        self.batch_records = records.max(1);
+        self
+    }
+
+    /// Sets how often the writer drains the buffer when it is not woken by a full batch.
+    pub fn with_flush_every(mut self, every: Duration) -> Self {
+        self.flush_every = every;
+        self
+    }
+
     /// Writes the app's process metrics every `every`.
     pub fn with_process_metrics(mut self, every: Duration) -> Self {
         self.process_metrics = Some(every);

@@ -130,6 +130,7 @@ pub(crate) fn run(shared: &Shared, redis: redis::Client) {
                 let mut unsent = pending.unsent();
                 {
                     let mut buffer = shared.buffer.lock();
+                    shared.closed.store(true, Ordering::SeqCst);
                     unsent += buffer.app_records(0..buffer.len());
                     buffer.clear();
                 }
