@@ -64,8 +64,8 @@ fn level_name(level: Level) -> &'static str {
 ///  "level": "INFO", "message": {"msg": "formatted text"}, "service": "svc", "extra": …}
 /// ```
 ///
-/// Key-values (`log` feature `kv`): a `tags` key holding `k:v,k2:v2`, and any `tag.k = v` key
-/// (giving `k:v`), become `ddtags` (after the client's global tags); every other key becomes a
+/// Key-values (`log` feature `kv`): a `tags` key holding `k:v,k2:v2`, and any `tag_k = v` (or
+/// `tag.k`, through `Record::builder`) key giving `k:v`, become `ddtags` (after the client's global tags); every other key becomes a
 /// top-level field (numbers and booleans as JSON numbers and booleans, the rest as strings),
 /// never replacing a base field. Records logged by this crate or on its writer thread are not
 /// shipped (no feedback loop).
@@ -189,7 +189,7 @@ impl<'kvs> VisitSource<'kvs> for Fields {
         let key = key.as_str();
         if key == "tags" {
             self.tags.extend(crate::config::parse_tags(&value.to_string()));
-        } else if let Some(tag) = key.strip_prefix("tag.") {
+        } else if let Some(tag) = key.strip_prefix("tag.").or_else(|| key.strip_prefix("tag_")) {
             self.tags.push((tag.to_owned(), value.to_string()));
         } else if !BASE_FIELDS.contains(&key) && !self.extras.iter().any(|(k, _)| k == key) {
             let extra = if let Some(b) = value.to_bool() {
