@@ -1,1 +1,80 @@
-fn main() {}
+//! Per-call cost on the app's thread, raw-mode throughput into a real Redis, aggregating-mode
+//! calls per second.
+
+#[path = "../../shell-linux/tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use chouette_client::{Client, ClientConfig};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+/// Each sample uses a fresh client whose buffer holds every call of the sample, so no call is a
+/// (cheaper) drop; the writer drains into Redis concurrently, as in an app.
+fn per_call(c: &mut Criterion) {
+    let redis = support::RedisServer::start();
+    let mut group = c.benchmark_group("call");
+    group.throughput(Throughput::Elements(1));
+    let raw = |iters: u64, call: &dyn Fn(&Client)| {
+        let client = Client::new(ClientConfig::new(redis.url()).with_buffer_records(iters as usize + 1))
+            .expect("client");
+        let start = Instant::now();
+        for _ in 0..iters {
+            call(&client);
+        }
+        let elapsed = start.elapsed();
+        assert_eq!(client.stats().dropped, 0);
+        let _ = client.shutdown(Duration::from_secs(60));
+        let mut con = redis.client();
+        let _: () = redis::cmd("FLUSHALL").query(&mut con).expect("flushall");
+        elapsed
+    };
+    group.bench_function("raw count with 2 tags", |b| {
+        b.iter_custom(|iters| {
+            raw(iters, &|c| c.count("bench.requests", 1, &[("route", "/pay"), ("shop", "eu")]))
+        })
+    });
+    group.bench_function("raw gauge float, no tags", |b| {
+        b.iter_custom(|iters| raw(iters, &|c| c.gauge("bench.level", 0.5, &[])))
+    });
+    let agg =
+        Client::new(ClientConfig::new(redis.url()).aggregating(Duration::from_secs(10))).expect("client");
+    group.bench_function("aggregating count with 2 tags", |b| {
+        b.iter(|| agg.count("bench.requests", 1, &[("route", "/pay"), ("shop", "eu")]))
+    });
+    group.finish();
+    let _ = agg.shutdown(Duration::from_secs(5));
+}
+
+/// One app thread writes N records as fast as it can; the time until the writer has sent them
+/// all gives the sustained rate into Redis.
+fn throughput(c: &mut Criterion) {
+    let redis = support::RedisServer::start();
+    let mut group = c.benchmark_group("sustained");
+    group.sample_size(10);
+    const N: u64 = 200_000;
+    group.throughput(Throughput::Elements(N));
+    group.bench_function("raw into redis", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let client = Client::new(ClientConfig::new(redis.url()).with_buffer_records(N as usize))
+                    .expect("client");
+                let start = Instant::now();
+                for i in 0..N {
+                    client.count("bench.requests", i, &[("route", "/pay")]);
+                }
+                client.shutdown(Duration::from_secs(60)).expect("flushed");
+                total += start.elapsed();
+                assert_eq!(client.stats().sent, N);
+                let mut con = redis.client();
+                let _: () = redis::cmd("FLUSHALL").query(&mut con).expect("flushall");
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, per_call, throughput);
+criterion_main!(benches);

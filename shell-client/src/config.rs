@@ -109,7 +109,7 @@ impl ClientConfig {
     /// - `CHOUETTE_TAGS`: `k:v,k2:v2` global tags.
     /// - `CHOUETTE_SANITIZE`: `none`, `datadog` or `prometheus`, any case.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(|name| env_var(name))
+        Self::from_vars(env_var)
     }
 
     /// Like [`ClientConfig::from_env`] from any lookup (for tests): `lookup(name)` gives

@@ -251,13 +251,18 @@ mod tests {
         let client =
             Client::inert(crate::ClientConfig::new("redis://127.0.0.1:1/").with_tags([("env", "test")]));
         let logger = ChouetteLogger { client, service: "svc".into(), level: LevelFilter::Trace };
-        let record = Record::builder()
-            .args(format_args!("hello {}", "world"))
-            .level(Level::Warn)
-            .target("app")
-            .key_values(&[("tags", "a:b,c:d"), ("tag.e", "f"), ("level", "nope"), ("user", "ann")])
-            .build();
-        let (score, json) = logger.render(&record, Timestamp(1356048000.0)).unwrap();
+        let kvs = [("tags", "a:b,c:d"), ("tag.e", "f"), ("level", "nope"), ("user", "ann")];
+        let (score, json) = logger
+            .render(
+                &Record::builder()
+                    .args(format_args!("hello {}", "world"))
+                    .level(Level::Warn)
+                    .target("app")
+                    .key_values(&kvs)
+                    .build(),
+                Timestamp(1356048000.0),
+            )
+            .unwrap();
         assert_eq!(score, 1356048000.0);
         assert_eq!(
             String::from_utf8(json).unwrap(),
@@ -265,8 +270,12 @@ mod tests {
         );
         let kvs: [(&str, log::kv::Value<'_>); 3] =
             [("code", 89i64.into()), ("ok", true.into()), ("ratio", 0.5f64.into())];
-        let record = Record::builder().args(format_args!("x")).level(Level::Info).key_values(&kvs).build();
-        let (_, json) = logger.render(&record, Timestamp(1.5)).unwrap();
+        let (_, json) = logger
+            .render(
+                &Record::builder().args(format_args!("x")).level(Level::Info).key_values(&kvs).build(),
+                Timestamp(1.5),
+            )
+            .unwrap();
         let text = String::from_utf8(json).unwrap();
         assert!(text.ends_with(r#""service": "svc", "code": 89, "ok": true, "ratio": 0.5}"#), "{text}");
     }
