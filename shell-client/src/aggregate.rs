@@ -8,6 +8,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
+use chouette_core::hash::hash_bytes;
 use chouette_core::wire::write::Writer;
 use chouette_core::{Member, MetricType};
 
@@ -22,9 +23,7 @@ impl Hasher for IdHasher {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ b as u64).wrapping_mul(0x100_0000_01b3);
-        }
+        self.0 = hash_bytes(self.0, bytes);
     }
     fn write_u64(&mut self, n: u64) {
         self.0 = n;
@@ -84,17 +83,12 @@ pub(crate) struct Table {
 }
 
 fn hash(bucket: i64, kind: MetricType, name: &str, tags: &[(&str, &str)]) -> u64 {
-    let mut h = IdHasher(0xcbf2_9ce4_8422_2325);
-    h.write(&bucket.to_le_bytes());
-    h.write(&[kind as u8, 0xff]);
-    h.write(name.as_bytes());
+    let mut h = hash_bytes(bucket as u64 ^ ((kind as u64) << 56), name.as_bytes());
     for (k, v) in tags {
-        h.write(&[0xff]);
-        h.write(k.as_bytes());
-        h.write(&[0xfe]);
-        h.write(v.as_bytes());
+        h = hash_bytes(h ^ 0x6b, k.as_bytes());
+        h = hash_bytes(h ^ 0x76, v.as_bytes());
     }
-    h.0
+    h
 }
 
 impl Table {
@@ -208,6 +202,14 @@ impl Table {
         });
         self.len -= out.len();
         out
+    }
+
+    /// Removes every open series, for a client that will not flush any more; gives their number.
+    pub fn discard(&mut self) -> u64 {
+        let n = self.len as u64;
+        self.map.clear();
+        self.len = 0;
+        n
     }
 
     /// The earliest time (Unix seconds) at which a bucket closes, if any is open.

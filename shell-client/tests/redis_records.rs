@@ -156,6 +156,8 @@ fn a_full_buffer_drops_and_counts_without_blocking() {
         .with_flush_every(Duration::from_secs(60))
         .with_meta_every(Duration::from_secs(60));
     let c = Client::new(config).expect("client");
+    // Let the writer reach its (60 s) wait first, so it takes nothing from the buffer.
+    std::thread::sleep(Duration::from_millis(200));
     let start = Instant::now();
     for i in 0..100 {
         c.count("x", i, &[]);
@@ -246,17 +248,20 @@ fn sanitized_names_and_tag_keys_are_written() {
 #[test]
 fn aggregating_mode_writes_one_record_per_series_per_interval() {
     let redis = RedisServer::start();
-    let c = Client::new(ClientConfig::new(redis.url()).aggregating(Duration::from_secs(10))).expect("client");
+    // Hour-long buckets: the test never straddles a flush boundary (flushes happen once per
+    // interval, on the wall clock's multiples of it).
+    let c =
+        Client::new(ClientConfig::new(redis.url()).aggregating(Duration::from_secs(3600))).expect("client");
     for i in 0..10_000u32 {
-        let at = c.at(1000.0 + (i % 20) as f64 * 0.5);
+        let at = c.at(7200.0 + (i % 20) as f64 * 0.5);
         at.count("agg.count", 1, &[("k", "v")]);
         at.rate("agg.rate", 2, &[]);
         at.gauge("agg.gauge", i, &[]);
         at.set("agg.set", &[Member::Num((i % 7) as f64), Member::Str("x")], &[]);
     }
-    c.at(1001.0).histogram("agg.hist", 1.5, &[]);
-    c.at(1002.0).histogram("agg.hist", 2, &[]);
-    c.at(1010.0).count("agg.count", 5, &[("k", "v")]);
+    c.at(7201.0).histogram("agg.hist", 1.5, &[]);
+    c.at(7202.0).histogram("agg.hist", 2, &[]);
+    c.at(10800.0).count("agg.count", 5, &[("k", "v")]);
     c.shutdown(Duration::from_secs(5)).expect("flushed");
     let mut con = redis.client();
     let got = metrics(&mut con);
@@ -266,34 +271,56 @@ fn aggregating_mode_writes_one_record_per_series_per_interval() {
         app,
         vec![
             (
-                1000.0,
-                r#"{"metric": "agg.count", "type": "count", "value": 10000, "timestamp": 1000.0, "tags": {"k": "v"}}"#
+                7200.0,
+                r#"{"metric": "agg.count", "type": "count", "value": 10000, "timestamp": 7200.0, "tags": {"k": "v"}}"#
             ),
             (
-                1010.0,
-                r#"{"metric": "agg.count", "type": "count", "value": 5, "timestamp": 1010.0, "tags": {"k": "v"}}"#
+                10800.0,
+                r#"{"metric": "agg.count", "type": "count", "value": 5, "timestamp": 10800.0, "tags": {"k": "v"}}"#
             ),
             (
-                1000.0,
-                r#"{"metric": "agg.gauge", "type": "gauge", "value": 9999, "timestamp": 1000.0, "tags": {}}"#
+                7200.0,
+                r#"{"metric": "agg.gauge", "type": "gauge", "value": 9999, "timestamp": 7200.0, "tags": {}}"#
             ),
             (
-                1000.0,
-                r#"{"metric": "agg.hist", "type": "histogram", "value": 1.5, "timestamp": 1000.0, "tags": {}}"#
+                7200.0,
+                r#"{"metric": "agg.hist", "type": "histogram", "value": 1.5, "timestamp": 7200.0, "tags": {}}"#
             ),
             (
-                1000.0,
-                r#"{"metric": "agg.hist", "type": "histogram", "value": 2, "timestamp": 1000.0, "tags": {}}"#
+                7200.0,
+                r#"{"metric": "agg.hist", "type": "histogram", "value": 2, "timestamp": 7200.0, "tags": {}}"#
             ),
             (
-                1000.0,
-                r#"{"metric": "agg.rate", "type": "rate", "value": 20000, "timestamp": 1000.0, "tags": {}}"#
+                7200.0,
+                r#"{"metric": "agg.rate", "type": "rate", "value": 20000, "timestamp": 7200.0, "tags": {}}"#
             ),
             (
-                1000.0,
-                r#"{"metric": "agg.set", "type": "set", "value": ["x", 0, 1, 2, 3, 4, 5, 6], "timestamp": 1000.0, "tags": {}}"#
+                7200.0,
+                r#"{"metric": "agg.set", "type": "set", "value": ["x", 0, 1, 2, 3, 4, 5, 6], "timestamp": 7200.0, "tags": {}}"#
             ),
         ]
     );
     assert_eq!(c.stats().dropped, 0);
+}
+
+#[test]
+fn process_metrics_are_written_on_their_timer() {
+    let redis = RedisServer::start();
+    let c = Client::new(ClientConfig::new(redis.url()).with_process_metrics(Duration::from_millis(50)))
+        .expect("client");
+    let mut con = redis.client();
+    wait_until("process metrics", Duration::from_secs(10), || {
+        let all = metrics(&mut con);
+        ["cpu_seconds", "rss_bytes", "threads", "open_fds"]
+            .iter()
+            .all(|m| all.iter().any(|r| r.2.contains(&format!("\"chouette.client.process.{m}\""))))
+    });
+    let all = metrics(&mut con);
+    let rss = all.iter().find(|r| r.2.contains("process.rss_bytes")).unwrap();
+    let v = json(&rss.2);
+    assert_eq!(v["type"], "gauge");
+    assert!(v["value"].as_i64().unwrap() > 1 << 20);
+    let threads = all.iter().find(|r| r.2.contains("process.threads")).unwrap();
+    assert!(json(&threads.2)["value"].as_i64().unwrap() >= 2, "the app's thread and the writer");
+    c.shutdown(Duration::from_secs(5)).expect("flushed");
 }
