@@ -136,7 +136,7 @@ pub(crate) fn raw_metric(
         }
     }
     w.str(", \"timestamp\": ");
-    w.python_float(timestamp);
+    write_timestamp(w, timestamp);
     w.str(", \"tags\": {");
     let mut first = true;
     let mut tag = |w: &mut Writer<'_>, k: &str, v: &str| {
@@ -159,23 +159,75 @@ pub(crate) fn raw_metric(
     w.str("}}");
 }
 
-/// Renders into a stack buffer first, then a heap one of the size the first try asked for;
-/// `f` is called once or twice. Gives the rendered bytes to `done`.
-pub(crate) fn render<R>(f: impl Fn(&mut Writer<'_>), done: impl FnOnce(&[u8]) -> R) -> Option<R> {
-    let mut stack = [0u8; 640];
-    let mut w = Writer::new(&mut stack);
-    f(&mut w);
-    match w.finish() {
-        Ok(len) => Some(done(&stack[..len])),
-        Err(chouette_core::wire::EncodeError::BufferTooSmall { required }) => {
-            let mut heap = vec![0u8; required];
-            let mut w = Writer::new(&mut heap);
-            f(&mut w);
-            let len = w.finish().ok()?;
-            Some(done(&heap[..len]))
+/// Writes a timestamp as Python's `repr(float)` would. Fast path for what the clock gives
+/// (whole microseconds below 2^32 s, i.e. until 2106): the shortest text that reads back is then
+/// the six-decimal form with its trailing zeros removed, because neighbouring microseconds are
+/// further apart than one ulp (at most 4.8e-7 there), so no shorter decimal reads back to the
+/// same double. Anything else goes through [`Writer::python_float`].
+pub(crate) fn write_timestamp(w: &mut Writer<'_>, ts: f64) {
+    if (1e-4..4_294_967_296.0).contains(&ts) {
+        let micros = (ts * 1e6).round();
+        if micros / 1e6 == ts {
+            let micros = micros as u64;
+            w.u64(micros / 1_000_000);
+            let mut frac = micros % 1_000_000;
+            w.byte(b'.');
+            if frac == 0 {
+                w.byte(b'0');
+                return;
+            }
+            let mut digits = [b'0'; 6];
+            for d in digits.iter_mut().rev() {
+                *d = b'0' + (frac % 10) as u8;
+                frac /= 10;
+            }
+            let len = digits.iter().rposition(|&d| d != b'0').map_or(1, |i| i + 1);
+            w.bytes(&digits[..len]);
+            return;
         }
-        Err(_) => None,
     }
+    w.python_float(ts);
+}
+
+thread_local! {
+    /// Per-thread scratch for rendering, so a call neither allocates nor zeroes a buffer.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 1024]);
+}
+
+/// Renders into this thread's scratch buffer (a heap one if that is busy or too small: `f` is
+/// then called a second time), and gives the rendered bytes to `done`. `None` when `f` wrote
+/// something that is not JSON (a non-finite number).
+pub(crate) fn render<R>(f: impl Fn(&mut Writer<'_>), done: impl FnOnce(&[u8]) -> R) -> Option<R> {
+    let mut done = Some(done);
+    let mut required = 1024;
+    let from_scratch = SCRATCH
+        .try_with(|scratch| {
+            let mut scratch = scratch.try_borrow_mut().ok()?;
+            let mut w = Writer::new(&mut scratch);
+            f(&mut w);
+            match w.finish() {
+                Ok(len) => done.take().map(|done| done(&scratch[..len])),
+                Err(chouette_core::wire::EncodeError::BufferTooSmall { required: r }) => {
+                    required = r;
+                    None
+                }
+                Err(_) => {
+                    required = 0;
+                    None
+                }
+            }
+        })
+        .ok()
+        .flatten();
+    if from_scratch.is_some() || required == 0 {
+        return from_scratch;
+    }
+    let done = done?;
+    let mut heap = vec![0u8; required];
+    let mut w = Writer::new(&mut heap);
+    f(&mut w);
+    let len = w.finish().ok()?;
+    Some(done(&heap[..len]))
 }
 
 /// Renders a raw record into a new `Vec` (for the writer thread's own records and tests).
@@ -249,8 +301,12 @@ impl Uuids {
 }
 
 /// Now, as float Unix seconds (Python's `time.time()`).
+/// Whole microseconds (Python's `time.time()` carries sub-microsecond noise; the extra digits say
+/// nothing and cost a slow float formatting on the app's thread).
 pub(crate) fn now_secs() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_micros() as f64 / 1e6)
 }
 
 #[cfg(test)]
@@ -303,6 +359,34 @@ mod tests {
             got,
             r#"{"metric": "s", "type": "set", "value": ["a", 2, 0.5], "timestamp": 10.5, "tags": {}}"#
         );
+    }
+
+    #[test]
+    fn timestamps_are_python_reprs() {
+        let ts = |t: f64| text(|w| write_timestamp(w, t));
+        assert_eq!(ts(1600000000.25), "1600000000.25");
+        assert_eq!(ts(1763780437.123456), "1763780437.123456");
+        assert_eq!(ts(1763780437.000001), "1763780437.000001");
+        assert_eq!(ts(1763780437.0), "1763780437.0");
+        assert_eq!(ts(10.5), "10.5");
+        assert_eq!(ts(0.0001), "0.0001");
+        assert_eq!(ts(1e-05), "1e-05");
+        assert_eq!(ts(1763780437.1234567), "1763780437.1234567");
+        assert_eq!(ts(5e9), "5000000000.0");
+        // Against the general (slow) path, on clock-like values.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let many = (0..20_000).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            100 + x % 4_294_967_295_999_000
+        });
+        for micros in
+            [1u64, 999_999, 123_000, 1_763_780_437_000_100, 4_294_967_295_999_999].into_iter().chain(many)
+        {
+            let t = micros as f64 / 1e6;
+            assert_eq!(ts(t), text(|w| w.python_float(t)), "{micros}");
+        }
     }
 
     #[test]
