@@ -304,9 +304,10 @@ impl Uuids {
 /// Whole microseconds (Python's `time.time()` carries sub-microsecond noise; the extra digits say
 /// nothing and cost a slow float formatting on the app's thread).
 pub(crate) fn now_secs() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_micros() as f64 / 1e6)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| {
+        // u64 micros (not `as_micros`' u128, whose conversion to f64 is a slow library call).
+        (d.as_secs().saturating_mul(1_000_000) + u64::from(d.subsec_micros())) as f64 / 1e6
+    })
 }
 
 #[cfg(test)]

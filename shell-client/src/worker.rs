@@ -240,7 +240,7 @@ fn write(
             for i in range.clone().filter(mine) {
                 let mut buf = [0u8; 32];
                 let mut w = Writer::new(&mut buf);
-                w.python_float(pending.batch.get(i).0.score);
+                crate::render::write_timestamp(&mut w, pending.batch.get(i).0.score);
                 let len = w.finish().unwrap_or(0);
                 zadd.arg(&buf[..len]).arg(&pending.ids[i][..]);
             }
