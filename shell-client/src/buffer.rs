@@ -10,8 +10,10 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 /// Which queue a record goes to, and whether it counts as the app's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
-    /// An app metric: `chouette:metrics:raw.*`.
+    /// An app metric: `chouette:metrics:raw.*`, as JSON.
     Metric,
+    /// An app metric in the buffer, in the compact form of `compact.rs` (rendered by the writer).
+    Compact,
     /// An app log: `chouette:logs:wrapped.*`.
     Log,
     /// The client's own meta or process metric (metrics queue, not counted as sent).
@@ -49,6 +51,13 @@ impl Batch {
     pub fn clear(&mut self) {
         self.bytes.clear();
         self.entries.clear();
+    }
+
+    /// Appends a record written by `write` into the arena.
+    #[inline]
+    pub fn push_with(&mut self, kind: Kind, score: f64, write: impl FnOnce(&mut Vec<u8>)) {
+        write(&mut self.bytes);
+        self.entries.push(Entry { kind, score, end: self.bytes.len() });
     }
 
     /// Entry `i` and its JSON bytes.
@@ -129,13 +138,13 @@ impl Buffer {
         closed: &std::sync::atomic::AtomicBool,
         kind: Kind,
         score: f64,
-        json: &[u8],
+        write: impl FnOnce(&mut Vec<u8>),
     ) -> bool {
         let mut batch = self.lock();
         if batch.entries.len() >= self.capacity || closed.load(Ordering::Relaxed) {
             return false;
         }
-        batch.push(kind, score, json);
+        batch.push_with(kind, score, write);
         if batch.entries.len() == self.wake_at {
             drop(batch);
             self.wake.notify_one();

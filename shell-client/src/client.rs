@@ -10,7 +10,7 @@ use chouette_core::{Member, MetricType};
 use crate::aggregate::{Input, Table};
 use crate::buffer::{Buffer, Kind, Stats, StatsSnapshot};
 use crate::config::{ClientConfig, ConfigError, Mode};
-use crate::render::{now_secs, raw_metric, render, Number, RawValue};
+use crate::render::{now_secs, Number, RawValue};
 use crate::worker;
 
 /// How long dropping the last [`Client`] clone waits for the buffer to be written.
@@ -45,7 +45,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn push(&self, kind: Kind, score: f64, json: &[u8]) {
-        if !self.buffer.try_push(&self.closed, kind, score, json) {
+        if !self.buffer.try_push(&self.closed, kind, score, |out| out.extend_from_slice(json)) {
             self.stats.add_dropped(1);
         }
     }
@@ -315,12 +315,11 @@ impl Client {
             }
             return;
         }
-        let config = &shared.config;
-        let rendered = render(
-            |w| raw_metric(w, config.sanitize, name, kind.as_str(), value, ts, &config.global_tags, tags),
-            |json| shared.push(Kind::Metric, ts, json),
-        );
-        if rendered.is_none() {
+        // A few copies on the app's thread; the JSON is rendered by the writer thread.
+        let pushed = shared.buffer.try_push(&shared.closed, Kind::Compact, ts, |out| {
+            crate::compact::encode(out, kind, name, value, tags)
+        });
+        if !pushed {
             shared.stats.add_dropped(1);
         }
     }

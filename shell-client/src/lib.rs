@@ -12,6 +12,7 @@
 mod aggregate;
 mod buffer;
 mod client;
+mod compact;
 mod config;
 mod logger;
 mod process;

@@ -73,7 +73,8 @@ pub(crate) fn run(shared: &Shared, redis: redis::Client) {
                 }
                 std::mem::swap(&mut *buffer, &mut spare);
             }
-            std::mem::swap(&mut pending.batch, &mut spare);
+            render_compact(shared, &spare, &mut pending.batch);
+            spare.clear();
             let stopping = shared.stop.load(Ordering::SeqCst);
             let agg_due = next_agg.is_some_and(|at| Instant::now() >= at);
             if let (Some(table), true) = (&shared.table, agg_due || stopping) {
@@ -255,6 +256,38 @@ fn write(
         pending.written = end;
     }
     Ok(())
+}
+
+/// Copies `from` into `to`, rendering compact calls as the original's JSON.
+fn render_compact(shared: &Shared, from: &Batch, to: &mut Batch) {
+    let config = &shared.config;
+    for i in 0..from.len() {
+        let (entry, bytes) = from.get(i);
+        if entry.kind != Kind::Compact {
+            to.push(entry.kind, entry.score, bytes);
+            continue;
+        }
+        let done = crate::compact::decode(bytes).and_then(|call| {
+            render(
+                |w| {
+                    raw_metric(
+                        w,
+                        config.sanitize,
+                        call.name,
+                        call.kind.as_str(),
+                        call.value(),
+                        entry.score,
+                        &config.global_tags,
+                        &call.tags,
+                    )
+                },
+                |json| to.push(Kind::Metric, entry.score, json),
+            )
+        });
+        if done.is_none() {
+            shared.stats.add_dropped(1);
+        }
+    }
 }
 
 /// Renders one of the client's own metrics (meta, process), stamped now.

@@ -1,0 +1,159 @@
+//! The compact form of a raw-mode metric call, as the app's thread appends it to the buffer: a
+//! few copies, no JSON. The writer thread renders it (Python's JSON) off the app's thread.
+//!
+//! Layout (little-endian): type index `u8`; value tag `u8` then `i64` (0), `f64` (1), or a set
+//! (2: `u32` member count, each `S u32-len bytes` or `N f64`); name as `u32`-len bytes; `u32` tag
+//! count, each key and value as `u32`-len bytes. The timestamp is the entry's score.
+
+use chouette_core::{Member, MetricType};
+
+use crate::render::{Number, RawValue};
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Appends one call.
+#[inline]
+pub(crate) fn encode(
+    out: &mut Vec<u8>,
+    kind: MetricType,
+    name: &str,
+    value: RawValue<'_>,
+    tags: &[(&str, &str)],
+) {
+    out.push(MetricType::ALL.iter().position(|k| *k == kind).unwrap_or(0) as u8);
+    match value {
+        RawValue::Number(Number::Int(i)) => {
+            out.push(0);
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        RawValue::Number(Number::Float(f)) => {
+            out.push(1);
+            out.extend_from_slice(&f.to_le_bytes());
+        }
+        RawValue::Set(members) => {
+            out.push(2);
+            out.extend_from_slice(&(members.len() as u32).to_le_bytes());
+            for m in members {
+                match m {
+                    Member::Str(s) => {
+                        out.push(b'S');
+                        put_str(out, s);
+                    }
+                    Member::Num(n) => {
+                        out.push(b'N');
+                        out.extend_from_slice(&n.to_le_bytes());
+                    }
+                }
+            }
+        }
+        RawValue::SetTexts(_) => out.push(3),
+    }
+    put_str(out, name);
+    out.extend_from_slice(&(tags.len() as u32).to_le_bytes());
+    for (k, v) in tags {
+        put_str(out, k);
+        put_str(out, v);
+    }
+}
+
+/// A decoded call, borrowing the buffer.
+pub(crate) struct Call<'a> {
+    pub kind: MetricType,
+    pub number: Option<Number>,
+    pub members: Vec<Member<'a>>,
+    pub name: &'a str,
+    pub tags: Vec<(&'a str, &'a str)>,
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = (self.0.get(..n)?, self.0.get(n..)?);
+        self.0 = rest;
+        Some(head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Option<usize> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?) as usize)
+    }
+    fn b8(&mut self) -> Option<[u8; 8]> {
+        self.take(8)?.try_into().ok()
+    }
+    fn str(&mut self) -> Option<&'a str> {
+        let n = self.u32()?;
+        std::str::from_utf8(self.take(n)?).ok()
+    }
+}
+
+/// Reads back what [`encode`] wrote; `None` on bytes it did not write.
+pub(crate) fn decode(bytes: &[u8]) -> Option<Call<'_>> {
+    let mut r = Reader(bytes);
+    let kind = *MetricType::ALL.get(r.u8()? as usize)?;
+    let (number, members) = match r.u8()? {
+        0 => (Some(Number::Int(i64::from_le_bytes(r.b8()?))), Vec::new()),
+        1 => (Some(Number::Float(f64::from_le_bytes(r.b8()?))), Vec::new()),
+        2 => {
+            let n = r.u32()?;
+            let mut members = Vec::with_capacity(n.min(1024));
+            for _ in 0..n {
+                members.push(match r.u8()? {
+                    b'S' => Member::Str(r.str()?),
+                    b'N' => Member::Num(f64::from_le_bytes(r.b8()?)),
+                    _ => return None,
+                });
+            }
+            (None, members)
+        }
+        _ => return None,
+    };
+    let name = r.str()?;
+    let n = r.u32()?;
+    let mut tags = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        tags.push((r.str()?, r.str()?));
+    }
+    Some(Call { kind, number, members, name, tags })
+}
+
+impl Call<'_> {
+    /// The value as the renderer takes it.
+    pub fn value(&self) -> RawValue<'_> {
+        match self.number {
+            Some(n) => RawValue::Number(n),
+            None => RawValue::Set(&self.members),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_round_trip() {
+        let mut buf = Vec::new();
+        encode(
+            &mut buf,
+            MetricType::Rate,
+            "r",
+            RawValue::Number(Number::Float(0.5)),
+            &[("k", "v"), ("é", "")],
+        );
+        let call = decode(&buf).unwrap();
+        assert_eq!((call.kind, call.number, call.name), (MetricType::Rate, Some(Number::Float(0.5)), "r"));
+        assert_eq!(call.tags, vec![("k", "v"), ("é", "")]);
+        let members = [Member::Str("a"), Member::Num(2.5)];
+        buf.clear();
+        encode(&mut buf, MetricType::Set, "s", RawValue::Set(&members), &[]);
+        let call = decode(&buf).unwrap();
+        assert_eq!(call.members, members);
+        assert!(decode(&buf[..buf.len() - 1]).is_none());
+        assert!(decode(&[9]).is_none());
+    }
+}
