@@ -59,13 +59,12 @@ pub(crate) fn encode(
     }
 }
 
-/// A decoded call, borrowing the buffer.
+/// A decoded call, borrowing the buffer; members and tags go into caller-provided vectors
+/// (reused from call to call by the writer thread).
 pub(crate) struct Call<'a> {
     pub kind: MetricType,
     pub number: Option<Number>,
-    pub members: Vec<Member<'a>>,
     pub name: &'a str,
-    pub tags: Vec<(&'a str, &'a str)>,
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -91,42 +90,45 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Reads back what [`encode`] wrote; `None` on bytes it did not write.
-pub(crate) fn decode(bytes: &[u8]) -> Option<Call<'_>> {
+/// Reads back what [`encode`] wrote (clearing and filling `members` and `tags`); `None` on
+/// bytes it did not write.
+pub(crate) fn decode<'a>(
+    bytes: &'a [u8],
+    members: &mut Vec<Member<'a>>,
+    tags: &mut Vec<(&'a str, &'a str)>,
+) -> Option<Call<'a>> {
+    members.clear();
+    tags.clear();
     let mut r = Reader(bytes);
     let kind = *MetricType::ALL.get(r.u8()? as usize)?;
-    let (number, members) = match r.u8()? {
-        0 => (Some(Number::Int(i64::from_le_bytes(r.b8()?))), Vec::new()),
-        1 => (Some(Number::Float(f64::from_le_bytes(r.b8()?))), Vec::new()),
+    let number = match r.u8()? {
+        0 => Some(Number::Int(i64::from_le_bytes(r.b8()?))),
+        1 => Some(Number::Float(f64::from_le_bytes(r.b8()?))),
         2 => {
-            let n = r.u32()?;
-            let mut members = Vec::with_capacity(n.min(1024));
-            for _ in 0..n {
+            for _ in 0..r.u32()? {
                 members.push(match r.u8()? {
                     b'S' => Member::Str(r.str()?),
                     b'N' => Member::Num(f64::from_le_bytes(r.b8()?)),
                     _ => return None,
                 });
             }
-            (None, members)
+            None
         }
         _ => return None,
     };
     let name = r.str()?;
-    let n = r.u32()?;
-    let mut tags = Vec::with_capacity(n.min(64));
-    for _ in 0..n {
+    for _ in 0..r.u32()? {
         tags.push((r.str()?, r.str()?));
     }
-    Some(Call { kind, number, members, name, tags })
+    Some(Call { kind, number, name })
 }
 
 impl Call<'_> {
     /// The value as the renderer takes it.
-    pub fn value(&self) -> RawValue<'_> {
+    pub fn value<'m>(&self, members: &'m [Member<'m>]) -> RawValue<'m> {
         match self.number {
             Some(n) => RawValue::Number(n),
-            None => RawValue::Set(&self.members),
+            None => RawValue::Set(members),
         }
     }
 }
@@ -145,15 +147,17 @@ mod tests {
             RawValue::Number(Number::Float(0.5)),
             &[("k", "v"), ("é", "")],
         );
-        let call = decode(&buf).unwrap();
+        let (mut m, mut t) = (Vec::new(), Vec::new());
+        let call = decode(&buf, &mut m, &mut t).unwrap();
         assert_eq!((call.kind, call.number, call.name), (MetricType::Rate, Some(Number::Float(0.5)), "r"));
-        assert_eq!(call.tags, vec![("k", "v"), ("é", "")]);
+        assert_eq!(t, vec![("k", "v"), ("é", "")]);
         let members = [Member::Str("a"), Member::Num(2.5)];
         buf.clear();
         encode(&mut buf, MetricType::Set, "s", RawValue::Set(&members), &[]);
-        let call = decode(&buf).unwrap();
-        assert_eq!(call.members, members);
-        assert!(decode(&buf[..buf.len() - 1]).is_none());
-        assert!(decode(&[9]).is_none());
+        let (mut m, mut t) = (Vec::new(), Vec::new());
+        assert!(decode(&buf, &mut m, &mut t).is_some());
+        assert_eq!(m, members);
+        assert!(decode(&buf[..buf.len() - 1], &mut m, &mut t).is_none());
+        assert!(decode(&[9], &mut m, &mut t).is_none());
     }
 }

@@ -261,13 +261,14 @@ fn write(
 /// Copies `from` into `to`, rendering compact calls as the original's JSON.
 fn render_compact(shared: &Shared, from: &Batch, to: &mut Batch) {
     let config = &shared.config;
+    let (mut members, mut tags) = (Vec::new(), Vec::new());
     for i in 0..from.len() {
         let (entry, bytes) = from.get(i);
         if entry.kind != Kind::Compact {
             to.push(entry.kind, entry.score, bytes);
             continue;
         }
-        let done = crate::compact::decode(bytes).and_then(|call| {
+        let done = crate::compact::decode(bytes, &mut members, &mut tags).and_then(|call| {
             render(
                 |w| {
                     raw_metric(
@@ -275,10 +276,10 @@ fn render_compact(shared: &Shared, from: &Batch, to: &mut Batch) {
                         config.sanitize,
                         call.name,
                         call.kind.as_str(),
-                        call.value(),
+                        call.value(&members),
                         entry.score,
                         &config.global_tags,
-                        &call.tags,
+                        &tags,
                     )
                 },
                 |json| to.push(Kind::Metric, entry.score, json),
