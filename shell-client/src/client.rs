@@ -297,8 +297,13 @@ impl Client {
                 return;
             }
         }
-        let ts = ts.unwrap_or_else(now_secs);
         if let Some(table) = &shared.table {
+            // Only the bucket matters here: whole seconds are enough and cheaper to get.
+            let ts = ts.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs() as f64)
+            });
             if shared.closed.load(Ordering::Relaxed) {
                 shared.stats.add_dropped(1);
                 return;
@@ -315,6 +320,7 @@ impl Client {
             }
             return;
         }
+        let ts = ts.unwrap_or_else(now_secs);
         // A few copies on the app's thread; the JSON is rendered by the writer thread.
         let pushed = shared.buffer.try_push(&shared.closed, Kind::Compact, ts, |out| {
             crate::compact::encode(out, kind, name, value, tags)
