@@ -3,7 +3,7 @@
 //! Pure text-in/value-out: the agent reads the files (under an injectable root, so tests run on fixture
 //! trees) and hands the text here. Nothing allocates; lists are iterators over the borrowed text.
 
-use crate::number::{parse_u64, parse_u32};
+use crate::number::{parse_u32, parse_u64};
 use crate::ParseError;
 
 /// Cumulative CPU times from a `/proc/stat` `cpu` line, in USER_HZ ticks.
@@ -163,7 +163,8 @@ pub fn parse_meminfo(text: &str) -> Result<MemInfo, ParseError> {
             "SwapFree" => &mut m.swap_free,
             _ => continue,
         };
-        *slot = parse_u64(num).and_then(|v| v.checked_mul(scale)).ok_or(ParseError::InvalidNumber("meminfo"))?;
+        *slot =
+            parse_u64(num).and_then(|v| v.checked_mul(scale)).ok_or(ParseError::InvalidNumber("meminfo"))?;
     }
     if !have_total {
         return Err(ParseError::Missing("MemTotal"));

@@ -373,7 +373,7 @@ const BME280_REG_CALIB: u8 = 0x88;
 const BME280_REG_CTRL_MEAS: u8 = 0xF4;
 const BME280_REG_TEMP: u8 = 0xFA;
 /// ctrl_meas: osrs_t ×1 (001 in bits 7:5), pressure skipped, normal mode (11).
-const BME280_CTRL_MEAS_T1_NORMAL: u8 = 0b001_000_11;
+const BME280_CTRL_MEAS_T1_NORMAL: u8 = (0b001 << 5) | 0b11;
 
 /// Bosch BME280 temperature driver (pressure and humidity are not read).
 #[derive(Debug)]

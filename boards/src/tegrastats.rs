@@ -682,7 +682,8 @@ fn milliwatt_unit(c: &mut Cursor<'_>) -> bool {
 }
 
 fn engine_or_rail<'a>(c: &mut Cursor<'a>, name: &'a str, out: &mut Tegrastats<'a>) -> Option<()> {
-    let mut engine = Engine { name, off: false, usage_pct: None, freqs_mhz: Vec::new(), freq_is_array: false };
+    let mut engine =
+        Engine { name, off: false, usage_pct: None, freqs_mhz: Vec::new(), freq_is_array: false };
     let mut overflowed = 0u16;
     if c.eat_str("off").is_some() {
         engine.off = true;
@@ -817,7 +818,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.skipped, 0);
-        assert_eq!(t.ram, Some(Ram { used_mb: 4722, total_mb: 7844, lfb: Some(Lfb { blocks: 1, block_kb: 512 }) }));
+        assert_eq!(
+            t.ram,
+            Some(Ram { used_mb: 4722, total_mb: 7844, lfb: Some(Lfb { blocks: 1, block_kb: 512 }) })
+        );
         assert_eq!(t.swap, Some(Swap { used_mb: 0, total_mb: 3922, cached_mb: Some(0) }));
         assert_eq!(t.iram, Some(Iram { used_kb: 0, total_kb: 252, lfb_kb: Some(252) }));
         assert_eq!(&t.cpus[..], &[cpu(17, 408), cpu(13, 408), Cpu::Off, cpu(5, 408)]);
@@ -827,7 +831,10 @@ mod tests {
     #[test]
     fn cores_without_freq_and_capacity() {
         let t = parse_line("CPU [1%,2%]").unwrap();
-        assert_eq!(&t.cpus[..], &[Cpu::Online { load_pct: 1, freq_mhz: None }, Cpu::Online { load_pct: 2, freq_mhz: None }]);
+        assert_eq!(
+            &t.cpus[..],
+            &[Cpu::Online { load_pct: 1, freq_mhz: None }, Cpu::Online { load_pct: 2, freq_mhz: None }]
+        );
         let mut line: heapless::String<512> = heapless::String::new();
         line.push_str("CPU [").unwrap();
         for i in 0..20 {

@@ -1,8 +1,8 @@
 //! Linux host parsers on the captured /proc files and statvfs results.
 
 use chouette_boards::linux::{
-    busy_percent, is_physical, mounts, net_dev, parse_loadavg, parse_meminfo, parse_stat_cpu, physical_mounts,
-    stat_cores, CpuTimes, StatVfs,
+    busy_percent, is_physical, mounts, net_dev, parse_loadavg, parse_meminfo, parse_stat_cpu,
+    physical_mounts, stat_cores, CpuTimes, StatVfs,
 };
 
 fn fixture(name: &str) -> String {
@@ -69,11 +69,15 @@ fn proc_mounts_physical_deduplicated() {
 #[test]
 fn proc_net_dev_skips_lo() {
     let text = fixture("proc_net_dev.txt");
-    let ifaces: Vec<_> = net_dev(&text).map(|r| r.unwrap()).map(|i| (i.iface, i.rx_bytes, i.tx_bytes)).collect();
+    let ifaces: Vec<_> =
+        net_dev(&text).map(|r| r.unwrap()).map(|i| (i.iface, i.rx_bytes, i.tx_bytes)).collect();
     assert_eq!(ifaces, vec![("ifb0", 0, 0), ("ifb1", 0, 0), ("eth0", 230491953, 850074)]);
     let glued = "  eth1:123456789012 5 0 0 0 0 0 0 77 6 0 0 0 0 0 0\n";
     let i = net_dev(glued).next().unwrap().unwrap();
-    assert_eq!((i.iface, i.rx_bytes, i.rx_packets, i.tx_bytes, i.tx_packets), ("eth1", 123456789012, 5, 77, 6));
+    assert_eq!(
+        (i.iface, i.rx_bytes, i.rx_packets, i.tx_bytes, i.tx_packets),
+        ("eth1", 123456789012, 5, 77, 6)
+    );
 }
 
 /// statvfs.txt holds `os.statvfs` for `/`; df_B1.txt was taken a moment later (one 4 KiB block apart).

@@ -44,7 +44,10 @@ fn nano_jp4_root() {
     let text = fixture("01-nano-jp4-root.txt");
     let t = parse_line(&text).unwrap();
     assert_eq!((t.skipped, t.overflowed, t.timestamp), (0, 0, None));
-    assert_eq!(t.ram, Some(Ram { used_mb: 534, total_mb: 3964, lfb: Some(Lfb { blocks: 98, block_kb: 4096 }) }));
+    assert_eq!(
+        t.ram,
+        Some(Ram { used_mb: 534, total_mb: 3964, lfb: Some(Lfb { blocks: 98, block_kb: 4096 }) })
+    );
     assert_eq!(t.swap, Some(Swap { used_mb: 5, total_mb: 1982, cached_mb: Some(1) }));
     assert_eq!(t.iram, Some(Iram { used_kb: 0, total_kb: 252, lfb_kb: Some(252) }));
     assert_eq!(&t.cpus[..], &[on(16, 204), on(9, 204), on(0, 204), on(0, 204)]);
@@ -53,9 +56,19 @@ fn nano_jp4_root() {
     assert_eq!(engine(&t, "APE"), (None, vec![25], false, false));
     assert_eq!(
         temps(&t),
-        owned(&[("PLL", 34000), ("CPU", 36500), ("PMIC", 100000), ("GPU", 36000), ("AO", 39500), ("thermal", 36250)])
+        owned(&[
+            ("PLL", 34000),
+            ("CPU", 36500),
+            ("PMIC", 100000),
+            ("GPU", 36000),
+            ("AO", 39500),
+            ("thermal", 36250)
+        ])
     );
-    assert_eq!(rails(&t), rails_owned(&[("POM_5V_IN", &[1022, 1022]), ("POM_5V_GPU", &[0, 0]), ("POM_5V_CPU", &[204, 204])]));
+    assert_eq!(
+        rails(&t),
+        rails_owned(&[("POM_5V_IN", &[1022, 1022]), ("POM_5V_GPU", &[0, 0]), ("POM_5V_CPU", &[204, 204])])
+    );
     let dd = datadog(&t);
     assert_eq!(dd.len(), 36);
     assert!(dd.contains(&("nvidia.jetson.mem.used".into(), None, 534.0 * 1048576.0)));
@@ -92,7 +105,10 @@ fn tx1() {
     assert_eq!(engine(&t, "EMC_FREQ"), (Some(7), vec![408], false, false));
     assert_eq!(t.temp("Tdiode").unwrap().current, MilliCelsius(42750));
     assert_eq!(t.temp("Tboard").unwrap().current, MilliCelsius(42000));
-    assert_eq!(rails(&t), rails_owned(&[("VDD_IN", &[2532, 2698]), ("VDD_CPU", &[76, 178]), ("VDD_GPU", &[19, 19])]));
+    assert_eq!(
+        rails(&t),
+        rails_owned(&[("VDD_IN", &[2532, 2698]), ("VDD_CPU", &[76, 178]), ("VDD_GPU", &[19, 19])])
+    );
     assert_eq!(datadog(&t).len(), 35);
 }
 
@@ -157,7 +173,10 @@ fn agx_xavier_jp42_nonroot() {
     let text = fixture("08-agx-xavier-jp42-nonroot.txt");
     let t = parse_line(&text).unwrap();
     assert_eq!(t.skipped, 0);
-    assert_eq!(t.ram, Some(Ram { used_mb: 14700, total_mb: 15692, lfb: Some(Lfb { blocks: 3, block_kb: 2048 }) }));
+    assert_eq!(
+        t.ram,
+        Some(Ram { used_mb: 14700, total_mb: 15692, lfb: Some(Lfb { blocks: 3, block_kb: 2048 }) })
+    );
     assert_eq!(t.swap.unwrap().cached_mb, Some(23));
     assert_eq!(t.cpus.len(), 8);
     assert!(t.cpus.iter().all(|c| *c == on(0, 1190)));
@@ -187,7 +206,14 @@ fn orin_nx_milliwatts() {
     assert_eq!(t.temps.len(), 9);
     assert_eq!(t.temp("CV0").unwrap().current, MilliCelsius(45812));
     assert_eq!(t.temp("tj").unwrap().current, MilliCelsius(48875));
-    assert_eq!(rails(&t), rails_owned(&[("VDD_IN", &[5299, 5299]), ("VDD_CPU_GPU_CV", &[773, 773]), ("VDD_SOC", &[1424, 1424])]));
+    assert_eq!(
+        rails(&t),
+        rails_owned(&[
+            ("VDD_IN", &[5299, 5299]),
+            ("VDD_CPU_GPU_CV", &[773, 773]),
+            ("VDD_SOC", &[1424, 1424])
+        ])
+    );
     let dd = datadog(&t);
     assert_eq!(dd.len(), 44);
     assert!(dd.contains(&("nvidia.jetson.temp".into(), Some("zone:tj".into()), 48.875)));
@@ -205,7 +231,14 @@ fn agx_orin_12_cores() {
     assert_eq!(engine(&t, "GR3D_FREQ"), (Some(0), vec![], false, false));
     assert_eq!(
         temps(&t),
-        owned(&[("cpu", 42000), ("soc2", 37843), ("soc0", 39187), ("gpu", 37750), ("tj", 42000), ("soc1", 37937)])
+        owned(&[
+            ("cpu", 42000),
+            ("soc2", 37843),
+            ("soc0", 39187),
+            ("gpu", 37750),
+            ("tj", 42000),
+            ("soc1", 37937)
+        ])
     );
     assert_eq!(t.rail("VIN_SYS_5V0").unwrap().values_mw.to_vec(), vec![4442, 4442]);
     assert_eq!(datadog(&t).len(), 46);
@@ -217,7 +250,10 @@ fn orin_nano_timestamp_array_engines_off() {
     let t = parse_line(&text).unwrap();
     assert_eq!(t.skipped, 0);
     assert_eq!(t.timestamp, Some("11-15-2024 08:38:09"));
-    assert_eq!(t.ram, Some(Ram { used_mb: 6185, total_mb: 7620, lfb: Some(Lfb { blocks: 8, block_kb: 2048 }) }));
+    assert_eq!(
+        t.ram,
+        Some(Ram { used_mb: 6185, total_mb: 7620, lfb: Some(Lfb { blocks: 8, block_kb: 2048 }) })
+    );
     assert_eq!(t.cpus.len(), 6);
     assert_eq!(engine(&t, "EMC_FREQ"), (Some(43), vec![2133], false, false));
     assert_eq!(engine(&t, "GR3D_FREQ"), (Some(63), vec![621], true, false));
@@ -249,7 +285,8 @@ fn orin_nano_nonroot_timestamp() {
 #[test]
 fn chouette_parity() {
     let line = fixture("tegrastats_line.txt");
-    let expected: serde_json::Value = serde_json::from_str(&fixture("tegrastats_line.expected.json")).unwrap();
+    let expected: serde_json::Value =
+        serde_json::from_str(&fixture("tegrastats_line.expected.json")).unwrap();
     let t = parse_line(&line).unwrap();
     assert_eq!(t.skipped, 0);
     let to_json = |m: Metric<'_>| {
@@ -292,7 +329,10 @@ fn every_fixture_line_parses_without_skips() {
             let text = std::fs::read_to_string(&path).unwrap();
             let t = parse_line(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!((t.skipped, t.overflowed), (0, 0), "{name}");
-            assert!(t.ram.is_some() && !t.cpus.is_empty() && !t.temps.is_empty() && !t.rails.is_empty(), "{name}");
+            assert!(
+                t.ram.is_some() && !t.cpus.is_empty() && !t.temps.is_empty() && !t.rails.is_empty(),
+                "{name}"
+            );
             n += 1;
         }
     }
