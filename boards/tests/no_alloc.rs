@@ -1,8 +1,9 @@
 //! The parsers and metric helpers never touch the heap: a counting global allocator (per thread, so the
 //! test harness's own threads do not interfere) sees zero allocations while they run.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::Cell;
+use std::alloc::System;
 
 use chouette_boards::{linux, rpi, tegrastats};
 
@@ -90,7 +91,7 @@ fn host_and_rpi_parsers_do_not_allocate() {
 #[test]
 fn the_counter_sees_allocations() {
     let n = allocations_during(|| {
-        std::hint::black_box(Vec::<u8>::with_capacity(8));
+        core::hint::black_box(Vec::<u8>::with_capacity(8));
     });
     assert_eq!(n, 1);
 }
