@@ -864,6 +864,48 @@ mod tests {
     }
 
     #[test]
+    fn old_l4t_shared_cpu_freq_and_short_engine_names() {
+        // L4T 28 (TX1): lower-case `cpu`, one frequency after the bracket, `EMC`/`GR3D` names.
+        let t = parse_line(
+            "RAM 3468/3983MB (lfb 48x4MB) SWAP 873/8192MB (cached 295MB) cpu [17%,13%,29%,5%]@408 EMC 1%@408 \
+             APE 25 GR3D 3%@76",
+        )
+        .unwrap();
+        assert_eq!(t.skipped, 0);
+        assert_eq!(&t.cpus[..], &[cpu(17, 408), cpu(13, 408), cpu(29, 408), cpu(5, 408)]);
+        let mut dd = std::vec::Vec::new();
+        t.datadog_metrics(|m| dd.push((m.name, m.value)));
+        assert!(dd.contains(&("nvidia.jetson.emc.freq", 408.0)));
+        assert!(dd.contains(&("nvidia.jetson.gpu.usage", 3.0)));
+    }
+
+    #[test]
+    fn gpu_frequency_array_without_usage_is_tagged_per_gpc() {
+        let t = parse_line("GR3D_FREQ @[1000,1001] EMC_FREQ @2133").unwrap();
+        let mut dd = std::vec::Vec::new();
+        t.datadog_metrics(|m| dd.push((m.name, m.tag.map(|t| std::format!("{t}")), m.value)));
+        assert_eq!(
+            dd,
+            [
+                ("nvidia.jetson.gpu.freq", Some("gpc:0".into()), 1000.0),
+                ("nvidia.jetson.gpu.freq", Some("gpc:1".into()), 1001.0),
+                ("nvidia.jetson.emc.freq", None, 2133.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn memory_budget() {
+        // Lives on the stack of the caller, once per line (2736 bytes on 64-bit): small enough for a
+        // firmware task.
+        assert!(
+            core::mem::size_of::<Tegrastats<'_>>() <= 3 * 1024,
+            "{}",
+            core::mem::size_of::<Tegrastats<'_>>()
+        );
+    }
+
+    #[test]
     fn timestamp_prefix() {
         let t = parse_line("11-15-2024 08:38:09 RAM 1/2MB").unwrap();
         assert_eq!(t.timestamp, Some("11-15-2024 08:38:09"));
