@@ -252,8 +252,9 @@ impl<'a> Tegrastats<'a> {
     /// `mem.used/.total/.n_lfb/.lfb`, `swap.used/.total/.cached`, `iram.used/.total/.lfb`,
     /// `cpu.usage`/`cpu.freq` tagged `cpu:N` (an `off` core reports 0 and 0), `cpu.inactive_count`,
     /// `cpu.total_count`, `emc.usage`/`emc.freq`, `gpu.usage`/`gpu.freq` (one `gpu.freq` per GPC tagged
-    /// `gpc:N` with the `@[a,b]` form), `temp` tagged `zone:NAME` (every zone as printed, absent sensors
-    /// skipped), `power.instant`/`power.average` tagged `probe:RAIL`.
+    /// `gpc:N` with the `@[a,b]` form), `temp` tagged `zone:NAME` (every zone as printed, `PMIC`
+    /// included; absent `-256` sensors skipped, which Datadog's regex also never matches, but other
+    /// negative readings kept), `power.instant`/`power.average` tagged `probe:RAIL`.
     pub fn datadog_metrics(&self, mut emit: impl FnMut(Metric<'a>)) {
         let mut g = |name: &'static str, tag: Option<Tag<'a>>, value: f64, unit: Unit| {
             emit(Metric::new(name, tag, value, unit));
