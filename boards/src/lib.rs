@@ -9,8 +9,8 @@
 //!   metrics and Datadog's `nvidia.jetson.*` set.
 //! - [`rpi`]: Raspberry Pi thermal zone, `vcgencmd`, DS18B20 `w1_slave` parsers, and I2C drivers
 //!   (TMP102, LM75, BME280) generic over `embedded_hal::i2c::I2c`.
-//! - [`linux`]: `/proc/stat`, `/proc/meminfo`, `/proc/loadavg`, `/proc/mounts`, `/proc/net/dev` and
-//!   `statvfs` arithmetic, as psutil computes them.
+//! - [`linux`]: `/proc/stat`, `/proc/meminfo`, `/proc/loadavg`, `/proc/mounts`, `/proc/filesystems`,
+//!   `/proc/net/dev` and `statvfs` arithmetic, as psutil computes them.
 //!
 //! Everything here is text-in/value-out (or bus-in/value-out for the drivers): the reads happen in the
 //! agent, under an injectable root. No parser allocates.

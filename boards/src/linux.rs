@@ -264,6 +264,19 @@ pub fn mounts(text: &str) -> impl Iterator<Item = Mount<'_>> {
     })
 }
 
+/// The filesystem types `/proc/filesystems` lists without the `nodev` mark: the ones backed by a block
+/// device, which psutil's `disk_partitions(all=False)` keeps (`squashfs` and `fuseblk` included).
+pub fn physical_fstypes(filesystems: &str) -> impl Iterator<Item = &str> {
+    filesystems.lines().filter(|l| !l.starts_with("nodev")).filter_map(|l| l.split_ascii_whitespace().next())
+}
+
+/// Like [`is_physical`], but with the running kernel's own list (the text of `/proc/filesystems`)
+/// instead of [`PSEUDO_FSTYPES`]: a type listed without `nodev` ([`physical_fstypes`]), on a real
+/// device (not `none`).
+pub fn is_physical_listed(m: &Mount<'_>, filesystems: &str) -> bool {
+    m.device != "none" && physical_fstypes(filesystems).any(|t| t == m.fstype)
+}
+
 /// The physical mounts, each device once (its first mount point wins), as psutil `all=False` plus the
 /// original plugin's de-duplication.
 pub fn physical_mounts(text: &str) -> impl Iterator<Item = Mount<'_>> {
@@ -400,6 +413,23 @@ mod tests {
         assert_eq!(decode_octal("/a\\", &mut buf), Some("/a\\"));
         assert_eq!(decode_octal("/x\\777", &mut buf), None);
         assert_eq!(decode_octal("/very/long/path/that/overflows/the/buffer", &mut buf), None);
+    }
+
+    #[test]
+    fn filesystems_list() {
+        let fs = "nodev\tsysfs\n\text4\nnodev\ttmpfs\n\tvfat\n\tsquashfs\n";
+        let mut types = physical_fstypes(fs);
+        assert_eq!(
+            (types.next(), types.next(), types.next(), types.next()),
+            (Some("ext4"), Some("vfat"), Some("squashfs"), None)
+        );
+        let m = |device, fstype| Mount { device, mount_point: "/", fstype, options: "rw" };
+        assert!(is_physical_listed(&m("/dev/sda1", "vfat"), fs));
+        assert!(is_physical_listed(&m("/dev/loop0", "squashfs"), fs));
+        assert!(!is_physical_listed(&m("tmpfs", "tmpfs"), fs));
+        assert!(!is_physical_listed(&m("none", "ext4"), fs));
+        assert!(!is_physical_listed(&m("/dev/sda1", "btrfs"), fs));
+        assert!(!is_physical_listed(&m("/dev/sda1", "ext4"), ""));
     }
 
     #[test]

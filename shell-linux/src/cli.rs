@@ -151,7 +151,9 @@ booleans are true/false/1/0/yes/no/on/off/t/f/y/n in any case):
     COLLECTOR_PLUGINS        []          JSON list: host, k8s, tegrastats, docker, dramatiq, rpi
     HOST_COLLECTOR_METRICS   [\"cpu\",\"fs\",\"la\",\"ram\"]   (also network)
     CHOUETTE_PROC_ROOT       /           where host and rpi read /proc and /sys
-    TEGRASTATS_METRICS       [\"ram\",\"temp\"]
+    TEGRASTATS_METRICS       [\"ram\",\"temp\"]   also nvidia (alias datadog): Datadog's
+                                         nvidia.jetson.* set (mem, swap, iram, cpu, emc, gpu,
+                                         temp, power)
     TEGRASTATS_PATH          /usr/bin/tegrastats   (one long-lived child, restarted if it exits)
     TEGRASTATS_ARGS          [\"--interval\",\"1000\"]
     K8S_STATS_SERVICE_IP, K8S_STATS_SERVICE_PORT (10250), K8S_CERT_PATH, K8S_KEY_PATH

@@ -8,33 +8,36 @@
 //! | `la` | `Chouette.host.la` (1 minute) | `period:1m` | load |
 //! | `ram` | `Chouette.host.memory.used` (total − available), `Chouette.host.memory.available` | | bytes |
 //! | `network` | `Chouette.host.network.bytes.sent`, `.recv` (cumulative since boot), not `lo` | `iface:` | bytes |
+//!
+//! The parsing and the psutil arithmetic are `chouette_boards::linux`'s; this module reads the files.
+//! Physical filesystems: the types `/proc/filesystems` lists without `nodev`, or, when it cannot be read,
+//! not in `chouette_boards::linux::PSEUDO_FSTYPES` (nor `fuse.*`); never on device `none`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use super::procfs::{self, CpuTimes};
+use chouette_boards::linux::{self, CpuTimes, StatVfs};
+
 use super::{under, CollectError, Collector, PluginConfigError, PluginVars, Point};
 
-/// Filesystem sizes from `statvfs(2)`, already multiplied by `f_frsize`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FsUsage {
-    /// `(f_blocks − f_bfree)·f_frsize`.
-    pub used: u64,
-    /// `f_bavail·f_frsize`.
-    pub free: u64,
-}
-
 /// Where filesystem sizes come from: the real `statvfs` or a test double.
-pub type StatFs = fn(&Path) -> std::io::Result<FsUsage>;
+pub type StatFs = fn(&Path) -> std::io::Result<StatVfs>;
 
 /// The real `statvfs(2)`, through rustix.
-pub fn statvfs(path: &Path) -> std::io::Result<FsUsage> {
+pub fn statvfs(path: &Path) -> std::io::Result<StatVfs> {
     let s = rustix::fs::statvfs(path).map_err(std::io::Error::from)?;
-    Ok(FsUsage {
-        used: s.f_blocks.saturating_sub(s.f_bfree).saturating_mul(s.f_frsize),
-        free: s.f_bavail.saturating_mul(s.f_frsize),
+    Ok(StatVfs {
+        f_frsize: s.f_frsize,
+        f_blocks: s.f_blocks,
+        f_bfree: s.f_bfree,
+        f_bavail: s.f_bavail,
+        f_files: s.f_files,
+        f_ffree: s.f_ffree,
     })
 }
+
+/// Longest mount point or device name decoded (`PATH_MAX`); a longer one is used as written.
+const PATH_MAX: usize = 4096;
 
 /// The metric groups `HOST_COLLECTOR_METRICS` may name.
 pub const GROUPS: [&str; 5] = ["cpu", "fs", "la", "ram", "network"];
@@ -72,7 +75,7 @@ impl Host {
         let mut host = Host { root, groups, statfs, previous_cpu: None };
         // The first CPU sample is the reference, as psutil's import-time call.
         if host.groups.iter().any(|g| g == "cpu") {
-            host.previous_cpu = host.read("/proc/stat").ok().and_then(|t| procfs::parse_stat_cpu(&t));
+            host.previous_cpu = host.read("/proc/stat").ok().and_then(|t| linux::parse_stat_cpu(&t).ok());
         }
         host
     }
@@ -85,38 +88,43 @@ impl Host {
     fn cpu(&mut self, out: &mut Vec<Point>) -> Result<(), CollectError> {
         let text = self.read("/proc/stat")?;
         let now =
-            procfs::parse_stat_cpu(&text).ok_or_else(|| CollectError::parse("/proc/stat", "no cpu line"))?;
-        if let Some(percent) = self.previous_cpu.and_then(|p| now.busy_percent_since(&p)) {
-            out.push(Point::new("Chouette.host.cpu.percentage", percent));
+            linux::parse_stat_cpu(&text).map_err(|e| CollectError::parse("/proc/stat", e.to_string()))?;
+        // No time passed (or the counters went back): no point, never a fake 0.
+        if let Some(previous) = self.previous_cpu.filter(|p| now.total() > p.total()) {
+            out.push(Point::new("Chouette.host.cpu.percentage", linux::busy_percent(&previous, &now)));
         }
         self.previous_cpu = Some(now);
         Ok(())
     }
 
     fn fs(&self, out: &mut Vec<Point>) -> Result<(), CollectError> {
-        let mounts = procfs::parse_mounts(&self.read("/proc/mounts")?);
-        let physical = self.read("/proc/filesystems").ok().map(|t| procfs::parse_physical_fstypes(&t));
+        let mounts = self.read("/proc/mounts")?;
+        let filesystems = self.read("/proc/filesystems").ok();
         let mut seen = BTreeSet::new();
         let mut failures = Vec::new();
-        for mount in mounts {
-            let is_physical = match &physical {
-                Some(types) => types.contains(&mount.fstype),
-                None => !procfs::PSEUDO_FSTYPES.contains(&mount.fstype.as_str()),
+        let (mut device_buf, mut path_buf) = ([0u8; PATH_MAX], [0u8; PATH_MAX]);
+        for mount in linux::mounts(&mounts) {
+            let is_physical = match &filesystems {
+                Some(list) => linux::is_physical_listed(&mount, list),
+                None => linux::is_physical(&mount),
             };
-            if !is_physical || mount.device.is_empty() || !seen.insert(mount.device.clone()) {
+            let device = linux::decode_octal(mount.device, &mut device_buf).unwrap_or(mount.device);
+            if !is_physical || !seen.insert(device.to_owned()) {
                 continue;
             }
-            match (self.statfs)(&under(&self.root, &mount.mountpoint)) {
+            let mount_point =
+                linux::decode_octal(mount.mount_point, &mut path_buf).unwrap_or(mount.mount_point);
+            match (self.statfs)(&under(&self.root, mount_point)) {
                 Ok(usage) => {
                     out.push(
-                        Point::new("Chouette.host.fs.used", usage.used as f64).tag("device", &*mount.device),
+                        Point::new("Chouette.host.fs.used", usage.used_bytes() as f64).tag("device", device),
                     );
                     out.push(
-                        Point::new("Chouette.host.fs.free", usage.free as f64).tag("device", &*mount.device),
+                        Point::new("Chouette.host.fs.free", usage.free_bytes() as f64).tag("device", device),
                     );
                 }
                 // One unreadable mountpoint must not hide the others (compat §7 item 13).
-                Err(e) => failures.push(format!("{}: {e}", mount.mountpoint)),
+                Err(e) => failures.push(format!("{mount_point}: {e}")),
             }
         }
         if !failures.is_empty() {
@@ -126,33 +134,44 @@ impl Host {
     }
 
     fn la(&self, out: &mut Vec<Point>) -> Result<(), CollectError> {
-        let load = procfs::parse_loadavg_1m(&self.read("/proc/loadavg")?)
-            .ok_or_else(|| CollectError::parse("/proc/loadavg", "no 1-minute load"))?;
-        out.push(Point::new("Chouette.host.la", load).tag("period", "1m"));
+        let load = linux::parse_loadavg(&self.read("/proc/loadavg")?)
+            .map_err(|e| CollectError::parse("/proc/loadavg", e.to_string()))?;
+        out.push(Point::new("Chouette.host.la", load.one).tag("period", "1m"));
         Ok(())
     }
 
     fn ram(&self, out: &mut Vec<Point>) -> Result<(), CollectError> {
-        let mem = procfs::parse_meminfo(&self.read("/proc/meminfo")?)
-            .ok_or_else(|| CollectError::parse("/proc/meminfo", "no MemTotal/MemFree"))?;
-        out.push(Point::new("Chouette.host.memory.used", mem.used() as f64));
-        out.push(Point::new("Chouette.host.memory.available", mem.available as f64));
+        let mem = linux::parse_meminfo(&self.read("/proc/meminfo")?)
+            .map_err(|e| CollectError::parse("/proc/meminfo", e.to_string()))?;
+        out.push(Point::new("Chouette.host.memory.used", mem.used_bytes() as f64));
+        out.push(Point::new("Chouette.host.memory.available", mem.available_bytes() as f64));
         Ok(())
     }
 
     fn network(&self, out: &mut Vec<Point>) -> Result<(), CollectError> {
-        for dev in procfs::parse_net_dev(&self.read("/proc/net/dev")?) {
-            if dev.iface == "lo" {
-                continue;
+        let text = self.read("/proc/net/dev")?;
+        let mut malformed = None;
+        // `lo` and the header lines are skipped by the parser; a malformed line is reported after the
+        // well-formed interfaces are out.
+        for dev in linux::net_dev(&text) {
+            match dev {
+                Ok(dev) => {
+                    out.push(
+                        Point::new("Chouette.host.network.bytes.sent", dev.tx_bytes as f64)
+                            .tag("iface", dev.iface),
+                    );
+                    out.push(
+                        Point::new("Chouette.host.network.bytes.recv", dev.rx_bytes as f64)
+                            .tag("iface", dev.iface),
+                    );
+                }
+                Err(e) => malformed = malformed.or(Some(e)),
             }
-            out.push(
-                Point::new("Chouette.host.network.bytes.sent", dev.tx_bytes as f64).tag("iface", &*dev.iface),
-            );
-            out.push(
-                Point::new("Chouette.host.network.bytes.recv", dev.rx_bytes as f64).tag("iface", &*dev.iface),
-            );
         }
-        Ok(())
+        match malformed {
+            Some(e) => Err(CollectError::parse("/proc/net/dev", e.to_string())),
+            None => Ok(()),
+        }
     }
 }
 
@@ -214,9 +233,15 @@ pub fn fixture_root(fixtures: &Path, root: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    fn fixture_statfs(_: &Path) -> std::io::Result<FsUsage> {
+    fn fixture_statfs(_: &Path) -> std::io::Result<StatVfs> {
         // statvfs.txt for `/`: f_frsize=4096 f_blocks=66053021 f_bfree=62507514 f_bavail=20275965
-        Ok(FsUsage { used: (66053021 - 62507514) * 4096, free: 20275965 * 4096 })
+        Ok(StatVfs {
+            f_frsize: 4096,
+            f_blocks: 66053021,
+            f_bfree: 62507514,
+            f_bavail: 20275965,
+            ..StatVfs::default()
+        })
     }
 
     fn fake_root() -> PathBuf {
@@ -290,6 +315,6 @@ mod tests {
     #[test]
     fn real_statvfs_of_root() {
         let usage = statvfs(Path::new("/")).expect("statvfs /");
-        assert!(usage.used > 0);
+        assert!(usage.used_bytes() > 0);
     }
 }

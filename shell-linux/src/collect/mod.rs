@@ -12,13 +12,13 @@
 //! stored with one [`Store::add`] per tick on the wrapped queue (as the original's collector did).
 //!
 //! Unlike the original (compat §7 item 24), **zero values are sent**: an idle CPU, an empty
-//! queue, a full disk or 0 °C are zeros, not gaps.
+//! queue, a full disk or 0 °C are zeros, not gaps. One exception: `Chouette.tegrastats.ram.used` and
+//! `.ram.free` come from `chouette_boards`, which keeps the original's rule (a 0 is not sent).
 
 pub mod docker;
 pub mod dramatiq;
 pub mod host;
 pub mod k8s;
-pub mod procfs;
 pub mod rpi;
 pub mod tegrastats;
 

@@ -4,20 +4,37 @@
 //! |---|---|---|---|
 //! | `/sys/class/thermal/thermal_zone*/temp` | `Chouette.rpi.temperature` | `zone:<content of the zone's type file>` | °C |
 //! | `vcgencmd measure_temp` (if `VCGENCMD_PATH`, default `/usr/bin/vcgencmd`, exists) | `Chouette.rpi.vcgencmd.temperature` | | °C |
-//! | `vcgencmd get_throttled` | `Chouette.rpi.throttled`, 0 or 1 per flag | `flag:under_voltage`, ... (8 flags) | |
+//! | `vcgencmd get_throttled` | `Chouette.rpi.throttled`, 0 or 1 per flag | `flag:` one of `under_voltage`, `freq_capped`, `throttled`, `soft_temp_limit` and the four `*_occurred` | |
 //! | `/sys/bus/w1/devices/28-*/w1_slave` (DS18B20) | `Chouette.rpi.w1.temperature` | `sensor:<28-...>` | °C |
 //! | refused DS18B20 reads, cumulative | `Chouette.rpi.w1.rejected` | `sensor:`, `reason:crc/power_on_reset/all_zero/empty/malformed` | reads |
+//!
+//! The parsers are `chouette_boards::rpi`'s. The `flag:` values are `Throttled::flags()`' names (the ARM
+//! frequency cap is `freq_capped`, `freq_capped_occurred`). The `reason:` values are this collector's:
+//! `crc` is `W1Error::CrcMismatch` (boards' `W1ErrorCounts` calls it `crc_mismatch`), the others are
+//! the boards names.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::procfs::{self, W1Reject};
+use chouette_boards::rpi::{self as boards, W1Error};
+
 use super::{under, CollectError, Collector, PluginVars, Point};
 
 /// Longest a `vcgencmd` call may take.
 pub const VCGENCMD_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The `reason:` tag of a refused DS18B20 read.
+pub fn w1_reason(e: W1Error) -> &'static str {
+    match e {
+        W1Error::Empty => "empty",
+        W1Error::CrcMismatch => "crc",
+        W1Error::PowerOnReset => "power_on_reset",
+        W1Error::AllZero => "all_zero",
+        _ => "malformed",
+    }
+}
 
 /// The `rpi` collector.
 pub struct Rpi {
@@ -95,23 +112,26 @@ impl Collector for Rpi {
         let mut out = Vec::new();
         for (name, dir) in self.dirs("/sys/class/thermal", "thermal_zone") {
             let Ok(text) = std::fs::read_to_string(dir.join("temp")) else { continue };
-            let Some(celsius) = procfs::parse_millidegrees(&text) else {
-                log::warn!("plugin=rpi zone={name}: unreadable temp {text:?}");
-                continue;
+            let celsius = match boards::parse_thermal_zone(&text) {
+                Ok(t) => t.as_celsius(),
+                Err(e) => {
+                    log::warn!("plugin=rpi zone={name}: unreadable temp {text:?} ({e})");
+                    continue;
+                }
             };
             let zone = std::fs::read_to_string(dir.join("type")).map(|t| t.trim().to_owned()).unwrap_or(name);
             out.push(Point::new("Chouette.rpi.temperature", celsius).tag("zone", zone));
         }
         if self.vcgencmd.exists() {
-            if let Some(t) = self.vcgencmd("measure_temp").and_then(|t| procfs::parse_vcgencmd_temp(&t)) {
-                out.push(Point::new("Chouette.rpi.vcgencmd.temperature", t));
+            if let Some(t) = self.vcgencmd("measure_temp").and_then(|t| boards::parse_measure_temp(&t).ok()) {
+                out.push(Point::new("Chouette.rpi.vcgencmd.temperature", t.as_celsius()));
             }
-            if let Some(bits) =
-                self.vcgencmd("get_throttled").and_then(|t| procfs::parse_vcgencmd_throttled(&t))
+            if let Some(throttled) =
+                self.vcgencmd("get_throttled").and_then(|t| boards::parse_throttled(&t).ok())
             {
-                for (bit, flag) in procfs::THROTTLED_FLAGS {
+                for (flag, set) in throttled.flags() {
                     out.push(
-                        Point::new("Chouette.rpi.throttled", f64::from((bits >> bit) & 1)).tag("flag", flag),
+                        Point::new("Chouette.rpi.throttled", f64::from(u8::from(set))).tag("flag", flag),
                     );
                 }
             }
@@ -119,16 +139,16 @@ impl Collector for Rpi {
         for (sensor, dir) in self.dirs("/sys/bus/w1/devices", "28-") {
             let read = std::fs::read_to_string(dir.join("w1_slave"));
             let result = match &read {
-                Ok(text) => procfs::parse_w1_slave(text),
-                Err(_) => Err(W1Reject::Empty),
+                Ok(text) => boards::parse_w1_slave(text),
+                Err(_) => Err(W1Error::Empty),
             };
             match result {
-                Ok(celsius) => {
-                    out.push(Point::new("Chouette.rpi.w1.temperature", celsius).tag("sensor", &*sensor))
-                }
-                Err(reason) => {
-                    log::warn!("plugin=rpi sensor={sensor} reason={}: DS18B20 read refused", reason.as_str());
-                    *self.rejected.entry((sensor, reason.as_str())).or_default() += 1;
+                Ok(t) => out
+                    .push(Point::new("Chouette.rpi.w1.temperature", t.as_celsius()).tag("sensor", &*sensor)),
+                Err(e) => {
+                    let reason = w1_reason(e);
+                    log::warn!("plugin=rpi sensor={sensor} reason={reason}: DS18B20 read refused ({e})");
+                    *self.rejected.entry((sensor, reason)).or_default() += 1;
                 }
             }
         }

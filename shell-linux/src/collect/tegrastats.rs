@@ -9,8 +9,13 @@
 //!
 //! | `TEGRASTATS_METRICS` | metrics | tags | unit |
 //! |---|---|---|---|
-//! | `ram` | `Chouette.tegrastats.ram.used`, `Chouette.tegrastats.ram.free` (total − used) | | bytes |
-//! | `temp` | `Chouette.tegrastats.temperature` (not `PMIC`, any case) | `zone:` as written | °C |
+//! | `ram` | `Chouette.tegrastats.ram.used`, `Chouette.tegrastats.ram.free` (total − used; a 0 is not sent, as the original) | | bytes |
+//! | `temp` | `Chouette.tegrastats.temperature` (not `PMIC`, any case; absent `-256` sensors skipped) | `zone:` as written | °C |
+//! | `nvidia` (alias `datadog`; not in the default) | Datadog's Jetson check set, `nvidia.jetson.*`: `mem.*`, `swap.*`, `iram.*`, `cpu.usage`/`cpu.freq`, `cpu.inactive_count`/`total_count`, `emc.*`, `gpu.*`, `temp` (`PMIC` included), `power.instant`/`power.average` | `cpu:N`, `gpc:N`, `zone:`, `probe:` | Datadog's (bytes, %, MHz, °C, mW) |
+//!
+//! Every line is parsed by `chouette_boards::tegrastats::parse_line` (every JetPack format); the metric
+//! sets are the boards crate's `chouette_ram_metrics`, `chouette_temperature_metrics` and
+//! `datadog_metrics`, sent as gauges.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -19,11 +24,12 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::procfs;
+use chouette_boards::tegrastats::{self as boards, Metric, TagValue};
+
 use super::{CollectError, Collector, PluginConfigError, PluginVars, Point};
 
-/// The groups `TEGRASTATS_METRICS` may name.
-pub const GROUPS: [&str; 2] = ["ram", "temp"];
+/// The groups `TEGRASTATS_METRICS` may name (`datadog` is an alias of `nvidia`).
+pub const GROUPS: [&str; 4] = ["ram", "temp", "nvidia", "datadog"];
 
 /// A line older than this is stale: the capture fails rather than repeat old values.
 pub const STALE_AFTER: Duration = Duration::from_secs(10);
@@ -71,6 +77,16 @@ impl Tegrastats {
                 format!("names among {} (unknown: {bad:?})", GROUPS.join(", ")),
             ));
         }
+        // `datadog` is `nvidia`; a group named twice is emitted once.
+        let groups = groups.into_iter().map(|g| if g == "datadog" { "nvidia".to_owned() } else { g }).fold(
+            Vec::new(),
+            |mut kept: Vec<String>, g| {
+                if !kept.contains(&g) {
+                    kept.push(g);
+                }
+                kept
+            },
+        );
         let path = vars.get("TEGRASTATS_PATH").cloned().unwrap_or_else(|| "/usr/bin/tegrastats".to_owned());
         let args = super::string_list(vars, "TEGRASTATS_ARGS", &["--interval", "1000"])?;
         Ok(Tegrastats::spawn(path, args, groups))
@@ -103,30 +119,39 @@ impl Tegrastats {
         lock(&self.state.shared).starts
     }
 
-    /// Parses one line into points, per the configured groups.
+    /// Parses one line into points (gauges), per the configured groups. A line the parser does not
+    /// recognise gives no point (logged).
     pub fn points(&self, line: &str) -> Vec<Point> {
+        let stats = match boards::parse_line(line) {
+            Ok(stats) => stats,
+            Err(e) => {
+                log::warn!("plugin=tegrastats: unparsable line ({e}): {line:?}");
+                return Vec::new();
+            }
+        };
         let mut out = Vec::new();
+        let mut emit = |m: Metric<'_>| out.push(point(&m));
         for group in &self.groups {
             match group.as_str() {
-                "ram" => {
-                    if let Some((used, total)) = procfs::tegrastats_ram_mb(line) {
-                        let mb = 1024.0 * 1024.0;
-                        out.push(Point::new("Chouette.tegrastats.ram.used", used as f64 * mb));
-                        out.push(Point::new(
-                            "Chouette.tegrastats.ram.free",
-                            total.saturating_sub(used) as f64 * mb,
-                        ));
-                    }
-                }
-                "temp" => {
-                    for (zone, celsius) in procfs::tegrastats_temperatures(line) {
-                        out.push(Point::new("Chouette.tegrastats.temperature", celsius).tag("zone", zone));
-                    }
-                }
+                "ram" => stats.chouette_ram_metrics(&mut emit),
+                "temp" => stats.chouette_temperature_metrics(&mut emit),
+                "nvidia" | "datadog" => stats.datadog_metrics(&mut emit),
                 _ => {}
             }
         }
         out
+    }
+}
+
+/// A boards metric as a point: same name, value and (single) tag.
+fn point(m: &Metric<'_>) -> Point {
+    let p = Point::new(m.name, m.value);
+    match m.tag {
+        Some(tag) => match tag.value {
+            TagValue::Str(s) => p.tag(tag.key, s),
+            TagValue::Index(i) => p.tag(tag.key, i.to_string()),
+        },
+        None => p,
     }
 }
 
@@ -346,5 +371,72 @@ mod tests {
         vars.insert("TEGRASTATS_METRICS".into(), r#"["gpu"]"#.into());
         let err = Tegrastats::from_vars(&vars).err().expect("refused").to_string();
         assert!(err.contains("TEGRASTATS_METRICS"), "{err}");
+        vars.insert("TEGRASTATS_PATH".into(), "/nonexistent/tegrastats".into());
+        vars.insert("TEGRASTATS_METRICS".into(), r#"["nvidia","ram","datadog"]"#.into());
+        let t = Tegrastats::from_vars(&vars).expect("nvidia and its alias datadog are accepted");
+        assert_eq!(t.groups, ["nvidia", "ram"]);
+    }
+
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tegrastats/");
+
+    /// A collector whose child never starts: only [`Tegrastats::points`] is used.
+    fn parser_only(groups: &[&str]) -> Tegrastats {
+        let groups = groups.iter().map(|g| (*g).to_owned()).collect();
+        Tegrastats::spawn("/nonexistent/tegrastats".into(), Vec::new(), groups)
+    }
+
+    fn tags(p: &Point) -> Vec<String> {
+        p.tags.iter().map(|(k, v)| format!("{k}:{v}")).collect()
+    }
+
+    #[test]
+    fn nvidia_group_is_datadogs_jetson_set() {
+        let line = std::fs::read_to_string(format!("{FIXTURES}01-nano-jp4-root.txt")).expect("fixture");
+        let points = parser_only(&["nvidia"]).points(&line);
+        // The same count as chouette-boards' own test of this line (tests/tegrastats_fixtures.rs).
+        assert_eq!(points.len(), 36);
+        assert!(points.iter().all(|p| p.name.starts_with("nvidia.jetson.")));
+        let has = |name: &str, tag: &[&str], value: f64| {
+            points.iter().any(|p| p.name == name && tags(p) == tag && p.value == value)
+        };
+        assert!(has("nvidia.jetson.mem.used", &[], 534.0 * 1048576.0));
+        assert!(has("nvidia.jetson.mem.total", &[], 3964.0 * 1048576.0));
+        assert!(has("nvidia.jetson.mem.n_lfb", &[], 98.0));
+        assert!(has("nvidia.jetson.iram.lfb", &[], 252.0 * 1024.0));
+        assert!(has("nvidia.jetson.cpu.usage", &["cpu:0"], 16.0));
+        assert!(has("nvidia.jetson.cpu.freq", &["cpu:3"], 204.0));
+        assert!(has("nvidia.jetson.gpu.freq", &[], 76.0));
+        assert!(has("nvidia.jetson.temp", &["zone:PMIC"], 100.0));
+        assert!(has("nvidia.jetson.temp", &["zone:thermal"], 36.25));
+        assert!(has("nvidia.jetson.power.average", &["probe:POM_5V_IN"], 1022.0));
+
+        // With the original's groups too: theirs first, in the configured order, PMIC only in nvidia's.
+        let points = parser_only(&["ram", "temp", "nvidia"]).points(&line);
+        assert_eq!(points.len(), 2 + 5 + 36);
+        assert_eq!(points[0], Point::new("Chouette.tegrastats.ram.used", 534.0 * 1048576.0));
+        assert!(!points[..7].iter().any(|p| tags(p) == ["zone:PMIC"]));
+        assert!(points[7..].iter().all(|p| p.name.starts_with("nvidia.jetson.")));
+    }
+
+    #[test]
+    fn every_fixture_has_ram_and_temperatures() {
+        let t = parser_only(&["ram", "temp"]);
+        for entry in std::fs::read_dir(FIXTURES).expect("dir").flatten() {
+            let text = std::fs::read_to_string(entry.path()).expect("fixture");
+            for line in text.lines().filter(|l| l.contains("RAM ")) {
+                let points = t.points(line);
+                assert!(points.iter().any(|p| p.name == "Chouette.tegrastats.ram.used"), "{line}");
+                let temps: Vec<_> =
+                    points.iter().filter(|p| p.name == "Chouette.tegrastats.temperature").collect();
+                assert!(!temps.is_empty(), "{line}");
+                assert!(temps.iter().all(|p| !p.tags[0].1.eq_ignore_ascii_case("pmic")), "{line}");
+                assert!(temps.iter().all(|p| p.value > -256.0), "{line}");
+            }
+        }
+        assert!(t
+            .points("VRAM 6266/7860MB CPU [20%@345]")
+            .iter()
+            .all(|p| p.name != "Chouette.tegrastats.ram.used"));
+        assert!(t.points("").is_empty());
     }
 }
