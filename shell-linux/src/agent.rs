@@ -187,6 +187,7 @@ fn aggregate_tick(
         match aggregation.step(store, wall_clock(), counters)? {
             StepOutcome::Idle => {
                 aggregation.release_memory();
+                return_freed_memory();
                 break;
             }
             StepOutcome::Progress { consumed } => log::debug!("consumed={consumed}: aggregated a bucket"),
@@ -242,4 +243,21 @@ fn release_tick(
     *reported = counters.clone();
     store.put_status(&pipeline::status_fields(counters, now))?;
     Ok(())
+}
+
+/// Hands memory freed after a burst (a drained backlog) back to the OS. glibc keeps freed heap
+/// for reuse, so an agent that drained a million records would otherwise stay at its peak RSS;
+/// musl (the shipped static builds) returns it by itself.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: glibc's malloc_trim takes no pointers and may be called at any time from any
+        // thread; it only releases free heap pages.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
 }
