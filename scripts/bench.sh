@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${BENCH_SECS:-3}"
-cargo bench -p chouette-core --features alloc --benches -- --warm-up-time 1 --measurement-time "$secs" >/dev/null 2>&1 \
-  || cargo bench -p chouette-core --features alloc --benches -- --warm-up-time 1 --measurement-time "$secs"
+benches=(--bench aggregate --bench parse --bench encode --bench sketch)
+cargo bench -p chouette-core --features alloc "${benches[@]}" -- --warm-up-time 1 --measurement-time "$secs" >/dev/null 2>&1 \
+  || cargo bench -p chouette-core --features alloc "${benches[@]}" -- --warm-up-time 1 --measurement-time "$secs"
 python3 - <<'PY'
 import json, pathlib
 targets = {  # benchmark id prefix -> (target elements/s, what)
@@ -14,7 +15,7 @@ targets = {  # benchmark id prefix -> (target elements/s, what)
     "parse_raw_metric": (3e6, "parse ≥ 3M records/s"),
     "series/encode_100k_points": (5e6, "encode ≥ 5M points/s"),
     "sketch/QuantileSketch::insert": (50e6, "sketch insert ≥ 50M values/s"),
-    "sketch/Histogram::insert": (50e6, "sketch insert ≥ 50M values/s"),
+    "sketch/Histogram::insert/": (50e6, "sketch insert ≥ 50M values/s"),
 }
 rows = []
 for est in sorted(pathlib.Path("target/criterion").glob("**/new/estimates.json")):
@@ -25,7 +26,7 @@ for est in sorted(pathlib.Path("target/criterion").glob("**/new/estimates.json")
     unit = "elem" if "Elements" in tp else "B"
     rate = n / (mean_ns / 1e9) if n else None
     name = bench["full_id"]
-    target = next((t for k, t in targets.items() if name.startswith(k)), None)
+    target = next((t for k, t in targets.items() if (name + "/").startswith(k)), None)
     rows.append((name, mean_ns / n if n else mean_ns, rate, unit, target))
 print(f"| benchmark | ns per {'element'} | throughput | target | ratio to target |")
 print("|---|---|---|---|---|")

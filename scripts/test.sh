@@ -25,5 +25,6 @@ scripts/check-no-std.sh
 
 step "fuzz targets compile"
 cargo check --manifest-path fuzz/Cargo.toml --locked
+cargo check --manifest-path boards/fuzz/Cargo.toml --locked
 
 step "all checks passed"

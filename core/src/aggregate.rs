@@ -25,7 +25,7 @@ use crate::hash::{hash_bytes, hash_parts, hash_u64};
 use crate::limits::{
     INLINE_MEMBERS, INLINE_SAMPLES, MAX_NAME_BYTES, MAX_OPEN_BUCKETS, MAX_TAGS, MAX_TAG_BYTES,
 };
-use crate::metric::{MetricType, Sample, Tag, Timestamp, Value, Wrapped};
+use crate::metric::{Member, MetricType, Sample, SetMembers, Tag, Timestamp, Value, Wrapped};
 use crate::sketch::{hash_member, Histogram, SetCounter};
 use crate::wrap::{self, Outputs, Summary, WrapConfig};
 
@@ -449,7 +449,20 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
         }
         match (sample.kind, sample.value) {
             (MetricType::Set, Value::Set(_)) => {}
-            (MetricType::Set, Value::Number(_)) | (_, Value::Set(_)) => {
+            (MetricType::Histogram | MetricType::Distribution, Value::Samples(samples)) => {
+                let mut any = false;
+                for member in samples.iter() {
+                    match member {
+                        Member::Num(v) if v.is_finite() => any = true,
+                        Member::Num(_) => return Err(RecordError::NonFinite),
+                        Member::Str(_) => return Err(RecordError::WrongValueKind),
+                    }
+                }
+                if !any {
+                    return Err(RecordError::WrongValueKind);
+                }
+            }
+            (MetricType::Set, Value::Number(_)) | (_, Value::Set(_) | Value::Samples(_)) => {
                 return Err(RecordError::WrongValueKind)
             }
             (_, Value::Number(v)) if !v.is_finite() => return Err(RecordError::NonFinite),
@@ -574,6 +587,11 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
                 values[0] = v;
                 State::Samples { n: 1, values }
             }
+            (MetricType::Histogram | MetricType::Distribution, Value::Samples(samples)) => {
+                let mut state = State::Samples { n: 0, values: [0.0; INLINE_SAMPLES] };
+                self.add_samples(&mut state, samples)?;
+                state
+            }
             (MetricType::Set, Value::Set(members)) => {
                 let mut state = State::Members { samples: 0, n: 0, hashes: [0; INLINE_MEMBERS] };
                 self.add_members(&mut state, members)?;
@@ -582,6 +600,44 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
             _ => return Err(RecordError::WrongValueKind),
         };
         Ok(state)
+    }
+
+    /// Adds several numeric samples (validated finite) to an inline or pooled histogram state,
+    /// taking a pool slot when they do not fit inline. On error nothing changed.
+    fn add_samples(&mut self, state: &mut State, samples: SetMembers<'_>) -> Result<(), RecordError> {
+        let numbers = || samples.iter().filter_map(|m| if let Member::Num(v) = m { Some(v) } else { None });
+        match state {
+            State::Pooled { slot, .. } => {
+                if let Slot::Histogram(histogram) = &mut self.pool[*slot as usize] {
+                    for v in numbers() {
+                        let _ = histogram.insert(v);
+                    }
+                }
+                Ok(())
+            }
+            State::Samples { n, values } => {
+                let count = numbers().count();
+                if *n as usize + count <= INLINE_SAMPLES {
+                    for v in numbers() {
+                        values[*n as usize] = v;
+                        *n += 1;
+                    }
+                    return Ok(());
+                }
+                let slot = self.take_slot()?;
+                let mut histogram = Histogram::new();
+                for &v in &values[..*n as usize] {
+                    let _ = histogram.insert(v);
+                }
+                for v in numbers() {
+                    let _ = histogram.insert(v);
+                }
+                self.pool[slot as usize] = Slot::Histogram(histogram);
+                *state = State::Pooled { slot, samples: 0 };
+                Ok(())
+            }
+            _ => Err(RecordError::WrongValueKind),
+        }
     }
 
     /// Adds set members to an inline or pooled state (taking a pool slot when inline storage
@@ -694,6 +750,11 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
                 // Works on a copy, so a refusal (no free sketch) changes nothing.
                 let mut state = self.table[index].state;
                 self.add_members(&mut state, members)?;
+                self.table[index].state = state;
+            }
+            (State::Samples { .. } | State::Pooled { .. }, Value::Samples(samples)) => {
+                let mut state = self.table[index].state;
+                self.add_samples(&mut state, samples)?;
                 self.table[index].state = state;
             }
             _ => return Err(RecordError::WrongValueKind),
@@ -1184,7 +1245,7 @@ fn insertion_sort_f64(values: &mut [f64]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metric::{Member, OutputType, SetMembers};
+    use crate::metric::OutputType;
 
     type Agg = Aggregator<64, 4, 4096>;
 
@@ -1344,6 +1405,38 @@ mod tests {
         agg.handle_timeout(ts(100.0));
         let points = drain(&mut agg, &WrapConfig::default());
         assert_eq!((points[0].1, points[0].4, points[0].5), (OutputType::Count, 5.0, Some(10)));
+    }
+
+    #[test]
+    fn a_samples_record_counts_as_its_samples() {
+        // The aggregating client's shape: one record holding several histogram samples.
+        let mut agg = Agg::new(AggregatorConfig::DEFAULT);
+        let few = [Member::Num(1.0), Member::Num(2.0)];
+        let many = [Member::Num(3.0), Member::Num(4.0), Member::Num(5.0), Member::Num(6.0)];
+        for values in [&few[..], &many[..]] {
+            let sample = Sample {
+                name: "lat",
+                kind: MetricType::Histogram,
+                tags: &[],
+                value: Value::Samples(SetMembers::from_slice(values)),
+                timestamp: ts(1.0),
+            };
+            agg.record(ts(0.0), sample).unwrap();
+        }
+        let bad = [Member::Num(1.0), Member::Str("x")];
+        let sample = Sample {
+            name: "lat",
+            kind: MetricType::Histogram,
+            tags: &[],
+            value: Value::Samples(SetMembers::from_slice(&bad)),
+            timestamp: ts(1.0),
+        };
+        assert_eq!(agg.record(ts(0.0), sample).unwrap_err().error, RecordError::WrongValueKind);
+        agg.handle_timeout(ts(100.0));
+        let points = drain(&mut agg, &WrapConfig::default());
+        let count = points.iter().find(|p| p.0.as_str() == "lat.count").unwrap();
+        let max = points.iter().find(|p| p.0.as_str() == "lat.max").unwrap();
+        assert_eq!((count.4, max.4), (0.6, 6.0));
     }
 
     #[test]

@@ -261,6 +261,10 @@ pub enum Value<'a> {
     Number(f64),
     /// The members of a `set` sample.
     Set(SetMembers<'a>),
+    /// Several numeric samples at once, for `histogram` and `distribution` only (every member a
+    /// number): the record shape of the aggregating client (`"value": [v1, v2, ...]`), which
+    /// writes one record per series per interval instead of one per call.
+    Samples(SetMembers<'a>),
 }
 
 /// One metric sample, borrowed from wherever it was read.

@@ -23,6 +23,10 @@ fuzz_target!(|data: &[u8]| {
                 Value::Set(members) => {
                     let _ = members.iter().count();
                 }
+                Value::Samples(samples) => {
+                    assert!(samples.iter().all(|s| matches!(s, chouette_core::Member::Num(v) if v.is_finite())));
+                    assert!(!samples.is_empty());
+                }
             }
             let _ = m.sample();
         }

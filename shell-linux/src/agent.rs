@@ -4,6 +4,8 @@
 //! ```text
 //! every AGGREGATE_INTERVAL: TTL cleanup, then aggregation steps until the closed buckets are done
 //! every RELEASE_INTERVAL:   drain wrapped metrics, then logs, back to back; self-metrics; status
+//! every CAPTURE_INTERVAL:   (when COLLECTOR_PLUGINS is set) one capture of every collector, stored
+//!                           on the wrapped queue (see `collect`)
 //! SIGTERM / SIGINT:         finish the current step, exit 0 (raw records of open buckets stay queued)
 //! ```
 
@@ -30,6 +32,9 @@ pub enum AgentError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    /// A collector plugin's variable is invalid.
+    #[error("cannot set up the collectors: {0}")]
+    Collectors(#[from] crate::collect::PluginConfigError),
 }
 
 /// Float Unix seconds now.
@@ -68,12 +73,17 @@ pub fn shutdown_flag() -> Result<Arc<AtomicBool>, AgentError> {
 /// Runs the agent until `shutdown` is set.
 pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
     let mut store = open_store(config)?;
-    if !config.collector_plugins.is_empty() {
-        log::warn!(
-            "plugins={:?}: collector plugins are not part of this build yet; their metrics are not collected",
-            config.collector_plugins
-        );
-    }
+    // ---- collectors: set up (begin) ----
+    let capture_every = config.capture_interval.max(Duration::from_secs(1));
+    let mut collectors = if config.collector_plugins.is_empty() {
+        None
+    } else {
+        let runner = crate::collect::Runner::new(crate::collect::build(config)?, capture_every);
+        log::info!("plugins={:?} every={capture_every:?}: collectors started", runner.names());
+        Some(runner)
+    };
+    let mut next_capture = Instant::now();
+    // ---- collectors: set up (end) ----
     let transport: Box<dyn Transport> = if config.dry_run {
         log::info!("dry_run=true: no API_KEY and no DATADOG_URL; printing what would be sent");
         Box::new(DryRunTransport::new(std::io::stdout()))
@@ -120,10 +130,21 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
             );
             store_down = report_store(result, store_down);
         }
-        let wake = next_aggregate.min(next_release);
+        // ---- collectors: capture tick (begin) ----
+        if let Some(runner) = collectors.as_mut() {
+            if !shutdown.load(Ordering::Relaxed) && Instant::now() >= next_capture {
+                next_capture = next_boundary(capture_every);
+                let result = runner.tick(store.as_mut(), wall_clock(), config.send_self_metrics).map(drop);
+                store_down = report_store(result, store_down);
+            }
+        }
+        let next_capture_due = if collectors.is_some() { next_capture } else { next_release };
+        // ---- collectors: capture tick (end) ----
+        let wake = next_aggregate.min(next_release).min(next_capture_due);
         let nap = wake.saturating_duration_since(Instant::now()).min(Duration::from_millis(250));
         std::thread::sleep(nap);
     }
+    drop(collectors.take()); // stops the collectors' children (tegrastats) and reaps them
     log::info!("signal received: stopped after the current step; queued data stays in the store");
     let _ = store.put_status(&pipeline::status_fields(&counters, wall_clock()));
     Ok(())
@@ -166,6 +187,7 @@ fn aggregate_tick(
         match aggregation.step(store, wall_clock(), counters)? {
             StepOutcome::Idle => {
                 aggregation.release_memory();
+                return_freed_memory();
                 break;
             }
             StepOutcome::Progress { consumed } => log::debug!("consumed={consumed}: aggregated a bucket"),
@@ -221,4 +243,21 @@ fn release_tick(
     *reported = counters.clone();
     store.put_status(&pipeline::status_fields(counters, now))?;
     Ok(())
+}
+
+/// Hands memory freed after a burst (a drained backlog) back to the OS. glibc keeps freed heap
+/// for reuse, so an agent that drained a million records would otherwise stay at its peak RSS;
+/// musl (the shipped static builds) returns it by itself.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: glibc's malloc_trim takes no pointers and may be called at any time from any
+        // thread; it only releases free heap pages.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
 }

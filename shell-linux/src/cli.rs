@@ -148,13 +148,20 @@ booleans are true/false/1/0/yes/no/on/off/t/f/y/n in any case):
     (systemd), else /var/lib/chouette if writable, else ./chouette-state.
 
   Collector plugins
-    COLLECTOR_PLUGINS        []          JSON list among host, k8s, tegrastats, docker, dramatiq
+    COLLECTOR_PLUGINS        []          JSON list: host, k8s, tegrastats, docker, dramatiq, rpi
     HOST_COLLECTOR_METRICS   [\"cpu\",\"fs\",\"la\",\"ram\"]   (also network)
-    TEGRASTATS_METRICS       [\"ram\",\"temp\"]
-    TEGRASTATS_PATH          /usr/bin/tegrastats
+    CHOUETTE_PROC_ROOT       /           where host and rpi read /proc and /sys
+    TEGRASTATS_METRICS       [\"ram\",\"temp\"]   also nvidia (alias datadog): Datadog's
+                                         nvidia.jetson.* set (mem, swap, iram, cpu, emc, gpu,
+                                         temp, power)
+    TEGRASTATS_PATH          /usr/bin/tegrastats   (one long-lived child, restarted if it exits)
+    TEGRASTATS_ARGS          [\"--interval\",\"1000\"]
     K8S_STATS_SERVICE_IP, K8S_STATS_SERVICE_PORT (10250), K8S_CERT_PATH, K8S_KEY_PATH
+    K8S_CA_PATH              (none)      PEM CA the kubelet's certificate is verified with
     K8S_METRICS              {\"pods\": [\"memory\",\"cpu\"], \"node\": [\"inodes\"]}
     DOCKER_SOCKET_PATH       /var/run/docker.sock
+    DRAMATIQ_REDIS_URL       the agent's Redis (REDIS_URL or REDIS_HOST/REDIS_PORT)
+    VCGENCMD_PATH            /usr/bin/vcgencmd   (rpi; skipped when absent)
 
   Logging
     LOG_LEVEL                INFO        DEBUG, INFO, WARNING (WARN), ERROR, CRITICAL, NOTSET;

@@ -139,10 +139,15 @@ use chouette_core::wrap::WrapperKind;
 /// The variables the collector plugins read (compat §4.2). Their JSON syntax is checked at
 /// startup (as pydantic did); their meaning belongs to the plugins, so they are carried as raw
 /// strings in [`Config::plugin_vars`] under these canonical (upper-case) names.
-pub const PLUGIN_VARS: [&str; 9] = [
+pub const PLUGIN_VARS: [&str; 14] = [
     "HOST_COLLECTOR_METRICS",
     "TEGRASTATS_METRICS",
     "TEGRASTATS_PATH",
+    "TEGRASTATS_ARGS",
+    "CHOUETTE_PROC_ROOT",
+    "VCGENCMD_PATH",
+    "K8S_CA_PATH",
+    "DRAMATIQ_REDIS_URL",
     "K8S_STATS_SERVICE_IP",
     "K8S_STATS_SERVICE_PORT",
     "K8S_CERT_PATH",
@@ -152,7 +157,7 @@ pub const PLUGIN_VARS: [&str; 9] = [
 ];
 
 /// The plugin names `COLLECTOR_PLUGINS` may list (case-sensitive, as the original).
-pub const KNOWN_PLUGINS: [&str; 5] = ["host", "k8s", "tegrastats", "docker", "dramatiq"];
+pub const KNOWN_PLUGINS: [&str; 6] = ["host", "k8s", "tegrastats", "docker", "dramatiq", "rpi"];
 
 /// The original's default Redis host and port: used when no store is configured and `redis`
 /// resolves (a deployment that relied on the default keeps its data in Redis).
@@ -615,7 +620,7 @@ fn plugin_vars(vars: &Vars) -> Result<BTreeMap<String, String>, ConfigError> {
             continue;
         };
         match canonical {
-            "HOST_COLLECTOR_METRICS" | "TEGRASTATS_METRICS" => {
+            "HOST_COLLECTOR_METRICS" | "TEGRASTATS_METRICS" | "TEGRASTATS_ARGS" => {
                 parse_string_list(value)
                     .map_err(|e| invalid(name, value, format!("a JSON list of strings ({e})")))?;
             }

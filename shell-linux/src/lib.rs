@@ -7,10 +7,12 @@
 //! - [`store`]: the [`store::Store`] trait, over Redis ([`store::redis`]) or redb ([`store::embedded`]).
 //! - [`dispatch`]: HTTP to Datadog: compression, status handling, splitting, bisecting, backoff.
 //! - [`pipeline`]: the aggregate, release and cleanup ticks, self-metrics, status.
+//! - [`collect`]: the collector plugins (host, tegrastats, docker, k8s, dramatiq, rpi) and their runner.
 //! - [`logging`]: the agent's own log lines on stdout.
 
 pub mod agent;
 pub mod cli;
+pub mod collect;
 pub mod config;
 pub mod dispatch;
 pub mod logging;

@@ -19,6 +19,7 @@
 //! | `NaN`/`Infinity` value, timestamp or set member | [`ParseError::NonFinite`] |
 //! | string, list, object or `null` value of a numeric type | [`ParseError::NonNumericValue`] |
 //! | `set` value not a list / member a list or object | [`ParseError::SetNotAList`] / [`ParseError::BadSetMember`] |
+//! | `histogram`/`distribution` value a list with a non-number or empty (a list of numbers is several samples: the aggregating client's shape) | [`ParseError::NonNumericValue`] |
 //! | empty name / name over [`MAX_NAME_BYTES`] | [`ParseError::EmptyName`] / [`ParseError::NameTooLong`] |
 //! | over [`MAX_TAGS`] tags / a tag over [`MAX_TAG_BYTES`] / a list or object tag value | [`ParseError::TooManyTags`] / [`ParseError::TagTooLong`] / [`ParseError::BadTag`] |
 //! | `type` not count/gauge/rate/histogram/set/distribution | [`ParseError::UnknownType`] |
@@ -217,7 +218,14 @@ pub fn parse_raw_metric<'a>(input: &'a [u8], scratch: &'a mut [u8]) -> Result<Ra
     let value = match (kind, value) {
         (_, RawValue::NonFinite) => return Err(ParseError::NonFinite(Field::Value)),
         (MetricType::Set, RawValue::List(start)) => {
-            Value::Set(read_set(sc.text(), start, &mut arena, too_small)?)
+            Value::Set(read_set(sc.text(), start, &mut arena, too_small, false)?)
+        }
+        (MetricType::Histogram | MetricType::Distribution, RawValue::List(start)) => {
+            let samples = read_set(sc.text(), start, &mut arena, too_small, true)?;
+            if samples.is_empty() {
+                return Err(ParseError::NonNumericValue);
+            }
+            Value::Samples(samples)
         }
         (MetricType::Set, _) => return Err(ParseError::SetNotAList),
         (_, RawValue::Number(v)) if !v.is_finite() => return Err(ParseError::NonFinite(Field::Value)),
@@ -276,6 +284,7 @@ fn read_set<'a>(
     start: usize,
     arena: &mut Arena<'a>,
     too_small: ParseError,
+    numbers_only: bool,
 ) -> Result<SetMembers<'a>, ParseError> {
     let mut sc = Scanner::from_str(text);
     sc.seek(start);
@@ -286,7 +295,11 @@ fn read_set<'a>(
     }
     while sc.next_element()? {
         let out = free.get_mut(at..).ok_or(too_small)?;
-        let written = match sc.value()? {
+        let token = sc.value()?;
+        if numbers_only && !matches!(token, Token::Number(_) | Token::NonFinite(_)) {
+            return Err(ParseError::NonNumericValue);
+        }
+        let written = match token {
             Token::Str(s) if !s.has_escapes() => {
                 pack_member(PackedKind::Str, s.as_raw().as_bytes(), out).ok_or(too_small)?
             }
@@ -414,6 +427,21 @@ mod tests {
         assert_eq!(parse(&base("1e400")), Err(ParseError::NonFinite(Field::Value)));
         assert_eq!(parse(&base("\"3\"")), Err(ParseError::NonNumericValue));
         assert_eq!(parse(&base("[1]")), Err(ParseError::NonNumericValue));
+        let hist = |value: &str| {
+            extern crate std;
+            std::format!(
+                r#"{{"metric": "h", "type": "histogram", "value": {value}, "timestamp": 1, "tags": {{}}}}"#
+            )
+        };
+        let mut scratch = [0u8; 256];
+        let input = hist("[1, 2.5, 1e3]");
+        let raw = parse_raw_metric(input.as_bytes(), &mut scratch).unwrap();
+        let Value::Samples(samples) = raw.value else { panic!("{:?}", raw.value) };
+        let got: Vec<Member<'_>, 4> = samples.iter().collect();
+        assert_eq!(&got[..], &[Member::Num(1.0), Member::Num(2.5), Member::Num(1000.0)]);
+        assert_eq!(parse(&hist("[]")), Err(ParseError::NonNumericValue));
+        assert_eq!(parse(&hist(r#"[1, "2"]"#)), Err(ParseError::NonNumericValue));
+        assert_eq!(parse(&hist("[1, NaN]")), Err(ParseError::NonFinite(Field::Value)));
         assert_eq!(parse(&base("null")), Err(ParseError::NonNumericValue));
         assert_eq!(parse(&base("true")).unwrap().value, Value::Number(1.0));
         assert_eq!(parse("[1, 2]"), Err(ParseError::NotAnObject));

@@ -106,12 +106,7 @@ impl DispatchConfig {
             global_tags: config.global_tags.clone(),
             host: config.host.clone().filter(|h| !h.is_empty()),
             max_points: config.metrics_bulk_size,
-            series_max_uncompressed_bytes: DEFAULT_SERIES_MAX_UNCOMPRESSED_BYTES,
-            series_max_compressed_bytes: DEFAULT_SERIES_MAX_COMPRESSED_BYTES,
-            logs_max_bytes: DEFAULT_LOGS_MAX_BYTES,
-            logs_max_entries: DEFAULT_LOGS_MAX_ENTRIES,
-            log_max_entry_bytes: DEFAULT_LOG_MAX_ENTRY_BYTES,
-            compression_level: zlib::DEFAULT_LEVEL,
+            ..Self::for_base_url("", None)
         }
     }
 

@@ -1,0 +1,117 @@
+//! `dramatiq` (compat §6.5): queue sizes of a Dramatiq Redis broker.
+//!
+//! `SCAN MATCH dramatiq:*.msgs COUNT 500` (never the original's blocking `KEYS`), then `HLEN`
+//! per key. The Redis is `DRAMATIQ_REDIS_URL`, else the agent's own (`REDIS_URL` or
+//! `REDIS_HOST`/`REDIS_PORT`, as the original). Connect/read/write timeouts of 2 s.
+//!
+//! | metric | value | tags |
+//! |---|---|---|
+//! | `Chouette.dramatiq.queue_size` | `HLEN dramatiq:<queue>.msgs` (0 is sent) | `queue:<queue>` (`pizza`, `pizza.DQ`, `pizza.XQ`) |
+
+use std::time::Duration;
+
+use super::{CollectError, Collector, PluginConfigError, Point};
+
+/// Connect, read and write timeout.
+pub const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The `dramatiq` collector.
+pub struct Dramatiq {
+    client: redis::Client,
+    connection: Option<redis::Connection>,
+}
+
+impl Dramatiq {
+    /// A collector for the Redis at `url` (connected lazily, reconnected after errors).
+    pub fn new(url: &str) -> Result<Dramatiq, PluginConfigError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| PluginConfigError::new("DRAMATIQ_REDIS_URL", url, format!("a Redis URL ({e})")))?;
+        Ok(Dramatiq { client, connection: None })
+    }
+
+    fn sizes(connection: &mut redis::Connection) -> redis::RedisResult<Vec<(String, u64)>> {
+        let mut keys = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg("dramatiq:*.msgs")
+                .arg("COUNT")
+                .arg(500)
+                .query(connection)?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        keys.sort();
+        keys.dedup(); // SCAN may return a key twice
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let size: u64 = redis::cmd("HLEN").arg(&key).query(connection)?;
+            out.push((String::from_utf8_lossy(&key).into_owned(), size));
+        }
+        Ok(out)
+    }
+}
+
+/// `dramatiq:pizza.msgs` → `pizza`.
+pub fn queue_name(key: &str) -> &str {
+    let name = key.strip_prefix("dramatiq:").unwrap_or(key);
+    name.strip_suffix(".msgs").unwrap_or(name)
+}
+
+impl Collector for Dramatiq {
+    fn name(&self) -> &str {
+        "dramatiq"
+    }
+
+    fn collect(&mut self, _now: f64) -> Result<Vec<Point>, CollectError> {
+        let context = || format!("dramatiq redis {}", self.client.get_connection_info().addr);
+        if self.connection.is_none() {
+            let connection = self
+                .client
+                .get_connection_with_timeout(TIMEOUT)
+                .map_err(|e| CollectError::remote(context(), e))?;
+            connection.set_read_timeout(Some(TIMEOUT)).map_err(|e| CollectError::remote(context(), e))?;
+            connection.set_write_timeout(Some(TIMEOUT)).map_err(|e| CollectError::remote(context(), e))?;
+            self.connection = Some(connection);
+        }
+        let Some(connection) = self.connection.as_mut() else {
+            return Err(CollectError::Unavailable("no Redis connection".into()));
+        };
+        match Dramatiq::sizes(connection) {
+            Ok(sizes) => Ok(sizes
+                .into_iter()
+                .map(|(key, size)| {
+                    Point::new("Chouette.dramatiq.queue_size", size as f64).tag("queue", queue_name(&key))
+                })
+                .collect()),
+            Err(e) => {
+                self.connection = None; // reconnect next time
+                Err(CollectError::remote(context(), e))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_names() {
+        assert_eq!(queue_name("dramatiq:pizza.msgs"), "pizza");
+        assert_eq!(queue_name("dramatiq:pizza.DQ.msgs"), "pizza.DQ");
+        assert_eq!(queue_name("dramatiq:pizza.XQ.msgs"), "pizza.XQ");
+    }
+
+    #[test]
+    fn an_unreachable_redis_is_an_error() {
+        let mut d = Dramatiq::new("redis://127.0.0.1:1/").expect("url");
+        assert!(d.collect(0.0).is_err());
+        assert!(Dramatiq::new("http://nope").is_err());
+    }
+}
