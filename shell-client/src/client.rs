@@ -311,7 +311,7 @@ impl Client {
             let input = match value {
                 RawValue::Number(n) => Input::Number(n),
                 RawValue::Set(m) => Input::Members(m),
-                RawValue::SetTexts(_) => return,
+                RawValue::SetTexts(_) | RawValue::Samples(_) => return,
             };
             let name = shared.config.sanitize.name(name);
             let ok = table.lock().unwrap_or_else(|p| p.into_inner()).record(ts, kind, &name, tags, input);

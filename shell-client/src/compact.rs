@@ -49,7 +49,7 @@ pub(crate) fn encode(
                 }
             }
         }
-        RawValue::SetTexts(_) => out.push(3),
+        RawValue::SetTexts(_) | RawValue::Samples(_) => out.push(3),
     }
     put_str(out, name);
     out.extend_from_slice(&(tags.len() as u32).to_le_bytes());

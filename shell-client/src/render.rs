@@ -77,6 +77,8 @@ pub(crate) enum RawValue<'a> {
     Set(&'a [Member<'a>]),
     /// Set members already sorted and rendered as JSON texts (aggregating mode).
     SetTexts(&'a [String]),
+    /// Several histogram samples in one record (aggregating mode; core's `Value::Samples`).
+    Samples(&'a [Number]),
 }
 
 pub(crate) fn write_number(w: &mut Writer<'_>, n: Number) {
@@ -121,6 +123,16 @@ pub(crate) fn raw_metric(
                     w.str(", ");
                 }
                 write_member(w, *m);
+            }
+            w.byte(b']');
+        }
+        RawValue::Samples(samples) => {
+            w.byte(b'[');
+            for (i, n) in samples.iter().enumerate() {
+                if i > 0 {
+                    w.str(", ");
+                }
+                write_number(w, *n);
             }
             w.byte(b']');
         }

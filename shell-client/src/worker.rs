@@ -25,6 +25,9 @@ pub(crate) const LOGS_VALUES: &str = "chouette:logs:wrapped.values";
 /// Grace after a bucket's end before aggregating mode flushes it (late calls on other threads).
 const AGGREGATE_GRACE_SECS: f64 = 0.2;
 
+/// Most histogram samples in one aggregating-mode record (`"value": [v1, v2, …]`): about 20 kB.
+const SAMPLES_PER_RECORD: usize = 1000;
+
 /// A batch taken from the buffer, its ids (stable across retries: a retried write that had in
 /// fact succeeded overwrites the same members, no duplicates) and how far it has been written.
 struct Pending {
@@ -361,10 +364,13 @@ fn render_series(shared: &Shared, series: &Series, batch: &mut Batch) {
             let members: Vec<String> = members.iter().cloned().collect();
             one(RawValue::SetTexts(&members));
         }
-        State::Samples(samples) => {
-            for s in samples {
-                one(RawValue::Number(*s));
+        State::Samples(samples) => match samples.as_slice() {
+            [single] => one(RawValue::Number(*single)),
+            many => {
+                for chunk in many.chunks(SAMPLES_PER_RECORD) {
+                    one(RawValue::Samples(chunk));
+                }
             }
-        }
+        },
     }
 }

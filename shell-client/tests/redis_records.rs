@@ -263,6 +263,7 @@ fn aggregating_mode_writes_one_record_per_series_per_interval() {
     }
     c.at(7201.0).histogram("agg.hist", 1.5, &[]);
     c.at(7202.0).histogram("agg.hist", 2, &[]);
+    c.at(7202.0).histogram("agg.one", 3, &[]);
     c.at(10800.0).count("agg.count", 5, &[("k", "v")]);
     c.shutdown(Duration::from_secs(5)).expect("flushed");
     let mut con = redis.client();
@@ -286,11 +287,11 @@ fn aggregating_mode_writes_one_record_per_series_per_interval() {
             ),
             (
                 7200.0,
-                r#"{"metric": "agg.hist", "type": "histogram", "value": 1.5, "timestamp": 7200.0, "tags": {}}"#
+                r#"{"metric": "agg.hist", "type": "histogram", "value": [1.5, 2], "timestamp": 7200.0, "tags": {}}"#
             ),
             (
                 7200.0,
-                r#"{"metric": "agg.hist", "type": "histogram", "value": 2, "timestamp": 7200.0, "tags": {}}"#
+                r#"{"metric": "agg.one", "type": "histogram", "value": 3, "timestamp": 7200.0, "tags": {}}"#
             ),
             (
                 7200.0,
