@@ -14,6 +14,10 @@ use chouette_core::{Member, MetricType};
 
 use crate::render::{write_member, Number};
 
+/// Most histogram samples one series keeps per interval (16 B each: 1.6 MB); further samples are
+/// dropped and counted.
+pub(crate) const MAX_SAMPLES_PER_SERIES: usize = 100_000;
+
 /// Passes a precomputed 64-bit hash through.
 #[derive(Default)]
 pub(crate) struct IdHasher(u64);
@@ -154,6 +158,9 @@ impl Table {
                 }
             },
             (State::Last(last), Input::Number(n)) => *last = n,
+            (State::Samples(samples), Input::Number(_)) if samples.len() >= MAX_SAMPLES_PER_SERIES => {
+                return false
+            }
             (State::Samples(samples), Input::Number(n)) => samples.push(n),
             (State::Members(set), Input::Members(members)) => {
                 for m in members {
@@ -252,6 +259,15 @@ mod tests {
         }
         assert_eq!(got[0].bucket, 100);
         assert_eq!(t.len, 0);
+    }
+
+    #[test]
+    fn histogram_samples_are_bounded_per_series() {
+        let mut t = Table::new(10, 10);
+        for _ in 0..MAX_SAMPLES_PER_SERIES {
+            assert!(t.record(1.0, MetricType::Histogram, "h", &[], Input::Number(Number::Int(1))));
+        }
+        assert!(!t.record(1.0, MetricType::Histogram, "h", &[], Input::Number(Number::Int(1))));
     }
 
     #[test]
