@@ -8,6 +8,7 @@
 #
 # Output: target/TARGET/release/chouette (its path is the last line printed).
 # zig (PyPI's `ziglang`) is the C compiler and linker through cargo-zigbuild (ring compiles C).
+# Both come from PyPI when missing (cargo-zigbuild from crates.io if PyPI's wheel fails).
 # aarch64 uses the stable toolchain and rustup's musl std. armv7 musl's std cannot be
 # downloaded here, so it is built from source on the nightly toolchain (-Zbuild-std).
 # What is missing is installed; what cannot be installed is said, and the script exits 3.
@@ -35,9 +36,16 @@ if ! command -v zig > /dev/null && ! python3 -c 'import ziglang' 2> /dev/null; t
   note "installing zig from PyPI (ziglang)"
   python3 -m pip install -q ziglang > /dev/null 2>&1 || skip "zig is not installed and 'pip install ziglang' failed"
 fi
+# cargo-zigbuild: PyPI's prebuilt wheel takes seconds; `cargo install` (minutes) if that fails.
+py_scripts="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2> /dev/null || true)"
+[ -z "$py_scripts" ] || PATH="$PATH:$py_scripts"
 if ! command -v cargo-zigbuild > /dev/null; then
   note "installing cargo-zigbuild"
-  cargo install -q cargo-zigbuild --locked || skip "cargo-zigbuild is not installed and 'cargo install cargo-zigbuild' failed"
+  python3 -m pip install -q cargo-zigbuild > /dev/null 2>&1 || true
+  if ! command -v cargo-zigbuild > /dev/null; then
+    cargo install -q cargo-zigbuild --locked \
+      || skip "cargo-zigbuild is not installed and neither 'pip install cargo-zigbuild' nor 'cargo install cargo-zigbuild' worked"
+  fi
 fi
 
 build=(cargo "+$toolchain" zigbuild --release --locked -p chouette-agent --bin chouette --target "$target")
