@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The shipping check (CI runs it after the tests): builds the static aarch64 binary with
+# The shipping check (CI runs it after the tests): verifies the systemd unit with
+# systemd-analyze, builds the static aarch64 binary with
 # scripts/cross-build.sh, checks its size budget, and runs it under qemu-aarch64-static:
 # `chouette --version`, then an end-to-end smoke (a real Redis on loopback, one raw metric in
 # the original's layout, the agent in dry-run mode prints the point and empties the raw queue,
@@ -60,6 +61,21 @@ ensure_qemu() {  # ensure_qemu NAME: true if qemu-NAME-static is (now) on PATH
   echo "installing qemu-user-static (Debian)"
   apt_install qemu-user-static && command -v "qemu-$1-static" > /dev/null
 }
+
+# --- the systemd unit ---------------------------------------------------------------------------
+step "systemd-analyze verify deploy/chouette.service"
+if command -v systemd-analyze > /dev/null; then
+  unit_tmp=$(mktemp -d)
+  # verify checks that ExecStart's binary exists: point it at one that does.
+  sed "s|^ExecStart=/usr/local/bin/chouette|ExecStart=$(command -v true)|" deploy/chouette.service > "$unit_tmp/chouette.service"
+  verify_out=$(systemd-analyze verify "$unit_tmp/chouette.service" 2>&1) || fail "systemd-analyze verify: $verify_out"
+  [ -z "$verify_out" ] || fail "systemd-analyze verify warned: $verify_out"
+  systemd-analyze security --offline=true "$unit_tmp/chouette.service" 2> /dev/null | tail -n 1 || true
+  rm -rf "$unit_tmp"
+  echo "unit verified"
+else
+  skipped "systemd-analyze not installed: deploy/chouette.service not verified"
+fi
 
 # --- aarch64: build, size, --version ---------------------------------------------------------
 step "cross-build aarch64-unknown-linux-musl"
