@@ -23,6 +23,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --features c
 step "no_std proofs"
 scripts/check-no-std.sh
 
+step "installer (into a temporary root)"
+scripts/test-install.sh
+
 step "fuzz targets compile"
 cargo check --manifest-path fuzz/Cargo.toml --locked
 cargo check --manifest-path boards/fuzz/Cargo.toml --locked

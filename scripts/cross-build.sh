@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Cross-builds the agent, `chouette`, as a static musl binary for an ARM board, with the
+# workspace's size-tuned release profile:
+#
+#   scripts/cross-build.sh TARGET
+#     aarch64-unknown-linux-musl        Raspberry Pi 3/4/5 on a 64-bit OS, every Jetson
+#     armv7-unknown-linux-musleabihf    Raspberry Pi 2/3/4 on a 32-bit OS
+#
+# Output: target/TARGET/release/chouette (its path is the last line printed).
+# zig (PyPI's `ziglang`) is the C compiler and linker through cargo-zigbuild (ring compiles C).
+# Both come from PyPI when missing (cargo-zigbuild from crates.io if PyPI's wheel fails).
+# aarch64 uses the stable toolchain and rustup's musl std. armv7 musl's std cannot be
+# downloaded here, so it is built from source on the nightly toolchain (-Zbuild-std).
+# What is missing is installed; what cannot be installed is said, and the script exits 3.
+#
+# Exit codes: 0 built; 1 the build failed; 2 usage; 3 skipped (a tool or target could not be
+# installed: nothing was built).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+EXIT_SKIPPED=3
+skip() { echo "cross-build: SKIPPED: $*" >&2; exit "$EXIT_SKIPPED"; }
+note() { echo "cross-build: $*" >&2; }
+
+target="${1:-}"
+case "$target" in
+  aarch64-unknown-linux-musl) toolchain=stable ;;
+  armv7-unknown-linux-musleabihf) toolchain=nightly ;;
+  *) echo "usage: scripts/cross-build.sh aarch64-unknown-linux-musl|armv7-unknown-linux-musleabihf" >&2; exit 2 ;;
+esac
+
+command -v rustup > /dev/null || skip "rustup not found: cannot add the $target target"
+
+# zig: on PATH, or PyPI's ziglang (cargo-zigbuild finds `python3 -m ziglang` itself).
+if ! command -v zig > /dev/null && ! python3 -c 'import ziglang' 2> /dev/null; then
+  note "installing zig from PyPI (ziglang)"
+  python3 -m pip install -q ziglang > /dev/null 2>&1 || skip "zig is not installed and 'pip install ziglang' failed"
+fi
+# cargo-zigbuild: PyPI's prebuilt wheel takes seconds; `cargo install` (minutes) if that fails.
+py_scripts="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2> /dev/null || true)"
+[ -z "$py_scripts" ] || PATH="$PATH:$py_scripts"
+if ! command -v cargo-zigbuild > /dev/null; then
+  note "installing cargo-zigbuild"
+  python3 -m pip install -q cargo-zigbuild > /dev/null 2>&1 || true
+  if ! command -v cargo-zigbuild > /dev/null; then
+    cargo install -q cargo-zigbuild --locked \
+      || skip "cargo-zigbuild is not installed and neither 'pip install cargo-zigbuild' nor 'cargo install cargo-zigbuild' worked"
+  fi
+fi
+
+build=(cargo "+$toolchain" zigbuild --release --locked -p chouette-agent --bin chouette --target "$target")
+if [ "$toolchain" = stable ]; then
+  # The project's toolchain is the default one; `+stable` may name another install.
+  build=(cargo zigbuild --release --locked -p chouette-agent --bin chouette --target "$target")
+  if ! rustup target list --installed | grep -qx "$target"; then
+    note "adding the $target target"
+    rustup target add "$target" > /dev/null 2>&1 || skip "rustup cannot add the $target target (no prebuilt std reachable)"
+  fi
+  "${build[@]}" || exit 1
+else
+  rustup toolchain list | grep -q "^nightly" \
+    || skip "$target needs the nightly toolchain (its std is built from source), and none is installed"
+  if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
+    note "adding rust-src to nightly"
+    rustup component add rust-src --toolchain nightly > /dev/null 2>&1 \
+      || skip "rustup cannot add rust-src to nightly, needed to build $target's std"
+  fi
+  # std from source, with the release profile's panic = "abort"; zig links, with its own musl
+  # crt objects rather than rustc's self-contained ones (not shipped for this target here).
+  RUSTFLAGS="${RUSTFLAGS:-} -C link-self-contained=no" \
+    "${build[@]}" -Zbuild-std=std,panic_abort || exit 1
+fi
+
+out="target/$target/release/chouette"
+[ -f "$out" ] || { note "the build succeeded but $out is missing"; exit 1; }
+note "$(file -b "$out" 2> /dev/null || true)"
+note "$(stat -c %s "$out") bytes"
+echo "$out"
