@@ -145,7 +145,12 @@ impl Aggregation {
             return Ok(StepOutcome::Idle);
         }
         let config = self.config;
-        let aggregator = self.aggregator.get_or_insert_with(|| Box::new(GatewayAggregator::new(config)));
+        if self.aggregator.is_none() {
+            self.aggregator = new_aggregator(config);
+        }
+        let Some(aggregator) = self.aggregator.as_mut() else {
+            return Ok(StepOutcome::Idle);
+        };
         // Buckets before `start` are closed: earlier records are late and fold into `start`.
         aggregator.handle_timeout(Timestamp::from_secs_f64(start));
         let mut commit = AggregationCommit { aggregated_until: end, ..AggregationCommit::default() };
@@ -241,6 +246,27 @@ impl Aggregation {
         counters.late += late;
         counters.wrapped += wrapped;
         Ok(StepOutcome::Progress { consumed })
+    }
+}
+
+/// Builds the 5 MB aggregator on the heap. `Box::new` may build the value on the stack first and
+/// copy it, and a frame that large is probed page by page: doing it on a short-lived thread keeps
+/// those stack pages out of the agent's resident memory (no frame of the agent's own thread ever
+/// holds an aggregator). `None` if the thread cannot be started (the step is retried next tick).
+#[inline(never)]
+fn new_aggregator(config: AggregatorConfig) -> Option<Box<GatewayAggregator>> {
+    let build = move || Box::new(GatewayAggregator::new(config));
+    let spawned = std::thread::Builder::new()
+        .name("chouette-alloc".into())
+        .stack_size(std::mem::size_of::<GatewayAggregator>() * 2 + (1 << 20))
+        .spawn(build);
+    match spawned.map(|handle| handle.join()) {
+        Ok(Ok(aggregator)) => Some(aggregator),
+        Ok(Err(_)) => None,
+        Err(error) => {
+            log::error!("{error}: cannot start a thread to build the aggregator; retrying next tick");
+            None
+        }
     }
 }
 
