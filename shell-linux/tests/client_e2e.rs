@@ -5,93 +5,12 @@ mod fake_intake;
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chouette_client::{ChouetteLogger, Client, ClientConfig, Member};
 use fake_intake::FakeIntake;
 use redis::Commands;
-use support::{RedisServer, VictoriaMetrics};
-
-struct Agent {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Agent {
-    fn start(vars: &[(&str, String)]) -> Agent {
-        let log = std::env::temp_dir().join(format!(
-            "chouette-client-e2e-{}-{}.log",
-            std::process::id(),
-            support::free_port()
-        ));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_chouette"));
-        command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
-        for (name, value) in vars {
-            command.env(name, value);
-        }
-        let child =
-            command.stdout(std::fs::File::create(&log).expect("log file")).spawn().expect("start chouette");
-        Agent { child, log }
-    }
-
-    fn stop(mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !std::fs::read_to_string(&self.log).unwrap_or_default().contains("store in use") {
-            assert!(Instant::now() < deadline, "agent not ready");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
-        assert!(ok.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(status.success(), "{}", std::fs::read_to_string(&self.log).unwrap_or_default());
-                return;
-            }
-            assert!(Instant::now() < deadline, "the agent did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_until(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn exported(vm: &VictoriaMetrics, selector: &str) -> BTreeMap<String, Vec<(i64, f64)>> {
-    let mut out = BTreeMap::new();
-    for line in vm.export(selector).lines().filter(|l| !l.trim().is_empty()) {
-        let row: serde_json::Value = serde_json::from_str(line).expect("export line");
-        let labels: BTreeMap<String, String> = row["metric"]
-            .as_object()
-            .expect("labels")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-            .collect();
-        let key = labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
-        let points = row["timestamps"]
-            .as_array()
-            .expect("timestamps")
-            .iter()
-            .zip(row["values"].as_array().expect("values"))
-            .map(|(t, v)| (t.as_i64().expect("ts"), v.as_f64().expect("value")))
-            .collect();
-        out.insert(key, points);
-    }
-    out
-}
+use support::{wait_until, Agent, RedisServer, VictoriaMetrics};
 
 fn now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
@@ -141,12 +60,12 @@ fn our_client_to_our_agent_to_victoria_metrics_exactly() {
         con.zcard::<_, u64>("chouette:metrics:raw.keys").unwrap() == 0
             && con.zcard::<_, u64>("chouette:metrics:wrapped.keys").unwrap() == 0
     });
-    agent.stop();
+    assert!(agent.stop().success());
     vm.flush();
 
     let ms = |offset: f64| ((base + offset) * 1000.0) as i64;
     for prefix in ["e2e.raw", "e2e.agg"] {
-        let got = exported(&vm, &format!(r#"{{__name__=~"{}\\..*"}}"#, prefix.replace('.', "\\\\.")));
+        let got = vm.series(&format!(r#"{{__name__=~"{}\\..*"}}"#, prefix.replace('.', "\\\\.")));
         let want: BTreeMap<String, Vec<(i64, f64)>> = [
             ("req,ep=a,host=e2e-host", vec![(ms(0.0), 2.0), (ms(10.0), 4.0)]),
             ("temp,host=e2e-host", vec![(ms(0.0), 42.5)]),
@@ -192,7 +111,7 @@ fn logs_through_the_log_crate_reach_the_intake() {
     wait_until("the logs queue to drain", Duration::from_secs(60), || {
         con.zcard::<_, u64>("chouette:logs:wrapped.keys").unwrap() == 0
     });
-    agent.stop();
+    assert!(agent.stop().success());
     let mut entries = Vec::new();
     for request in intake.take_requests().iter().filter(|r| r.path == "/v1/input" && r.accepted()) {
         let batch: Vec<serde_json::Value> = serde_json::from_str(&request.body).expect("JSON array");

@@ -4,82 +4,11 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use redis::Commands;
-use support::{RedisServer, VictoriaMetrics};
-
-/// The agent binary, started with a clean environment plus `vars`.
-struct Agent {
-    child: Child,
-    log: Option<std::path::PathBuf>,
-}
-
-impl Agent {
-    fn start(vars: &[(&str, String)]) -> Agent {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_chouette"));
-        command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
-        for (name, value) in vars {
-            command.env(name, value);
-        }
-        let log = std::env::temp_dir().join(format!(
-            "chouette-e2e-{}-{}.log",
-            std::process::id(),
-            support::free_port()
-        ));
-        let out = std::fs::File::create(&log).expect("agent log file");
-        let child = command.stdout(out).stderr(Stdio::inherit()).spawn().expect("start chouette");
-        Agent { child, log: Some(log) }
-    }
-
-    fn signal(&self, signal: &str) {
-        let status =
-            Command::new("kill").args([signal, &self.child.id().to_string()]).status().expect("kill");
-        assert!(status.success());
-    }
-
-    /// Waits until the agent has opened its store (and so installed its signal handlers).
-    fn wait_ready(&self) {
-        let Some(log) = &self.log else { return };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !std::fs::read_to_string(log).unwrap_or_default().contains("store in use") {
-            assert!(Instant::now() < deadline, "the agent did not open its store within 20 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGTERM once the agent is up, then the exit status (must come within 20 s).
-    fn stop(mut self) -> std::process::ExitStatus {
-        self.wait_ready();
-        self.signal("-TERM");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                if !status.success() {
-                    if let Some(log) = &self.log {
-                        eprintln!("agent log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
-                    }
-                }
-                return status;
-            }
-            assert!(Instant::now() < deadline, "the agent did not stop within 20 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::{Agent, RedisServer, VictoriaMetrics};
 
 fn agent_env(redis: &RedisServer, vm: &VictoriaMetrics) -> Vec<(&'static str, String)> {
     vec![
@@ -131,30 +60,6 @@ fn raw_json(metric: &str, kind: &str, value: &str, ts: f64, tags: &str) -> Strin
     )
 }
 
-/// `series labels → [(timestamp ms, value)]` from VictoriaMetrics' export.
-fn exported(vm: &VictoriaMetrics, selector: &str) -> BTreeMap<String, Vec<(i64, f64)>> {
-    let mut out = BTreeMap::new();
-    for line in vm.export(selector).lines().filter(|l| !l.trim().is_empty()) {
-        let row: serde_json::Value = serde_json::from_str(line).expect("export line");
-        let labels: BTreeMap<String, String> = row["metric"]
-            .as_object()
-            .expect("labels")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-            .collect();
-        let key = labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
-        let points = row["timestamps"]
-            .as_array()
-            .expect("timestamps")
-            .iter()
-            .zip(row["values"].as_array().expect("values"))
-            .map(|(t, v)| (t.as_i64().expect("ts"), v.as_f64().expect("value")))
-            .collect();
-        out.insert(key, points);
-    }
-    out
-}
-
 fn bucket_base() -> f64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     ((now / 10.0).floor() * 10.0) - 600.0
@@ -190,7 +95,7 @@ fn every_metric_type_reaches_victoria_metrics_exactly() {
     assert!(agent.stop().success(), "exit 0 after SIGTERM");
 
     let ms = |offset: f64| ((base + offset) * 1000.0) as i64;
-    let got = exported(&vm, r#"{__name__=~"e2e\\..*"}"#);
+    let got = vm.series(r#"{__name__=~"e2e\\..*"}"#);
     let want: BTreeMap<String, Vec<(i64, f64)>> = [
         ("__name__=e2e.req,env=e2e,ep=a,host=e2e-host", vec![(ms(0.0), 3.0), (ms(10.0), 4.0)]),
         ("__name__=e2e.temp,env=e2e,host=e2e-host", vec![(ms(0.0), 42.5)]),
@@ -249,7 +154,7 @@ assert all(f.result() for f in futures)
     assert!(agent.stop().success());
 
     let ms = ((base) * 1000.0) as i64;
-    let got = exported(&vm, r#"{__name__=~"py\\..*"}"#);
+    let got = vm.series(r#"{__name__=~"py\\..*"}"#);
     let value = |key: &str| got.get(key).cloned().unwrap_or_default();
     assert_eq!(value("__name__=py.count,env=e2e,ep=a,host=e2e-host"), vec![(ms, 4.0)]);
     assert_eq!(value("__name__=py.gauge,env=e2e,host=e2e-host"), vec![(ms, 7.25)]);
@@ -286,7 +191,7 @@ fn poison_records_are_dead_lettered_and_the_rest_delivered() {
     wait_drained(&mut con, Duration::from_secs(60));
     assert!(agent.stop().success());
 
-    let got = exported(&vm, r#"{__name__=~"p\\..*"}"#);
+    let got = vm.series(r#"{__name__=~"p\\..*"}"#);
     assert_eq!(got.keys().collect::<Vec<_>>(), vec!["__name__=p.good,env=e2e,host=e2e-host"]);
     assert_eq!(got["__name__=p.good,env=e2e,host=e2e-host"], vec![(((base) * 1000.0) as i64, 5.0)]);
     let dead: BTreeMap<String, String> = con.hgetall("chouette:metrics:raw.dead.values").unwrap();
@@ -352,7 +257,7 @@ fn kill_9_at_random_moments_loses_and_doubles_nothing() {
     wait_drained(&mut con, Duration::from_secs(120));
     assert!(agent.stop().success());
 
-    let got = exported(&vm, r#"{__name__=~"k\\..*"}"#);
+    let got = vm.series(r#"{__name__=~"k\\..*"}"#);
     let totals: BTreeMap<String, f64> = got
         .iter()
         .map(|(labels, points)| {
@@ -389,7 +294,7 @@ fn a_redis_restart_mid_run_loses_nothing() {
         wait_drained(&mut con, Duration::from_secs(120));
     }
     assert!(agent.stop().success());
-    let got = exported(&vm, r#"{__name__="rr.count"}"#);
+    let got = vm.series(r#"{__name__="rr.count"}"#);
     let sum: f64 = got.values().flat_map(|p| p.iter().map(|(_, v)| v)).sum();
     assert_eq!(sum, total);
 }
@@ -398,21 +303,17 @@ fn a_redis_restart_mid_run_loses_nothing() {
 fn runs_on_a_fresh_machine_with_the_embedded_store_and_prints_a_dry_run() {
     let dir = std::env::temp_dir().join(format!("chouette-fresh-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let log = dir.join("out.log");
     std::fs::create_dir_all(&dir).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_chouette"));
-    command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("CHOUETTE_STATE_DIR", &dir)
-        .env("CHOUETTE_STORAGE_TYPE", "embedded")
-        .env("RELEASE_INTERVAL", "1")
-        .stdout(std::fs::File::create(&log).unwrap());
-    let child = command.spawn().expect("start chouette");
-    let agent = Agent { child, log: Some(log.clone()) };
-    std::thread::sleep(Duration::from_millis(2500));
+    let state = dir.display().to_string();
+    let agent = Agent::start(&[
+        ("CHOUETTE_STATE_DIR", state),
+        ("CHOUETTE_STORAGE_TYPE", "embedded".into()),
+        ("RELEASE_INTERVAL", "1".into()),
+    ]);
+    agent.wait_ready();
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = agent.output();
     assert!(agent.stop().success());
-    let out = std::fs::read_to_string(&log).unwrap();
     assert!(out.contains("embedded"), "logs the store in use: {out}");
     assert!(out.contains("dry_run"), "says it is a dry run: {out}");
     assert!(dir.join("chouette.redb").exists());

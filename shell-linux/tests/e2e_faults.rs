@@ -6,83 +6,37 @@ mod fake_intake;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fake_intake::{Answer, FakeIntake, When};
 use redis::Commands;
-use support::RedisServer;
+use support::{wait_until, Agent, RedisServer};
 
 const API_KEY: &str = "test-api-key-0123456789";
 
-struct Agent {
-    child: Child,
-    log: std::path::PathBuf,
+fn start_agent(redis: &RedisServer, intake: &FakeIntake, extra: &[(&str, &str)]) -> Agent {
+    let mut vars: Vec<(&str, String)> = vec![
+        ("REDIS_URL", redis.url()),
+        ("API_KEY", API_KEY.into()),
+        ("DATADOG_URL", format!("{}/api", intake.url())),
+        ("DATADOG_LOGS_URL", intake.url()),
+        ("GLOBAL_TAGS", r#"["env:e2e"]"#.into()),
+        ("HOST", "e2e-host".into()),
+        ("RELEASE_INTERVAL", "1".into()),
+        ("AGGREGATE_INTERVAL", "10".into()),
+        ("SEND_SELF_METRICS", "false".into()),
+        ("CHOUETTE_REQUEST_TIMEOUT", "5".into()),
+    ];
+    vars.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    Agent::start(&vars)
 }
 
-impl Agent {
-    fn start(redis: &RedisServer, intake: &FakeIntake, extra: &[(&str, &str)]) -> Agent {
-        let log = std::env::temp_dir().join(format!(
-            "chouette-faults-{}-{}.log",
-            std::process::id(),
-            support::free_port()
-        ));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_chouette"));
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("REDIS_URL", redis.url())
-            .env("API_KEY", API_KEY)
-            .env("DATADOG_URL", format!("{}/api", intake.url()))
-            .env("DATADOG_LOGS_URL", intake.url())
-            .env("GLOBAL_TAGS", r#"["env:e2e"]"#)
-            .env("HOST", "e2e-host")
-            .env("RELEASE_INTERVAL", "1")
-            .env("AGGREGATE_INTERVAL", "10")
-            .env("SEND_SELF_METRICS", "false")
-            .env("CHOUETTE_REQUEST_TIMEOUT", "5");
-        for (name, value) in extra {
-            command.env(name, value);
-        }
-        let child = command.stdout(std::fs::File::create(&log).unwrap()).spawn().expect("start chouette");
-        Agent { child, log }
-    }
-
-    fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn stop(mut self) -> (std::process::ExitStatus, String) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.output().contains("store in use") {
-            assert!(Instant::now() < deadline, "agent not ready");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status, self.output());
-            }
-            assert!(Instant::now() < deadline + Duration::from_secs(20), "no exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
-
-fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// SIGTERM; the exit status and everything the agent printed.
+fn stop(agent: Agent) -> (std::process::ExitStatus, String) {
+    agent.wait_ready();
+    let output = agent.output();
+    let status = agent.stop();
+    (status, output)
 }
 
 fn now() -> f64 {
@@ -121,11 +75,11 @@ fn logs_reach_the_intake_once_through_server_errors() {
     logs.push(("log-bad".into(), t, "So wrong!".into()));
     write(&mut con, "chouette:logs:wrapped", &logs);
 
-    let agent = Agent::start(&redis, &intake, &[]);
+    let agent = start_agent(&redis, &intake, &[]);
     wait_until("the logs queue to drain", Duration::from_secs(60), || {
         con.zcard::<_, u64>("chouette:logs:wrapped.keys").unwrap() == 0
     });
-    let (status, output) = agent.stop();
+    let (status, output) = stop(agent);
     assert!(status.success());
     assert!(!output.contains(API_KEY), "the API key never appears in the agent's output");
 
@@ -195,12 +149,12 @@ fn a_poison_series_is_isolated_and_large_bodies_are_split() {
     }
     write(&mut con, "chouette:metrics:raw", &raw);
 
-    let agent = Agent::start(&redis, &intake, &[]);
+    let agent = start_agent(&redis, &intake, &[]);
     wait_until("both metric queues to drain", Duration::from_secs(60), || {
         con.zcard::<_, u64>("chouette:metrics:raw.keys").unwrap() == 0
             && con.zcard::<_, u64>("chouette:metrics:wrapped.keys").unwrap() == 0
     });
-    let (status, _) = agent.stop();
+    let (status, _) = stop(agent);
     assert!(status.success());
 
     let (points, refused) = accepted_points(&intake);
@@ -229,7 +183,7 @@ fn a_403_keeps_everything_until_the_key_is_accepted() {
         .collect();
     write(&mut con, "chouette:metrics:raw", &raw);
 
-    let agent = Agent::start(&redis, &intake, &[]);
+    let agent = start_agent(&redis, &intake, &[]);
     wait_until("the raw queue to be aggregated", Duration::from_secs(30), || {
         con.zcard::<_, u64>("chouette:metrics:raw.keys").unwrap() == 0
     });
@@ -241,7 +195,7 @@ fn a_403_keeps_everything_until_the_key_is_accepted() {
     wait_until("delivery after the key is accepted", Duration::from_secs(60), || {
         con.zcard::<_, u64>("chouette:metrics:wrapped.keys").unwrap() == 0
     });
-    let (status, _) = agent.stop();
+    let (status, _) = stop(agent);
     assert!(status.success());
     let (points, _) = accepted_points(&intake);
     assert_eq!(points.len(), 20);

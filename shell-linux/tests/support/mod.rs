@@ -205,3 +205,106 @@ fn percent_encode(text: &str) -> String {
         })
         .collect()
 }
+
+/// The `chouette` binary of this package, started with a clean environment (only `PATH`) plus
+/// the given variables, its stdout in a temporary log file. Killed on drop.
+pub struct Agent {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Agent {
+    pub fn start(vars: &[(&str, String)]) -> Agent {
+        let log =
+            std::env::temp_dir().join(format!("chouette-agent-{}-{}.log", std::process::id(), free_port()));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chouette"));
+        command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        let out = std::fs::File::create(&log).expect("agent log file");
+        let child = command.stdout(out).stderr(Stdio::inherit()).spawn().expect("start chouette");
+        Agent { child, log }
+    }
+
+    /// What the agent printed so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the agent has opened its store (its signal handlers are installed by then).
+    pub fn wait_ready(&self) {
+        wait_until("the agent to open its store", Duration::from_secs(20), || {
+            self.output().contains("store in use")
+        });
+    }
+
+    /// SIGTERM once the agent is up, then its exit status (within 20 s); the log is printed
+    /// when the exit is not a success.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.wait_ready();
+        let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                if !status.success() {
+                    eprintln!("agent log:\n{}", self.output());
+                }
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the agent did not stop within 20 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A kill -9.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// Polls `done` every 50 ms until it holds; fails the test after `within`.
+pub fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl VictoriaMetrics {
+    /// Every series matching `selector`, keyed `label=value,...` (sorted, `__name__` first by
+    /// order), with its `(timestamp ms, value)` points.
+    pub fn series(&self, selector: &str) -> std::collections::BTreeMap<String, Vec<(i64, f64)>> {
+        let mut out = std::collections::BTreeMap::new();
+        for line in self.export(selector).lines().filter(|l| !l.trim().is_empty()) {
+            let row: serde_json::Value = serde_json::from_str(line).expect("export line");
+            let labels: std::collections::BTreeMap<String, String> = row["metric"]
+                .as_object()
+                .expect("labels")
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect();
+            let key = labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+            let points = row["timestamps"]
+                .as_array()
+                .expect("timestamps")
+                .iter()
+                .zip(row["values"].as_array().expect("values"))
+                .map(|(t, v)| (t.as_i64().expect("ts"), v.as_f64().expect("value")))
+                .collect();
+            out.insert(key, points);
+        }
+        out
+    }
+}
