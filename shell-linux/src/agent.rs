@@ -242,7 +242,29 @@ fn release_tick(
     }
     *reported = counters.clone();
     store.put_status(&pipeline::status_fields(counters, now))?;
+    if let StoreConfig::Embedded { path } = &config.store {
+        write_status_snapshot(store, path);
+    }
     Ok(())
+}
+
+/// Where the agent leaves a rendering of `chouette status` for the embedded store, whose file the
+/// running agent holds locked (`chouette status` prints this snapshot instead).
+pub fn status_snapshot_path(db: &std::path::Path) -> std::path::PathBuf {
+    db.with_extension("status")
+}
+
+fn write_status_snapshot(store: &mut dyn Store, db: &std::path::Path) {
+    let mut text = Vec::new();
+    if crate::cli::render_status(store, &mut text).is_err() {
+        return;
+    }
+    let path = status_snapshot_path(db);
+    let tmp = path.with_extension("status.tmp");
+    let written = std::fs::write(&tmp, &text).and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(error) = written {
+        log::debug!("path={}: cannot write the status snapshot: {error}", path.display());
+    }
 }
 
 /// Hands memory freed after a burst (a drained backlog) back to the OS. glibc keeps freed heap

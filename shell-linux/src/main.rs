@@ -48,6 +48,18 @@ fn status() -> ExitCode {
     let mut store = match agent::open_store(&config) {
         Ok(store) => store,
         Err(error) => {
+            // The embedded store's file is locked while the agent runs: show its last snapshot.
+            if let chouette_agent::config::StoreConfig::Embedded { path } = &config.store {
+                let snapshot = agent::status_snapshot_path(path);
+                if let Ok(text) = std::fs::read_to_string(&snapshot) {
+                    println!(
+                        "(the running agent holds {}; its last status snapshot follows)",
+                        path.display()
+                    );
+                    print!("{text}");
+                    return ExitCode::SUCCESS;
+                }
+            }
             eprintln!("chouette: {error}");
             return ExitCode::from(cli::EXIT_FAILURE as u8);
         }

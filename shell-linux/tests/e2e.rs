@@ -312,6 +312,18 @@ fn runs_on_a_fresh_machine_with_the_embedded_store_and_prints_a_dry_run() {
     ]);
     agent.wait_ready();
     std::thread::sleep(Duration::from_millis(1500));
+    // `chouette status` works while the agent holds the embedded store (its snapshot).
+    let status = Command::new(env!("CARGO_BIN_EXE_chouette"))
+        .arg("status")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CHOUETTE_STATE_DIR", &dir)
+        .env("CHOUETTE_STORAGE_TYPE", "embedded")
+        .output()
+        .expect("chouette status");
+    let printed = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{printed}");
+    assert!(printed.contains("raw metrics") && printed.contains("last_dispatch"), "{printed}");
     let out = agent.output();
     assert!(agent.stop().success());
     assert!(out.contains("embedded"), "logs the store in use: {out}");
