@@ -218,7 +218,9 @@ impl Agent {
         let log =
             std::env::temp_dir().join(format!("chouette-agent-{}-{}.log", std::process::id(), free_port()));
         // Set for chouette-agent's own tests; other packages that include this module have no agent.
-        let binary = option_env!("CARGO_BIN_EXE_chouette").expect("Agent is only for chouette-agent's tests");
+        let Some(binary) = option_env!("CARGO_BIN_EXE_chouette") else {
+            panic!("support::Agent is only for chouette-agent's own tests");
+        };
         let mut command = Command::new(binary);
         command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
         for (name, value) in vars {
