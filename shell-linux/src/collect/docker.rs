@@ -248,6 +248,7 @@ fn dechunk(mut body: &[u8]) -> std::io::Result<Option<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collect::tests::{expected, flat};
     use std::os::unix::net::UnixListener;
 
     const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/chouette/");
@@ -302,30 +303,10 @@ mod tests {
         socket
     }
 
-    fn expected() -> Vec<(String, Vec<String>, f64)> {
+    fn expected_points() -> Vec<(String, Vec<String>, f64)> {
         let text =
             std::fs::read_to_string(format!("{DATA}docker_container_stats.expected.json")).expect("fixture");
-        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
-        v.as_array()
-            .expect("list")
-            .iter()
-            .map(|m| {
-                let tags =
-                    m["tags"].as_array().expect("tags").iter().map(|t| t.as_str().unwrap_or("").to_owned());
-                (
-                    m["metric"].as_str().unwrap_or("").to_owned(),
-                    tags.collect(),
-                    m["value"].as_f64().unwrap_or(-1.0),
-                )
-            })
-            .collect()
-    }
-
-    fn flat(points: &[Point]) -> Vec<(String, Vec<String>, f64)> {
-        points
-            .iter()
-            .map(|p| (p.name.clone(), p.tags.iter().map(|(k, v)| format!("{k}:{v}")).collect(), p.value))
-            .collect()
+        expected(&serde_json::from_str(&text).expect("json"))
     }
 
     #[test]
@@ -339,7 +320,7 @@ mod tests {
             let mut docker = Docker::new(socket, Duration::from_secs(2));
             let points = docker.collect(0.0).expect("collect");
             // 456b answers non-JSON: no metrics for it, the others still come.
-            assert_eq!(flat(&points), expected(), "chunked={chunked}");
+            assert_eq!(flat(&points), expected_points(), "chunked={chunked}");
         }
     }
 

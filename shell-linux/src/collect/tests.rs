@@ -1,9 +1,40 @@
-//! Runner tests: a hung, a failing and a good collector side by side.
+//! Runner tests: a hung, a failing and a good collector side by side; and the helpers the
+//! plugins' parity tests share.
 
 use super::*;
 use crate::store::embedded::EmbeddedStore;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+
+/// `(name, sorted "k:v" tags, value)` of each point, for comparing with an expected list.
+pub(crate) fn flat(points: &[Point]) -> Vec<(String, Vec<String>, f64)> {
+    points
+        .iter()
+        .map(|p| {
+            let mut tags: Vec<String> = p.tags.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+            tags.sort();
+            (p.name.clone(), tags, p.value)
+        })
+        .collect()
+}
+
+/// The same triples from one of the original's generated `*.expected.json` lists
+/// (`[{"metric", "tags", "value", ...}]`).
+pub(crate) fn expected(list: &serde_json::Value) -> Vec<(String, Vec<String>, f64)> {
+    list.as_array()
+        .expect("list")
+        .iter()
+        .map(|m| {
+            let tags =
+                m["tags"].as_array().expect("tags").iter().map(|t| t.as_str().unwrap_or("").to_owned());
+            (
+                m["metric"].as_str().unwrap_or("").to_owned(),
+                tags.collect(),
+                m["value"].as_f64().unwrap_or(-1.0),
+            )
+        })
+        .collect()
+}
 
 struct Good;
 impl Collector for Good {

@@ -1,4 +1,5 @@
 use super::*;
+use crate::collect::tests::{expected, flat};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
@@ -7,33 +8,6 @@ const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/chouette/");
 fn fixture(name: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(format!("{DATA}{name}")).expect("fixture");
     serde_json::from_str(&text).expect("json")
-}
-
-fn flat(points: &[Point]) -> Vec<(String, Vec<String>, f64)> {
-    points
-        .iter()
-        .map(|p| {
-            let mut tags: Vec<String> = p.tags.iter().map(|(k, v)| format!("{k}:{v}")).collect();
-            tags.sort();
-            (p.name.clone(), tags, p.value)
-        })
-        .collect()
-}
-
-fn expected(list: &serde_json::Value) -> Vec<(String, Vec<String>, f64)> {
-    list.as_array()
-        .expect("list")
-        .iter()
-        .map(|m| {
-            let tags =
-                m["tags"].as_array().expect("tags").iter().map(|t| t.as_str().unwrap_or("").to_owned());
-            (
-                m["metric"].as_str().unwrap_or("").to_owned(),
-                tags.collect(),
-                m["value"].as_f64().unwrap_or(-1.0),
-            )
-        })
-        .collect()
 }
 
 fn metrics(config: &serde_json::Value) -> K8sMetrics {
