@@ -28,6 +28,30 @@ fn wait_for_port(port: u16, what: &str, child: &mut Child) {
     panic!("{what} did not listen on port {port} within 30 s");
 }
 
+/// Waits until Redis answers `PING` with `PONG`: a server that listens may still be loading its
+/// append-only file and answer every command with `LOADING` (a `BusyLoadingError` in a test
+/// that wrote too early made the restart test flaky).
+fn wait_for_redis_ready(port: u16, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let pong = redis::Client::open(url.as_str())
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
+            .and_then(|mut con| redis::cmd("PING").query::<String>(&mut con));
+        match pong {
+            Ok(reply) if reply == "PONG" => return,
+            Ok(reply) => last = reply,
+            Err(e) => last = e.to_string(),
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("redis-server exited before it was ready on port {port}: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("redis-server on port {port} not ready within 30 s: {last}");
+}
+
 fn scratch_dir(what: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("chouette-{what}-{}-{}", std::process::id(), free_port()));
     std::fs::create_dir_all(&dir).expect("create scratch dir");
@@ -83,6 +107,7 @@ impl RedisServer {
             .spawn()
             .expect("start redis-server (install the Debian package redis-server)");
         wait_for_port(port, "redis-server", &mut child);
+        wait_for_redis_ready(port, &mut child);
         RedisServer { port, child, dir }
     }
 
