@@ -182,7 +182,12 @@ fn aggregate_tick(
     counters: &mut Counters,
     shutdown: &AtomicBool,
 ) -> Result<(), StoreError> {
-    pipeline::cleanup(store, wall_clock(), config.metric_ttl, config.log_ttl, counters)?;
+    // A failing cleanup (WRONGTYPE on a queue key, a user without scripting rights before the
+    // fallback kicks in) must not stop aggregation: report it and go on.
+    if let Err(error) = pipeline::cleanup(store, wall_clock(), config.metric_ttl, config.log_ttl, counters) {
+        counters.cleanup_failures += 1;
+        log::error!("{error}: TTL cleanup failed; aggregating anyway, old records stay until it works");
+    }
     while !shutdown.load(Ordering::Relaxed) {
         match aggregation.step(store, wall_clock(), counters)? {
             StepOutcome::Idle => {

@@ -287,6 +287,12 @@ mod tests {
         fn read_page(&mut self, _: Queue, _: f64, _: usize, _: usize) -> Result<Vec<Record>, StoreError> {
             unimplemented!()
         }
+        fn read_above(&mut self, _: Queue, _: f64, _: usize) -> Result<Vec<Record>, StoreError> {
+            unimplemented!()
+        }
+        fn dead_letter_oversize(&mut self, _: Queue, _: &[Record]) -> Result<u64, StoreError> {
+            unimplemented!()
+        }
         fn oldest_score(&mut self, _: Queue) -> Result<Option<f64>, StoreError> {
             unimplemented!()
         }

@@ -14,7 +14,9 @@ use chouette_core::wire::write::Writer;
 use chouette_core::wrap::WrapConfig;
 
 use crate::dispatch::{Disposition, Report};
-use crate::store::{AggregationCommit, DeadRecord, NewRecord, Queue, Record, Store, StoreError};
+use crate::store::{
+    AggregationCommit, DeadRecord, NewRecord, Queue, Record, Store, StoreError, MAX_PAGE_BYTES,
+};
 
 /// Most raw records one aggregation step commits. The step reads them in pages of
 /// [`RAW_PAGE`], keeping only their ids (about 40 bytes each) until the commit.
@@ -58,8 +60,24 @@ pub struct Counters {
     pub retried: u64,
     /// Records deleted by the TTL cleanup (lost to age), per queue name.
     pub expired: BTreeMap<&'static str, u64>,
+    /// TTL cleanups that failed (aggregation went on).
+    pub cleanup_failures: u64,
     /// The last dispatch result, for `chouette status`.
     pub last_dispatch: Option<String>,
+}
+
+impl Counters {
+    /// Adds what one committed aggregation step counted (aggregated, late, refused, orphans,
+    /// wrapped).
+    fn add_step(&mut self, step: &Counters) {
+        self.aggregated += step.aggregated;
+        self.late += step.late;
+        self.orphans += step.orphans;
+        self.wrapped += step.wrapped;
+        for (reason, n) in &step.refused {
+            *self.refused.entry(reason.clone()).or_default() += n;
+        }
+    }
 }
 
 /// Result of one aggregation step.
@@ -86,6 +104,8 @@ pub struct Aggregation {
     watermark: Option<f64>,
     ids: IdGenerator,
     max_per_step: usize,
+    /// Whether the "watermark ahead of the clock" warning was written.
+    warned_clock: bool,
 }
 
 impl Aggregation {
@@ -104,6 +124,7 @@ impl Aggregation {
             watermark: None,
             ids: IdGenerator::new(),
             max_per_step: MAX_RAW_PER_STEP,
+            warned_clock: false,
         }
     }
 
@@ -120,14 +141,34 @@ impl Aggregation {
     }
 
     /// Runs one step at wall-clock `now`.
+    ///
+    /// A step that fails (a read between two pages, the commit refused by a Redis that answers
+    /// reads but refuses writes: OOM, READONLY, NOREPLICAS, MISCONF) leaves no trace: the
+    /// aggregator is dropped, `counters` are untouched and the watermark is read again from the
+    /// store, so the next step aggregates the same records once.
     pub fn step(
         &mut self,
         store: &mut dyn Store,
         now: f64,
         counters: &mut Counters,
     ) -> Result<StepOutcome, StoreError> {
+        let result = self.try_step(store, now, counters);
+        if result.is_err() {
+            self.aggregator = None;
+            self.watermark = None;
+        }
+        result
+    }
+
+    fn try_step(
+        &mut self,
+        store: &mut dyn Store,
+        now: f64,
+        counters: &mut Counters,
+    ) -> Result<StepOutcome, StoreError> {
         let interval = self.interval as f64;
-        let watermark = match self.watermark {
+        let swept = sweep_future(store, now, counters)?;
+        let stored = match self.watermark {
             Some(w) => w,
             None => {
                 let w = store.aggregated_until()?.unwrap_or(f64::NEG_INFINITY);
@@ -135,14 +176,27 @@ impl Aggregation {
                 w
             }
         };
+        // A watermark whose bucket cannot have closed yet was written before the clock went
+        // back: honouring it would hold every new record until the clock catches up.
+        let watermark = if stored > now + interval + self.grace {
+            if !self.warned_clock {
+                log::warn!(
+                    "watermark={stored:.0} now={now:.0}: the aggregation watermark is ahead of the clock (the clock went back); aggregating from the oldest record"
+                );
+                self.warned_clock = true;
+            }
+            f64::NEG_INFINITY
+        } else {
+            stored
+        };
         let Some(oldest) = store.oldest_score(Queue::RawMetrics)? else {
-            return Ok(StepOutcome::Idle);
+            return Ok(Self::idle_unless(swept));
         };
         // The bucket to emit: the oldest one present, but never one already emitted.
         let start = floor_to(oldest.max(watermark), interval);
         let end = start + interval;
         if end + self.grace > now {
-            return Ok(StepOutcome::Idle);
+            return Ok(Self::idle_unless(swept));
         }
         let config = self.config;
         if self.aggregator.is_none() {
@@ -154,25 +208,33 @@ impl Aggregation {
         // Buckets before `start` are closed: earlier records are late and fold into `start`.
         aggregator.handle_timeout(Timestamp::from_secs_f64(start));
         let mut commit = AggregationCommit { aggregated_until: end, ..AggregationCommit::default() };
+        // Counted only once the commit is in the store.
+        let mut step = Counters::default();
+        let mut oversize = Vec::new();
         let mut scratch = Vec::new();
-        let mut late = 0;
-        let mut aggregated = 0;
         let mut read = 0;
         // Pages can shift when records arrive meanwhile: a record seen twice is skipped (by a
         // hash of its id; a collision only leaves a record for the next step).
         let mut seen = std::collections::HashSet::new();
         let page_size = RAW_PAGE.min(self.max_per_step);
         while read < self.max_per_step {
-            let page =
-                store.read_page(Queue::RawMetrics, end, read, page_size.min(self.max_per_step - read))?;
+            let want = page_size.min(self.max_per_step - read);
+            let page = store.read_page(Queue::RawMetrics, end, read, want)?;
             read += page.len();
-            let last_page = page.len() < page_size;
-            for record in &page {
+            // A short page is the last one unless the store cut it for bytes (`read_page`).
+            let page_bytes: usize = page.iter().filter_map(|r| r.value.as_ref()).map(Vec::len).sum();
+            let last_page =
+                page.len() < want && page_bytes <= MAX_PAGE_BYTES - Queue::RawMetrics.max_record_bytes();
+            for record in page {
                 if !seen.insert(id_hash(&record.id)) {
                     continue;
                 }
+                if record.oversize.is_some() {
+                    oversize.push(record);
+                    continue;
+                }
                 let Some(value) = &record.value else {
-                    counters.orphans += 1;
+                    step.orphans += 1;
                     commit.delete_raw.push(record.id.clone());
                     continue;
                 };
@@ -181,7 +243,7 @@ impl Aggregation {
                 let raw = match parse_raw_metric(value, &mut scratch) {
                     Ok(raw) => raw,
                     Err(error) => {
-                        refuse(&mut commit, counters, record, value, error.reason());
+                        refuse(&mut commit, &mut step, &record, value, error.reason());
                         continue;
                     }
                 };
@@ -192,14 +254,14 @@ impl Aggregation {
                 let before = aggregator.stats().late;
                 match aggregator.record(Timestamp::from_secs_f64(end), sample) {
                     Ok(()) => {
-                        aggregated += 1;
-                        late += aggregator.stats().late - before;
+                        step.aggregated += 1;
+                        step.late += aggregator.stats().late - before;
                         commit.delete_raw.push(record.id.clone());
                     }
                     Err(refused) if is_capacity(refused.error) => {
                         // Valid, but no room in this step: left in the queue for the next one.
                     }
-                    Err(refused) => refuse(&mut commit, counters, record, value, refused.error.as_str()),
+                    Err(refused) => refuse(&mut commit, &mut step, &record, value, refused.error.as_str()),
                 }
             }
             if last_page {
@@ -207,7 +269,7 @@ impl Aggregation {
             }
         }
         if read == 0 {
-            return Ok(StepOutcome::Idle);
+            return Ok(Self::idle_unless(swept));
         }
 
         aggregator.handle_timeout(Timestamp::from_secs_f64(end + 1.0));
@@ -233,20 +295,81 @@ impl Aggregation {
                 }
             }
         }
-        let consumed = commit.delete_raw.len() + commit.dead.len();
-        if consumed == 0 && commit.wrapped.is_empty() {
-            // Everything was refused for capacity: make room by moving the watermark forward
-            // only when nothing at all could be done (cannot happen with a fresh aggregator).
-            return Ok(StepOutcome::Idle);
+        let mut consumed = commit.delete_raw.len() + commit.dead.len();
+        if consumed > 0 || !commit.wrapped.is_empty() {
+            step.wrapped = commit.wrapped.len() as u64;
+            store.commit_aggregation(&commit)?;
+            self.watermark = Some(end);
+            counters.add_step(&step);
         }
-        let wrapped = commit.wrapped.len() as u64;
-        store.commit_aggregation(&commit)?;
-        self.watermark = Some(end);
-        counters.aggregated += aggregated;
-        counters.late += late;
-        counters.wrapped += wrapped;
-        Ok(StepOutcome::Progress { consumed })
+        if !oversize.is_empty() {
+            // After the commit: moving them earlier would shift the pages read above.
+            let moved = store.dead_letter_oversize(Queue::RawMetrics, &oversize)?;
+            *counters.refused.entry("too_large".to_string()).or_default() += moved;
+            log::warn!(
+                "queue={} moved={moved} limit_bytes={}: raw records too large to load moved to the dead-letter queue",
+                Queue::RawMetrics,
+                Queue::RawMetrics.max_record_bytes()
+            );
+            consumed += oversize.len();
+        }
+        if consumed == 0 && commit.wrapped.is_empty() {
+            // Everything was refused for capacity (cannot happen with a fresh aggregator).
+            return Ok(Self::idle_unless(swept));
+        }
+        Ok(StepOutcome::Progress { consumed: consumed + swept })
     }
+
+    fn idle_unless(swept: usize) -> StepOutcome {
+        if swept > 0 {
+            StepOutcome::Progress { consumed: swept }
+        } else {
+            StepOutcome::Idle
+        }
+    }
+}
+
+/// How far ahead of the agent's clock a raw record may be stamped: 10 minutes. Further ahead
+/// (a timestamp in milliseconds, a board whose clock is a day off), it would wait in the queue
+/// until its bucket closes, days or centuries away; it goes to the dead-letter queue with
+/// reason `future` instead, and is counted.
+pub const MAX_FUTURE_SECS: f64 = 600.0;
+
+/// Moves raw records stamped more than [`MAX_FUTURE_SECS`] ahead of `now` to the dead-letter
+/// queue (reason `future`; too large to load: `too_large`), a page at a time; returns how many.
+fn sweep_future(store: &mut dyn Store, now: f64, counters: &mut Counters) -> Result<usize, StoreError> {
+    let horizon = now + MAX_FUTURE_SECS;
+    let mut moved = 0;
+    loop {
+        let page = store.read_above(Queue::RawMetrics, horizon, RAW_PAGE)?;
+        if page.is_empty() {
+            break;
+        }
+        let (oversize, records): (Vec<Record>, Vec<Record>) =
+            page.into_iter().partition(|r| r.oversize.is_some());
+        let dead: Vec<DeadRecord> = records
+            .into_iter()
+            .map(|r| DeadRecord {
+                id: r.id,
+                score: r.score,
+                value: r.value.unwrap_or_default(),
+                reason: "future".to_string(),
+            })
+            .collect();
+        store.dead_letter(Queue::RawMetrics, &dead)?;
+        *counters.refused.entry("future".to_string()).or_default() += dead.len() as u64;
+        let large = store.dead_letter_oversize(Queue::RawMetrics, &oversize)?;
+        if large > 0 {
+            *counters.refused.entry("too_large".to_string()).or_default() += large;
+        }
+        moved += dead.len() + oversize.len();
+        log::warn!(
+            "queue={} moved={} horizon={horizon:.0}: raw records stamped more than {MAX_FUTURE_SECS} s ahead of the clock moved to the dead-letter queue",
+            Queue::RawMetrics,
+            dead.len() + oversize.len()
+        );
+    }
+    Ok(moved)
 }
 
 /// Builds the 5 MB aggregator on the heap. `Box::new` may build the value on the stack first and
@@ -270,14 +393,8 @@ fn new_aggregator(config: AggregatorConfig) -> Option<Box<GatewayAggregator>> {
     }
 }
 
-fn refuse(
-    commit: &mut AggregationCommit,
-    counters: &mut Counters,
-    record: &Record,
-    value: &[u8],
-    reason: &str,
-) {
-    *counters.refused.entry(reason.to_string()).or_default() += 1;
+fn refuse(commit: &mut AggregationCommit, step: &mut Counters, record: &Record, value: &[u8], reason: &str) {
+    *step.refused.entry(reason.to_string()).or_default() += 1;
     commit.dead.push(DeadRecord {
         id: record.id.clone(),
         score: record.score,
@@ -311,10 +428,13 @@ pub fn apply_report(
 ) -> Result<(usize, usize, usize), StoreError> {
     let mut delivered = Vec::new();
     let mut dead = Vec::new();
+    let mut oversize = Vec::new();
     let mut kept = 0;
     for (record, disposition) in records.iter().zip(&report.dispositions) {
         match disposition {
             Disposition::Delivered => delivered.push(record.id.clone()),
+            // Not loaded by the read: moved inside the store, reason `too_large`.
+            Disposition::Dead { .. } if record.oversize.is_some() => oversize.push(record.clone()),
             Disposition::Dead { reason } => dead.push(DeadRecord {
                 id: record.id.clone(),
                 score: record.score,
@@ -330,7 +450,15 @@ pub fn apply_report(
     if !dead.is_empty() {
         store.dead_letter(queue, &dead)?;
     }
-    Ok((delivered.len(), dead.len(), kept))
+    if !oversize.is_empty() {
+        store.dead_letter_oversize(queue, &oversize)?;
+        log::warn!(
+            "queue={queue} moved={} limit_bytes={}: records too large to load moved to the dead-letter queue",
+            oversize.len(),
+            queue.max_record_bytes()
+        );
+    }
+    Ok((delivered.len(), dead.len() + oversize.len(), kept))
 }
 
 /// Uuid4-formatted ids for records the agent writes (random, from the OS's hasher seed and a
@@ -495,6 +623,7 @@ pub fn status_fields(counters: &Counters, now: f64) -> Vec<(&'static str, String
         ("deadlettered_logs", counters.dead_logs.to_string()),
         ("retried_requests", counters.retried.to_string()),
         ("expired_records", expired.to_string()),
+        ("cleanup_failures", counters.cleanup_failures.to_string()),
         ("last_dispatch", counters.last_dispatch.clone().unwrap_or_else(|| "none yet".into())),
     ]
 }
@@ -515,8 +644,16 @@ pub fn cleanup(
         (Queue::DeadWrappedMetrics, metric_ttl),
         (Queue::DeadLogs, log_ttl),
     ];
+    // Every queue is tried: one failing (WRONGTYPE on its key) does not keep the others full.
+    let mut failure = None;
     for (queue, ttl) in plan {
-        let removed = store.cleanup(queue, now - ttl.as_secs_f64())?;
+        let removed = match store.cleanup(queue, now - ttl.as_secs_f64()) {
+            Ok(removed) => removed,
+            Err(error) => {
+                failure.get_or_insert(error);
+                continue;
+            }
+        };
         if removed > 0 {
             *counters.expired.entry(queue.prefix()).or_default() += removed;
             log::warn!(
@@ -525,7 +662,10 @@ pub fn cleanup(
             );
         }
     }
-    Ok(())
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
 }
 
 /// Drains `queue` through `send` in batches of `batch`, oldest first, until the queue is empty,

@@ -25,6 +25,7 @@ fn dispatcher(intake: &FakeIntake, request_timeout: Duration) -> Dispatcher<Ureq
 
 fn metric(i: usize, name: &str) -> Record {
     Record {
+        oversize: None,
         id: format!("m{i}").into_bytes(),
         score: 1795310770.0,
         value: Some(
@@ -42,6 +43,7 @@ fn metrics(n: usize) -> Vec<Record> {
 
 fn log_record(i: usize) -> Record {
     Record {
+        oversize: None,
         id: format!("l{i}").into_bytes(),
         score: 1795310770.0,
         value: Some(

@@ -331,3 +331,28 @@ fn runs_on_a_fresh_machine_with_the_embedded_store_and_prints_a_dry_run() {
     assert!(dir.join("chouette.redb").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_failing_ttl_cleanup_does_not_stop_aggregation() {
+    let redis = RedisServer::start();
+    let vm = VictoriaMetrics::start();
+    let mut con = redis.client();
+    // A foreign key of the wrong type where the logs queue lives: every cleanup fails (WRONGTYPE).
+    let _: () = con.set("chouette:logs:wrapped.keys", "not a zset").unwrap();
+    let base = bucket_base();
+    let records: Vec<_> = (0..30)
+        .map(|i| {
+            let ts = base + i as f64;
+            (format!("cl-{i:03}"), ts, raw_json("cleanup.count", "count", "2", ts, "{}"))
+        })
+        .collect();
+    write_raw(&mut con, &records);
+    let agent = Agent::start(&agent_env(&redis, &vm));
+    wait_drained(&mut con, Duration::from_secs(60));
+    let output = agent.output();
+    assert!(agent.stop().success());
+    assert!(output.contains("TTL cleanup failed"), "{output}");
+    let got = vm.series(r#"{__name__="cleanup.count"}"#);
+    let sum: f64 = got.values().flat_map(|p| p.iter().map(|(_, v)| v)).sum();
+    assert_eq!(sum, 60.0);
+}

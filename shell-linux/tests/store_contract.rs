@@ -323,11 +323,12 @@ fn redis_reads_the_original_client_layout_and_orphans() {
         records,
         [
             Record {
+                oversize: None,
                 id: id.as_bytes().to_vec(),
                 score: 1600000000.25,
                 value: Some(json.as_bytes().to_vec())
             },
-            Record { id: b"orphan".to_vec(), score: 1600000001.0, value: None },
+            Record { oversize: None, id: b"orphan".to_vec(), score: 1600000001.0, value: None },
         ]
     );
 }

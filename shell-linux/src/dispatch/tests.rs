@@ -45,6 +45,7 @@ fn config() -> DispatchConfig {
 
 fn metric(i: usize, name: &str) -> Record {
     Record {
+        oversize: None,
         id: format!("id{i}").into_bytes(),
         score: 1795310770.0,
         value: Some(
@@ -62,6 +63,7 @@ fn metrics(n: usize) -> Vec<Record> {
 
 fn log_record(i: usize) -> Record {
     Record {
+        oversize: None,
         id: format!("log{i}").into_bytes(),
         score: 1795310770.0,
         value: Some(
@@ -297,7 +299,7 @@ fn unparseable_and_orphan_records_are_dead_at_once() {
 
 #[test]
 fn nothing_valid_means_no_request() {
-    let records = vec![Record { id: b"x".to_vec(), score: 0.0, value: Some(b"[]".to_vec()) }];
+    let records = vec![Record { oversize: None, id: b"x".to_vec(), score: 0.0, value: Some(b"[]".to_vec()) }];
     let mut d = Dispatcher::new(scripted(|_| Ok(202)), config());
     let report = d.send_metrics(&records);
     assert_conserved(&report, 1);

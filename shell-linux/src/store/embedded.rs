@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 
 use super::{
-    check_score, dead_letter_envelope, AggregationCommit, DeadRecord, NewRecord, Queue, Record, Store,
-    StoreError, AGGREGATED_UNTIL_KEY, STATUS_KEY,
+    check_score, dead_letter_envelope, oversize_envelope, AggregationCommit, DeadRecord, NewRecord, Queue,
+    Record, Store, StoreError, AGGREGATED_UNTIL_KEY, MAX_PAGE_BYTES, STATUS_KEY,
 };
 
 type Index = TableDefinition<'static, (u64, &'static [u8]), &'static [u8]>;
@@ -234,6 +234,39 @@ fn remove<'a>(
     Ok(found.len() as u64)
 }
 
+/// Records from an index range, bounded as [`Store::read_page`] says: values over the queue's
+/// [`Queue::max_record_bytes`] are marked oversize (not copied), and the page ends once its
+/// values reach [`MAX_PAGE_BYTES`].
+fn collect_page<'a>(
+    queue: Queue,
+    range: impl Iterator<
+        Item = Result<
+            (redb::AccessGuard<'a, (u64, &'static [u8])>, redb::AccessGuard<'a, &'static [u8]>),
+            redb::StorageError,
+        >,
+    >,
+    capacity: usize,
+) -> Result<Vec<Record>, DbError> {
+    let mut out = Vec::with_capacity(capacity);
+    let mut page_bytes = 0;
+    for entry in range {
+        let (key, value) = entry?;
+        let (score, id) = key.value();
+        let value = value.value();
+        let mut record = Record { id: id.to_vec(), score: key_score(score), value: None, oversize: None };
+        if value.len() > queue.max_record_bytes() {
+            record.oversize = Some(value.len() as u64);
+        } else if !out.is_empty() && page_bytes + value.len() > MAX_PAGE_BYTES {
+            break;
+        } else {
+            page_bytes += value.len();
+            record.value = Some(value.to_vec());
+        }
+        out.push(record);
+    }
+    Ok(out)
+}
+
 fn move_dead(txn: &WriteTransaction, queue: Queue, records: &[DeadRecord]) -> Result<(), DbError> {
     remove(txn, queue, records.iter().map(|r| r.id.as_slice()))?;
     let envelopes: Vec<Vec<u8>> = records.iter().map(|r| dead_letter_envelope(queue, r)).collect();
@@ -270,17 +303,55 @@ impl Store for EmbeddedStore {
         let upper = score_key(max_score);
         self.read_txn("read", |txn| {
             let index = txn.open_table(tables(queue).0)?;
-            let mut out = Vec::with_capacity(limit.min(index.len()? as usize));
-            for entry in index.range(..(upper, &[][..]))?.skip(offset).take(limit) {
-                let (key, value) = entry?;
-                let (score, id) = key.value();
-                out.push(Record {
-                    id: id.to_vec(),
-                    score: key_score(score),
-                    value: Some(value.value().to_vec()),
-                });
+            let range = index.range(..(upper, &[][..]))?.skip(offset).take(limit);
+            collect_page(queue, range, limit.min(index.len()? as usize))
+        })
+    }
+
+    fn read_above(&mut self, queue: Queue, min_score: f64, limit: usize) -> Result<Vec<Record>, StoreError> {
+        check_score(&self.description, "read", "min_score", min_score)?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Keys strictly above `min_score`: from the next score key on.
+        let Some(lower) = score_key(min_score).checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        self.read_txn("read", |txn| {
+            let index = txn.open_table(tables(queue).0)?;
+            let range = index.range((lower, &[][..])..)?.take(limit);
+            collect_page(queue, range, limit.min(index.len()? as usize))
+        })
+    }
+
+    fn dead_letter_oversize(&mut self, queue: Queue, records: &[Record]) -> Result<u64, StoreError> {
+        if records.is_empty() {
+            return Ok(0);
+        }
+        self.write("dead letter too large", |txn| {
+            let mut dead = Vec::with_capacity(records.len());
+            {
+                let (index_def, ids_def) = tables(queue);
+                let index = txn.open_table(index_def)?;
+                let ids = txn.open_table(ids_def)?;
+                for record in records {
+                    let Some(key) = ids.get(record.id.as_slice())?.map(|g| g.value()) else { continue };
+                    let Some(value) = index.get((key, record.id.as_slice()))?.map(|g| g.value().to_vec())
+                    else {
+                        continue;
+                    };
+                    dead.push((record.id.clone(), key_score(key), value));
+                }
             }
-            Ok(out)
+            remove(txn, queue, dead.iter().map(|(id, _, _)| id.as_slice()))?;
+            let envelopes: Vec<Vec<u8>> =
+                dead.iter().map(|(id, score, value)| oversize_envelope(queue, id, *score, value)).collect();
+            insert(
+                txn,
+                queue.dead_letter(),
+                dead.iter().zip(&envelopes).map(|((id, score, _), e)| (id.as_slice(), *score, e.as_slice())),
+            )?;
+            Ok(dead.len() as u64)
         })
     }
 

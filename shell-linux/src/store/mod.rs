@@ -56,6 +56,20 @@ impl Queue {
         }
     }
 
+    /// The largest value this queue's reads load (see [`Record::oversize`]): 64 KiB for a
+    /// metric record (a raw or wrapped metric is a few hundred bytes; 64 KiB is a histogram of
+    /// thousands of samples), 1 MiB for a log (the Datadog intake's own limit per log), 16 MiB
+    /// for a dead letter (an envelope escapes its value: up to six bytes per byte of a log).
+    /// A larger value is never loaded by a read: the agent dead-letters it with reason
+    /// `too_large` ([`Store::dead_letter_oversize`]), which moves the bytes inside the store.
+    pub const fn max_record_bytes(self) -> usize {
+        match self {
+            Queue::RawMetrics | Queue::WrappedMetrics => 64 * 1024,
+            Queue::Logs => 1024 * 1024,
+            Queue::DeadRawMetrics | Queue::DeadWrappedMetrics | Queue::DeadLogs => 16 * 1024 * 1024,
+        }
+    }
+
     /// A short name for logs and `chouette status`.
     pub const fn name(self) -> &'static str {
         match self {
@@ -82,9 +96,25 @@ pub struct Record {
     pub id: Vec<u8>,
     /// The ZSET score: the record's timestamp in float Unix seconds.
     pub score: f64,
-    /// The JSON value, or `None` when the ZSET names an id the HASH does not hold (an orphan).
+    /// The JSON value, or `None` when the ZSET names an id the HASH does not hold (an orphan)
+    /// or when the value is over [`Queue::max_record_bytes`] ([`Record::oversize`] is then set).
     pub value: Option<Vec<u8>>,
+    /// The value's length when it is over the queue's [`Queue::max_record_bytes`]: the read did
+    /// not load it (`value` is `None`). Such a record goes to [`Store::dead_letter_oversize`].
+    pub oversize: Option<u64>,
 }
+
+impl Record {
+    /// A record holding `value`.
+    pub fn new(id: impl Into<Vec<u8>>, score: f64, value: impl Into<Vec<u8>>) -> Record {
+        Record { id: id.into(), score, value: Some(value.into()), oversize: None }
+    }
+}
+
+/// The most value bytes one page read loads ([`Store::read_page`]): a page ends early, after at
+/// least one record, when its values would exceed this. 8 MiB holds 10,000 typical raw records
+/// (about 150 bytes each) many times over, so it only bites when records are large.
+pub const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
 
 /// One record to add to a queue.
 #[derive(Debug, Clone, PartialEq)]
@@ -164,6 +194,21 @@ pub fn dead_letter_envelope(queue: Queue, record: &DeadRecord) -> Vec<u8> {
     out
 }
 
+/// The envelope of a record moved with reason `too_large` ([`Store::dead_letter_oversize`]):
+/// [`dead_letter_envelope`]'s with the value's length in a `"size"` field after `"queue"`:
+/// `{"reason": "too_large", "queue": "<prefix>", "size": N, "value": "<original>"}`.
+pub fn oversize_envelope(queue: Queue, id: &[u8], score: f64, value: &[u8]) -> Vec<u8> {
+    let record =
+        DeadRecord { id: id.to_vec(), score, value: value.to_vec(), reason: "too_large".to_string() };
+    let envelope = dead_letter_envelope(queue, &record);
+    let head = format!("{{\"reason\": \"too_large\", \"queue\": \"{}\", ", queue.prefix());
+    let mut out = Vec::with_capacity(envelope.len() + 24);
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(format!("\"size\": {}, ", value.len()).as_bytes());
+    out.extend_from_slice(&envelope[head.len()..]);
+    out
+}
+
 /// Standard base64 with padding (RFC 4648 §4).
 fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -240,6 +285,10 @@ pub trait Store: Send {
     /// Like [`Store::read`], skipping the first `offset` records of that order (paging through
     /// a bucket without loading it whole; a record added meanwhile can shift pages, so callers
     /// deduplicate by id).
+    ///
+    /// Bounded by bytes as well: values over [`Queue::max_record_bytes`] are not loaded (see
+    /// [`Record::oversize`]), and the page ends early once its values reach [`MAX_PAGE_BYTES`]
+    /// (so a short page is not the last one: read on until a page comes back empty).
     fn read_page(
         &mut self,
         queue: Queue,
@@ -247,6 +296,17 @@ pub trait Store: Send {
         offset: usize,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError>;
+
+    /// Up to `limit` records of `queue` with a score strictly above `min_score`, oldest first,
+    /// bounded by bytes as [`Store::read_page`] is.
+    fn read_above(&mut self, queue: Queue, min_score: f64, limit: usize) -> Result<Vec<Record>, StoreError>;
+
+    /// Moves records whose values are too large to load ([`Record::oversize`]) to the
+    /// dead-letter queue with reason `too_large`, atomically per record, without loading the
+    /// values into the agent where the store allows it (Redis: a server-side script; without
+    /// scripting rights, each value is read once). The envelope is [`dead_letter_envelope`]'s
+    /// with a `"size"` field. Returns how many were moved (an id already gone is skipped).
+    fn dead_letter_oversize(&mut self, queue: Queue, records: &[Record]) -> Result<u64, StoreError>;
 
     /// The lowest score in `queue`, if any.
     fn oldest_score(&mut self, queue: Queue) -> Result<Option<f64>, StoreError>;

@@ -31,8 +31,8 @@ use std::time::Duration;
 use redis::{Cmd, Connection, ConnectionAddr, ConnectionInfo, ErrorKind, Pipeline, RedisError, Value};
 
 use super::{
-    check_score, dead_letter_envelope, AggregationCommit, DeadRecord, NewRecord, Queue, Record, Store,
-    StoreError, AGGREGATED_UNTIL_KEY, STATUS_KEY,
+    check_score, dead_letter_envelope, oversize_envelope, AggregationCommit, DeadRecord, NewRecord, Queue,
+    Record, Store, StoreError, AGGREGATED_UNTIL_KEY, MAX_PAGE_BYTES, STATUS_KEY,
 };
 
 /// The most ids (or id/value pairs) one Redis command carries; longer lists become several
@@ -57,6 +57,24 @@ for i = 1, n, 1000 do
 end
 return n
 ";
+
+/// Moves one record (ARGV[1]) from the live queue (KEYS[1] ZSET, KEYS[2] HASH) to the dead-letter
+/// queue (KEYS[3], KEYS[4]) with reason `too_large`, inside Redis: the value is never sent to the
+/// agent. The envelope is the one of `oversize_envelope`, with ARGV[2] the live queue's prefix
+/// (`cjson` escapes `/` as `\/`, which JSON readers read the same). Returns 1 if moved, 0 if the
+/// id was gone.
+const OVERSIZE_SCRIPT: &str = r#"
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not s then return 0 end
+local v = redis.call('HGET', KEYS[2], ARGV[1]) or ''
+local env = '{"reason": "too_large", "queue": ' .. cjson.encode(ARGV[2]) .. ', "size": ' .. #v
+  .. ', "value": ' .. cjson.encode(v) .. '}'
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], s, ARGV[1])
+redis.call('HSET', KEYS[4], ARGV[1], env)
+return 1
+"#;
 
 /// Socket timeouts for the Redis connection (compat §7 item 27: the original had none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +112,8 @@ pub struct RedisStore {
     timeouts: RedisTimeouts,
     description: String,
     conn: Option<Connection>,
+    /// Whether `EVAL` may be used (cleared when the server refuses it).
+    scripting: bool,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -131,7 +151,7 @@ impl RedisStore {
         let username = info.redis.username.take();
         let password = info.redis.password.take();
         let db = std::mem::take(&mut info.redis.db);
-        Ok(RedisStore { info, username, password, db, timeouts, description, conn: None })
+        Ok(RedisStore { info, username, password, db, timeouts, description, conn: None, scripting: true })
     }
 
     /// The timeouts in use.
@@ -201,6 +221,92 @@ impl RedisStore {
         } else {
             StoreError::Failed { store, op, detail }
         }
+    }
+
+    /// Loads the values of `records` (ids and scores read from the ZSET): one `HSTRLEN` per id
+    /// in a pipeline, then one `HMGET` of the values within [`Queue::max_record_bytes`]; a larger
+    /// value is marked [`Record::oversize`] and not loaded. The page ends (records are dropped
+    /// from the end) once the loaded bytes would pass [`MAX_PAGE_BYTES`], after one record at least.
+    fn fetch_values(&mut self, queue: Queue, records: &mut Vec<Record>) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let values = values(queue);
+        let mut lengths = redis::pipe();
+        for r in records.iter() {
+            lengths.cmd("HSTRLEN").arg(&values).arg(&r.id);
+        }
+        let lengths: Vec<u64> = self.run("read", |conn| lengths.query(conn))?;
+        if lengths.len() != records.len() {
+            let e = protocol_error("HSTRLEN replies", &Value::Int(lengths.len() as i64));
+            return Err(self.error("read", &e));
+        }
+        let max_record = queue.max_record_bytes() as u64;
+        let mut page_bytes = 0u64;
+        let mut keep = records.len();
+        for (i, (record, &len)) in records.iter_mut().zip(&lengths).enumerate() {
+            if len > max_record {
+                record.oversize = Some(len);
+                continue;
+            }
+            if i > 0 && page_bytes + len > MAX_PAGE_BYTES as u64 {
+                keep = i;
+                break;
+            }
+            page_bytes += len;
+        }
+        records.truncate(keep);
+        let mut hmget = redis::cmd("HMGET");
+        hmget.arg(&values);
+        let mut wanted = 0;
+        for r in records.iter().filter(|r| r.oversize.is_none()) {
+            hmget.arg(&r.id);
+            wanted += 1;
+        }
+        if wanted == 0 {
+            return Ok(());
+        }
+        let reply = self.run("read", |conn| hmget.query::<Value>(conn))?;
+        let Value::Array(found) = reply else {
+            return Err(self.error("read", &protocol_error("HMGET reply", &reply)));
+        };
+        if found.len() != wanted {
+            let e = protocol_error("HMGET reply length", &Value::Int(found.len() as i64));
+            return Err(self.error("read", &e));
+        }
+        for (record, value) in records.iter_mut().filter(|r| r.oversize.is_none()).zip(found) {
+            record.value = match value {
+                Value::Nil => None,
+                other => Some(into_bytes(other).map_err(|e| self.error("read", &e))?),
+            };
+        }
+        Ok(())
+    }
+
+    /// One batch of [`Store::cleanup`] with plain commands: the ids at or below `threshold`,
+    /// then one `MULTI` removing exactly those from the ZSET and the HASH.
+    fn cleanup_batch_without_script(&mut self, queue: Queue, threshold: f64) -> Result<u64, StoreError> {
+        let mut range = redis::cmd("ZRANGEBYSCORE");
+        range.arg(keys(queue)).arg("-inf").arg(score_arg(threshold)).arg("LIMIT").arg(0).arg(CLEANUP_BATCH);
+        let ids: Vec<Vec<u8>> = self.run("cleanup", |conn| range.query(conn))?;
+        self.transaction("cleanup", |pipe| remove_ids(pipe, queue, ids.iter().map(Vec::as_slice)))?;
+        Ok(ids.len() as u64)
+    }
+
+    /// Whether `error` says this connection may not run scripts (an ACL user without
+    /// `@scripting`, a renamed or disabled `EVAL`); remembered, so the fallbacks are used from
+    /// then on without asking again.
+    fn scripting_refused(&mut self, error: &StoreError) -> bool {
+        let StoreError::Failed { detail, .. } = error else { return false };
+        let refused = detail.contains("NOPERM") || detail.contains("unknown command");
+        if refused && self.scripting {
+            log::warn!(
+                "store={} detail={detail:?}: this Redis user may not run scripts; using plain commands (TTL cleanup and too-large moves read values into the agent)",
+                self.description
+            );
+            self.scripting = false;
+        }
+        refused
     }
 
     /// Runs one `MULTI … EXEC` built by `build` (nothing is sent when it adds no command).
@@ -402,7 +508,7 @@ fn parse_with_scores(reply: Value, out: &mut Vec<Record>) -> Result<(), RedisErr
                 None => return Err(protocol_error("WITHSCORES reply of odd length", &id)),
             },
         };
-        out.push(Record { score: parse_score(&score)?, id: into_bytes(id)?, value: None });
+        out.push(Record { score: parse_score(&score)?, id: into_bytes(id)?, value: None, oversize: None });
     }
     Ok(())
 }
@@ -429,37 +535,76 @@ impl Store for RedisStore {
         }
         let mut max = String::from("(");
         push_score(&mut max, max_score);
-        let (keys, values) = (keys(queue), values(queue));
         let mut range = redis::cmd("ZRANGEBYSCORE");
-        range.arg(&keys).arg("-inf").arg(&max).arg("LIMIT").arg(offset).arg(limit).arg("WITHSCORES");
+        range.arg(keys(queue)).arg("-inf").arg(&max).arg("LIMIT").arg(offset).arg(limit).arg("WITHSCORES");
         let mut records = Vec::new();
         self.run("read", |conn| {
             records.clear();
             parse_with_scores(range.query::<Value>(conn)?, &mut records)
         })?;
-        if records.is_empty() {
-            return Ok(records);
-        }
-        let mut hmget = redis::cmd("HMGET");
-        hmget.arg(&values);
-        for r in &records {
-            hmget.arg(&r.id);
-        }
-        let reply = self.run("read", |conn| hmget.query::<Value>(conn))?;
-        let Value::Array(found) = reply else {
-            return Err(self.error("read", &protocol_error("HMGET reply", &reply)));
-        };
-        if found.len() != records.len() {
-            let e = protocol_error("HMGET reply length", &Value::Int(found.len() as i64));
-            return Err(self.error("read", &e));
-        }
-        for (record, value) in records.iter_mut().zip(found) {
-            record.value = match value {
-                Value::Nil => None,
-                other => Some(into_bytes(other).map_err(|e| self.error("read", &e))?),
-            };
-        }
+        self.fetch_values(queue, &mut records)?;
         Ok(records)
+    }
+
+    fn read_above(&mut self, queue: Queue, min_score: f64, limit: usize) -> Result<Vec<Record>, StoreError> {
+        check_score(&self.description, "read", "min_score", min_score)?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut min = String::from("(");
+        push_score(&mut min, min_score);
+        let mut range = redis::cmd("ZRANGEBYSCORE");
+        range.arg(keys(queue)).arg(&min).arg("+inf").arg("LIMIT").arg(0).arg(limit).arg("WITHSCORES");
+        let mut records = Vec::new();
+        self.run("read", |conn| {
+            records.clear();
+            parse_with_scores(range.query::<Value>(conn)?, &mut records)
+        })?;
+        self.fetch_values(queue, &mut records)?;
+        Ok(records)
+    }
+
+    fn dead_letter_oversize(&mut self, queue: Queue, records: &[Record]) -> Result<u64, StoreError> {
+        let op = "dead letter too large";
+        let dead = queue.dead_letter();
+        let mut moved = 0;
+        for record in records {
+            if self.scripting {
+                let mut script = redis::cmd("EVAL");
+                script
+                    .arg(OVERSIZE_SCRIPT)
+                    .arg(4)
+                    .arg(keys(queue))
+                    .arg(values(queue))
+                    .arg(keys(dead))
+                    .arg(values(dead))
+                    .arg(&record.id)
+                    .arg(queue.prefix());
+                match self.run(op, |conn| script.query::<u64>(conn)) {
+                    Ok(n) => {
+                        moved += n;
+                        continue;
+                    }
+                    Err(error) if self.scripting_refused(&error) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+            // Without scripting rights: read the value once and move it in one transaction.
+            let value: Option<Vec<u8>> =
+                self.run(op, |conn| redis::cmd("HGET").arg(values(queue)).arg(&record.id).query(conn))?;
+            let Some(value) = value else { continue };
+            let envelope = oversize_envelope(queue, &record.id, record.score, &value);
+            self.transaction(op, |pipe| {
+                remove_ids(pipe, queue, std::iter::once(record.id.as_slice()));
+                add_records(
+                    pipe,
+                    dead,
+                    std::iter::once((record.id.as_slice(), record.score, envelope.as_slice())),
+                );
+            })?;
+            moved += 1;
+        }
+        Ok(moved)
     }
 
     fn oldest_score(&mut self, queue: Queue) -> Result<Option<f64>, StoreError> {
@@ -532,7 +677,15 @@ impl Store for RedisStore {
             .arg(CLEANUP_BATCH);
         let mut total = 0u64;
         loop {
-            let removed: u64 = self.run("cleanup", |conn| script.query(conn))?;
+            let removed: u64 = if self.scripting {
+                match self.run("cleanup", |conn| script.query(conn)) {
+                    Ok(removed) => removed,
+                    Err(error) if self.scripting_refused(&error) => continue,
+                    Err(error) => return Err(error),
+                }
+            } else {
+                self.cleanup_batch_without_script(queue, threshold)?
+            };
             total += removed;
             if removed < CLEANUP_BATCH as u64 {
                 return Ok(total);
