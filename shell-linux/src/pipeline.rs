@@ -615,6 +615,7 @@ pub fn status_fields(counters: &Counters, now: f64) -> Vec<(&'static str, String
         ("aggregated_records", counters.aggregated.to_string()),
         ("late_records", counters.late.to_string()),
         ("refused_records", refused.to_string()),
+        ("refused_by_reason", by_reason(&counters.refused)),
         ("orphan_records", counters.orphans.to_string()),
         ("dispatched_metrics", counters.dispatched_metrics.to_string()),
         ("dispatched_metrics_bytes", counters.dispatched_metrics_bytes.to_string()),
@@ -626,6 +627,16 @@ pub fn status_fields(counters: &Counters, now: f64) -> Vec<(&'static str, String
         ("cleanup_failures", counters.cleanup_failures.to_string()),
         ("last_dispatch", counters.last_dispatch.clone().unwrap_or_else(|| "none yet".into())),
     ]
+}
+
+/// `future=40 not_json=1`, or `none`.
+fn by_reason(counts: &BTreeMap<String, u64>) -> String {
+    let parts: Vec<String> = counts.iter().filter(|(_, n)| **n > 0).map(|(r, n)| format!("{r}={n}")).collect();
+    if parts.is_empty() {
+        "none".to_string()
+    } else {
+        parts.join(" ")
+    }
 }
 
 /// Deletes records older than their TTL from every queue; counts them as expired.

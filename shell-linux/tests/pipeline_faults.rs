@@ -416,3 +416,56 @@ fn a_cleanup_failing_on_one_queue_still_cleans_the_others() {
     assert!(error.contains("WRONGTYPE"), "{error}");
     assert_eq!(counters.expired.get("chouette:metrics:raw"), Some(&1));
 }
+
+#[test]
+fn a_log_too_large_to_load_is_dead_lettered_whole_and_the_others_are_sent() {
+    use chouette_agent::dispatch::{DispatchConfig, Dispatcher, DryRunTransport};
+    let redis = RedisServer::start();
+    let mut con = redis.client();
+    let t = now() - 60.0;
+    let log = |msg: &str| {
+        format!(
+            r#"{{"date": "2026-11-22T01:25:26.000001+00:00", "ddsource": "svc", "ddtags": ["a:b"], "level": "INFO", "message": {{"msg": "{msg}"}}, "service": "svc"}}"#
+        )
+    };
+    let huge = log(&"z".repeat(Queue::Logs.max_record_bytes() + 10));
+    let mut pipe = redis::pipe();
+    for (i, value) in [log("first"), huge.clone(), log("last")].iter().enumerate() {
+        pipe.zadd("chouette:logs:wrapped.keys", format!("log-{i}"), t + i as f64).ignore();
+        pipe.hset("chouette:logs:wrapped.values", format!("log-{i}"), value).ignore();
+    }
+    let () = pipe.query(&mut con).unwrap();
+    let mut store = store(&redis);
+    let printed = SharedBuf::default();
+    let mut dispatcher =
+        Dispatcher::new(DryRunTransport::new(printed.clone()), DispatchConfig::for_base_url("", None));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let result =
+        pipeline::drain(&mut store, Queue::Logs, 1000, deadline, |records| dispatcher.send_logs(records))
+            .unwrap();
+    assert_eq!((result.delivered, result.dead), (2, 1));
+    let printed = String::from_utf8(printed.0.lock().unwrap().clone()).unwrap();
+    assert!(printed.contains("first") && printed.contains("last") && !printed.contains("zzzz"));
+    assert_eq!(con.zcard::<_, u64>("chouette:logs:wrapped.keys").unwrap(), 0);
+    let envelope: Vec<u8> = con.hget("chouette:logs:wrapped.dead.values", "log-1").unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&envelope).unwrap();
+    assert_eq!(
+        (json["reason"].as_str(), json["size"].as_u64()),
+        (Some("too_large"), Some(huge.len() as u64))
+    );
+    assert!(json["value"].as_str() == Some(huge.as_str()), "the log was not kept exactly");
+}
+
+/// A writer the test reads back while the dispatcher owns a clone.
+#[derive(Clone, Default)]
+struct SharedBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
