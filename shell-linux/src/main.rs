@@ -70,7 +70,7 @@ fn status() -> ExitCode {
                         "(the running agent holds {}; its last status snapshot follows)",
                         path.display()
                     );
-                    print!("{text}");
+                    print!("{}", logging::redact(&text));
                     return ExitCode::SUCCESS;
                 }
             }
@@ -78,8 +78,13 @@ fn status() -> ExitCode {
             return ExitCode::from(cli::EXIT_FAILURE as u8);
         }
     };
-    match cli::render_status(store.as_mut(), &mut std::io::stdout()) {
-        Ok(()) => ExitCode::SUCCESS,
+    // Rendered whole, then scrubbed: the status hash holds text the agent wrote (errors).
+    let mut text = Vec::new();
+    match cli::render_status(store.as_mut(), &mut text) {
+        Ok(()) => {
+            print!("{}", logging::redact(&String::from_utf8_lossy(&text)));
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             say(error);
             ExitCode::from(cli::EXIT_FAILURE as u8)

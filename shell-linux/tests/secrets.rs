@@ -39,6 +39,9 @@ fn encode(text: &str) -> String {
         .collect()
 }
 
+/// Environment variables for one run.
+type Vars = Vec<(&'static str, String)>;
+
 fn chouette() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_chouette"));
     command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
@@ -139,7 +142,7 @@ fn startup_errors_never_show_a_url_password() {
     let closed = closed_port();
     for pw in PASSWORDS {
         let enc = encode(pw);
-        let cases: Vec<(&str, Vec<(&str, String)>, i32)> = vec![
+        let cases: Vec<(&str, Vars, i32)> = vec![
             // Not a URL the variable accepts: a configuration error naming the variable.
             ("REDIS_URL, wrong scheme", vec![("REDIS_URL", format!("http://u:{pw}@cache:6379/0"))], 2),
             ("REDIS_URL, no scheme", vec![("REDIS_URL", format!("u:{pw}@cache:6379"))], 2),
