@@ -150,8 +150,8 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
         let nap = wake.saturating_duration_since(Instant::now()).min(Duration::from_millis(250));
         std::thread::sleep(nap);
     }
-    drop(collectors.take()); // stops the collectors' children (tegrastats) and reaps them
     crate::notify::stopping("stopping: signal received");
+    drop(collectors.take()); // stops the collectors' children (tegrastats) and reaps them
     log::info!("signal received: stopped after the current step; queued data stays in the store");
     let _ = store.put_status(&pipeline::status_fields(&counters, wall_clock()));
     Ok(())

@@ -110,6 +110,8 @@ fn run() -> ExitCode {
         say(format_args!("configuration error: {error}"));
         return ExitCode::from(cli::EXIT_USAGE as u8);
     }
+    // A panic's message may quote a value (a URL): scrub it like every other line.
+    std::panic::set_hook(Box::new(|info| say(format_args!("panic: {info}"))));
     if let Err(error) = logging::init(config.log_level) {
         say(format_args!("cannot set up logging: {error}"));
         return ExitCode::from(cli::EXIT_FAILURE as u8);
