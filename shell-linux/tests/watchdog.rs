@@ -141,3 +141,97 @@ fn no_pings_when_the_watchdog_is_for_another_process() {
         Some("STOPPING=1\nSTATUS=stopping: signal received")
     );
 }
+
+/// An HTTP intake that accepts connections and never answers, until released: a send that hangs.
+struct HangingIntake {
+    port: u16,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    release: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    held: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl HangingIntake {
+    fn start() -> HangingIntake {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let intake = HangingIntake {
+            port,
+            accepted: Default::default(),
+            release: Default::default(),
+            held: Default::default(),
+        };
+        let (accepted, release, held) =
+            (intake.accepted.clone(), intake.release.clone(), intake.held.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                if !release.load(Ordering::SeqCst) {
+                    held.lock().unwrap().push(stream); // never answered
+                } // else: dropped at once, the send fails fast
+            }
+        });
+        intake
+    }
+
+    /// Closes the held connections; later ones are closed at once.
+    fn release(&self) {
+        self.release.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.held.lock().unwrap().clear();
+    }
+}
+
+/// One raw metric from 3 minutes ago in the embedded store at `dir`: the agent aggregates and
+/// sends it at once.
+fn seed_one_metric(dir: &std::path::Path) {
+    use chouette_agent::store::{embedded::EmbeddedStore, NewRecord, Queue, Store};
+    let ts =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() - 180.0;
+    let value = format!(
+        r#"{{"metric": "hang.check", "type": "count", "value": 1, "timestamp": {ts}, "tags": {{}}}}"#
+    );
+    std::fs::create_dir_all(dir).expect("state dir");
+    let mut store = EmbeddedStore::open(&dir.join("chouette.redb")).expect("open the embedded store");
+    let record = NewRecord { id: b"m-1".to_vec(), score: ts, value: value.into_bytes() };
+    store.add(Queue::RawMetrics, &[record]).expect("seed");
+}
+
+#[test]
+fn a_step_that_hangs_stops_the_pings_until_it_returns() {
+    use std::sync::atomic::Ordering;
+    let systemd = FakeSystemd::bind(false);
+    let intake = HangingIntake::start();
+    seed_one_metric(&systemd.dir.join("state"));
+    let mut child = start(
+        &systemd,
+        &[
+            ("WATCHDOG_USEC", "400000".into()),
+            ("DATADOG_URL", format!("http://127.0.0.1:{}/api", intake.port)),
+            ("AGGREGATE_INTERVAL", "1".into()),
+            ("CHOUETTE_GRACE", "0".into()),
+            ("CHOUETTE_REQUEST_TIMEOUT", "120".into()),
+        ],
+    );
+    // Pings while the loop turns; then a release pass sends the self-metrics and hangs.
+    let mut pings_before = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while intake.accepted.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "no request reached the intake within 30 s");
+        if let Some((_, m)) = systemd.next(Duration::from_millis(50)) {
+            pings_before += usize::from(m == "WATCHDOG=1");
+        }
+    }
+    while let Some((_, m)) = systemd.next(Duration::from_millis(1)) {
+        pings_before += usize::from(m == "WATCHDOG=1");
+    }
+    assert!(pings_before >= 1, "pings before the hang");
+    // The loop is stuck in the send: not one ping in 2 s (10 intervals), though the process
+    // lives. Under systemd, WatchdogSec later it would be killed and restarted.
+    assert_eq!(systemd.next(Duration::from_secs(2)), None);
+    assert!(child.try_wait().expect("try_wait").is_none(), "the agent is alive, only stuck");
+    // The send fails, the loop turns again: pings resume.
+    intake.release();
+    let (_, message) = systemd.next(Duration::from_secs(10)).expect("pings resume");
+    assert_eq!(message, "WATCHDOG=1");
+    assert!(sigterm_and_wait(&mut child).success());
+}
