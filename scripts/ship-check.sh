@@ -3,7 +3,8 @@
 # systemd-analyze, builds the static aarch64 binary with
 # scripts/cross-build.sh, checks its size budget, and runs it under qemu-aarch64-static:
 # `chouette --version`, then an end-to-end smoke (a real Redis on loopback, one raw metric in
-# the original's layout, the agent in dry-run mode prints the point and empties the raw queue,
+# the original's layout, the agent in an explicit dry run (CHOUETTE_DRY_RUN=true) prints the
+# point and empties the raw queue,
 # SIGTERM gives exit 0).
 #
 #   scripts/ship-check.sh [--armv7]
@@ -117,7 +118,9 @@ smoke() {
   rcli "$port" HSET chouette:metrics:raw.values smoke-1 \
     "{\"metric\": \"smoke\", \"type\": \"count\", \"value\": 1, \"timestamp\": $ts, \"tags\": {}}" > /dev/null
 
-  env -i PATH="$PATH" REDIS_URL="redis://127.0.0.1:$port/0" RELEASE_INTERVAL=1 SEND_SELF_METRICS=false \
+  # A dry run on a Redis deletes what it prints: it must be asked for (without
+  # CHOUETTE_DRY_RUN=true the agent refuses to start, exit 2).
+  env -i PATH="$PATH" REDIS_URL="redis://127.0.0.1:$port/0" CHOUETTE_DRY_RUN=true RELEASE_INTERVAL=1 SEND_SELF_METRICS=false \
     "$qemu" "$bin" > "$tmp/agent.out" 2> "$tmp/agent.err" &
   agent_pid=$!
   ok=0

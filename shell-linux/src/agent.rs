@@ -35,6 +35,9 @@ pub enum AgentError {
     /// A collector plugin's variable is invalid.
     #[error("cannot set up the collectors: {0}")]
     Collectors(#[from] crate::collect::PluginConfigError),
+    /// Nowhere to send to ([`Config::check_output`]).
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Float Unix seconds now.
@@ -72,6 +75,7 @@ pub fn shutdown_flag() -> Result<Arc<AtomicBool>, AgentError> {
 
 /// Runs the agent until `shutdown` is set.
 pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
+    config.check_output()?;
     let mut store = open_store(config)?;
     // ---- collectors: set up (begin) ----
     let capture_every = config.capture_interval.max(Duration::from_secs(1));
@@ -85,10 +89,10 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
     let mut next_capture = Instant::now();
     // ---- collectors: set up (end) ----
     let transport: Box<dyn Transport> = if config.dry_run {
-        log::info!("dry_run=true: no API_KEY and no DATADOG_URL; printing what would be sent");
+        log::info!("dry_run=true: printing what would be sent, and deleting it from the store");
         Box::new(DryRunTransport::new(std::io::stdout()))
     } else {
-        log::info!("url={}: sending metrics", config.datadog_url);
+        log::info!("url={}: sending metrics", crate::config::redact_url(&config.datadog_url));
         Box::new(UreqTransport::new(config).map_err(|e| AgentError::Dispatch(e.to_string()))?)
     };
     let mut dispatcher = Dispatcher::new(transport, DispatchConfig::from_config(config));
@@ -106,8 +110,10 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
     let mut next_aggregate = Instant::now();
     let mut next_release = Instant::now();
     let mut store_down = false;
+    crate::notify::ready("running");
 
     while !shutdown.load(Ordering::Relaxed) {
+        crate::notify::watchdog();
         let now = Instant::now();
         if now >= next_aggregate {
             next_aggregate = next_boundary(aggregate_every);
@@ -144,6 +150,7 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
         let nap = wake.saturating_duration_since(Instant::now()).min(Duration::from_millis(250));
         std::thread::sleep(nap);
     }
+    crate::notify::stopping("stopping: signal received");
     drop(collectors.take()); // stops the collectors' children (tegrastats) and reaps them
     log::info!("signal received: stopped after the current step; queued data stays in the store");
     let _ = store.put_status(&pipeline::status_fields(&counters, wall_clock()));
@@ -189,6 +196,7 @@ fn aggregate_tick(
         log::error!("{error}: TTL cleanup failed; aggregating anyway, old records stay until it works");
     }
     while !shutdown.load(Ordering::Relaxed) {
+        crate::notify::watchdog(); // a long backlog is progress, not a hang
         match aggregation.step(store, wall_clock(), counters)? {
             StepOutcome::Idle => {
                 aggregation.release_memory();

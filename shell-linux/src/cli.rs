@@ -104,9 +104,12 @@ booleans are true/false/1/0/yes/no/on/off/t/f/y/n in any case):
 
   Destination
     API_KEY                  unset       Datadog API key (sent as the DD-API-KEY header, never
-                                         logged). Unset with DATADOG_URL unset: dry run (print
-                                         what would be sent). Unset with DATADOG_URL set: allowed
-                                         (backends such as VictoriaMetrics need no key).
+                                         logged). Unset with DATADOG_URL unset: dry run with the
+                                         embedded store; with a Redis, refused (exit 2) unless
+                                         CHOUETTE_DRY_RUN=true. Unset with DATADOG_URL set:
+                                         allowed (backends such as VictoriaMetrics need no key).
+    CHOUETTE_DRY_RUN         unset       true: print what would be sent (and delete it from the
+                                         store) instead of sending; false: never a dry run
     DATADOG_URL              https://api.datadoghq.com/api
                                          metrics go to {DATADOG_URL}/v1/series
     DATADOG_LOGS_URL         https://http-intake.logs.datadoghq.com
@@ -262,6 +265,7 @@ mod tests {
             "CHOUETTE_CONNECT_TIMEOUT",
             "CHOUETTE_REQUEST_TIMEOUT",
             "CHOUETTE_GRACE",
+            "CHOUETTE_DRY_RUN",
         ]
         .into_iter()
         .chain(crate::config::PLUGIN_VARS)

@@ -71,8 +71,8 @@ pub enum LogsApi {
     V2,
 }
 
-/// The agent's configuration.
-#[derive(Debug, Clone)]
+/// The agent's configuration. `Debug` hides the API key and the credentials of every URL.
+#[derive(Clone)]
 pub struct Config {
     /// `API_KEY`. `None` (with no `DATADOG_URL` either) means dry-run.
     pub api_key: Option<Secret>,
@@ -121,8 +121,57 @@ pub struct Config {
     pub request_timeout: Duration,
     /// `CHOUETTE_GRACE` (default 2 s): how long after its end a bucket waits for late records.
     pub grace: Duration,
-    /// True when neither `API_KEY` nor `DATADOG_URL` is set: print what would be sent.
+    /// Print what would be sent instead of sending it: `CHOUETTE_DRY_RUN=true`, or neither
+    /// `API_KEY` nor `DATADOG_URL` set (then only with the embedded store, see
+    /// [`Config::check_output`]).
     pub dry_run: bool,
+    /// Why the agent must not run with this configuration, although `chouette status` may
+    /// ([`Config::check_output`]).
+    pub no_output: Option<NoOutput>,
+}
+
+/// A configuration with nowhere to send to, that the agent refuses to run (exit 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NoOutput {
+    /// A Redis store, no `API_KEY`/`DATADOG_URL` and no explicit `CHOUETTE_DRY_RUN=true`: a dry
+    /// run would print and delete what the apps queued.
+    RedisWithoutOutput,
+    /// `CHOUETTE_DRY_RUN=false` and no `API_KEY`/`DATADOG_URL`.
+    DryRunFalseWithoutOutput,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plugin_vars: BTreeMap<&str, String> =
+            self.plugin_vars.iter().map(|(k, v)| (k.as_str(), redact_url(v))).collect();
+        f.debug_struct("Config")
+            .field("api_key", &self.api_key)
+            .field("global_tags", &self.global_tags)
+            .field("datadog_url", &redact_url(&self.datadog_url))
+            .field("datadog_logs_url", &redact_url(&self.datadog_logs_url))
+            .field("logs_api", &self.logs_api)
+            .field("host", &self.host)
+            .field("aggregate_interval", &self.aggregate_interval)
+            .field("capture_interval", &self.capture_interval)
+            .field("release_interval", &self.release_interval)
+            .field("metric_ttl", &self.metric_ttl)
+            .field("log_ttl", &self.log_ttl)
+            .field("metrics_bulk_size", &self.metrics_bulk_size)
+            .field("wrap", &self.wrap)
+            .field("send_self_metrics", &self.send_self_metrics)
+            .field("log_level", &self.log_level)
+            .field("store", &self.store)
+            .field("collector_plugins", &self.collector_plugins)
+            .field("plugin_vars", &plugin_vars)
+            .field("ca_bundle", &self.ca_bundle)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("grace", &self.grace)
+            .field("dry_run", &self.dry_run)
+            .field("no_output", &self.no_output)
+            .finish()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -195,6 +244,14 @@ pub enum ConfigError {
         name: String,
         /// What is expected instead.
         expected: String,
+    },
+    /// Nowhere to send to, and a dry run was not asked for ([`NoOutput`]).
+    #[error("{what}: set API_KEY (Datadog) or DATADOG_URL (a Datadog-compatible intake){hint}")]
+    NoOutput {
+        /// What is configured (the store, credentials hidden), and why that is refused.
+        what: String,
+        /// How to ask for a dry run, when one is possible.
+        hint: &'static str,
     },
     /// Two spellings of one case-insensitive name are set to different values.
     #[error(
@@ -272,21 +329,121 @@ impl Vars {
     }
 }
 
+/// An error quoting `value`; credentials hidden when the variable may hold them (a `*_URL`,
+/// `REDIS_HOST`) or the value looks like a URL.
 fn invalid(name: &str, value: &str, expected: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { name: name.to_owned(), value: redact_url(value), expected: expected.into() }
+    let upper = name.to_ascii_uppercase();
+    let may_hold_credentials = upper.ends_with("URL") || upper == "REDIS_HOST" || value.contains("://");
+    let value = if may_hold_credentials { redact_url(value) } else { value.to_owned() };
+    ConfigError::Invalid { name: name.to_owned(), value, expected: expected.into() }
+}
+
+/// The span of `text` that holds a URL's credentials (`user:password`), if any.
+///
+/// The rule, chosen so that no byte of a password survives even when it was pasted unencoded
+/// (`/ ? # @ :` included): the credentials run from just after the scheme's `://` (or from the
+/// start of the text, when it does not begin with a valid scheme `[A-Za-z][A-Za-z0-9+.-]*://`)
+/// to the **last** `@` of the whole text. A host never contains `@`, so a password that
+/// contains one, or any of `/ ? #` (which would end the authority in RFC 3986), is still wholly
+/// inside the span. The price: a URL whose path, query or fragment contains an `@` has that part
+/// hidden too (never the other way round). Text without an `@` has no credentials.
+pub fn credentials_span(text: &str) -> Option<std::ops::Range<usize>> {
+    let at = text.rfind('@')?;
+    let start = match text.find("://") {
+        Some(end)
+            if end > 0
+                && text[..end].starts_with(|c: char| c.is_ascii_alphabetic())
+                && text[..end].chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+                && end + 3 <= at =>
+        {
+            end + 3
+        }
+        _ => 0,
+    };
+    Some(start..at)
 }
 
 /// Replaces the credentials of a URL (`scheme://user:password@host`) by `***`, for logs and
-/// error messages. Text that is not such a URL is returned unchanged.
+/// error messages, by the rule of [`credentials_span`]. Text without an `@` is returned
+/// unchanged.
 pub fn redact_url(text: &str) -> String {
-    if let Some(scheme_end) = text.find("://") {
-        let rest = &text[scheme_end + 3..];
-        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            return format!("{}://***@{}", &text[..scheme_end], &rest[at + 1..]);
+    match credentials_span(text) {
+        Some(span) => format!("{}***{}", &text[..span.start], &text[span.end..]),
+        None => text.to_owned(),
+    }
+}
+
+/// The strings to scrub from every log line for the credentials of `url` ([`credentials_span`]):
+/// the whole `user:password@`, and the password alone (raw, percent-decoded and
+/// percent-encoded, as HTTP and Redis libraries may echo it) when it is at least
+/// [`MIN_SCRUBBED_LEN`] bytes (a shorter one would blank out unrelated text; the
+/// `user:password@` form still catches it inside a URL).
+pub fn url_secrets(url: &str) -> Vec<String> {
+    let Some(span) = credentials_span(url) else {
+        return Vec::new();
+    };
+    let userinfo = &url[span];
+    let mut out = vec![format!("{userinfo}@")];
+    let password = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
+    for form in [password.to_owned(), percent_decode(password), percent_encode_userinfo(password)] {
+        if form.len() >= MIN_SCRUBBED_LEN && !out.contains(&form) {
+            out.push(form);
         }
     }
-    text.to_owned()
+    out
+}
+
+/// The shortest password scrubbed on its own from log lines (see [`url_secrets`]).
+pub const MIN_SCRUBBED_LEN: usize = 4;
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Percent-encodes what the WHATWG URL standard's userinfo set encodes (and `%` itself is
+/// kept), as the `url` crate serializes a password.
+fn percent_encode_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        let keep = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b'%'
+            );
+        if keep {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Parses a boolean as pydantic v1 did: `true/false/1/0/yes/no/on/off/t/f/y/n`, any case.
@@ -455,8 +612,14 @@ impl Config {
             }
             None => None,
         };
-        let datadog_url_set = vars.get("DATADOG_URL").is_some();
-        let dry_run = api_key.is_none() && !datadog_url_set;
+        let output_configured = api_key.is_some() || vars.get("DATADOG_URL").is_some();
+        let dry_run_flag = match vars.get("CHOUETTE_DRY_RUN") {
+            None => None,
+            Some((name, value)) => Some(parse_bool(value).ok_or_else(|| {
+                invalid(name, value, "a boolean: true/false, 1/0, yes/no, on/off, t/f, y/n")
+            })?),
+        };
+        let dry_run = dry_run_flag.unwrap_or(!output_configured);
 
         let global_tags = match vars.get("GLOBAL_TAGS") {
             Some((name, value)) => parse_string_list(value)
@@ -533,6 +696,11 @@ impl Config {
             .map(|(_, v)| PathBuf::from(v.trim()));
 
         let store = store_config(&vars, probe)?;
+        let no_output = match (dry_run_flag, output_configured, &store) {
+            (Some(false), false, _) => Some(NoOutput::DryRunFalseWithoutOutput),
+            (None, false, StoreConfig::Redis { .. }) => Some(NoOutput::RedisWithoutOutput),
+            _ => None,
+        };
 
         Ok(Config {
             api_key,
@@ -558,7 +726,63 @@ impl Config {
             request_timeout,
             grace,
             dry_run,
+            no_output,
         })
+    }
+
+    /// Whether the agent may run: refuses a configuration with nowhere to send to (see
+    /// [`NoOutput`]). A dry run is for the embedded store on a fresh machine; with a Redis it
+    /// would print and delete whatever the apps queued, so it must be asked for explicitly
+    /// (`CHOUETTE_DRY_RUN=true`). `chouette status` does not call this.
+    pub fn check_output(&self) -> Result<(), ConfigError> {
+        match self.no_output {
+            None => Ok(()),
+            Some(NoOutput::RedisWithoutOutput) => {
+                let (url, why) = match &self.store {
+                    StoreConfig::Redis { url, implicit: true } => {
+                        (url.as_str(), " (no REDIS_* set, but the host `redis` resolves)")
+                    }
+                    StoreConfig::Redis { url, implicit: false } => (url.as_str(), ""),
+                    StoreConfig::Embedded { .. } => ("", ""),
+                };
+                Err(ConfigError::NoOutput {
+                    what: format!(
+                        "store={}{why}: a Redis store and no output configured; a dry run would print and delete what the apps queued",
+                        redact_url(url)
+                    ),
+                    hint: ", or CHOUETTE_DRY_RUN=true to dry-run anyway",
+                })
+            }
+            Some(NoOutput::DryRunFalseWithoutOutput) => Err(ConfigError::NoOutput {
+                what: "CHOUETTE_DRY_RUN=false and no output configured".to_owned(),
+                hint: "",
+            }),
+        }
+    }
+
+    /// Every string to scrub from log lines and printed errors: the API key and the
+    /// credentials of every URL-shaped setting ([`url_secrets`]).
+    pub fn secrets(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.api_key.iter().map(|k| k.expose().to_owned()).collect();
+        let store_url = match &self.store {
+            StoreConfig::Redis { url, .. } => Some(url.as_str()),
+            StoreConfig::Embedded { .. } => None,
+        };
+        let urls = [Some(self.datadog_url.as_str()), Some(self.datadog_logs_url.as_str()), store_url]
+            .into_iter()
+            .flatten()
+            .chain(
+                self.plugin_vars.iter().filter(|(name, _)| name.ends_with("URL")).map(|(_, v)| v.as_str()),
+            );
+        for url in urls {
+            for secret in url_secrets(url) {
+                if !out.contains(&secret) {
+                    out.push(secret);
+                }
+            }
+        }
+        out.retain(|s| !s.is_empty());
+        out
     }
 }
 
@@ -881,7 +1105,7 @@ mod tests {
             ("REDIS_URL", "http://redis:6379", "redis://"),
             ("REDIS_URL", "redis://", "redis://"),
             ("REDIS_PORT", "65536", "a TCP port"),
-            ("REDIS_HOST", "user@redis", "a host name or IP address"),
+            ("REDIS_HOST", "redis/0", "a host name or IP address"),
             ("CHOUETTE_STORAGE_TYPE", "memory", "redis or embedded"),
         ];
         for (name, value, expected) in cases {
@@ -1077,7 +1301,121 @@ mod tests {
     fn redact_url_hides_credentials_only() {
         assert_eq!(redact_url("redis://:pw@h:1/0"), "redis://***@h:1/0");
         assert_eq!(redact_url("redis://h:1/0"), "redis://h:1/0");
-        assert_eq!(redact_url("redis://h/0?x=a@b"), "redis://h/0?x=a@b");
+        assert_eq!(redact_url("https://vm:8428/datadog"), "https://vm:8428/datadog");
         assert_eq!(redact_url("not a url"), "not a url");
+        // An `@` after the host: hidden too (over-redaction, never a leak).
+        assert_eq!(redact_url("redis://h/0?x=a@b"), "redis://***@b");
+    }
+
+    /// Passwords pasted unencoded, with every character that ends an RFC 3986 authority.
+    const NASTY: [&str; 6] = ["Pw/9x", "Pw?9x", "Pw#9x", "Pw@9x", "Pw:9x", "Lg7/Hq?Rz#Wm@Kd:Np"];
+
+    #[test]
+    fn redact_url_hides_passwords_with_any_character() {
+        for pw in NASTY {
+            for (url, want) in [
+                (format!("redis://:{pw}@cache:6380/2"), "redis://***@cache:6380/2"),
+                (format!("rediss://user:{pw}@cache/0"), "rediss://***@cache/0"),
+                (format!("https://user:{pw}@vm:8428/datadog"), "https://***@vm:8428/datadog"),
+                (format!("http://user:{pw}@[::1]:1/?q=1#f"), "http://***@[::1]:1/?q=1#f"),
+                // No scheme, or a mangled one: from the start.
+                (format!("user:{pw}@cache:6379"), "***@cache:6379"),
+                (format!("redis:/user:{pw}@cache"), "***@cache"),
+                (format!("redis//user:{pw}@cache"), "***@cache"),
+            ] {
+                assert_eq!(redact_url(&url), want, "{url}");
+            }
+        }
+        // A password that itself contains `://`: the scheme is the first one.
+        assert_eq!(redact_url("redis://:a://b@h/0"), "redis://***@h/0");
+        assert_eq!(redact_url(":a://b@h"), "***@h");
+    }
+
+    #[test]
+    fn url_secrets_list_every_form_of_the_password() {
+        assert_eq!(url_secrets("redis://h:1/0"), Vec::<String>::new());
+        assert_eq!(url_secrets("redis://:ab@h"), [":ab@"]);
+        assert_eq!(url_secrets("redis://u:p%40ss@h"), ["u:p%40ss@", "p%40ss", "p@ss"]);
+        assert_eq!(url_secrets("http://u:Pw/9x@h"), ["u:Pw/9x@", "Pw/9x", "Pw%2F9x"]);
+    }
+
+    #[test]
+    fn errors_and_debug_never_show_a_url_password() {
+        for pw in NASTY {
+            for name in ["REDIS_URL", "DATADOG_URL", "DATADOG_LOGS_URL"] {
+                for bad in [format!("ftp://u:{pw}@h/"), format!("u:{pw}@h"), format!("//u:{pw}@h")] {
+                    let text = err(&[(name, &bad)]);
+                    assert!(text.starts_with(&format!("{name}=")), "{text}");
+                    assert!(!text.contains(pw), "{text}");
+                }
+            }
+            let text = err(&[("REDIS_HOST", &format!("u:{pw}@h"))]);
+            assert!(!text.contains(pw), "{text}");
+            let c = parse(&[
+                ("REDIS_URL", &format!("redis://u:{pw}@cache:6379/0")),
+                ("DATADOG_URL", &format!("https://u:{pw}@vm/datadog")),
+                ("DATADOG_LOGS_URL", &format!("https://u:{pw}@logs")),
+                ("DRAMATIQ_REDIS_URL", &format!("redis://:{pw}@broker/1")),
+            ])
+            .unwrap();
+            let debug = format!("{c:?}");
+            assert!(!debug.contains(pw), "{debug}");
+            assert!(debug.contains("redis://***@broker/1") && debug.contains("https://***@vm/datadog"));
+            // The refusal to run names the store without its password.
+            let c = parse(&[("REDIS_URL", &format!("redis://u:{pw}@cache:6379/0"))]).unwrap();
+            let text = c.check_output().unwrap_err().to_string();
+            assert!(!text.contains(pw) && text.contains("store=redis://***@cache:6379/0"), "{text}");
+        }
+        // Other values keep their `@` (only URL-shaped ones are redacted).
+        assert!(err(&[("GLOBAL_TAGS", "[\"owner:ops@example\"")]).contains("ops@example"));
+    }
+
+    #[test]
+    fn a_redis_without_output_is_refused_unless_a_dry_run_is_asked_for() {
+        let yes = Probe { redis: true, writable: true };
+        let refused = |c: &Config| c.check_output().unwrap_err().to_string();
+        // Explicit Redis, nothing to send to: refused, saying what to set.
+        let c = parse(&[("REDIS_URL", "redis://127.0.0.1:6379/0")]).unwrap();
+        assert_eq!(c.no_output, Some(NoOutput::RedisWithoutOutput));
+        assert_eq!(
+            refused(&c),
+            "store=redis://127.0.0.1:6379/0: a Redis store and no output configured; a dry run would \
+             print and delete what the apps queued: set API_KEY (Datadog) or DATADOG_URL (a \
+             Datadog-compatible intake), or CHOUETTE_DRY_RUN=true to dry-run anyway"
+        );
+        for vars in
+            [&[("REDIS_HOST", "r")][..], &[("REDIS_PORT", "6390")], &[("CHOUETTE_STORAGE_TYPE", "redis")]]
+        {
+            assert_eq!(parse(vars).unwrap().no_output, Some(NoOutput::RedisWithoutOutput), "{vars:?}");
+        }
+        // The implicit Redis (the host `redis` resolves) too.
+        let c = parse_with(&[], &yes).unwrap();
+        assert!(refused(&c)
+            .starts_with("store=redis://redis:6379/0 (no REDIS_* set, but the host `redis` resolves):"));
+        // Asked for explicitly: a dry run.
+        let c = parse_with(&[("CHOUETTE_DRY_RUN", "true")], &yes).unwrap();
+        assert!(c.dry_run && c.check_output().is_ok());
+        // An output: no dry run.
+        for vars in [&[("API_KEY", "k")][..], &[("DATADOG_URL", "http://vm:8428/datadog")]] {
+            let c = parse_with(vars, &yes).unwrap();
+            assert!(!c.dry_run && c.check_output().is_ok(), "{vars:?}");
+        }
+        // The embedded store on a fresh machine: the README's first command, a dry run.
+        let c = parse(&[]).unwrap();
+        assert!(c.dry_run && c.no_output.is_none() && c.check_output().is_ok());
+        // CHOUETTE_DRY_RUN=false with nothing to send to: refused, whatever the store.
+        for probe in [&NO_REDIS, &yes] {
+            let c = parse_with(&[("CHOUETTE_DRY_RUN", "false")], probe).unwrap();
+            assert_eq!(c.no_output, Some(NoOutput::DryRunFalseWithoutOutput));
+            assert_eq!(
+                refused(&c),
+                "CHOUETTE_DRY_RUN=false and no output configured: set API_KEY (Datadog) or DATADOG_URL \
+                 (a Datadog-compatible intake)"
+            );
+        }
+        // CHOUETTE_DRY_RUN=true with an output: printed, not sent.
+        let c = parse(&[("CHOUETTE_DRY_RUN", "yes"), ("API_KEY", "k")]).unwrap();
+        assert!(c.dry_run && c.check_output().is_ok());
+        assert!(err(&[("CHOUETTE_DRY_RUN", "sure")]).starts_with("CHOUETTE_DRY_RUN=\"sure\": a boolean"));
     }
 }

@@ -16,5 +16,6 @@ pub mod collect;
 pub mod config;
 pub mod dispatch;
 pub mod logging;
+pub mod notify;
 pub mod pipeline;
 pub mod store;

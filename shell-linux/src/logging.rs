@@ -6,8 +6,8 @@
 //! ```
 //!
 //! Times are UTC (`%Y-%m-%dT%H:%M:%S%z`). Level names are Python's (`WARNING`, not `WARN`).
-//! As defence in depth, a secret registered with [`set_secret`] is replaced by `***` wherever it
-//! appears in a message.
+//! As defence in depth, a secret registered with [`set_secret`] or [`add_secret`] (the API key,
+//! the credentials of the configured URLs) is replaced by `***` wherever it appears in a message.
 
 use std::io::Write;
 use std::sync::RwLock;
@@ -15,8 +15,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Secret;
 
-/// The secret to redact from every line (the API key), if registered.
-static SECRET: RwLock<Option<String>> = RwLock::new(None);
+/// The secrets to redact from every line (the API key, URL credentials), longest first.
+static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
 /// What replaces a secret in a log line.
 pub const REDACTED: &str = "***";
@@ -38,18 +38,34 @@ pub fn init(level: log::LevelFilter) -> Result<(), log::SetLoggerError> {
 
 /// Registers the secret to redact from every later log line. Empty secrets are ignored.
 pub fn set_secret(secret: &Secret) {
-    let value = secret.expose();
-    let mut guard = SECRET.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-    *guard = if value.is_empty() { None } else { Some(value.to_owned()) };
+    add_secret(secret.expose());
 }
 
-/// Replaces every occurrence of the registered secret in `text` by [`REDACTED`].
-pub fn redact(text: &str) -> String {
-    let guard = SECRET.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-    match guard.as_deref() {
-        Some(secret) if text.contains(secret) => text.replace(secret, REDACTED),
-        _ => text.to_owned(),
+/// Registers one more string to redact from every later log line (empty ones are ignored). One
+/// that ends in `@` (a URL's `user:password@`) is replaced by `***@`, keeping the URL readable.
+pub fn add_secret(secret: &str) {
+    if secret.is_empty() {
+        return;
     }
+    let mut guard = SECRETS.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !guard.iter().any(|s| s == secret) {
+        guard.push(secret.to_owned());
+        // Longest first, so that a secret containing another is replaced whole.
+        guard.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+}
+
+/// Replaces every occurrence of the registered secrets in `text` by [`REDACTED`].
+pub fn redact(text: &str) -> String {
+    let guard = SECRETS.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut out = text.to_owned();
+    for secret in guard.iter() {
+        if out.contains(secret.as_str()) {
+            let with = if secret.ends_with('@') { "***@" } else { REDACTED };
+            out = out.replace(secret.as_str(), with);
+        }
+    }
+    out
 }
 
 /// Python's name for a level.
@@ -213,8 +229,21 @@ mod tests {
         );
         assert!(!line.contains("s3cr3t-key-1234"), "{line}");
         assert!(line.contains("api_key=*** failed (***)"));
+        // An empty secret is ignored (it would otherwise match everywhere).
         set_secret(&Secret::new(String::new()));
-        assert_eq!(redact("s3cr3t-key-1234"), "s3cr3t-key-1234");
+        assert_eq!(redact("nothing to hide here"), "nothing to hide here");
+    }
+
+    #[test]
+    fn url_credentials_are_redacted_keeping_the_url_readable() {
+        for secret in crate::config::url_secrets("http://bob:Lg7/Hq?Rz#Wm@Kd:Np@vm:8428/datadog") {
+            add_secret(&secret);
+        }
+        let line = redact("url=http://bob:Lg7/Hq?Rz#Wm@Kd:Np@vm:8428/datadog/v1/series: refused");
+        assert_eq!(line, "url=http://***@vm:8428/datadog/v1/series: refused");
+        // The password alone, and as a URL library re-encodes it.
+        assert_eq!(redact("auth Lg7/Hq?Rz#Wm@Kd:Np failed"), "auth *** failed");
+        assert_eq!(redact("http://bob:Lg7%2FHq%3FRz%23Wm%40Kd%3ANp@vm/"), "http://bob:***@vm/");
     }
 
     #[test]

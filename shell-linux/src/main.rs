@@ -3,13 +3,17 @@
 //! Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT) or for help/version; 2 for a usage or
 //! configuration error; 1 for a fatal runtime error (the store cannot be opened, say), so that
 //! systemd's `Restart=on-failure` restarts it (the original exited 0 after a crash).
+//!
+//! Nothing printed here shows a secret: the API key and the credentials of every URL are
+//! registered with [`logging`] as soon as the configuration is read, and every line (log lines
+//! and the messages printed before logging starts) goes through [`logging::redact`].
 
 use std::process::ExitCode;
 
 use chouette_agent::agent;
 use chouette_agent::cli::{self, Command};
-use chouette_agent::config::Config;
-use chouette_agent::logging;
+use chouette_agent::config::{Config, StoreConfig};
+use chouette_agent::{logging, notify};
 
 fn main() -> ExitCode {
     let command = match cli::parse_args(std::env::args_os().skip(1)) {
@@ -33,11 +37,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints `chouette: {message}` on stderr, registered secrets redacted.
+fn say(message: impl std::fmt::Display) {
+    eprintln!("chouette: {}", logging::redact(&message.to_string()));
+}
+
+/// Reads the configuration and registers its secrets for redaction.
 fn config() -> Result<Config, ExitCode> {
-    Config::from_env().map_err(|error| {
-        eprintln!("chouette: configuration error: {error}");
+    let config = Config::from_env().map_err(|error| {
+        say(format_args!("configuration error: {error}"));
         ExitCode::from(cli::EXIT_USAGE as u8)
-    })
+    })?;
+    for secret in config.secrets() {
+        logging::add_secret(&secret);
+    }
+    Ok(config)
 }
 
 fn status() -> ExitCode {
@@ -49,25 +63,30 @@ fn status() -> ExitCode {
         Ok(store) => store,
         Err(error) => {
             // The embedded store's file is locked while the agent runs: show its last snapshot.
-            if let chouette_agent::config::StoreConfig::Embedded { path } = &config.store {
+            if let StoreConfig::Embedded { path } = &config.store {
                 let snapshot = agent::status_snapshot_path(path);
                 if let Ok(text) = std::fs::read_to_string(&snapshot) {
                     println!(
                         "(the running agent holds {}; its last status snapshot follows)",
                         path.display()
                     );
-                    print!("{text}");
+                    print!("{}", logging::redact(&text));
                     return ExitCode::SUCCESS;
                 }
             }
-            eprintln!("chouette: {error}");
+            say(error);
             return ExitCode::from(cli::EXIT_FAILURE as u8);
         }
     };
-    match cli::render_status(store.as_mut(), &mut std::io::stdout()) {
-        Ok(()) => ExitCode::SUCCESS,
+    // Rendered whole, then scrubbed: the status hash holds text the agent wrote (errors).
+    let mut text = Vec::new();
+    match cli::render_status(store.as_mut(), &mut text) {
+        Ok(()) => {
+            print!("{}", logging::redact(&String::from_utf8_lossy(&text)));
+            ExitCode::SUCCESS
+        }
         Err(error) => {
-            eprintln!("chouette: {error}");
+            say(error);
             ExitCode::from(cli::EXIT_FAILURE as u8)
         }
     }
@@ -78,7 +97,7 @@ fn run() -> ExitCode {
     let shutdown = match agent::shutdown_flag() {
         Ok(flag) => flag,
         Err(error) => {
-            eprintln!("chouette: {error}");
+            say(error);
             return ExitCode::from(cli::EXIT_FAILURE as u8);
         }
     };
@@ -86,14 +105,25 @@ fn run() -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    if let Some(key) = &config.api_key {
-        logging::set_secret(key);
+    // A Redis and nowhere to send to: a dry run would print and delete what the apps queued.
+    if let Err(error) = config.check_output() {
+        say(format_args!("configuration error: {error}"));
+        return ExitCode::from(cli::EXIT_USAGE as u8);
     }
+    // A panic's message may quote a value (a URL): scrub it like every other line.
+    std::panic::set_hook(Box::new(|info| say(format_args!("panic: {info}"))));
     if let Err(error) = logging::init(config.log_level) {
-        eprintln!("chouette: cannot set up logging: {error}");
+        say(format_args!("cannot set up logging: {error}"));
         return ExitCode::from(cli::EXIT_FAILURE as u8);
     }
     log::info!("version={}: Starting Chouette.", env!("CARGO_PKG_VERSION"));
+    if let (true, StoreConfig::Redis { url, .. }) = (config.dry_run, &config.store) {
+        log::warn!(
+            "store={} CHOUETTE_DRY_RUN=true: dry run on a Redis; what the apps queued is printed and deleted",
+            chouette_agent::config::redact_url(url)
+        );
+    }
+    notify::init_from_env(&config);
     // The aggregator lives on the heap, but building it passes through the stack in debug
     // builds: give the agent's thread room for it.
     let worker = std::thread::Builder::new()

@@ -24,8 +24,10 @@ pub struct Dramatiq {
 impl Dramatiq {
     /// A collector for the Redis at `url` (connected lazily, reconnected after errors).
     pub fn new(url: &str) -> Result<Dramatiq, PluginConfigError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| PluginConfigError::new("DRAMATIQ_REDIS_URL", url, format!("a Redis URL ({e})")))?;
+        let client = redis::Client::open(url).map_err(|e| {
+            let shown = crate::config::redact_url(url);
+            PluginConfigError::new("DRAMATIQ_REDIS_URL", &shown, format!("a Redis URL ({e})"))
+        })?;
         Ok(Dramatiq { client, connection: None })
     }
 

@@ -383,7 +383,8 @@ impl<W: Write + Send> Transport for DryRunTransport<W> {
         let other = |detail: String| TransportError::Other { url: url.to_owned(), detail };
         let json = inflate(body).map_err(|e| other(e.to_string()))?;
         let json = String::from_utf8_lossy(&json);
-        let _ = writeln!(self.out, "# dry run: POST {url} ({} bytes compressed)", body.len());
+        let shown = crate::config::redact_url(url);
+        let _ = writeln!(self.out, "# dry run: POST {shown} ({} bytes compressed)", body.len());
         let rendered = if json.trim_start().starts_with('[') {
             render_logs(&json, &mut self.out)
         } else {
