@@ -13,7 +13,7 @@ use chouette_core::wire::wrapped::encode_wrapped;
 use chouette_core::wire::write::Writer;
 use chouette_core::wrap::WrapConfig;
 
-use crate::dispatch::{Disposition, Report};
+use crate::dispatch::{DestinationStats, Disposition, Outcome, Report};
 use crate::store::{AggregationCommit, DeadRecord, NewRecord, Queue, Record, Store, StoreError};
 
 /// Most raw records one aggregation step commits. The step reads them in pages of
@@ -60,6 +60,8 @@ pub struct Counters {
     pub expired: BTreeMap<&'static str, u64>,
     /// The last dispatch result, for `chouette status`.
     pub last_dispatch: Option<String>,
+    /// Each destination's own counters, by name (`metrics`, `logs`).
+    pub destinations: BTreeMap<&'static str, DestinationStats>,
 }
 
 /// Result of one aggregation step.
@@ -475,6 +477,42 @@ pub fn self_metrics(
             push("chouette.dropped.expired", "count", value, &[("queue", queue)]);
         }
     }
+    for (name, now_stats) in &counters.destinations {
+        let before = previous.destinations.get(name).cloned().unwrap_or_default();
+        let per_destination = [
+            ("chouette.dispatch.requests", now_stats.requests, before.requests),
+            ("chouette.dispatch.failures", now_stats.failures, before.failures),
+            ("chouette.dispatch.retried", now_stats.retried, before.retried),
+            ("chouette.dispatch.delivered", now_stats.delivered, before.delivered),
+            ("chouette.dispatch.deadlettered", now_stats.dead, before.dead),
+        ];
+        for (metric, a, b) in per_destination {
+            let value = delta(a, b);
+            if value > 0.0 {
+                push(metric, "count", value, &[("destination", name)]);
+            }
+        }
+    }
+    out
+}
+
+/// Each destination's status fields (`dispatch.metrics.requests`...), for `chouette status`.
+pub fn destination_status_fields(counters: &Counters) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (name, s) in &counters.destinations {
+        let last = s.last_status.clone().unwrap_or_else(|| "none yet".into());
+        for (field, value) in [
+            ("requests", s.requests.to_string()),
+            ("failures", s.failures.to_string()),
+            ("retried", s.retried.to_string()),
+            ("delivered", s.delivered.to_string()),
+            ("deadlettered", s.dead.to_string()),
+            ("consecutive_failures", s.consecutive_failures.to_string()),
+            ("last_status", last),
+        ] {
+            out.push((format!("dispatch.{name}.{field}"), value));
+        }
+    }
     out
 }
 
@@ -529,7 +567,9 @@ pub fn cleanup(
 }
 
 /// Drains `queue` through `send` in batches of `batch`, oldest first, until the queue is empty,
-/// the sender keeps something (backing off) or `deadline` passes. Returns what happened.
+/// the sender keeps something after a failure (backing off), or `deadline` passes (then
+/// [`DrainResult::more`] is set: come back as soon as the rest of the loop had its turn).
+/// `send` should itself stop sending at `deadline` (the dispatcher's `send_until`).
 pub fn drain(
     store: &mut dyn Store,
     queue: Queue,
@@ -538,24 +578,38 @@ pub fn drain(
     mut send: impl FnMut(&[Record]) -> Report,
 ) -> Result<DrainResult, StoreError> {
     let mut result = DrainResult::default();
-    while Instant::now() < deadline {
+    loop {
+        if Instant::now() >= deadline {
+            result.more = true;
+            break;
+        }
         let records = store.read(queue, f64::INFINITY, batch)?;
         if records.is_empty() {
             break;
         }
         let report = send(&records);
-        let (delivered, dead, kept) = apply_report(store, queue, &records, &report)?;
+        let (delivered, dead, _kept) = apply_report(store, queue, &records, &report)?;
         result.delivered += delivered as u64;
         result.dead += dead as u64;
         result.points += report.delivered_points;
         result.bytes += report.delivered_bytes;
         result.retried += report.retried;
+        result.deferred += report.deferred;
+        result.requests += u64::from(report.requests);
         if report.last_status.is_some() {
             result.last_status = report.last_status.clone();
         }
-        if kept > 0 || delivered + dead == 0 {
-            result.backing_off = kept > 0;
-            break;
+        match report.outcome {
+            Outcome::Settled if delivered + dead > 0 => {}
+            Outcome::Settled => break, // nothing settled, nothing failed: do not spin
+            Outcome::OutOfTime => {
+                result.more = true;
+                break;
+            }
+            Outcome::Stopped | Outcome::Refused { .. } => {
+                result.backing_off = true;
+                break;
+            }
         }
     }
     Ok(result)
@@ -572,10 +626,16 @@ pub struct DrainResult {
     pub points: u64,
     /// Compressed bytes accepted.
     pub bytes: u64,
-    /// Failed requests whose data was kept.
+    /// Records kept after a failed request.
     pub retried: u64,
+    /// Records kept unsent because the deadline passed (not a failure).
+    pub deferred: u64,
+    /// HTTP requests made.
+    pub requests: u64,
     /// Whether the dispatcher is backing off (data kept for later).
     pub backing_off: bool,
+    /// Whether the deadline cut the drain short: records may remain, to send right away.
+    pub more: bool,
     /// The last HTTP status or error seen.
     pub last_status: Option<String>,
 }

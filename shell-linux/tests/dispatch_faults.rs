@@ -6,7 +6,7 @@ mod fake_intake;
 
 use std::time::Duration;
 
-use chouette_agent::dispatch::{Backoff, DispatchConfig, Dispatcher, Disposition, Report, UreqTransport};
+use chouette_agent::dispatch::{Backoff, Destination, DispatchConfig, Dispatcher, Disposition, Report, UreqTransport};
 use chouette_agent::store::Record;
 use chouette_core::wire::json::Scanner;
 use fake_intake::{Answer, FakeIntake, Request, When};
@@ -57,7 +57,7 @@ fn assert_conserved(report: &Report, n: usize) {
     assert_eq!(report.dispositions.len(), n);
     let kept = report.dispositions.iter().filter(|d| **d == Disposition::Kept).count();
     let dead = report.dispositions.iter().filter(|d| matches!(d, Disposition::Dead { .. })).count();
-    assert_eq!((report.retried, report.dead), (kept as u64, dead as u64));
+    assert_eq!((report.retried + report.deferred, report.dead), (kept as u64, dead as u64));
 }
 
 fn is_json(text: &str) -> bool {
@@ -183,7 +183,7 @@ fn a_refused_key_keeps_everything() {
     // With the real backoff, the next call waits and makes no request.
     let mut d = dispatcher(&intake, Duration::from_secs(5)).with_backoff(Backoff::default());
     let _ = d.send_metrics(&metrics(5));
-    assert!(d.ready_at().is_some());
+    assert!(d.ready_at(Destination::Metrics).is_some());
     let report = d.send_metrics(&metrics(5));
     assert_eq!((report.retried, report.requests), (5, 0));
     assert_eq!(intake.take_requests().len(), 2);
@@ -231,5 +231,5 @@ fn nothing_listening_keeps_the_data() {
     assert_conserved(&report, 3);
     assert_eq!(report.retried, 3);
     assert_eq!(report.last_status.as_deref(), Some("connect_refused"));
-    assert!(d.ready_at().is_some());
+    assert!(d.ready_at(Destination::Metrics).is_some());
 }
