@@ -3,14 +3,16 @@
 //!
 //! - a typo in `DATADOG_URL` (VictoriaMetrics answers 400 "unsupported path" to every request)
 //!   dead-letters nothing, logs one ERROR, and once the URL is fixed everything arrives;
-//! - the metrics endpoint down (connection refused) does not hold the logs back.
+//! - the metrics endpoint down (connection refused) does not hold the logs back;
+//! - a long bisection (many poison records, a slow intake) does not stall the loop: SIGTERM is
+//!   served within the release budget, and only poison is dead-lettered.
 
 mod fake_intake;
 mod support;
 
 use std::time::Duration;
 
-use fake_intake::FakeIntake;
+use fake_intake::{Answer, FakeIntake, When};
 use redis::Commands;
 use support::{free_port, wait_until, Agent, RedisServer, VictoriaMetrics};
 
@@ -159,4 +161,54 @@ fn logs_are_delivered_while_the_metrics_endpoint_is_down() {
     assert_eq!(delivered, 200, "each log delivered once");
     assert_eq!(zcard(&mut con, &format!("{WRAPPED}.keys")), 50, "the metrics are kept");
     assert_eq!(hlen(&mut con, &format!("{WRAPPED}.dead.values")), 0);
+}
+
+#[test]
+fn a_long_bisection_does_not_stall_the_loop() {
+    const N: usize = 2000;
+    let redis = RedisServer::start();
+    let intake = FakeIntake::start();
+    // Every answer takes 200 ms; records named "poison" are refused. 200 poison records among
+    // 2000 need thousands of requests: far more than one release pass may take.
+    let slow = |status| Answer::Slow { delay: Duration::from_millis(200), status };
+    intake.add_rule(When::BodyContains("poison".into()), slow(400));
+    intake.add_rule(When::Always, slow(202));
+    let mut con = redis.client();
+    let t = now() - 600.0;
+    let records: Vec<_> = (0..N)
+        .map(|i| {
+            let name = if i % 10 == 3 { "poison" } else { "good" };
+            let value =
+                format!(r#"{{"metric": "{name}", "tags": ["i:{i}"], "points": [[{t:?}, 1]], "type": "gauge"}}"#);
+            (format!("w{i:05}"), t, value)
+        })
+        .collect();
+    write(&mut con, WRAPPED, &records);
+
+    let mut env = base_env(&redis, format!("{}/api", intake.url()));
+    env.retain(|(k, _)| *k != "RELEASE_INTERVAL");
+    env.push(("RELEASE_INTERVAL", "60".into()));
+    env.push(("API_KEY", "stall-key-0123456789".into()));
+    let agent = Agent::start(&env);
+    wait_until("the bisection under way (20 requests)", Duration::from_secs(30), || intake.request_count() >= 20);
+    // The loop turns every few seconds: SIGTERM is served well within the 20 s `stop` allows
+    // (before, one release tick drained for up to RELEASE_INTERVAL, here 60 s).
+    let asked = std::time::Instant::now();
+    assert!(agent.stop().success());
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(10), "SIGTERM took {took:?}");
+
+    // Conservation: every record is delivered once, dead (poison only) or still queued.
+    let accepted: usize = intake
+        .take_requests()
+        .iter()
+        .filter(|r| r.accepted())
+        .map(|r| r.body.matches("\"points\"").count())
+        .sum();
+    let dead: std::collections::BTreeMap<String, String> =
+        con.hgetall(format!("{WRAPPED}.dead.values")).expect("dead letters");
+    assert!(dead.values().all(|v| v.contains("poison") && v.contains("http_400")), "only poison is dead");
+    let queued = zcard(&mut con, &format!("{WRAPPED}.keys")) as usize;
+    assert!(queued > 0, "the bisection was cut short, the rest kept");
+    assert_eq!(accepted + dead.len() + queued, N);
 }
