@@ -62,10 +62,7 @@ fn base_env(redis: &RedisServer, datadog_url: String) -> Vec<(&'static str, Stri
 
 /// Lines the agent logged at `level` whose message contains `text`.
 fn lines_with(output: &str, level: &str, text: &str) -> usize {
-    output
-        .lines()
-        .filter(|l| l.contains(&format!("\"levelname\": \"{level}\"")) && l.contains(text))
-        .count()
+    output.lines().filter(|l| l.contains(&format!("\"levelname\": \"{level}\"")) && l.contains(text)).count()
 }
 
 #[test]
@@ -92,7 +89,8 @@ fn a_typo_in_datadog_url_keeps_everything_and_delivers_it_once_fixed() {
     let typo = format!("http://127.0.0.1:{}/datadog/apii", vm.port);
     let agent = Agent::start(&base_env(&redis, typo.clone()));
     wait_until("three failed attempts (or a dead letter)", Duration::from_secs(40), || {
-        let failures = status_field(&mut con, "dispatch.metrics.failures").and_then(|v| v.parse::<u64>().ok());
+        let failures =
+            status_field(&mut con, "dispatch.metrics.failures").and_then(|v| v.parse::<u64>().ok());
         hlen(&mut con, &format!("{WRAPPED}.dead.values")) > 0 || failures.is_some_and(|f| f >= 3)
     });
     let output = agent.output();
@@ -135,7 +133,8 @@ fn logs_are_delivered_while_the_metrics_endpoint_is_down() {
     let metrics: Vec<_> = (0..50)
         .map(|i| {
             let ts = t - i as f64 * 10.0;
-            let value = format!(r#"{{"metric": "down.m", "tags": [], "points": [[{ts:?}, {i}]], "type": "gauge"}}"#);
+            let value =
+                format!(r#"{{"metric": "down.m", "tags": [], "points": [[{ts:?}, {i}]], "type": "gauge"}}"#);
             (format!("m{i}"), ts, value)
         })
         .collect();
@@ -178,8 +177,9 @@ fn a_long_bisection_does_not_stall_the_loop() {
     let records: Vec<_> = (0..N)
         .map(|i| {
             let name = if i % 10 == 3 { "poison" } else { "good" };
-            let value =
-                format!(r#"{{"metric": "{name}", "tags": ["i:{i}"], "points": [[{t:?}, 1]], "type": "gauge"}}"#);
+            let value = format!(
+                r#"{{"metric": "{name}", "tags": ["i:{i}"], "points": [[{t:?}, 1]], "type": "gauge"}}"#
+            );
             (format!("w{i:05}"), t, value)
         })
         .collect();
@@ -190,7 +190,9 @@ fn a_long_bisection_does_not_stall_the_loop() {
     env.push(("RELEASE_INTERVAL", "60".into()));
     env.push(("API_KEY", "stall-key-0123456789".into()));
     let agent = Agent::start(&env);
-    wait_until("the bisection under way (20 requests)", Duration::from_secs(30), || intake.request_count() >= 20);
+    wait_until("the bisection under way (20 requests)", Duration::from_secs(30), || {
+        intake.request_count() >= 20
+    });
     // The loop turns every few seconds: SIGTERM is served well within the 20 s `stop` allows
     // (before, one release tick drained for up to RELEASE_INTERVAL, here 60 s).
     let asked = std::time::Instant::now();

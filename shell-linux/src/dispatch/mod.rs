@@ -588,7 +588,8 @@ impl<T: Transport> Dispatcher<T> {
         };
         let outcome = settle_chunks(&chunks, &mut send, &mut out);
         let (failure, refusal) = (attempt.failure, attempt.last_refusal);
-        let call = Call { destination: Destination::Metrics, url: &config.series_url, outcome, failure, refusal };
+        let call =
+            Call { destination: Destination::Metrics, url: &config.series_url, outcome, failure, refusal };
         finish(now, &mut outboxes[Destination::Metrics.index()], call, out, report)
     }
 
@@ -806,7 +807,11 @@ fn finish(
                 ),
             }
         }
-        None if report.outcome == Outcome::OutOfTime && delivered == 0 && report.dead == 0 && report.requests > 0 => {
+        None if report.outcome == Outcome::OutOfTime
+            && delivered == 0
+            && report.dead == 0
+            && report.requests > 0 =>
+        {
             // Out of time before anything settled (a slow endpoint): wait a little rather than
             // start the same work over at once.
             let delay = outbox.backoff.handle_failure(now).as_secs_f64();

@@ -152,7 +152,9 @@ impl Settler {
             Verdict::Delivered => mark(group, Disposition::Delivered, out),
             Verdict::Stop => self.halt_with(Outcome::Stopped, group, out),
             Verdict::Deferred => self.halt_with(Outcome::OutOfTime, group, out),
-            Verdict::TooLarge { reason } if group.len() == 1 => mark(group, Disposition::Dead { reason }, out),
+            Verdict::TooLarge { reason } if group.len() == 1 => {
+                mark(group, Disposition::Dead { reason }, out)
+            }
             Verdict::TooLarge { .. } => {
                 let (left, right) = group.split_at(group.len() / 2);
                 self.run(left, send, out);
@@ -357,7 +359,8 @@ mod tests {
     #[test]
     fn k_poisons_cost_about_2_k_log_n_requests() {
         let n = 10_000;
-        for poison in [vec![3, 4_000, 9_998], vec![10, 11, 12, 13, 5_000], (0..20).map(|i| i * 499).collect()] {
+        for poison in [vec![3, 4_000, 9_998], vec![10, 11, 12, 13, 5_000], (0..20).map(|i| i * 499).collect()]
+        {
             let mut backend = Backend::new(n, &poison);
             let (outcome, out) = run(&mut backend, n);
             assert_eq!(outcome, Outcome::Settled);
@@ -473,7 +476,8 @@ mod tests {
         );
         assert_eq!(outcome, Outcome::Settled);
         for (i, d) in out.iter().enumerate() {
-            let expected = if i == 5 { Disposition::Dead { reason: "http_413".into() } } else { Disposition::Delivered };
+            let expected =
+                if i == 5 { Disposition::Dead { reason: "http_413".into() } } else { Disposition::Delivered };
             assert_eq!(d.as_ref(), Some(&expected), "record {i}");
         }
         // 8 → 4 + 4 → 2+2 + 2+2 → 4 and 5 alone.

@@ -246,7 +246,10 @@ fn success_resets_the_backoff() {
     assert_eq!(d.backoff(Destination::Metrics).failures(), 2);
     let r = d.send_metrics_at(now, &metrics(3));
     assert_eq!(r.dispositions, vec![Disposition::Delivered; 3]);
-    assert_eq!((d.backoff(Destination::Metrics).failures(), d.backoff(Destination::Metrics).poll_timeout()), (0, None));
+    assert_eq!(
+        (d.backoff(Destination::Metrics).failures(), d.backoff(Destination::Metrics).poll_timeout()),
+        (0, None)
+    );
 }
 
 #[test]
@@ -481,7 +484,9 @@ fn a_deadline_mid_bisection_keeps_the_rest_without_a_failure() {
         scripted(move |b: &str| {
             calls += 1;
             if calls == 3 {
-                std::thread::sleep(deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(5));
+                std::thread::sleep(
+                    deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(5),
+                );
             }
             Ok(if b.contains("poison") { 400 } else { 202 })
         }),
