@@ -798,7 +798,8 @@ fn finish(
                 ),
                 Trouble::Endpoint => log::log!(
                     level,
-                    "status={status} url={url} kept={kept} body={detail:?} : the endpoint refuses every request: check {}; data kept, retrying in {delay:.1} s",
+                    "status={status} url={url} kept={kept} requests={} body={detail:?} : nothing accepted, the endpoint refuses every request: check {}; data kept, retrying in {delay:.1} s",
+                    report.requests,
                     destination.url_variable()
                 ),
                 Trouble::Unavailable => log::log!(
