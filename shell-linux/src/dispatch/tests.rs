@@ -503,3 +503,29 @@ fn a_deadline_mid_bisection_keeps_the_rest_without_a_failure() {
     assert_eq!(d.ready_at(Destination::Metrics), None, "progress was made: no backoff");
     assert_eq!(d.stats(Destination::Metrics).failures, 0);
 }
+
+#[test]
+fn a_refused_first_chunk_ends_the_call_without_trying_the_others() {
+    let mut c = config();
+    c.max_points = 10;
+    let mut d = Dispatcher::new(scripted(|_| Ok(422)), c);
+    let report = d.send_metrics(&metrics(25));
+    assert_conserved(&report, 25);
+    assert_eq!(report.outcome, Outcome::Refused { reason: "http_422".into() });
+    // Chunk [0, 10): 1 whole + 3 left halves (5, 2, 1) + 3 right halves; chunks 2 and 3 untried.
+    assert_eq!((report.requests, report.dead, report.retried), (7, 0, 25));
+}
+
+#[test]
+fn an_all_poison_chunk_after_an_accepted_one_is_dead_lettered() {
+    // Evidence carries across the chunks of one call: chunk 2 is all poison, chunk 1 was fine.
+    let mut c = config();
+    c.max_points = 10;
+    let records: Vec<Record> = (0..20).map(|i| metric(i, if i >= 10 { "poison" } else { "m" })).collect();
+    let mut d = Dispatcher::new(scripted(|b| Ok(if b.contains("poison") { 400 } else { 202 })), c);
+    let report = d.send_metrics(&records);
+    assert_conserved(&report, 20);
+    assert_eq!(report.outcome, Outcome::Settled);
+    assert_eq!(&report.dispositions[..10], &vec![Disposition::Delivered; 10][..]);
+    assert_eq!(&report.dispositions[10..], &vec![Disposition::Dead { reason: "http_400".into() }; 10][..]);
+}
