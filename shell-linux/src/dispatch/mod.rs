@@ -1,8 +1,8 @@
 //! HTTP dispatch to Datadog (or any Datadog-compatible backend): records in, dispositions out.
 //!
-//! [`Dispatcher::send`] takes queue records for one [`Destination`] (metrics, logs) and returns
-//! one [`Disposition`] per record, in order: every record is delivered, dead-lettered or kept,
-//! exactly once per call. Records are parsed (a record that cannot be parsed is dead at once),
+//! [`Dispatcher::send_until`] takes queue records for one [`Destination`] (metrics, logs) and
+//! returns one [`Disposition`] per record, in order: every record is delivered, dead-lettered or
+//! kept, exactly once per call. Records are parsed (a record that cannot be parsed is dead at once),
 //! encoded with the core encoders into payloads within the configured limits, zlib-compressed
 //! (`Content-Encoding: deflate`) and posted with the API key in the `DD-API-KEY` header only.
 //!
@@ -28,7 +28,7 @@
 //! backend refuses on their own go to the dead-letter queue. Unlike the original, a refused
 //! record does not block the queue (head-of-line blocking, compat §7 item 17).
 //!
-//! While backing off ([`Dispatcher::ready_at`]) `send` makes no request and keeps everything.
+//! While backing off ([`Dispatcher::ready_at`]) a call makes no request and keeps everything.
 //! A call given a deadline ([`Dispatcher::send_until`]) stops sending when it passes and keeps
 //! what is unsettled without counting a failure ([`Outcome::OutOfTime`]).
 
