@@ -245,8 +245,8 @@ fn an_intake_refusing_everything_dead_letters_nothing_in_log_n_requests() {
     assert_conserved(&report, 10_000);
     assert_eq!((report.dead, report.retried), (0, 10_000));
     assert_eq!(report.outcome, Outcome::Refused { reason: "http_400".into() });
-    assert_eq!(report.requests, 27);
-    assert_eq!(intake.take_requests().len(), 27);
+    assert_eq!(report.requests, 39);
+    assert_eq!(intake.take_requests().len(), 39);
     // The same records, the endpoint fixed: all delivered, exactly once.
     intake.set_default(Answer::Status(202));
     let report = d.send_metrics(&metrics(10_000));

@@ -17,8 +17,10 @@
 //!     `log2(n)` requests), then send the right halves left behind on the way, nearest first
 //!     (about `log2(n)` more): they must be sent anyway. The first one accepted is the evidence,
 //!     and bisection goes on as above (the lone record is dead, each refused half holds an
-//!     offender). If none is accepted, the call ends with [`Outcome::Refused`] after at most
-//!     `2·ceil(log2(n)) + 1` requests: everything kept, nothing dead.
+//!     offender). If none is accepted, one record of each refused half is sent alone (at most
+//!     `log2(n)` more: with many offenders a single record is the likeliest to pass). If still
+//!     none is accepted, the call ends with [`Outcome::Refused`] after at most
+//!     `3·ceil(log2(n)) + 1` requests: everything kept, nothing dead.
 //! - [`Verdict::Stop`] (401/403, 404, 408, 429, 5xx, network errors): keep this subset and every
 //!   record not yet settled; send nothing more in this call ([`Outcome::Stopped`]).
 //! - [`Verdict::Deferred`] (the call's time budget is spent, nothing was sent): keep this
@@ -227,7 +229,8 @@ impl Settler {
             }
         }
         // `current` is one record refused alone: a suspect until something is accepted.
-        let suspect = current;
+        let mut suspects: Vec<&[usize]> = vec![current];
+        // Parts refused whole: each holds an offender once the endpoint is known to work.
         let mut refused: Vec<&[usize]> = Vec::new();
         while !self.accepted && self.halt.is_none() {
             let Some(next) = pending.pop() else { break };
@@ -236,18 +239,49 @@ impl Settler {
                 other => self.handle(next, other, send, out),
             }
         }
+        // Still nothing accepted (a broken endpoint, or offenders in every half): one record of
+        // each refused part, nearest first. With many offenders a single record is the likeliest
+        // to be accepted; one request per part keeps this O(log n).
+        let mut unknown: Vec<&[usize]> = Vec::new();
+        if !self.accepted && self.halt.is_none() {
+            for part in std::mem::take(&mut refused) {
+                if self.accepted || self.halt.is_some() || part.len() == 1 {
+                    refused.push(part);
+                    continue;
+                }
+                let (head, last) = part.split_at(part.len() - 1);
+                match self.send(last, send) {
+                    Verdict::Delivered => {
+                        mark(last, Disposition::Delivered, out);
+                        refused.push(head); // the part was refused, its last record accepted
+                    }
+                    Verdict::Rejected { .. } => {
+                        suspects.push(last);
+                        unknown.push(head);
+                    }
+                    other => {
+                        self.handle(last, other, send, out);
+                        unknown.push(head);
+                    }
+                }
+            }
+        }
         if self.halt.is_some() || !self.accepted {
             self.halt.get_or_insert(Outcome::Refused { reason });
-            mark(suspect, Disposition::Kept, out);
-            for part in refused.into_iter().chain(pending) {
+            for part in suspects.into_iter().chain(refused).chain(unknown).chain(pending) {
                 mark(part, Disposition::Kept, out);
             }
             return;
         }
-        // The endpoint works: the suspect is poison, each refused half holds an offender.
-        mark(suspect, Disposition::Dead { reason: reason.clone() }, out);
+        // The endpoint works: the suspects are poison, each refused part holds an offender.
+        for suspect in suspects {
+            mark(suspect, Disposition::Dead { reason: reason.clone() }, out);
+        }
         for part in refused {
             self.bisect(part, reason.clone(), send, out);
+        }
+        for part in unknown {
+            self.run(part, send, out);
         }
         while let Some(rest) = pending.pop() {
             self.run(rest, send, out);
@@ -333,14 +367,15 @@ mod tests {
             let (outcome, out) = run(&mut backend, n);
             assert_eq!(outcome, Outcome::Refused { reason: "http_400".into() }, "n={n}");
             assert!(out.iter().all(|d| *d == Disposition::Kept), "n={n}");
-            let bound = 2 * log2_ceil(n.max(2)) + 1;
+            let bound = 3 * log2_ceil(n.max(2)) + 1;
             assert!(backend.requests <= bound, "n={n}: {} requests > {bound}", backend.requests);
         }
         let mut backend = Backend::new(10_000, &[]);
         backend.refuse_all = true;
         let _ = run(&mut backend, 10_000);
-        // 1 whole + 13 left halves (5000, 2500 ... 2, 1) + the 13 right halves left behind.
-        assert_eq!(backend.requests, 27);
+        // 1 whole + 13 left halves (5000, 2500 ... 2, 1) + the 13 right halves left behind + the
+        // last record of each of those 12 that hold more than one.
+        assert_eq!(backend.requests, 39);
     }
 
     #[test]
@@ -375,9 +410,9 @@ mod tests {
         for n in [2, 3, 4, 5, 1000, 10_000] {
             let mut backend = Backend::new(n, &[0, 1]);
             let (outcome, out) = run(&mut backend, n);
-            if n <= 3 {
-                // Every request held a poison ([0], [1] / [1, 2]): nothing accepted, so nothing is
-                // known to be poison yet; kept until newer records join the batch.
+            if n == 2 {
+                // Nothing but poison: nothing accepted, so nothing is known to be poison yet;
+                // kept until newer records join the batch.
                 assert_eq!(outcome, Outcome::Refused { reason: "http_400".into() });
                 assert_eq!(out, vec![Disposition::Kept; n]);
                 continue;
@@ -482,5 +517,34 @@ mod tests {
         }
         // 8 → 4 + 4 → 2+2 + 2+2 → 4 and 5 alone.
         assert_eq!(requests, 9);
+    }
+
+    #[test]
+    fn exhaustively_no_good_record_is_ever_dead() {
+        // Every poison set of every batch of up to 12 records.
+        for n in 1..=12usize {
+            for mask in 0u32..(1 << n) {
+                let poison: Vec<usize> = (0..n).filter(|i| mask & (1 << i) != 0).collect();
+                let mut backend = Backend::new(n, &poison);
+                let (outcome, out) = run(&mut backend, n);
+                let k = poison.len() as u32;
+                let log = log2_ceil(n.max(2));
+                for (i, d) in out.iter().enumerate() {
+                    if !poison.contains(&i) {
+                        assert!(!matches!(d, Disposition::Dead { .. }), "n={n} {poison:?}: good {i} dead");
+                    }
+                    assert!(backend.delivered[i] <= 1, "n={n} {poison:?}: {i} delivered twice");
+                }
+                match outcome {
+                    Outcome::Settled => assert_isolated(&backend, &out),
+                    Outcome::Refused { .. } => {
+                        assert!(out.iter().all(|d| *d == Disposition::Kept), "n={n} {poison:?}: {out:?}");
+                        assert!(backend.requests <= 3 * log + 1, "n={n} {poison:?}: {}", backend.requests);
+                    }
+                    other => panic!("n={n} {poison:?}: {other:?}"),
+                }
+                assert!(backend.requests <= 2 * (k + 1) * log + 1, "n={n} {poison:?}: {}", backend.requests);
+            }
+        }
     }
 }

@@ -418,10 +418,10 @@ fn a_backend_refusing_every_record_dead_letters_nothing_and_backs_off() {
     assert_conserved(&report, 10_000);
     assert_eq!((report.dead, report.retried), (0, 10_000));
     assert_eq!(report.outcome, Outcome::Refused { reason: "http_400".into() });
-    assert_eq!(report.requests, 27, "O(log n): 1 + 13 + 13 requests, not 10,000");
+    assert_eq!(report.requests, 39, "O(log n): 1 + 13 + 13 + 12 requests, not 10,000");
     assert!(d.backoff(Destination::Metrics).is_waiting(now));
     let stats = d.stats(Destination::Metrics);
-    assert_eq!((stats.requests, stats.failures, stats.dead, stats.retried), (27, 1, 0, 10_000));
+    assert_eq!((stats.requests, stats.failures, stats.dead, stats.retried), (39, 1, 0, 10_000));
     assert_eq!(stats.last_status.as_deref(), Some("400"));
     // Logs have their own backoff: not waiting.
     assert!(!d.backoff(Destination::Logs).is_waiting(now));
@@ -512,8 +512,9 @@ fn a_refused_first_chunk_ends_the_call_without_trying_the_others() {
     let report = d.send_metrics(&metrics(25));
     assert_conserved(&report, 25);
     assert_eq!(report.outcome, Outcome::Refused { reason: "http_422".into() });
-    // Chunk [0, 10): 1 whole + 3 left halves (5, 2, 1) + 3 right halves; chunks 2 and 3 untried.
-    assert_eq!((report.requests, report.dead, report.retried), (7, 0, 25));
+    // Chunk [0, 10): 1 whole + 3 left halves (5, 2, 1) + 3 right halves (5, 3, 1) + the last
+    // record of the two longer ones; chunks 2 and 3 untried.
+    assert_eq!((report.requests, report.dead, report.retried), (9, 0, 25));
 }
 
 #[test]
