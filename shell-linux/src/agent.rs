@@ -3,7 +3,10 @@
 //!
 //! ```text
 //! every AGGREGATE_INTERVAL: TTL cleanup, then aggregation steps until the closed buckets are done
-//! every RELEASE_INTERVAL:   drain wrapped metrics, then logs, back to back; self-metrics; status
+//! every RELEASE_INTERVAL:   per destination (metrics, logs), drain its queue back to back for at
+//!                           most RELEASE_BUDGET; a destination cut short comes back right after
+//!                           the rest of the loop had its turn, one backing off at its own
+//!                           deadline; then self-metrics and status
 //! every CAPTURE_INTERVAL:   (when COLLECTOR_PLUGINS is set) one capture of every collector, stored
 //!                           on the wrapped queue (see `collect`)
 //! SIGTERM / SIGINT:         finish the current step, exit 0 (raw records of open buckets stay queued)
@@ -14,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::{Config, StoreConfig};
-use crate::dispatch::{DispatchConfig, Dispatcher, DryRunTransport, Transport, UreqTransport};
+use crate::dispatch::{Destination, DispatchConfig, Dispatcher, DryRunTransport, Transport, UreqTransport};
 use crate::pipeline::{self, Aggregation, Counters, IdGenerator, StepOutcome, LOGS_PER_BATCH};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::RedisStore;
@@ -39,6 +42,13 @@ pub enum AgentError {
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
 }
+
+/// Longest one release pass works on one destination before it returns to the loop, so that
+/// aggregation, collectors and signals wait at most this long (plus one request in flight, bounded
+/// by `CHOUETTE_REQUEST_TIMEOUT`) behind a backlog or a bisection. Unsettled records are kept and
+/// the pass resumes right after the loop had its turn. 3 s: 10,000-point requests take well
+/// under a second on a healthy uplink, so a pass still moves tens of thousands of points.
+pub const RELEASE_BUDGET: Duration = Duration::from_secs(3);
 
 /// Float Unix seconds now.
 pub fn wall_clock() -> f64 {
@@ -109,6 +119,8 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
     // First ticks right away (a backlog drains at once), then on interval boundaries.
     let mut next_aggregate = Instant::now();
     let mut next_release = Instant::now();
+    // Each destination's next attempt: its own deadline (boundary, backoff, or now to resume).
+    let mut next_send = [Instant::now(); Destination::ALL.len()];
     let mut store_down = false;
     crate::notify::ready("running");
 
@@ -120,20 +132,25 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
             let result = aggregate_tick(store.as_mut(), &mut aggregation, config, &mut counters, shutdown);
             store_down = report_store(result, store_down);
         }
+        for (slot, destination) in next_send.iter_mut().zip(Destination::ALL) {
+            if shutdown.load(Ordering::Relaxed) || Instant::now() < *slot {
+                continue;
+            }
+            let result = release_pass(store.as_mut(), &mut dispatcher, destination, config, &mut counters);
+            let more = result.as_ref().is_ok_and(|more| *more);
+            store_down = report_store(result.map(drop), store_down);
+            *slot = match dispatcher.ready_at(destination) {
+                Some(at) => at,
+                None if more => Instant::now(),
+                None => next_boundary(release_every),
+            };
+        }
         if shutdown.load(Ordering::Relaxed) {
             break;
         }
         if Instant::now() >= next_release {
             next_release = next_boundary(release_every);
-            let result = release_tick(
-                store.as_mut(),
-                &mut dispatcher,
-                config,
-                &mut counters,
-                &mut reported,
-                &mut ids,
-                release_every,
-            );
+            let result = report_tick(store.as_mut(), config, &mut counters, &mut reported, &mut ids);
             store_down = report_store(result, store_down);
         }
         // ---- collectors: capture tick (begin) ----
@@ -146,14 +163,15 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
         }
         let next_capture_due = if collectors.is_some() { next_capture } else { next_release };
         // ---- collectors: capture tick (end) ----
-        let wake = next_aggregate.min(next_release).min(next_capture_due);
+        let next_send_due = next_send.iter().copied().min().unwrap_or(next_release);
+        let wake = next_aggregate.min(next_release).min(next_capture_due).min(next_send_due);
         let nap = wake.saturating_duration_since(Instant::now()).min(Duration::from_millis(250));
         std::thread::sleep(nap);
     }
     crate::notify::stopping("stopping: signal received");
     drop(collectors.take()); // stops the collectors' children (tegrastats) and reaps them
     log::info!("signal received: stopped after the current step; queued data stays in the store");
-    let _ = store.put_status(&pipeline::status_fields(&counters, wall_clock()));
+    let _ = write_status(store.as_mut(), &counters, wall_clock());
     Ok(())
 }
 
@@ -209,42 +227,56 @@ fn aggregate_tick(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn release_tick(
+/// One release pass for `destination`: drains its queue for at most [`RELEASE_BUDGET`].
+/// `Ok(true)`: the budget ran out with work left (come back right away).
+fn release_pass(
     store: &mut dyn Store,
     dispatcher: &mut Dispatcher<Box<dyn Transport>>,
+    destination: Destination,
+    config: &Config,
+    counters: &mut Counters,
+) -> Result<bool, StoreError> {
+    if dispatcher.ready_at(destination).is_some() {
+        return Ok(false);
+    }
+    let deadline = Instant::now() + RELEASE_BUDGET;
+    let batch = match destination {
+        Destination::Logs => LOGS_PER_BATCH,
+        Destination::Metrics => config.metrics_bulk_size.max(1),
+    };
+    let drained = pipeline::drain(store, destination.queue(), batch, deadline, |records| {
+        dispatcher.send_until(destination, records, deadline)
+    });
+    // The destination's own counters, even when the store failed halfway.
+    counters.destinations.insert(destination.name(), dispatcher.stats(destination).clone());
+    let result = drained?;
+    match destination {
+        Destination::Logs => {
+            counters.dispatched_logs += result.delivered;
+            counters.dispatched_logs_bytes += result.bytes;
+            counters.dead_logs += result.dead;
+        }
+        Destination::Metrics => {
+            counters.dispatched_metrics += result.points;
+            counters.dispatched_metrics_bytes += result.bytes;
+            counters.dead_metrics += result.dead;
+        }
+    }
+    counters.retried += result.retried;
+    if let Some(status) = &result.last_status {
+        counters.last_dispatch = Some(format!("{}: {status} at {:.0}", destination.name(), wall_clock()));
+    }
+    Ok(result.more)
+}
+
+/// Every RELEASE_INTERVAL: self-metrics, the status hash, and the embedded store's snapshot.
+fn report_tick(
+    store: &mut dyn Store,
     config: &Config,
     counters: &mut Counters,
     reported: &mut Counters,
     ids: &mut IdGenerator,
-    budget: Duration,
 ) -> Result<(), StoreError> {
-    let deadline = Instant::now() + budget;
-    let bulk = config.metrics_bulk_size.max(1);
-    if dispatcher.ready_at().is_none() {
-        let metrics = pipeline::drain(store, Queue::WrappedMetrics, bulk, deadline, |records| {
-            dispatcher.send_metrics(records)
-        })?;
-        counters.dispatched_metrics += metrics.points;
-        counters.dispatched_metrics_bytes += metrics.bytes;
-        counters.dead_metrics += metrics.dead;
-        counters.retried += metrics.retried;
-        if let Some(status) = metrics.last_status {
-            counters.last_dispatch = Some(format!("metrics: {status} at {:.0}", wall_clock()));
-        }
-    }
-    if dispatcher.ready_at().is_none() {
-        let logs = pipeline::drain(store, Queue::Logs, LOGS_PER_BATCH, deadline, |records| {
-            dispatcher.send_logs(records)
-        })?;
-        counters.dispatched_logs += logs.delivered;
-        counters.dispatched_logs_bytes += logs.bytes;
-        counters.dead_logs += logs.dead;
-        counters.retried += logs.retried;
-        if let Some(status) = logs.last_status {
-            counters.last_dispatch = Some(format!("logs: {status} at {:.0}", wall_clock()));
-        }
-    }
     let now = wall_clock();
     if config.send_self_metrics {
         let queued = store.len(Queue::WrappedMetrics)?;
@@ -254,11 +286,19 @@ fn release_tick(
         }
     }
     *reported = counters.clone();
-    store.put_status(&pipeline::status_fields(counters, now))?;
+    write_status(store, counters, now)?;
     if let StoreConfig::Embedded { path } = &config.store {
         write_status_snapshot(store, path);
     }
     Ok(())
+}
+
+/// The status hash: the agent's counters and each destination's.
+fn write_status(store: &mut dyn Store, counters: &Counters, now: f64) -> Result<(), StoreError> {
+    let per_destination = pipeline::destination_status_fields(counters);
+    let mut fields = pipeline::status_fields(counters, now);
+    fields.extend(per_destination.iter().map(|(k, v)| (k.as_str(), v.clone())));
+    store.put_status(&fields)
 }
 
 /// Where the agent leaves a rendering of `chouette status` for the embedded store, whose file the

@@ -13,7 +13,7 @@ use chouette_core::wire::wrapped::encode_wrapped;
 use chouette_core::wire::write::Writer;
 use chouette_core::wrap::WrapConfig;
 
-use crate::dispatch::{Disposition, Report};
+use crate::dispatch::{DestinationStats, Disposition, Outcome, Report};
 use crate::store::{
     AggregationCommit, DeadRecord, NewRecord, Queue, Record, Store, StoreError, MAX_PAGE_BYTES,
 };
@@ -64,6 +64,8 @@ pub struct Counters {
     pub cleanup_failures: u64,
     /// The last dispatch result, for `chouette status`.
     pub last_dispatch: Option<String>,
+    /// Each destination's own counters, by name (`metrics`, `logs`).
+    pub destinations: BTreeMap<&'static str, DestinationStats>,
 }
 
 impl Counters {
@@ -603,6 +605,42 @@ pub fn self_metrics(
             push("chouette.dropped.expired", "count", value, &[("queue", queue)]);
         }
     }
+    for (name, now_stats) in &counters.destinations {
+        let before = previous.destinations.get(name).cloned().unwrap_or_default();
+        let per_destination = [
+            ("chouette.dispatch.requests", now_stats.requests, before.requests),
+            ("chouette.dispatch.failures", now_stats.failures, before.failures),
+            ("chouette.dispatch.retried", now_stats.retried, before.retried),
+            ("chouette.dispatch.delivered", now_stats.delivered, before.delivered),
+            ("chouette.dispatch.deadlettered", now_stats.dead, before.dead),
+        ];
+        for (metric, a, b) in per_destination {
+            let value = delta(a, b);
+            if value > 0.0 {
+                push(metric, "count", value, &[("destination", name)]);
+            }
+        }
+    }
+    out
+}
+
+/// Each destination's status fields (`dispatch.metrics.requests`...), for `chouette status`.
+pub fn destination_status_fields(counters: &Counters) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (name, s) in &counters.destinations {
+        let last = s.last_status.clone().unwrap_or_else(|| "none yet".into());
+        for (field, value) in [
+            ("requests", s.requests.to_string()),
+            ("failures", s.failures.to_string()),
+            ("retried", s.retried.to_string()),
+            ("delivered", s.delivered.to_string()),
+            ("deadlettered", s.dead.to_string()),
+            ("consecutive_failures", s.consecutive_failures.to_string()),
+            ("last_status", last),
+        ] {
+            out.push((format!("dispatch.{name}.{field}"), value));
+        }
+    }
     out
 }
 
@@ -631,7 +669,8 @@ pub fn status_fields(counters: &Counters, now: f64) -> Vec<(&'static str, String
 
 /// `future=40 not_json=1`, or `none`.
 fn by_reason(counts: &BTreeMap<String, u64>) -> String {
-    let parts: Vec<String> = counts.iter().filter(|(_, n)| **n > 0).map(|(r, n)| format!("{r}={n}")).collect();
+    let parts: Vec<String> =
+        counts.iter().filter(|(_, n)| **n > 0).map(|(r, n)| format!("{r}={n}")).collect();
     if parts.is_empty() {
         "none".to_string()
     } else {
@@ -680,7 +719,9 @@ pub fn cleanup(
 }
 
 /// Drains `queue` through `send` in batches of `batch`, oldest first, until the queue is empty,
-/// the sender keeps something (backing off) or `deadline` passes. Returns what happened.
+/// the sender keeps something after a failure (backing off), or `deadline` passes (then
+/// [`DrainResult::more`] is set: come back as soon as the rest of the loop had its turn).
+/// `send` should itself stop sending at `deadline` (the dispatcher's `send_until`).
 pub fn drain(
     store: &mut dyn Store,
     queue: Queue,
@@ -689,24 +730,38 @@ pub fn drain(
     mut send: impl FnMut(&[Record]) -> Report,
 ) -> Result<DrainResult, StoreError> {
     let mut result = DrainResult::default();
-    while Instant::now() < deadline {
+    loop {
+        if Instant::now() >= deadline {
+            result.more = true;
+            break;
+        }
         let records = store.read(queue, f64::INFINITY, batch)?;
         if records.is_empty() {
             break;
         }
         let report = send(&records);
-        let (delivered, dead, kept) = apply_report(store, queue, &records, &report)?;
+        let (delivered, dead, _kept) = apply_report(store, queue, &records, &report)?;
         result.delivered += delivered as u64;
         result.dead += dead as u64;
         result.points += report.delivered_points;
         result.bytes += report.delivered_bytes;
         result.retried += report.retried;
+        result.deferred += report.deferred;
+        result.requests += u64::from(report.requests);
         if report.last_status.is_some() {
             result.last_status = report.last_status.clone();
         }
-        if kept > 0 || delivered + dead == 0 {
-            result.backing_off = kept > 0;
-            break;
+        match report.outcome {
+            Outcome::Settled if delivered + dead > 0 => {}
+            Outcome::Settled => break, // nothing settled, nothing failed: do not spin
+            Outcome::OutOfTime => {
+                result.more = true;
+                break;
+            }
+            Outcome::Stopped | Outcome::Refused { .. } => {
+                result.backing_off = true;
+                break;
+            }
         }
     }
     Ok(result)
@@ -723,12 +778,167 @@ pub struct DrainResult {
     pub points: u64,
     /// Compressed bytes accepted.
     pub bytes: u64,
-    /// Failed requests whose data was kept.
+    /// Records kept after a failed request.
     pub retried: u64,
+    /// Records kept unsent because the deadline passed (not a failure).
+    pub deferred: u64,
+    /// HTTP requests made.
+    pub requests: u64,
     /// Whether the dispatcher is backing off (data kept for later).
     pub backing_off: bool,
+    /// Whether the deadline cut the drain short: records may remain, to send right away.
+    pub more: bool,
     /// The last HTTP status or error seen.
     pub last_status: Option<String>,
+}
+
+#[cfg(test)]
+mod drain_tests {
+    use super::*;
+    use crate::store::embedded::EmbeddedStore;
+
+    struct TempStore(std::path::PathBuf, EmbeddedStore);
+
+    impl Drop for TempStore {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn store_with(n: usize) -> TempStore {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("chouette-drain-{}-{k}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut store = EmbeddedStore::open(&dir.join("chouette.redb")).expect("open");
+        let records: Vec<NewRecord> = (0..n)
+            .map(|i| NewRecord {
+                id: format!("r{i:04}").into_bytes(),
+                score: i as f64,
+                value: b"{}".to_vec(),
+            })
+            .collect();
+        store.add(Queue::Logs, &records).expect("add");
+        TempStore(dir, store)
+    }
+
+    /// A report for `records` from one disposition per record and an outcome.
+    fn report(records: &[Record], each: impl Fn(usize) -> Disposition, outcome: Outcome) -> Report {
+        let dispositions: Vec<Disposition> = (0..records.len()).map(each).collect();
+        let kept = dispositions.iter().filter(|d| **d == Disposition::Kept).count() as u64;
+        let failed = matches!(outcome, Outcome::Stopped | Outcome::Refused { .. });
+        Report {
+            dispositions,
+            requests: 1,
+            retried: if failed { kept } else { 0 },
+            deferred: if failed { 0 } else { kept },
+            outcome,
+            ..Report::default()
+        }
+    }
+
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(3600)
+    }
+
+    #[test]
+    fn a_refused_endpoint_stops_the_drain_and_keeps_everything() {
+        let mut s = store_with(25);
+        let mut calls = 0;
+        let result = drain(&mut s.1, Queue::Logs, 10, far(), |records| {
+            calls += 1;
+            report(records, |_| Disposition::Kept, Outcome::Refused { reason: "http_400".into() })
+        })
+        .expect("drain");
+        assert_eq!(calls, 1);
+        assert_eq!((result.delivered, result.dead, result.retried, result.deferred), (0, 0, 10, 0));
+        assert!(result.backing_off && !result.more);
+        assert_eq!(s.1.len(Queue::Logs).expect("len"), 25);
+        assert_eq!(s.1.len(Queue::DeadLogs).expect("len"), 0);
+    }
+
+    #[test]
+    fn out_of_time_applies_what_settled_and_asks_to_come_back() {
+        let mut s = store_with(25);
+        let mut calls = 0;
+        let result = drain(&mut s.1, Queue::Logs, 10, far(), |records| {
+            calls += 1;
+            if calls == 1 {
+                report(records, |_| Disposition::Delivered, Outcome::Settled)
+            } else {
+                // Half settled (one dead), then the budget ran out.
+                let each = |i| match i {
+                    0..=3 => Disposition::Delivered,
+                    4 => Disposition::Dead { reason: "http_400".into() },
+                    _ => Disposition::Kept,
+                };
+                report(records, each, Outcome::OutOfTime)
+            }
+        })
+        .expect("drain");
+        assert_eq!(calls, 2);
+        assert_eq!((result.delivered, result.dead, result.retried, result.deferred), (14, 1, 0, 5));
+        assert!(result.more && !result.backing_off);
+        assert_eq!(s.1.len(Queue::Logs).expect("len"), 10);
+        assert_eq!(s.1.len(Queue::DeadLogs).expect("len"), 1);
+    }
+
+    #[test]
+    fn a_passed_deadline_reads_nothing_and_asks_to_come_back() {
+        let mut s = store_with(5);
+        let result =
+            drain(&mut s.1, Queue::Logs, 10, Instant::now(), |_| unreachable!("no call")).expect("drain");
+        assert!(result.more);
+        assert_eq!(result.requests, 0);
+        let empty = drain(&mut s.1, Queue::Logs, 10, far(), |r| {
+            report(r, |_| Disposition::Delivered, Outcome::Settled)
+        })
+        .expect("drain");
+        assert_eq!((empty.delivered, empty.more), (5, false));
+    }
+
+    #[test]
+    fn each_destination_has_its_own_self_metrics_and_status_fields() {
+        let mut counters = Counters::default();
+        let stats = |requests, failures| DestinationStats {
+            requests,
+            failures,
+            retried: 3 * failures,
+            delivered: requests,
+            dead: 0,
+            last_status: Some("404".into()),
+            consecutive_failures: failures as u32,
+        };
+        counters.destinations.insert("metrics", stats(5, 2));
+        counters.destinations.insert("logs", stats(7, 0));
+        let mut previous = Counters::default();
+        previous.destinations.insert("metrics", stats(4, 1));
+        let mut ids = IdGenerator::new();
+        let records = self_metrics(&counters, &previous, 0, 10.0, &mut ids);
+        let texts: Vec<String> =
+            records.iter().map(|r| String::from_utf8(r.value.clone()).expect("utf-8")).collect();
+        let line = |metric: &str, value: u64, dest: &str| {
+            format!(
+                r#"{{"metric": "{metric}", "type": "count", "value": {value}, "timestamp": 10.0, "tags": {{"destination": "{dest}"}}}}"#
+            )
+        };
+        for expected in [
+            line("chouette.dispatch.requests", 1, "metrics"),
+            line("chouette.dispatch.failures", 1, "metrics"),
+            line("chouette.dispatch.retried", 3, "metrics"),
+            line("chouette.dispatch.requests", 7, "logs"),
+            line("chouette.dispatch.delivered", 7, "logs"),
+        ] {
+            assert!(texts.contains(&expected), "{expected} not in {texts:#?}");
+        }
+        assert!(!texts.iter().any(|t| t.contains("failures") && t.contains("logs")));
+        let fields = destination_status_fields(&counters);
+        assert!(fields.contains(&("dispatch.metrics.failures".into(), "2".into())));
+        assert!(fields.contains(&("dispatch.metrics.consecutive_failures".into(), "2".into())));
+        assert!(fields.contains(&("dispatch.logs.requests".into(), "7".into())));
+        assert!(fields.contains(&("dispatch.logs.last_status".into(), "404".into())));
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@ mod fake_intake;
 
 use std::time::Duration;
 
-use chouette_agent::dispatch::{Backoff, DispatchConfig, Dispatcher, Disposition, Report, UreqTransport};
+use chouette_agent::dispatch::{
+    Backoff, Destination, DispatchConfig, Dispatcher, Disposition, Outcome, Report, UreqTransport,
+};
 use chouette_agent::store::Record;
 use chouette_core::wire::json::Scanner;
 use fake_intake::{Answer, FakeIntake, Request, When};
@@ -59,7 +61,7 @@ fn assert_conserved(report: &Report, n: usize) {
     assert_eq!(report.dispositions.len(), n);
     let kept = report.dispositions.iter().filter(|d| **d == Disposition::Kept).count();
     let dead = report.dispositions.iter().filter(|d| matches!(d, Disposition::Dead { .. })).count();
-    assert_eq!((report.retried, report.dead), (kept as u64, dead as u64));
+    assert_eq!((report.retried + report.deferred, report.dead), (kept as u64, dead as u64));
 }
 
 fn is_json(text: &str) -> bool {
@@ -185,7 +187,7 @@ fn a_refused_key_keeps_everything() {
     // With the real backoff, the next call waits and makes no request.
     let mut d = dispatcher(&intake, Duration::from_secs(5)).with_backoff(Backoff::default());
     let _ = d.send_metrics(&metrics(5));
-    assert!(d.ready_at().is_some());
+    assert!(d.ready_at(Destination::Metrics).is_some());
     let report = d.send_metrics(&metrics(5));
     assert_eq!((report.retried, report.requests), (5, 0));
     assert_eq!(intake.take_requests().len(), 2);
@@ -233,5 +235,35 @@ fn nothing_listening_keeps_the_data() {
     assert_conserved(&report, 3);
     assert_eq!(report.retried, 3);
     assert_eq!(report.last_status.as_deref(), Some("connect_refused"));
-    assert!(d.ready_at().is_some());
+    assert!(d.ready_at(Destination::Metrics).is_some());
+}
+
+#[test]
+fn an_intake_refusing_everything_dead_letters_nothing_in_log_n_requests() {
+    let intake = FakeIntake::start();
+    intake.set_default(Answer::Status(400));
+    let mut d = dispatcher(&intake, Duration::from_secs(5));
+    let report = d.send_metrics(&metrics(10_000));
+    assert_conserved(&report, 10_000);
+    assert_eq!((report.dead, report.retried), (0, 10_000));
+    assert_eq!(report.outcome, Outcome::Refused { reason: "http_400".into() });
+    assert_eq!(report.requests, 39);
+    assert_eq!(intake.take_requests().len(), 39);
+    // The same records, the endpoint fixed: all delivered, exactly once.
+    intake.set_default(Answer::Status(202));
+    let report = d.send_metrics(&metrics(10_000));
+    assert_eq!((delivered(&report), report.requests), (10_000, 1));
+    assert_eq!(accepted_entries(&intake.take_requests()), 10_000);
+}
+
+#[test]
+fn a_wrong_path_keeps_everything_after_one_request() {
+    let intake = FakeIntake::start();
+    intake.set_default(Answer::Status(404));
+    let mut d = dispatcher(&intake, Duration::from_secs(5));
+    let report = d.send_logs(&(0..50).map(log_record).collect::<Vec<_>>());
+    assert_conserved(&report, 50);
+    assert_eq!((report.retried, report.dead, report.requests), (50, 0, 1));
+    assert_eq!(d.stats(Destination::Logs).failures, 1);
+    assert_eq!(d.stats(Destination::Metrics).failures, 0);
 }

@@ -195,8 +195,16 @@ fn a_403_keeps_everything_until_the_key_is_accepted() {
     wait_until("delivery after the key is accepted", Duration::from_secs(60), || {
         con.zcard::<_, u64>("chouette:metrics:wrapped.keys").unwrap() == 0
     });
-    let (status, _) = stop(agent);
+    let (status, output) = stop(agent);
     assert!(status.success());
-    let (points, _) = accepted_points(&intake);
+    let (points, refused) = accepted_points(&intake);
     assert_eq!(points.len(), 20);
+    assert!(refused >= 2, "the key was refused more than once ({refused})");
+    // One ERROR when the refusals start (not one per attempt), one INFO when they end.
+    let errors =
+        output.lines().filter(|l| l.contains(r#""levelname": "ERROR""#) && l.contains("check API_KEY"));
+    assert_eq!(errors.count(), 1, "{refused} refused requests:\n{output}");
+    let recovered =
+        output.lines().filter(|l| l.contains(r#""levelname": "INFO""#) && l.contains("accepts again"));
+    assert_eq!(recovered.count(), 1, "{output}");
 }

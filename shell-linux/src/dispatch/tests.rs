@@ -84,7 +84,7 @@ fn assert_conserved(report: &Report, n: usize) {
     let kept = count(|d| *d == Disposition::Kept);
     assert_eq!(delivered + dead + kept, n);
     assert_eq!(report.dead, dead as u64);
-    assert_eq!(report.retried, kept as u64);
+    assert_eq!(report.retried + report.deferred, kept as u64);
 }
 
 fn points_in(json: &str) -> usize {
@@ -107,7 +107,7 @@ fn delivers_in_one_request_with_host_global_tags_and_key_header() {
     assert!(h.contains(&("DD-API-KEY".into(), "k3y".into())));
     assert!(h.contains(&("Content-Encoding".into(), "deflate".into())));
     assert!(h.contains(&("Content-Type".into(), "application/json".into())));
-    assert_eq!(d.ready_at(), None);
+    assert_eq!(d.ready_at(Destination::Metrics), None);
 }
 
 #[test]
@@ -170,7 +170,7 @@ fn bad_request_bisection_isolates_exactly_the_poison_records() {
     let delivered: usize =
         d.transport().bodies.iter().filter(|b| !b.contains("poison")).map(|b| points_in(b)).sum();
     assert_eq!(delivered, 997);
-    assert_eq!(d.ready_at(), None);
+    assert_eq!(d.ready_at(Destination::Metrics), None);
 }
 
 #[test]
@@ -191,7 +191,7 @@ fn forbidden_keeps_everything_and_backs_off_without_requests() {
     assert_conserved(&report, 50);
     assert_eq!((report.retried, report.requests), (50, 1));
     assert_eq!(report.last_status.as_deref(), Some("403"));
-    assert!(d.ready_at().is_some());
+    assert!(d.ready_at(Destination::Metrics).is_some());
     // Still backing off: nothing is sent.
     let again = d.send_metrics_at(now, &metrics(50));
     assert_conserved(&again, 50);
@@ -224,11 +224,11 @@ fn server_errors_keep_and_back_off_with_growing_delays_then_success_resets() {
         let report = d.send_metrics_at(now, &metrics(20));
         assert_conserved(&report, 20);
         assert_eq!((report.retried, report.requests), (20, 1));
-        assert_eq!(d.backoff().failures(), n);
-        let at = d.backoff().poll_timeout().expect("backing off");
+        assert_eq!(d.backoff(Destination::Metrics).failures(), n);
+        let at = d.backoff(Destination::Metrics).poll_timeout().expect("backing off");
         let delay = at - now;
-        assert!(delay <= d.backoff().ceiling(n) && delay >= MIN_DELAY, "{n}: {delay:?}");
-        ceilings.push(d.backoff().ceiling(n).as_secs());
+        assert!(delay <= d.backoff(Destination::Metrics).ceiling(n) && delay >= MIN_DELAY, "{n}: {delay:?}");
+        ceilings.push(d.backoff(Destination::Metrics).ceiling(n).as_secs());
         now = at;
     }
     assert_eq!(ceilings, [1, 2, 4, 8, 16, 32, 64, 120]);
@@ -243,12 +243,15 @@ fn success_resets_the_backoff() {
     for _ in 0..2 {
         let r = d.send_metrics_at(now, &metrics(3));
         assert_eq!(r.retried, 3);
-        now = d.backoff().poll_timeout().expect("backing off");
+        now = d.backoff(Destination::Metrics).poll_timeout().expect("backing off");
     }
-    assert_eq!(d.backoff().failures(), 2);
+    assert_eq!(d.backoff(Destination::Metrics).failures(), 2);
     let r = d.send_metrics_at(now, &metrics(3));
     assert_eq!(r.dispositions, vec![Disposition::Delivered; 3]);
-    assert_eq!((d.backoff().failures(), d.backoff().poll_timeout()), (0, None));
+    assert_eq!(
+        (d.backoff(Destination::Metrics).failures(), d.backoff(Destination::Metrics).poll_timeout()),
+        (0, None)
+    );
 }
 
 #[test]
@@ -274,7 +277,7 @@ fn network_errors_keep_the_rest_of_the_batch() {
     assert_eq!(&report.dispositions[..10], &vec![Disposition::Delivered; 10][..]);
     assert_eq!(report.retried, 20);
     assert_eq!(report.last_status.as_deref(), Some("reset"));
-    assert!(d.ready_at().is_some());
+    assert!(d.ready_at(Destination::Metrics).is_some());
 }
 
 #[test]
@@ -398,10 +401,134 @@ fn settle_scripted_conserves_and_stops() {
         },
         &mut out,
     );
-    assert!(stopped);
+    assert_eq!(stopped, Outcome::Stopped);
     assert!(out.iter().all(Option::is_some));
     // [0..8) delivered, [8..12) failed, [8..10) failed, then 503: the rest kept.
     assert_eq!(out[0], Some(Disposition::Delivered));
     assert_eq!(out[9], Some(Disposition::Kept));
     assert_eq!(out[15], Some(Disposition::Kept));
+}
+
+#[test]
+fn a_backend_refusing_every_record_dead_letters_nothing_and_backs_off() {
+    // A typo in DATADOG_URL on VictoriaMetrics: 400 to every request.
+    let mut c = config();
+    c.max_points = 100_000;
+    let mut d = Dispatcher::new(scripted(|_| Ok(400)), c);
+    let now = Instant::now();
+    let report = d.send_metrics_at(now, &metrics(10_000));
+    assert_conserved(&report, 10_000);
+    assert_eq!((report.dead, report.retried), (0, 10_000));
+    assert_eq!(report.outcome, Outcome::Refused { reason: "http_400".into() });
+    assert_eq!(report.requests, 39, "O(log n): 1 + 13 + 13 + 12 requests, not 10,000");
+    assert!(d.backoff(Destination::Metrics).is_waiting(now));
+    let stats = d.stats(Destination::Metrics);
+    assert_eq!((stats.requests, stats.failures, stats.dead, stats.retried), (39, 1, 0, 10_000));
+    assert_eq!(stats.last_status.as_deref(), Some("400"));
+    // Logs have their own backoff: not waiting.
+    assert!(!d.backoff(Destination::Logs).is_waiting(now));
+}
+
+#[test]
+fn wrong_endpoint_statuses_keep_everything_after_one_request() {
+    for status in [301, 302, 404, 405, 410, 411, 415, 421, 426] {
+        let mut d = Dispatcher::new(scripted(move |_| Ok(status)), config());
+        let report = d.send_metrics(&metrics(100));
+        assert_conserved(&report, 100);
+        assert_eq!((report.requests, report.retried, report.dead), (1, 100, 0), "{status}");
+        assert_eq!(report.outcome, Outcome::Stopped, "{status}");
+        assert!(d.ready_at(Destination::Metrics).is_some(), "{status}");
+    }
+}
+
+#[test]
+fn destinations_back_off_independently() {
+    // Metrics refused at the network level, logs accepted.
+    let transport = scripted(|body: &str| {
+        if body.starts_with('[') {
+            Ok(202)
+        } else {
+            Err(TransportError::ConnectRefused { url: "http://metrics.test".into() })
+        }
+    });
+    let mut d = Dispatcher::new(transport, config());
+    let now = Instant::now();
+    let m = d.send_metrics_at(now, &metrics(10));
+    assert_eq!((m.retried, m.outcome.clone()), (10, Outcome::Stopped));
+    assert!(d.backoff(Destination::Metrics).is_waiting(now));
+    let l = d.send_logs_at(now, &(0..200).map(log_record).collect::<Vec<_>>());
+    assert_conserved(&l, 200);
+    assert_eq!(l.dispositions, vec![Disposition::Delivered; 200]);
+    assert!(!d.backoff(Destination::Logs).is_waiting(now));
+    assert_eq!(d.stats(Destination::Logs).delivered, 200);
+    assert_eq!((d.stats(Destination::Metrics).failures, d.stats(Destination::Logs).failures), (1, 0));
+}
+
+#[test]
+fn a_passed_deadline_defers_without_a_failure() {
+    let mut d = Dispatcher::new(scripted(|_| Ok(202)), config());
+    let report = d.send_until(Destination::Metrics, &metrics(10), Instant::now());
+    assert_conserved(&report, 10);
+    assert_eq!((report.requests, report.deferred, report.retried), (0, 10, 0));
+    assert_eq!(report.outcome, Outcome::OutOfTime);
+    assert_eq!(d.ready_at(Destination::Metrics), None, "no backoff");
+    assert_eq!(d.stats(Destination::Metrics).failures, 0);
+}
+
+#[test]
+fn a_deadline_mid_bisection_keeps_the_rest_without_a_failure() {
+    // 1000 records, one poison at 900; the 3rd request lasts past the deadline.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut calls = 0;
+    let mut records = metrics(1000);
+    records[900] = metric(900, "poison");
+    let mut d = Dispatcher::new(
+        scripted(move |b: &str| {
+            calls += 1;
+            if calls == 3 {
+                std::thread::sleep(
+                    deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(5),
+                );
+            }
+            Ok(if b.contains("poison") { 400 } else { 202 })
+        }),
+        config(),
+    );
+    let report = d.send_until(Destination::Metrics, &records, deadline);
+    assert_conserved(&report, 1000);
+    // 400 on [0, 1000); [0, 500) and [500, 750) delivered; then out of time: [750, 1000) kept.
+    assert_eq!(report.requests, 3);
+    assert_eq!(report.outcome, Outcome::OutOfTime);
+    assert_eq!(&report.dispositions[..750], &vec![Disposition::Delivered; 750][..]);
+    assert_eq!(&report.dispositions[750..], &vec![Disposition::Kept; 250][..]);
+    assert_eq!((report.dead, report.retried, report.deferred), (0, 0, 250));
+    assert_eq!(d.ready_at(Destination::Metrics), None, "progress was made: no backoff");
+    assert_eq!(d.stats(Destination::Metrics).failures, 0);
+}
+
+#[test]
+fn a_refused_first_chunk_ends_the_call_without_trying_the_others() {
+    let mut c = config();
+    c.max_points = 10;
+    let mut d = Dispatcher::new(scripted(|_| Ok(422)), c);
+    let report = d.send_metrics(&metrics(25));
+    assert_conserved(&report, 25);
+    assert_eq!(report.outcome, Outcome::Refused { reason: "http_422".into() });
+    // Chunk [0, 10): 1 whole + 3 left halves (5, 2, 1) + 3 right halves (5, 3, 1) + the last
+    // record of the two longer ones; chunks 2 and 3 untried.
+    assert_eq!((report.requests, report.dead, report.retried), (9, 0, 25));
+}
+
+#[test]
+fn an_all_poison_chunk_after_an_accepted_one_is_dead_lettered() {
+    // Evidence carries across the chunks of one call: chunk 2 is all poison, chunk 1 was fine.
+    let mut c = config();
+    c.max_points = 10;
+    let records: Vec<Record> = (0..20).map(|i| metric(i, if i >= 10 { "poison" } else { "m" })).collect();
+    let mut d = Dispatcher::new(scripted(|b| Ok(if b.contains("poison") { 400 } else { 202 })), c);
+    let report = d.send_metrics(&records);
+    assert_conserved(&report, 20);
+    assert_eq!(report.outcome, Outcome::Settled);
+    assert_eq!(&report.dispositions[..10], &vec![Disposition::Delivered; 10][..]);
+    assert_eq!(&report.dispositions[10..], &vec![Disposition::Dead { reason: "http_400".into() }; 10][..]);
 }
