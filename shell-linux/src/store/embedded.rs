@@ -19,10 +19,31 @@
 //!
 //! Plus table `chouette:agent:meta` (`&str` → `f64`: the row `chouette:agent:aggregated_until`)
 //! and table `chouette:agent:status` (`&str` → `&str`).
+//!
+//! # Faults
+//!
+//! - **An I/O error** (a full disk: `ENOSPC`, or `EFBIG` past a file-size limit) fails the
+//!   transaction as a whole (nothing of it is applied), and redb then refuses every later call on
+//!   that handle, reads included, with "Previous I/O error occurred. Please close and re-open the
+//!   database", even once space is back. So the store drops the handle at the first I/O error
+//!   (an [`StoreError::Unavailable`], logged once by the run loop) and reopens the file at the next
+//!   call (at most once per [`REOPEN_RETRY`]); redb repairs it from its last commit. What was
+//!   committed before the error is all there.
+//! - **A corrupt file** (truncated, garbage, wrong magic number, a repair that fails) is renamed
+//!   to `<file>.corrupt-<unix time>`, kept for inspection, with one ERROR naming both paths, and a
+//!   fresh store is created in its place: the agent starts, never a restart loop. Before redb
+//!   reads the file, its header is checked ([`check_header`]): redb 2.6 panics (an abort in the
+//!   release build) on a truncated file instead of returning an error. A file locked by another
+//!   process is not corrupt: opening fails, as before.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use redb::{
+    Database, DatabaseError, ReadableTable, ReadableTableMetadata, StorageError, TableDefinition,
+    WriteTransaction,
+};
 
 use super::{
     check_score, dead_letter_envelope, AggregationCommit, DeadRecord, NewRecord, Queue, Record, Store,
@@ -38,6 +59,17 @@ const STATUS: TableDefinition<'static, &str, &str> = TableDefinition::new(STATUS
 /// How many entries cleanup collects before deleting them (bounds its memory).
 const CLEANUP_BATCH: usize = 10_000;
 
+/// After a failed reopen, how long calls fail at once before the next try (a reopen after an
+/// I/O error repairs the file: it reads all of it).
+pub const REOPEN_RETRY: Duration = Duration::from_secs(1);
+
+/// The first bytes of every redb file.
+const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+/// The size of redb's file header (magic, god byte, layout, two commit slots).
+const REDB_HEADER_BYTES: usize = 320;
+/// The page size of the files this store creates (redb's default, which `open` insists on).
+const REDB_PAGE_BYTES: u32 = 4096;
+
 /// A redb error, boxed (redb's own is 160 bytes, too large to return by value everywhere).
 #[derive(Debug)]
 struct DbError(Box<redb::Error>);
@@ -45,6 +77,13 @@ struct DbError(Box<redb::Error>);
 impl<E: Into<redb::Error>> From<E> for DbError {
     fn from(e: E) -> Self {
         DbError(Box::new(e.into()))
+    }
+}
+
+impl DbError {
+    /// An I/O error, after which redb refuses every call on this handle until it is reopened.
+    fn is_io(&self) -> bool {
+        matches!(*self.0, redb::Error::Io(_) | redb::Error::PreviousIo)
     }
 }
 
@@ -105,9 +144,12 @@ pub fn key_score(key: u64) -> f64 {
 
 /// Queues in a redb file.
 pub struct EmbeddedStore {
-    db: Database,
+    /// `None` once an I/O error closed it, until a reopen succeeds.
+    db: Option<Database>,
     path: PathBuf,
     description: String,
+    /// After a failed reopen: no new try before this instant.
+    reopen_after: Option<Instant>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -116,10 +158,161 @@ impl std::fmt::Debug for EmbeddedStore {
     }
 }
 
+/// Why the file could not be opened.
+enum OpenFailure {
+    /// Not a usable redb file: it is moved aside.
+    Corrupt(String),
+    /// Anything else (locked by another process, permission denied, disk full): an error.
+    Other(String),
+}
+
+/// Opens (or creates) the redb file at `path`, holding its lock. A corrupt file is renamed to
+/// `<path>.corrupt-<unix time>` (one ERROR) and a fresh one created in its place.
+fn open_database(path: &Path) -> Result<Database, String> {
+    match open_checked(path) {
+        Ok(db) => return Ok(db),
+        Err(OpenFailure::Other(detail)) => return Err(detail),
+        Err(OpenFailure::Corrupt(_)) => {} // moved aside by open_checked, below
+    }
+    match open_checked(path) {
+        Ok(db) => Ok(db),
+        Err(OpenFailure::Other(detail) | OpenFailure::Corrupt(detail)) => {
+            Err(format!("cannot create a fresh store at {}: {detail}", path.display()))
+        }
+    }
+}
+
+/// Opens the file under its lock, checks its header, then hands it to redb. A corrupt file is
+/// renamed aside (still under the lock, so never a file another agent holds) before returning
+/// [`OpenFailure::Corrupt`].
+fn open_checked(path: &Path) -> Result<Database, OpenFailure> {
+    let other = |e: &dyn std::fmt::Display| OpenFailure::Other(format!("cannot open {}: {e}", path.display()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| other(&e))?;
+    // redb takes the same lock on this descriptor (a no-op then); taking it first means the
+    // header is read, and a corrupt file moved, only while no other process holds the file.
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::WOULDBLOCK) => return Err(other(&DatabaseError::DatabaseAlreadyOpen)),
+        Err(e) => return Err(other(&e)),
+    }
+    let checked = check_header(&file).map_err(|e| match e {
+        HeaderError::Io(e) => other(&e),
+        HeaderError::Corrupt(detail) => OpenFailure::Corrupt(detail),
+    });
+    let opened = checked.and_then(|()| {
+        redb::Builder::new().create_file(file.try_clone().map_err(|e| other(&e))?).map_err(|e| match e {
+            DatabaseError::UpgradeRequired(_) | DatabaseError::Storage(StorageError::Corrupted(_)) => {
+                OpenFailure::Corrupt(e.to_string())
+            }
+            // redb's answer to a wrong magic number or a header cut short.
+            DatabaseError::Storage(StorageError::Io(ref io))
+                if matches!(io.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof) =>
+            {
+                OpenFailure::Corrupt(e.to_string())
+            }
+            e => other(&e),
+        })
+    });
+    match opened {
+        Err(OpenFailure::Corrupt(detail)) => {
+            let aside = move_aside(path).map_err(|e| {
+                OpenFailure::Other(format!(
+                    "{} is corrupt ({detail}) and cannot be moved aside: {e}",
+                    path.display()
+                ))
+            })?;
+            log::error!(
+                "path={} moved_to={} error={detail}: the store file is corrupt; moved it aside, \
+                 the data in it is kept there for inspection; starting with a fresh, empty store",
+                path.display(),
+                aside.display()
+            );
+            drop(file); // releases the lock on the moved file
+            Err(OpenFailure::Corrupt(detail))
+        }
+        opened => opened,
+    }
+}
+
+/// Renames `path` to `<path>.corrupt-<unix time>` (`-2`, `-3`... if taken); returns the new path.
+fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    for n in 1..100u32 {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".corrupt-{now}"));
+        if n > 1 {
+            name.push(format!("-{n}"));
+        }
+        let aside = PathBuf::from(name);
+        if !aside.exists() {
+            std::fs::rename(path, &aside)?;
+            return Ok(aside);
+        }
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, "every .corrupt-<time> name is taken"))
+}
+
+/// Why [`check_header`] refused a file.
+#[derive(Debug)]
+enum HeaderError {
+    /// The file cannot be read.
+    Io(std::io::Error),
+    /// The file is not a redb file this store can open.
+    Corrupt(String),
+}
+
+/// Checks what redb 2.6 asserts (panics on) rather than reports when it opens a file: the header
+/// is whole, starts with redb's magic number, names our page size, and describes a layout no
+/// longer than the file (redb's file format 2 and 3 header: page size at byte 12, then region
+/// header pages, region data pages, full regions, trailing region pages, little-endian `u32`s).
+/// An empty file passes (redb initializes a new database in it).
+fn check_header(file: &File) -> Result<(), HeaderError> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata().map_err(HeaderError::Io)?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let corrupt = |detail: String| Err(HeaderError::Corrupt(detail));
+    let mut header = [0u8; REDB_HEADER_BYTES];
+    if len < REDB_HEADER_BYTES as u64 {
+        return corrupt(format!("{len} bytes, shorter than a redb header"));
+    }
+    file.read_exact_at(&mut header, 0).map_err(HeaderError::Io)?;
+    if header[..REDB_MAGIC.len()] != REDB_MAGIC {
+        return corrupt("not a redb file (wrong magic number)".to_string());
+    }
+    let field = |offset: usize| {
+        let mut bytes = [0u8; 4];
+        bytes.copy_from_slice(&header[offset..offset + 4]);
+        u128::from(u32::from_le_bytes(bytes))
+    };
+    let (page, header_pages, data_pages, full_regions, trailing_pages) =
+        (field(12), field(16), field(20), field(24), field(28));
+    if page != u128::from(REDB_PAGE_BYTES) {
+        return corrupt(format!("the header names a page size of {page} bytes, not {REDB_PAGE_BYTES}"));
+    }
+    if data_pages == 0 || full_regions == 0 && trailing_pages == 0 {
+        return corrupt("the header describes no region".to_string());
+    }
+    let trailing = if trailing_pages > 0 { (header_pages + trailing_pages) * page } else { 0 };
+    let layout = page + full_regions * (header_pages + data_pages) * page + trailing;
+    if layout > u128::from(len) {
+        return corrupt(format!("truncated: {len} bytes, its header describes {layout}"));
+    }
+    Ok(())
+}
+
 impl EmbeddedStore {
-    /// Opens (or creates, with its parent directories) the database at `path`. Fails with
-    /// [`StoreError::Failed`] naming the path if it cannot be created or is not a redb file, or
-    /// if another process holds it open.
+    /// Opens (or creates, with its parent directories) the database at `path`. A corrupt file is
+    /// moved aside (see the module docs) and a fresh store created. Fails with
+    /// [`StoreError::Failed`] naming the path if it cannot be created (a full disk, a read-only
+    /// directory), or if another process holds it open.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let description = format!("embedded:{}", path.display());
         let failed = |op, detail: String| StoreError::Failed { store: description.clone(), op, detail };
@@ -127,20 +320,10 @@ impl EmbeddedStore {
             std::fs::create_dir_all(parent)
                 .map_err(|e| failed("open", format!("cannot create directory {}: {e}", parent.display())))?;
         }
-        let db = Database::create(path)
-            .map_err(|e| failed("open", format!("cannot open {}: {e}", path.display())))?;
-        let store = EmbeddedStore { db, path: path.to_path_buf(), description };
-        store.write("create tables", |txn| {
-            for queue in Queue::ALL {
-                let (index, ids) = tables(queue);
-                txn.open_table(index)?;
-                txn.open_table(ids)?;
-            }
-            txn.open_table(META)?;
-            txn.open_table(STATUS)?;
-            Ok(())
-        })?;
-        Ok(store)
+        let db = open_database(path).map_err(|detail| failed("open", detail))?;
+        create_tables(&db)
+            .map_err(|e| failed("open", format!("cannot create the tables in {}: {e}", path.display())))?;
+        Ok(EmbeddedStore { db: Some(db), path: path.to_path_buf(), description, reopen_after: None })
     }
 
     /// The database file.
@@ -152,29 +335,80 @@ impl EmbeddedStore {
         StoreError::Failed { store: self.description.clone(), op, detail: e.to_string() }
     }
 
+    /// The open database, reopening it if an I/O error closed it.
+    fn db(&mut self, op: &'static str) -> Result<&Database, StoreError> {
+        if self.db.is_none() {
+            let unavailable = |detail: String| StoreError::Unavailable {
+                store: self.description.clone(),
+                op,
+                detail: format!("closed after an I/O error, not reopened yet: {detail}"),
+            };
+            if self.reopen_after.is_some_and(|at| Instant::now() < at) {
+                return Err(unavailable(format!("next try within {REOPEN_RETRY:?}")));
+            }
+            // A corrupt file replaced by a fresh one has no tables yet.
+            let reopened =
+                open_database(&self.path).and_then(|db| create_tables(&db).map(|()| db).map_err(|e| e.to_string()));
+            match reopened {
+                Ok(db) => {
+                    log::debug!("path={}: reopened the store after an I/O error", self.path.display());
+                    self.db = Some(db);
+                    self.reopen_after = None;
+                }
+                Err(detail) => {
+                    self.reopen_after = Some(Instant::now() + REOPEN_RETRY);
+                    return Err(unavailable(detail));
+                }
+            }
+        }
+        match &self.db {
+            Some(db) => Ok(db),
+            None => Err(self.failed(op, "the database is closed")),
+        }
+    }
+
+    /// The error for `e`; an I/O error also closes the handle (redb refuses every later call on
+    /// it), so the next call reopens the file.
+    fn fail(&mut self, op: &'static str, e: DbError) -> StoreError {
+        if !e.is_io() {
+            return self.failed(op, e);
+        }
+        self.db = None;
+        StoreError::Unavailable {
+            store: self.description.clone(),
+            op,
+            detail: format!(
+                "{e}: closed the file, reopening it once writes work again (nothing committed is lost, \
+                 this step was not applied)"
+            ),
+        }
+    }
+
     /// Runs `f` in one write transaction and commits it; any error aborts it.
     fn write<T>(
-        &self,
+        &mut self,
         op: &'static str,
         f: impl FnOnce(&WriteTransaction) -> Result<T, DbError>,
     ) -> Result<T, StoreError> {
+        let db = self.db(op)?;
         let run = || {
-            let txn = self.db.begin_write()?;
+            let txn = db.begin_write()?;
             let out = f(&txn)?;
             txn.commit()?;
             Ok::<T, DbError>(out)
         };
-        run().map_err(|e| self.failed(op, e))
+        run().map_err(|e| self.fail(op, e))
     }
 
     /// Runs `f` in a read transaction.
     fn read_txn<T>(
-        &self,
+        &mut self,
         op: &'static str,
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T, DbError>,
     ) -> Result<T, StoreError> {
-        let run = || f(&self.db.begin_read()?);
-        run().map_err(|e| self.failed(op, e))
+        let db = self.db(op)?;
+        let run = || f(&db.begin_read()?);
+        run().map_err(|e| self.fail(op, e))
     }
 
     fn check_scores(
@@ -184,6 +418,20 @@ impl EmbeddedStore {
     ) -> Result<(), StoreError> {
         scores.try_for_each(|score| check_score(&self.description, op, "a record score", score))
     }
+}
+
+/// Creates every table (a no-op for those that exist).
+fn create_tables(db: &Database) -> Result<(), DbError> {
+    let txn = db.begin_write()?;
+    for queue in Queue::ALL {
+        let (index, ids) = tables(queue);
+        txn.open_table(index)?;
+        txn.open_table(ids)?;
+    }
+    txn.open_table(META)?;
+    txn.open_table(STATUS)?;
+    txn.commit()?;
+    Ok(())
 }
 
 /// Inserts or replaces records (a new score for an existing id moves it, as ZADD does).
