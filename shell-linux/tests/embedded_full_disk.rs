@@ -67,16 +67,23 @@ fn a_full_disk_loses_nothing_committed_and_the_store_works_again_once_space_is_b
     };
     assert!(error.to_string().contains("File too large"), "{error}");
     assert!(error.is_transient(), "an I/O error closes the file and is retried: {error}");
-    // Still full: the same batch fails again, however often the store reopens the file.
-    for _ in 0..3 {
-        std::thread::sleep(Duration::from_millis(1100)); // so that each try reopens the file
+    // Still full: the same batch fails again, and reads fail too (redb could reopen and read,
+    // but a dispatcher that reads and sends, then cannot delete, would send the same batch at
+    // every tick): the store stays closed until a probe write commits.
+    let deadline = Instant::now() + Duration::from_secs(4); // spans tries to reopen at 1 s and 3 s
+    while Instant::now() < deadline {
+        let read = store.read(Queue::RawMetrics, f64::INFINITY, 10);
+        assert!(read.is_err(), "reads fail while writes cannot commit: {read:?}");
         let again = store.add(Queue::RawMetrics, &batch(committed, 100));
         assert!(again.is_err(), "the disk is still full");
+        std::thread::sleep(Duration::from_millis(100));
     }
 
     // Free: the same handle works again (reopened), with every committed record, once.
     set_file_size_limit(None);
-    let ids = eventually("reading after space is back", || store.read(Queue::RawMetrics, f64::INFINITY, usize::MAX));
+    let ids = eventually("reading after space is back", || {
+        store.read(Queue::RawMetrics, f64::INFINITY, usize::MAX)
+    });
     let expected: Vec<String> = (0..committed).map(|i| format!("id-{i:07}")).collect();
     assert_eq!(ids.len(), committed);
     assert_eq!(all_ids(&mut store, Queue::RawMetrics), expected);

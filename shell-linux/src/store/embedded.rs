@@ -26,9 +26,13 @@
 //!   transaction as a whole (nothing of it is applied), and redb then refuses every later call on
 //!   that handle, reads included, with "Previous I/O error occurred. Please close and re-open the
 //!   database", even once space is back. So the store drops the handle at the first I/O error
-//!   (an [`StoreError::Unavailable`], logged once by the run loop) and reopens the file at the next
-//!   call (at most once per [`REOPEN_RETRY`]); redb repairs it from its last commit. What was
-//!   committed before the error is all there.
+//!   (an [`StoreError::Unavailable`], logged once by the run loop) and reopens the file later
+//!   (redb repairs it from its last commit: what was committed before the error is all there).
+//!   A reopen counts only once a probe write of [`PROBE_BYTES`] commits (in table
+//!   `chouette:agent:probe`, removed at once): on a disk that is still full, redb reopens and
+//!   reads fine while writes fail, and a dispatcher that could read and send but not delete would
+//!   send the same batch at every tick. Reopens are tried after [`REOPEN_RETRY`], doubling up to
+//!   [`REOPEN_RETRY_MAX`] while they fail (each one reads the whole file to repair it).
 //! - **A corrupt file** (truncated, garbage, wrong magic number, a repair that fails) is renamed
 //!   to `<file>.corrupt-<unix time>`, kept for inspection, with one ERROR naming both paths, and a
 //!   fresh store is created in its place: the agent starts, never a restart loop. Before redb
@@ -59,9 +63,18 @@ const STATUS: TableDefinition<'static, &str, &str> = TableDefinition::new(STATUS
 /// How many entries cleanup collects before deleting them (bounds its memory).
 const CLEANUP_BATCH: usize = 10_000;
 
-/// After a failed reopen, how long calls fail at once before the next try (a reopen after an
-/// I/O error repairs the file: it reads all of it).
+/// After an I/O error, how long calls fail at once before the store tries to reopen the file;
+/// doubled after each failed try, up to [`REOPEN_RETRY_MAX`] (a reopen after an I/O error
+/// repairs the file: it reads all of it).
 pub const REOPEN_RETRY: Duration = Duration::from_secs(1);
+/// The longest wait between two tries to reopen: how late, at worst, the store resumes once
+/// space is back.
+pub const REOPEN_RETRY_MAX: Duration = Duration::from_secs(30);
+/// The size of the probe a reopen writes (then removes) to prove writes work again: more than
+/// a delete or a status update of the next tick needs.
+pub const PROBE_BYTES: usize = 64 * 1024;
+
+const PROBE: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("chouette:agent:probe");
 
 /// The first bytes of every redb file.
 const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
@@ -148,8 +161,10 @@ pub struct EmbeddedStore {
     db: Option<Database>,
     path: PathBuf,
     description: String,
-    /// After a failed reopen: no new try before this instant.
-    reopen_after: Option<Instant>,
+    /// While closed: no try to reopen before this instant.
+    reopen_after: Instant,
+    /// The wait after the next failed try (doubles; back to [`REOPEN_RETRY`] after a commit).
+    reopen_backoff: Duration,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -186,7 +201,8 @@ fn open_database(path: &Path) -> Result<Database, String> {
 /// renamed aside (still under the lock, so never a file another agent holds) before returning
 /// [`OpenFailure::Corrupt`].
 fn open_checked(path: &Path) -> Result<Database, OpenFailure> {
-    let other = |e: &dyn std::fmt::Display| OpenFailure::Other(format!("cannot open {}: {e}", path.display()));
+    let other =
+        |e: &dyn std::fmt::Display| OpenFailure::Other(format!("cannot open {}: {e}", path.display()));
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -212,7 +228,10 @@ fn open_checked(path: &Path) -> Result<Database, OpenFailure> {
             }
             // redb's answer to a wrong magic number or a header cut short.
             DatabaseError::Storage(StorageError::Io(ref io))
-                if matches!(io.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof) =>
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+                ) =>
             {
                 OpenFailure::Corrupt(e.to_string())
             }
@@ -323,7 +342,13 @@ impl EmbeddedStore {
         let db = open_database(path).map_err(|detail| failed("open", detail))?;
         create_tables(&db)
             .map_err(|e| failed("open", format!("cannot create the tables in {}: {e}", path.display())))?;
-        Ok(EmbeddedStore { db: Some(db), path: path.to_path_buf(), description, reopen_after: None })
+        Ok(EmbeddedStore {
+            db: Some(db),
+            path: path.to_path_buf(),
+            description,
+            reopen_after: Instant::now(),
+            reopen_backoff: REOPEN_RETRY,
+        })
     }
 
     /// The database file.
@@ -338,25 +363,25 @@ impl EmbeddedStore {
     /// The open database, reopening it if an I/O error closed it.
     fn db(&mut self, op: &'static str) -> Result<&Database, StoreError> {
         if self.db.is_none() {
+            let store = self.description.clone();
             let unavailable = |detail: String| StoreError::Unavailable {
-                store: self.description.clone(),
+                store,
                 op,
                 detail: format!("closed after an I/O error, not reopened yet: {detail}"),
             };
-            if self.reopen_after.is_some_and(|at| Instant::now() < at) {
-                return Err(unavailable(format!("next try within {REOPEN_RETRY:?}")));
+            let now = Instant::now();
+            if now < self.reopen_after {
+                let wait = self.reopen_after - now;
+                return Err(unavailable(format!("next try in {} ms", wait.as_millis())));
             }
-            // A corrupt file replaced by a fresh one has no tables yet.
-            let reopened =
-                open_database(&self.path).and_then(|db| create_tables(&db).map(|()| db).map_err(|e| e.to_string()));
-            match reopened {
+            match reopen(&self.path) {
                 Ok(db) => {
                     log::debug!("path={}: reopened the store after an I/O error", self.path.display());
                     self.db = Some(db);
-                    self.reopen_after = None;
                 }
                 Err(detail) => {
-                    self.reopen_after = Some(Instant::now() + REOPEN_RETRY);
+                    log::debug!("path={} error={detail}: cannot reopen the store yet", self.path.display());
+                    self.close_for_a_while();
                     return Err(unavailable(detail));
                 }
             }
@@ -367,13 +392,20 @@ impl EmbeddedStore {
         }
     }
 
+    /// Drops the handle; the next try to reopen comes after the current backoff, which doubles.
+    fn close_for_a_while(&mut self) {
+        self.db = None;
+        self.reopen_after = Instant::now() + self.reopen_backoff;
+        self.reopen_backoff = (self.reopen_backoff * 2).min(REOPEN_RETRY_MAX);
+    }
+
     /// The error for `e`; an I/O error also closes the handle (redb refuses every later call on
-    /// it), so the next call reopens the file.
+    /// it), so that a later call reopens the file.
     fn fail(&mut self, op: &'static str, e: DbError) -> StoreError {
         if !e.is_io() {
             return self.failed(op, e);
         }
-        self.db = None;
+        self.close_for_a_while();
         StoreError::Unavailable {
             store: self.description.clone(),
             op,
@@ -397,7 +429,9 @@ impl EmbeddedStore {
             txn.commit()?;
             Ok::<T, DbError>(out)
         };
-        run().map_err(|e| self.fail(op, e))
+        let out = run().map_err(|e| self.fail(op, e))?;
+        self.reopen_backoff = REOPEN_RETRY;
+        Ok(out)
     }
 
     /// Runs `f` in a read transaction.
@@ -418,6 +452,25 @@ impl EmbeddedStore {
     ) -> Result<(), StoreError> {
         scores.try_for_each(|score| check_score(&self.description, op, "a record score", score))
     }
+}
+
+/// Reopens the file after an I/O error: opens it (repairing it; a corrupt one is replaced by a
+/// fresh one, which has no tables yet), creates the tables, and proves that writes work again
+/// by committing a [`PROBE_BYTES`] probe, then removing it.
+fn reopen(path: &Path) -> Result<Database, String> {
+    let db = open_database(path)?;
+    let probe = || {
+        create_tables(&db)?;
+        let txn = db.begin_write()?;
+        txn.open_table(PROBE)?.insert("probe", vec![0u8; PROBE_BYTES].as_slice())?;
+        txn.commit()?;
+        let txn = db.begin_write()?;
+        txn.open_table(PROBE)?.remove("probe")?;
+        txn.commit()?;
+        Ok::<(), DbError>(())
+    };
+    probe().map_err(|e| format!("writes still fail: {e}"))?;
+    Ok(db)
 }
 
 /// Creates every table (a no-op for those that exist).
