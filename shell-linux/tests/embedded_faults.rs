@@ -108,7 +108,7 @@ fn a_corrupt_store_file_is_moved_aside_and_a_fresh_store_created() {
         drop(store);
         let aside = moved_aside(&dir, "chouette.redb");
         assert_eq!(aside.len(), 1, "{what}: one file moved aside: {aside:?}");
-        assert_eq!(std::fs::read(&aside[0]).expect("read aside"), bytes, "{what}: kept as it was");
+        assert!(std::fs::read(&aside[0]).expect("read aside") == bytes, "{what}: kept as it was");
         // The fresh store is a good one: it opens again as it is, with its records.
         let mut store = EmbeddedStore::open(&path).expect("reopen the fresh store");
         assert_eq!(store.len(Queue::RawMetrics).expect("len"), 3, "{what}");
@@ -253,14 +253,25 @@ fn embedded_vars(state: &Path) -> Vec<(&'static str, String)> {
 fn the_agent_starts_on_a_corrupt_store_file_logs_one_error_and_keeps_running() {
     let tmp = TempDir::new("corrupt-agent");
     let valid = valid_store_bytes(&tmp.0);
-    // The two that matter most: a truncated file (redb panics on it: a SIGABRT restart loop in
-    // the release build) and one that is not a redb file at all.
-    for (what, bytes) in [("truncated", valid[..valid.len() / 2].to_vec()), ("garbage", vec![0x5a; 100_000])]
-    {
-        let state = tmp.0.join(what);
+    // A truncated file (redb panics on it: a SIGABRT restart loop in the release build), one that
+    // is not a redb file at all, and a valid one on which redb panicked in the last run (the
+    // panic hook left its marker; see embedded_panic.rs for the hook itself).
+    let cases = [
+        ("truncated", valid[..valid.len() / 2].to_vec(), false),
+        ("garbage", vec![0x5a; 100_000], false),
+        ("redb panicked", valid.clone(), true),
+    ];
+    for (what, bytes, panicked) in cases {
+        let state = tmp.0.join(what.replace(' ', "-"));
         std::fs::create_dir_all(&state).expect("mkdir");
         let path = state.join("chouette.redb");
         std::fs::write(&path, &bytes).expect("write corrupt file");
+        let marker = chouette_agent::store::embedded::panic_marker_path(&path);
+        if panicked {
+            let panic =
+                "panicked at .../redb-2.6.4/src/tuple_types.rs:278:1:\nrange end index 35 out of range";
+            std::fs::write(&marker, panic).expect("write marker");
+        }
 
         let mut agent = Agent::start(&embedded_vars(&state));
         agent.wait_for("the store in use", Duration::from_secs(20), |out| out.contains("store in use"));
@@ -272,7 +283,7 @@ fn the_agent_starts_on_a_corrupt_store_file_logs_one_error_and_keeps_running() {
         let out = agent.output();
         let aside = moved_aside(&state, "chouette.redb");
         assert_eq!(aside.len(), 1, "{what}: {aside:?}");
-        assert_eq!(std::fs::read(&aside[0]).expect("read aside"), bytes, "{what}: kept as it was");
+        assert!(std::fs::read(&aside[0]).expect("read aside") == bytes, "{what}: kept as it was");
         let errors = error_lines(&out);
         assert_eq!(errors.len(), 1, "{what}: one ERROR:\n{out}");
         let moved_to = format!("moved_to={}", aside[0].display());
@@ -283,6 +294,10 @@ fn the_agent_starts_on_a_corrupt_store_file_logs_one_error_and_keeps_running() {
         );
         assert!(errors[0].contains(&moved_to), "{what}: names where it went: {}", errors[0]);
         assert!(errors[0].contains("kept there for inspection"), "{}", errors[0]);
+        if panicked {
+            assert!(errors[0].contains("redb panicked on this file"), "{}", errors[0]);
+            assert!(!marker.exists(), "the marker goes with the move");
+        }
         assert!(agent.stop().success(), "{what}: exits 0 on SIGTERM");
 
         // The next start opens the fresh store as it is: no second move, no ERROR.

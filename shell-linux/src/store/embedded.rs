@@ -39,9 +39,15 @@
 //!   reads the file, its header is checked ([`check_header`]): redb 2.6 panics (an abort in the
 //!   release build) on a truncated file instead of returning an error. A file locked by another
 //!   process is not corrupt: opening fails, as before.
+//! - **A file that makes redb panic** (damaged B-tree pages: redb does not check page checksums
+//!   when it reads, and indexes out of bounds on some damage) would abort the agent at every
+//!   start. A panic hook notices a panic raised in redb's code while a store is open and writes
+//!   `<file>.redb-panic` (the panic message); the next open moves the file aside as corrupt. One
+//!   crash, then a fresh store, not a restart loop.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
 use redb::{
@@ -167,6 +173,13 @@ pub struct EmbeddedStore {
     reopen_backoff: Duration,
 }
 
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        self.db = None;
+        stop_watching(&self.path);
+    }
+}
+
 impl std::fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EmbeddedStore").field("path", &self.path).finish()
@@ -179,6 +192,62 @@ enum OpenFailure {
     Corrupt(String),
     /// Anything else (locked by another process, permission denied, disk full): an error.
     Other(String),
+}
+
+/// The store files open (or being opened) in this process: a panic in redb marks them.
+static IN_USE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// The marker a panic in redb leaves beside a store file in use: `<file>.redb-panic`.
+pub fn panic_marker_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".redb-panic");
+    PathBuf::from(name)
+}
+
+/// Adds `path` to the files a panic in redb marks, installing the panic hook (once per
+/// process; it runs before the abort of the release build and hands over to the previous hook).
+fn watch_for_redb_panics(path: &Path) {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.location().is_some_and(|l| is_redb_source(l.file())) {
+                mark_in_use_files(&info.to_string());
+            }
+            previous(info);
+        }));
+    });
+    let mut paths = IN_USE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !paths.iter().any(|p| p == path) {
+        paths.push(path.to_path_buf());
+    }
+}
+
+fn stop_watching(path: &Path) {
+    let mut paths = IN_USE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    paths.retain(|p| p != path);
+}
+
+/// Whether a panic location is in redb's sources (`.../redb-2.6.4/src/...`, or a vendored
+/// `.../redb/src/...`).
+fn is_redb_source(file: &str) -> bool {
+    file.split(['/', '\\']).any(|part| part == "redb" || part.starts_with("redb-"))
+}
+
+/// Writes the panic marker of every store file in use (called from the panic hook).
+fn mark_in_use_files(panic: &str) {
+    let Ok(paths) = IN_USE.try_lock() else { return };
+    for path in paths.iter() {
+        let marker = panic_marker_path(path);
+        match std::fs::write(&marker, panic) {
+            Ok(()) => log::error!(
+                "path={} marker={}: redb panicked while this store was in use; the next start moves the file aside",
+                path.display(),
+                marker.display()
+            ),
+            Err(e) => log::error!("path={}: redb panicked, and the panic marker cannot be written: {e}", path.display()),
+        }
+    }
 }
 
 /// Opens (or creates) the redb file at `path`, holding its lock. A corrupt file is renamed to
@@ -217,10 +286,19 @@ fn open_checked(path: &Path) -> Result<Database, OpenFailure> {
         Err(rustix::io::Errno::WOULDBLOCK) => return Err(other(&DatabaseError::DatabaseAlreadyOpen)),
         Err(e) => return Err(other(&e)),
     }
-    let checked = check_header(&file).map_err(|e| match e {
-        HeaderError::Io(e) => other(&e),
-        HeaderError::Corrupt(detail) => OpenFailure::Corrupt(detail),
-    });
+    let marker = panic_marker_path(path);
+    let panicked = std::fs::read_to_string(&marker).ok();
+    let checked = match (panicked, file.metadata().map(|m| m.len())) {
+        (Some(panic), Ok(len)) if len > 0 => Err(OpenFailure::Corrupt(format!(
+            "redb panicked on this file in an earlier run: {}",
+            panic.trim()
+        ))),
+        _ => check_header(&file).map_err(|e| match e {
+            HeaderError::Io(e) => other(&e),
+            HeaderError::Corrupt(detail) => OpenFailure::Corrupt(detail),
+        }),
+    };
+    watch_for_redb_panics(path);
     let opened = checked.and_then(|()| {
         redb::Builder::new().create_file(file.try_clone().map_err(|e| other(&e))?).map_err(|e| match e {
             DatabaseError::UpgradeRequired(_) | DatabaseError::Storage(StorageError::Corrupted(_)) => {
@@ -238,30 +316,44 @@ fn open_checked(path: &Path) -> Result<Database, OpenFailure> {
             e => other(&e),
         })
     });
-    match opened {
-        Err(OpenFailure::Corrupt(detail)) => {
-            let aside = move_aside(path).map_err(|e| {
-                OpenFailure::Other(format!(
-                    "{} is corrupt ({detail}) and cannot be moved aside: {e}",
-                    path.display()
-                ))
-            })?;
-            log::error!(
-                "path={} moved_to={} error={detail}: the store file is corrupt; moved it aside, \
-                 the data in it is kept there for inspection; starting with a fresh, empty store",
-                path.display(),
-                aside.display()
-            );
-            drop(file); // releases the lock on the moved file
-            Err(OpenFailure::Corrupt(detail))
+    let result = match opened {
+        Err(OpenFailure::Corrupt(detail)) => match move_aside(path) {
+            Ok(aside) => {
+                log::error!(
+                    "path={} moved_to={} error={detail}: the store file is corrupt; moved it aside, \
+                     the data in it is kept there for inspection; starting with a fresh, empty store",
+                    path.display(),
+                    aside.display()
+                );
+                let _ = std::fs::remove_file(&marker);
+                Err(OpenFailure::Corrupt(detail))
+            }
+            Err(e) => Err(OpenFailure::Other(format!(
+                "{} is corrupt ({detail}) and cannot be moved aside: {e}",
+                path.display()
+            ))),
+        },
+        Ok(db) => {
+            let _ = std::fs::remove_file(&marker); // a panic marker beside an empty file
+            Ok(db)
         }
-        opened => opened,
+        Err(other) => Err(other),
+    };
+    if result.is_err() {
+        stop_watching(path);
     }
+    // Dropping `file` here releases the lock on a file moved aside; redb holds its own
+    // descriptor (same lock) of a file it opened.
+    result
 }
 
 /// Renames `path` to `<path>.corrupt-<unix time>` (`-2`, `-3`... if taken); returns the new path.
 fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    move_aside_at(path, now)
+}
+
+fn move_aside_at(path: &Path, now: u64) -> std::io::Result<PathBuf> {
     for n in 1..100u32 {
         let mut name = path.as_os_str().to_owned();
         name.push(format!(".corrupt-{now}"));
@@ -732,6 +824,84 @@ mod tests {
             assert_eq!(key_score(score_key(s)), s);
         }
         assert_eq!(score_key(-0.0), score_key(0.0));
+    }
+
+    #[test]
+    fn redb_sources_are_recognised() {
+        let registry = "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/redb-2.6.4/src/db.rs";
+        assert!(is_redb_source(registry));
+        assert!(is_redb_source("vendor/redb/src/tree_store/btree_base.rs"));
+        assert!(is_redb_source(r"C:\cargo\registry\src\redb-2.6.4\src\db.rs"));
+        assert!(!is_redb_source("shell-linux/src/store/embedded.rs"));
+        assert!(!is_redb_source("/root/.cargo/registry/src/x/redis-0.27.6/src/lib.rs"));
+    }
+
+    /// A scratch directory removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(what: &str) -> Scratch {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let dir =
+                std::env::temp_dir().join(format!("chouette-unit-{what}-{}-{nanos}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn moving_aside_never_overwrites_an_earlier_copy() {
+        let dir = Scratch::new("aside");
+        let path = dir.0.join("chouette.redb");
+        std::fs::write(&path, b"first").unwrap();
+        assert_eq!(move_aside_at(&path, 1700000000).unwrap(), dir.0.join("chouette.redb.corrupt-1700000000"));
+        std::fs::write(&path, b"second").unwrap();
+        assert_eq!(
+            move_aside_at(&path, 1700000000).unwrap(),
+            dir.0.join("chouette.redb.corrupt-1700000000-2")
+        );
+        assert_eq!(std::fs::read(dir.0.join("chouette.redb.corrupt-1700000000")).unwrap(), b"first");
+        assert_eq!(std::fs::read(dir.0.join("chouette.redb.corrupt-1700000000-2")).unwrap(), b"second");
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn the_header_check_reads_the_layout_redb_writes() {
+        let dir = Scratch::new("header");
+        let path = dir.0.join("chouette.redb");
+        let mut store = EmbeddedStore::open(&path).unwrap();
+        let records: Vec<NewRecord> = (0..300)
+            .map(|i| NewRecord { id: i.to_string().into_bytes(), score: 1.0, value: vec![7; 500] })
+            .collect();
+        store.add(Queue::Logs, &records).unwrap();
+        drop(store);
+        let check = |bytes: &[u8]| {
+            std::fs::write(&path, bytes).unwrap();
+            check_header(&File::open(&path).unwrap())
+        };
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(check(&bytes).is_ok());
+        assert!(check(b"").is_ok(), "an empty file is a new database");
+        // Exactly as long as the header says passes; one byte less does not.
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(&[0; 4096]);
+        assert!(check(&longer).is_ok(), "a longer file is repaired by redb, not refused");
+        let message = match check(&bytes[..bytes.len() - 1]) {
+            Err(HeaderError::Corrupt(message)) => message,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            message,
+            format!("truncated: {} bytes, its header describes {}", bytes.len() - 1, bytes.len())
+        );
     }
 
     #[test]
