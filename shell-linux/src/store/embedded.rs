@@ -32,7 +32,10 @@
 //!   `chouette:agent:probe`, removed at once): on a disk that is still full, redb reopens and
 //!   reads fine while writes fail, and a dispatcher that could read and send but not delete would
 //!   send the same batch at every tick. Reopens are tried after [`REOPEN_RETRY`], doubling up to
-//!   [`REOPEN_RETRY_MAX`] while they fail (each one reads the whole file to repair it).
+//!   [`REOPEN_RETRY_MAX`] while they fail (each one reads the whole file to repair it). Before
+//!   each reopen, and at the I/O error itself, the store sets the header's "recovery required"
+//!   bit (one byte in place): redb 2.6 may leave it clear after a failed write, and an open
+//!   without repair then corrupts the file ([`mark_needs_repair`]).
 //! - **A corrupt file** (truncated, garbage, wrong magic number, a repair that fails) is renamed
 //!   to `<file>.corrupt-<unix time>`, kept for inspection, with one ERROR naming both paths, and a
 //!   fresh store is created in its place: the agent starts, never a restart loop. Before redb
@@ -88,6 +91,9 @@ const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0
 const REDB_HEADER_BYTES: usize = 320;
 /// The page size of the files this store creates (redb's default, which `open` insists on).
 const REDB_PAGE_BYTES: u32 = 4096;
+/// The header's "god byte" and its "recovery required" bit: set, the next open repairs the file.
+const REDB_GOD_BYTE_OFFSET: u64 = 9;
+const REDB_RECOVERY_REQUIRED: u8 = 2;
 
 /// A redb error, boxed (redb's own is 160 bytes, too large to return by value everywhere).
 #[derive(Debug)]
@@ -498,6 +504,10 @@ impl EmbeddedStore {
             return self.failed(op, e);
         }
         self.close_for_a_while();
+        // Now, not only at the reopen: if the agent stops before, its next start repairs too.
+        if let Err(e) = mark_needs_repair(&self.path) {
+            log::debug!("path={} error={e}: cannot mark the store for repair yet", self.path.display());
+        }
         StoreError::Unavailable {
             store: self.description.clone(),
             op,
@@ -546,10 +556,33 @@ impl EmbeddedStore {
     }
 }
 
+/// Sets the header's "recovery required" bit, so that the next open of the file repairs it
+/// (rebuilds its allocator state from the last valid commit) whatever state the I/O error left
+/// it in. redb 2.6 may leave that bit clear after an I/O error during a commit, a repair or
+/// the start of a write (fixed upstream in redb PR #1177, "Fix silent database corruption from
+/// transient I/O errors"); an open without repair then works on stale allocator state, and reads
+/// panic on pages reused while still in use (reproduced here with `RLIMIT_FSIZE`). One byte
+/// written in place: it needs no free space.
+fn mark_needs_repair(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)?;
+    let mut header = [0u8; REDB_MAGIC.len() + 1];
+    if file.metadata()?.len() < REDB_HEADER_BYTES as u64 || file.read_exact_at(&mut header, 0).is_err() {
+        return Ok(()); // not a redb file (yet): the open checks it
+    }
+    if header[..REDB_MAGIC.len()] != REDB_MAGIC || header[REDB_MAGIC.len()] & REDB_RECOVERY_REQUIRED != 0 {
+        return Ok(());
+    }
+    file.write_all_at(&[header[REDB_MAGIC.len()] | REDB_RECOVERY_REQUIRED], REDB_GOD_BYTE_OFFSET)?;
+    file.sync_data()
+}
+
 /// Reopens the file after an I/O error: opens it (repairing it; a corrupt one is replaced by a
 /// fresh one, which has no tables yet), creates the tables, and proves that writes work again
 /// by committing a [`PROBE_BYTES`] probe, then removing it.
 fn reopen(path: &Path) -> Result<Database, String> {
+    mark_needs_repair(path).map_err(|e| format!("cannot mark {} for repair: {e}", path.display()))?;
     let db = open_database(path)?;
     let probe = || {
         create_tables(&db)?;
