@@ -152,18 +152,27 @@ struct Agent {
     output: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
+/// The agent binary run by `sh` with SIGXFSZ ignored, after the shell commands `before` (a
+/// `ulimit -f`, say), with a clean environment plus `vars`.
+fn agent_command(before: &str, vars: &[(&str, String)]) -> Command {
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", &format!("trap '' XFSZ; {before} exec \"$0\""), env!("CARGO_BIN_EXE_chouette")])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    command
+}
+
 impl Agent {
     fn start(vars: &[(&str, String)]) -> Agent {
-        let mut command = Command::new("sh");
-        command
-            .args(["-c", "trap '' XFSZ; exec \"$0\"", env!("CARGO_BIN_EXE_chouette")])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default());
-        for (name, value) in vars {
-            command.env(name, value);
-        }
-        let mut child =
-            command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("start chouette");
+        let mut child = agent_command("", vars)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start chouette");
         let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let stdout = child.stdout.take().expect("stdout");
         let sink = std::sync::Arc::clone(&output);
@@ -327,6 +336,32 @@ fn the_agent_exits_1_when_it_cannot_create_a_fresh_store() {
     assert_eq!(output.status.code(), Some(1), "{printed}");
     assert!(printed.contains("cannot open the store"), "{printed}");
     assert!(printed.contains(&state.display().to_string()), "names the path: {printed}");
+}
+
+#[test]
+fn a_full_disk_at_startup_is_exit_1_and_a_corrupt_file_stays_aside_for_the_next_start() {
+    let tmp = TempDir::new("full-at-start");
+    let path = tmp.0.join("chouette.redb");
+    std::fs::write(&path, vec![0x5a; 8192]).expect("write a corrupt file");
+    // The disk is full: no file may grow past 4 KiB (`ulimit -f 8`: 512-byte blocks in dash,
+    // 1 KiB in bash); a fresh store needs about 1 MiB.
+    let output = agent_command("ulimit -f 8;", &embedded_vars(&tmp.0)).output().expect("run chouette");
+    let printed =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(1), "{printed}");
+    assert!(
+        printed.contains("cannot create a fresh store") && printed.contains("File too large"),
+        "{printed}"
+    );
+    let aside = moved_aside(&tmp.0, "chouette.redb");
+    assert_eq!(aside.len(), 1, "moved aside before the fresh store failed: {printed}");
+
+    // Space is back (systemd restarts it): a fresh store, no second move, no ERROR.
+    let mut agent = Agent::start(&embedded_vars(&tmp.0));
+    agent.wait_for("the store in use", Duration::from_secs(20), |out| out.contains("store in use"));
+    assert!(error_lines(&agent.output()).is_empty(), "{}", agent.output());
+    assert_eq!(moved_aside(&tmp.0, "chouette.redb"), aside);
+    assert!(agent.stop().success());
 }
 
 #[test]
