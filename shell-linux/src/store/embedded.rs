@@ -17,8 +17,9 @@
 //! `0.0`; NaN is refused). Both tables change together in every transaction, so there are no
 //! orphans.
 //!
-//! Plus table `chouette:agent:meta` (`&str` → `f64`: the row `chouette:agent:aggregated_until`)
-//! and table `chouette:agent:status` (`&str` → `&str`).
+//! Plus table `chouette:agent:meta` (`&str` → `f64`: the row `chouette:agent:aggregated_until`),
+//! table `chouette:agent:status` (`&str` → `&str`), and table `chouette:agent:probe` (`&str` →
+//! bytes; empty but during the probe write of a reopen, see below).
 //!
 //! # Faults
 //!
@@ -26,7 +27,7 @@
 //!   transaction as a whole (nothing of it is applied), and redb then refuses every later call on
 //!   that handle, reads included, with "Previous I/O error occurred. Please close and re-open the
 //!   database", even once space is back. So the store drops the handle at the first I/O error
-//!   (an [`StoreError::Unavailable`], logged once by the run loop) and reopens the file later
+//!   (a [`StoreError::Unavailable`], logged once by the run loop) and reopens the file later
 //!   (redb repairs it from its last commit: what was committed before the error is all there).
 //!   A reopen counts only once a probe write of [`PROBE_BYTES`] commits (in table
 //!   `chouette:agent:probe`, removed at once): on a disk that is still full, redb reopens and
@@ -565,7 +566,11 @@ impl EmbeddedStore {
 /// written in place: it needs no free space.
 fn mark_needs_repair(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+    let file = match std::fs::OpenOptions::new().read(true).write(true).open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()), // the open creates one
+        Err(e) => return Err(e),
+    };
     rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)?;
     let mut header = [0u8; REDB_MAGIC.len() + 1];
     if file.metadata()?.len() < REDB_HEADER_BYTES as u64 || file.read_exact_at(&mut header, 0).is_err() {
