@@ -17,12 +17,47 @@
 //! `0.0`; NaN is refused). Both tables change together in every transaction, so there are no
 //! orphans.
 //!
-//! Plus table `chouette:agent:meta` (`&str` → `f64`: the row `chouette:agent:aggregated_until`)
-//! and table `chouette:agent:status` (`&str` → `&str`).
+//! Plus table `chouette:agent:meta` (`&str` → `f64`: the row `chouette:agent:aggregated_until`),
+//! table `chouette:agent:status` (`&str` → `&str`), and table `chouette:agent:probe` (`&str` →
+//! bytes; empty but during the probe write of a reopen, see below).
+//!
+//! # Faults
+//!
+//! - **An I/O error** (a full disk: `ENOSPC`, or `EFBIG` past a file-size limit) fails the
+//!   transaction as a whole (nothing of it is applied), and redb then refuses every later call on
+//!   that handle, reads included, with "Previous I/O error occurred. Please close and re-open the
+//!   database", even once space is back. So the store drops the handle at the first I/O error
+//!   (a [`StoreError::Unavailable`], logged once by the run loop) and reopens the file later
+//!   (redb repairs it from its last commit: what was committed before the error is all there).
+//!   A reopen counts only once a probe write of [`PROBE_BYTES`] commits (in table
+//!   `chouette:agent:probe`, removed at once): on a disk that is still full, redb reopens and
+//!   reads fine while writes fail, and a dispatcher that could read and send but not delete would
+//!   send the same batch at every tick. Reopens are tried after [`REOPEN_RETRY`], doubling up to
+//!   [`REOPEN_RETRY_MAX`] while they fail (each one reads the whole file to repair it). Before
+//!   each reopen, and at the I/O error itself, the store sets the header's "recovery required"
+//!   bit (one byte in place): redb 2.6 may leave it clear after a failed write, and an open
+//!   without repair then corrupts the file ([`mark_needs_repair`]).
+//! - **A corrupt file** (truncated, garbage, wrong magic number, a repair that fails) is renamed
+//!   to `<file>.corrupt-<unix time>`, kept for inspection, with one ERROR naming both paths, and a
+//!   fresh store is created in its place: the agent starts, never a restart loop. Before redb
+//!   reads the file, its header is checked ([`check_header`]): redb 2.6 panics (an abort in the
+//!   release build) on a truncated file instead of returning an error. A file locked by another
+//!   process is not corrupt: opening fails, as before.
+//! - **A file that makes redb panic** (damaged B-tree pages: redb does not check page checksums
+//!   when it reads, and indexes out of bounds on some damage) would abort the agent at every
+//!   start. A panic hook notices a panic raised in redb's code while a store is open and writes
+//!   `<file>.redb-panic` (the panic message); the next open moves the file aside as corrupt. One
+//!   crash, then a fresh store, not a restart loop.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, Once};
+use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use redb::{
+    Database, DatabaseError, ReadableTable, ReadableTableMetadata, StorageError, TableDefinition,
+    WriteTransaction,
+};
 
 use super::{
     check_score, dead_letter_envelope, oversize_envelope, AggregationCommit, DeadRecord, NewRecord, Queue,
@@ -38,6 +73,29 @@ const STATUS: TableDefinition<'static, &str, &str> = TableDefinition::new(STATUS
 /// How many entries cleanup collects before deleting them (bounds its memory).
 const CLEANUP_BATCH: usize = 10_000;
 
+/// After an I/O error, how long calls fail at once before the store tries to reopen the file;
+/// doubled after each failed try, up to [`REOPEN_RETRY_MAX`] (a reopen after an I/O error
+/// repairs the file: it reads all of it).
+pub const REOPEN_RETRY: Duration = Duration::from_secs(1);
+/// The longest wait between two tries to reopen: how late, at worst, the store resumes once
+/// space is back.
+pub const REOPEN_RETRY_MAX: Duration = Duration::from_secs(30);
+/// The size of the probe a reopen writes (then removes) to prove writes work again: more than
+/// a delete or a status update of the next tick needs.
+pub const PROBE_BYTES: usize = 64 * 1024;
+
+const PROBE: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("chouette:agent:probe");
+
+/// The first bytes of every redb file.
+const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+/// The size of redb's file header (magic, god byte, layout, two commit slots).
+const REDB_HEADER_BYTES: usize = 320;
+/// The page size of the files this store creates (redb's default, which `open` insists on).
+const REDB_PAGE_BYTES: u32 = 4096;
+/// The header's "god byte" and its "recovery required" bit: set, the next open repairs the file.
+const REDB_GOD_BYTE_OFFSET: u64 = 9;
+const REDB_RECOVERY_REQUIRED: u8 = 2;
+
 /// A redb error, boxed (redb's own is 160 bytes, too large to return by value everywhere).
 #[derive(Debug)]
 struct DbError(Box<redb::Error>);
@@ -45,6 +103,13 @@ struct DbError(Box<redb::Error>);
 impl<E: Into<redb::Error>> From<E> for DbError {
     fn from(e: E) -> Self {
         DbError(Box::new(e.into()))
+    }
+}
+
+impl DbError {
+    /// An I/O error, after which redb refuses every call on this handle until it is reopened.
+    fn is_io(&self) -> bool {
+        matches!(*self.0, redb::Error::Io(_) | redb::Error::PreviousIo)
     }
 }
 
@@ -105,9 +170,21 @@ pub fn key_score(key: u64) -> f64 {
 
 /// Queues in a redb file.
 pub struct EmbeddedStore {
-    db: Database,
+    /// `None` once an I/O error closed it, until a reopen succeeds.
+    db: Option<Database>,
     path: PathBuf,
     description: String,
+    /// While closed: no try to reopen before this instant.
+    reopen_after: Instant,
+    /// The wait after the next failed try (doubles; back to [`REOPEN_RETRY`] after a commit).
+    reopen_backoff: Duration,
+}
+
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        self.db = None;
+        stop_watching(&self.path);
+    }
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -116,10 +193,244 @@ impl std::fmt::Debug for EmbeddedStore {
     }
 }
 
+/// Why the file could not be opened.
+enum OpenFailure {
+    /// Not a usable redb file: it is moved aside.
+    Corrupt(String),
+    /// Anything else (locked by another process, permission denied, disk full): an error.
+    Other(String),
+}
+
+/// The store files open (or being opened) in this process: a panic in redb marks them.
+static IN_USE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// The marker a panic in redb leaves beside a store file in use: `<file>.redb-panic`.
+pub fn panic_marker_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".redb-panic");
+    PathBuf::from(name)
+}
+
+/// Adds `path` to the files a panic in redb marks, installing the panic hook (once per
+/// process; it runs before the abort of the release build and hands over to the previous hook).
+fn watch_for_redb_panics(path: &Path) {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.location().is_some_and(|l| is_redb_source(l.file())) {
+                mark_in_use_files(&info.to_string());
+            }
+            previous(info);
+        }));
+    });
+    let mut paths = IN_USE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !paths.iter().any(|p| p == path) {
+        paths.push(path.to_path_buf());
+    }
+}
+
+fn stop_watching(path: &Path) {
+    let mut paths = IN_USE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    paths.retain(|p| p != path);
+}
+
+/// Whether a panic location is in redb's sources (`.../redb-2.6.4/src/...`, or a vendored
+/// `.../redb/src/...`).
+fn is_redb_source(file: &str) -> bool {
+    file.split(['/', '\\']).any(|part| part == "redb" || part.starts_with("redb-"))
+}
+
+/// Writes the panic marker of every store file in use (called from the panic hook).
+fn mark_in_use_files(panic: &str) {
+    let Ok(paths) = IN_USE.try_lock() else { return };
+    for path in paths.iter() {
+        let marker = panic_marker_path(path);
+        match std::fs::write(&marker, panic) {
+            Ok(()) => log::error!(
+                "path={} marker={}: redb panicked while this store was in use; the next start moves the file aside",
+                path.display(),
+                marker.display()
+            ),
+            Err(e) => log::error!("path={}: redb panicked, and the panic marker cannot be written: {e}", path.display()),
+        }
+    }
+}
+
+/// Opens (or creates) the redb file at `path`, holding its lock. A corrupt file is renamed to
+/// `<path>.corrupt-<unix time>` (one ERROR) and a fresh one created in its place.
+fn open_database(path: &Path) -> Result<Database, String> {
+    match open_checked(path) {
+        Ok(db) => return Ok(db),
+        Err(OpenFailure::Other(detail)) => return Err(detail),
+        Err(OpenFailure::Corrupt(_)) => {} // moved aside by open_checked, below
+    }
+    match open_checked(path) {
+        Ok(db) => Ok(db),
+        Err(OpenFailure::Other(detail) | OpenFailure::Corrupt(detail)) => {
+            Err(format!("cannot create a fresh store at {}: {detail}", path.display()))
+        }
+    }
+}
+
+/// Opens the file under its lock, checks its header, then hands it to redb. A corrupt file is
+/// renamed aside (still under the lock, so never a file another agent holds) before returning
+/// [`OpenFailure::Corrupt`].
+fn open_checked(path: &Path) -> Result<Database, OpenFailure> {
+    let other =
+        |e: &dyn std::fmt::Display| OpenFailure::Other(format!("cannot open {}: {e}", path.display()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| other(&e))?;
+    // redb takes the same lock on this descriptor (a no-op then); taking it first means the
+    // header is read, and a corrupt file moved, only while no other process holds the file.
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::WOULDBLOCK) => return Err(other(&DatabaseError::DatabaseAlreadyOpen)),
+        Err(e) => return Err(other(&e)),
+    }
+    let marker = panic_marker_path(path);
+    let panicked = std::fs::read_to_string(&marker).ok();
+    let checked = match (panicked, file.metadata().map(|m| m.len())) {
+        (Some(panic), Ok(len)) if len > 0 => Err(OpenFailure::Corrupt(format!(
+            "redb panicked on this file in an earlier run: {}",
+            panic.trim()
+        ))),
+        _ => check_header(&file).map_err(|e| match e {
+            HeaderError::Io(e) => other(&e),
+            HeaderError::Corrupt(detail) => OpenFailure::Corrupt(detail),
+        }),
+    };
+    watch_for_redb_panics(path);
+    let opened = checked.and_then(|()| {
+        redb::Builder::new().create_file(file.try_clone().map_err(|e| other(&e))?).map_err(|e| match e {
+            DatabaseError::UpgradeRequired(_) | DatabaseError::Storage(StorageError::Corrupted(_)) => {
+                OpenFailure::Corrupt(e.to_string())
+            }
+            // redb's answer to a wrong magic number or a header cut short.
+            DatabaseError::Storage(StorageError::Io(ref io))
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                OpenFailure::Corrupt(e.to_string())
+            }
+            e => other(&e),
+        })
+    });
+    let result = match opened {
+        Err(OpenFailure::Corrupt(detail)) => match move_aside(path) {
+            Ok(aside) => {
+                log::error!(
+                    "path={} moved_to={} error={detail}: the store file is corrupt; moved it aside, \
+                     the data in it is kept there for inspection; starting with a fresh, empty store",
+                    path.display(),
+                    aside.display()
+                );
+                let _ = std::fs::remove_file(&marker);
+                Err(OpenFailure::Corrupt(detail))
+            }
+            Err(e) => Err(OpenFailure::Other(format!(
+                "{} is corrupt ({detail}) and cannot be moved aside: {e}",
+                path.display()
+            ))),
+        },
+        Ok(db) => {
+            let _ = std::fs::remove_file(&marker); // a panic marker beside an empty file
+            Ok(db)
+        }
+        Err(other) => Err(other),
+    };
+    if result.is_err() {
+        stop_watching(path);
+    }
+    // Dropping `file` here releases the lock on a file moved aside; redb holds its own
+    // descriptor (same lock) of a file it opened.
+    result
+}
+
+/// Renames `path` to `<path>.corrupt-<unix time>` (`-2`, `-3`... if taken); returns the new path.
+fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    move_aside_at(path, now)
+}
+
+fn move_aside_at(path: &Path, now: u64) -> std::io::Result<PathBuf> {
+    for n in 1..100u32 {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".corrupt-{now}"));
+        if n > 1 {
+            name.push(format!("-{n}"));
+        }
+        let aside = PathBuf::from(name);
+        if !aside.exists() {
+            std::fs::rename(path, &aside)?;
+            return Ok(aside);
+        }
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, "every .corrupt-<time> name is taken"))
+}
+
+/// Why [`check_header`] refused a file.
+#[derive(Debug)]
+enum HeaderError {
+    /// The file cannot be read.
+    Io(std::io::Error),
+    /// The file is not a redb file this store can open.
+    Corrupt(String),
+}
+
+/// Checks what redb 2.6 asserts (panics on) rather than reports when it opens a file: the header
+/// is whole, starts with redb's magic number, names our page size, and describes a layout no
+/// longer than the file (redb's file format 2 and 3 header: page size at byte 12, then region
+/// header pages, region data pages, full regions, trailing region pages, little-endian `u32`s).
+/// An empty file passes (redb initializes a new database in it).
+fn check_header(file: &File) -> Result<(), HeaderError> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata().map_err(HeaderError::Io)?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let corrupt = |detail: String| Err(HeaderError::Corrupt(detail));
+    let mut header = [0u8; REDB_HEADER_BYTES];
+    if len < REDB_HEADER_BYTES as u64 {
+        return corrupt(format!("{len} bytes, shorter than a redb header"));
+    }
+    file.read_exact_at(&mut header, 0).map_err(HeaderError::Io)?;
+    if header[..REDB_MAGIC.len()] != REDB_MAGIC {
+        return corrupt("not a redb file (wrong magic number)".to_string());
+    }
+    let field = |offset: usize| {
+        let mut bytes = [0u8; 4];
+        bytes.copy_from_slice(&header[offset..offset + 4]);
+        u128::from(u32::from_le_bytes(bytes))
+    };
+    let (page, header_pages, data_pages, full_regions, trailing_pages) =
+        (field(12), field(16), field(20), field(24), field(28));
+    if page != u128::from(REDB_PAGE_BYTES) {
+        return corrupt(format!("the header names a page size of {page} bytes, not {REDB_PAGE_BYTES}"));
+    }
+    if data_pages == 0 || full_regions == 0 && trailing_pages == 0 {
+        return corrupt("the header describes no region".to_string());
+    }
+    let trailing = if trailing_pages > 0 { (header_pages + trailing_pages) * page } else { 0 };
+    let layout = page + full_regions * (header_pages + data_pages) * page + trailing;
+    if layout > u128::from(len) {
+        return corrupt(format!("truncated: {len} bytes, its header describes {layout}"));
+    }
+    Ok(())
+}
+
 impl EmbeddedStore {
-    /// Opens (or creates, with its parent directories) the database at `path`. Fails with
-    /// [`StoreError::Failed`] naming the path if it cannot be created or is not a redb file, or
-    /// if another process holds it open.
+    /// Opens (or creates, with its parent directories) the database at `path`. A corrupt file is
+    /// moved aside (see the module docs) and a fresh store created. Fails with
+    /// [`StoreError::Failed`] naming the path if it cannot be created (a full disk, a read-only
+    /// directory), or if another process holds it open.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let description = format!("embedded:{}", path.display());
         let failed = |op, detail: String| StoreError::Failed { store: description.clone(), op, detail };
@@ -127,20 +438,16 @@ impl EmbeddedStore {
             std::fs::create_dir_all(parent)
                 .map_err(|e| failed("open", format!("cannot create directory {}: {e}", parent.display())))?;
         }
-        let db = Database::create(path)
-            .map_err(|e| failed("open", format!("cannot open {}: {e}", path.display())))?;
-        let store = EmbeddedStore { db, path: path.to_path_buf(), description };
-        store.write("create tables", |txn| {
-            for queue in Queue::ALL {
-                let (index, ids) = tables(queue);
-                txn.open_table(index)?;
-                txn.open_table(ids)?;
-            }
-            txn.open_table(META)?;
-            txn.open_table(STATUS)?;
-            Ok(())
-        })?;
-        Ok(store)
+        let db = open_database(path).map_err(|detail| failed("open", detail))?;
+        create_tables(&db)
+            .map_err(|e| failed("open", format!("cannot create the tables in {}: {e}", path.display())))?;
+        Ok(EmbeddedStore {
+            db: Some(db),
+            path: path.to_path_buf(),
+            description,
+            reopen_after: Instant::now(),
+            reopen_backoff: REOPEN_RETRY,
+        })
     }
 
     /// The database file.
@@ -152,29 +459,93 @@ impl EmbeddedStore {
         StoreError::Failed { store: self.description.clone(), op, detail: e.to_string() }
     }
 
+    /// The open database, reopening it if an I/O error closed it.
+    fn db(&mut self, op: &'static str) -> Result<&Database, StoreError> {
+        if self.db.is_none() {
+            let store = self.description.clone();
+            let unavailable = |detail: String| StoreError::Unavailable {
+                store,
+                op,
+                detail: format!("closed after an I/O error, not reopened yet: {detail}"),
+            };
+            let now = Instant::now();
+            if now < self.reopen_after {
+                let wait = self.reopen_after - now;
+                return Err(unavailable(format!("next try in {} ms", wait.as_millis())));
+            }
+            match reopen(&self.path) {
+                Ok(db) => {
+                    log::debug!("path={}: reopened the store after an I/O error", self.path.display());
+                    self.db = Some(db);
+                }
+                Err(detail) => {
+                    log::debug!("path={} error={detail}: cannot reopen the store yet", self.path.display());
+                    self.close_for_a_while();
+                    return Err(unavailable(detail));
+                }
+            }
+        }
+        match &self.db {
+            Some(db) => Ok(db),
+            None => Err(self.failed(op, "the database is closed")),
+        }
+    }
+
+    /// Drops the handle; the next try to reopen comes after the current backoff, which doubles.
+    fn close_for_a_while(&mut self) {
+        self.db = None;
+        self.reopen_after = Instant::now() + self.reopen_backoff;
+        self.reopen_backoff = (self.reopen_backoff * 2).min(REOPEN_RETRY_MAX);
+    }
+
+    /// The error for `e`; an I/O error also closes the handle (redb refuses every later call on
+    /// it), so that a later call reopens the file.
+    fn fail(&mut self, op: &'static str, e: DbError) -> StoreError {
+        if !e.is_io() {
+            return self.failed(op, e);
+        }
+        self.close_for_a_while();
+        // Now, not only at the reopen: if the agent stops before, its next start repairs too.
+        if let Err(e) = mark_needs_repair(&self.path) {
+            log::debug!("path={} error={e}: cannot mark the store for repair yet", self.path.display());
+        }
+        StoreError::Unavailable {
+            store: self.description.clone(),
+            op,
+            detail: format!(
+                "{e}: closed the file, reopening it once writes work again (nothing committed is lost, \
+                 this step was not applied)"
+            ),
+        }
+    }
+
     /// Runs `f` in one write transaction and commits it; any error aborts it.
     fn write<T>(
-        &self,
+        &mut self,
         op: &'static str,
         f: impl FnOnce(&WriteTransaction) -> Result<T, DbError>,
     ) -> Result<T, StoreError> {
+        let db = self.db(op)?;
         let run = || {
-            let txn = self.db.begin_write()?;
+            let txn = db.begin_write()?;
             let out = f(&txn)?;
             txn.commit()?;
             Ok::<T, DbError>(out)
         };
-        run().map_err(|e| self.failed(op, e))
+        let out = run().map_err(|e| self.fail(op, e))?;
+        self.reopen_backoff = REOPEN_RETRY;
+        Ok(out)
     }
 
     /// Runs `f` in a read transaction.
     fn read_txn<T>(
-        &self,
+        &mut self,
         op: &'static str,
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T, DbError>,
     ) -> Result<T, StoreError> {
-        let run = || f(&self.db.begin_read()?);
-        run().map_err(|e| self.failed(op, e))
+        let db = self.db(op)?;
+        let run = || f(&db.begin_read()?);
+        run().map_err(|e| self.fail(op, e))
     }
 
     fn check_scores(
@@ -184,6 +555,66 @@ impl EmbeddedStore {
     ) -> Result<(), StoreError> {
         scores.try_for_each(|score| check_score(&self.description, op, "a record score", score))
     }
+}
+
+/// Sets the header's "recovery required" bit, so that the next open of the file repairs it
+/// (rebuilds its allocator state from the last valid commit) whatever state the I/O error left
+/// it in. redb 2.6 may leave that bit clear after an I/O error during a commit, a repair or
+/// the start of a write (fixed upstream in redb PR #1177, "Fix silent database corruption from
+/// transient I/O errors"); an open without repair then works on stale allocator state, and reads
+/// panic on pages reused while still in use (reproduced here with `RLIMIT_FSIZE`). One byte
+/// written in place: it needs no free space.
+fn mark_needs_repair(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let file = match std::fs::OpenOptions::new().read(true).write(true).open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()), // the open creates one
+        Err(e) => return Err(e),
+    };
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)?;
+    let mut header = [0u8; REDB_MAGIC.len() + 1];
+    if file.metadata()?.len() < REDB_HEADER_BYTES as u64 || file.read_exact_at(&mut header, 0).is_err() {
+        return Ok(()); // not a redb file (yet): the open checks it
+    }
+    if header[..REDB_MAGIC.len()] != REDB_MAGIC || header[REDB_MAGIC.len()] & REDB_RECOVERY_REQUIRED != 0 {
+        return Ok(());
+    }
+    file.write_all_at(&[header[REDB_MAGIC.len()] | REDB_RECOVERY_REQUIRED], REDB_GOD_BYTE_OFFSET)?;
+    file.sync_data()
+}
+
+/// Reopens the file after an I/O error: opens it (repairing it; a corrupt one is replaced by a
+/// fresh one, which has no tables yet), creates the tables, and proves that writes work again
+/// by committing a [`PROBE_BYTES`] probe, then removing it.
+fn reopen(path: &Path) -> Result<Database, String> {
+    mark_needs_repair(path).map_err(|e| format!("cannot mark {} for repair: {e}", path.display()))?;
+    let db = open_database(path)?;
+    let probe = || {
+        create_tables(&db)?;
+        let txn = db.begin_write()?;
+        txn.open_table(PROBE)?.insert("probe", vec![0u8; PROBE_BYTES].as_slice())?;
+        txn.commit()?;
+        let txn = db.begin_write()?;
+        txn.open_table(PROBE)?.remove("probe")?;
+        txn.commit()?;
+        Ok::<(), DbError>(())
+    };
+    probe().map_err(|e| format!("writes still fail: {e}"))?;
+    Ok(db)
+}
+
+/// Creates every table (a no-op for those that exist).
+fn create_tables(db: &Database) -> Result<(), DbError> {
+    let txn = db.begin_write()?;
+    for queue in Queue::ALL {
+        let (index, ids) = tables(queue);
+        txn.open_table(index)?;
+        txn.open_table(ids)?;
+    }
+    txn.open_table(META)?;
+    txn.open_table(STATUS)?;
+    txn.commit()?;
+    Ok(())
 }
 
 /// Inserts or replaces records (a new score for an existing id moves it, as ZADD does).
@@ -502,6 +933,84 @@ mod tests {
             assert_eq!(key_score(score_key(s)), s);
         }
         assert_eq!(score_key(-0.0), score_key(0.0));
+    }
+
+    #[test]
+    fn redb_sources_are_recognised() {
+        let registry = "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/redb-2.6.4/src/db.rs";
+        assert!(is_redb_source(registry));
+        assert!(is_redb_source("vendor/redb/src/tree_store/btree_base.rs"));
+        assert!(is_redb_source(r"C:\cargo\registry\src\redb-2.6.4\src\db.rs"));
+        assert!(!is_redb_source("shell-linux/src/store/embedded.rs"));
+        assert!(!is_redb_source("/root/.cargo/registry/src/x/redis-0.27.6/src/lib.rs"));
+    }
+
+    /// A scratch directory removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(what: &str) -> Scratch {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let dir =
+                std::env::temp_dir().join(format!("chouette-unit-{what}-{}-{nanos}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn moving_aside_never_overwrites_an_earlier_copy() {
+        let dir = Scratch::new("aside");
+        let path = dir.0.join("chouette.redb");
+        std::fs::write(&path, b"first").unwrap();
+        assert_eq!(move_aside_at(&path, 1700000000).unwrap(), dir.0.join("chouette.redb.corrupt-1700000000"));
+        std::fs::write(&path, b"second").unwrap();
+        assert_eq!(
+            move_aside_at(&path, 1700000000).unwrap(),
+            dir.0.join("chouette.redb.corrupt-1700000000-2")
+        );
+        assert_eq!(std::fs::read(dir.0.join("chouette.redb.corrupt-1700000000")).unwrap(), b"first");
+        assert_eq!(std::fs::read(dir.0.join("chouette.redb.corrupt-1700000000-2")).unwrap(), b"second");
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn the_header_check_reads_the_layout_redb_writes() {
+        let dir = Scratch::new("header");
+        let path = dir.0.join("chouette.redb");
+        let mut store = EmbeddedStore::open(&path).unwrap();
+        let records: Vec<NewRecord> = (0..300)
+            .map(|i| NewRecord { id: i.to_string().into_bytes(), score: 1.0, value: vec![7; 500] })
+            .collect();
+        store.add(Queue::Logs, &records).unwrap();
+        drop(store);
+        let check = |bytes: &[u8]| {
+            std::fs::write(&path, bytes).unwrap();
+            check_header(&File::open(&path).unwrap())
+        };
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(check(&bytes).is_ok());
+        assert!(check(b"").is_ok(), "an empty file is a new database");
+        // Exactly as long as the header says passes; one byte less does not.
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(&[0; 4096]);
+        assert!(check(&longer).is_ok(), "a longer file is repaired by redb, not refused");
+        let message = match check(&bytes[..bytes.len() - 1]) {
+            Err(HeaderError::Corrupt(message)) => message,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            message,
+            format!("truncated: {} bytes, its header describes {}", bytes.len() - 1, bytes.len())
+        );
     }
 
     #[test]
