@@ -178,6 +178,11 @@ pub fn dead_letter_envelope(queue: Queue, record: &DeadRecord) -> Vec<u8> {
     out
 }
 
+/// Standard base64 with padding, as in an envelope's `value_base64` (`chouette dead` decodes it).
+pub fn encode_base64(bytes: &[u8]) -> String {
+    base64(bytes)
+}
+
 /// Standard base64 with padding (RFC 4648 §4).
 fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
