@@ -241,6 +241,15 @@ pub fn short_name(dead: Queue) -> &'static str {
     }
 }
 
+/// Raw, wrapped, logs: the order queues are reported in.
+fn rank(dead: Queue) -> u8 {
+    match live_queue(dead) {
+        Queue::RawMetrics => 0,
+        Queue::WrappedMetrics => 1,
+        _ => 2,
+    }
+}
+
 /// A dead-letter envelope, read back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
@@ -388,13 +397,10 @@ fn for_each_page(
     let mut after: Option<(f64, Vec<u8>)> = None;
     loop {
         let page = store.scan(dead, after.as_ref().map(|(s, id)| (*s, id.as_slice())), PAGE_RECORDS)?;
+        // Until an empty page: a short page is not the end when records moved meanwhile.
         let Some(last) = page.last() else { return Ok(()) };
         after = Some((last.score, last.id.clone()));
-        let full = page.len() == PAGE_RECORDS;
         each(store, page)?;
-        if !full {
-            return Ok(());
-        }
     }
 }
 
@@ -426,7 +432,14 @@ fn preview(letter: &Letter, record: &Record) -> String {
         }
     };
     let cut = value.len().min(PREVIEW_BYTES);
-    let mut text: String = String::from_utf8_lossy(&value[..cut]).escape_debug().collect();
+    let mut text = String::new();
+    for c in String::from_utf8_lossy(&value[..cut]).chars() {
+        if c.is_control() {
+            text.extend(c.escape_default());
+        } else {
+            text.push(c);
+        }
+    }
     if cut < value.len() {
         text.push('…');
     }
@@ -571,10 +584,10 @@ fn list_json(
 /// What a requeue or purge did (or would do), per (queue, reason).
 #[derive(Debug, Default, PartialEq)]
 pub struct Outcome {
-    /// Records moved back (requeue) or deleted (purge).
-    pub done: BTreeMap<(&'static str, String), u64>,
-    /// Records left in place because they cannot be requeued, with why (first reason seen).
-    pub kept: BTreeMap<(&'static str, String), (u64, String)>,
+    /// Records moved back (requeue) or deleted (purge), by (queue rank, `--queue` name, reason).
+    pub done: BTreeMap<(u8, &'static str, String), u64>,
+    /// Records left in place because they cannot be requeued, with why (the first seen).
+    pub kept: BTreeMap<(u8, &'static str, String), (u64, String)>,
     /// Records that changed or vanished between the read and the move (another run, the agent's
     /// TTL cleanup): not moved by this run.
     pub skipped: u64,
@@ -598,7 +611,7 @@ pub fn requeue(store: &mut dyn Store, args: &DeadArgs, now: f64, out: &mut dyn W
     };
     let mut outcome = Outcome::default();
     for &dead in &args.queues {
-        let name = short_name(dead);
+        let (rank, name) = (rank(dead), short_name(dead));
         for_each_page(store, dead, |store, page| {
             let mut moves = Vec::new();
             let mut reasons = Vec::new();
@@ -620,7 +633,7 @@ pub fn requeue(store: &mut dyn Store, args: &DeadArgs, now: f64, out: &mut dyn W
                         });
                     }
                     Err(why) => {
-                        let kept = outcome.kept.entry((name, letter.reason)).or_insert((0, why));
+                        let kept = outcome.kept.entry((rank, name, letter.reason)).or_insert((0, why));
                         kept.0 += 1;
                     }
                 }
@@ -630,9 +643,9 @@ pub fn requeue(store: &mut dyn Store, args: &DeadArgs, now: f64, out: &mut dyn W
             } else {
                 store.redrive(dead, live_queue(dead), &moves)?
             };
-            // Per reason as selected; a short move (changed meanwhile) is reported apart.
+            // Per reason as selected; records that changed meanwhile are reported apart.
             for reason in reasons {
-                *outcome.done.entry((name, reason)).or_default() += 1;
+                *outcome.done.entry((rank, name, reason)).or_default() += 1;
             }
             outcome.skipped += moves.len() as u64 - moved;
             Ok(())
@@ -644,16 +657,16 @@ pub fn requeue(store: &mut dyn Store, args: &DeadArgs, now: f64, out: &mut dyn W
     if outcome.done.is_empty() && outcome.kept.is_empty() {
         writeln!(out, "no dead letters{}: nothing to requeue", filter_note(args))?;
     }
-    for ((queue, reason), n) in &outcome.done {
+    for ((_, queue, reason), n) in &outcome.done {
         writeln!(out, "{verb} {n} {queue} record(s) with reason {reason} to {}", live_name(queue))?;
     }
-    for ((queue, reason), (n, why)) in &outcome.kept {
+    for ((_, queue, reason), (n, why)) in &outcome.kept {
         writeln!(out, "kept {n} {queue} record(s) with reason {reason}: cannot be requeued ({why})")?;
     }
     if outcome.skipped > 0 {
         writeln!(
             out,
-            "skipped {} record(s) that changed or were removed meanwhile (another run, the TTL cleanup); not requeued by this run",
+            "of these, {} record(s) changed or were removed meanwhile (another run, the TTL cleanup) and were not requeued by this run",
             outcome.skipped
         )?;
     }
@@ -683,7 +696,7 @@ fn live_name(short: &str) -> &'static str {
 pub fn purge(store: &mut dyn Store, args: &DeadArgs, now: f64, out: &mut dyn Write) -> io::Result<Outcome> {
     let mut outcome = Outcome::default();
     for &dead in &args.queues {
-        let name = short_name(dead);
+        let (rank, name) = (rank(dead), short_name(dead));
         for_each_page(store, dead, |store, page| {
             let mut moves = Vec::new();
             let mut orphans = Vec::new();
@@ -692,7 +705,7 @@ pub fn purge(store: &mut dyn Store, args: &DeadArgs, now: f64, out: &mut dyn Wri
                 if !selected(args, now, record.score, &letter.reason) {
                     continue;
                 }
-                *outcome.done.entry((name, letter.reason)).or_default() += 1;
+                *outcome.done.entry((rank, name, letter.reason)).or_default() += 1;
                 match record.value {
                     Some(envelope) => moves.push(DeadMove { id: record.id, envelope, requeue: None }),
                     None => orphans.push(record.id),
@@ -712,11 +725,15 @@ pub fn purge(store: &mut dyn Store, args: &DeadArgs, now: f64, out: &mut dyn Wri
         writeln!(out, "no dead letters{}: nothing to purge", filter_note(args))?;
     }
     let verb = if args.yes { "deleted" } else { "would delete" };
-    for ((queue, reason), n) in &outcome.done {
+    for ((_, queue, reason), n) in &outcome.done {
         writeln!(out, "{verb} {n} {queue} record(s) with reason {reason}")?;
     }
     if outcome.skipped > 0 {
-        writeln!(out, "skipped {} record(s) that changed or were removed meanwhile", outcome.skipped)?;
+        writeln!(
+            out,
+            "of these, {} record(s) changed or were removed meanwhile and were not deleted by this run",
+            outcome.skipped
+        )?;
     }
     Ok(outcome)
 }
