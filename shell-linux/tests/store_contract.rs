@@ -264,6 +264,20 @@ mod contract {
         records.push(rec("first", -1.0, "f"));
         records.push(rec("last", 6.0, "l"));
         store.add(Queue::DeadLogs, &records).unwrap();
+        let mut want = vec!["first".to_string()];
+        want.extend((0..300).map(|i| format!("t{i:03}")));
+        want.push("last".into());
+        // Read only (a list), then reading while deleting (a requeue).
+        let mut listed: Vec<Record> = Vec::new();
+        loop {
+            let after = listed.last().map(|r| (r.score, r.id.as_slice()));
+            let page = store.scan(Queue::DeadLogs, after, 7).unwrap();
+            if page.is_empty() {
+                break;
+            }
+            listed.extend(page);
+        }
+        assert_eq!(ids(&listed), want);
         let mut seen = Vec::new();
         let mut after: Option<(f64, Vec<u8>)> = None;
         loop {
@@ -277,9 +291,6 @@ mod contract {
             store.delete(Queue::DeadLogs, &odd).unwrap();
             seen.extend(page);
         }
-        let mut want = vec!["first".to_string()];
-        want.extend((0..300).map(|i| format!("t{i:03}")));
-        want.push("last".into());
         assert_eq!(ids(&seen), want);
         assert_eq!(seen[1].value.as_deref(), Some(&b"v0"[..]));
         assert_eq!(seen[301].score, 6.0);
