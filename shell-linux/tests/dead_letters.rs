@@ -45,13 +45,16 @@ fn rec(id: &str, score: f64, value: &[u8]) -> NewRecord {
 /// `(id, score, exact value)` of every record of a Redis queue, by id.
 fn redis_queue(con: &mut redis::Connection, prefix: &str) -> Vec<(String, f64, Vec<u8>)> {
     let members: Vec<(String, f64)> = con.zrange_withscores(format!("{prefix}.keys"), 0, -1).unwrap();
+    let mut values: std::collections::HashMap<String, Vec<u8>> =
+        con.hgetall(format!("{prefix}.values")).unwrap();
     let mut out: Vec<(String, f64, Vec<u8>)> = members
         .into_iter()
         .map(|(id, score)| {
-            let value: Vec<u8> = con.hget(format!("{prefix}.values"), &id).unwrap();
+            let value = values.remove(&id).unwrap_or_default();
             (id, score, value)
         })
         .collect();
+    assert!(values.is_empty(), "HASH fields without a ZSET member in {prefix}: {:?}", values.keys());
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
@@ -510,4 +513,70 @@ fn embedded_requeue_pages_through_a_queue() {
     let dir = TempDir::new("dead-pages");
     let mut store = EmbeddedStore::open(&dir.0.join("chouette.redb")).unwrap();
     requeue_pages_through_a_queue(&mut store);
+}
+
+#[test]
+fn a_requeue_killed_mid_way_loses_and_duplicates_nothing() {
+    const N: usize = 30_000;
+    let redis = RedisServer::start();
+    let mut con = redis.client();
+    let mut store = RedisStore::connect(&redis.url(), RedisTimeouts::default()).unwrap();
+    let t = base();
+    let records: Vec<NewRecord> = (0..N)
+        .map(|i| {
+            rec(
+                &format!("00000000-0000-4000-8000-{i:012}"),
+                t + i as f64 / 1000.0,
+                format!(r#"{{"message": "log {i}"}}"#).as_bytes(),
+            )
+        })
+        .collect();
+    store.add(Queue::Logs, &records).unwrap();
+    let refused: Vec<DeadRecord> = records
+        .iter()
+        .map(|r| DeadRecord {
+            id: r.id.clone(),
+            score: r.score,
+            value: r.value.clone(),
+            reason: "http_400".into(),
+        })
+        .collect();
+    store.dead_letter(Queue::Logs, &refused).unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chouette"))
+        .env_clear()
+        .env("REDIS_URL", redis.url())
+        .args(["dead", "requeue", "--queue", "logs"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the first batch to move", Duration::from_secs(30), || {
+        con.zcard::<_, u64>("chouette:logs:wrapped.keys").unwrap() > 0
+    });
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let live = redis_queue(&mut con, "chouette:logs:wrapped");
+    let dead = redis_queue(&mut con, "chouette:logs:wrapped.dead");
+    assert!(!live.is_empty() && live.len() < N, "killed mid-way: {} of {N} moved", live.len());
+    assert_eq!(live.len() + dead.len(), N, "lost or duplicated");
+    assert_eq!(con.hlen::<_, usize>("chouette:logs:wrapped.values").unwrap(), live.len());
+    assert_eq!(con.hlen::<_, usize>("chouette:logs:wrapped.dead.values").unwrap(), dead.len());
+    let live_ids: std::collections::HashSet<&str> = live.iter().map(|r| r.0.as_str()).collect();
+    assert!(dead.iter().all(|r| !live_ids.contains(r.0.as_str())), "a record in both queues");
+
+    // Run again: the rest moves; every record is back once, byte for byte.
+    let (code, out, err) = chouette(&[("REDIS_URL", redis.url())], &["dead", "requeue", "--queue", "logs"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("requeued {} logs record(s) with reason http_400 to logs", dead.len())),
+        "{out}"
+    );
+    let want: Vec<(String, f64, Vec<u8>)> = records
+        .iter()
+        .map(|r| (String::from_utf8(r.id.clone()).unwrap(), r.score, r.value.clone()))
+        .collect();
+    assert_eq!(redis_queue(&mut con, "chouette:logs:wrapped"), want);
+    assert_eq!(con.zcard::<_, u64>("chouette:logs:wrapped.dead.keys").unwrap(), 0);
+    assert_eq!(con.hlen::<_, u64>("chouette:logs:wrapped.dead.values").unwrap(), 0);
 }
