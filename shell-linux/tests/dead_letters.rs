@@ -580,3 +580,64 @@ fn a_requeue_killed_mid_way_loses_and_duplicates_nothing() {
     assert_eq!(con.zcard::<_, u64>("chouette:logs:wrapped.dead.keys").unwrap(), 0);
     assert_eq!(con.hlen::<_, u64>("chouette:logs:wrapped.dead.values").unwrap(), 0);
 }
+
+#[test]
+fn redis_requeue_while_the_dead_letter_queue_is_written() {
+    use chouette_agent::cli::dead::{self, Action, DeadArgs};
+    const N: usize = 10_000;
+    let redis = RedisServer::start();
+    let mut store = RedisStore::connect(&redis.url(), RedisTimeouts::default()).unwrap();
+    let t = base();
+    let refused: Vec<DeadRecord> = (0..N)
+        .map(|i| DeadRecord {
+            id: format!("a{i:05}").into_bytes(),
+            score: t + (i % 100) as f64,
+            value: format!("{{\"n\": {i}}}").into_bytes(),
+            reason: "http_400".into(),
+        })
+        .collect();
+    store.dead_letter(Queue::Logs, &refused).unwrap();
+    // Meanwhile another writer dead-letters 2,000 records with another reason, interleaved in
+    // score with the ones being requeued: WATCHed transactions abort and are retried.
+    let writer = {
+        let url = redis.url();
+        std::thread::spawn(move || {
+            let mut other = RedisStore::connect(&url, RedisTimeouts::default()).unwrap();
+            for batch in 0..200 {
+                let records: Vec<DeadRecord> = (0..10)
+                    .map(|i| DeadRecord {
+                        id: format!("b{batch:03}{i}").into_bytes(),
+                        score: t + f64::from(batch % 100) + 0.5,
+                        value: b"{}".to_vec(),
+                        reason: "other".into(),
+                    })
+                    .collect();
+                other.dead_letter(Queue::Logs, &records).unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let args = DeadArgs {
+        action: Action::Requeue,
+        queues: vec![Queue::DeadLogs],
+        reason: Some("http_400".into()),
+        older_than_secs: None,
+        limit: 0,
+        json: false,
+        dry_run: false,
+        yes: false,
+    };
+    let outcome = dead::requeue(&mut store, &args, now(), &mut Vec::new()).unwrap();
+    writer.join().unwrap();
+    assert_eq!((outcome.total(), outcome.skipped), (N as u64, 0));
+    let mut con = redis.client();
+    let live = redis_queue(&mut con, "chouette:logs:wrapped");
+    let want: Vec<(String, f64, Vec<u8>)> = refused
+        .iter()
+        .map(|r| (String::from_utf8(r.id.clone()).unwrap(), r.score, r.value.clone()))
+        .collect();
+    assert_eq!(live, want);
+    let left = redis_queue(&mut con, "chouette:logs:wrapped.dead");
+    assert_eq!(left.len(), 2000);
+    assert!(left.iter().all(|r| r.0.starts_with('b')));
+}

@@ -58,8 +58,9 @@ end
 return n
 ";
 
-/// How many times [`Store::redrive`] retries a transaction that a concurrent change of the
-/// dead-letter queue aborted (its WATCH fired) before giving up.
+/// How many times [`Store::redrive`] tries a transaction that concurrent changes of the
+/// dead-letter queue abort (its WATCH fires) before giving up, waiting 1, 2, 4 ... 128 ms between
+/// tries (about 2 s in all).
 pub const REDRIVE_ATTEMPTS: usize = 20;
 
 /// Socket timeouts for the Redis connection (compat §7 item 27: the original had none).
@@ -730,10 +731,12 @@ impl Store for RedisStore {
         if moves.is_empty() {
             return Ok(0);
         }
-        for _ in 0..REDRIVE_ATTEMPTS {
+        for attempt in 0..REDRIVE_ATTEMPTS {
             if let Some(moved) = self.run("redrive", |conn| redrive_once(conn, dead, live, moves))? {
                 return Ok(moved);
             }
+            // Aborted by a concurrent write (the agent dead-lettering): let the burst pass.
+            std::thread::sleep(Duration::from_millis(1 << attempt.min(7)));
         }
         Err(StoreError::Unavailable {
             store: self.description.clone(),
