@@ -84,7 +84,7 @@ pub enum Action {
 }
 
 /// A parsed `chouette dead ...` command line.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadArgs {
     /// The subcommand.
     pub action: Action,
@@ -105,7 +105,7 @@ pub struct DeadArgs {
 }
 
 /// What the command line asks of `chouette dead`: run it, or print [`HELP`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed {
     /// Run this.
     Run(DeadArgs),
