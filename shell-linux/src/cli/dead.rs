@@ -130,7 +130,8 @@ fn parse_queue(name: &str) -> Result<Vec<Queue>, CliError> {
 
 /// Parses the arguments after `chouette dead`.
 pub fn parse_args(args: &[String]) -> Result<Parsed, CliError> {
-    if args.iter().any(|a| matches!(a.as_str(), "-h" | "--help" | "help")) {
+    if args.first().is_some_and(|a| a == "help") || args.iter().any(|a| matches!(a.as_str(), "-h" | "--help"))
+    {
         return Ok(Parsed::Help);
     }
     let Some(action) = args.first() else {
@@ -165,8 +166,8 @@ pub fn parse_args(args: &[String]) -> Result<Parsed, CliError> {
                 _ => Err(usage(format!("{name} needs a value"))),
             }
         };
-        let flag = |ok: bool| {
-            if ok && inline.is_none() {
+        let flag = || {
+            if inline.is_none() {
                 Ok(true)
             } else {
                 Err(usage(format!("{name} takes no value")))
@@ -200,15 +201,15 @@ pub fn parse_args(args: &[String]) -> Result<Parsed, CliError> {
             }
             "--json" => {
                 only(Action::List)?;
-                parsed.json = flag(true)?;
+                parsed.json = flag()?;
             }
             "--dry-run" => {
                 only(Action::Requeue)?;
-                parsed.dry_run = flag(true)?;
+                parsed.dry_run = flag()?;
             }
             "--yes" => {
                 only(Action::Purge)?;
-                parsed.yes = flag(true)?;
+                parsed.yes = flag()?;
             }
             other => return Err(usage(format!("unknown option {other:?} for `{}`", args[0]))),
         }
@@ -859,6 +860,8 @@ mod tests {
         assert_eq!((purge.action, purge.yes), (Action::Purge, true));
         assert_eq!(args(&["purge", "--help"]), Ok(Parsed::Help));
         assert_eq!(args(&["--help"]), Ok(Parsed::Help));
+        assert_eq!(args(&["help"]), Ok(Parsed::Help));
+        assert_eq!(run(&["list", "--reason", "help"]).reason.as_deref(), Some("help"));
     }
 
     #[test]
