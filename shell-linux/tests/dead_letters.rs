@@ -448,7 +448,7 @@ fn a_requeued_dead_letter_reaches_victoria_metrics() {
 }
 
 /// 1,000 dead letters sharing one score (a bucket's points do), two reasons interleaved: a
-/// requeue of one reason pages through the queue (256 per page) while it moves records out of
+/// requeue of one reason pages through the queue (16, 32, ... records a page) while it moves records out of
 /// it, and moves exactly that reason's 500, byte for byte.
 fn requeue_pages_through_a_queue(store: &mut dyn Store) {
     use chouette_agent::cli::dead::{self, Action, DeadArgs};

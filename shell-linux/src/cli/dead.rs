@@ -5,8 +5,8 @@
 //! operator has fixed the cause, `chouette dead requeue` puts them back into their live queue with
 //! their original id, score and exact bytes, and `chouette dead purge` deletes them.
 //!
-//! Both page through a dead-letter queue with a cursor ([`Store::scan`], [`PAGE_RECORDS`] records
-//! at a time, never the whole queue) and move each page with [`Store::redrive`]: one atomic step
+//! Both page through a dead-letter queue with a cursor ([`Store::scan`], pages of about
+//! [`PAGE_BYTES`], never the whole queue) and move each page with [`Store::redrive`]: one atomic step
 //! that moves a record only if the dead-letter queue still holds it unchanged, so a crash or a
 //! concurrent run never loses nor duplicates a record.
 //!
@@ -20,8 +20,17 @@ use std::io::{self, Write};
 use super::CliError;
 use crate::store::{DeadMove, NewRecord, Queue, Record, Store, StoreError};
 
-/// Records read (and moved) per step: bounds memory to this many envelopes.
-pub const PAGE_RECORDS: usize = 256;
+/// Records read (and moved) in the first step. Later steps double while a page holds less than
+/// [`PAGE_BYTES`] / 2 and halve when it holds more than twice that, between 1 and
+/// [`MAX_PAGE_RECORDS`]: small records move in few large batches (one fsync each with the
+/// embedded store), and 1 MiB logs a few at a time.
+pub const PAGE_RECORDS: usize = 16;
+
+/// The most records one step reads and moves.
+pub const MAX_PAGE_RECORDS: usize = 4096;
+
+/// The bytes (ids and envelopes) one step aims at: what `chouette dead` holds in memory.
+pub const PAGE_BYTES: usize = 4 << 20;
 
 /// Records `chouette dead list` prints after the summary, unless `--limit` says otherwise.
 pub const DEFAULT_LIMIT: usize = 20;
@@ -50,9 +59,10 @@ COMMANDS:
     list      a summary by queue and reason (count, how many can be requeued, oldest and
               newest record times), then the first N records (id, time, reason, first bytes)
     requeue   moves matching records back to their live queue with their original id, score
-              (timestamp) and exact bytes, in atomic batches of 256: a crash mid-way neither
-              loses nor duplicates a record. Records whose envelope holds no value (too_large),
-              is unreadable or names another queue cannot be requeued: counted, left in place.
+              (timestamp) and exact bytes, in atomic batches (up to 4096 records or about
+              4 MiB): a crash mid-way neither loses nor duplicates a record. Records whose
+              envelope holds no value (too_large), is unreadable or names another queue
+              cannot be requeued: counted, left in place.
               Raw metrics older than the aggregation watermark are folded by the agent into
               its oldest open bucket (counted as late), not into their original bucket.
               Records older than METRIC_TTL / LOG_TTL are deleted at the agent's next cleanup.
@@ -396,11 +406,18 @@ fn for_each_page(
     mut each: impl FnMut(&mut dyn Store, Vec<Record>) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     let mut after: Option<(f64, Vec<u8>)> = None;
+    let mut size = PAGE_RECORDS;
     loop {
-        let page = store.scan(dead, after.as_ref().map(|(s, id)| (*s, id.as_slice())), PAGE_RECORDS)?;
+        let page = store.scan(dead, after.as_ref().map(|(s, id)| (*s, id.as_slice())), size)?;
         // Until an empty page: a short page is not the end when records moved meanwhile.
         let Some(last) = page.last() else { return Ok(()) };
         after = Some((last.score, last.id.clone()));
+        let bytes: usize = page.iter().map(|r| r.id.len() + r.value.as_ref().map_or(0, Vec::len)).sum();
+        if bytes < PAGE_BYTES / 2 && page.len() == size {
+            size = (size * 2).min(MAX_PAGE_RECORDS);
+        } else if bytes > PAGE_BYTES * 2 {
+            size = (size / 2).max(1);
+        }
         each(store, page)?;
     }
 }
