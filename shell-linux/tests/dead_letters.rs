@@ -174,7 +174,15 @@ fn redis_dead_letters_are_listed_requeued_by_reason_and_purged() {
     );
     let doc: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(doc["total"], 7);
-    assert_eq!(doc["records"].as_array().unwrap().len(), 7);
+    let records = doc["records"].as_array().unwrap();
+    assert_eq!(records.len(), 7);
+    let by_id = |id: &str| records.iter().find(|r| r["id"] == id).unwrap().clone();
+    assert_eq!(by_id("r-not-utf8")["value_base64"], chouette_agent::store::encode_base64(&not_utf8));
+    assert_eq!(by_id("r-truncated")["value"].as_str().unwrap().as_bytes(), truncated.as_slice());
+    assert_eq!(by_id("r-truncated")["score"], t + 2.0);
+    assert_eq!(by_id("l-big")["size"], 2_000_000);
+    assert_eq!(by_id("l-big")["requeueable"], false);
+    assert_eq!(by_id("l-big")["why_not"], "the envelope holds no value (size 2000000 bytes)");
     let (code, out, _) =
         chouette(&env, &["dead", "list", "--queue", "wrapped", "--reason", "fake_reason", "--limit", "1"]);
     assert_eq!(code, 0);

@@ -548,6 +548,28 @@ fn filter_note(args: &DeadArgs) -> String {
     note
 }
 
+/// `text` as a JSON string, quoted, non-ASCII as `\uXXXX` (the core's writer, as the agent's
+/// own JSON; serde_json's serializer added 9 KB to the release binary).
+fn json_str(text: &str) -> String {
+    let write = |buf: &mut [u8]| {
+        let mut w = chouette_core::wire::write::Writer::new(buf);
+        w.json_str(text);
+        w.len()
+    };
+    let mut out = vec![0; write(&mut [])];
+    write(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A score as a JSON number (`null` if not finite).
+fn json_num(score: f64) -> String {
+    if score.is_finite() {
+        format!("{score:?}")
+    } else {
+        "null".into()
+    }
+}
+
 fn list_json(
     store: &mut dyn Store,
     args: &DeadArgs,
@@ -556,46 +578,48 @@ fn list_json(
     total: u64,
     out: &mut dyn Write,
 ) -> io::Result<()> {
-    use serde_json::json;
-    let summary: Vec<serde_json::Value> = summary
-        .iter()
-        .map(|((q, reason), t)| {
-            json!({
-                "queue": short_name(args.queues[*q]),
-                "reason": reason,
-                "count": t.count,
-                "requeueable": t.requeueable,
-                "oldest": t.oldest,
-                "newest": t.newest,
-            })
-        })
-        .collect();
-    let records: Vec<serde_json::Value> = shown
-        .iter()
-        .map(|(dead, record, letter)| {
-            let mut row = json!({
-                "queue": short_name(*dead),
-                "id": String::from_utf8_lossy(&record.id),
-                "score": record.score,
-                "reason": letter.reason,
-                "requeueable": letter.requeue.is_ok(),
-            });
-            match &letter.requeue {
-                Ok(r) => {
-                    row["value"] = json!(String::from_utf8_lossy(&r.value));
-                    if std::str::from_utf8(&r.value).is_err() {
-                        row["value_base64"] = json!(crate::store::encode_base64(&r.value));
-                    }
+    let mut doc = format!("{{\"store\": {}, \"total\": {total}, \"summary\": [", json_str(&store.describe()));
+    for (i, ((q, reason), t)) in summary.iter().enumerate() {
+        doc.push_str(if i == 0 { "" } else { ", " });
+        doc.push_str(&format!(
+            "{{\"queue\": \"{}\", \"reason\": {}, \"count\": {}, \"requeueable\": {}, \"oldest\": {}, \"newest\": {}}}",
+            short_name(args.queues[*q]),
+            json_str(reason),
+            t.count,
+            t.requeueable,
+            json_num(t.oldest),
+            json_num(t.newest)
+        ));
+    }
+    doc.push_str("], \"records\": [");
+    for (i, (dead, record, letter)) in shown.iter().enumerate() {
+        doc.push_str(if i == 0 { "" } else { ", " });
+        doc.push_str(&format!(
+            "{{\"queue\": \"{}\", \"id\": {}, \"score\": {}, \"reason\": {}, \"requeueable\": {}",
+            short_name(*dead),
+            json_str(&String::from_utf8_lossy(&record.id)),
+            json_num(record.score),
+            json_str(&letter.reason),
+            letter.requeue.is_ok()
+        ));
+        match &letter.requeue {
+            Ok(r) => {
+                doc.push_str(&format!(", \"value\": {}", json_str(&String::from_utf8_lossy(&r.value))));
+                if std::str::from_utf8(&r.value).is_err() {
+                    doc.push_str(&format!(
+                        ", \"value_base64\": \"{}\"",
+                        crate::store::encode_base64(&r.value)
+                    ));
                 }
-                Err(why) => row["why_not"] = json!(why),
             }
-            if let Some(size) = letter.size {
-                row["size"] = json!(size);
-            }
-            row
-        })
-        .collect();
-    let doc = json!({ "store": store.describe(), "total": total, "summary": summary, "records": records });
+            Err(why) => doc.push_str(&format!(", \"why_not\": {}", json_str(why))),
+        }
+        if let Some(size) = letter.size {
+            doc.push_str(&format!(", \"size\": {size}"));
+        }
+        doc.push('}');
+    }
+    doc.push_str("]}");
     writeln!(out, "{doc}")
 }
 
@@ -976,6 +1000,14 @@ mod tests {
         for bad in ["Zg=", "Z===", "Zg==Zg==", "Zm9v!A==", "===="] {
             assert_eq!(decode_base64(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn json_strings_and_numbers() {
+        assert_eq!(json_str("a\"b\\c\né🦉"), r#""a\"b\\c\n\u00e9\ud83e\udd89""#);
+        assert_eq!(json_num(1.5), "1.5");
+        assert_eq!(json_num(1e300), "1e300");
+        assert_eq!(json_num(f64::INFINITY), "null");
     }
 
     #[test]
