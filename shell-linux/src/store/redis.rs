@@ -413,13 +413,13 @@ fn parse_with_scores(reply: Value, out: &mut Vec<Record>) -> Result<(), RedisErr
 }
 
 impl RedisStore {
-    /// The rank of the first member of `keys` after `(score, id)` in (score, member) order.
-    /// Members of equal score are ordered by their bytes, so the rank within a run of equal
-    /// scores is found by binary search (`ZRANGE key r r`): O(log n) round trips, whatever the
-    /// run's length (wrapped points of a bucket all share its start as score).
-    fn rank_after(&mut self, keys: &str, score: f64, id: &[u8]) -> Result<u64, StoreError> {
+    /// How many members of `keys` have exactly `score` and an id at or before `id`. Members of
+    /// equal score are ordered by their bytes, so this is found by binary search over ranks
+    /// (`ZRANGE key r r`): O(log n) round trips, whatever the run's length (wrapped points of a
+    /// bucket all share its start as score).
+    fn ties_up_to(&mut self, keys: &str, score: f64, id: &[u8]) -> Result<u64, StoreError> {
         let s = score_arg(score);
-        let (mut lo, mut hi): (u64, u64) = self.run("scan", |conn| {
+        let (below, mut hi): (u64, u64) = self.run("scan", |conn| {
             redis::pipe()
                 .cmd("ZCOUNT")
                 .arg(keys)
@@ -431,6 +431,7 @@ impl RedisStore {
                 .arg(&s)
                 .query(conn)
         })?;
+        let mut lo = below;
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             let member: Vec<Vec<u8>> =
@@ -442,7 +443,7 @@ impl RedisStore {
                 None => hi = mid,
             }
         }
-        Ok(lo)
+        Ok(lo - below)
     }
 
     /// Fills in the values of `records` from `queue`'s HASH (`None` for orphans).
@@ -706,19 +707,27 @@ impl Store for RedisStore {
             return Ok(Vec::new());
         }
         let keys = keys(queue);
-        let start = match after {
-            Some((score, id)) => self.rank_after(&keys, score, id)?,
-            None => 0,
-        };
-        let stop = start + limit as u64 - 1;
+        // From the cursor's score on, past its ties up to the cursor: records removed meanwhile
+        // with lower scores (the TTL cleanup) cannot shift the page.
+        let mut range = redis::cmd("ZRANGEBYSCORE");
+        range.arg(&keys);
+        match after {
+            Some((score, id)) => {
+                let skip = self.ties_up_to(&keys, score, id)?;
+                range.arg(score_arg(score)).arg("+inf").arg("LIMIT").arg(skip).arg(limit);
+            }
+            None => {
+                range.arg("-inf").arg("+inf").arg("LIMIT").arg(0).arg(limit);
+            }
+        }
+        range.arg("WITHSCORES");
         let mut records = Vec::new();
         self.run("scan", |conn| {
             records.clear();
-            let reply = redis::cmd("ZRANGE").arg(&keys).arg(start).arg(stop).arg("WITHSCORES").query(conn)?;
-            parse_with_scores(reply, &mut records)
+            parse_with_scores(range.query::<Value>(conn)?, &mut records)
         })?;
-        // Members removed between the rank search and the range can shift it back: never return
-        // the cursor or anything before it.
+        // Ties added or removed between the search and the range can shift it: never return the
+        // cursor or anything before it.
         if let Some((score, id)) = after {
             records.retain(|r| (r.score, r.id.as_slice()) > (score, id));
         }
