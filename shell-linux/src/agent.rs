@@ -209,9 +209,22 @@ fn aggregate_tick(
 ) -> Result<(), StoreError> {
     // A failing cleanup (WRONGTYPE on a queue key, a user without scripting rights before the
     // fallback kicks in) must not stop aggregation: report it and go on.
-    if let Err(error) = pipeline::cleanup(store, wall_clock(), config.metric_ttl, config.log_ttl, counters) {
-        counters.cleanup_failures += 1;
-        log::error!("{error}: TTL cleanup failed; aggregating anyway, old records stay until it works");
+    // An unreachable store fails the whole tick (reported once by `report_store`).
+    match pipeline::cleanup(store, wall_clock(), config.metric_ttl, config.log_ttl, counters) {
+        Ok(()) => {
+            if counters.cleanup_failing {
+                log::info!("TTL cleanup works again");
+            }
+            counters.cleanup_failing = false;
+        }
+        Err(error) if error.is_transient() => return Err(error),
+        Err(error) => {
+            counters.cleanup_failures += 1;
+            if !counters.cleanup_failing {
+                log::error!("{error}: TTL cleanup failed; aggregating anyway, old records stay until it works");
+            }
+            counters.cleanup_failing = true;
+        }
     }
     while !shutdown.load(Ordering::Relaxed) {
         crate::notify::watchdog(); // a long backlog is progress, not a hang

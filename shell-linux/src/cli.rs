@@ -1,4 +1,5 @@
-//! The command line: `chouette [run]`, `chouette status`, `--help`, `--version`.
+//! The command line: `chouette [run]`, `chouette status`, `chouette dead ...` ([`dead`]),
+//! `--help`, `--version`.
 //!
 //! Hand-written (no argument-parsing crate): four commands do not justify the binary size.
 //!
@@ -11,6 +12,8 @@ use std::io::{self, Write};
 
 use crate::store::{Queue, Store};
 
+pub mod dead;
+
 /// Exit code: success, or a clean shutdown after SIGTERM / SIGINT.
 pub const EXIT_OK: i32 = 0;
 /// Exit code: a fatal runtime error (store unavailable at startup, internal error).
@@ -19,12 +22,16 @@ pub const EXIT_FAILURE: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 
 /// What the command line asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// `chouette` or `chouette run`: run the agent until SIGTERM / SIGINT.
     Run,
     /// `chouette status`: print queue sizes and the agent's status hash, then exit.
     Status,
+    /// `chouette dead list|requeue|purge ...`: the dead-letter queues ([`dead`]).
+    Dead(dead::DeadArgs),
+    /// `chouette dead --help`: print [`dead::HELP`].
+    DeadHelp,
     /// `chouette --help` (`-h`, `help`): print [`HELP`].
     Help,
     /// `chouette --version` (`-V`, `version`): print `chouette <version>`.
@@ -46,6 +53,9 @@ pub enum CliError {
         /// The extra argument.
         argument: String,
     },
+    /// A `chouette dead` command line that cannot be understood.
+    #[error("dead: {0} (try `chouette dead --help`)")]
+    Dead(String),
 }
 
 /// Parses the arguments **after** the program name (`std::env::args_os().skip(1)`).
@@ -59,6 +69,13 @@ where
         return Ok(Command::Run);
     };
     let first = first.as_ref().to_string_lossy().into_owned();
+    if first == "dead" {
+        let rest: Vec<String> = args.map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
+        return match dead::parse_args(&rest)? {
+            dead::Parsed::Run(parsed) => Ok(Command::Dead(parsed)),
+            dead::Parsed::Help => Ok(Command::DeadHelp),
+        };
+    }
     let command = match first.as_str() {
         "run" => Command::Run,
         "status" => Command::Status,
@@ -91,6 +108,9 @@ USAGE:
     chouette [run]        run the agent until SIGTERM / SIGINT (then drain and exit)
     chouette status       print queue sizes, the last dispatch results and the
                           refused/dropped counters, then exit
+    chouette dead list|requeue|purge [options]
+                          list dead letters by queue and reason, put them back into their
+                          queue once the cause is fixed, or delete them (chouette dead --help)
     chouette --help       print this help (-h)
     chouette --version    print the version (-V)
 
@@ -223,6 +243,10 @@ mod tests {
             assert_eq!(parse_args([version]), Ok(Command::Version));
         }
         assert_eq!(parse_args(["status", "--help"]), Ok(Command::Help));
+        assert_eq!(parse_args(["dead", "--help"]), Ok(Command::DeadHelp));
+        assert!(matches!(parse_args(["dead", "list"]), Ok(Command::Dead(_))));
+        let err = parse_args(["dead", "list", "--queue", "x"]).unwrap_err();
+        assert!(err.to_string().contains("chouette dead --help"), "{err}");
     }
 
     #[test]

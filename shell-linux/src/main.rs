@@ -1,4 +1,4 @@
-//! `chouette`: the agent (no arguments, or `run`), `status`, `--help`, `--version`.
+//! `chouette`: the agent (no arguments, or `run`), `status`, `dead`, `--help`, `--version`.
 //!
 //! Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT) or for help/version; 2 for a usage or
 //! configuration error; 1 for a fatal runtime error (the store cannot be opened, say), so that
@@ -33,6 +33,11 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Status => status(),
+        Command::DeadHelp => {
+            print!("{}", cli::dead::HELP);
+            ExitCode::SUCCESS
+        }
+        Command::Dead(args) => dead(&args),
         Command::Run => run(),
     }
 }
@@ -87,6 +92,37 @@ fn status() -> ExitCode {
         }
         Err(error) => {
             say(error);
+            ExitCode::from(cli::EXIT_FAILURE as u8)
+        }
+    }
+}
+
+fn dead(args: &cli::dead::DeadArgs) -> ExitCode {
+    let config = match config() {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let mut store = match cli::dead::open_store(&config) {
+        Ok(store) => store,
+        Err(error) => {
+            eprintln!("chouette: {error}");
+            return ExitCode::from(cli::EXIT_FAILURE as u8);
+        }
+    };
+    let description = match &config.store {
+        chouette_agent::config::StoreConfig::Embedded { path } => format!("embedded:{}", path.display()),
+        chouette_agent::config::StoreConfig::Redis { .. } => String::new(),
+    };
+    let mut out = std::io::stdout().lock();
+    let now = agent::wall_clock();
+    let result = match store.as_mut() {
+        Some(store) => cli::dead::run(Some(store.as_mut()), &description, args, now, &mut out),
+        None => cli::dead::run(None, &description, args, now, &mut out),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(error) => {
+            eprintln!("chouette: {error}");
             ExitCode::from(cli::EXIT_FAILURE as u8)
         }
     }

@@ -62,6 +62,8 @@ pub struct Counters {
     pub expired: BTreeMap<&'static str, u64>,
     /// TTL cleanups that failed (aggregation went on).
     pub cleanup_failures: u64,
+    /// Whether the last TTL cleanup failed (the ERROR is written when it starts failing).
+    pub cleanup_failing: bool,
     /// The last dispatch result, for `chouette status`.
     pub last_dispatch: Option<String>,
     /// Each destination's own counters, by name (`metrics`, `logs`).

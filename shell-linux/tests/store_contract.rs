@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use chouette_agent::store::embedded::EmbeddedStore;
 use chouette_agent::store::redis::{RedisStore, RedisTimeouts};
 use chouette_agent::store::{
-    dead_letter_envelope, AggregationCommit, DeadRecord, NewRecord, Queue, Record, Store, StoreError,
+    dead_letter_envelope, AggregationCommit, DeadMove, DeadRecord, NewRecord, Queue, Record, Store,
+    StoreError,
 };
 use redis::Commands;
 
@@ -255,6 +256,103 @@ mod contract {
         assert_eq!(store.aggregated_until().unwrap(), Some(1_800_000_000.0));
     }
 
+    pub fn scan_pages_by_cursor(store: &mut dyn Store) {
+        assert!(store.scan(Queue::DeadLogs, None, 10).unwrap().is_empty());
+        // 300 records sharing one score (a bucket's wrapped points do), around two others.
+        let mut records: Vec<NewRecord> =
+            (0..300).map(|i| rec(&format!("t{i:03}"), 5.0, &format!("v{i}"))).collect();
+        records.push(rec("first", -1.0, "f"));
+        records.push(rec("last", 6.0, "l"));
+        store.add(Queue::DeadLogs, &records).unwrap();
+        let mut want = vec!["first".to_string()];
+        want.extend((0..300).map(|i| format!("t{i:03}")));
+        want.push("last".into());
+        // Read only (a list), then reading while deleting (a requeue).
+        let mut listed: Vec<Record> = Vec::new();
+        loop {
+            let after = listed.last().map(|r| (r.score, r.id.as_slice()));
+            let page = store.scan(Queue::DeadLogs, after, 7).unwrap();
+            if page.is_empty() {
+                break;
+            }
+            listed.extend(page);
+        }
+        assert_eq!(ids(&listed), want);
+        let mut seen = Vec::new();
+        let mut after: Option<(f64, Vec<u8>)> = None;
+        loop {
+            let page =
+                store.scan(Queue::DeadLogs, after.as_ref().map(|(s, id)| (*s, id.as_slice())), 7).unwrap();
+            assert!(page.len() <= 7);
+            let Some(last) = page.last() else { break };
+            after = Some((last.score, last.id.clone()));
+            // Removing what was read (as a requeue does) does not shift the next page.
+            let odd: Vec<Vec<u8>> = page.iter().step_by(2).map(|r| r.id.clone()).collect();
+            store.delete(Queue::DeadLogs, &odd).unwrap();
+            seen.extend(page);
+        }
+        assert_eq!(ids(&seen), want);
+        assert_eq!(seen[1].value.as_deref(), Some(&b"v0"[..]));
+        assert_eq!(seen[301].score, 6.0);
+        // After a cursor that is not in the queue (requeued meanwhile).
+        store.add(Queue::Logs, &[rec("x1", 5.0, "1"), rec("x2", 5.0, "2"), rec("x3", 5.0, "3")]).unwrap();
+        assert_eq!(ids(&store.scan(Queue::Logs, Some((5.0, b"x1a")), 10).unwrap()), ["x2", "x3"]);
+        assert_eq!(ids(&store.scan(Queue::Logs, Some((4.0, b"zzz")), 1).unwrap()), ["x1"]);
+        assert!(store.scan(Queue::Logs, Some((5.0, b"x3")), 10).unwrap().is_empty());
+    }
+
+    pub fn redrive_moves_only_unchanged_records(store: &mut dyn Store) {
+        store
+            .add(Queue::WrappedMetrics, &[rec("a", 1.5, "A"), rec("b", 2.5, "B\u{e9}"), rec("c", 3.5, "C")])
+            .unwrap();
+        let refused: Vec<DeadRecord> = [("a", 1.5, "A"), ("b", 2.5, "B\u{e9}"), ("c", 3.5, "C")]
+            .iter()
+            .map(|(id, score, value)| dead(id, *score, value, "http_400"))
+            .collect();
+        store.dead_letter(Queue::WrappedMetrics, &refused).unwrap();
+        let read = store.scan(Queue::DeadWrappedMetrics, None, 10).unwrap();
+        assert_eq!(ids(&read), ["a", "b", "c"]);
+        let moves: Vec<DeadMove> = read
+            .iter()
+            .map(|r| DeadMove {
+                id: r.id.clone(),
+                envelope: r.value.clone().unwrap(),
+                requeue: Some(NewRecord {
+                    id: r.id.clone(),
+                    score: r.score,
+                    value: format!("back-{}", String::from_utf8_lossy(&r.id)).into_bytes(),
+                }),
+            })
+            .collect();
+        // "c" changed since it was read (dead-lettered again with another reason): not moved.
+        store.dead_letter(Queue::WrappedMetrics, &[dead("c", 3.5, "C", "other")]).unwrap();
+        // A move of an id that is no longer there is skipped too.
+        let gone =
+            DeadMove { id: b"gone".to_vec(), envelope: b"x".to_vec(), requeue: Some(rec("gone", 1.0, "g")) };
+        let mut all = moves.clone();
+        all.push(gone);
+        assert_eq!(store.redrive(Queue::DeadWrappedMetrics, Queue::WrappedMetrics, &all).unwrap(), 2);
+        let live = store.read(Queue::WrappedMetrics, f64::INFINITY, 10).unwrap();
+        assert_eq!(
+            live,
+            [
+                Record::new(b"a".to_vec(), 1.5, b"back-a".to_vec()),
+                Record::new(b"b".to_vec(), 2.5, b"back-b".to_vec()),
+            ]
+        );
+        assert_eq!(ids(&store.read(Queue::DeadWrappedMetrics, f64::INFINITY, 10).unwrap()), ["c"]);
+        // Moving again moves nothing (no duplicate).
+        assert_eq!(store.redrive(Queue::DeadWrappedMetrics, Queue::WrappedMetrics, &moves).unwrap(), 0);
+        assert_eq!(store.len(Queue::WrappedMetrics).unwrap(), 2);
+        // A purge: removal only.
+        let c = store.scan(Queue::DeadWrappedMetrics, None, 10).unwrap().remove(0);
+        let purge = DeadMove { id: c.id.clone(), envelope: c.value.unwrap(), requeue: None };
+        assert_eq!(store.redrive(Queue::DeadWrappedMetrics, Queue::WrappedMetrics, &[purge]).unwrap(), 1);
+        assert_eq!(store.len(Queue::DeadWrappedMetrics).unwrap(), 0);
+        assert_eq!(store.len(Queue::WrappedMetrics).unwrap(), 2);
+        assert_eq!(store.redrive(Queue::DeadWrappedMetrics, Queue::WrappedMetrics, &[]).unwrap(), 0);
+    }
+
     pub fn nan_is_refused(store: &mut dyn Store) {
         let err = store.add(Queue::RawMetrics, &[rec("a", f64::NAN, "{}")]).unwrap_err();
         assert!(matches!(err, StoreError::Failed { op: "add", .. }), "{err}");
@@ -299,6 +397,8 @@ both!(
     status_round_trips,
     large_commit,
     nan_is_refused,
+    scan_pages_by_cursor,
+    redrive_moves_only_unchanged_records,
 );
 
 // ---- Redis only ----

@@ -60,8 +60,8 @@ use redb::{
 };
 
 use super::{
-    check_score, dead_letter_envelope, oversize_envelope, AggregationCommit, DeadRecord, NewRecord, Queue,
-    Record, Store, StoreError, AGGREGATED_UNTIL_KEY, MAX_PAGE_BYTES, STATUS_KEY,
+    check_score, dead_letter_envelope, oversize_envelope, AggregationCommit, DeadMove, DeadRecord, NewRecord,
+    Queue, Record, Store, StoreError, AGGREGATED_UNTIL_KEY, MAX_PAGE_BYTES, STATUS_KEY,
 };
 
 type Index = TableDefinition<'static, (u64, &'static [u8]), &'static [u8]>;
@@ -902,6 +902,74 @@ impl Store for EmbeddedStore {
                 out.push((field.value().to_string(), value.value().to_string()));
             }
             Ok(out)
+        })
+    }
+
+    fn scan(
+        &mut self,
+        queue: Queue,
+        after: Option<(f64, &[u8])>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        if let Some((score, _)) = after {
+            check_score(&self.description, "scan", "the cursor's score", score)?;
+        }
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.read_txn("scan", |txn| {
+            use std::ops::Bound;
+            let index = txn.open_table(tables(queue).0)?;
+            let start = match after {
+                Some((score, id)) => Bound::Excluded((score_key(score), id)),
+                None => Bound::Unbounded,
+            };
+            let mut out = Vec::with_capacity(limit.min(1024));
+            for entry in index.range::<(u64, &[u8])>((start, Bound::Unbounded))?.take(limit) {
+                let (key, value) = entry?;
+                let (score, id) = key.value();
+                out.push(Record {
+                    id: id.to_vec(),
+                    score: key_score(score),
+                    value: Some(value.value().to_vec()),
+                    oversize: None,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn redrive(&mut self, dead: Queue, live: Queue, moves: &[DeadMove]) -> Result<u64, StoreError> {
+        self.check_scores("redrive", moves.iter().filter_map(|m| m.requeue.as_ref()).map(|r| r.score))?;
+        if moves.is_empty() {
+            return Ok(0);
+        }
+        self.write("redrive", |txn| {
+            let mut unchanged = Vec::with_capacity(moves.len());
+            {
+                let (index_def, ids_def) = tables(dead);
+                let index = txn.open_table(index_def)?;
+                let ids = txn.open_table(ids_def)?;
+                for m in moves {
+                    let Some(key) = ids.get(m.id.as_slice())?.map(|g| g.value()) else { continue };
+                    let same = index
+                        .get((key, m.id.as_slice()))?
+                        .is_some_and(|value| value.value() == m.envelope.as_slice());
+                    if same {
+                        unchanged.push(m);
+                    }
+                }
+            }
+            remove(txn, dead, unchanged.iter().map(|m| m.id.as_slice()))?;
+            insert(
+                txn,
+                live,
+                unchanged
+                    .iter()
+                    .filter_map(|m| m.requeue.as_ref())
+                    .map(|r| (r.id.as_slice(), r.score, r.value.as_slice())),
+            )?;
+            Ok(unchanged.len() as u64)
         })
     }
 }

@@ -145,6 +145,20 @@ pub struct DeadRecord {
     pub reason: String,
 }
 
+/// One record taken out of a dead-letter queue by [`Store::redrive`]: removed only if the queue
+/// still holds `id` with exactly `envelope` (what was read), and then, for a requeue, put back
+/// into the live queue as `requeue`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadMove {
+    /// The id in the dead-letter queue.
+    pub id: Vec<u8>,
+    /// The envelope as read: the record moves only if it is still exactly this.
+    pub envelope: Vec<u8>,
+    /// The record to add to the live queue (same id and score, the original bytes); `None` to
+    /// delete only (a purge).
+    pub requeue: Option<NewRecord>,
+}
+
 /// Everything one aggregation step changes, applied atomically: after a crash at any instant,
 /// either all of it happened or none of it did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -207,6 +221,11 @@ pub fn oversize_envelope(queue: Queue, id: &[u8], score: f64, value: &[u8]) -> V
     out.extend_from_slice(format!("\"size\": {}, ", value.len()).as_bytes());
     out.extend_from_slice(&envelope[head.len()..]);
     out
+}
+
+/// Standard base64 with padding, as in an envelope's `value_base64` (`chouette dead` decodes it).
+pub fn encode_base64(bytes: &[u8]) -> String {
+    base64(bytes)
 }
 
 /// Standard base64 with padding (RFC 4648 §4).
@@ -338,6 +357,37 @@ pub trait Store: Send {
 
     /// Every field of the agent's status hash.
     fn status(&mut self) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Up to `limit` records of `queue` in (score, id) order, strictly after the record `after`
+    /// (`None`: from the start). A cursor, not an offset: records removed or added meanwhile do
+    /// not shift the pages (`chouette dead` pages through a dead-letter queue while it moves
+    /// records out of it).
+    fn scan(
+        &mut self,
+        queue: Queue,
+        after: Option<(f64, &[u8])>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let _ = (queue, after, limit);
+        Err(StoreError::Failed {
+            store: self.describe(),
+            op: "scan",
+            detail: "not supported by this store".into(),
+        })
+    }
+
+    /// Takes records out of the dead-letter queue `dead` and adds their `requeue` records to
+    /// `live`, atomically (Redis: one WATCHed MULTI/EXEC; embedded: one transaction). A move whose
+    /// id is no longer in `dead` with exactly its `envelope` (requeued or purged meanwhile by
+    /// someone else) is skipped, so nothing is ever duplicated or lost. Returns how many moved.
+    fn redrive(&mut self, dead: Queue, live: Queue, moves: &[DeadMove]) -> Result<u64, StoreError> {
+        let _ = (dead, live, moves);
+        Err(StoreError::Failed {
+            store: self.describe(),
+            op: "redrive",
+            detail: "not supported by this store".into(),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -31,8 +31,8 @@ use std::time::Duration;
 use redis::{Cmd, Connection, ConnectionAddr, ConnectionInfo, ErrorKind, Pipeline, RedisError, Value};
 
 use super::{
-    check_score, dead_letter_envelope, oversize_envelope, AggregationCommit, DeadRecord, NewRecord, Queue,
-    Record, Store, StoreError, AGGREGATED_UNTIL_KEY, MAX_PAGE_BYTES, STATUS_KEY,
+    check_score, dead_letter_envelope, oversize_envelope, AggregationCommit, DeadMove, DeadRecord, NewRecord,
+    Queue, Record, Store, StoreError, AGGREGATED_UNTIL_KEY, MAX_PAGE_BYTES, STATUS_KEY,
 };
 
 /// The most ids (or id/value pairs) one Redis command carries; longer lists become several
@@ -75,6 +75,11 @@ redis.call('ZADD', KEYS[3], s, ARGV[1])
 redis.call('HSET', KEYS[4], ARGV[1], env)
 return 1
 "#;
+
+/// How many times [`Store::redrive`] tries a transaction that concurrent changes of the
+/// dead-letter queue abort (its WATCH fires) before giving up, waiting 1, 2, 4 ... 128 ms between
+/// tries (about 2 s in all).
+pub const REDRIVE_ATTEMPTS: usize = 20;
 
 /// Socket timeouts for the Redis connection (compat §7 item 27: the original had none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -513,6 +518,99 @@ fn parse_with_scores(reply: Value, out: &mut Vec<Record>) -> Result<(), RedisErr
     Ok(())
 }
 
+impl RedisStore {
+    /// How many members of `keys` have exactly `score` and an id at or before `id`. Members of
+    /// equal score are ordered by their bytes, so this is found by binary search over ranks
+    /// (`ZRANGE key r r`): O(log n) round trips, whatever the run's length (wrapped points of a
+    /// bucket all share its start as score).
+    fn ties_up_to(&mut self, keys: &str, score: f64, id: &[u8]) -> Result<u64, StoreError> {
+        let s = score_arg(score);
+        let (below, mut hi): (u64, u64) = self.run("scan", |conn| {
+            redis::pipe()
+                .cmd("ZCOUNT")
+                .arg(keys)
+                .arg("-inf")
+                .arg(format!("({s}"))
+                .cmd("ZCOUNT")
+                .arg(keys)
+                .arg("-inf")
+                .arg(&s)
+                .query(conn)
+        })?;
+        let mut lo = below;
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let member: Vec<Vec<u8>> =
+                self.run("scan", |conn| redis::cmd("ZRANGE").arg(keys).arg(mid).arg(mid).query(conn))?;
+            match member.first() {
+                Some(member) if member.as_slice() <= id => lo = mid + 1,
+                Some(_) => hi = mid,
+                // Shrunk meanwhile: the caller filters what it reads.
+                None => hi = mid,
+            }
+        }
+        Ok(lo - below)
+    }
+}
+
+/// One attempt of [`Store::redrive`] on `conn`: WATCH the dead-letter HASH, keep the moves whose
+/// envelope is still there unchanged, then MULTI/EXEC. `None` when a concurrent change aborted
+/// the transaction.
+fn redrive_once(
+    conn: &mut Connection,
+    dead: Queue,
+    live: Queue,
+    moves: &[DeadMove],
+) -> Result<Option<u64>, RedisError> {
+    redis::cmd("WATCH").arg(keys(dead)).arg(values(dead)).query::<()>(conn)?;
+    let result = watched_move(conn, dead, live, moves);
+    if result.is_err() {
+        // A WATCH left behind would abort the connection's next transaction.
+        let _ = redis::cmd("UNWATCH").query::<()>(conn);
+    }
+    result
+}
+
+fn watched_move(
+    conn: &mut Connection,
+    dead: Queue,
+    live: Queue,
+    moves: &[DeadMove],
+) -> Result<Option<u64>, RedisError> {
+    let dead_values = values(dead);
+    let mut hmget = redis::cmd("HMGET");
+    hmget.arg(&dead_values);
+    for m in moves {
+        hmget.arg(&m.id);
+    }
+    let current: Vec<Option<Vec<u8>>> = hmget.query(conn)?;
+    let unchanged: Vec<&DeadMove> = moves
+        .iter()
+        .zip(&current)
+        .filter(|(m, now)| now.as_deref() == Some(m.envelope.as_slice()))
+        .map(|(m, _)| m)
+        .collect();
+    if unchanged.is_empty() {
+        redis::cmd("UNWATCH").query::<()>(conn)?;
+        return Ok(Some(0));
+    }
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    add_records(
+        &mut pipe,
+        live,
+        unchanged
+            .iter()
+            .filter_map(|m| m.requeue.as_ref())
+            .map(|r| (r.id.as_slice(), r.score, r.value.as_slice())),
+    );
+    remove_ids(&mut pipe, dead, unchanged.iter().map(|m| m.id.as_slice()));
+    match pipe.query::<Value>(conn)? {
+        Value::Nil => Ok(None),
+        _ => Ok(Some(unchanged.len() as u64)),
+    }
+}
+
 impl Store for RedisStore {
     fn describe(&self) -> String {
         self.description.clone()
@@ -715,6 +813,68 @@ impl Store for RedisStore {
             self.run("read status", |conn| redis::cmd("HGETALL").arg(STATUS_KEY).query(conn))?;
         fields.sort();
         Ok(fields)
+    }
+
+    fn scan(
+        &mut self,
+        queue: Queue,
+        after: Option<(f64, &[u8])>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        if let Some((score, _)) = after {
+            check_score(&self.description, "scan", "the cursor's score", score)?;
+        }
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let keys = keys(queue);
+        // From the cursor's score on, past its ties up to the cursor: records removed meanwhile
+        // with lower scores (the TTL cleanup) cannot shift the page.
+        let mut range = redis::cmd("ZRANGEBYSCORE");
+        range.arg(&keys);
+        match after {
+            Some((score, id)) => {
+                let skip = self.ties_up_to(&keys, score, id)?;
+                range.arg(score_arg(score)).arg("+inf").arg("LIMIT").arg(skip).arg(limit);
+            }
+            None => {
+                range.arg("-inf").arg("+inf").arg("LIMIT").arg(0).arg(limit);
+            }
+        }
+        range.arg("WITHSCORES");
+        let mut records = Vec::new();
+        self.run("scan", |conn| {
+            records.clear();
+            parse_with_scores(range.query::<Value>(conn)?, &mut records)
+        })?;
+        // Ties added or removed between the search and the range can shift it: never return the
+        // cursor or anything before it.
+        if let Some((score, id)) = after {
+            records.retain(|r| (r.score, r.id.as_slice()) > (score, id));
+        }
+        self.fetch_values(queue, &mut records)?;
+        Ok(records)
+    }
+
+    fn redrive(&mut self, dead: Queue, live: Queue, moves: &[DeadMove]) -> Result<u64, StoreError> {
+        self.check_scores("redrive", moves.iter().filter_map(|m| m.requeue.as_ref()).map(|r| r.score))?;
+        if moves.is_empty() {
+            return Ok(0);
+        }
+        for attempt in 0..REDRIVE_ATTEMPTS {
+            if let Some(moved) = self.run("redrive", |conn| redrive_once(conn, dead, live, moves))? {
+                return Ok(moved);
+            }
+            // Aborted by a concurrent write (the agent dead-lettering): let the burst pass.
+            std::thread::sleep(Duration::from_millis(1 << attempt.min(7)));
+        }
+        Err(StoreError::Unavailable {
+            store: self.description.clone(),
+            op: "redrive",
+            detail: format!(
+                "{dead} kept changing during {REDRIVE_ATTEMPTS} attempts; nothing moved, try again"
+            ),
+        })
     }
 }
 
