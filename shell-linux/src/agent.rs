@@ -221,7 +221,9 @@ fn aggregate_tick(
         Err(error) => {
             counters.cleanup_failures += 1;
             if !counters.cleanup_failing {
-                log::error!("{error}: TTL cleanup failed; aggregating anyway, old records stay until it works");
+                log::error!(
+                    "{error}: TTL cleanup failed; aggregating anyway, old records stay until it works"
+                );
             }
             counters.cleanup_failing = true;
         }
