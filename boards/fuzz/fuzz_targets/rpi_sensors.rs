@@ -23,7 +23,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = parse_thermal_zone(text);
     let _ = parse_measure_temp(text);
     if let Ok(t) = parse_throttled(text) {
-        assert_eq!(t.flags().iter().filter(|(_, on)| *on).count(), (t.raw & 0x000F_000F).count_ones() as usize);
+        assert_eq!(
+            t.flags().iter().filter(|(_, on)| *on).count(),
+            (t.raw & 0x000F_000F).count_ones() as usize
+        );
     }
     let mut counts = W1ErrorCounts::default();
     if let Err(e) = parse_w1_slave(text) {
