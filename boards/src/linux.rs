@@ -32,18 +32,23 @@ pub struct CpuTimes {
 }
 
 impl CpuTimes {
-    /// All time, as psutil counts it: the sum of every field less `guest` and `guest_nice`.
+    /// All time, as psutil counts it: the sum of every field less `guest` and `guest_nice`
+    /// (saturating: a corrupt line of 20-digit counters must not overflow).
     pub fn total(&self) -> u64 {
-        let sum = self.user
-            + self.nice
-            + self.system
-            + self.idle
-            + self.iowait
-            + self.irq
-            + self.softirq
-            + self.steal
-            + self.guest
-            + self.guest_nice;
+        let sum = [
+            self.user,
+            self.nice,
+            self.system,
+            self.idle,
+            self.iowait,
+            self.irq,
+            self.softirq,
+            self.steal,
+            self.guest,
+            self.guest_nice,
+        ]
+        .iter()
+        .fold(0u64, |a, v| a.saturating_add(*v));
         sum.saturating_sub(self.guest).saturating_sub(self.guest_nice)
     }
 
@@ -127,7 +132,7 @@ pub struct MemInfo {
 impl MemInfo {
     /// Available memory: `MemAvailable`, or (old kernels) `MemFree + Buffers + Cached`.
     pub fn available_bytes(&self) -> u64 {
-        self.available.unwrap_or(self.free + self.buffers + self.cached)
+        self.available.unwrap_or(self.free.saturating_add(self.buffers).saturating_add(self.cached))
     }
 
     /// Used memory as psutil 7 computes it: total − available (0 if negative).
@@ -404,6 +409,15 @@ mod tests {
         assert_eq!(busy_percent(&a, &d), 0.0);
         assert_eq!(busy_percent(&b, &a), 0.0);
         assert_eq!(busy_percent(&a, &a), 0.0);
+    }
+
+    #[test]
+    fn huge_counters_saturate_instead_of_overflowing() {
+        // Found by reading while writing the linux_proc fuzz target (10 minutes did not reach it).
+        let t = parse_stat_cpu("cpu  18446744073709551615 1 0 0\n").unwrap();
+        assert_eq!((t.total(), t.busy()), (u64::MAX, u64::MAX));
+        let m = parse_meminfo("MemTotal: 1 kB\nMemFree: 18014398509481983 kB\nBuffers: 1 kB\n").unwrap();
+        assert_eq!((m.available_bytes(), m.used_bytes()), (u64::MAX, 0));
     }
 
     #[test]

@@ -331,15 +331,21 @@ impl Bme280Calibration {
 
     /// The datasheet's integer compensation: returns `(t_fine, temperature in 0.01 °C)`.
     /// (`t_fine` is what pressure and humidity compensation need.)
+    ///
+    /// Computed in `i64`: the datasheet's `i32` arithmetic overflows for calibration words a real
+    /// chip does not hold (a bad bus read), and the same results for real ones. Results outside
+    /// `i32` saturate.
     pub fn compensate(&self, adc_t: i32) -> (i32, i32) {
-        let t1 = i32::from(self.t1);
-        let t2 = i32::from(self.t2);
-        let t3 = i32::from(self.t3);
+        let t1 = i64::from(self.t1);
+        let t2 = i64::from(self.t2);
+        let t3 = i64::from(self.t3);
+        let adc_t = i64::from(adc_t);
         let var1 = (((adc_t >> 3) - (t1 << 1)) * t2) >> 11;
         let d = (adc_t >> 4) - t1;
         let var2 = (((d * d) >> 12) * t3) >> 14;
         let t_fine = var1 + var2;
-        (t_fine, (t_fine * 5 + 128) >> 8)
+        let saturate = |v: i64| v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+        (saturate(t_fine), saturate((t_fine * 5 + 128) >> 8))
     }
 }
 
@@ -412,7 +418,7 @@ impl<I: I2c> Bme280<I> {
             return Err(Bme280Error::MeasurementSkipped);
         }
         let (_, centi) = self.calibration.compensate(adc_t);
-        Ok(MilliCelsius(centi * 10))
+        Ok(MilliCelsius(centi.saturating_mul(10)))
     }
 
     /// Gives the bus back.
@@ -469,5 +475,20 @@ mod tests {
     fn bme280_datasheet_example() {
         let cal = Bme280Calibration { t1: 27504, t2: 26435, t3: -1000 };
         assert_eq!(cal.compensate(519888), (128422, 2508));
+    }
+
+    #[test]
+    fn bme280_any_calibration_compensates_without_overflow() {
+        // Found by the rpi_sensors fuzz target: the datasheet's i32 arithmetic overflowed on these
+        // calibration bytes (t1 = 27764, t2 = 27762, t3 = 25701) and a reading of 0.
+        let cal = Bme280Calibration::from_bytes(*b"tlrled");
+        assert_eq!(cal.compensate(0), (-457_508, -8936));
+        // The extremes of a 20-bit reading and of the calibration words fit in i32.
+        let worst = Bme280Calibration { t1: u16::MAX, t2: i16::MIN, t3: i16::MAX };
+        assert_eq!(worst.compensate(0), (4_194_144, 81_917));
+        assert_eq!(worst.compensate(0xF_FFFF), (-16, 0));
+        // Beyond 20 bits, t_fine saturates.
+        let cal = Bme280Calibration { t1: 0, t2: i16::MAX, t3: 0 };
+        assert_eq!(cal.compensate(i32::MAX), (i32::MAX, 83_883_520));
     }
 }

@@ -16,8 +16,12 @@ fn per_call(c: &mut Criterion) {
     let mut group = c.benchmark_group("call");
     group.throughput(Throughput::Elements(1));
     let raw = |iters: u64, call: &dyn Fn(&Client)| {
-        let client = Client::new(ClientConfig::new(redis.url()).with_buffer_records(iters as usize + 1))
-            .expect("client");
+        let client = Client::new(
+            ClientConfig::new(redis.url())
+                .with_buffer_records(iters as usize + 1)
+                .with_buffer_bytes(usize::MAX),
+        )
+        .expect("client");
         let start = Instant::now();
         for _ in 0..iters {
             call(&client);
@@ -58,8 +62,12 @@ fn throughput(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let client = Client::new(ClientConfig::new(redis.url()).with_buffer_records(N as usize))
-                    .expect("client");
+                let client = Client::new(
+                    ClientConfig::new(redis.url())
+                        .with_buffer_records(N as usize)
+                        .with_buffer_bytes(usize::MAX),
+                )
+                .expect("client");
                 let start = Instant::now();
                 for i in 0..N {
                     client.count("bench.requests", i, &[("route", "/pay")]);

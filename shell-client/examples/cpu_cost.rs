@@ -33,7 +33,7 @@ fn measure(label: &str, n: u64, call: impl Fn(u64)) {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = ClientConfig::from_env()?;
     const N: u64 = 2_000_000;
-    let raw = Client::new(config.clone().with_buffer_records(N as usize + 1))?;
+    let raw = Client::new(config.clone().with_buffer_records(N as usize + 1).with_buffer_bytes(usize::MAX))?;
     // Bursts of 500k calls, each drained before the next (the arena's pages are then warm, as
     // in an app whose writer keeps up); then one long burst that outruns Redis.
     for round in 0..4 {

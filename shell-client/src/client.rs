@@ -45,8 +45,10 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn push(&self, kind: Kind, score: f64, json: &[u8]) {
-        if !self.buffer.try_push(&self.closed, kind, score, |out| out.extend_from_slice(json)) {
-            self.stats.add_dropped(1);
+        if let Err(why) =
+            self.buffer.try_push(&self.closed, kind, score, json.len(), |out| out.extend_from_slice(json))
+        {
+            self.stats.add_refused(why);
         }
     }
 }
@@ -271,7 +273,8 @@ impl Client {
 
     /// The counters so far.
     pub fn stats(&self) -> StatsSnapshot {
-        self.shared().stats.snapshot()
+        let shared = self.shared();
+        StatsSnapshot { peak_buffered_bytes: shared.buffer.peak_bytes() as u64, ..shared.stats.snapshot() }
     }
 
     /// Writes what is buffered (aggregates included) and stops the writer thread, waiting at
@@ -322,11 +325,12 @@ impl Client {
         }
         let ts = ts.unwrap_or_else(now_secs);
         // A few copies on the app's thread; the JSON is rendered by the writer thread.
-        let pushed = shared.buffer.try_push(&shared.closed, Kind::Compact, ts, |out| {
+        let len = crate::compact::encoded_len(name, value, tags);
+        let pushed = shared.buffer.try_push(&shared.closed, Kind::Compact, ts, len, |out| {
             crate::compact::encode(out, kind, name, value, tags)
         });
-        if !pushed {
-            shared.stats.add_dropped(1);
+        if let Err(why) = pushed {
+            shared.stats.add_refused(why);
         }
     }
 }
@@ -339,7 +343,7 @@ fn shared(config: ClientConfig, closed: bool) -> Shared {
         }
     };
     Shared {
-        buffer: Buffer::new(config.buffer_records, config.batch_records),
+        buffer: Buffer::new(config.buffer_records, config.buffer_bytes, config.batch_records),
         table,
         stats: Stats::default(),
         stop: AtomicBool::new(false),

@@ -14,6 +14,28 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
+/// How many bytes [`encode`] appends for this call (the buffer checks its byte bound with it
+/// before taking its lock).
+#[inline]
+pub(crate) fn encoded_len(name: &str, value: RawValue<'_>, tags: &[(&str, &str)]) -> usize {
+    let value_len = match value {
+        RawValue::Number(_) => 1 + 8,
+        RawValue::Set(members) => {
+            1 + 4
+                + members
+                    .iter()
+                    .map(|m| match m {
+                        Member::Str(s) => 1 + 4 + s.len(),
+                        Member::Num(_) => 1 + 8,
+                    })
+                    .sum::<usize>()
+        }
+        RawValue::SetTexts(_) | RawValue::Samples(_) => 1,
+    };
+    let tags_len: usize = tags.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
+    1 + value_len + 4 + name.len() + 4 + tags_len
+}
+
 /// Appends one call.
 #[inline]
 pub(crate) fn encode(
@@ -159,5 +181,24 @@ mod tests {
         assert_eq!(m, members);
         assert!(decode(&buf[..buf.len() - 1], &mut m, &mut t).is_none());
         assert!(decode(&[9], &mut m, &mut t).is_none());
+    }
+
+    #[test]
+    fn encoded_len_is_what_encode_appends() {
+        let members = [Member::Str("abc"), Member::Num(2.5), Member::Str("")];
+        let values = [
+            RawValue::Number(Number::Int(-3)),
+            RawValue::Number(Number::Float(0.5)),
+            RawValue::Set(&members),
+            RawValue::Set(&[]),
+            RawValue::Samples(&[]),
+        ];
+        for value in values {
+            for tags in [&[][..], &[("k", "v"), ("é", "")][..]] {
+                let mut buf = vec![7u8; 3];
+                encode(&mut buf, MetricType::Set, "name.é", value, tags);
+                assert_eq!(buf.len() - 3, encoded_len("name.é", value, tags));
+            }
+        }
     }
 }

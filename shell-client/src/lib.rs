@@ -28,8 +28,8 @@ pub use buffer::StatsSnapshot;
 pub use chouette_core::Member;
 pub use client::{At, Client, ShutdownError, TimeUnit, Timed, DEFAULT_SHUTDOWN};
 pub use config::{
-    parse_tags, ClientConfig, ConfigError, Mode, DEFAULT_BATCH_RECORDS, DEFAULT_BUFFER_RECORDS,
-    DEFAULT_REDIS_HOST, DEFAULT_REDIS_PORT,
+    parse_tags, ClientConfig, ConfigError, Mode, DEFAULT_BATCH_RECORDS, DEFAULT_BUFFER_BYTES,
+    DEFAULT_BUFFER_RECORDS, DEFAULT_REDIS_HOST, DEFAULT_REDIS_PORT,
 };
 pub use logger::{parse_level, ChouetteLogger, LogSetupError};
 pub use recorder::ChouetteRecorder;

@@ -201,13 +201,18 @@ pub(crate) fn write_timestamp(w: &mut Writer<'_>, ts: f64) {
     w.python_float(ts);
 }
 
+/// The per-thread scratch grows up to this (the largest log Datadog's intake takes is 1 MiB;
+/// most are far smaller), so records up to it render once, without allocating, after the first.
+const SCRATCH_MAX_BYTES: usize = 64 * 1024;
+
 thread_local! {
     /// Per-thread scratch for rendering, so a call neither allocates nor zeroes a buffer.
     static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 1024]);
 }
 
-/// Renders into this thread's scratch buffer (a heap one if that is busy or too small: `f` is
-/// then called a second time), and gives the rendered bytes to `done`. `None` when `f` wrote
+/// Renders into this thread's scratch buffer (grown up to `SCRATCH_MAX_BYTES`, and a heap one if
+/// that is busy or still too small: `f` is then called a second time), and gives the rendered
+/// bytes to `done`. `None` when `f` wrote
 /// something that is not JSON (a non-finite number).
 pub(crate) fn render<R>(f: impl Fn(&mut Writer<'_>), done: impl FnOnce(&[u8]) -> R) -> Option<R> {
     let mut done = Some(done);
@@ -215,17 +220,24 @@ pub(crate) fn render<R>(f: impl Fn(&mut Writer<'_>), done: impl FnOnce(&[u8]) ->
     let from_scratch = SCRATCH
         .try_with(|scratch| {
             let mut scratch = scratch.try_borrow_mut().ok()?;
-            let mut w = Writer::new(&mut scratch);
-            f(&mut w);
-            match w.finish() {
-                Ok(len) => done.take().map(|done| done(&scratch[..len])),
-                Err(chouette_core::wire::EncodeError::BufferTooSmall { required: r }) => {
-                    required = r;
-                    None
-                }
-                Err(_) => {
-                    required = 0;
-                    None
+            loop {
+                let mut w = Writer::new(&mut scratch);
+                f(&mut w);
+                match w.finish() {
+                    Ok(len) => return done.take().map(|done| done(&scratch[..len])),
+                    Err(chouette_core::wire::EncodeError::BufferTooSmall { required: r })
+                        if r > scratch.len() && r <= SCRATCH_MAX_BYTES =>
+                    {
+                        scratch.resize(r, 0);
+                    }
+                    Err(chouette_core::wire::EncodeError::BufferTooSmall { required: r }) => {
+                        required = r;
+                        return None;
+                    }
+                    Err(_) => {
+                        required = 0;
+                        return None;
+                    }
                 }
             }
         })
@@ -403,10 +415,17 @@ mod tests {
     }
 
     #[test]
-    fn long_records_fall_back_to_the_heap() {
-        let name = "n".repeat(2000);
-        let got = encode_raw_metric(&name, "count", Number::Int(1), 1.0, &[]).unwrap();
-        assert!(got.len() > 2000);
+    fn long_records_grow_the_scratch_then_fall_back_to_the_heap() {
+        for n in [2000, SCRATCH_MAX_BYTES, 2 * SCRATCH_MAX_BYTES, 100] {
+            let name = "n".repeat(n);
+            let got = encode_raw_metric(&name, "count", Number::Int(1), 1.0, &[]).unwrap();
+            let want = format!(
+                r#"{{"metric": "{name}", "type": "count", "value": 1, "timestamp": 1.0, "tags": {{}}}}"#
+            );
+            assert_eq!(std::str::from_utf8(&got).unwrap(), want);
+        }
+        let grown = SCRATCH.with(|s| s.borrow().len());
+        assert!(grown > 2000 && grown <= SCRATCH_MAX_BYTES, "{grown}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use chouette_core::wire::write::Writer;
 use chouette_core::MetricType;
 
 use crate::aggregate::{Series, State};
-use crate::buffer::{Batch, Kind, StatsSnapshot};
+use crate::buffer::{Batch, Entry, Kind, StatsSnapshot};
 use crate::client::Shared;
 use crate::render::{now_secs, raw_metric, render, Number, RawValue, Uuids};
 
@@ -30,10 +30,17 @@ const SAMPLES_PER_RECORD: usize = 1000;
 
 /// A batch taken from the buffer, its ids (stable across retries: a retried write that had in
 /// fact succeeded overwrites the same members, no duplicates) and how far it has been written.
+///
+/// The batch keeps the buffer's compact form while Redis is down; only the transaction being
+/// written is rendered (`chunk`), so an outage holds no more than the buffer's byte bound.
 struct Pending {
     batch: Batch,
     ids: Vec<[u8; 36]>,
     written: usize,
+    /// Records `written..` of the transaction being written, rendered; `chunk_index` gives each
+    /// one's index in `batch` (a call that cannot be rendered has none).
+    chunk: Batch,
+    chunk_index: Vec<usize>,
 }
 
 impl Pending {
@@ -46,8 +53,13 @@ pub(crate) fn run(shared: &Shared, redis: redis::Client) {
     let config = &shared.config;
     let mut conn: Option<redis::Connection> = None;
     let mut uuids = Uuids::new();
-    let mut pending = Pending { batch: Batch::default(), ids: Vec::new(), written: 0 };
-    let mut spare = Batch::default();
+    let mut pending = Pending {
+        batch: Batch::default(),
+        ids: Vec::new(),
+        written: 0,
+        chunk: Batch::default(),
+        chunk_index: Vec::new(),
+    };
     let mut backoff = config.min_backoff;
     let mut failing = false;
     let mut next_meta = Instant::now() + config.meta_every;
@@ -69,15 +81,15 @@ pub(crate) fn run(shared: &Shared, redis: redis::Client) {
             pending.written = 0;
             {
                 let mut buffer = shared.buffer.lock();
+                shared.buffer.set_in_flight(&buffer, 0);
                 if buffer.is_empty() && !stopping {
                     let wait = next_wake(shared, next_meta, next_process.into_iter().chain(next_agg).min());
                     buffer =
                         shared.buffer.wake.wait_timeout(buffer, wait).unwrap_or_else(|p| p.into_inner()).0;
                 }
-                std::mem::swap(&mut *buffer, &mut spare);
+                std::mem::swap(&mut *buffer, &mut pending.batch);
+                shared.buffer.set_in_flight(&buffer, pending.batch.held_bytes());
             }
-            render_compact(shared, &spare, &mut pending.batch);
-            spare.clear();
             let stopping = shared.stop.load(Ordering::SeqCst);
             let agg_due = next_agg.is_some_and(|at| Instant::now() >= at);
             if let (Some(table), true) = (&shared.table, agg_due || stopping) {
@@ -95,7 +107,7 @@ pub(crate) fn run(shared: &Shared, redis: redis::Client) {
             if next_process.is_some_and(|at| now >= at) || (stopping && next_process.is_some()) {
                 next_process = config.process_metrics.map(|every| now + every);
                 for (name, value) in process.read() {
-                    meta(shared, name, MetricType::Gauge, value, &mut pending.batch);
+                    meta(shared, name, MetricType::Gauge, value, &[], &mut pending.batch);
                 }
             }
             if now >= next_meta || stopping {
@@ -229,49 +241,69 @@ fn write(
         Some(c) => c,
         None => conn.insert(connect(redis, config.redis_timeout)?),
     };
+    let (mut members, mut tags) = (Vec::new(), Vec::new());
     while pending.written < pending.batch.len() {
         let end = (pending.written + config.batch_records.max(1)).min(pending.batch.len());
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for logs in [false, true] {
-            let (keys, values) = if logs { (LOGS_KEYS, LOGS_VALUES) } else { (METRICS_KEYS, METRICS_VALUES) };
-            let range = pending.written..end;
-            let mine = |i: &usize| (pending.batch.get(*i).0.kind == Kind::Log) == logs;
-            if !range.clone().any(|i| mine(&i)) {
-                continue;
-            }
-            let zadd = pipe.cmd("ZADD").arg(keys);
-            for i in range.clone().filter(mine) {
-                let mut buf = [0u8; 32];
-                let mut w = Writer::new(&mut buf);
-                crate::render::write_timestamp(&mut w, pending.batch.get(i).0.score);
-                let len = w.finish().unwrap_or(0);
-                zadd.arg(&buf[..len]).arg(&pending.ids[i][..]);
-            }
-            let hset = pipe.cmd("HSET").arg(values);
-            for i in range.filter(mine) {
-                hset.arg(&pending.ids[i][..]).arg(pending.batch.get(i).1);
+        // Rendered again on a retry: cheap, and the batch stays in its compact form meanwhile.
+        let (chunk, index) = (&mut pending.chunk, &mut pending.chunk_index);
+        chunk.clear();
+        index.clear();
+        for i in pending.written..end {
+            let (entry, bytes) = pending.batch.get(i);
+            if render_entry(config, entry, bytes, chunk, &mut members, &mut tags) {
+                index.push(i);
             }
         }
-        pipe.query::<()>(conn)?;
+        if !chunk.is_empty() {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for logs in [false, true] {
+                let (keys, values) =
+                    if logs { (LOGS_KEYS, LOGS_VALUES) } else { (METRICS_KEYS, METRICS_VALUES) };
+                let mine = |j: &usize| (chunk.get(*j).0.kind == Kind::Log) == logs;
+                if !(0..chunk.len()).any(|j| mine(&j)) {
+                    continue;
+                }
+                let zadd = pipe.cmd("ZADD").arg(keys);
+                for j in (0..chunk.len()).filter(mine) {
+                    let mut buf = [0u8; 32];
+                    let mut w = Writer::new(&mut buf);
+                    crate::render::write_timestamp(&mut w, chunk.get(j).0.score);
+                    let len = w.finish().unwrap_or(0);
+                    zadd.arg(&buf[..len]).arg(&pending.ids[index[j]][..]);
+                }
+                let hset = pipe.cmd("HSET").arg(values);
+                for j in (0..chunk.len()).filter(mine) {
+                    hset.arg(&pending.ids[index[j]][..]).arg(chunk.get(j).1);
+                }
+            }
+            pipe.query::<()>(conn)?;
+        }
         // Counted once written: a later failure does not un-send these.
-        shared.stats.sent.fetch_add(pending.batch.app_records(pending.written..end), Ordering::Relaxed);
+        let sent = chunk.app_records(0..chunk.len());
+        shared.stats.sent.fetch_add(sent, Ordering::Relaxed);
+        shared.stats.add_dropped(pending.batch.app_records(pending.written..end) - sent);
         pending.written = end;
     }
     Ok(())
 }
 
-/// Copies `from` into `to`, rendering compact calls as the original's JSON.
-fn render_compact(shared: &Shared, from: &Batch, to: &mut Batch) {
-    let config = &shared.config;
-    let (mut members, mut tags) = (Vec::new(), Vec::new());
-    for i in 0..from.len() {
-        let (entry, bytes) = from.get(i);
-        if entry.kind != Kind::Compact {
-            to.push(entry.kind, entry.score, bytes);
-            continue;
-        }
-        let done = crate::compact::decode(bytes, &mut members, &mut tags).and_then(|call| {
+/// Appends one buffered record to `to`, rendering a compact call as the original's JSON;
+/// `false` for a call that cannot be rendered (the caller counts it as dropped).
+fn render_entry<'a>(
+    config: &crate::ClientConfig,
+    entry: Entry,
+    bytes: &'a [u8],
+    to: &mut Batch,
+    members: &mut Vec<chouette_core::Member<'a>>,
+    tags: &mut Vec<(&'a str, &'a str)>,
+) -> bool {
+    if entry.kind != Kind::Compact {
+        to.push(entry.kind, entry.score, bytes);
+        return true;
+    }
+    crate::compact::decode(bytes, members, tags)
+        .and_then(|call| {
             render(
                 |w| {
                     raw_metric(
@@ -279,23 +311,27 @@ fn render_compact(shared: &Shared, from: &Batch, to: &mut Batch) {
                         config.sanitize,
                         call.name,
                         call.kind.as_str(),
-                        call.value(&members),
+                        call.value(members),
                         entry.score,
                         &config.global_tags,
-                        &tags,
+                        tags,
                     )
                 },
                 |json| to.push(Kind::Metric, entry.score, json),
             )
-        });
-        if done.is_none() {
-            shared.stats.add_dropped(1);
-        }
-    }
+        })
+        .is_some()
 }
 
 /// Renders one of the client's own metrics (meta, process), stamped now.
-fn meta(shared: &Shared, name: &str, kind: MetricType, value: Number, batch: &mut Batch) {
+fn meta(
+    shared: &Shared,
+    name: &str,
+    kind: MetricType,
+    value: Number,
+    tags: &[(&str, &str)],
+    batch: &mut Batch,
+) {
     let ts = now_secs();
     let config = &shared.config;
     render(
@@ -308,25 +344,43 @@ fn meta(shared: &Shared, name: &str, kind: MetricType, value: Number, batch: &mu
                 RawValue::Number(value),
                 ts,
                 &config.global_tags,
-                &[],
+                tags,
             )
         },
         |json| batch.push(Kind::Meta, ts, json),
     );
 }
 
-/// `chouette.client.sent`, `.dropped`, `.errors` as counts of what happened since the last report
-/// (only those that moved).
+/// `chouette.client.sent`, `.dropped` (one record per `reason`: `buffer_records`, `buffer_bytes`,
+/// `other`), `.errors` as counts of what happened since the last report (only those that moved).
 fn write_meta(shared: &Shared, reported: &mut StatsSnapshot, batch: &mut Batch) {
     let now = shared.stats.snapshot();
     let deltas = [
-        ("chouette.client.sent", now.sent - reported.sent),
-        ("chouette.client.dropped", now.dropped - reported.dropped),
-        ("chouette.client.errors", now.errors - reported.errors),
+        ("chouette.client.sent", None, now.sent - reported.sent),
+        (
+            "chouette.client.dropped",
+            Some("buffer_records"),
+            now.dropped_buffer_records - reported.dropped_buffer_records,
+        ),
+        (
+            "chouette.client.dropped",
+            Some("buffer_bytes"),
+            now.dropped_buffer_bytes - reported.dropped_buffer_bytes,
+        ),
+        ("chouette.client.dropped", Some("other"), now.dropped_other - reported.dropped_other),
+        ("chouette.client.errors", None, now.errors - reported.errors),
     ];
-    for (name, delta) in deltas {
+    for (name, reason, delta) in deltas {
         if delta > 0 {
-            meta(shared, name, MetricType::Count, Number::from(delta), batch);
+            let tags = reason.map(|r| [("reason", r)]);
+            meta(
+                shared,
+                name,
+                MetricType::Count,
+                Number::from(delta),
+                tags.as_ref().map_or(&[], |t| &t[..]),
+                batch,
+            );
         }
     }
     *reported = now;

@@ -164,15 +164,19 @@ fn a_full_buffer_drops_and_counts_without_blocking() {
     }
     assert!(start.elapsed() < Duration::from_secs(1), "calls must not wait for Redis");
     assert_eq!(c.stats().dropped, 90);
+    assert_eq!(c.stats().dropped_buffer_records, 90);
+    assert_eq!(c.stats().dropped_buffer_bytes, 0);
     assert_eq!(c.stats().sent, 0);
     let start = Instant::now();
     let err = c.shutdown(Duration::from_millis(300)).unwrap_err();
     assert!(start.elapsed() < Duration::from_secs(3), "shutdown honours its timeout");
     assert_eq!(err, chouette_client::ShutdownError::Timeout { unsent: 10 });
     assert_eq!(c.stats().dropped, 100);
+    assert_eq!((c.stats().dropped_buffer_records, c.stats().dropped_other), (90, 10));
     // After shutdown, calls are dropped and counted.
     c.count("x", 1, &[]);
     assert_eq!(c.stats().dropped, 101);
+    assert_eq!(c.stats().dropped_other, 11);
 }
 
 #[test]
@@ -206,6 +210,8 @@ fn records_wait_for_redis_and_drops_are_reported_once_it_is_back() {
     let all = metrics(&mut con);
     let dropped = all.iter().find(|r| r.2.contains("chouette.client.dropped")).unwrap();
     assert_eq!(json(&dropped.2)["value"], 3);
+    assert_eq!(json(&dropped.2)["tags"], serde_json::json!({"reason": "buffer_records"}));
+    assert_eq!(all.iter().filter(|r| r.2.contains("chouette.client.dropped")).count(), 1);
     assert_eq!(json(&dropped.2)["type"], "count");
     let errors = all.iter().find(|r| r.2.contains("chouette.client.errors")).unwrap();
     assert!(json(&errors.2)["value"].as_i64().unwrap() >= 1);
