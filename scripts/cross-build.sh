@@ -48,6 +48,14 @@ if ! command -v cargo-zigbuild > /dev/null; then
   fi
 fi
 
+# Panic locations carry their source file's path. Dependencies' paths are shortened from
+# $CARGO_HOME/registry/src/index.crates.io-<hash>/ring-0.17.14/src/... to ring-0.17.14/src/...:
+# about 10 KB less (aarch64, measured), and no path of the build machine in the binary.
+# (RUSTFLAGS given by the caller come first; they apply to the target, not to build scripts.)
+for registry in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/; do
+  if [ -d "$registry" ]; then export RUSTFLAGS="${RUSTFLAGS:-} --remap-path-prefix=$registry="; fi
+done
+
 build=(cargo "+$toolchain" zigbuild --release --locked -p chouette-agent --bin chouette --target "$target")
 if [ "$toolchain" = stable ]; then
   # The project's toolchain is the default one; `+stable` may name another install.
