@@ -15,6 +15,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::json::{Json, JsonDoc};
 use super::{CollectError, Collector, PluginVars, Point};
 
 /// Most concurrent stats requests.
@@ -44,7 +45,8 @@ impl Docker {
         Docker { socket, timeout }
     }
 
-    fn get_json(&self, target: &str) -> Result<serde_json::Value, CollectError> {
+    /// `GET target`, checked as JSON and handed to `f`.
+    fn get_json<T>(&self, target: &str, f: impl FnOnce(Json<'_>) -> T) -> Result<T, CollectError> {
         let context = format!("docker {}{target}", self.socket.display());
         let (status, body) = http_get_unix(&self.socket, target, self.timeout)
             .map_err(|e| CollectError::io(context.clone(), e))?;
@@ -52,18 +54,24 @@ impl Docker {
             let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
             return Err(CollectError::remote(context, format!("HTTP {status}: {text}")));
         }
-        serde_json::from_slice(&body).map_err(|e| CollectError::parse(context, e.to_string()))
+        Json::parse(&body).map(f).map_err(|e| CollectError::parse(context, e))
     }
 
     /// The points of one stats document (`None` for a document without a name).
-    pub fn stats_points(stats: &serde_json::Value) -> Vec<Point> {
-        let Some(name) = stats.get("name").and_then(|n| n.as_str()) else { return Vec::new() };
-        let name = name.strip_prefix('/').unwrap_or(name);
+    pub fn stats_points<D: JsonDoc>(stats: D) -> Vec<Point> {
+        let Some(name) = stats.get("name") else { return Vec::new() };
+        let Some(name) = name.as_str() else { return Vec::new() };
+        let name = name.strip_prefix('/').unwrap_or(&name);
         let mut out = Vec::new();
-        if let Some(v) = stats.pointer("/memory_stats/usage").and_then(|v| v.as_f64()) {
+        let usage = stats.get("memory_stats").and_then(|m| m.get("usage"));
+        if let Some(v) = usage.and_then(|v| v.as_f64()) {
             out.push(Point::new("Chouette.docker.memory.usage", v).tag("container", name));
         }
-        if let Some(v) = stats.pointer("/cpu_stats/cpu_usage/usage_in_kernelmode").and_then(|v| v.as_f64()) {
+        let kernel = stats
+            .get("cpu_stats")
+            .and_then(|c| c.get("cpu_usage"))
+            .and_then(|u| u.get("usage_in_kernelmode"));
+        if let Some(v) = kernel.and_then(|v| v.as_f64()) {
             out.push(Point::new("Chouette.docker.cpu.usage", v).tag("container", name));
         }
         out
@@ -80,11 +88,11 @@ impl Collector for Docker {
     }
 
     fn collect(&mut self, _now: f64) -> Result<Vec<Point>, CollectError> {
-        let list = self.get_json("/containers/json")?;
-        let ids: Vec<String> = list
-            .as_array()
-            .map(|a| a.iter().filter_map(|c| c.get("Id")?.as_str().map(str::to_owned)).collect())
-            .unwrap_or_default();
+        let ids: Vec<String> = self.get_json("/containers/json", |list| {
+            list.elements()
+                .map(|a| a.iter().filter_map(|c| Some(c.get("Id")?.as_str()?.into_owned())).collect())
+                .unwrap_or_default()
+        })?;
         let mut out = Vec::new();
         let mut failed = 0usize;
         let this = &*self;
@@ -94,7 +102,8 @@ impl Collector for Docker {
                     .iter()
                     .map(|id| {
                         scope.spawn(move || {
-                            this.get_json(&format!("/containers/{id}/stats?stream=false&one-shot=true"))
+                            let target = format!("/containers/{id}/stats?stream=false&one-shot=true");
+                            this.get_json(&target, |stats| Docker::stats_points(stats))
                         })
                     })
                     .collect();
@@ -102,7 +111,7 @@ impl Collector for Docker {
             });
             for (id, result) in chunk.iter().zip(results) {
                 match result {
-                    Ok(Ok(stats)) => out.extend(Docker::stats_points(&stats)),
+                    Ok(Ok(points)) => out.extend(points),
                     Ok(Err(e)) => {
                         failed += 1;
                         log::warn!("plugin=docker container={id}: {e}; no metrics for it");

@@ -21,6 +21,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::json::{Json, JsonDoc};
 use super::{CollectError, Collector, PluginConfigError, PluginVars, Point};
 
 /// The request timeout (the original's 5 s).
@@ -77,10 +78,9 @@ impl K8s {
         let metrics = match vars.get("K8S_METRICS") {
             None => K8sMetrics { node: vec!["inodes".into()], pods: vec!["memory".into(), "cpu".into()] },
             Some(text) => {
-                let map: std::collections::BTreeMap<String, Vec<String>> = serde_json::from_str(text)
-                    .map_err(|e| {
-                        PluginConfigError::new("K8S_METRICS", text, format!("a JSON object of lists ({e})"))
-                    })?;
+                let map = crate::config::parse_string_list_map(text).map_err(|e| {
+                    PluginConfigError::new("K8S_METRICS", text, format!("a JSON object of lists ({e})"))
+                })?;
                 K8sMetrics {
                     node: map.get("node").cloned().unwrap_or_default(),
                     pods: map.get("pods").cloned().unwrap_or_default(),
@@ -102,7 +102,7 @@ impl K8s {
         K8s { url, agent, metrics }
     }
 
-    fn fetch(&self) -> Result<serde_json::Value, CollectError> {
+    fn fetch(&self) -> Result<Vec<u8>, CollectError> {
         let response = match self.agent.get(&self.url).call() {
             Ok(r) => r,
             Err(ureq::Error::Status(code, _)) => {
@@ -116,14 +116,16 @@ impl K8s {
             &mut body,
         )
         .map_err(|e| CollectError::io(self.url.clone(), e))?;
-        serde_json::from_slice(&body).map_err(|e| CollectError::parse(&self.url, e.to_string()))
+        Ok(body)
     }
 
     /// The points of a Summary API document, in the original's order.
-    pub fn summary_points(summary: &serde_json::Value, metrics: &K8sMetrics) -> Vec<Point> {
+    pub fn summary_points<D: JsonDoc>(summary: D, metrics: &K8sMetrics) -> Vec<Point> {
         let mut out = Vec::new();
         if let Some(node) = summary.get("node") {
-            let name = node.get("nodeName").and_then(|n| n.as_str()).unwrap_or("None");
+            let name = node.get("nodeName");
+            let name = name.as_ref().and_then(|n| n.as_str());
+            let name = name.as_deref().unwrap_or("None");
             let wants = |o: &str| metrics.node.iter().any(|n| n == o);
             let groups: [(&str, &str, &[&str]); 5] = [
                 ("cpu", "cpu", &["usageNanoCores", "usageCoreNanoSeconds"]),
@@ -137,7 +139,7 @@ impl K8s {
                     continue;
                 }
                 for field in fields {
-                    if let Some(v) = node.get(section).and_then(|s| s.get(*field)).and_then(|v| v.as_f64()) {
+                    if let Some(v) = node.get(section).and_then(|s| s.get(field)).and_then(|v| v.as_f64()) {
                         out.push(
                             Point::new(format!("Chouette.k8s.node.{section}.{field}"), v)
                                 .tag("node_name", name),
@@ -146,11 +148,14 @@ impl K8s {
                 }
             }
         }
-        let pods = summary.get("pods").and_then(|p| p.as_array()).map(Vec::as_slice).unwrap_or_default();
-        for pod in pods {
+        let pods = summary.get("pods").and_then(|p| p.elements()).unwrap_or_default();
+        for pod in &pods {
             let Some(pod_ref) = pod.get("podRef") else { continue };
-            let namespace = pod_ref.get("namespace").and_then(|n| n.as_str()).unwrap_or("None");
-            let pod_name = pod_ref.get("name").and_then(|n| n.as_str()).unwrap_or("None");
+            let (namespace, pod_name) = (pod_ref.get("namespace"), pod_ref.get("name"));
+            let namespace = namespace.as_ref().and_then(|n| n.as_str());
+            let namespace = namespace.as_deref().unwrap_or("None");
+            let pod_name = pod_name.as_ref().and_then(|n| n.as_str());
+            let pod_name = pod_name.as_deref().unwrap_or("None");
             let groups: [(&str, &[&str]); 3] = [
                 ("cpu", &["usageNanoCores"]),
                 ("memory", &["rssBytes", "usageBytes"]),
@@ -161,7 +166,7 @@ impl K8s {
                     continue;
                 }
                 for field in fields {
-                    if let Some(v) = pod.get(option).and_then(|s| s.get(*field)).and_then(|v| v.as_f64()) {
+                    if let Some(v) = pod.get(option).and_then(|s| s.get(field)).and_then(|v| v.as_f64()) {
                         out.push(
                             Point::new(format!("Chouette.k8s.pod.{option}.{field}"), v)
                                 .tag("namespace", namespace)
@@ -188,8 +193,9 @@ impl Collector for K8s {
     }
 
     fn collect(&mut self, _now: f64) -> Result<Vec<Point>, CollectError> {
-        let summary = self.fetch()?;
-        Ok(K8s::summary_points(&summary, &self.metrics))
+        let body = self.fetch()?;
+        let summary = Json::parse(&body).map_err(|e| CollectError::parse(&self.url, e))?;
+        Ok(K8s::summary_points(summary, &self.metrics))
     }
 }
 

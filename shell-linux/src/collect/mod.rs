@@ -18,6 +18,7 @@
 pub mod docker;
 pub mod dramatiq;
 pub mod host;
+pub mod json;
 pub mod k8s;
 pub mod rpi;
 pub mod tegrastats;
@@ -162,7 +163,7 @@ pub(crate) fn string_list(
 ) -> Result<Vec<String>, PluginConfigError> {
     match vars.get(name) {
         None => Ok(default.iter().map(|s| (*s).to_owned()).collect()),
-        Some(text) => serde_json::from_str::<Vec<String>>(text)
+        Some(text) => crate::config::parse_string_list(text)
             .map_err(|e| PluginConfigError::new(name, text, format!("a JSON list of strings ({e})"))),
     }
 }
