@@ -279,15 +279,21 @@ pub struct Envelope {
 /// when the bytes are not such an object. A `value_base64` that does not decode leaves `value`
 /// unset (the record cannot be requeued rather than requeued wrong).
 pub fn parse_envelope(bytes: &[u8]) -> Option<Envelope> {
-    let json: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    let object = json.as_object()?;
-    let reason = object.get("reason")?.as_str()?.to_string();
-    let queue = object.get("queue").and_then(|q| q.as_str()).map(str::to_string);
+    use crate::collect::json::{Json, JsonDoc};
+    // The core's scanner (as the collectors): serde_json is not linked into the agent.
+    let object = Json::parse(bytes).ok()?;
+    object.members()?;
+    let reason = object.get("reason")?.as_str()?.into_owned();
+    let queue = object.get("queue").and_then(|q| q.as_str().map(|q| q.into_owned()));
     let value = match object.get("value_base64") {
-        Some(encoded) => encoded.as_str().and_then(decode_base64),
-        None => object.get("value").and_then(|v| v.as_str()).map(|v| v.as_bytes().to_vec()),
+        Some(encoded) => encoded.as_str().and_then(|e| decode_base64(&e)),
+        None => object.get("value").and_then(|v| v.as_str().map(|v| v.as_bytes().to_vec())),
     };
-    let size = object.get("size").and_then(|s| s.as_u64());
+    let size = object
+        .get("size")
+        .and_then(|s| s.as_f64())
+        .filter(|s| *s >= 0.0 && s.fract() == 0.0)
+        .map(|s| s as u64);
     Some(Envelope { reason, queue, value, size })
 }
 

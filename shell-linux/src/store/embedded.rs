@@ -36,11 +36,11 @@
 //!   [`REOPEN_RETRY_MAX`] while they fail (each one reads the whole file to repair it). Before
 //!   each reopen, and at the I/O error itself, the store sets the header's "recovery required"
 //!   bit (one byte in place): redb 2.6 may leave it clear after a failed write, and an open
-//!   without repair then corrupts the file ([`mark_needs_repair`]).
+//!   without repair then corrupts the file (`mark_needs_repair`).
 //! - **A corrupt file** (truncated, garbage, wrong magic number, a repair that fails) is renamed
 //!   to `<file>.corrupt-<unix time>`, kept for inspection, with one ERROR naming both paths, and a
 //!   fresh store is created in its place: the agent starts, never a restart loop. Before redb
-//!   reads the file, its header is checked ([`check_header`]): redb 2.6 panics (an abort in the
+//!   reads the file, its header is checked (`check_header`): redb 2.6 panics (an abort in the
 //!   release build) on a truncated file instead of returning an error. A file locked by another
 //!   process is not corrupt: opening fails, as before.
 //! - **A file that makes redb panic** (damaged B-tree pages: redb does not check page checksums
