@@ -63,8 +63,11 @@ for registry in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/; do
   if [ -d "$registry" ]; then export RUSTFLAGS="${RUSTFLAGS:-} --remap-path-prefix=$registry="; fi
 done
 
-rustup toolchain list | grep -q "^nightly" \
-  || skip "$target needs the nightly toolchain (its std is built from source), and none is installed"
+if ! rustup toolchain list | grep -q "^nightly"; then
+  note "installing the nightly toolchain (minimal, with rust-src): $target's std is built from source"
+  rustup toolchain install nightly --profile minimal --component rust-src > /dev/null 2>&1 \
+    || skip "$target needs the nightly toolchain (its std is built from source), and rustup cannot install it"
+fi
 if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
   note "adding rust-src to nightly"
   rustup component add rust-src --toolchain nightly > /dev/null 2>&1 \
