@@ -776,7 +776,7 @@ impl Store for EmbeddedStore {
             }
             remove(txn, queue, dead.iter().map(|(id, _, _)| id.as_slice()))?;
             let envelopes: Vec<Vec<u8>> =
-                dead.iter().map(|(id, score, value)| oversize_envelope(queue, id, *score, value)).collect();
+                dead.iter().map(|(_, _, value)| oversize_envelope(queue, value)).collect();
             insert(
                 txn,
                 queue.dead_letter(),

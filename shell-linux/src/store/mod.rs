@@ -185,19 +185,35 @@ pub const STATUS_KEY: &str = "chouette:agent:status";
 /// `json.dumps` style (`", "` and `": "` separators, non-ASCII as `\uXXXX`). When the value is
 /// not UTF-8, `value` holds it with U+FFFD replacements and `"value_base64"` the exact bytes.
 pub fn dead_letter_envelope(queue: Queue, record: &DeadRecord) -> Vec<u8> {
-    let value = String::from_utf8_lossy(&record.value);
-    let exact = matches!(value, std::borrow::Cow::Borrowed(_));
+    envelope(queue, &record.reason, None, &record.value)
+}
+
+/// The envelope of a record moved with reason `too_large` ([`Store::dead_letter_oversize`]):
+/// [`dead_letter_envelope`]'s with the value's length in a `"size"` field after `"queue"`:
+/// `{"reason": "too_large", "queue": "<prefix>", "size": N, "value": "<original>"}`.
+pub fn oversize_envelope(queue: Queue, value: &[u8]) -> Vec<u8> {
+    envelope(queue, "too_large", Some(value.len()), value)
+}
+
+fn envelope(queue: Queue, reason: &str, size: Option<usize>, value: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(value);
+    let exact = matches!(text, std::borrow::Cow::Borrowed(_));
+    let size = size.map(|n| n.to_string());
     let write = |buf: &mut [u8]| {
         let mut w = chouette_core::wire::write::Writer::new(buf);
         w.str("{\"reason\": ");
-        w.json_str(&record.reason);
+        w.json_str(reason);
         w.str(", \"queue\": ");
         w.json_str(queue.prefix());
+        if let Some(size) = &size {
+            w.str(", \"size\": ");
+            w.str(size);
+        }
         w.str(", \"value\": ");
-        w.json_str(&value);
+        w.json_str(&text);
         if !exact {
             w.str(", \"value_base64\": \"");
-            w.str(&base64(&record.value));
+            w.str(&base64(value));
             w.byte(b'"');
         }
         w.byte(b'}');
@@ -205,21 +221,6 @@ pub fn dead_letter_envelope(queue: Queue, record: &DeadRecord) -> Vec<u8> {
     };
     let mut out = vec![0; write(&mut [])];
     write(&mut out);
-    out
-}
-
-/// The envelope of a record moved with reason `too_large` ([`Store::dead_letter_oversize`]):
-/// [`dead_letter_envelope`]'s with the value's length in a `"size"` field after `"queue"`:
-/// `{"reason": "too_large", "queue": "<prefix>", "size": N, "value": "<original>"}`.
-pub fn oversize_envelope(queue: Queue, id: &[u8], score: f64, value: &[u8]) -> Vec<u8> {
-    let record =
-        DeadRecord { id: id.to_vec(), score, value: value.to_vec(), reason: "too_large".to_string() };
-    let envelope = dead_letter_envelope(queue, &record);
-    let head = format!("{{\"reason\": \"too_large\", \"queue\": \"{}\", ", queue.prefix());
-    let mut out = Vec::with_capacity(envelope.len() + 24);
-    out.extend_from_slice(head.as_bytes());
-    out.extend_from_slice(format!("\"size\": {}, ", value.len()).as_bytes());
-    out.extend_from_slice(&envelope[head.len()..]);
     out
 }
 
@@ -418,6 +419,15 @@ mod tests {
         assert_eq!(
             String::from_utf8(env).unwrap(),
             r#"{"reason": "not_json", "queue": "chouette:metrics:raw", "value": "\ufffdab", "value_base64": "/2Fi"}"#
+        );
+    }
+
+    #[test]
+    fn oversize_envelope_carries_the_size_before_the_value() {
+        // The Lua move in the Redis store writes the same bytes for UTF-8 values.
+        assert_eq!(
+            String::from_utf8(oversize_envelope(Queue::Logs, b"ab")).unwrap(),
+            r#"{"reason": "too_large", "queue": "chouette:logs:wrapped", "size": 2, "value": "ab"}"#
         );
     }
 

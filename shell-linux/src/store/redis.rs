@@ -691,7 +691,7 @@ impl Store for RedisStore {
             let value: Option<Vec<u8>> =
                 self.run(op, |conn| redis::cmd("HGET").arg(values(queue)).arg(&record.id).query(conn))?;
             let Some(value) = value else { continue };
-            let envelope = oversize_envelope(queue, &record.id, record.score, &value);
+            let envelope = oversize_envelope(queue, &value);
             self.transaction(op, |pipe| {
                 remove_ids(pipe, queue, std::iter::once(record.id.as_slice()));
                 add_records(
