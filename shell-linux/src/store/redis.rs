@@ -228,6 +228,27 @@ impl RedisStore {
         }
     }
 
+    /// `ZRANGEBYSCORE keys min max LIMIT offset limit WITHSCORES`, then the values
+    /// ([`RedisStore::fetch_values`]): one page of [`Store::read_page`] or [`Store::read_above`].
+    fn read_range(
+        &mut self,
+        queue: Queue,
+        min: &str,
+        max: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let mut range = redis::cmd("ZRANGEBYSCORE");
+        range.arg(keys(queue)).arg(min).arg(max).arg("LIMIT").arg(offset).arg(limit).arg("WITHSCORES");
+        let mut records = Vec::new();
+        self.run("read", |conn| {
+            records.clear();
+            parse_with_scores(range.query::<Value>(conn)?, &mut records)
+        })?;
+        self.fetch_values(queue, &mut records)?;
+        Ok(records)
+    }
+
     /// Loads the values of `records` (ids and scores read from the ZSET): one `HSTRLEN` per id
     /// in a pipeline, then one `HMGET` of the values within [`Queue::max_record_bytes`]; a larger
     /// value is marked [`Record::oversize`] and not loaded. The page ends (records are dropped
@@ -633,15 +654,7 @@ impl Store for RedisStore {
         }
         let mut max = String::from("(");
         push_score(&mut max, max_score);
-        let mut range = redis::cmd("ZRANGEBYSCORE");
-        range.arg(keys(queue)).arg("-inf").arg(&max).arg("LIMIT").arg(offset).arg(limit).arg("WITHSCORES");
-        let mut records = Vec::new();
-        self.run("read", |conn| {
-            records.clear();
-            parse_with_scores(range.query::<Value>(conn)?, &mut records)
-        })?;
-        self.fetch_values(queue, &mut records)?;
-        Ok(records)
+        self.read_range(queue, "-inf", &max, offset, limit)
     }
 
     fn read_above(&mut self, queue: Queue, min_score: f64, limit: usize) -> Result<Vec<Record>, StoreError> {
@@ -651,15 +664,7 @@ impl Store for RedisStore {
         }
         let mut min = String::from("(");
         push_score(&mut min, min_score);
-        let mut range = redis::cmd("ZRANGEBYSCORE");
-        range.arg(keys(queue)).arg(&min).arg("+inf").arg("LIMIT").arg(0).arg(limit).arg("WITHSCORES");
-        let mut records = Vec::new();
-        self.run("read", |conn| {
-            records.clear();
-            parse_with_scores(range.query::<Value>(conn)?, &mut records)
-        })?;
-        self.fetch_values(queue, &mut records)?;
-        Ok(records)
+        self.read_range(queue, &min, "+inf", 0, limit)
     }
 
     fn dead_letter_oversize(&mut self, queue: Queue, records: &[Record]) -> Result<u64, StoreError> {
