@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use chouette_agent::store::embedded::EmbeddedStore;
 use chouette_agent::store::redis::{RedisStore, RedisTimeouts};
 use chouette_agent::store::{DeadRecord, NewRecord, Queue, Store};
 use redis::Commands;
-use support::{wait_until, Agent, RedisServer, VictoriaMetrics};
+use support::{wait_until, Agent, RedisServer, TempDir, VictoriaMetrics};
 
 /// Runs the binary with only `vars` (and PATH) set: (exit code, stdout, stderr).
 fn chouette(vars: &[(&str, String)], args: &[&str]) -> (i32, String, String) {
@@ -259,27 +259,6 @@ fn redis_dead_letters_are_listed_requeued_by_reason_and_purged() {
     assert_eq!(summary(&out), [row("raw", "unknown_type", 1, 1), row("logs", "too_large", 1, 0)]);
     // The requeued wrapped points are still queued, untouched by the purge.
     assert_eq!(con.zcard::<_, u64>("chouette:metrics:wrapped.keys").unwrap(), 2);
-}
-
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "chouette-{what}-{}-{}",
-            std::process::id(),
-            support::free_port()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn embedded_env(dir: &Path) -> Vec<(&'static str, String)> {

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use redis::Commands;
-use support::{Agent, RedisServer, VictoriaMetrics};
+use support::{write_raw, Agent, RedisServer, VictoriaMetrics};
 
 fn agent_env(redis: &RedisServer, vm: &VictoriaMetrics) -> Vec<(&'static str, String)> {
     vec![
@@ -38,19 +38,6 @@ fn wait_drained(con: &mut redis::Connection, within: Duration) {
         }
         assert!(Instant::now() < deadline, "not drained: raw={raw} wrapped={wrapped}");
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Writes raw records exactly as the Python client does: `MULTI; ZADD; HSET; EXEC`.
-fn write_raw(con: &mut redis::Connection, records: &[(String, f64, String)]) {
-    for chunk in records.chunks(5000) {
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for (id, score, value) in chunk {
-            pipe.zadd("chouette:metrics:raw.keys", id, *score).ignore();
-            pipe.hset("chouette:metrics:raw.values", id, value).ignore();
-        }
-        let () = pipe.query(con).expect("write raw records");
     }
 }
 

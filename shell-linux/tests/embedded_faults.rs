@@ -12,28 +12,7 @@ use std::time::Duration;
 
 use chouette_agent::store::embedded::EmbeddedStore;
 use chouette_agent::store::{NewRecord, Queue, Store};
-use support::{wait_until, VictoriaMetrics};
-
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "chouette-{what}-{}-{}",
-            std::process::id(),
-            support::free_port()
-        ));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use support::{wait_until, TempDir, VictoriaMetrics};
 
 fn batch(first: usize, n: usize) -> Vec<NewRecord> {
     (first..first + n)

@@ -14,7 +14,7 @@ use chouette_agent::store::redis::{RedisStore, RedisTimeouts};
 use chouette_agent::store::{Queue, Record, Store, StoreError};
 use chouette_core::wrap::WrapConfig;
 use redis::Commands;
-use support::RedisServer;
+use support::{write_raw, RedisServer};
 
 const INTERVAL: u32 = 10;
 
@@ -32,18 +32,6 @@ fn raw(metric: &str, kind: &str, value: f64, ts: f64) -> String {
     format!(
         r#"{{"metric": "{metric}", "type": "{kind}", "value": {value}, "timestamp": {ts}, "tags": {{"t": "x"}}}}"#
     )
-}
-
-fn write_raw(con: &mut redis::Connection, records: &[(String, f64, String)]) {
-    for chunk in records.chunks(5000) {
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for (id, score, value) in chunk {
-            pipe.zadd("chouette:metrics:raw.keys", id, *score).ignore();
-            pipe.hset("chouette:metrics:raw.values", id, value).ignore();
-        }
-        let () = pipe.query(con).unwrap();
-    }
 }
 
 fn store(redis: &RedisServer) -> RedisStore {

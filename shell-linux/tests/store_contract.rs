@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chouette_agent::store::embedded::EmbeddedStore;
@@ -14,6 +13,7 @@ use chouette_agent::store::{
     StoreError,
 };
 use redis::Commands;
+use support::TempDir;
 
 fn rec(id: &str, score: f64, value: &str) -> NewRecord {
     NewRecord { id: id.as_bytes().to_vec(), score, value: value.as_bytes().to_vec() }
@@ -32,27 +32,6 @@ fn dead(id: &str, score: f64, value: &str, reason: &str) -> DeadRecord {
     }
 }
 
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "chouette-store-{}-{}",
-            std::process::id(),
-            support::free_port()
-        ));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn redis_store() -> (RedisStore, support::RedisServer) {
     let server = support::RedisServer::start();
     let store = RedisStore::connect(&server.url(), RedisTimeouts::default()).expect("connect");
@@ -60,7 +39,7 @@ fn redis_store() -> (RedisStore, support::RedisServer) {
 }
 
 fn embedded_store() -> (EmbeddedStore, TempDir) {
-    let dir = TempDir::new();
+    let dir = TempDir::new("store");
     // A nested path: open creates the parent directories.
     let store = EmbeddedStore::open(&dir.0.join("state").join("chouette.redb")).expect("open");
     (store, dir)
@@ -540,7 +519,7 @@ fn redis_server_errors_are_failed() {
 
 #[test]
 fn embedded_persists_across_reopen() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("store");
     let path = dir.0.join("chouette.redb");
     {
         let mut store = EmbeddedStore::open(&path).unwrap();
@@ -555,7 +534,7 @@ fn embedded_persists_across_reopen() {
 
 #[test]
 fn embedded_unwritable_path_names_the_path() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("store");
     let file = dir.0.join("a-file");
     std::fs::write(&file, b"x").unwrap();
     // A directory cannot be created under a regular file.

@@ -52,6 +52,35 @@ fn wait_for_redis_ready(port: u16, child: &mut Child) {
     panic!("redis-server on port {port} not ready within 30 s: {last}");
 }
 
+/// A scratch directory (`chouette-<what>-<pid>-<port>` under the temp dir), removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(what: &str) -> TempDir {
+        TempDir(scratch_dir(what))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes raw records exactly as the Python client does (`MULTI; ZADD; HSET; EXEC`), 5000 a
+/// transaction.
+pub fn write_raw(con: &mut redis::Connection, records: &[(String, f64, String)]) {
+    for chunk in records.chunks(5000) {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (id, score, value) in chunk {
+            pipe.cmd("ZADD").arg("chouette:metrics:raw.keys").arg(*score).arg(id).ignore();
+            pipe.cmd("HSET").arg("chouette:metrics:raw.values").arg(id).arg(value).ignore();
+        }
+        let () = pipe.query(con).expect("write raw records");
+    }
+}
+
 fn scratch_dir(what: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("chouette-{what}-{}-{}", std::process::id(), free_port()));
     std::fs::create_dir_all(&dir).expect("create scratch dir");
