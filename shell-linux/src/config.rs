@@ -71,6 +71,74 @@ pub enum LogsApi {
     V2,
 }
 
+/// The InfluxDB output (`INFLUXDB_URL` set): which write API and its credentials.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InfluxConfig {
+    /// `INFLUXDB_URL`, without a trailing slash: `http://host:8086`.
+    pub url: String,
+    /// v1 or v2, with their settings.
+    pub api: InfluxApi,
+}
+
+/// InfluxDB's write API: v1 `/write?db=` unless `INFLUXDB_BUCKET` is set (then v2).
+#[derive(Debug, Clone, PartialEq)]
+pub enum InfluxApi {
+    /// `POST {url}/write?db=<database>&precision=s`, basic auth when a username is set.
+    V1 {
+        /// `INFLUXDB_DATABASE` (default `chouette`).
+        database: String,
+        /// `INFLUXDB_USERNAME`.
+        username: Option<String>,
+        /// `INFLUXDB_PASSWORD`.
+        password: Option<Secret>,
+    },
+    /// `POST {url}/api/v2/write?org=<org>&bucket=<bucket>&precision=s`, `Authorization: Token`.
+    V2 {
+        /// `INFLUXDB_ORG`.
+        org: String,
+        /// `INFLUXDB_BUCKET`.
+        bucket: String,
+        /// `INFLUXDB_TOKEN`.
+        token: Option<Secret>,
+    },
+}
+
+/// How the OpenTSDB output rewrites metric names and tag keys (`OPENTSDB_SANITIZE`), as
+/// apptuit-py's `sanitize_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SanitizeMode {
+    /// Names and keys as they are (default).
+    #[default]
+    None,
+    /// Anything but letters, digits, `-`, `_`, `.` and `/` becomes `_`.
+    Apptuit,
+    /// Anything but ASCII letters, digits and `_` becomes `_`; a leading digit gets a `_` prefix.
+    Prometheus,
+}
+
+/// Body compression for an output that offers a choice (`OPENTSDB_COMPRESSION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// `Content-Encoding: gzip` (default: what OpenTSDB and VictoriaMetrics read).
+    #[default]
+    Gzip,
+    /// `Content-Encoding: deflate` (zlib), as apptuit-py sends.
+    Deflate,
+}
+
+/// The OpenTSDB / Apptuit output (`OPENTSDB_URL` set).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpentsdbConfig {
+    /// `OPENTSDB_URL`, without a trailing slash: points go to `{url}/api/put?details`.
+    pub url: String,
+    /// `OPENTSDB_TOKEN`: sent as `Authorization: Bearer` (Apptuit).
+    pub token: Option<Secret>,
+    /// `OPENTSDB_SANITIZE`: `none` (default), `apptuit` or `prometheus`.
+    pub sanitize: SanitizeMode,
+    /// `OPENTSDB_COMPRESSION`: `gzip` (default) or `deflate`.
+    pub compression: Compression,
+}
+
 /// The agent's configuration. `Debug` hides the API key and the credentials of every URL.
 #[derive(Clone)]
 pub struct Config {
@@ -84,8 +152,15 @@ pub struct Config {
     pub datadog_logs_url: String,
     /// `CHOUETTE_LOGS_API`: `v1` (default) or `v2`.
     pub logs_api: LogsApi,
-    /// `HOST`: set as `host` on every metric and log when non-empty.
+    /// `HOST`: set as `host` on every metric and log; unset, the machine's hostname (as the
+    /// Datadog Agent does); set empty, no host.
     pub host: Option<String>,
+    /// Whether the Datadog output is on: `API_KEY` or `DATADOG_URL` set.
+    pub datadog: bool,
+    /// The InfluxDB output, when `INFLUXDB_URL` is set.
+    pub influxdb: Option<InfluxConfig>,
+    /// The OpenTSDB output, when `OPENTSDB_URL` is set.
+    pub opentsdb: Option<OpentsdbConfig>,
     /// `AGGREGATE_INTERVAL` (default 10 s): the flush interval and the aggregate tick.
     pub aggregate_interval: Duration,
     /// `CAPTURE_INTERVAL` (default 30 s): the collectors' tick.
@@ -152,6 +227,12 @@ impl std::fmt::Debug for Config {
             .field("datadog_logs_url", &redact_url(&self.datadog_logs_url))
             .field("logs_api", &self.logs_api)
             .field("host", &self.host)
+            .field("datadog", &self.datadog)
+            .field("influxdb", &self.influxdb.as_ref().map(|c| (redact_url(&c.url), &c.api)))
+            .field(
+                "opentsdb",
+                &self.opentsdb.as_ref().map(|c| (redact_url(&c.url), c.token.is_some(), c.sanitize)),
+            )
             .field("aggregate_interval", &self.aggregate_interval)
             .field("capture_interval", &self.capture_interval)
             .field("release_interval", &self.release_interval)
@@ -272,6 +353,11 @@ pub trait HostProbe {
     fn resolves(&self, host: &str, port: u16) -> bool;
     /// Whether `dir` exists (or can be created) and a file can be created in it.
     fn dir_writable(&self, dir: &Path) -> bool;
+
+    /// The machine's hostname, the default `HOST` ([`machine_hostname`]).
+    fn hostname(&self) -> Option<String> {
+        machine_hostname()
+    }
 }
 
 /// The real [`HostProbe`]: DNS through `std::net`, a test file for writability.
@@ -612,7 +698,10 @@ impl Config {
             }
             None => None,
         };
-        let output_configured = api_key.is_some() || vars.get("DATADOG_URL").is_some();
+        let datadog = api_key.is_some() || vars.get("DATADOG_URL").is_some();
+        let influxdb = influx_config(&vars)?;
+        let opentsdb = opentsdb_config(&vars)?;
+        let output_configured = datadog || influxdb.is_some() || opentsdb.is_some();
         let dry_run_flag = match vars.get("CHOUETTE_DRY_RUN") {
             None => None,
             Some((name, value)) => Some(parse_bool(value).ok_or_else(|| {
@@ -635,7 +724,10 @@ impl Config {
             Some((_, v)) if v.trim().eq_ignore_ascii_case("v2") => LogsApi::V2,
             Some((name, v)) => return Err(invalid(name, v, "v1 or v2 (default v1)")),
         };
-        let host = vars.get("HOST").map(|(_, v)| v.trim().to_owned());
+        let host = match vars.map.get("HOST") {
+            Some((_, v)) => Some(v.trim().to_owned()).filter(|h| !h.is_empty()),
+            None => probe.hostname(),
+        };
 
         let aggregate_interval = seconds(&vars, "AGGREGATE_INTERVAL", 10)?;
         let capture_interval = seconds(&vars, "CAPTURE_INTERVAL", 30)?;
@@ -709,6 +801,9 @@ impl Config {
             datadog_logs_url,
             logs_api,
             host,
+            datadog,
+            influxdb,
+            opentsdb,
             aggregate_interval,
             capture_interval,
             release_interval,
@@ -763,17 +858,32 @@ impl Config {
     /// Every string to scrub from log lines and printed errors: the API key and the
     /// credentials of every URL-shaped setting ([`url_secrets`]).
     pub fn secrets(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.api_key.iter().map(|k| k.expose().to_owned()).collect();
+        let influx_secrets = self.influxdb.iter().flat_map(|c| match &c.api {
+            InfluxApi::V1 { password, .. } => password.as_ref(),
+            InfluxApi::V2 { token, .. } => token.as_ref(),
+        });
+        let opentsdb_secrets = self.opentsdb.iter().flat_map(|c| c.token.as_ref());
+        let mut out: Vec<String> = self
+            .api_key
+            .iter()
+            .chain(influx_secrets)
+            .chain(opentsdb_secrets)
+            .map(|k| k.expose().to_owned())
+            .collect();
         let store_url = match &self.store {
             StoreConfig::Redis { url, .. } => Some(url.as_str()),
             StoreConfig::Embedded { .. } => None,
         };
-        let urls = [Some(self.datadog_url.as_str()), Some(self.datadog_logs_url.as_str()), store_url]
-            .into_iter()
-            .flatten()
-            .chain(
-                self.plugin_vars.iter().filter(|(name, _)| name.ends_with("URL")).map(|(_, v)| v.as_str()),
-            );
+        let urls = [
+            Some(self.datadog_url.as_str()),
+            Some(self.datadog_logs_url.as_str()),
+            store_url,
+            self.influxdb.as_ref().map(|c| c.url.as_str()),
+            self.opentsdb.as_ref().map(|c| c.url.as_str()),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(self.plugin_vars.iter().filter(|(name, _)| name.ends_with("URL")).map(|(_, v)| v.as_str()));
         for url in urls {
             for secret in url_secrets(url) {
                 if !out.contains(&secret) {
@@ -784,6 +894,81 @@ impl Config {
         out.retain(|s| !s.is_empty());
         out
     }
+}
+
+/// The machine's hostname (`/proc/sys/kernel/hostname`), if it can be read and is not empty.
+pub fn machine_hostname() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    Some(text.trim().to_owned()).filter(|h| !h.is_empty() && h != "(none)")
+}
+
+fn secret(vars: &Vars, name: &str) -> Result<Option<Secret>, ConfigError> {
+    let Some((spelled, value)) = vars.get(name) else {
+        return Ok(None);
+    };
+    let value = value.trim();
+    if value.chars().any(|c| c.is_control()) {
+        return Err(ConfigError::InvalidSecret {
+            name: spelled.to_owned(),
+            expected: "a value without control characters".to_owned(),
+        });
+    }
+    Ok(Some(Secret::new(value.to_owned())))
+}
+
+fn text(vars: &Vars, name: &str) -> Option<String> {
+    vars.get(name).map(|(_, v)| v.trim().to_owned())
+}
+
+fn influx_config(vars: &Vars) -> Result<Option<InfluxConfig>, ConfigError> {
+    if vars.get("INFLUXDB_URL").is_none() {
+        return Ok(None);
+    }
+    let url = url(vars, "INFLUXDB_URL", "")?;
+    let api = match (text(vars, "INFLUXDB_BUCKET"), text(vars, "INFLUXDB_ORG")) {
+        (Some(bucket), Some(org)) => InfluxApi::V2 { org, bucket, token: secret(vars, "INFLUXDB_TOKEN")? },
+        (Some(bucket), None) => {
+            return Err(invalid(
+                "INFLUXDB_BUCKET",
+                &bucket,
+                "set together with INFLUXDB_ORG (the v2 write API needs both)",
+            ))
+        }
+        (None, Some(org)) => {
+            return Err(invalid(
+                "INFLUXDB_ORG",
+                &org,
+                "set together with INFLUXDB_BUCKET (the v2 write API needs both)",
+            ))
+        }
+        (None, None) => InfluxApi::V1 {
+            database: text(vars, "INFLUXDB_DATABASE").unwrap_or_else(|| "chouette".to_owned()),
+            username: text(vars, "INFLUXDB_USERNAME"),
+            password: secret(vars, "INFLUXDB_PASSWORD")?,
+        },
+    };
+    Ok(Some(InfluxConfig { url, api }))
+}
+
+fn opentsdb_config(vars: &Vars) -> Result<Option<OpentsdbConfig>, ConfigError> {
+    if vars.get("OPENTSDB_URL").is_none() {
+        return Ok(None);
+    }
+    let url = url(vars, "OPENTSDB_URL", "")?;
+    let sanitize = match vars.get("OPENTSDB_SANITIZE") {
+        None => SanitizeMode::None,
+        Some((_, v)) if v.trim().eq_ignore_ascii_case("none") => SanitizeMode::None,
+        Some((_, v)) if v.trim().eq_ignore_ascii_case("apptuit") => SanitizeMode::Apptuit,
+        Some((_, v)) if v.trim().eq_ignore_ascii_case("prometheus") => SanitizeMode::Prometheus,
+        Some((name, v)) => return Err(invalid(name, v, "none, apptuit or prometheus (default none)")),
+    };
+    let compression = match vars.get("OPENTSDB_COMPRESSION") {
+        None => Compression::Gzip,
+        Some((_, v)) if v.trim().eq_ignore_ascii_case("gzip") => Compression::Gzip,
+        Some((_, v)) if v.trim().eq_ignore_ascii_case("deflate") => Compression::Deflate,
+        Some((name, v)) => return Err(invalid(name, v, "gzip or deflate (default gzip)")),
+    };
+    Ok(Some(OpentsdbConfig { url, token: secret(vars, "OPENTSDB_TOKEN")?, sanitize, compression }))
 }
 
 fn wrap_config(vars: &Vars) -> Result<WrapConfig, ConfigError> {
@@ -950,6 +1135,10 @@ mod tests {
     }
 
     impl HostProbe for Probe {
+        fn hostname(&self) -> Option<String> {
+            None
+        }
+
         fn resolves(&self, host: &str, port: u16) -> bool {
             assert_eq!((host, port), (DEFAULT_REDIS_HOST, DEFAULT_REDIS_PORT));
             self.redis
@@ -1000,6 +1189,70 @@ mod tests {
         assert_eq!(c.request_timeout, Duration::from_secs(30));
         assert_eq!(c.grace, Duration::from_secs(2));
         assert_eq!(c.store, StoreConfig::Embedded { path: PathBuf::from("/var/lib/chouette/chouette.redb") });
+    }
+
+    #[test]
+    fn outputs_are_on_when_their_url_is_set() {
+        let c =
+            parse(&[("INFLUXDB_URL", "http://i:8086/"), ("OPENTSDB_URL", "https://api.apptuit.ai")]).unwrap();
+        assert!(!c.datadog);
+        assert!(!c.dry_run);
+        let influx = c.influxdb.unwrap();
+        assert_eq!(influx.url, "http://i:8086");
+        assert_eq!(influx.api, InfluxApi::V1 { database: "chouette".into(), username: None, password: None });
+        let tsdb = c.opentsdb.unwrap();
+        assert_eq!(
+            (tsdb.url.as_str(), tsdb.sanitize, tsdb.compression),
+            ("https://api.apptuit.ai", SanitizeMode::None, Compression::Gzip)
+        );
+        let c = parse(&[
+            ("INFLUXDB_URL", "http://i:8086"),
+            ("INFLUXDB_ORG", "o"),
+            ("INFLUXDB_BUCKET", "b"),
+            ("INFLUXDB_TOKEN", "t0k"),
+            ("OPENTSDB_URL", "http://o:4242"),
+            ("OPENTSDB_TOKEN", "bearer1"),
+            ("OPENTSDB_SANITIZE", "Prometheus"),
+            ("OPENTSDB_COMPRESSION", "deflate"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.influxdb.as_ref().unwrap().api,
+            InfluxApi::V2 { org: "o".into(), bucket: "b".into(), token: Some(Secret::new("t0k".into())) }
+        );
+        assert_eq!(c.opentsdb.as_ref().unwrap().sanitize, SanitizeMode::Prometheus);
+        assert_eq!(c.opentsdb.as_ref().unwrap().compression, Compression::Deflate);
+        let secrets = c.secrets();
+        assert!(secrets.contains(&"t0k".to_owned()) && secrets.contains(&"bearer1".to_owned()));
+        assert!(!format!("{c:?}").contains("t0k") && !format!("{c:?}").contains("bearer1"));
+        assert!(err(&[("INFLUXDB_URL", "http://i"), ("INFLUXDB_BUCKET", "b")]).contains("INFLUXDB_ORG"));
+        assert!(err(&[("OPENTSDB_URL", "http://o"), ("OPENTSDB_SANITIZE", "x")])
+            .contains("none, apptuit or prometheus"));
+        assert!(err(&[("INFLUXDB_URL", "i:8086")]).contains("INFLUXDB_URL"));
+    }
+
+    #[test]
+    fn host_defaults_to_the_machine_and_empty_means_none() {
+        struct Named;
+        impl HostProbe for Named {
+            fn hostname(&self) -> Option<String> {
+                Some("board-7".into())
+            }
+            fn resolves(&self, _: &str, _: u16) -> bool {
+                false
+            }
+            fn dir_writable(&self, _: &Path) -> bool {
+                true
+            }
+        }
+        let with = |vars: &[(&str, &str)]| {
+            Config::from_vars_with(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())), &Named)
+                .unwrap()
+                .host
+        };
+        assert_eq!(with(&[]), Some("board-7".into()));
+        assert_eq!(with(&[("HOST", "")]), None);
+        assert_eq!(with(&[("HOST", " pi-3 ")]), Some("pi-3".into()));
     }
 
     #[test]
