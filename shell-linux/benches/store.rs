@@ -51,6 +51,7 @@ fn drain(store: &mut dyn Store) -> Duration {
                     value: br#"{"metric": "req.count", "tags": ["ep:e1"], "points": [[1700000000.0, 3]], "type": "count", "interval": 10}"#.to_vec(),
                 })
                 .collect(),
+            outboxes: vec![Queue::WrappedMetrics],
             delete_raw: records.iter().map(|r| r.id.clone()).collect(),
             dead: Vec::new(),
             aggregated_until: last.score,

@@ -108,6 +108,8 @@ pub struct Aggregation {
     watermark: Option<f64>,
     ids: IdGenerator,
     max_per_step: usize,
+    /// Where each commit writes the bucket's points: the enabled outputs' outboxes.
+    outboxes: Vec<Queue>,
     /// Whether the "watermark ahead of the clock" warning was written.
     warned_clock: bool,
 }
@@ -128,6 +130,7 @@ impl Aggregation {
             watermark: None,
             ids: IdGenerator::new(),
             max_per_step: MAX_RAW_PER_STEP,
+            outboxes: vec![Queue::WrappedMetrics],
             warned_clock: false,
         }
     }
@@ -135,6 +138,13 @@ impl Aggregation {
     /// Limits the raw records per step (tests use small values).
     pub fn with_max_per_step(mut self, max: usize) -> Aggregation {
         self.max_per_step = max.max(1);
+        self
+    }
+
+    /// Writes each bucket's points to `outboxes` (default: Datadog's `chouette:metrics:wrapped`
+    /// only), all in the step's one atomic commit.
+    pub fn with_outboxes(mut self, outboxes: Vec<Queue>) -> Aggregation {
+        self.outboxes = outboxes;
         self
     }
 
@@ -211,7 +221,11 @@ impl Aggregation {
         };
         // Buckets before `start` are closed: earlier records are late and fold into `start`.
         aggregator.handle_timeout(Timestamp::from_secs_f64(start));
-        let mut commit = AggregationCommit { aggregated_until: end, ..AggregationCommit::default() };
+        let mut commit = AggregationCommit {
+            aggregated_until: end,
+            outboxes: self.outboxes.clone(),
+            ..AggregationCommit::default()
+        };
         // Counted only once the commit is in the store.
         let mut step = Counters::default();
         let mut oversize = Vec::new();
@@ -695,6 +709,10 @@ pub fn cleanup(
         (Queue::DeadRawMetrics, metric_ttl),
         (Queue::DeadWrappedMetrics, metric_ttl),
         (Queue::DeadLogs, log_ttl),
+        (Queue::InfluxMetrics, metric_ttl),
+        (Queue::DeadInfluxMetrics, metric_ttl),
+        (Queue::OpentsdbMetrics, metric_ttl),
+        (Queue::DeadOpentsdbMetrics, metric_ttl),
     ];
     // Every queue is tried: one failing (WRONGTYPE on its key) does not keep the others full.
     let mut failure = None;

@@ -91,6 +91,7 @@ fn a_full_disk_loses_nothing_committed_and_the_store_works_again_once_space_is_b
     // Write again: the failed batch and a new one, and an aggregation step.
     let commit = AggregationCommit {
         wrapped: batch(900_000, 10),
+        outboxes: vec![Queue::WrappedMetrics],
         delete_raw: batch(0, 50).into_iter().map(|r| r.id).collect(),
         dead: Vec::new(),
         aggregated_until: 50.0,

@@ -97,6 +97,18 @@ mod contract {
         assert!(store.read_page(Queue::RawMetrics, 8.0, 8, 10).unwrap().is_empty());
     }
 
+    pub fn add_to_each_fills_every_outbox(store: &mut dyn Store) {
+        let points = [rec("p1", 1.0, "one"), rec("p2", 2.0, "two")];
+        store.add_to_each(&[Queue::WrappedMetrics, Queue::OpentsdbMetrics], &points).unwrap();
+        for queue in [Queue::WrappedMetrics, Queue::OpentsdbMetrics] {
+            assert_eq!(ids(&store.read(queue, f64::INFINITY, 10).unwrap()), ["p1", "p2"], "{queue}");
+        }
+        assert_eq!(store.len(Queue::InfluxMetrics).unwrap(), 0);
+        store.add_to_each(&[], &points).unwrap();
+        store.add_to_each(&[Queue::InfluxMetrics], &[]).unwrap();
+        assert_eq!(store.len(Queue::InfluxMetrics).unwrap(), 0);
+    }
+
     pub fn add_replaces_an_existing_id(store: &mut dyn Store) {
         store.add(Queue::Logs, &[rec("x", 5.0, "old"), rec("y", 6.0, "y")]).unwrap();
         store.add(Queue::Logs, &[rec("x", 7.0, "new")]).unwrap();
@@ -126,6 +138,7 @@ mod contract {
         store.add(Queue::RawMetrics, &raw).unwrap();
         let commit = AggregationCommit {
             wrapped: vec![rec("w1", 0.0, "wrapped1"), rec("w2", 10.0, "wrapped2")],
+            outboxes: vec![Queue::WrappedMetrics, Queue::InfluxMetrics, Queue::OpentsdbMetrics],
             delete_raw: vec![b"r1".to_vec(), b"r2".to_vec()],
             dead: vec![dead("r3", 3.0, "raw3", "not_json")],
             aggregated_until: 3.5,
@@ -135,6 +148,11 @@ mod contract {
         let wrapped = store.read(Queue::WrappedMetrics, f64::INFINITY, 10).unwrap();
         assert_eq!(ids(&wrapped), ["w1", "w2"]);
         assert_eq!(wrapped[1].value.as_deref(), Some(&b"wrapped2"[..]));
+        // Every outbox got the same points in the same commit.
+        for outbox in [Queue::InfluxMetrics, Queue::OpentsdbMetrics] {
+            assert_eq!(store.read(outbox, f64::INFINITY, 10).unwrap(), wrapped, "{outbox}");
+        }
+        assert_eq!(store.len(Queue::InfluxMetrics).unwrap(), 2);
         let dead_raw = store.read(Queue::DeadRawMetrics, f64::INFINITY, 10).unwrap();
         assert_eq!(ids(&dead_raw), ["r3"]);
         assert_eq!(dead_raw[0].score, 3.0);
@@ -221,6 +239,7 @@ mod contract {
             (0..20_000).map(|i| rec(&format!("w{i}"), f64::from(i), "{}")).collect();
         let commit = AggregationCommit {
             wrapped,
+            outboxes: vec![Queue::WrappedMetrics],
             delete_raw: raw[..49_000].iter().map(|r| r.id.clone()).collect(),
             dead: raw[49_000..]
                 .iter()
@@ -368,6 +387,7 @@ both!(
     max_score_is_exclusive_and_limit_bounds,
     read_page_skips_an_offset,
     add_replaces_an_existing_id,
+    add_to_each_fills_every_outbox,
     delete_removes_ids,
     commit_aggregation_applies_everything,
     dead_letter_moves_with_envelope,
@@ -582,6 +602,7 @@ fn redis_commit_is_seen_all_or_nothing_by_a_concurrent_reader() {
     std::thread::sleep(Duration::from_millis(20));
     let commit = AggregationCommit {
         wrapped: (0..20_000).map(|i| rec(&format!("w{i}"), f64::from(i), "{}")).collect(),
+        outboxes: vec![Queue::WrappedMetrics],
         delete_raw: raw.iter().map(|r| r.id.clone()).collect(),
         dead: Vec::new(),
         aggregated_until: 50_000.0,

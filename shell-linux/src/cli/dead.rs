@@ -69,7 +69,7 @@ COMMANDS:
     purge     deletes matching records. Without --yes, prints what would be deleted and exits 2
 
 OPTIONS:
-    --queue Q          raw, wrapped, logs or all (list: all by default; requeue and purge:
+    --queue Q          raw, wrapped, logs, influxdb, opentsdb or all (list: all by default; requeue and purge:
                        required)
     --reason R         only records refused for this reason (not_json, http_400, too_large...)
     --older-than SECS  only records whose timestamp is at least SECS seconds old
@@ -133,8 +133,14 @@ fn parse_queue(name: &str) -> Result<Vec<Queue>, CliError> {
         "raw" => vec![Queue::DeadRawMetrics],
         "wrapped" => vec![Queue::DeadWrappedMetrics],
         "logs" => vec![Queue::DeadLogs],
-        "all" => vec![Queue::DeadRawMetrics, Queue::DeadWrappedMetrics, Queue::DeadLogs],
-        other => return Err(usage(format!("--queue {other:?}: expected raw, wrapped, logs or all"))),
+        "influxdb" => vec![Queue::DeadInfluxMetrics],
+        "opentsdb" => vec![Queue::DeadOpentsdbMetrics],
+        "all" => Queue::ALL.into_iter().filter(|q| q.is_dead()).collect(),
+        other => {
+            return Err(usage(format!(
+                "--queue {other:?}: expected raw, wrapped, logs, influxdb, opentsdb or all"
+            )))
+        }
     })
 }
 
@@ -228,7 +234,10 @@ pub fn parse_args(args: &[String]) -> Result<Parsed, CliError> {
         if action == Action::List {
             parsed.queues = parse_queue("all")?;
         } else {
-            return Err(usage(format!("`{}` needs --queue raw, wrapped, logs or all", args[0])));
+            return Err(usage(format!(
+                "`{}` needs --queue raw, wrapped, logs, influxdb, opentsdb or all",
+                args[0]
+            )));
         }
     }
     Ok(Parsed::Run(parsed))
@@ -236,11 +245,7 @@ pub fn parse_args(args: &[String]) -> Result<Parsed, CliError> {
 
 /// The live queue a dead-letter queue's records come from.
 pub fn live_queue(dead: Queue) -> Queue {
-    match dead {
-        Queue::RawMetrics | Queue::DeadRawMetrics => Queue::RawMetrics,
-        Queue::WrappedMetrics | Queue::DeadWrappedMetrics => Queue::WrappedMetrics,
-        Queue::Logs | Queue::DeadLogs => Queue::Logs,
-    }
+    dead.live()
 }
 
 /// The `--queue` name of a dead-letter queue.
@@ -248,6 +253,8 @@ pub fn short_name(dead: Queue) -> &'static str {
     match live_queue(dead) {
         Queue::RawMetrics => "raw",
         Queue::WrappedMetrics => "wrapped",
+        Queue::InfluxMetrics => "influxdb",
+        Queue::OpentsdbMetrics => "opentsdb",
         _ => "logs",
     }
 }
@@ -257,7 +264,9 @@ fn rank(dead: Queue) -> u8 {
     match live_queue(dead) {
         Queue::RawMetrics => 0,
         Queue::WrappedMetrics => 1,
-        _ => 2,
+        Queue::Logs => 2,
+        Queue::InfluxMetrics => 3,
+        _ => 4,
     }
 }
 
@@ -735,6 +744,8 @@ fn live_name(short: &str) -> &'static str {
     match short {
         "raw" => Queue::RawMetrics.name(),
         "wrapped" => Queue::WrappedMetrics.name(),
+        "influxdb" => Queue::InfluxMetrics.name(),
+        "opentsdb" => Queue::OpentsdbMetrics.name(),
         _ => Queue::Logs.name(),
     }
 }
@@ -918,7 +929,10 @@ mod tests {
             (&["show"], "unknown command \"show\""),
             (&["requeue"], "`requeue` needs --queue"),
             (&["purge", "--yes"], "`purge` needs --queue"),
-            (&["list", "--queue", "dead"], "--queue \"dead\": expected raw, wrapped, logs or all"),
+            (
+                &["list", "--queue", "dead"],
+                "--queue \"dead\": expected raw, wrapped, logs, influxdb, opentsdb or all",
+            ),
             (&["list", "--limit", "-1"], "--limit \"-1\": expected a count"),
             (&["list", "--reason"], "--reason needs a value"),
             (&["list", "--yes"], "--yes does not apply to `list`"),

@@ -230,6 +230,7 @@ pub struct Runner {
     errors: BTreeMap<String, u64>,
     ids: IdGenerator,
     cap: Duration,
+    outboxes: Vec<Queue>,
 }
 
 impl Runner {
@@ -259,7 +260,22 @@ impl Runner {
             }
             workers.push(Worker { name, timeout, requests: Some(requests), thread, busy_with: None });
         }
-        Runner { workers, answers, tick: 0, errors: BTreeMap::new(), ids: IdGenerator::new(), cap }
+        Runner {
+            workers,
+            answers,
+            tick: 0,
+            errors: BTreeMap::new(),
+            ids: IdGenerator::new(),
+            cap,
+            outboxes: vec![Queue::WrappedMetrics],
+        }
+    }
+
+    /// Stores each capture in every queue of `outboxes` (the enabled outputs'), atomically;
+    /// default: Datadog's `chouette:metrics:wrapped` only.
+    pub fn with_outboxes(mut self, outboxes: Vec<Queue>) -> Runner {
+        self.outboxes = outboxes;
+        self
     }
 
     /// The names of the collectors, in configuration order.
@@ -370,7 +386,7 @@ impl Runner {
         }
         let records = encode_points(&capture.points, now, &mut self.ids);
         if !records.is_empty() {
-            store.add(Queue::WrappedMetrics, &records)?;
+            store.add_to_each(&self.outboxes, &records)?;
         }
         Ok(records.len())
     }

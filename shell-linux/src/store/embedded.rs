@@ -146,6 +146,22 @@ const fn tables(queue: Queue) -> (Index, Ids) {
             TableDefinition::new("chouette:logs:wrapped.dead.index"),
             TableDefinition::new("chouette:logs:wrapped.dead.ids"),
         ),
+        Queue::InfluxMetrics => (
+            TableDefinition::new("chouette:metrics:wrapped.influxdb.index"),
+            TableDefinition::new("chouette:metrics:wrapped.influxdb.ids"),
+        ),
+        Queue::DeadInfluxMetrics => (
+            TableDefinition::new("chouette:metrics:wrapped.influxdb.dead.index"),
+            TableDefinition::new("chouette:metrics:wrapped.influxdb.dead.ids"),
+        ),
+        Queue::OpentsdbMetrics => (
+            TableDefinition::new("chouette:metrics:wrapped.opentsdb.index"),
+            TableDefinition::new("chouette:metrics:wrapped.opentsdb.ids"),
+        ),
+        Queue::DeadOpentsdbMetrics => (
+            TableDefinition::new("chouette:metrics:wrapped.opentsdb.dead.index"),
+            TableDefinition::new("chouette:metrics:wrapped.opentsdb.dead.ids"),
+        ),
     }
 }
 
@@ -800,11 +816,13 @@ impl Store for EmbeddedStore {
         self.check_scores(op, commit.wrapped.iter().map(|r| r.score))?;
         self.check_scores(op, commit.dead.iter().map(|r| r.score))?;
         self.write(op, |txn| {
-            insert(
-                txn,
-                Queue::WrappedMetrics,
-                commit.wrapped.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())),
-            )?;
+            for &queue in &commit.outboxes {
+                insert(
+                    txn,
+                    queue,
+                    commit.wrapped.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())),
+                )?;
+            }
             remove(txn, Queue::RawMetrics, commit.delete_raw.iter().map(Vec::as_slice))?;
             move_dead(txn, Queue::RawMetrics, &commit.dead)?;
             txn.open_table(META)?.insert(AGGREGATED_UNTIL_KEY, commit.aggregated_until)?;
@@ -825,6 +843,19 @@ impl Store for EmbeddedStore {
         }
         self.write("add", |txn| {
             insert(txn, queue, records.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())))
+        })
+    }
+
+    fn add_to_each(&mut self, queues: &[Queue], records: &[NewRecord]) -> Result<(), StoreError> {
+        self.check_scores("add", records.iter().map(|r| r.score))?;
+        if records.is_empty() || queues.is_empty() {
+            return Ok(());
+        }
+        self.write("add", |txn| {
+            for &queue in queues {
+                insert(txn, queue, records.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())))?;
+            }
+            Ok(())
         })
     }
 

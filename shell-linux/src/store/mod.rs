@@ -22,18 +22,36 @@ pub enum Queue {
     DeadWrappedMetrics,
     /// `chouette:logs:wrapped.dead`: logs refused by the intake or unparseable.
     DeadLogs,
+    /// `chouette:metrics:wrapped.influxdb`: the InfluxDB output's outbox (same records as
+    /// [`Queue::WrappedMetrics`], written by the same aggregation commit).
+    InfluxMetrics,
+    /// `chouette:metrics:wrapped.influxdb.dead`: points InfluxDB refused.
+    DeadInfluxMetrics,
+    /// `chouette:metrics:wrapped.opentsdb`: the OpenTSDB output's outbox.
+    OpentsdbMetrics,
+    /// `chouette:metrics:wrapped.opentsdb.dead`: points OpenTSDB refused.
+    DeadOpentsdbMetrics,
 }
 
 impl Queue {
     /// Every queue.
-    pub const ALL: [Queue; 6] = [
+    pub const ALL: [Queue; 10] = [
         Queue::RawMetrics,
         Queue::WrappedMetrics,
         Queue::Logs,
         Queue::DeadRawMetrics,
         Queue::DeadWrappedMetrics,
         Queue::DeadLogs,
+        Queue::InfluxMetrics,
+        Queue::DeadInfluxMetrics,
+        Queue::OpentsdbMetrics,
+        Queue::DeadOpentsdbMetrics,
     ];
+
+    /// The outboxes of the metric outputs: every aggregation commit writes its points to the
+    /// enabled ones ([`AggregationCommit::outboxes`]).
+    pub const METRIC_OUTBOXES: [Queue; 3] =
+        [Queue::WrappedMetrics, Queue::InfluxMetrics, Queue::OpentsdbMetrics];
 
     /// The key prefix: the ZSET is `<prefix>.keys`, the HASH `<prefix>.values`.
     pub const fn prefix(self) -> &'static str {
@@ -44,6 +62,10 @@ impl Queue {
             Queue::DeadRawMetrics => "chouette:metrics:raw.dead",
             Queue::DeadWrappedMetrics => "chouette:metrics:wrapped.dead",
             Queue::DeadLogs => "chouette:logs:wrapped.dead",
+            Queue::InfluxMetrics => "chouette:metrics:wrapped.influxdb",
+            Queue::DeadInfluxMetrics => "chouette:metrics:wrapped.influxdb.dead",
+            Queue::OpentsdbMetrics => "chouette:metrics:wrapped.opentsdb",
+            Queue::DeadOpentsdbMetrics => "chouette:metrics:wrapped.opentsdb.dead",
         }
     }
 
@@ -53,6 +75,32 @@ impl Queue {
             Queue::RawMetrics | Queue::DeadRawMetrics => Queue::DeadRawMetrics,
             Queue::WrappedMetrics | Queue::DeadWrappedMetrics => Queue::DeadWrappedMetrics,
             Queue::Logs | Queue::DeadLogs => Queue::DeadLogs,
+            Queue::InfluxMetrics | Queue::DeadInfluxMetrics => Queue::DeadInfluxMetrics,
+            Queue::OpentsdbMetrics | Queue::DeadOpentsdbMetrics => Queue::DeadOpentsdbMetrics,
+        }
+    }
+
+    /// Whether this is a dead-letter queue.
+    pub const fn is_dead(self) -> bool {
+        matches!(
+            self,
+            Queue::DeadRawMetrics
+                | Queue::DeadWrappedMetrics
+                | Queue::DeadLogs
+                | Queue::DeadInfluxMetrics
+                | Queue::DeadOpentsdbMetrics
+        )
+    }
+
+    /// The live queue a dead-letter queue's records came from (a live queue is its own).
+    pub const fn live(self) -> Queue {
+        match self {
+            Queue::DeadRawMetrics => Queue::RawMetrics,
+            Queue::DeadWrappedMetrics => Queue::WrappedMetrics,
+            Queue::DeadLogs => Queue::Logs,
+            Queue::DeadInfluxMetrics => Queue::InfluxMetrics,
+            Queue::DeadOpentsdbMetrics => Queue::OpentsdbMetrics,
+            live => live,
         }
     }
 
@@ -64,9 +112,15 @@ impl Queue {
     /// `too_large` ([`Store::dead_letter_oversize`]), which moves the bytes inside the store.
     pub const fn max_record_bytes(self) -> usize {
         match self {
-            Queue::RawMetrics | Queue::WrappedMetrics => 64 * 1024,
+            Queue::RawMetrics | Queue::WrappedMetrics | Queue::InfluxMetrics | Queue::OpentsdbMetrics => {
+                64 * 1024
+            }
             Queue::Logs => 1024 * 1024,
-            Queue::DeadRawMetrics | Queue::DeadWrappedMetrics | Queue::DeadLogs => 16 * 1024 * 1024,
+            Queue::DeadRawMetrics
+            | Queue::DeadWrappedMetrics
+            | Queue::DeadLogs
+            | Queue::DeadInfluxMetrics
+            | Queue::DeadOpentsdbMetrics => 16 * 1024 * 1024,
         }
     }
 
@@ -79,6 +133,10 @@ impl Queue {
             Queue::DeadRawMetrics => "dead raw metrics",
             Queue::DeadWrappedMetrics => "dead wrapped metrics",
             Queue::DeadLogs => "dead logs",
+            Queue::InfluxMetrics => "influxdb metrics",
+            Queue::DeadInfluxMetrics => "dead influxdb metrics",
+            Queue::OpentsdbMetrics => "opentsdb metrics",
+            Queue::DeadOpentsdbMetrics => "dead opentsdb metrics",
         }
     }
 }
@@ -163,8 +221,11 @@ pub struct DeadMove {
 /// either all of it happened or none of it did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AggregationCommit {
-    /// Wrapped points to add to [`Queue::WrappedMetrics`].
+    /// Wrapped points to add to every queue of `outboxes`.
     pub wrapped: Vec<NewRecord>,
+    /// The outboxes of the enabled outputs ([`Queue::METRIC_OUTBOXES`]): each gets every point
+    /// of `wrapped`, in the same atomic step, so no output can have a bucket another lacks.
+    pub outboxes: Vec<Queue>,
     /// Raw record ids to delete from [`Queue::RawMetrics`] (the ones aggregated).
     pub delete_raw: Vec<Vec<u8>>,
     /// Raw records to move to [`Queue::DeadRawMetrics`] (deleted from the raw queue).
@@ -339,6 +400,10 @@ pub trait Store: Send {
 
     /// Adds records to a queue (atomically: all or none).
     fn add(&mut self, queue: Queue, records: &[NewRecord]) -> Result<(), StoreError>;
+
+    /// Adds the same records to each of `queues`, atomically (all queues or none): how finished
+    /// points (collectors) reach every output's outbox.
+    fn add_to_each(&mut self, queues: &[Queue], records: &[NewRecord]) -> Result<(), StoreError>;
 
     /// Deletes records from a queue (ZSET member and HASH field, atomically).
     fn delete(&mut self, queue: Queue, ids: &[Vec<u8>]) -> Result<(), StoreError>;

@@ -728,11 +728,13 @@ impl Store for RedisStore {
         self.check_scores(op, commit.wrapped.iter().map(|r| r.score))?;
         self.check_scores(op, commit.dead.iter().map(|r| r.score))?;
         self.transaction(op, |pipe| {
-            add_records(
-                pipe,
-                Queue::WrappedMetrics,
-                commit.wrapped.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())),
-            );
+            for &queue in &commit.outboxes {
+                add_records(
+                    pipe,
+                    queue,
+                    commit.wrapped.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())),
+                );
+            }
             remove_ids(pipe, Queue::RawMetrics, commit.delete_raw.iter().map(Vec::as_slice));
             move_dead(pipe, Queue::RawMetrics, &commit.dead);
             pipe.cmd("SET").arg(AGGREGATED_UNTIL_KEY).arg(score_arg(commit.aggregated_until)).ignore();
@@ -756,6 +758,19 @@ impl Store for RedisStore {
         self.check_scores("add", records.iter().map(|r| r.score))?;
         self.transaction("add", |pipe| {
             add_records(pipe, queue, records.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())));
+        })
+    }
+
+    fn add_to_each(&mut self, queues: &[Queue], records: &[NewRecord]) -> Result<(), StoreError> {
+        self.check_scores("add", records.iter().map(|r| r.score))?;
+        self.transaction("add", |pipe| {
+            for &queue in queues {
+                add_records(
+                    pipe,
+                    queue,
+                    records.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())),
+                );
+            }
         })
     }
 
