@@ -333,6 +333,9 @@ mod tests {
         fn add(&mut self, _: Queue, _: &[NewRecord]) -> Result<(), StoreError> {
             unimplemented!()
         }
+        fn add_to_each(&mut self, _: &[Queue], _: &[NewRecord]) -> Result<(), StoreError> {
+            unimplemented!()
+        }
         fn delete(&mut self, _: Queue, _: &[Vec<u8>]) -> Result<(), StoreError> {
             unimplemented!()
         }
