@@ -181,6 +181,9 @@ impl<S: Store> Store for FailingPage<S> {
     fn add(&mut self, q: Queue, r: &[chouette_agent::store::NewRecord]) -> Result<(), StoreError> {
         self.inner.add(q, r)
     }
+    fn add_to_each(&mut self, q: &[Queue], r: &[chouette_agent::store::NewRecord]) -> Result<(), StoreError> {
+        self.inner.add_to_each(q, r)
+    }
     fn delete(&mut self, q: Queue, ids: &[Vec<u8>]) -> Result<(), StoreError> {
         self.inner.delete(q, ids)
     }
