@@ -102,15 +102,29 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
         log::info!("dry_run=true: printing what would be sent, and deleting it from the store");
         Box::new(DryRunTransport::new(std::io::stdout()))
     } else {
-        log::info!("url={}: sending metrics", crate::config::redact_url(&config.datadog_url));
         Box::new(UreqTransport::new(config).map_err(|e| AgentError::Dispatch(e.to_string()))?)
     };
-    let mut dispatcher = Dispatcher::new(transport, DispatchConfig::from_config(config));
+    let outputs = crate::dispatch::outputs(config);
+    let mut dispatcher = Dispatcher::with_outputs(transport, DispatchConfig::from_config(config), outputs);
+    let destinations = dispatcher.destinations();
+    for &destination in &destinations {
+        let url = crate::config::redact_url(dispatcher.url(destination));
+        log::info!(
+            "output={} url={url} outbox={}: sending",
+            destination.name(),
+            destination.queue().prefix()
+        );
+    }
+    // Every bucket (and every capture) goes to each metric output's outbox, in one commit.
+    let outboxes: Vec<Queue> =
+        destinations.iter().map(|d| d.queue()).filter(|q| Queue::METRIC_OUTBOXES.contains(q)).collect();
+    collectors = collectors.map(|runner| runner.with_outboxes(outboxes.clone()));
     let mut aggregation = Aggregation::new(
         config.aggregate_interval.as_secs().max(1) as u32,
         config.grace,
         config.wrap.clone(),
-    );
+    )
+    .with_outboxes(outboxes.clone());
     let mut counters = Counters::default();
     let mut reported = Counters::default();
     let mut ids = IdGenerator::new();
@@ -120,7 +134,7 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
     let mut next_aggregate = Instant::now();
     let mut next_release = Instant::now();
     // Each destination's next attempt: its own deadline (boundary, backoff, or now to resume).
-    let mut next_send = [Instant::now(); Destination::ALL.len()];
+    let mut next_send = vec![Instant::now(); destinations.len()];
     let mut store_down = false;
     crate::notify::ready("running");
 
@@ -132,7 +146,7 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
             let result = aggregate_tick(store.as_mut(), &mut aggregation, config, &mut counters, shutdown);
             store_down = report_store(result, store_down);
         }
-        for (slot, destination) in next_send.iter_mut().zip(Destination::ALL) {
+        for (slot, &destination) in next_send.iter_mut().zip(&destinations) {
             if shutdown.load(Ordering::Relaxed) || Instant::now() < *slot {
                 continue;
             }
@@ -150,7 +164,8 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
         }
         if Instant::now() >= next_release {
             next_release = next_boundary(release_every);
-            let result = report_tick(store.as_mut(), config, &mut counters, &mut reported, &mut ids);
+            let result =
+                report_tick(store.as_mut(), config, &outboxes, &mut counters, &mut reported, &mut ids);
             store_down = report_store(result, store_down);
         }
         // ---- collectors: capture tick (begin) ----
@@ -257,14 +272,20 @@ fn release_pass(
     let deadline = Instant::now() + RELEASE_BUDGET;
     let batch = match destination {
         Destination::Logs => LOGS_PER_BATCH,
-        Destination::Metrics => config.metrics_bulk_size.max(1),
+        _ => config.metrics_bulk_size.max(1),
     };
+    let mut latencies = Vec::new();
     let drained = pipeline::drain(store, destination.queue(), batch, deadline, |records| {
-        dispatcher.send_until(destination, records, deadline)
+        let report = dispatcher.send_until(destination, records, deadline);
+        latencies.extend(report.latencies.iter().map(|d| d.as_secs_f64() * 1000.0));
+        report
     });
     // The destination's own counters, even when the store failed halfway.
-    counters.destinations.insert(destination.name(), dispatcher.stats(destination).clone());
+    counters.destinations.insert(destination.name(), dispatcher.stats(destination));
+    counters.record_latencies(destination.name(), &latencies);
     let result = drained?;
+    // The agent-wide counters (and their self-metrics) are Datadog's, as before there were
+    // other outputs; every output has its own `dispatch.<name>.*` fields and metrics.
     match destination {
         Destination::Logs => {
             counters.dispatched_logs += result.delivered;
@@ -276,6 +297,7 @@ fn release_pass(
             counters.dispatched_metrics_bytes += result.bytes;
             counters.dead_metrics += result.dead;
         }
+        _ => {}
     }
     counters.retried += result.retried;
     if let Some(status) = &result.last_status {
@@ -288,18 +310,24 @@ fn release_pass(
 fn report_tick(
     store: &mut dyn Store,
     config: &Config,
+    outboxes: &[Queue],
     counters: &mut Counters,
     reported: &mut Counters,
     ids: &mut IdGenerator,
 ) -> Result<(), StoreError> {
     let now = wall_clock();
     if config.send_self_metrics {
-        let queued = store.len(Queue::WrappedMetrics)?;
+        // The deepest outbox: what the slowest output still has to send.
+        let mut queued = 0;
+        for &outbox in outboxes {
+            queued = queued.max(store.len(outbox)?);
+        }
         let records = pipeline::self_metrics(counters, reported, queued, now, ids);
         if !records.is_empty() {
             store.add(Queue::RawMetrics, &records)?;
         }
     }
+    counters.latencies.clear();
     *reported = counters.clone();
     write_status(store, counters, now)?;
     if let StoreConfig::Embedded { path } = &config.store {

@@ -380,12 +380,16 @@ mod tests {
             text,
             "store: fake\n\
              queues:\n  \
-               raw metrics           0\n  \
-               wrapped metrics       10\n  \
-               logs                  20\n  \
-               dead raw metrics      30\n  \
-               dead wrapped metrics  40\n  \
-               dead logs             50\n\
+               raw metrics            0\n  \
+               wrapped metrics        10\n  \
+               logs                   20\n  \
+               dead raw metrics       30\n  \
+               dead wrapped metrics   40\n  \
+               dead logs              50\n  \
+               influxdb metrics       60\n  \
+               dead influxdb metrics  70\n  \
+               opentsdb metrics       80\n  \
+               dead opentsdb metrics  90\n\
              status:\n  \
                last_release_at      1795310737.5 (2026-11-22T01:25:37+0000)\n  \
                last_release_result  202 accepted 120 points\n  \

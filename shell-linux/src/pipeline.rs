@@ -66,11 +66,24 @@ pub struct Counters {
     pub cleanup_failing: bool,
     /// The last dispatch result, for `chouette status`.
     pub last_dispatch: Option<String>,
-    /// Each destination's own counters, by name (`metrics`, `logs`).
+    /// Each destination's own counters, by name (`metrics`, `logs`, `influxdb`, `opentsdb`).
     pub destinations: BTreeMap<&'static str, DestinationStats>,
+    /// Each destination's request durations in milliseconds since the last report (at most
+    /// [`MAX_LATENCIES`] each), sent as the `chouette.dispatch.request.time` histogram.
+    pub latencies: BTreeMap<&'static str, Vec<f64>>,
 }
 
+/// Most request durations kept per destination between two reports.
+pub const MAX_LATENCIES: usize = 1000;
+
 impl Counters {
+    /// Keeps `durations_ms` of requests to `destination` for the next self-metrics.
+    pub fn record_latencies(&mut self, destination: &'static str, durations_ms: &[f64]) {
+        let kept = self.latencies.entry(destination).or_default();
+        let room = MAX_LATENCIES.saturating_sub(kept.len());
+        kept.extend(durations_ms.iter().take(room));
+    }
+
     /// Adds what one committed aggregation step counted (aggregated, late, refused, orphans,
     /// wrapped).
     fn add_step(&mut self, step: &Counters) {
@@ -629,12 +642,19 @@ pub fn self_metrics(
             ("chouette.dispatch.retried", now_stats.retried, before.retried),
             ("chouette.dispatch.delivered", now_stats.delivered, before.delivered),
             ("chouette.dispatch.deadlettered", now_stats.dead, before.dead),
+            ("chouette.dispatch.points.sent", now_stats.points_sent, before.points_sent),
+            ("chouette.dispatch.points.accepted", now_stats.points_delivered, before.points_delivered),
         ];
         for (metric, a, b) in per_destination {
             let value = delta(a, b);
             if value > 0.0 {
                 push(metric, "count", value, &[("destination", name)]);
             }
+        }
+    }
+    for (name, durations) in &counters.latencies {
+        for &ms in durations {
+            push("chouette.dispatch.request.time", "histogram", ms, &[("destination", name)]);
         }
     }
     out
@@ -651,6 +671,8 @@ pub fn destination_status_fields(counters: &Counters) -> Vec<(String, String)> {
             ("retried", s.retried.to_string()),
             ("delivered", s.delivered.to_string()),
             ("deadlettered", s.dead.to_string()),
+            ("points_sent", s.points_sent.to_string()),
+            ("points_accepted", s.points_delivered.to_string()),
             ("consecutive_failures", s.consecutive_failures.to_string()),
             ("last_status", last),
         ] {
@@ -927,6 +949,8 @@ mod drain_tests {
             retried: 3 * failures,
             delivered: requests,
             dead: 0,
+            points_sent: 10 * requests,
+            points_delivered: 10 * requests,
             last_status: Some("404".into()),
             consecutive_failures: failures as u32,
         };

@@ -61,6 +61,15 @@ const NEXT_ENTRY: &[u8] = b"]}, ";
 /// Separates two points of one entry.
 const NEXT_POINT: &[u8] = b", ";
 
+/// How a payload opens, `{"series": [`: a payload is this, entries joined by
+/// [`ENTRY_SEPARATOR`], then [`PAYLOAD_CLOSE`]. An entry is what one encoder's payload holds
+/// between these (a caller that encodes each record once joins the entries itself).
+pub const PAYLOAD_OPEN: &[u8] = PREFIX;
+/// How a payload closes after its last entry, `]}`.
+pub const PAYLOAD_CLOSE: &[u8] = CLOSE_EMPTY;
+/// Between two entries of one payload, `, `.
+pub const ENTRY_SEPARATOR: &[u8] = NEXT_POINT;
+
 /// The smallest payload, `{"series": []}`: 14 bytes.
 pub const EMPTY_PAYLOAD_BYTES: usize = PREFIX.len() + CLOSE_EMPTY.len();
 

@@ -69,8 +69,8 @@ COMMANDS:
     purge     deletes matching records. Without --yes, prints what would be deleted and exits 2
 
 OPTIONS:
-    --queue Q          raw, wrapped, logs, influxdb, opentsdb or all (list: all by default; requeue and purge:
-                       required)
+    --queue Q          raw, wrapped, logs, influxdb, opentsdb or all (list: all by default;
+                       requeue and purge: required)
     --reason R         only records refused for this reason (not_json, http_400, too_large...)
     --older-than SECS  only records whose timestamp is at least SECS seconds old
     --limit N          list: records to print after the summary (default 20; 0: none)
@@ -902,7 +902,16 @@ mod tests {
     fn parses_each_command() {
         let list = run(&["list"]);
         assert_eq!(list.action, Action::List);
-        assert_eq!(list.queues, [Queue::DeadRawMetrics, Queue::DeadWrappedMetrics, Queue::DeadLogs]);
+        assert_eq!(
+            list.queues,
+            [
+                Queue::DeadRawMetrics,
+                Queue::DeadWrappedMetrics,
+                Queue::DeadLogs,
+                Queue::DeadInfluxMetrics,
+                Queue::DeadOpentsdbMetrics
+            ]
+        );
         assert_eq!(list.limit, DEFAULT_LIMIT);
         let list = run(&["list", "--queue=logs", "--reason", "http_400", "--limit", "0", "--json"]);
         assert_eq!(list.queues, [Queue::DeadLogs]);

@@ -59,6 +59,12 @@ impl Backoff {
         delay
     }
 
+    /// Waits until at least `at` before the next attempt (a `Retry-After` longer than the delay
+    /// drawn); the failure count is unchanged.
+    pub fn defer_until(&mut self, at: Instant) {
+        self.ready_at = Some(self.ready_at.map_or(at, |ready| ready.max(at)));
+    }
+
     /// Records a success: the next failure starts from the base again.
     pub fn handle_success(&mut self) {
         self.failures = 0;

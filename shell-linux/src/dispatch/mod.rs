@@ -33,10 +33,15 @@
 //! what is unsettled without counting a failure ([`Outcome::OutOfTime`]).
 
 mod backoff;
+pub mod datadog;
+pub mod gzip;
+pub mod output;
 mod settle;
 mod transport;
 
 pub use backoff::{Backoff, DEFAULT_BASE, DEFAULT_CAP, MIN_DELAY};
+pub use datadog::{DatadogLogs, DatadogSeries};
+pub use output::{Encoding, Entries, Framing, Limits, Output};
 pub use settle::{settle, Disposition, Outcome, Settler, Verdict};
 pub use transport::{
     inflate, DryRunTransport, HttpResponse, Transport, TransportError, TransportSetupError, UreqTransport,
@@ -47,11 +52,9 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use chouette_core::limits::V1_MAX_COMPRESSED_BYTES;
-use chouette_core::wire::log::{encode_log_for_intake, parse_log};
-use chouette_core::wire::series::{PushError, SeriesEncoder, SeriesLimits, EMPTY_PAYLOAD_BYTES};
-use chouette_core::wire::wrapped::{parse_wrapped, wrapped_scratch_len, MAX_POINTS};
-use chouette_core::wire::{zlib, EncodeError, ParseError};
-use chouette_core::Tag;
+use chouette_core::wire::series::{SeriesLimits, EMPTY_PAYLOAD_BYTES};
+use chouette_core::wire::wrapped::MAX_POINTS;
+use chouette_core::wire::{zlib, ParseError};
 
 use crate::config::{redact_url, Config, LogsApi, Secret};
 use crate::store::{Queue, Record};
@@ -147,34 +150,44 @@ impl DispatchConfig {
     }
 }
 
-/// One output of the agent, with its own queue, URL, backoff and counters. The next outputs
-/// (InfluxDB, OpenTSDB) are new variants: a name, a queue, an encoder and a status policy.
+/// One output of the agent, with its own outbox queue, URL, backoff and counters: the identity
+/// the loop, the status and the self-metrics know it by. Its behaviour is an [`Output`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum Destination {
     /// Wrapped metrics to `{DATADOG_URL}/v1/series`.
     Metrics,
-    /// Logs to the logs intake.
+    /// Logs to the Datadog logs intake.
     Logs,
+    /// Wrapped metrics to InfluxDB (`INFLUXDB_URL`), line protocol.
+    Influxdb,
+    /// Wrapped metrics to OpenTSDB or Apptuit (`OPENTSDB_URL`), `/api/put`.
+    Opentsdb,
 }
 
 impl Destination {
     /// Every destination, in the order the agent serves them.
-    pub const ALL: [Destination; 2] = [Destination::Metrics, Destination::Logs];
+    pub const ALL: [Destination; 4] =
+        [Destination::Metrics, Destination::Logs, Destination::Influxdb, Destination::Opentsdb];
 
-    /// `metrics`, `logs`: the `destination` tag of the self-metrics and the status fields.
+    /// `metrics`, `logs`, `influxdb`, `opentsdb`: the `destination` tag of the self-metrics and
+    /// the status fields (`metrics` and `logs` are Datadog's, named as before there were others).
     pub fn name(self) -> &'static str {
         match self {
             Destination::Metrics => "metrics",
             Destination::Logs => "logs",
+            Destination::Influxdb => "influxdb",
+            Destination::Opentsdb => "opentsdb",
         }
     }
 
-    /// The queue it sends from.
+    /// The queue it sends from (its outbox).
     pub fn queue(self) -> Queue {
         match self {
             Destination::Metrics => Queue::WrappedMetrics,
             Destination::Logs => Queue::Logs,
+            Destination::Influxdb => Queue::InfluxMetrics,
+            Destination::Opentsdb => Queue::OpentsdbMetrics,
         }
     }
 
@@ -183,13 +196,17 @@ impl Destination {
         match self {
             Destination::Metrics => "DATADOG_URL",
             Destination::Logs => "DATADOG_LOGS_URL",
+            Destination::Influxdb => "INFLUXDB_URL (and INFLUXDB_DATABASE, or INFLUXDB_ORG/INFLUXDB_BUCKET)",
+            Destination::Opentsdb => "OPENTSDB_URL",
         }
     }
 
-    fn index(self) -> usize {
+    /// The variables an operator fixes when the credentials are refused (401, 403).
+    pub fn auth_variable(self) -> &'static str {
         match self {
-            Destination::Metrics => 0,
-            Destination::Logs => 1,
+            Destination::Metrics | Destination::Logs => "API_KEY",
+            Destination::Influxdb => "INFLUXDB_USERNAME/INFLUXDB_PASSWORD or INFLUXDB_TOKEN",
+            Destination::Opentsdb => "OPENTSDB_TOKEN",
         }
     }
 }
@@ -207,6 +224,10 @@ pub struct DestinationStats {
     pub delivered: u64,
     /// Records dead-lettered.
     pub dead: u64,
+    /// Points (log entries) in every payload posted, answered or not.
+    pub points_sent: u64,
+    /// Points (log entries) the backend accepted.
+    pub points_delivered: u64,
     /// The last answer: the status code (`"202"`) or a network error label (`"timeout"`).
     pub last_status: Option<String>,
     /// Failed calls since the last success (0: healthy).
@@ -236,6 +257,10 @@ pub struct Report {
     pub outcome: Outcome,
     /// Whether the call was refused without a request because the destination is backing off.
     pub waiting: bool,
+    /// Points (or entries) in every payload posted, answered or not (`sent` self-metric).
+    pub sent_points: u64,
+    /// How long each request took, in order (the `request.time` self-metric).
+    pub latencies: Vec<std::time::Duration>,
 }
 
 impl Report {
@@ -266,6 +291,8 @@ struct Failure {
     trouble: Trouble,
     status: String,
     detail: String,
+    /// The answer's `Retry-After` (429, 503): the next attempt waits at least this long.
+    retry_after: Option<std::time::Duration>,
 }
 
 /// One destination's state: backoff, counters, and the trouble it is in (if any).
@@ -279,10 +306,9 @@ struct Outbox {
 /// State one call's `send` closure works with.
 struct Attempt<'a, T> {
     transport: &'a mut T,
-    url: &'a str,
-    api_key: Option<&'a Secret>,
+    output: &'a dyn Output,
+    headers: Vec<(&'static str, String)>,
     level: u8,
-    max_compressed: usize,
     deadline: Option<Instant>,
     report: &'a mut Report,
     failure: Option<Failure>,
@@ -290,22 +316,31 @@ struct Attempt<'a, T> {
 }
 
 impl<T: Transport> Attempt<'_, T> {
-    /// Compresses and posts `json` (holding `units` points or entries) and interprets the answer.
-    fn post(&mut self, json: &[u8], records: usize, units: u64) -> Verdict {
+    /// Compresses and posts `json` (the payload of `group`, holding `units` points or entries)
+    /// and interprets the answer.
+    fn post(&mut self, json: &[u8], group: &[usize], units_of: &[u64], entries: &Entries<'_>) -> Verdict {
+        let units: u64 = group.iter().map(|&i| units_of[i]).sum();
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
             return Verdict::Deferred;
         }
-        let body = zlib::compress(json, self.level);
-        if body.len() > self.max_compressed {
+        let encoding = self.output.encoding();
+        let body = match encoding {
+            Encoding::Deflate => zlib::compress(json, self.level),
+            Encoding::Gzip => gzip::compress(json, self.level),
+        };
+        if body.len() > self.output.limits().max_compressed {
             return Verdict::TooLarge { reason: "too_large".to_owned() };
         }
-        let mut headers = vec![("Content-Type", "application/json"), ("Content-Encoding", "deflate")];
-        if let Some(key) = self.api_key {
-            headers.push(("DD-API-KEY", key.expose()));
-        }
+        let mut headers: Vec<(&str, &str)> = vec![("Content-Encoding", encoding.header())];
+        headers.extend(self.headers.iter().map(|(k, v)| (*k, v.as_str())));
         self.report.requests += 1;
-        let url = self.url;
-        match self.transport.post(url, &headers, &body) {
+        let url = self.output.url();
+        let records = group.len();
+        let started = Instant::now();
+        let answer = self.transport.post_payload(url, &headers, &body, json);
+        self.report.latencies.push(started.elapsed());
+        self.report.sent_points += units;
+        match answer {
             Ok(response) => {
                 let status = response.status;
                 self.report.last_status = Some(status.to_string());
@@ -328,12 +363,27 @@ impl<T: Transport> Attempt<'_, T> {
                         );
                         Verdict::TooLarge { reason: "http_413".to_owned() }
                     }
-                    401 | 403 => self.fail(Trouble::Auth, status.to_string(), short(&response.body)),
+                    401 | 403 => self.fail(Trouble::Auth, &response),
                     300..=399 | 404 | 405 | 410 | 411 | 415 | 421 | 426 => {
-                        self.fail(Trouble::Endpoint, status.to_string(), short(&response.body))
+                        self.fail(Trouble::Endpoint, &response)
                     }
-                    408 | 429 => self.fail(Trouble::Unavailable, status.to_string(), short(&response.body)),
+                    408 | 429 => self.fail(Trouble::Unavailable, &response),
                     400..=499 => {
+                        if let Some(verdict) =
+                            self.output.read_refusal(status, &response.body, entries, group)
+                        {
+                            if let Verdict::Partial { dead, .. } = &verdict {
+                                self.report.delivered_bytes += body.len() as u64;
+                                let refused: u64 = dead.iter().map(|&i| units_of[i]).sum();
+                                self.report.delivered_points += units.saturating_sub(refused);
+                                log::debug!(
+                                    "status={status} url={} records={records} refused={refused} body={:?} : partial write, refused records identified",
+                                    redact_url(url),
+                                    short(&response.body)
+                                );
+                            }
+                            return verdict;
+                        }
                         log::debug!(
                             "status={status} url={} records={records} body={:?} : payload refused, isolating the offending records",
                             redact_url(url),
@@ -342,18 +392,29 @@ impl<T: Transport> Attempt<'_, T> {
                         self.last_refusal = short(&response.body);
                         Verdict::Rejected { reason: format!("http_{status}") }
                     }
-                    _ => self.fail(Trouble::Unavailable, status.to_string(), short(&response.body)),
+                    _ => self.fail(Trouble::Unavailable, &response),
                 }
             }
             Err(err) => {
                 self.report.last_status = Some(err.label().to_owned());
-                self.fail(Trouble::Unavailable, err.label().to_owned(), err.to_string())
+                self.failure = Some(Failure {
+                    trouble: Trouble::Unavailable,
+                    status: err.label().to_owned(),
+                    detail: err.to_string(),
+                    retry_after: None,
+                });
+                Verdict::Stop
             }
         }
     }
 
-    fn fail(&mut self, trouble: Trouble, status: String, detail: String) -> Verdict {
-        self.failure = Some(Failure { trouble, status, detail });
+    fn fail(&mut self, trouble: Trouble, response: &HttpResponse) -> Verdict {
+        self.failure = Some(Failure {
+            trouble,
+            status: response.status.to_string(),
+            detail: short(&response.body),
+            retry_after: response.retry_after,
+        });
         Verdict::Stop
     }
 }
@@ -372,81 +433,102 @@ pub fn parse_reason(err: &ParseError) -> String {
     }
 }
 
-/// Parses record `value` as a wrapped metric and pushes its points; `Ok(points)`.
-fn push_record(
-    enc: &mut SeriesEncoder<'_>,
-    value: &[u8],
-    scratch: &mut Vec<u8>,
-    tags: &[Tag<'_>],
-    host: Option<&str>,
-) -> Result<u64, PushError> {
-    scratch.resize(wrapped_scratch_len(value.len()), 0);
-    let Ok(rec) = parse_wrapped(value, scratch) else {
-        return Err(PushError::NonFinite);
-    };
-    // A host in the record is kept unless HOST overrides it (as the original did).
-    let host = host.or(rec.host());
-    for i in 0..rec.points().len() {
-        if let Some(point) = rec.wrapped(i) {
-            enc.push(&point, tags, host)?;
-        }
+/// The outputs `config` turns on, Datadog's two first: Datadog when `API_KEY` or `DATADOG_URL`
+/// is set (or in a dry run with nothing else configured), InfluxDB when `INFLUXDB_URL` is,
+/// OpenTSDB when `OPENTSDB_URL` is.
+pub fn outputs(config: &Config) -> Vec<Box<dyn Output>> {
+    let dispatch = DispatchConfig::from_config(config);
+    let mut out: Vec<Box<dyn Output>> = Vec::new();
+    let nothing_else = config.influxdb.is_none() && config.opentsdb.is_none();
+    if config.datadog || nothing_else {
+        out.push(Box::new(DatadogSeries::new(&dispatch)));
+        out.push(Box::new(DatadogLogs::new(&dispatch)));
     }
-    Ok(rec.points().len() as u64)
+    // OUTPUTS-PENDING
+    out
 }
 
-/// Sends queue records to the backend through a [`Transport`], with splitting, bisection and
-/// a backoff per destination (see the module docs).
+/// One output and its state.
+struct Lane {
+    output: Box<dyn Output>,
+    outbox: Outbox,
+}
+
+/// Sends outbox records to their backends through a [`Transport`], with splitting, bisection
+/// and a backoff per output (see the module docs).
 pub struct Dispatcher<T> {
     transport: T,
     config: DispatchConfig,
-    outboxes: [Outbox; 2],
-    series_buf: Vec<u8>,
-    scratch: Vec<u8>,
+    lanes: Vec<Lane>,
+    /// The entries of the call in progress, back to back.
+    entries: Vec<u8>,
+    /// The payload being posted.
+    payload: Vec<u8>,
 }
 
 impl<T: Transport> Dispatcher<T> {
-    /// A dispatcher posting through `transport`.
+    /// A dispatcher posting to Datadog (series and logs) through `transport`.
     pub fn new(transport: T, config: DispatchConfig) -> Self {
-        let outbox = |backoff| Outbox { backoff, stats: DestinationStats::default(), trouble: None };
-        Dispatcher {
-            transport,
-            config,
-            outboxes: [outbox(Backoff::default()), outbox(Backoff::default())],
-            series_buf: Vec::new(),
-            scratch: Vec::new(),
-        }
+        let outputs: Vec<Box<dyn Output>> =
+            vec![Box::new(DatadogSeries::new(&config)), Box::new(DatadogLogs::new(&config))];
+        Self::with_outputs(transport, config, outputs)
+    }
+
+    /// A dispatcher posting to `outputs` (see [`outputs`]) through `transport`.
+    pub fn with_outputs(transport: T, config: DispatchConfig, outputs: Vec<Box<dyn Output>>) -> Self {
+        let lanes = outputs
+            .into_iter()
+            .map(|output| Lane {
+                output,
+                outbox: Outbox {
+                    backoff: Backoff::default(),
+                    stats: DestinationStats::default(),
+                    trouble: None,
+                },
+            })
+            .collect();
+        Dispatcher { transport, config, lanes, entries: Vec::new(), payload: Vec::new() }
     }
 
     /// Replaces every destination's backoff (tests: a fixed seed, a short base).
     pub fn with_backoff(mut self, backoff: Backoff) -> Self {
-        for outbox in &mut self.outboxes {
-            outbox.backoff = backoff.clone();
+        for lane in &mut self.lanes {
+            lane.outbox.backoff = backoff.clone();
         }
         self
+    }
+
+    /// The destinations this dispatcher sends to, in order.
+    pub fn destinations(&self) -> Vec<Destination> {
+        self.lanes.iter().map(|lane| lane.output.destination()).collect()
+    }
+
+    fn lane(&self, destination: Destination) -> Option<&Lane> {
+        self.lanes.iter().find(|lane| lane.output.destination() == destination)
     }
 
     /// When the next request to `destination` may go; `None`: now. While it lies in the future,
     /// `send` keeps every record without a request.
     pub fn ready_at(&self, destination: Destination) -> Option<Instant> {
-        self.outboxes[destination.index()].backoff.poll_timeout().filter(|&at| at > Instant::now())
+        self.lane(destination)?.outbox.backoff.poll_timeout().filter(|&at| at > Instant::now())
     }
 
     /// `destination`'s backoff state.
+    ///
+    /// # Panics
+    /// If the dispatcher does not send to `destination`.
     pub fn backoff(&self, destination: Destination) -> &Backoff {
-        &self.outboxes[destination.index()].backoff
+        &self.lane(destination).expect("a destination of this dispatcher").outbox.backoff
     }
 
-    /// `destination`'s counters since the dispatcher was made.
-    pub fn stats(&self, destination: Destination) -> &DestinationStats {
-        &self.outboxes[destination.index()].stats
+    /// `destination`'s counters since the dispatcher was made (zero for one it does not send to).
+    pub fn stats(&self, destination: Destination) -> DestinationStats {
+        self.lane(destination).map(|lane| lane.outbox.stats.clone()).unwrap_or_default()
     }
 
-    /// The URL `destination` posts to.
+    /// The URL `destination` posts to (empty for one it does not send to).
     pub fn url(&self, destination: Destination) -> &str {
-        match destination {
-            Destination::Metrics => &self.config.series_url,
-            Destination::Logs => &self.config.logs_url,
-        }
+        self.lane(destination).map_or("", |lane| lane.output.url())
     }
 
     /// The configuration.
@@ -491,6 +573,7 @@ impl<T: Transport> Dispatcher<T> {
     }
 
     /// [`Dispatcher::send_until`] at an explicit `now` (the backoff clock), deadline optional.
+    /// A destination this dispatcher does not send to keeps everything.
     pub fn send_at(
         &mut self,
         destination: Destination,
@@ -498,189 +581,103 @@ impl<T: Transport> Dispatcher<T> {
         deadline: Option<Instant>,
         records: &[Record],
     ) -> Report {
-        if self.outboxes[destination.index()].backoff.is_waiting(now) {
+        let Some(index) = self.lanes.iter().position(|lane| lane.output.destination() == destination) else {
+            return Report::all_kept(records.len());
+        };
+        if self.lanes[index].outbox.backoff.is_waiting(now) {
             let report = Report::all_kept(records.len());
-            self.outboxes[destination.index()].stats.retried += report.retried;
+            self.lanes[index].outbox.stats.retried += report.retried;
             return report;
         }
-        match destination {
-            Destination::Metrics => self.metrics_call(now, deadline, records),
-            Destination::Logs => self.logs_call(now, deadline, records),
-        }
+        self.call(index, now, deadline, records)
     }
 
-    fn metrics_call(&mut self, now: Instant, deadline: Option<Instant>, records: &[Record]) -> Report {
+    /// One call: encode each record once, plan payloads within the limits, settle them.
+    fn call(&mut self, index: usize, now: Instant, deadline: Option<Instant>, records: &[Record]) -> Report {
+        let Dispatcher { transport, config, lanes, entries, payload } = self;
+        let Lane { output, outbox } = &mut lanes[index];
         let mut out: Vec<Option<Disposition>> = vec![None; records.len()];
+        let mut spans = vec![0..0; records.len()];
+        let mut units = vec![0u64; records.len()];
         let mut valid = Vec::with_capacity(records.len());
-        for (i, r) in records.iter().enumerate() {
-            let Some(value) = &r.value else {
+        let limits = output.limits();
+        let framing = output.framing();
+        let room = limits.max_bytes.saturating_sub(framing.open.len() + framing.close.len());
+        entries.clear();
+        for (i, record) in records.iter().enumerate() {
+            let Some(value) = &record.value else {
                 out[i] = Some(dead("orphan"));
                 continue;
             };
-            self.scratch.resize(wrapped_scratch_len(value.len()), 0);
-            match parse_wrapped(value, &mut self.scratch) {
-                Ok(_) => valid.push(i),
-                Err(e) => out[i] = Some(dead(&parse_reason(&e))),
-            }
-        }
-        let limits = self.config.series_limits();
-        if self.series_buf.len() < limits.max_payload_bytes {
-            self.series_buf = vec![0; limits.max_payload_bytes];
-        }
-        let Dispatcher { transport, config, outboxes, series_buf, scratch } = self;
-        let tags: Vec<Tag<'_>> = config.global_tags.iter().map(|t| Tag::parse(t)).collect();
-        let host = config.host.as_deref();
-        let value = |i: usize| records[i].value.as_deref().unwrap_or_default();
-
-        // Plan: cut the valid records into payloads within the limits.
-        let mut chunks = Vec::new();
-        let mut pos = 0;
-        while pos < valid.len() {
-            let mut enc = SeriesEncoder::new(series_buf, limits);
-            let mut chunk = Vec::new();
-            while let Some(&i) = valid.get(pos) {
-                match push_record(&mut enc, value(i), scratch, &tags, host) {
-                    Ok(_) => {
-                        chunk.push(i);
-                        pos += 1;
-                    }
-                    Err(PushError::Full) if !chunk.is_empty() => break,
-                    Err(e) => {
-                        out[i] = Some(dead(match e {
-                            PushError::NonFinite => "non_finite",
-                            _ => "too_large",
-                        }));
-                        pos += 1;
-                        break;
-                    }
-                }
-            }
-            if !chunk.is_empty() {
-                chunks.push(chunk);
-            }
-        }
-
-        let mut report = Report::default();
-        let mut attempt = Attempt {
-            transport,
-            url: &config.series_url,
-            api_key: config.api_key.as_ref(),
-            level: config.compression_level,
-            max_compressed: config.series_max_compressed_bytes,
-            deadline,
-            report: &mut report,
-            failure: None,
-            last_refusal: String::new(),
-        };
-        let mut send = |group: &[usize]| {
-            let mut enc = SeriesEncoder::new(series_buf, limits);
-            let mut units = 0;
-            for &i in group {
-                match push_record(&mut enc, value(i), scratch, &tags, host) {
-                    Ok(n) => units += n,
-                    Err(_) => return Verdict::TooLarge { reason: "too_large".to_owned() },
-                }
-            }
-            match enc.finish() {
-                Ok(payload) => attempt.post(payload.bytes(), group.len(), units),
-                Err(_) => Verdict::TooLarge { reason: "too_large".to_owned() },
-            }
-        };
-        let outcome = settle_chunks(&chunks, &mut send, &mut out);
-        let (failure, refusal) = (attempt.failure, attempt.last_refusal);
-        let call =
-            Call { destination: Destination::Metrics, url: &config.series_url, outcome, failure, refusal };
-        finish(now, &mut outboxes[Destination::Metrics.index()], call, out, report)
-    }
-
-    fn logs_call(&mut self, now: Instant, deadline: Option<Instant>, records: &[Record]) -> Report {
-        let config = &self.config;
-        let tags: Vec<Tag<'_>> = config.global_tags.iter().map(|t| Tag::parse(t)).collect();
-        let host = config.host.as_deref();
-        let mut out: Vec<Option<Disposition>> = vec![None; records.len()];
-        let mut encoded: Vec<Vec<u8>> = vec![Vec::new(); records.len()];
-        let mut valid = Vec::with_capacity(records.len());
-        for (i, r) in records.iter().enumerate() {
-            let Some(value) = &r.value else {
-                out[i] = Some(dead("orphan"));
-                continue;
-            };
-            let rec = match parse_log(value) {
-                Ok(rec) => rec,
-                Err(e) => {
-                    out[i] = Some(dead(&parse_reason(&e)));
-                    continue;
-                }
-            };
-            let extra: usize = tags.iter().map(|t| t.encoded_len() + 1).sum();
-            let mut buf = vec![0u8; value.len() + extra + host.map_or(0, |h| 6 * h.len()) + 64];
-            let written = loop {
-                match encode_log_for_intake(&rec, &tags, host, &mut buf) {
-                    Ok(n) => break Some(n),
-                    Err(EncodeError::BufferTooSmall { required }) if required > buf.len() => {
-                        buf.resize(required, 0)
-                    }
-                    Err(_) => break None,
-                }
-            };
-            match written {
-                Some(n) if n <= config.log_max_entry_bytes => {
-                    buf.truncate(n);
-                    encoded[i] = buf;
+            let start = entries.len();
+            match output.encode(value, entries) {
+                Ok(n) if entries.len() - start <= room => {
+                    spans[i] = start..entries.len();
+                    units[i] = n;
                     valid.push(i);
                 }
-                Some(_) => out[i] = Some(dead("log_too_large")),
-                None => out[i] = Some(dead("encode_failed")),
+                Ok(_) => {
+                    entries.truncate(start);
+                    out[i] = Some(dead("too_large"));
+                }
+                Err(reason) => {
+                    entries.truncate(start);
+                    out[i] = Some(dead(&reason));
+                }
             }
         }
 
-        // Plan: at most `logs_max_entries` per payload and `logs_max_bytes` in all.
+        // Plan: cut the encoded records into payloads within the limits.
         let mut chunks: Vec<Vec<usize>> = Vec::new();
         let mut chunk = Vec::new();
-        let mut bytes = 2;
+        let (mut bytes, mut chunk_units) = (0usize, 0u64);
         for &i in &valid {
-            let len = encoded[i].len() + 2;
+            let len = spans[i].len() + framing.separator.len();
             if !chunk.is_empty()
-                && (chunk.len() >= config.logs_max_entries.max(1) || bytes + len > config.logs_max_bytes)
+                && (chunk_units + units[i] > limits.max_units.max(1)
+                    || bytes + len > room + framing.separator.len())
             {
                 chunks.push(std::mem::take(&mut chunk));
-                bytes = 2;
+                (bytes, chunk_units) = (0, 0);
             }
             chunk.push(i);
             bytes += len;
+            chunk_units += units[i];
         }
         if !chunk.is_empty() {
             chunks.push(chunk);
         }
 
+        let output: &dyn Output = &**output;
+        let destination = output.destination();
         let mut report = Report::default();
+        let entries = Entries { bytes: entries, spans: &spans };
         let mut attempt = Attempt {
-            transport: &mut self.transport,
-            url: &config.logs_url,
-            api_key: config.api_key.as_ref(),
+            transport,
+            output,
+            headers: output.headers(),
             level: config.compression_level,
-            max_compressed: config.logs_max_bytes,
             deadline,
             report: &mut report,
             failure: None,
             last_refusal: String::new(),
         };
         let mut send = |group: &[usize]| {
-            let mut json = Vec::with_capacity(group.iter().map(|&i| encoded[i].len() + 2).sum());
-            json.push(b'[');
+            payload.clear();
+            payload.extend_from_slice(framing.open);
             for (k, &i) in group.iter().enumerate() {
                 if k > 0 {
-                    json.extend_from_slice(b", ");
+                    payload.extend_from_slice(framing.separator);
                 }
-                json.extend_from_slice(&encoded[i]);
+                payload.extend_from_slice(entries.get(i));
             }
-            json.push(b']');
-            attempt.post(&json, group.len(), group.len() as u64)
+            payload.extend_from_slice(framing.close);
+            attempt.post(payload, group, &units, &entries)
         };
         let outcome = settle_chunks(&chunks, &mut send, &mut out);
         let (failure, refusal) = (attempt.failure, attempt.last_refusal);
-        let call = Call { destination: Destination::Logs, url: &config.logs_url, outcome, failure, refusal };
-        finish(now, &mut self.outboxes[Destination::Logs.index()], call, out, report)
+        let call = Call { destination, url: output.url(), outcome, failure, refusal };
+        finish(now, outbox, call, out, report)
     }
 }
 
@@ -750,6 +747,7 @@ fn finish(
             trouble: Trouble::Endpoint,
             status: reason.trim_start_matches("http_").to_owned(),
             detail: refusal,
+            retry_after: None,
         }),
         Outcome::Stopped => failure,
         Outcome::Settled | Outcome::OutOfTime => None,
@@ -765,6 +763,8 @@ fn finish(
     stats.retried += report.retried;
     stats.delivered += delivered;
     stats.dead += report.dead;
+    stats.points_sent += report.sent_points;
+    stats.points_delivered += report.delivered_points;
     if report.last_status.is_some() {
         stats.last_status = report.last_status.clone();
     }
@@ -781,9 +781,14 @@ fn finish(
         outbox.backoff.handle_success();
     }
     match failure {
-        Some(Failure { trouble, status, detail }) => {
+        Some(Failure { trouble, status, detail, retry_after }) => {
             outbox.stats.failures += 1;
-            let delay = outbox.backoff.handle_failure(now).as_secs_f64();
+            let mut delay = outbox.backoff.handle_failure(now);
+            if let Some(wait) = retry_after.filter(|&wait| wait > delay) {
+                outbox.backoff.defer_until(now + wait);
+                delay = wait;
+            }
+            let delay = delay.as_secs_f64();
             let first = outbox.trouble != Some(trouble);
             outbox.trouble = Some(trouble);
             let level = match (first, trouble) {
@@ -794,7 +799,9 @@ fn finish(
             match trouble {
                 Trouble::Auth => log::log!(
                     level,
-                    "status={status} url={url} kept={kept} body={detail:?} : the intake refused the API key: check API_KEY; data kept, retrying in {delay:.1} s"
+                    "status={status} url={url} kept={kept} body={detail:?} : the {} endpoint refused the credentials: check {}; data kept, retrying in {delay:.1} s",
+                    destination.name(),
+                    destination.auth_variable()
                 ),
                 Trouble::Endpoint => log::log!(
                     level,

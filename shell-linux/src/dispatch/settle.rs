@@ -56,6 +56,15 @@ pub enum Verdict {
         /// Dead-letter reason for an offender (`http_400`).
         reason: String,
     },
+    /// Part of the subset was stored and part refused, and the answer says which (InfluxDB's
+    /// `partial write`, OpenTSDB's `?details`): the records in `dead` are dead with `reason`,
+    /// the rest of the subset is delivered. Never resent.
+    Partial {
+        /// The refused records (indices, a subset of the group sent).
+        dead: Vec<usize>,
+        /// Dead-letter reason for them (`influxdb_unable_to_parse`, `opentsdb_refused`...).
+        reason: String,
+    },
     /// Retry later (or fix the configuration): keep everything not yet settled.
     Stop,
     /// Not sent: the time budget is spent. Keep everything not yet settled; not a failure.
@@ -123,8 +132,10 @@ impl Settler {
         if verdict != Verdict::Deferred {
             self.requests += 1;
         }
-        if verdict == Verdict::Delivered {
-            self.accepted = true;
+        match &verdict {
+            Verdict::Delivered => self.accepted = true,
+            Verdict::Partial { dead, .. } if group.iter().any(|i| !dead.contains(i)) => self.accepted = true,
+            _ => {}
         }
         verdict
     }
@@ -152,6 +163,15 @@ impl Settler {
     {
         match verdict {
             Verdict::Delivered => mark(group, Disposition::Delivered, out),
+            Verdict::Partial { dead, reason } => {
+                for &i in group {
+                    out[i] = Some(if dead.contains(&i) {
+                        Disposition::Dead { reason: reason.clone() }
+                    } else {
+                        Disposition::Delivered
+                    });
+                }
+            }
             Verdict::Stop => self.halt_with(Outcome::Stopped, group, out),
             Verdict::Deferred => self.halt_with(Outcome::OutOfTime, group, out),
             Verdict::TooLarge { reason } if group.len() == 1 => {

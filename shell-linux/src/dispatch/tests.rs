@@ -32,7 +32,7 @@ where
         self.headers.push(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
         let status = (self.answer)(&json)?;
         self.bodies.push(json);
-        Ok(HttpResponse { status, body: String::new() })
+        Ok(HttpResponse::new(status, String::new()))
     }
 }
 

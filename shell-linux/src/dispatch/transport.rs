@@ -20,6 +20,15 @@ pub struct HttpResponse {
     pub status: u16,
     /// The response body, lossily decoded and truncated to [`MAX_RESPONSE_BODY_BYTES`].
     pub body: String,
+    /// `Retry-After` in seconds, when the answer has one (429, 503).
+    pub retry_after: Option<Duration>,
+}
+
+impl HttpResponse {
+    /// An answer with `status` and `body`, no `Retry-After`.
+    pub fn new(status: u16, body: impl Into<String>) -> Self {
+        HttpResponse { status, body: body.into(), retry_after: None }
+    }
 }
 
 /// Why a POST got no HTTP answer. Every variant names the URL (which never holds the API key).
@@ -84,6 +93,19 @@ pub trait Transport: Send {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<HttpResponse, TransportError>;
+
+    /// Posts `body`, the compressed form of `plain`: what the dispatcher calls. The dry run
+    /// prints `plain` instead of inflating `body` again; others post `body`.
+    fn post_payload(
+        &mut self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        plain: &[u8],
+    ) -> Result<HttpResponse, TransportError> {
+        let _ = plain;
+        self.post(url, headers, body)
+    }
 }
 
 /// A boxed transport is a transport (the agent picks ureq or the dry run at startup).
@@ -95,6 +117,16 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
         body: &[u8],
     ) -> Result<HttpResponse, TransportError> {
         (**self).post(url, headers, body)
+    }
+
+    fn post_payload(
+        &mut self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        plain: &[u8],
+    ) -> Result<HttpResponse, TransportError> {
+        (**self).post_payload(url, headers, body, plain)
     }
 }
 
@@ -248,7 +280,11 @@ impl Transport for UreqTransport {
         match request.send_bytes(body) {
             Ok(response) | Err(ureq::Error::Status(_, response)) => {
                 let status = response.status();
-                Ok(HttpResponse { status, body: read_body(response) })
+                let retry_after = response
+                    .header("Retry-After")
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(|secs| Duration::from_secs(secs.min(3600)));
+                Ok(HttpResponse { status, body: read_body(response), retry_after })
             }
             Err(ureq::Error::Transport(t)) => Err(classify(url, &t)),
         }
@@ -377,22 +413,42 @@ impl<W: Write + Send> Transport for DryRunTransport<W> {
     fn post(
         &mut self,
         url: &str,
-        _headers: &[(&str, &str)],
+        headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<HttpResponse, TransportError> {
         let other = |detail: String| TransportError::Other { url: url.to_owned(), detail };
-        let json = inflate(body).map_err(|e| other(e.to_string()))?;
-        let json = String::from_utf8_lossy(&json);
+        let json = match headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("Content-Encoding")) {
+            Some((_, "gzip")) => crate::dispatch::gzip::decompress(body).map_err(other)?,
+            _ => inflate(body).map_err(|e| other(e.to_string()))?,
+        };
+        self.post_payload(url, headers, body, &json)
+    }
+
+    fn post_payload(
+        &mut self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        plain: &[u8],
+    ) -> Result<HttpResponse, TransportError> {
+        let other = |detail: String| TransportError::Other { url: url.to_owned(), detail };
+        let json = String::from_utf8_lossy(plain);
         let shown = crate::config::redact_url(url);
         let _ = writeln!(self.out, "# dry run: POST {shown} ({} bytes compressed)", body.len());
-        let rendered = if json.trim_start().starts_with('[') {
-            render_logs(&json, &mut self.out)
+        let content_type =
+            headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("Content-Type")).map(|(_, v)| *v);
+        if content_type.is_some_and(|t| t.starts_with("text/plain")) {
+            // Line protocol: already one point per line.
+            let _ = self.out.write_all(json.as_bytes());
+        } else if url.contains("/api/put") {
+            let _ = writeln!(self.out, "{json}");
+        } else if json.trim_start().starts_with('[') {
+            render_logs(&json, &mut self.out).map_err(|e| other(e.to_string()))?;
         } else {
-            render_series(&json, &mut self.out)
-        };
-        rendered.map_err(|e| other(e.to_string()))?;
+            render_series(&json, &mut self.out).map_err(|e| other(e.to_string()))?;
+        }
         let _ = self.out.flush();
-        Ok(HttpResponse { status: 202, body: "{\"status\":\"ok\"}".to_owned() })
+        Ok(HttpResponse::new(202, "{\"status\":\"ok\"}"))
     }
 }
 
