@@ -104,10 +104,10 @@ fn write_lines(
     w.finish()
 }
 
-/// Whole seconds, rounded down (timestamps are non-negative; anything below 0 gives 0).
-fn whole_seconds(ts: f64) -> u64 {
-    // `as` saturates: negative gives 0, above u64::MAX gives u64::MAX.
-    ts.floor() as u64
+/// Whole seconds, rounded down: `as` truncates toward zero, which is rounding down for the
+/// non-negative timestamps the parsers accept, and saturates (a negative one would give 0).
+pub(crate) fn whole_seconds(ts: f64) -> u64 {
+    ts as u64
 }
 
 /// The characters a tag key or value stands for once written, before escaping: newlines become

@@ -35,6 +35,7 @@
 
 use core::cmp::Ordering;
 
+use super::line::whole_seconds;
 use super::series::write_number;
 use super::tagset::{effective_host, for_each_sorted};
 use super::wrapped::WrappedRecord;
@@ -165,8 +166,7 @@ fn write_points(
         w.bytes(b"{\"metric\": \"");
         sanitize.write(&mut w, name);
         w.bytes(b"\", \"timestamp\": ");
-        // `as` saturates: a negative timestamp (refused by the parsers) would give 0.
-        w.u64(timestamp.0.floor() as u64);
+        w.u64(whole_seconds(timestamp.0));
         w.bytes(b", \"value\": ");
         write_number(&mut w, value);
         w.bytes(b", \"tags\": {");
