@@ -44,9 +44,8 @@ pub extern "C" fn chouette_probe(now: f64, value: f64, out: *mut u8, out_len: us
 /// Parses one wrapped record and writes it as InfluxDB lines then OpenTSDB objects into a stack
 /// buffer; returns the bytes written (0 on any error).
 #[no_mangle]
-pub extern "C" fn chouette_probe_outputs(record: *const u8, record_len: usize) -> usize {
+pub extern "C" fn chouette_probe_outputs() -> usize {
     use chouette_core::wire::{line, opentsdb, wrapped};
-    let _ = (record, record_len);
     let input = br#"{"metric": "probe", "tags": ["a:b"], "points": [[1, 2.5]], "type": "gauge"}"#;
     let mut scratch = [0u8; 128];
     let Ok(rec) = wrapped::parse_wrapped(input, &mut scratch) else { return 0 };
