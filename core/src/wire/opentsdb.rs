@@ -230,6 +230,10 @@ mod tests {
             assert_eq!(Sanitize::parse(mode.as_str()), Some(mode));
         }
         assert_eq!(Sanitize::parse("Apptuit"), None);
+        // The one known difference (module docs): a combining mark Unicode counts as alphabetic
+        // is kept here; apptuit-py (Python's `\w`) replaces it. Other combining marks agree.
+        assert_eq!(sanitized(Sanitize::Apptuit, "\u{93e}").as_str(), "\u{93e}"); // apptuit-py: "_"
+        assert_eq!(sanitized(Sanitize::Apptuit, "x\u{301}y").as_str(), "x_y"); // apptuit-py: "x_y"
         assert_eq!(Sanitize::default(), Sanitize::None);
     }
 
