@@ -217,7 +217,7 @@ fn opentsdb_points_read_back_exactly_from_victoria_metrics() {
             Sanitize::None,
         ),
         (
-            serde_json::json!({"metric": "Température salle", "type": "gauge", "tags": ["zone é:a b", "9lives:y"], "points": [[1795310771, 19.25]]}),
+            serde_json::json!({"metric": "Température salle", "type": "gauge", "tags": ["zone é:a b", "9lives:y", "x  __y:z"], "points": [[1795310771, 19.25]]}),
             None,
             Sanitize::Apptuit,
         ),
@@ -239,7 +239,7 @@ fn opentsdb_points_read_back_exactly_from_victoria_metrics() {
     let _ = ureq::post(&url).set("Content-Type", "application/json").send_bytes(&body);
 
     let want: BTreeMap<String, Vec<(i64, f64)>> = [
-        ("__name__=Température_salle,env=test,zone_é=a b,9lives=y", vec![(1795310771000, 19.25)]),
+        ("__name__=Température_salle,env=test,zone_é=a b,9lives=y,x_y=z", vec![(1795310771000, 19.25)]),
         ("__name__=_9_proc_cpu,a_b=c,env=test,host=tag", vec![(1795310772000, 4.0)]),
         (
             "__name__=req.95percentile,env=test,ep=a,host=myhost,quote=say \"hi\",uni=日本 é",
