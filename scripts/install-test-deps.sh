@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the integration tests run against: a real Redis and a real VictoriaMetrics
-# (Debian packages), and the original Python client from PyPI (to write records exactly as
-# existing apps do). Tests start their own servers on free loopback ports and stop them.
+# Installs what the integration tests run against: a real Redis, a real VictoriaMetrics and a real
+# InfluxDB 1.6 (Debian packages), and the original Python client from PyPI (to write records
+# exactly as existing apps do). Tests start their own servers on free loopback ports and stop them.
 set -euo pipefail
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
@@ -15,7 +15,21 @@ fi
 if command -v systemctl >/dev/null && systemctl is-active --quiet redis-server 2>/dev/null; then
   systemctl stop redis-server || true
 fi
+# InfluxDB 1.6 (Debian's `influxdb`) is the strict line-protocol oracle. It is not installed as a
+# service: its package is unpacked into a cache directory, and the tests find `influxd` there
+# (or wherever CHOUETTE_INFLUXD points, or on the PATH).
+influx_dir="${XDG_CACHE_HOME:-$HOME/.cache}/chouette/influxdb"
+if [ -z "${CHOUETTE_INFLUXD:-}" ] && ! command -v influxd >/dev/null && [ ! -x "$influx_dir/usr/bin/influxd" ]; then
+  download=$(mktemp -d)
+  (cd "$download" && apt-get download -q influxdb >/dev/null 2>&1) \
+    || { if [ "$(id -u)" = 0 ]; then apt-get update -q >/dev/null; else sudo apt-get update -q >/dev/null; fi
+         (cd "$download" && apt-get download -q influxdb >/dev/null 2>&1); }
+  mkdir -p "$influx_dir"
+  dpkg -x "$download"/influxdb_*.deb "$influx_dir"
+  rm -rf "$download"
+fi
 python3 -c 'import chouette_iot_client' 2>/dev/null \
   || python3 -m pip install -q 'chouette-iot-client==0.0.1' 'redis>=3.5' \
   || echo "note: could not install the Python chouette-iot-client; the test that uses it will fail"
-echo "test dependencies: redis-server $(redis-server --version | awk '{print $3}'), victoria-metrics, chouette-iot-client"
+influxd_path="${CHOUETTE_INFLUXD:-$(command -v influxd || echo "$influx_dir/usr/bin/influxd")}"
+echo "test dependencies: redis-server $(redis-server --version | awk '{print $3}'), victoria-metrics, influxd $("$influxd_path" version 2>/dev/null | awk '{print $2}') ($influxd_path), chouette-iot-client"

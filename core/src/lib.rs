@@ -11,7 +11,7 @@
 //! - [`sketch`]: the relative-error quantile sketch and the exact-then-HyperLogLog set counter.
 //! - [`aggregate`]: the flush-bucket aggregator, and [`wrap`]: Datadog and simple wrapper math.
 //! - [`wire`]: the original client's raw JSON, the wrapped JSON, log records, Datadog v1 series
-//!   payloads, zlib.
+//!   payloads, InfluxDB line protocol, OpenTSDB `/api/put` JSON, zlib.
 
 #[cfg(feature = "alloc")]
 extern crate alloc;

@@ -40,3 +40,19 @@ pub extern "C" fn chouette_probe(now: f64, value: f64, out: *mut u8, out_len: us
     }
     writer.finish().unwrap_or(0)
 }
+
+/// Parses one wrapped record and writes it as InfluxDB lines then OpenTSDB objects into a stack
+/// buffer; returns the bytes written (0 on any error).
+#[no_mangle]
+pub extern "C" fn chouette_probe_outputs() -> usize {
+    use chouette_core::wire::{line, opentsdb, wrapped};
+    let input = br#"{"metric": "probe", "tags": ["a:b"], "points": [[1, 2.5]], "type": "gauge"}"#;
+    let mut scratch = [0u8; 128];
+    let Ok(rec) = wrapped::parse_wrapped(input, &mut scratch) else { return 0 };
+    let mut buf = [0u8; 256];
+    let extra = [Tag::new("env", "probe")];
+    let lines = line::encode_lines(&rec, &extra, Some("h"), &mut buf).unwrap_or(0);
+    let points =
+        opentsdb::encode_points(&rec, &extra, None, opentsdb::Sanitize::Apptuit, &mut buf[lines..]).unwrap_or(0);
+    lines + points
+}

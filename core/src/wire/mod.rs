@@ -7,11 +7,16 @@
 //! - [`raw`]: the original client's raw-metric JSON.
 //! - [`wrapped`]: the wrapped-metric JSON the original agent stores.
 //! - [`log`]: log records, and their encoding for the logs intake.
+//! - [`line`]: InfluxDB line protocol, one line per point of a wrapped record.
+//! - [`opentsdb`]: OpenTSDB `/api/put` JSON objects, with Apptuit's name sanitizing.
 
 pub mod json;
+pub mod line;
 pub mod log;
+pub mod opentsdb;
 pub mod raw;
 pub mod series;
+mod tagset;
 pub mod wrapped;
 pub mod write;
 pub mod zlib;
@@ -234,6 +239,21 @@ pub enum EncodeError {
         /// The configured limit.
         limit: usize,
     },
+    /// The point would carry no tag, and the format requires one (OpenTSDB).
+    NoTags,
+}
+
+impl EncodeError {
+    /// A short, stable label for counting refusals (a self-metric tag value, a dead-letter
+    /// reason).
+    pub const fn reason(&self) -> &'static str {
+        match self {
+            EncodeError::BufferTooSmall { .. } => "buffer_too_small",
+            EncodeError::NonFinite => "non_finite",
+            EncodeError::EntryTooLarge { .. } => "entry_too_large",
+            EncodeError::NoTags => "no_tags",
+        }
+    }
 }
 
 impl fmt::Display for EncodeError {
@@ -246,6 +266,7 @@ impl fmt::Display for EncodeError {
             EncodeError::EntryTooLarge { required, limit } => {
                 write!(f, "one entry needs {required} bytes, over the payload limit of {limit}")
             }
+            EncodeError::NoTags => f.write_str("point has no tag, and the format requires one"),
         }
     }
 }

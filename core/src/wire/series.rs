@@ -566,7 +566,7 @@ const POW10: [f64; 10] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
 /// notation (`1e-4 <= |v| < 1e16`); `n < 2^49` keeps `n` unique, so it is also the closest.
 /// Anything else goes to [`Writer::f64`]. A unit test compares both on many values.
 #[inline]
-fn write_number(w: &mut Writer<'_>, value: f64) {
+pub(crate) fn write_number(w: &mut Writer<'_>, value: f64) {
     const EXACT_INT: f64 = 9_007_199_254_740_992.0; // 2^53
     const UNIQUE: f64 = 562_949_953_421_312.0; // 2^49
     let abs = value.abs();

@@ -2,6 +2,8 @@
 //!
 //! `redis-server` and `victoria-metrics` must be on the PATH (CI installs the Debian packages
 //! `redis-server` and `victoria-metrics`; `scripts/install-test-deps.sh` does it by hand).
+//! `influxd` (InfluxDB 1.6, Debian's `influxdb` unpacked by `scripts/install-test-deps.sh`) is
+//! found through `CHOUETTE_INFLUXD`, the PATH, or that script's cache directory.
 #![allow(dead_code)]
 
 use std::net::{TcpListener, TcpStream};
@@ -170,12 +172,18 @@ impl Drop for RedisServer {
 /// `POST /datadog/api/v1/series`; point `DATADOG_URL` at [`VictoriaMetrics::datadog_url`].
 pub struct VictoriaMetrics {
     pub port: u16,
+    /// The OpenTSDB HTTP listener's port, when started with [`VictoriaMetrics::start_with_opentsdb`].
+    pub opentsdb_port: Option<u16>,
     child: Child,
     dir: PathBuf,
 }
 
 impl VictoriaMetrics {
     pub fn start() -> VictoriaMetrics {
+        Self::spawn(&[])
+    }
+
+    fn spawn(extra_args: &[String]) -> VictoriaMetrics {
         let port = free_port();
         let dir = scratch_dir("vm");
         let mut child = Command::new("victoria-metrics")
@@ -187,12 +195,13 @@ impl VictoriaMetrics {
             // re-sent after a crash is then idempotent, which the kill -9 test relies on.
             .arg("-dedup.minScrapeInterval=1ms")
             .arg("-loggerLevel=ERROR")
+            .args(extra_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start victoria-metrics (install the Debian package victoria-metrics)");
         wait_for_port(port, "victoria-metrics", &mut child);
-        VictoriaMetrics { port, child, dir }
+        VictoriaMetrics { port, opentsdb_port: None, child, dir }
     }
 
     /// The `DATADOG_URL` that makes the agent post to this server.
@@ -210,6 +219,25 @@ impl VictoriaMetrics {
     pub fn export(&self, selector: &str) -> String {
         self.flush();
         http_get(self.port, &format!("/api/v1/export?match[]={}", percent_encode(selector)))
+    }
+}
+
+impl VictoriaMetrics {
+    /// Like [`VictoriaMetrics::start`], with the OpenTSDB HTTP listener (`POST /api/put`) on a
+    /// second free loopback port, [`VictoriaMetrics::opentsdb_url`]. VictoriaMetrics answers 204
+    /// even to junk there: assert on [`VictoriaMetrics::export`], never on the status.
+    pub fn start_with_opentsdb() -> VictoriaMetrics {
+        let opentsdb_port = free_port();
+        let mut vm = Self::spawn(&[format!("-opentsdbHTTPListenAddr=127.0.0.1:{opentsdb_port}")]);
+        wait_for_port(opentsdb_port, "victoria-metrics opentsdb listener", &mut vm.child);
+        vm.opentsdb_port = Some(opentsdb_port);
+        vm
+    }
+
+    /// `http://127.0.0.1:<port>` of the OpenTSDB listener (post to `/api/put`), if started with
+    /// [`VictoriaMetrics::start_with_opentsdb`].
+    pub fn opentsdb_url(&self) -> Option<String> {
+        self.opentsdb_port.map(|port| format!("http://127.0.0.1:{port}"))
     }
 }
 
@@ -364,5 +392,142 @@ impl VictoriaMetrics {
             out.insert(key, points);
         }
         out
+    }
+}
+
+/// Where `influxd` is: `CHOUETTE_INFLUXD`, else `influxd` on the PATH, else where
+/// `scripts/install-test-deps.sh` unpacks Debian's package.
+pub fn influxd_path() -> PathBuf {
+    if let Some(path) = std::env::var_os("CHOUETTE_INFLUXD") {
+        return PathBuf::from(path);
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        if let Some(found) = std::env::split_paths(&paths).map(|d| d.join("influxd")).find(|p| p.is_file()) {
+            return found;
+        }
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/nonexistent"));
+    cache.join("chouette/influxdb/usr/bin/influxd")
+}
+
+/// A real InfluxDB 1.6 (`influxd`) on free loopback ports (HTTP and the meta/RPC bind address),
+/// with its meta, data and WAL in a scratch directory, usage reporting off; killed on drop.
+/// Its write API is `POST {url}/write?db=..&precision=s`.
+pub struct InfluxServer {
+    pub port: u16,
+    child: Child,
+    dir: PathBuf,
+}
+
+impl InfluxServer {
+    pub fn start() -> InfluxServer {
+        let port = free_port();
+        let rpc_port = free_port();
+        let dir = scratch_dir("influxdb");
+        let config = format!(
+            r#"reporting-disabled = true
+bind-address = "127.0.0.1:{rpc_port}"
+[meta]
+  dir = "{dir}/meta"
+[data]
+  dir = "{dir}/data"
+  wal-dir = "{dir}/wal"
+  query-log-enabled = false
+[monitor]
+  store-enabled = false
+[continuous_queries]
+  enabled = false
+[http]
+  bind-address = "127.0.0.1:{port}"
+  log-enabled = false
+[logging]
+  level = "warn"
+"#,
+            dir = dir.display()
+        );
+        let config_path = dir.join("influxdb.conf");
+        std::fs::write(&config_path, config).expect("write influxdb.conf");
+        let influxd = influxd_path();
+        let mut child = Command::new(&influxd)
+            .arg("-config")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(dir.join("influxd.log"))
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::null()),
+            )
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "start {} ({e}): run scripts/install-test-deps.sh or set CHOUETTE_INFLUXD",
+                    influxd.display()
+                )
+            });
+        wait_for_port(port, "influxd", &mut child);
+        let server = InfluxServer { port, child, dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match ureq::get(&format!("{}/ping", server.url())).call() {
+                Ok(response) if response.status() == 204 => break,
+                other => assert!(
+                    Instant::now() < deadline,
+                    "influxd /ping did not answer 204 within 30 s: {other:?}"
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `CREATE DATABASE <name>` (a no-op if it exists).
+    pub fn create_database(&self, name: &str) {
+        let q = format!("CREATE DATABASE \"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""));
+        let response =
+            ureq::post(&format!("{}/query", self.url())).send_form(&[("q", &q)]).expect("create database");
+        assert_eq!(response.status(), 200, "CREATE DATABASE {name}");
+    }
+
+    /// `GET /query?db=<db>&q=<q>&epoch=s`, as JSON (times in whole seconds).
+    pub fn query(&self, db: &str, q: &str) -> serde_json::Value {
+        let response = ureq::get(&format!("{}/query", self.url()))
+            .query("db", db)
+            .query("q", q)
+            .query("epoch", "s")
+            .call()
+            .unwrap_or_else(|e| panic!("query {q:?}: {e}"));
+        serde_json::from_str(&response.into_string().expect("query body")).expect("query JSON")
+    }
+
+    /// `POST /write?db=<db>&precision=s` with `body`; the status and the response body (an
+    /// error answer is returned, not raised).
+    pub fn write(&self, db: &str, body: &[u8]) -> (u16, String) {
+        let result = ureq::post(&format!("{}/write", self.url()))
+            .query("db", db)
+            .query("precision", "s")
+            .send_bytes(body);
+        match result {
+            Ok(response) => (response.status(), response.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(status, response)) => {
+                (status, response.into_string().unwrap_or_default())
+            }
+            Err(e) => panic!("write to influxd: {e}"),
+        }
+    }
+}
+
+impl Drop for InfluxServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -1,0 +1,123 @@
+//! The tag rules the InfluxDB and OpenTSDB encoders share: which tags a point carries, in which
+//! order, with which `host`.
+//!
+//! - The candidates are the record's own tags, then the global tags (`extra_tags`), then
+//!   `host=<host>`.
+//! - `host` is the caller's `host` if it gives one, else the record's own `host` field. When there
+//!   is one, every `host` tag of the record or the globals is replaced by it; when there is none,
+//!   a `host` tag is kept like any other.
+//! - A bare tag (`foo`, no colon), an empty value (`foo:`) and an empty key (`:foo`) are omitted:
+//!   neither format can carry them (InfluxDB refuses an empty tag value, OpenTSDB tags are
+//!   key/value pairs).
+//! - Keys are compared as the format writes them (after its replacements or its sanitizing),
+//!   the tags are written sorted by that key, bytewise, and when a key repeats the first
+//!   occurrence wins (the record's tag over a global one).
+//!
+//! No heap: the sorted walk picks the next-larger key among the candidates each time (quadratic
+//! in the number of tags, which is small: at most [`crate::limits::MAX_TAGS`] plus the globals).
+
+use core::cmp::Ordering;
+
+use crate::Tag;
+
+/// The `host` a point is written with: the caller's, else the record's own.
+pub(crate) fn effective_host<'h>(host: Option<&'h str>, record_host: Option<&'h str>) -> Option<&'h str> {
+    host.or(record_host)
+}
+
+/// Calls `f(key, value)` for every tag the point carries (see the module docs), sorted by key as
+/// `cmp` orders the written keys, each written key once (the first occurrence wins). Returns how
+/// many tags were written.
+pub(crate) fn for_each_sorted<'t>(
+    own: &'t [Tag<'t>],
+    extra: &'t [Tag<'t>],
+    host: Option<&'t str>,
+    cmp: impl Fn(&str, &str) -> Ordering,
+    mut f: impl FnMut(&'t str, &'t str),
+) -> usize {
+    let candidates = || {
+        own.iter()
+            .chain(extra)
+            .filter(move |t| !(host.is_some() && t.key == "host"))
+            .filter_map(|t| match t.value {
+                Some(value) if !value.is_empty() && !t.key.is_empty() => Some((t.key, value)),
+                _ => None,
+            })
+            .chain(host.filter(|h| !h.is_empty()).map(|h| ("host", h)))
+    };
+    let mut written = 0;
+    let mut prev: Option<&'t str> = None;
+    loop {
+        let mut best: Option<(&'t str, &'t str)> = None;
+        for (key, value) in candidates() {
+            if let Some(prev) = prev {
+                if cmp(key, prev) != Ordering::Greater {
+                    continue;
+                }
+            }
+            // Strictly smaller only: among equal keys the first occurrence stays.
+            if best.is_none_or(|(best_key, _)| cmp(key, best_key) == Ordering::Less) {
+                best = Some((key, value));
+            }
+        }
+        let Some((key, value)) = best else { break };
+        f(key, value);
+        written += 1;
+        prev = Some(key);
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(
+        own: &[Tag<'_>],
+        extra: &[Tag<'_>],
+        host: Option<&str>,
+    ) -> heapless::Vec<(heapless::String<16>, heapless::String<16>), 16> {
+        let mut out = heapless::Vec::new();
+        for_each_sorted(
+            own,
+            extra,
+            host,
+            |a, b| a.cmp(b),
+            |k, v| {
+                out.push((heapless::String::try_from(k).unwrap(), heapless::String::try_from(v).unwrap()))
+                    .unwrap();
+            },
+        );
+        out
+    }
+
+    fn pairs(out: &[(heapless::String<16>, heapless::String<16>)]) -> heapless::Vec<(&str, &str), 16> {
+        out.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    }
+
+    #[test]
+    fn sorted_first_wins_bare_and_empty_omitted() {
+        let own = [
+            Tag::new("z", "1"),
+            Tag::new("a", "first"),
+            Tag::parse("bare"),
+            Tag::new("a", "second"),
+            Tag::new("e", ""),
+            Tag::new("", "v"),
+        ];
+        let extra = [Tag::new("a", "global"), Tag::new("g", "1"), Tag::new("z", "2")];
+        let out = collect(&own, &extra, None);
+        assert_eq!(pairs(&out).as_slice(), &[("a", "first"), ("g", "1"), ("z", "1")]);
+    }
+
+    #[test]
+    fn host_replaces_host_tags_or_is_kept_when_absent() {
+        let own = [Tag::new("host", "tag"), Tag::new("b", "1")];
+        let extra = [Tag::new("host", "global")];
+        assert_eq!(pairs(&collect(&own, &extra, Some("h"))).as_slice(), &[("b", "1"), ("host", "h")]);
+        assert_eq!(pairs(&collect(&own, &extra, None)).as_slice(), &[("b", "1"), ("host", "tag")]);
+        assert_eq!(pairs(&collect(&own, &extra, Some(""))).as_slice(), &[("b", "1")]);
+        assert_eq!(effective_host(None, Some("rec")), Some("rec"));
+        assert_eq!(effective_host(Some("arg"), Some("rec")), Some("arg"));
+    }
+}
