@@ -35,12 +35,16 @@
 mod backoff;
 pub mod datadog;
 pub mod gzip;
+pub mod influxdb;
+pub mod opentsdb;
 pub mod output;
 mod settle;
 mod transport;
 
 pub use backoff::{Backoff, DEFAULT_BASE, DEFAULT_CAP, MIN_DELAY};
 pub use datadog::{DatadogLogs, DatadogSeries};
+pub use influxdb::InfluxOutput;
+pub use opentsdb::OpentsdbOutput;
 pub use output::{Encoding, Entries, Framing, Limits, Output};
 pub use settle::{settle, Disposition, Outcome, Settler, Verdict};
 pub use transport::{
@@ -444,7 +448,12 @@ pub fn outputs(config: &Config) -> Vec<Box<dyn Output>> {
         out.push(Box::new(DatadogSeries::new(&dispatch)));
         out.push(Box::new(DatadogLogs::new(&dispatch)));
     }
-    // OUTPUTS-PENDING
+    if let Some(influx) = &config.influxdb {
+        out.push(Box::new(InfluxOutput::new(influx, &dispatch)));
+    }
+    if let Some(tsdb) = &config.opentsdb {
+        out.push(Box::new(OpentsdbOutput::new(tsdb, &dispatch)));
+    }
     out
 }
 

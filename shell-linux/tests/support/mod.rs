@@ -424,7 +424,11 @@ pub struct InfluxServer {
 
 impl InfluxServer {
     pub fn start() -> InfluxServer {
-        let port = free_port();
+        InfluxServer::start_on(free_port())
+    }
+
+    /// An InfluxDB on `port` (to bring one back where an agent already points).
+    pub fn start_on(port: u16) -> InfluxServer {
         let rpc_port = free_port();
         let dir = scratch_dir("influxdb");
         let config = format!(
