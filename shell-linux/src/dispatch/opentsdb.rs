@@ -132,7 +132,23 @@ impl Output for OpentsdbOutput {
             let metric = point.get("metric")?.as_str()?.into_owned();
             let timestamp = point.get("timestamp")?.as_f64()?;
             let prefix = object_prefix(&metric, timestamp);
-            let owner = group.iter().copied().find(|&i| contains(entries.get(i), prefix.as_bytes()))?;
+            // The point's tags narrow it down when several records hold the same metric and time.
+            let tags: Vec<String> = point
+                .get("tags")
+                .and_then(|t| t.members())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|(k, v)| Some(json_pair(k, &v.as_str()?)))
+                .collect();
+            let holds = |i: usize| {
+                let entry = entries.get(i);
+                contains(entry, prefix.as_bytes()) && tags.iter().all(|t| contains(entry, t.as_bytes()))
+            };
+            let owner = group
+                .iter()
+                .copied()
+                .find(|&i| holds(i) && !dead.contains(&i))
+                .or_else(|| group.iter().copied().find(|&i| holds(i)))?;
             if !dead.contains(&owner) {
                 dead.push(owner);
             }
@@ -150,6 +166,20 @@ fn object_prefix(metric: &str, timestamp: f64) -> String {
         w.str(", \"timestamp\": ");
         w.str(&format!("{}", timestamp as i64));
         w.str(", ");
+        w.len()
+    };
+    let mut out = vec![0; write(&mut [])];
+    write(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `"key": "value"` as the encoder writes a tag.
+fn json_pair(key: &str, value: &str) -> String {
+    let write = |buf: &mut [u8]| {
+        let mut w = Writer::new(buf);
+        w.json_str(key);
+        w.str(": ");
+        w.json_str(value);
         w.len()
     };
     let mut out = vec![0; write(&mut [])];

@@ -532,3 +532,165 @@ fn an_all_poison_chunk_after_an_accepted_one_is_dead_lettered() {
     assert_eq!(&report.dispositions[..10], &vec![Disposition::Delivered; 10][..]);
     assert_eq!(&report.dispositions[10..], &vec![Disposition::Dead { reason: "http_400".into() }; 10][..]);
 }
+
+/// A transport answering `(status, body)` from a script, recording each plain payload.
+struct Answering<F> {
+    answer: F,
+    payloads: Vec<String>,
+}
+
+impl<F> Transport for Answering<F>
+where
+    F: FnMut(&str) -> (u16, String) + Send,
+{
+    fn post(&mut self, _: &str, _: &[(&str, &str)], _: &[u8]) -> Result<HttpResponse, TransportError> {
+        unreachable!("the dispatcher posts through post_payload")
+    }
+
+    fn post_payload(
+        &mut self,
+        _url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        plain: &[u8],
+    ) -> Result<HttpResponse, TransportError> {
+        assert!(headers.contains(&("Content-Encoding", "gzip")));
+        assert_eq!(gzip::decompress(body).expect("gzip body"), plain);
+        let plain = String::from_utf8(plain.to_vec()).expect("utf-8");
+        let (status, body) = (self.answer)(&plain);
+        self.payloads.push(plain);
+        Ok(HttpResponse::new(status, body))
+    }
+}
+
+fn hub_config() -> crate::config::Config {
+    crate::config::Config::from_vars(
+        [
+            ("INFLUXDB_URL", "http://influx.test:8086"),
+            ("OPENTSDB_URL", "http://tsdb.test:4242"),
+            ("HOST", "h"),
+            ("CHOUETTE_STATE_DIR", "/tmp"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    )
+    .expect("config")
+}
+
+fn hub<F>(answer: F, destination: Destination) -> Dispatcher<Answering<F>>
+where
+    F: FnMut(&str) -> (u16, String) + Send,
+{
+    let config = hub_config();
+    let outputs: Vec<Box<dyn Output>> =
+        outputs(&config).into_iter().filter(|o| o.destination() == destination).collect();
+    assert_eq!(outputs.len(), 1);
+    Dispatcher::with_outputs(
+        Answering { answer, payloads: Vec::new() },
+        DispatchConfig::from_config(&config),
+        outputs,
+    )
+}
+
+#[test]
+fn influxdb_partial_write_dead_letters_the_quoted_line_only_in_one_request() {
+    let mut d = hub(
+        |body| {
+            let bad = body.lines().find(|l| l.contains(",i=3 ")).expect("line of record 3").to_owned();
+            (
+                400,
+                format!(
+                    "{{\"error\":\"partial write: unable to parse '{bad}': invalid number dropped=1\"}}\n"
+                ),
+            )
+        },
+        Destination::Influxdb,
+    );
+    let records = metrics(8).into_iter().collect::<Vec<_>>();
+    let report = d.send_at(Destination::Influxdb, Instant::now(), None, &records);
+    assert_conserved(&report, 8);
+    assert_eq!(report.requests, 1, "no bisection, nothing resent");
+    for (i, disposition) in report.dispositions.iter().enumerate() {
+        let want = if i == 3 {
+            Disposition::Dead { reason: "influxdb_unparseable".into() }
+        } else {
+            Disposition::Delivered
+        };
+        assert_eq!(*disposition, want, "record {i}");
+    }
+    assert_eq!(report.delivered_points, 7);
+    assert_eq!(d.transport().payloads[0].lines().count(), 8);
+    assert!(
+        d.transport().payloads[0].starts_with("m,host=h,i=0 value=0 1795310770\n"),
+        "{}",
+        d.transport().payloads[0]
+    );
+}
+
+#[test]
+fn influxdb_refusal_that_names_no_record_is_bisected() {
+    // Not a partial write: nothing was stored, the shared rule finds the one offender.
+    let mut d = hub(
+        |body| {
+            if body.contains(",i=5 ") {
+                (400, "{\"error\":\"unable to parse\"}".into())
+            } else {
+                (204, String::new())
+            }
+        },
+        Destination::Influxdb,
+    );
+    let report = d.send_at(Destination::Influxdb, Instant::now(), None, &metrics(8));
+    assert_conserved(&report, 8);
+    assert_eq!(report.dispositions[5], Disposition::Dead { reason: "http_400".into() });
+    assert_eq!(report.dispositions.iter().filter(|d| **d == Disposition::Delivered).count(), 7);
+}
+
+#[test]
+fn opentsdb_details_dead_letter_exactly_the_refused_points() {
+    let mut d = hub(
+        |_| {
+            (
+                400,
+                r#"{"success": 6, "failed": 2, "errors": [
+                    {"datapoint": {"metric": "m", "timestamp": 1795310770, "value": 2, "tags": {"i": "2"}}, "error": "bad"},
+                    {"datapoint": {"metric": "m", "timestamp": 1795310770, "value": 6, "tags": {"i": "6"}}, "error": "bad"}]}"#
+                    .into(),
+            )
+        },
+        Destination::Opentsdb,
+    );
+    // Distinct names so a datapoint matches one record only.
+    let records: Vec<Record> =
+        (0..8).map(|i| metric(i, if i == 2 || i == 6 { "m" } else { "other" })).collect();
+    let report = d.send_at(Destination::Opentsdb, Instant::now(), None, &records);
+    assert_conserved(&report, 8);
+    assert_eq!(report.requests, 1);
+    let dead: Vec<usize> = report
+        .dispositions
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| matches!(d, Disposition::Dead { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(dead, [2, 6]);
+    let payload = &d.transport().payloads[0];
+    assert!(
+        payload.starts_with(
+            r#"[{"metric": "other", "timestamp": 1795310770, "value": 0, "tags": {"host": "h", "i": "0"}}, "#
+        ),
+        "{payload}"
+    );
+}
+
+#[test]
+fn opentsdb_points_without_tags_are_dead_at_once() {
+    let mut config = hub_config();
+    config.host = None;
+    let outputs: Vec<Box<dyn Output>> =
+        outputs(&config).into_iter().filter(|o| o.destination() == Destination::Opentsdb).collect();
+    let transport = Answering { answer: |_: &str| (204, String::new()), payloads: Vec::new() };
+    let mut d = Dispatcher::with_outputs(transport, DispatchConfig::from_config(&config), outputs);
+    let bare = Record::new("bare", 1.0, r#"{"metric": "m", "points": [[1795310770.0, 1]], "type": "gauge"}"#);
+    let report = d.send_at(Destination::Opentsdb, Instant::now(), None, &[bare, metric(1, "m")]);
+    assert_eq!(report.dispositions, [Disposition::Dead { reason: "no_tags".into() }, Disposition::Delivered]);
+}
