@@ -180,7 +180,10 @@ fn text_strategy(min: usize) -> impl Strategy<Value = String> {
     proptest::string::string_regex(&format!("[ab ,=\\\\\"#_:\n\r\té日🦉]{{{min},10}}")).expect("regex")
 }
 
-fn record_strategy() -> impl Strategy<Value = (String, Vec<String>, Vec<(f64, f64)>, Option<String>)> {
+/// A record's name, tags, `(timestamp, value)` points and own `host`.
+type RecordParts = (String, Vec<String>, Vec<(f64, f64)>, Option<String>);
+
+fn record_strategy() -> impl Strategy<Value = RecordParts> {
     (
         text_strategy(1),
         proptest::collection::vec(text_strategy(0), 0..6),
@@ -270,7 +273,7 @@ proptest! {
             let tags = object["tags"].as_object().expect("tags");
             prop_assert!(!tags.is_empty());
             let keys: Vec<&String> = tags.keys().collect();
-            for key in std::iter::once(&object["metric"].as_str().expect("metric").to_string()).chain(keys.iter().copied()) {
+            for key in core::iter::once(&object["metric"].as_str().expect("metric").to_string()).chain(keys.iter().copied()) {
                 match mode {
                     Sanitize::Prometheus => prop_assert!(
                         key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !key.contains("__")

@@ -266,6 +266,27 @@ pub fn http_get(port: u16, path: &str) -> String {
     body.to_string()
 }
 
+/// A plain HTTP/1.1 request on loopback; returns the status and the body.
+pub fn http_request(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body)).expect("write request");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).expect("read response");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        return (status, dechunk(body));
+    }
+    (status, body.to_string())
+}
+
 fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
@@ -475,13 +496,14 @@ bind-address = "127.0.0.1:{rpc_port}"
         let server = InfluxServer { port, child, dir };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            match ureq::get(&format!("{}/ping", server.url())).call() {
-                Ok(response) if response.status() == 204 => break,
-                other => assert!(
-                    Instant::now() < deadline,
-                    "influxd /ping did not answer 204 within 30 s: {other:?}"
-                ),
+            let (status, body) = http_request(server.port, "GET", "/ping", b"");
+            if status == 204 {
+                break;
             }
+            assert!(
+                Instant::now() < deadline,
+                "influxd /ping did not answer 204 within 30 s: {status} {body}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         server
@@ -495,36 +517,23 @@ bind-address = "127.0.0.1:{rpc_port}"
     /// `CREATE DATABASE <name>` (a no-op if it exists).
     pub fn create_database(&self, name: &str) {
         let q = format!("CREATE DATABASE \"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""));
-        let response =
-            ureq::post(&format!("{}/query", self.url())).send_form(&[("q", &q)]).expect("create database");
-        assert_eq!(response.status(), 200, "CREATE DATABASE {name}");
+        let (status, body) =
+            http_request(self.port, "POST", &format!("/query?q={}", percent_encode(&q)), b"");
+        assert_eq!(status, 200, "CREATE DATABASE {name}: {body}");
     }
 
     /// `GET /query?db=<db>&q=<q>&epoch=s`, as JSON (times in whole seconds).
     pub fn query(&self, db: &str, q: &str) -> serde_json::Value {
-        let response = ureq::get(&format!("{}/query", self.url()))
-            .query("db", db)
-            .query("q", q)
-            .query("epoch", "s")
-            .call()
-            .unwrap_or_else(|e| panic!("query {q:?}: {e}"));
-        serde_json::from_str(&response.into_string().expect("query body")).expect("query JSON")
+        let path = format!("/query?db={}&q={}&epoch=s", percent_encode(db), percent_encode(q));
+        let (status, body) = http_request(self.port, "GET", &path, b"");
+        assert_eq!(status, 200, "query {q:?}: {body}");
+        serde_json::from_str(&body).expect("query JSON")
     }
 
     /// `POST /write?db=<db>&precision=s` with `body`; the status and the response body (an
     /// error answer is returned, not raised).
     pub fn write(&self, db: &str, body: &[u8]) -> (u16, String) {
-        let result = ureq::post(&format!("{}/write", self.url()))
-            .query("db", db)
-            .query("precision", "s")
-            .send_bytes(body);
-        match result {
-            Ok(response) => (response.status(), response.into_string().unwrap_or_default()),
-            Err(ureq::Error::Status(status, response)) => {
-                (status, response.into_string().unwrap_or_default())
-            }
-            Err(e) => panic!("write to influxd: {e}"),
-        }
+        http_request(self.port, "POST", &format!("/write?db={}&precision=s", percent_encode(db)), body)
     }
 }
 
