@@ -97,8 +97,8 @@ impl<'a> Writer<'a> {
 
     /// Appends `text` as a JSON string, quotes included, escaped as Python's `json.dumps` does by
     /// default (`ensure_ascii=True`): `\"`, `\\`, `\n`, `\r`, `\t`, `\b`, `\f`, other control
-    /// characters and every non-ASCII character as lower-case `\uXXXX` (surrogate pairs above
-    /// U+FFFF).
+    /// characters, DEL (U+007F) and every non-ASCII character as lower-case `\uXXXX` (surrogate
+    /// pairs above U+FFFF).
     pub fn json_str(&mut self, text: &str) {
         self.byte(b'"');
         self.json_str_body(text);
@@ -110,7 +110,7 @@ impl<'a> Writer<'a> {
         let bytes = text.as_bytes();
         let mut start = 0;
         for (i, &b) in bytes.iter().enumerate() {
-            if b >= 0x20 && b != b'"' && b != b'\\' && b < 0x80 {
+            if b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f {
                 continue;
             }
             if b >= 0x80 && !is_char_start(b) {
@@ -321,6 +321,8 @@ mod tests {
         assert_eq!(render(|w| w.json_str("a\"b\\c\n\t\u{1}")).as_str(), r#""a\"b\\c\n\t\u0001""#);
         assert_eq!(render(|w| w.json_str("café")).as_str(), r#""caf\u00e9""#);
         assert_eq!(render(|w| w.json_str("🦉")).as_str(), r#""\ud83e\udd89""#);
+        // Python escapes everything outside ' '..='~' (its ESCAPE_ASCII), DEL included.
+        assert_eq!(render(|w| w.json_str("~\u{7f} ")).as_str(), r#""~\u007f ""#);
     }
 
     #[test]
