@@ -7,8 +7,8 @@ use chouette_core::wire::log::{encode_log_for_intake, parse_log, parse_log_date}
 use chouette_core::wire::raw::{
     encode_raw_metric, parse_raw_metric, raw_scratch_len, Number, RawMetric, RawRecord, RawValue,
 };
-use chouette_core::wire::EncodeError;
 use chouette_core::wire::wrapped::{encode_wrapped, parse_wrapped};
+use chouette_core::wire::EncodeError;
 use chouette_core::wire::{Field, ParseError};
 use chouette_core::{Member, MetricName, MetricType, OutputType, Tag, Timestamp, Value, Wrapped};
 use proptest::prelude::*;
@@ -497,14 +497,22 @@ fn raw_encoder_refusals() {
         tags: &[],
     };
     let mut buf = [0u8; 256];
-    assert_eq!(encode_raw_metric(&record(Number::Float(f64::NAN), 1.0), &mut buf), Err(EncodeError::NonFinite));
-    assert_eq!(encode_raw_metric(&record(Number::Int(1), f64::INFINITY), &mut buf), Err(EncodeError::NonFinite));
+    assert_eq!(
+        encode_raw_metric(&record(Number::Float(f64::NAN), 1.0), &mut buf),
+        Err(EncodeError::NonFinite)
+    );
+    assert_eq!(
+        encode_raw_metric(&record(Number::Int(1), f64::INFINITY), &mut buf),
+        Err(EncodeError::NonFinite)
+    );
     let ok = record(Number::Int(1), 1.0);
     let text = r#"{"metric": "m", "type": "gauge", "value": 1, "timestamp": 1.0, "tags": {}}"#;
-    assert_eq!(encode_raw_metric(&ok, &mut buf[..10]), Err(EncodeError::BufferTooSmall { required: text.len() }));
+    assert_eq!(
+        encode_raw_metric(&ok, &mut buf[..10]),
+        Err(EncodeError::BufferTooSmall { required: text.len() })
+    );
     assert_eq!(encode_raw_metric(&ok, &mut buf[..text.len()]), Ok(text.len()));
 }
-
 
 fn text_strategy() -> impl Strategy<Value = String> {
     // Printable ASCII, escapes, controls, non-ASCII and astral characters; no colon.
@@ -531,8 +539,17 @@ fn number_strategy() -> impl Strategy<Value = Number> {
     prop_oneof![any::<i64>().prop_map(Number::Int), finite().prop_map(Number::Float)]
 }
 
-fn raw_value_strategy() -> impl Strategy<Value = (MetricType, Vec<Number>, Vec<(String, Option<f64>)>)> {
-    let kinds = vec![MetricType::Count, MetricType::Gauge, MetricType::Rate, MetricType::Histogram, MetricType::Distribution];
+/// A type, its number or samples, and for a set its members (a string, or a number).
+type RawValueParts = (MetricType, Vec<Number>, Vec<(String, Option<f64>)>);
+
+fn raw_value_strategy() -> impl Strategy<Value = RawValueParts> {
+    let kinds = vec![
+        MetricType::Count,
+        MetricType::Gauge,
+        MetricType::Rate,
+        MetricType::Histogram,
+        MetricType::Distribution,
+    ];
     prop_oneof![
         (proptest::sample::select(kinds), number_strategy()).prop_map(|(k, n)| (k, vec![n], vec![])),
         (
@@ -541,7 +558,10 @@ fn raw_value_strategy() -> impl Strategy<Value = (MetricType, Vec<Number>, Vec<(
         )
             .prop_map(|(k, s)| (k, s, vec![])),
         proptest::collection::vec(
-            prop_oneof![text_strategy().prop_map(|t| (t, None)), finite().prop_map(|n| (String::new(), Some(n)))],
+            prop_oneof![
+                text_strategy().prop_map(|t| (t, None)),
+                finite().prop_map(|n| (String::new(), Some(n)))
+            ],
             0..8
         )
         .prop_map(|m| (MetricType::Set, vec![], m)),
