@@ -259,7 +259,14 @@ impl Runner {
             }
             workers.push(Worker { name, timeout, requests: Some(requests), thread, busy_with: None });
         }
-        Runner { workers, answers, tick: 0, errors: BTreeMap::new(), ids: IdGenerator::new(), cap }
+        Runner {
+            workers,
+            answers,
+            tick: 0,
+            errors: BTreeMap::new(),
+            ids: crate::pipeline::id_generator(),
+            cap,
+        }
     }
 
     /// The names of the collectors, in configuration order.
@@ -428,7 +435,7 @@ pub fn encode_points(points: &[Point], now: f64, ids: &mut IdGenerator) -> Vec<N
             }
         };
         if let Some(len) = len {
-            out.push(NewRecord { id: ids.next_id(), score: now, value: buf[..len].to_vec() });
+            out.push(NewRecord { id: ids.next_id().to_vec(), score: now, value: buf[..len].to_vec() });
         }
     }
     out

@@ -54,6 +54,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
+use chouette_core::keys;
 use redb::{
     Database, DatabaseError, ReadableTable, ReadableTableMetadata, StorageError, TableDefinition,
     WriteTransaction,
@@ -67,7 +68,7 @@ use super::{
 type Index = TableDefinition<'static, (u64, &'static [u8]), &'static [u8]>;
 type Ids = TableDefinition<'static, &'static [u8], u64>;
 
-const META: TableDefinition<'static, &str, f64> = TableDefinition::new("chouette:agent:meta");
+const META: TableDefinition<'static, &str, f64> = TableDefinition::new(keys::META_TABLE);
 const STATUS: TableDefinition<'static, &str, &str> = TableDefinition::new(STATUS_KEY);
 
 /// How many entries cleanup collects before deleting them (bounds its memory).
@@ -84,7 +85,7 @@ pub const REOPEN_RETRY_MAX: Duration = Duration::from_secs(30);
 /// a delete or a status update of the next tick needs.
 pub const PROBE_BYTES: usize = 64 * 1024;
 
-const PROBE: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("chouette:agent:probe");
+const PROBE: TableDefinition<'static, &str, &[u8]> = TableDefinition::new(keys::PROBE_TABLE);
 
 /// The first bytes of every redb file.
 const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
@@ -123,28 +124,27 @@ impl std::fmt::Display for DbError {
 const fn tables(queue: Queue) -> (Index, Ids) {
     match queue {
         Queue::RawMetrics => (
-            TableDefinition::new("chouette:metrics:raw.index"),
-            TableDefinition::new("chouette:metrics:raw.ids"),
+            TableDefinition::new(keys::RAW_METRICS.index_table),
+            TableDefinition::new(keys::RAW_METRICS.ids_table),
         ),
         Queue::WrappedMetrics => (
-            TableDefinition::new("chouette:metrics:wrapped.index"),
-            TableDefinition::new("chouette:metrics:wrapped.ids"),
+            TableDefinition::new(keys::WRAPPED_METRICS.index_table),
+            TableDefinition::new(keys::WRAPPED_METRICS.ids_table),
         ),
-        Queue::Logs => (
-            TableDefinition::new("chouette:logs:wrapped.index"),
-            TableDefinition::new("chouette:logs:wrapped.ids"),
-        ),
+        Queue::Logs => {
+            (TableDefinition::new(keys::LOGS.index_table), TableDefinition::new(keys::LOGS.ids_table))
+        }
         Queue::DeadRawMetrics => (
-            TableDefinition::new("chouette:metrics:raw.dead.index"),
-            TableDefinition::new("chouette:metrics:raw.dead.ids"),
+            TableDefinition::new(keys::DEAD_RAW_METRICS.index_table),
+            TableDefinition::new(keys::DEAD_RAW_METRICS.ids_table),
         ),
         Queue::DeadWrappedMetrics => (
-            TableDefinition::new("chouette:metrics:wrapped.dead.index"),
-            TableDefinition::new("chouette:metrics:wrapped.dead.ids"),
+            TableDefinition::new(keys::DEAD_WRAPPED_METRICS.index_table),
+            TableDefinition::new(keys::DEAD_WRAPPED_METRICS.ids_table),
         ),
         Queue::DeadLogs => (
-            TableDefinition::new("chouette:logs:wrapped.dead.index"),
-            TableDefinition::new("chouette:logs:wrapped.dead.ids"),
+            TableDefinition::new(keys::DEAD_LOGS.index_table),
+            TableDefinition::new(keys::DEAD_LOGS.ids_table),
         ),
     }
 }

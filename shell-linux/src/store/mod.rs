@@ -7,6 +7,8 @@ pub mod redis;
 
 use std::fmt;
 
+use chouette_core::keys;
+
 /// The queues the agent reads and writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Queue {
@@ -38,12 +40,12 @@ impl Queue {
     /// The key prefix: the ZSET is `<prefix>.keys`, the HASH `<prefix>.values`.
     pub const fn prefix(self) -> &'static str {
         match self {
-            Queue::RawMetrics => "chouette:metrics:raw",
-            Queue::WrappedMetrics => "chouette:metrics:wrapped",
-            Queue::Logs => "chouette:logs:wrapped",
-            Queue::DeadRawMetrics => "chouette:metrics:raw.dead",
-            Queue::DeadWrappedMetrics => "chouette:metrics:wrapped.dead",
-            Queue::DeadLogs => "chouette:logs:wrapped.dead",
+            Queue::RawMetrics => keys::RAW_METRICS.prefix,
+            Queue::WrappedMetrics => keys::WRAPPED_METRICS.prefix,
+            Queue::Logs => keys::LOGS.prefix,
+            Queue::DeadRawMetrics => keys::DEAD_RAW_METRICS.prefix,
+            Queue::DeadWrappedMetrics => keys::DEAD_WRAPPED_METRICS.prefix,
+            Queue::DeadLogs => keys::DEAD_LOGS.prefix,
         }
     }
 
@@ -175,10 +177,10 @@ pub struct AggregationCommit {
 
 /// The key (Redis string; a row of the embedded store's meta table) holding the aggregation
 /// watermark, as a decimal float.
-pub const AGGREGATED_UNTIL_KEY: &str = "chouette:agent:aggregated_until";
+pub const AGGREGATED_UNTIL_KEY: &str = keys::AGGREGATED_UNTIL;
 
 /// The Redis HASH (the embedded store's status table) read by `chouette status`.
-pub const STATUS_KEY: &str = "chouette:agent:status";
+pub const STATUS_KEY: &str = keys::STATUS;
 
 /// The JSON envelope a dead-letter queue stores for `record` refused from `queue`:
 /// `{"reason": "<reason>", "queue": "<queue prefix>", "value": "<original value>"}`, Python
