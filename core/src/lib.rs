@@ -6,18 +6,21 @@
 //! ## Map of the layers (linked)
 //!
 //! - [`limits`]: every fixed capacity, documented in one place.
+//! - [`keys`]: the Redis key names (and the embedded store's table names), and [`id`]: record ids.
 //! - [`metric`]: the model (samples, tags, set members, wrapped points).
 //! - [`hash`]: the series and member hash.
 //! - [`sketch`]: the relative-error quantile sketch and the exact-then-HyperLogLog set counter.
 //! - [`aggregate`]: the flush-bucket aggregator, and [`wrap`]: Datadog and simple wrapper math.
-//! - [`wire`]: the original client's raw JSON, the wrapped JSON, log records, Datadog v1 series
-//!   payloads, InfluxDB line protocol, OpenTSDB `/api/put` JSON, zlib.
+//! - [`wire`]: the original client's raw JSON (read and written), the wrapped JSON, log records,
+//!   Datadog v1 series payloads, InfluxDB line protocol, OpenTSDB `/api/put` JSON, zlib.
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
 pub mod aggregate;
 pub mod hash;
+pub mod id;
+pub mod keys;
 pub mod limits;
 pub mod metric;
 pub mod sketch;

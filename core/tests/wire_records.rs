@@ -4,8 +4,11 @@
 
 use chouette_core::wire::json::{Scanner, Token};
 use chouette_core::wire::log::{encode_log_for_intake, parse_log, parse_log_date};
-use chouette_core::wire::raw::{parse_raw_metric, raw_scratch_len, RawMetric};
+use chouette_core::wire::raw::{
+    encode_raw_metric, parse_raw_metric, raw_scratch_len, Number, RawMetric, RawRecord, RawValue,
+};
 use chouette_core::wire::wrapped::{encode_wrapped, parse_wrapped};
+use chouette_core::wire::EncodeError;
 use chouette_core::wire::{Field, ParseError};
 use chouette_core::{Member, MetricName, MetricType, OutputType, Tag, Timestamp, Value, Wrapped};
 use proptest::prelude::*;
@@ -307,6 +310,210 @@ fn log_sender_case_from_the_original_suite() {
     assert!(matches!(parse_log(b"So wrong!"), Err(ParseError::NotJson(_))));
 }
 
+fn encode_raw_string(record: &RawRecord<'_>) -> String {
+    let mut buf = vec![0u8; 16];
+    let len = match encode_raw_metric(record, &mut buf) {
+        Err(EncodeError::BufferTooSmall { required }) => {
+            buf.resize(required, 0);
+            encode_raw_metric(record, &mut buf).expect("fits the size it asked for")
+        }
+        other => other.expect("encodes"),
+    };
+    String::from_utf8(buf[..len].to_vec()).expect("utf-8")
+}
+
+/// The record as the parser gives it back: every number a float, members and samples as
+/// members, tags as `key:value` tags.
+fn expected_value<'a>(value: &RawValue<'a>, members: &mut Vec<Member<'a>>) -> Option<f64> {
+    match value {
+        RawValue::Number(n) => return Some(n.as_f64()),
+        RawValue::Members(m) => members.extend_from_slice(m),
+        RawValue::Samples(s) => members.extend(s.iter().map(|n| Member::Num(n.as_f64()))),
+        RawValue::MemberTexts(_) => unreachable!("not in these tests"),
+    }
+    None
+}
+
+/// `parse(encode(x)) == x`, field by field; `Err` names the field that differs.
+fn check_parses_back(record: &RawRecord<'_>, text: &str) -> Result<(), String> {
+    with_raw(text, |parsed| {
+        let parsed = parsed.map_err(|e| format!("{e}: {text}"))?;
+        let tags: Vec<Tag<'_>> = record.tags.iter().map(|(k, v)| Tag::new(k, v)).collect();
+        let mut members = Vec::new();
+        let want_number = expected_value(&record.value, &mut members);
+        let value_ok = match (want_number, &parsed.value) {
+            (Some(want), Value::Number(got)) => want == *got,
+            (None, Value::Set(got) | Value::Samples(got)) => got.iter().eq(members.iter().copied()),
+            _ => false,
+        };
+        let checks = [
+            ("name", parsed.name == record.name),
+            ("kind", parsed.kind == record.kind),
+            ("timestamp", parsed.timestamp == Timestamp(record.timestamp)),
+            ("tags", parsed.tags[..] == tags[..]),
+            ("value", value_ok),
+        ];
+        match checks.iter().find(|(_, ok)| !ok) {
+            Some((field, _)) => Err(format!("{field} differs: {text} parsed as {parsed:?}")),
+            None => Ok(()),
+        }
+    })
+}
+
+/// The real Python client's output (`gen_goldens.py`: `ChouetteClient._prepare_metric`, then
+/// `json.dumps`), byte for byte.
+#[test]
+fn raw_encoder_matches_the_python_client_goldens() {
+    let members = [
+        Member::Str("Alice"),
+        Member::Str("Bob"),
+        Member::Num(3.0),
+        Member::Num(2.5),
+        Member::Str("caf\u{e9}"),
+    ];
+    let samples = [Number::Int(1), Number::Float(2.5), Number::Int(1000), Number::Float(-0.125)];
+    let cases: &[(&str, RawRecord<'_>)] = &[
+        (
+            "raw_client_count.json",
+            RawRecord {
+                name: "my.count",
+                kind: MetricType::Count,
+                value: RawValue::Number(Number::Int(2)),
+                timestamp: 1600000000.25,
+                tags: &[("k", "v")],
+            },
+        ),
+        (
+            "raw_client_gauge_float.json",
+            RawRecord {
+                name: "sensor.temp",
+                kind: MetricType::Gauge,
+                value: RawValue::Number(Number::Float(0.1)),
+                timestamp: 1763780437.123456,
+                tags: &[("env", "prod"), ("host", "pi-kitchen")],
+            },
+        ),
+        (
+            "raw_client_rate_no_tags.json",
+            RawRecord {
+                name: "req.rate",
+                kind: MetricType::Rate,
+                value: RawValue::Number(Number::Float(1.5e-05)),
+                timestamp: 1763780437.5,
+                tags: &[],
+            },
+        ),
+        (
+            "raw_client_histogram_exponent.json",
+            RawRecord {
+                name: "big",
+                kind: MetricType::Histogram,
+                value: RawValue::Number(Number::Float(1e16)),
+                timestamp: 1763780437.000001,
+                tags: &[],
+            },
+        ),
+        (
+            "raw_client_negative_int.json",
+            RawRecord {
+                name: "delta",
+                kind: MetricType::Count,
+                value: RawValue::Number(Number::Int(-9007199254740993)),
+                timestamp: 1763780437.0,
+                tags: &[("sign", "minus")],
+            },
+        ),
+        (
+            "raw_client_subsecond_ts.json",
+            RawRecord {
+                name: "precise",
+                kind: MetricType::Gauge,
+                value: RawValue::Number(Number::Float(2.0)),
+                timestamp: 1763780437.1234567,
+                tags: &[],
+            },
+        ),
+        (
+            "raw_client_set_members.json",
+            RawRecord {
+                name: "users",
+                kind: MetricType::Set,
+                value: RawValue::Members(&members),
+                timestamp: 1763780438.25,
+                tags: &[("app", "web")],
+            },
+        ),
+        (
+            "raw_client_histogram_samples.json",
+            RawRecord {
+                name: "latency",
+                kind: MetricType::Histogram,
+                value: RawValue::Samples(&samples),
+                timestamp: 1763780439.75,
+                tags: &[("route", "/pay")],
+            },
+        ),
+        (
+            "raw_client_escapes.json",
+            RawRecord {
+                name: "caf\u{e9}.\"quoted\"\\",
+                kind: MetricType::Distribution,
+                value: RawValue::Number(Number::Int(-7)),
+                timestamp: 1763780440.001,
+                tags: &[("m\u{fc}nchen", "\u{1f989}\n\t"), ("path", "a/b"), ("ctl", "\u{1}\u{7f}")],
+            },
+        ),
+    ];
+    for (file, record) in cases {
+        let text = encode_raw_string(record);
+        assert_eq!(text, golden(file), "{file}");
+        check_parses_back(record, &golden(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+}
+
+#[test]
+fn raw_encoder_member_texts_are_written_as_given() {
+    let texts = ["\"a\"", "1", "2.5"];
+    let record = RawRecord {
+        name: "s",
+        kind: MetricType::Set,
+        value: RawValue::MemberTexts(&texts),
+        timestamp: 10.5,
+        tags: &[],
+    };
+    assert_eq!(
+        encode_raw_string(&record),
+        r#"{"metric": "s", "type": "set", "value": ["a", 1, 2.5], "timestamp": 10.5, "tags": {}}"#
+    );
+}
+
+#[test]
+fn raw_encoder_refusals() {
+    let record = |value, timestamp| RawRecord {
+        name: "m",
+        kind: MetricType::Gauge,
+        value: RawValue::Number(value),
+        timestamp,
+        tags: &[],
+    };
+    let mut buf = [0u8; 256];
+    assert_eq!(
+        encode_raw_metric(&record(Number::Float(f64::NAN), 1.0), &mut buf),
+        Err(EncodeError::NonFinite)
+    );
+    assert_eq!(
+        encode_raw_metric(&record(Number::Int(1), f64::INFINITY), &mut buf),
+        Err(EncodeError::NonFinite)
+    );
+    let ok = record(Number::Int(1), 1.0);
+    let text = r#"{"metric": "m", "type": "gauge", "value": 1, "timestamp": 1.0, "tags": {}}"#;
+    assert_eq!(
+        encode_raw_metric(&ok, &mut buf[..10]),
+        Err(EncodeError::BufferTooSmall { required: text.len() })
+    );
+    assert_eq!(encode_raw_metric(&ok, &mut buf[..text.len()]), Ok(text.len()));
+}
+
 fn text_strategy() -> impl Strategy<Value = String> {
     // Printable ASCII, escapes, controls, non-ASCII and astral characters; no colon.
     proptest::collection::vec(
@@ -328,8 +535,61 @@ fn finite() -> impl Strategy<Value = f64> {
     ]
 }
 
+fn number_strategy() -> impl Strategy<Value = Number> {
+    prop_oneof![any::<i64>().prop_map(Number::Int), finite().prop_map(Number::Float)]
+}
+
+/// A type, its number or samples, and for a set its members (a string, or a number).
+type RawValueParts = (MetricType, Vec<Number>, Vec<(String, Option<f64>)>);
+
+fn raw_value_strategy() -> impl Strategy<Value = RawValueParts> {
+    let kinds = vec![
+        MetricType::Count,
+        MetricType::Gauge,
+        MetricType::Rate,
+        MetricType::Histogram,
+        MetricType::Distribution,
+    ];
+    prop_oneof![
+        (proptest::sample::select(kinds), number_strategy()).prop_map(|(k, n)| (k, vec![n], vec![])),
+        (
+            proptest::sample::select(vec![MetricType::Histogram, MetricType::Distribution]),
+            proptest::collection::vec(number_strategy(), 2..8)
+        )
+            .prop_map(|(k, s)| (k, s, vec![])),
+        proptest::collection::vec(
+            prop_oneof![
+                text_strategy().prop_map(|t| (t, None)),
+                finite().prop_map(|n| (String::new(), Some(n)))
+            ],
+            0..8
+        )
+        .prop_map(|m| (MetricType::Set, vec![], m)),
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 192, ..ProptestConfig::default() })]
+
+    #[test]
+    fn raw_round_trips(
+        name in text_strategy(),
+        (kind, numbers, set) in raw_value_strategy(),
+        tags in proptest::collection::btree_map(text_strategy(), text_strategy(), 0..6),
+        ts in prop_oneof![0.0f64..4e9, (0u64..4_000_000_000_000_000).prop_map(|v| v as f64 / 1e6), finite().prop_map(f64::abs)],
+    ) {
+        let tags: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let members: Vec<Member<'_>> =
+            set.iter().map(|(t, n)| n.map_or(Member::Str(t), Member::Num)).collect();
+        let value = match (kind, numbers.as_slice()) {
+            (MetricType::Set, _) => RawValue::Members(&members),
+            (_, [one]) => RawValue::Number(*one),
+            (_, many) => RawValue::Samples(many),
+        };
+        let record = RawRecord { name: &name, kind, value, timestamp: ts, tags: &tags };
+        let text = encode_raw_string(&record);
+        prop_assert_eq!(check_parses_back(&record, &text), Ok(()));
+    }
 
     #[test]
     fn wrapped_round_trips(

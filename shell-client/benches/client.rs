@@ -84,5 +84,45 @@ fn throughput(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, per_call, throughput);
+/// Rendering one call as the original's JSON with the core's encoder, as the writer thread does
+/// (into a reused buffer, then copied out; no Redis).
+fn render(c: &mut Criterion) {
+    use chouette_core::wire::raw::{encode_raw_metric, Number, RawRecord, RawValue};
+    use chouette_core::MetricType;
+    let mut group = c.benchmark_group("render");
+    group.throughput(Throughput::Elements(1));
+    let mut buf = vec![0u8; 1024];
+    let mut one = |name: &str, record: RawRecord<'static>| {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let record = std::hint::black_box(&record);
+                let len = encode_raw_metric(record, &mut buf).expect("fits");
+                buf[..len].to_vec()
+            })
+        });
+    };
+    one(
+        "raw count with 2 tags",
+        RawRecord {
+            name: "bench.requests",
+            kind: MetricType::Count,
+            value: RawValue::Number(Number::Int(1)),
+            timestamp: 1_763_780_437.123_456,
+            tags: &[("route", "/pay"), ("shop", "eu")],
+        },
+    );
+    one(
+        "raw gauge float, no tags",
+        RawRecord {
+            name: "bench.level",
+            kind: MetricType::Gauge,
+            value: RawValue::Number(Number::Float(0.1)),
+            timestamp: 1_763_780_437.5,
+            tags: &[],
+        },
+    );
+    group.finish();
+}
+
+criterion_group!(benches, render, per_call, throughput);
 criterion_main!(benches);

@@ -185,7 +185,7 @@ macro_rules! metric_methods {
         #[inline]
         pub fn set(&self, name: &str, members: &[Member<'_>], tags: &[(&str, &str)]) {
             let $ts = self;
-            $ts.client().emit($stamp, MetricType::Set, name, RawValue::Set(members), tags)
+            $ts.client().emit($stamp, MetricType::Set, name, RawValue::Members(members), tags)
         }
     };
 }
@@ -313,8 +313,8 @@ impl Client {
             }
             let input = match value {
                 RawValue::Number(n) => Input::Number(n),
-                RawValue::Set(m) => Input::Members(m),
-                RawValue::SetTexts(_) | RawValue::Samples(_) => return,
+                RawValue::Members(m) => Input::Members(m),
+                RawValue::MemberTexts(_) | RawValue::Samples(_) => return,
             };
             let name = shared.config.sanitize.name(name);
             let ok = table.lock().unwrap_or_else(|p| p.into_inner()).record(ts, kind, &name, tags, input);

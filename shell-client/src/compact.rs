@@ -20,7 +20,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 pub(crate) fn encoded_len(name: &str, value: RawValue<'_>, tags: &[(&str, &str)]) -> usize {
     let value_len = match value {
         RawValue::Number(_) => 1 + 8,
-        RawValue::Set(members) => {
+        RawValue::Members(members) => {
             1 + 4
                 + members
                     .iter()
@@ -30,7 +30,7 @@ pub(crate) fn encoded_len(name: &str, value: RawValue<'_>, tags: &[(&str, &str)]
                     })
                     .sum::<usize>()
         }
-        RawValue::SetTexts(_) | RawValue::Samples(_) => 1,
+        RawValue::MemberTexts(_) | RawValue::Samples(_) => 1,
     };
     let tags_len: usize = tags.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
     1 + value_len + 4 + name.len() + 4 + tags_len
@@ -55,7 +55,7 @@ pub(crate) fn encode(
             out.push(1);
             out.extend_from_slice(&f.to_le_bytes());
         }
-        RawValue::Set(members) => {
+        RawValue::Members(members) => {
             out.push(2);
             out.extend_from_slice(&(members.len() as u32).to_le_bytes());
             for m in members {
@@ -71,7 +71,7 @@ pub(crate) fn encode(
                 }
             }
         }
-        RawValue::SetTexts(_) | RawValue::Samples(_) => out.push(3),
+        RawValue::MemberTexts(_) | RawValue::Samples(_) => out.push(3),
     }
     put_str(out, name);
     out.extend_from_slice(&(tags.len() as u32).to_le_bytes());
@@ -150,7 +150,7 @@ impl Call<'_> {
     pub fn value<'m>(&self, members: &'m [Member<'m>]) -> RawValue<'m> {
         match self.number {
             Some(n) => RawValue::Number(n),
-            None => RawValue::Set(members),
+            None => RawValue::Members(members),
         }
     }
 }
@@ -175,7 +175,7 @@ mod tests {
         assert_eq!(t, vec![("k", "v"), ("é", "")]);
         let members = [Member::Str("a"), Member::Num(2.5)];
         buf.clear();
-        encode(&mut buf, MetricType::Set, "s", RawValue::Set(&members), &[]);
+        encode(&mut buf, MetricType::Set, "s", RawValue::Members(&members), &[]);
         let (mut m, mut t) = (Vec::new(), Vec::new());
         assert!(decode(&buf, &mut m, &mut t).is_some());
         assert_eq!(m, members);
@@ -189,8 +189,8 @@ mod tests {
         let values = [
             RawValue::Number(Number::Int(-3)),
             RawValue::Number(Number::Float(0.5)),
-            RawValue::Set(&members),
-            RawValue::Set(&[]),
+            RawValue::Members(&members),
+            RawValue::Members(&[]),
             RawValue::Samples(&[]),
         ];
         for value in values {

@@ -25,7 +25,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 pub use buffer::StatsSnapshot;
-pub use chouette_core::Member;
+pub use chouette_core::wire::raw::{encode_raw_metric, RawRecord, RawValue};
+pub use chouette_core::{Member, MetricType};
 pub use client::{At, Client, ShutdownError, TimeUnit, Timed, DEFAULT_SHUTDOWN};
 pub use config::{
     parse_tags, ClientConfig, ConfigError, Mode, DEFAULT_BATCH_RECORDS, DEFAULT_BUFFER_BYTES,
@@ -33,7 +34,7 @@ pub use config::{
 };
 pub use logger::{parse_level, ChouetteLogger, LogSetupError};
 pub use recorder::ChouetteRecorder;
-pub use render::{encode_raw_metric, Number};
+pub use render::Number;
 pub use sanitize::SanitizeMode;
 
 static GLOBAL: OnceLock<Client> = OnceLock::new();

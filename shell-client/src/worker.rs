@@ -5,22 +5,18 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use chouette_core::id::IdGenerator;
+use chouette_core::keys;
 use chouette_core::wire::write::Writer;
 use chouette_core::MetricType;
 
 use crate::aggregate::{Series, State};
 use crate::buffer::{Batch, Entry, Kind, StatsSnapshot};
 use crate::client::Shared;
-use crate::render::{now_secs, raw_metric, render, Number, RawValue, Uuids};
+use crate::render::{id_seed, now_secs, raw_metric, render, Number, RawValue};
 
 /// The writer thread's name; the log bridge ignores records logged on it.
 pub(crate) const THREAD_NAME: &str = "chouette-client";
-
-/// The original's keys (compat §2.1).
-pub(crate) const METRICS_KEYS: &str = "chouette:metrics:raw.keys";
-pub(crate) const METRICS_VALUES: &str = "chouette:metrics:raw.values";
-pub(crate) const LOGS_KEYS: &str = "chouette:logs:wrapped.keys";
-pub(crate) const LOGS_VALUES: &str = "chouette:logs:wrapped.values";
 
 /// Grace after a bucket's end before aggregating mode flushes it (late calls on other threads).
 const AGGREGATE_GRACE_SECS: f64 = 0.2;
@@ -52,7 +48,7 @@ impl Pending {
 pub(crate) fn run(shared: &Shared, redis: redis::Client) {
     let config = &shared.config;
     let mut conn: Option<redis::Connection> = None;
-    let mut uuids = Uuids::new();
+    let mut uuids = IdGenerator::from_seed(id_seed());
     let mut pending = Pending {
         batch: Batch::default(),
         ids: Vec::new(),
@@ -114,7 +110,7 @@ pub(crate) fn run(shared: &Shared, redis: redis::Client) {
                 next_meta = now + config.meta_every;
                 write_meta(shared, &mut reported, &mut pending.batch);
             }
-            pending.ids.extend((0..pending.batch.len()).map(|_| uuids.next()));
+            pending.ids.extend((0..pending.batch.len()).map(|_| uuids.next_id()));
         }
 
         if pending.written < pending.batch.len() {
@@ -258,8 +254,8 @@ fn write(
             let mut pipe = redis::pipe();
             pipe.atomic();
             for logs in [false, true] {
-                let (keys, values) =
-                    if logs { (LOGS_KEYS, LOGS_VALUES) } else { (METRICS_KEYS, METRICS_VALUES) };
+                let queue = if logs { keys::LOGS } else { keys::RAW_METRICS };
+                let (keys, values) = (queue.keys, queue.values);
                 let mine = |j: &usize| (chunk.get(*j).0.kind == Kind::Log) == logs;
                 if !(0..chunk.len()).any(|j| mine(&j)) {
                     continue;
@@ -268,7 +264,7 @@ fn write(
                 for j in (0..chunk.len()).filter(mine) {
                     let mut buf = [0u8; 32];
                     let mut w = Writer::new(&mut buf);
-                    crate::render::write_timestamp(&mut w, chunk.get(j).0.score);
+                    w.python_float(chunk.get(j).0.score);
                     let len = w.finish().unwrap_or(0);
                     zadd.arg(&buf[..len]).arg(&pending.ids[index[j]][..]);
                 }
@@ -310,7 +306,7 @@ fn render_entry<'a>(
                         w,
                         config.sanitize,
                         call.name,
-                        call.kind.as_str(),
+                        call.kind,
                         call.value(members),
                         entry.score,
                         &config.global_tags,
@@ -336,16 +332,7 @@ fn meta(
     let config = &shared.config;
     render(
         |w| {
-            raw_metric(
-                w,
-                config.sanitize,
-                name,
-                kind.as_str(),
-                RawValue::Number(value),
-                ts,
-                &config.global_tags,
-                tags,
-            )
+            raw_metric(w, config.sanitize, name, kind, RawValue::Number(value), ts, &config.global_tags, tags)
         },
         |json| batch.push(Kind::Meta, ts, json),
     );
@@ -398,7 +385,7 @@ fn render_series(shared: &Shared, series: &Series, batch: &mut Batch) {
                     w,
                     config.sanitize,
                     &series.name,
-                    series.kind.as_str(),
+                    series.kind,
                     value,
                     ts,
                     &config.global_tags,
@@ -415,8 +402,8 @@ fn render_series(shared: &Shared, series: &Series, batch: &mut Batch) {
         State::Sum { int, float, any_float } => one(RawValue::Number(Series::sum(*int, *float, *any_float))),
         State::Last(n) => one(RawValue::Number(*n)),
         State::Members(members) => {
-            let members: Vec<String> = members.iter().cloned().collect();
-            one(RawValue::SetTexts(&members));
+            let members: Vec<&str> = members.iter().map(String::as_str).collect();
+            one(RawValue::MemberTexts(&members));
         }
         State::Samples(samples) => match samples.as_slice() {
             [single] => one(RawValue::Number(*single)),

@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use chouette_agent::collect::host::{fixture_root, statvfs, Host, GROUPS};
 use chouette_agent::collect::{encode_points, Collector};
-use chouette_agent::pipeline::IdGenerator;
 
 const ITERATIONS: u32 = 5_000;
 
@@ -27,7 +26,7 @@ fn thread_cpu_secs() -> f64 {
 fn run(label: &str, root: PathBuf) {
     let groups = GROUPS.iter().map(|g| (*g).to_owned()).collect();
     let mut host = Host::new(root, groups, statvfs);
-    let mut ids = IdGenerator::new();
+    let mut ids = chouette_agent::pipeline::id_generator();
     let mut points_per_capture = 0;
     let (wall, cpu) = (Instant::now(), thread_cpu_secs());
     for i in 0..ITERATIONS {

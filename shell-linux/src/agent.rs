@@ -127,7 +127,7 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
     .with_outboxes(outboxes.clone());
     let mut counters = Counters::default();
     let mut reported = Counters::default();
-    let mut ids = IdGenerator::new();
+    let mut ids = pipeline::id_generator();
     let aggregate_every = config.aggregate_interval.max(Duration::from_secs(1));
     let release_every = config.release_interval.max(Duration::from_secs(1));
     // First ticks right away (a backlog drains at once), then on interval boundaries.

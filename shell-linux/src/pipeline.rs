@@ -8,10 +8,13 @@ use std::time::{Duration, Instant};
 
 use chouette_core::aggregate::{AggregatorConfig, GatewayAggregator, RecordError};
 use chouette_core::metric::Timestamp;
-use chouette_core::wire::raw::{parse_raw_metric, raw_scratch_len};
+use chouette_core::wire::raw::{
+    encode_raw_metric, parse_raw_metric, raw_scratch_len, Number, RawRecord, RawValue,
+};
 use chouette_core::wire::wrapped::encode_wrapped;
-use chouette_core::wire::write::Writer;
+use chouette_core::wire::EncodeError;
 use chouette_core::wrap::WrapConfig;
+use chouette_core::MetricType;
 
 use crate::dispatch::{DestinationStats, Disposition, Outcome, Report};
 use crate::store::{
@@ -141,7 +144,7 @@ impl Aggregation {
             config,
             aggregator: None,
             watermark: None,
-            ids: IdGenerator::new(),
+            ids: id_generator(),
             max_per_step: MAX_RAW_PER_STEP,
             outboxes: vec![Queue::WrappedMetrics],
             warned_clock: false,
@@ -319,7 +322,7 @@ impl Aggregation {
                 };
                 if let Some(len) = len {
                     commit.wrapped.push(NewRecord {
-                        id: self.ids.next_id(),
+                        id: self.ids.next_id().to_vec(),
                         score: point.timestamp.as_secs_f64(),
                         value: buf[..len].to_vec(),
                     });
@@ -492,90 +495,43 @@ pub fn apply_report(
     Ok((delivered.len(), dead.len() + oversize.len(), kept))
 }
 
-/// Uuid4-formatted ids for records the agent writes (random, from the OS's hasher seed and a
-/// counter mixed with splitmix64: unique, not secret).
-pub struct IdGenerator {
-    state: u64,
+/// Uuid4-formatted ids for records the agent writes (the core's generator, seeded by
+/// [`id_generator`]).
+pub use chouette_core::id::IdGenerator;
+
+/// An id generator seeded from the OS (through std's randomly keyed hasher), the clock and the
+/// process id: unique, not secret.
+pub fn id_generator() -> IdGenerator {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    IdGenerator::from_seed(hasher.finish())
 }
 
-impl IdGenerator {
-    /// A generator seeded from the OS (through std's randomly keyed hasher) and the clock.
-    pub fn new() -> IdGenerator {
-        use std::hash::{BuildHasher, Hasher};
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0),
-        );
-        hasher.write_u32(std::process::id());
-        IdGenerator { state: hasher.finish() }
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// The next id: 36 lower-case hex characters with hyphens, version 4, variant 1.
-    pub fn next_id(&mut self) -> Vec<u8> {
-        let hi = self.next_u64();
-        let lo = self.next_u64();
-        let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&hi.to_be_bytes());
-        bytes[8..].copy_from_slice(&lo.to_be_bytes());
-        bytes[6] = (bytes[6] & 0x0f) | 0x40;
-        bytes[8] = (bytes[8] & 0x3f) | 0x80;
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut out = Vec::with_capacity(36);
-        for (i, b) in bytes.iter().enumerate() {
-            if matches!(i, 4 | 6 | 8 | 10) {
-                out.push(b'-');
+/// One raw metric record as the Python client writes it (the core's encoder), for the agent's
+/// self-metrics; `None` if it cannot be encoded (a non-finite float).
+pub fn raw_record(
+    metric: &str,
+    kind: MetricType,
+    value: Number,
+    timestamp: f64,
+    tags: &[(&str, &str)],
+) -> Option<Vec<u8>> {
+    let record = RawRecord { name: metric, kind, value: RawValue::Number(value), timestamp, tags };
+    let mut buf = vec![0u8; 256];
+    loop {
+        match encode_raw_metric(&record, &mut buf) {
+            Ok(len) => {
+                buf.truncate(len);
+                return Some(buf);
             }
-            out.push(HEX[(b >> 4) as usize]);
-            out.push(HEX[(b & 15) as usize]);
+            Err(EncodeError::BufferTooSmall { required }) => buf.resize(required, 0),
+            Err(_) => return None,
         }
-        out
     }
-}
-
-impl Default for IdGenerator {
-    fn default() -> Self {
-        IdGenerator::new()
-    }
-}
-
-/// Renders one raw metric record exactly as the original Python client writes it
-/// (`json.dumps` key order and separators), for the agent's self-metrics.
-pub fn raw_record(metric: &str, kind: &str, value: f64, timestamp: f64, tags: &[(&str, &str)]) -> Vec<u8> {
-    let mut buf =
-        vec![0u8; 256 + metric.len() + tags.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>()];
-    let mut w = Writer::new(&mut buf);
-    w.str("{\"metric\": ");
-    w.json_str(metric);
-    w.str(", \"type\": ");
-    w.json_str(kind);
-    w.str(", \"value\": ");
-    w.f64(value);
-    w.str(", \"timestamp\": ");
-    w.python_float(timestamp);
-    w.str(", \"tags\": {");
-    for (i, (k, v)) in tags.iter().enumerate() {
-        if i > 0 {
-            w.str(", ");
-        }
-        w.json_str(k);
-        w.str(": ");
-        w.json_str(v);
-    }
-    w.str("}}");
-    let len = w.finish().unwrap_or(0);
-    buf.truncate(len);
-    buf
 }
 
 /// Writes the self-metrics (compat §5.6 names, plus ours) as raw records, stamped `now`.
@@ -587,17 +543,16 @@ pub fn self_metrics(
     ids: &mut IdGenerator,
 ) -> Vec<NewRecord> {
     let mut out = Vec::new();
-    let mut push = |metric: &str, kind: &str, value: f64, tags: &[(&str, &str)]| {
-        out.push(NewRecord {
-            id: ids.next_id(),
-            score: now,
-            value: raw_record(metric, kind, value, now, tags),
-        });
+    let mut push = |metric: &str, kind: MetricType, value: Number, tags: &[(&str, &str)]| {
+        if let Some(value) = raw_record(metric, kind, value, now, tags) {
+            out.push(NewRecord { id: ids.next_id().to_vec(), score: now, value });
+        }
     };
+
     if queued > 0 {
-        push("chouette.queued.metrics", "gauge", queued as f64, &[]);
+        push("chouette.queued.metrics", MetricType::Gauge, Number::from(queued), &[]);
     }
-    let delta = |a: u64, b: u64| a.saturating_sub(b) as f64;
+    let delta = |a: u64, b: u64| a.saturating_sub(b);
     let counts = [
         (
             "chouette.dispatched.metrics.number",
@@ -618,20 +573,20 @@ pub fn self_metrics(
         ("chouette.late.metrics", delta(counters.late, previous.late)),
     ];
     for (metric, value) in counts {
-        if value > 0.0 {
-            push(metric, "count", value, &[]);
+        if value > 0 {
+            push(metric, MetricType::Count, Number::from(value), &[]);
         }
     }
     for (reason, n) in &counters.refused {
         let value = delta(*n, previous.refused.get(reason).copied().unwrap_or(0));
-        if value > 0.0 {
-            push("chouette.refused.metrics", "count", value, &[("reason", reason)]);
+        if value > 0 {
+            push("chouette.refused.metrics", MetricType::Count, Number::from(value), &[("reason", reason)]);
         }
     }
     for (queue, n) in &counters.expired {
         let value = delta(*n, previous.expired.get(queue).copied().unwrap_or(0));
-        if value > 0.0 {
-            push("chouette.dropped.expired", "count", value, &[("queue", queue)]);
+        if value > 0 {
+            push("chouette.dropped.expired", MetricType::Count, Number::from(value), &[("queue", queue)]);
         }
     }
     for (name, now_stats) in &counters.destinations {
@@ -647,14 +602,19 @@ pub fn self_metrics(
         ];
         for (metric, a, b) in per_destination {
             let value = delta(a, b);
-            if value > 0.0 {
-                push(metric, "count", value, &[("destination", name)]);
+            if value > 0 {
+                push(metric, MetricType::Count, Number::from(value), &[("destination", name)]);
             }
         }
     }
     for (name, durations) in &counters.latencies {
         for &ms in durations {
-            push("chouette.dispatch.request.time", "histogram", ms, &[("destination", name)]);
+            push(
+                "chouette.dispatch.request.time",
+                MetricType::Histogram,
+                Number::from(ms),
+                &[("destination", name)],
+            );
         }
     }
     out
@@ -958,7 +918,7 @@ mod drain_tests {
         counters.destinations.insert("logs", stats(7, 0));
         let mut previous = Counters::default();
         previous.destinations.insert("metrics", stats(4, 1));
-        let mut ids = IdGenerator::new();
+        let mut ids = id_generator();
         let records = self_metrics(&counters, &previous, 0, 10.0, &mut ids);
         let texts: Vec<String> =
             records.iter().map(|r| String::from_utf8(r.value.clone()).expect("utf-8")).collect();
@@ -991,9 +951,8 @@ mod tests {
 
     #[test]
     fn ids_are_uuid4_shaped_and_distinct() {
-        let mut ids = IdGenerator::new();
-        let a = String::from_utf8(ids.next_id()).unwrap();
-        let b = String::from_utf8(ids.next_id()).unwrap();
+        let a = String::from_utf8(id_generator().next_id().to_vec()).unwrap();
+        let b = String::from_utf8(id_generator().next_id().to_vec()).unwrap();
         assert_ne!(a, b);
         assert_eq!(a.len(), 36);
         assert_eq!(&a[14..15], "4");
@@ -1003,14 +962,20 @@ mod tests {
 
     #[test]
     fn raw_records_match_the_python_client() {
-        let got = raw_record("chouette.dispatched.metrics.number", "count", 12.0, 1600000000.25, &[]);
+        let got = raw_record(
+            "chouette.dispatched.metrics.number",
+            MetricType::Count,
+            12.into(),
+            1600000000.25,
+            &[],
+        );
         assert_eq!(
-            String::from_utf8(got).unwrap(),
+            String::from_utf8(got.unwrap()).unwrap(),
             r#"{"metric": "chouette.dispatched.metrics.number", "type": "count", "value": 12, "timestamp": 1600000000.25, "tags": {}}"#
         );
-        let got = raw_record("m", "gauge", 0.5, 10.0, &[("reason", "not_json")]);
+        let got = raw_record("m", MetricType::Gauge, 0.5.into(), 10.0, &[("reason", "not_json")]);
         assert_eq!(
-            String::from_utf8(got).unwrap(),
+            String::from_utf8(got.unwrap()).unwrap(),
             r#"{"metric": "m", "type": "gauge", "value": 0.5, "timestamp": 10.0, "tags": {"reason": "not_json"}}"#
         );
     }

@@ -1,4 +1,6 @@
-//! The original client's raw-metric JSON (compat §2.2), one record per Redis hash value:
+//! The original client's raw-metric JSON (compat §2.2), one record per Redis hash value, both
+//! ways: [`encode_raw_metric`] writes it exactly as the Python client does (key order, `", "` and
+//! `": "` separators, `\uXXXX` escapes, Python's float `repr`), and [`parse_raw_metric`] reads it:
 //!
 //! ```text
 //! {"metric": "my.count", "type": "count", "value": 2, "timestamp": 1600000000.25, "tags": {"k": "v"}}
@@ -41,10 +43,11 @@
 use heapless::Vec;
 
 use super::json::{Arena, JsonStr, Scanner, Token};
-use super::{Field, ParseError};
+use super::write::Writer;
+use super::{EncodeError, Field, ParseError};
 use crate::limits::{MAX_NAME_BYTES, MAX_TAGS, MAX_TAG_BYTES};
 use crate::metric::{pack_member, PackedKind};
-use crate::{MetricType, Sample, SetMembers, Tag, Timestamp, Value};
+use crate::{Member, MetricType, Sample, SetMembers, Tag, Timestamp, Value};
 
 /// Scratch bytes that always suffice to parse a raw record of `input_len` bytes.
 ///
@@ -118,7 +121,7 @@ fn classify(key: &JsonStr<'_>) -> Key {
 
 /// What the `value` field held, before the type is known.
 #[derive(Clone, Copy)]
-enum RawValue {
+enum Seen {
     Number(f64),
     NonFinite,
     List(usize),
@@ -143,7 +146,7 @@ pub fn parse_raw_metric<'a>(input: &'a [u8], scratch: &'a mut [u8]) -> Result<Ra
     }
     let mut name: Option<&'a str> = None;
     let mut kind: Option<MetricType> = None;
-    let mut value: Option<RawValue> = None;
+    let mut value: Option<Seen> = None;
     let mut timestamp: Option<f64> = None;
     let mut tags: Vec<Tag<'a>, MAX_TAGS> = Vec::new();
 
@@ -167,18 +170,18 @@ pub fn parse_raw_metric<'a>(input: &'a [u8], scratch: &'a mut [u8]) -> Result<Ra
             Key::Value => {
                 let start = sc.offset();
                 value = Some(match sc.value()? {
-                    Token::Number(text) => RawValue::Number(number(text)),
-                    Token::Bool(b) => RawValue::Number(if b { 1.0 } else { 0.0 }),
-                    Token::NonFinite(_) => RawValue::NonFinite,
+                    Token::Number(text) => Seen::Number(number(text)),
+                    Token::Bool(b) => Seen::Number(if b { 1.0 } else { 0.0 }),
+                    Token::NonFinite(_) => Seen::NonFinite,
                     Token::ArrayStart => {
                         sc.skip_container()?;
-                        RawValue::List(start)
+                        Seen::List(start)
                     }
                     Token::ObjectStart => {
                         sc.skip_container()?;
-                        RawValue::Other
+                        Seen::Other
                     }
-                    Token::Str(_) | Token::Null => RawValue::Other,
+                    Token::Str(_) | Token::Null => Seen::Other,
                 });
             }
             Key::Timestamp => match sc.value()? {
@@ -216,11 +219,11 @@ pub fn parse_raw_metric<'a>(input: &'a [u8], scratch: &'a mut [u8]) -> Result<Ra
         return Err(ParseError::NegativeTimestamp);
     }
     let value = match (kind, value) {
-        (_, RawValue::NonFinite) => return Err(ParseError::NonFinite(Field::Value)),
-        (MetricType::Set, RawValue::List(start)) => {
+        (_, Seen::NonFinite) => return Err(ParseError::NonFinite(Field::Value)),
+        (MetricType::Set, Seen::List(start)) => {
             Value::Set(read_set(sc.text(), start, &mut arena, too_small, false)?)
         }
-        (MetricType::Histogram | MetricType::Distribution, RawValue::List(start)) => {
+        (MetricType::Histogram | MetricType::Distribution, Seen::List(start)) => {
             let samples = read_set(sc.text(), start, &mut arena, too_small, true)?;
             if samples.is_empty() {
                 return Err(ParseError::NonNumericValue);
@@ -228,9 +231,9 @@ pub fn parse_raw_metric<'a>(input: &'a [u8], scratch: &'a mut [u8]) -> Result<Ra
             Value::Samples(samples)
         }
         (MetricType::Set, _) => return Err(ParseError::SetNotAList),
-        (_, RawValue::Number(v)) if !v.is_finite() => return Err(ParseError::NonFinite(Field::Value)),
-        (_, RawValue::Number(v)) => Value::Number(v),
-        (_, RawValue::List(_) | RawValue::Other) => return Err(ParseError::NonNumericValue),
+        (_, Seen::Number(v)) if !v.is_finite() => return Err(ParseError::NonFinite(Field::Value)),
+        (_, Seen::Number(v)) => Value::Number(v),
+        (_, Seen::List(_) | Seen::Other) => return Err(ParseError::NonNumericValue),
     };
     Ok(RawMetric { name, kind, tags, value, timestamp: Timestamp(timestamp) })
 }
@@ -334,6 +337,209 @@ fn read_set<'a>(
     }
     let packed: &'a [u8] = arena.alloc(at).ok_or(too_small)?;
     Ok(SetMembers::from_packed(packed))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding: what the Python client writes, byte for byte.
+
+/// A number as Python holds it: an `int` is written `2`, a `float` as its `repr` (`2.0`, `0.1`,
+/// `1e-05`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Number {
+    /// An integer value.
+    Int(i64),
+    /// A float value (a non-finite one cannot be encoded: [`EncodeError::NonFinite`]).
+    Float(f64),
+}
+
+impl Number {
+    /// The value as a float.
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Number::Int(i) => i as f64,
+            Number::Float(f) => f,
+        }
+    }
+
+    /// Whether the value can be written as JSON (every `Int`, a finite `Float`).
+    pub fn is_finite(self) -> bool {
+        match self {
+            Number::Int(_) => true,
+            Number::Float(f) => f.is_finite(),
+        }
+    }
+}
+
+macro_rules! number_from {
+    ($variant:ident as $as:ty: $($t:ty),*) => {$(
+        impl From<$t> for Number {
+            fn from(v: $t) -> Number {
+                Number::$variant(v as $as)
+            }
+        }
+    )*};
+}
+number_from!(Int as i64: i8, i16, i32, i64, u8, u16, u32, isize);
+number_from!(Float as f64: f32, f64);
+
+impl From<u64> for Number {
+    /// An `Int` when it fits in an `i64`, else the nearest `Float`.
+    fn from(v: u64) -> Number {
+        i64::try_from(v).map_or(Number::Float(v as f64), Number::Int)
+    }
+}
+
+impl From<usize> for Number {
+    fn from(v: usize) -> Number {
+        Number::from(v as u64)
+    }
+}
+
+impl core::ops::Neg for Number {
+    type Output = Number;
+    /// `-i64::MIN` saturates to `i64::MAX`.
+    fn neg(self) -> Number {
+        match self {
+            Number::Int(i) => Number::Int(i.saturating_neg()),
+            Number::Float(f) => Number::Float(-f),
+        }
+    }
+}
+
+/// The `value` of a raw record to encode.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RawValue<'a> {
+    /// One number (every type; for `set` the original client would have sent a list).
+    Number(Number),
+    /// A `set`'s members, in the order given (strings as JSON strings, numbers as
+    /// [`Writer::f64`] writes them).
+    Members(&'a [Member<'a>]),
+    /// Several histogram or distribution samples in one record (`[1, 2.5]`: the aggregating
+    /// client's shape, read back as [`Value::Samples`]).
+    Samples(&'a [Number]),
+    /// A `set`'s members already written as JSON, each by [`write_member`] (the aggregating client
+    /// keeps them so, sorted and deduplicated); written as they are, so they must be JSON.
+    MemberTexts(&'a [&'a str]),
+}
+
+/// One raw record to encode: the Python client's `{"metric", "type", "value", "timestamp",
+/// "tags"}`. `tags` is the Python dict, in its order (a key given twice is written twice: the
+/// caller merges, as [`write_raw_metric`]'s docs show).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RawRecord<'a> {
+    /// `metric`.
+    pub name: &'a str,
+    /// `type`.
+    pub kind: MetricType,
+    /// `value`.
+    pub value: RawValue<'a>,
+    /// `timestamp`, float Unix seconds (written as Python's `repr(time.time())`).
+    pub timestamp: f64,
+    /// `tags`, `(key, value)` in order.
+    pub tags: &'a [(&'a str, &'a str)],
+}
+
+/// Encodes one raw record into `out`, exactly as the Python client writes it (compat §2.2):
+///
+/// ```
+/// use chouette_core::wire::raw::{encode_raw_metric, Number, RawRecord, RawValue};
+/// use chouette_core::MetricType;
+///
+/// let record = RawRecord {
+///     name: "my.count",
+///     kind: MetricType::Count,
+///     value: RawValue::Number(Number::Int(2)),
+///     timestamp: 1600000000.25,
+///     tags: &[("k", "v")],
+/// };
+/// let mut out = [0u8; 128];
+/// let len = encode_raw_metric(&record, &mut out).unwrap();
+/// assert_eq!(
+///     &out[..len],
+///     br#"{"metric": "my.count", "type": "count", "value": 2, "timestamp": 1600000000.25, "tags": {"k": "v"}}"#
+/// );
+/// ```
+///
+/// Errors: [`EncodeError::BufferTooSmall`] with the bytes needed, [`EncodeError::NonFinite`] for
+/// a NaN or infinite value, member or timestamp (which JSON cannot carry).
+pub fn encode_raw_metric(record: &RawRecord<'_>, out: &mut [u8]) -> Result<usize, EncodeError> {
+    let mut w = Writer::new(out);
+    write_raw_metric(
+        &mut w,
+        record.name,
+        record.kind,
+        record.value,
+        record.timestamp,
+        record.tags.iter().copied(),
+    );
+    w.finish()
+}
+
+/// Writes one raw record at the writer's cursor; [`encode_raw_metric`] for callers whose tags
+/// are not a slice of pairs. Tags are written in the order `tags` yields them, keys as given:
+/// a client with global tags passes them first, skipping those a call's own tag of the same key
+/// replaces (as the Python dict `{**global_tags, **tags}` would keep them).
+pub fn write_raw_metric<K: AsRef<str>, V: AsRef<str>>(
+    w: &mut Writer<'_>,
+    name: &str,
+    kind: MetricType,
+    value: RawValue<'_>,
+    timestamp: f64,
+    tags: impl IntoIterator<Item = (K, V)>,
+) {
+    w.str("{\"metric\": ");
+    w.json_str(name);
+    w.str(", \"type\": \"");
+    w.str(kind.as_str());
+    w.str("\", \"value\": ");
+    match value {
+        RawValue::Number(n) => write_number(w, n),
+        RawValue::Members(members) => write_list(w, members, |w, m| write_member(w, *m)),
+        RawValue::Samples(samples) => write_list(w, samples, |w, n| write_number(w, *n)),
+        RawValue::MemberTexts(texts) => write_list(w, texts, |w, t| w.str(t)),
+    }
+    w.str(", \"timestamp\": ");
+    w.python_float(timestamp);
+    w.str(", \"tags\": {");
+    for (i, (k, v)) in tags.into_iter().enumerate() {
+        if i > 0 {
+            w.str(", ");
+        }
+        w.json_str(k.as_ref());
+        w.str(": ");
+        w.json_str(v.as_ref());
+    }
+    w.str("}}");
+}
+
+fn write_list<T>(w: &mut Writer<'_>, items: &[T], mut one: impl FnMut(&mut Writer<'_>, &T)) {
+    w.byte(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            w.str(", ");
+        }
+        one(w, item);
+    }
+    w.byte(b']');
+}
+
+/// Writes a number as Python does: an `Int` as an integer, a `Float` as its `repr`.
+#[inline]
+pub fn write_number(w: &mut Writer<'_>, n: Number) {
+    match n {
+        Number::Int(i) => w.i64(i),
+        Number::Float(f) => w.python_float(f),
+    }
+}
+
+/// Writes a set member: a string as a JSON string, a number as [`Writer::f64`] does (an
+/// integral value as an integer).
+#[inline]
+pub fn write_member(w: &mut Writer<'_>, m: Member<'_>) {
+    match m {
+        Member::Str(s) => w.json_str(s),
+        Member::Num(n) => w.f64(n),
+    }
 }
 
 #[cfg(test)]

@@ -463,12 +463,12 @@ fn is_plain(text: &str) -> bool {
     text.bytes().fold(0u8, |acc, b| acc | NEEDS_ESCAPE[b as usize]) == 0
 }
 
-/// 1 for the bytes [`Writer::json_str_body`] escapes (controls, `"`, `\\`, non-ASCII).
+/// 1 for the bytes [`Writer::json_str_body`] escapes (controls, `"`, `\\`, DEL, non-ASCII).
 static NEEDS_ESCAPE: [u8; 256] = {
     let mut table = [0u8; 256];
     let mut b = 0;
     while b < 256 {
-        if b < 0x20 || b >= 0x80 || b == b'"' as usize || b == b'\\' as usize {
+        if b < 0x20 || b >= 0x7f || b == b'"' as usize || b == b'\\' as usize {
             table[b] = 1;
         }
         b += 1;

@@ -97,8 +97,8 @@ impl<'a> Writer<'a> {
 
     /// Appends `text` as a JSON string, quotes included, escaped as Python's `json.dumps` does by
     /// default (`ensure_ascii=True`): `\"`, `\\`, `\n`, `\r`, `\t`, `\b`, `\f`, other control
-    /// characters and every non-ASCII character as lower-case `\uXXXX` (surrogate pairs above
-    /// U+FFFF).
+    /// characters, DEL (U+007F) and every non-ASCII character as lower-case `\uXXXX` (surrogate
+    /// pairs above U+FFFF).
     pub fn json_str(&mut self, text: &str) {
         self.byte(b'"');
         self.json_str_body(text);
@@ -110,7 +110,7 @@ impl<'a> Writer<'a> {
         let bytes = text.as_bytes();
         let mut start = 0;
         for (i, &b) in bytes.iter().enumerate() {
-            if b >= 0x20 && b != b'"' && b != b'\\' && b < 0x80 {
+            if b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f {
                 continue;
             }
             if b >= 0x80 && !is_char_start(b) {
@@ -204,6 +204,13 @@ impl<'a> Writer<'a> {
             self.fail(EncodeError::NonFinite);
             return;
         }
+        if !self.whole_micros(value) {
+            self.shortest_repr(value);
+        }
+    }
+
+    /// Python's `repr` of a finite float, the general (slower) way.
+    fn shortest_repr(&mut self, value: f64) {
         // `{:e}` gives the shortest round-trip digits: "-1.875e0", "1e16", "9.5e-7".
         let mut text: heapless::String<40> = heapless::String::new();
         if write!(text, "{value:e}").is_err() {
@@ -264,6 +271,42 @@ impl<'a> Writer<'a> {
     }
 }
 
+impl Writer<'_> {
+    /// The fast path of [`Writer::python_float`] for what a clock gives (whole microseconds
+    /// from 1e-4 to 2^32 s, i.e. until 2106); `false`, having written nothing, for anything else.
+    /// There the shortest text that reads back is the six-decimal form without its trailing
+    /// zeros: neighbouring microseconds are further apart than one ulp (at most 4.8e-7 below
+    /// 2^32), so every shorter decimal, a multiple of 1e-6 too, reads back to another double; and
+    /// Python's `repr` uses fixed notation from 1e-4 to 1e16.
+    #[inline]
+    fn whole_micros(&mut self, value: f64) -> bool {
+        if !(1e-4..4_294_967_296.0).contains(&value) {
+            return false;
+        }
+        // Nearest whole microsecond (`f64::round` is not in `core`); the check below is what
+        // makes the fast path exact, whatever the rounding here.
+        let micros = (value * 1e6 + 0.5) as u64;
+        if micros as f64 / 1e6 != value {
+            return false;
+        }
+        self.u64(micros / 1_000_000);
+        self.byte(b'.');
+        let mut frac = micros % 1_000_000;
+        if frac == 0 {
+            self.byte(b'0');
+            return true;
+        }
+        let mut digits = [b'0'; 6];
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (frac % 10) as u8;
+            frac /= 10;
+        }
+        let len = digits.iter().rposition(|&d| d != b'0').map_or(1, |i| i + 1);
+        self.bytes(&digits[..len]);
+        true
+    }
+}
+
 #[inline]
 fn is_char_start(b: u8) -> bool {
     b & 0xC0 != 0x80
@@ -308,6 +351,42 @@ mod tests {
     }
 
     #[test]
+    fn clock_values_take_the_fast_path_with_the_same_text() {
+        let fast = |t: f64| {
+            let mut buf = [0u8; 40];
+            let mut w = Writer::new(&mut buf);
+            assert!(w.whole_micros(t), "{t}");
+            let n = w.finish().unwrap();
+            heapless::Vec::<u8, 40>::from_slice(&buf[..n]).unwrap()
+        };
+        let slow = |t: f64| {
+            let mut buf = [0u8; 40];
+            let mut w = Writer::new(&mut buf);
+            w.shortest_repr(t);
+            let n = w.finish().unwrap();
+            heapless::Vec::<u8, 40>::from_slice(&buf[..n]).unwrap()
+        };
+        assert_eq!(render(|w| w.python_float(1763780437.123456)).as_str(), "1763780437.123456");
+        assert_eq!(render(|w| w.python_float(1763780437.000001)).as_str(), "1763780437.000001");
+        assert_eq!(render(|w| w.python_float(1763780437.0)).as_str(), "1763780437.0");
+        assert_eq!(render(|w| w.python_float(1763780437.1234567)).as_str(), "1763780437.1234567");
+        assert_eq!(render(|w| w.python_float(5e9)).as_str(), "5000000000.0");
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let many = (0..20_000).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            100 + x % 4_294_967_295_999_000
+        });
+        for micros in
+            [100u64, 999_999, 123_000, 1_763_780_437_000_100, 4_294_967_295_999_999].into_iter().chain(many)
+        {
+            let t = micros as f64 / 1e6;
+            assert_eq!(fast(t), slow(t), "{micros}");
+        }
+    }
+
+    #[test]
     fn integral_values_print_as_integers() {
         assert_eq!(render(|w| w.f64(3.0)).as_str(), "3");
         assert_eq!(render(|w| w.f64(-12.0)).as_str(), "-12");
@@ -321,6 +400,8 @@ mod tests {
         assert_eq!(render(|w| w.json_str("a\"b\\c\n\t\u{1}")).as_str(), r#""a\"b\\c\n\t\u0001""#);
         assert_eq!(render(|w| w.json_str("café")).as_str(), r#""caf\u00e9""#);
         assert_eq!(render(|w| w.json_str("🦉")).as_str(), r#""\ud83e\udd89""#);
+        // Python escapes everything outside ' '..='~' (its ESCAPE_ASCII), DEL included.
+        assert_eq!(render(|w| w.json_str("~\u{7f} ")).as_str(), r#""~\u007f ""#);
     }
 
     #[test]

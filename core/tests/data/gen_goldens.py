@@ -93,3 +93,32 @@ put("log_poison_no_date.json", json.dumps({"ddsource": "svc", "ddtags": [], "lev
 put("log_poison_bad_date.json", json.dumps({"date": "2012-12-21 00:00:00", "ddtags": []}))
 put("log_poison_list_ddtags.json", json.dumps({"date": "2012-12-21T00:00:00+00:00", "ddtags": [1, 2]}))
 put("log_poison_not_object.json", json.dumps("So wrong!"))
+
+
+# Raw metrics as the real Python client renders them (chouette_iot_client's _prepare_metric, then
+# json.dumps as RedisStorage.store_metric does): encode(x) == golden in core/tests/wire_records.rs.
+# Skipped, with a note, where the client is not installed (pip install chouette-iot-client).
+try:
+    from chouette_iot_client import ChouetteClient
+except ImportError:
+    ChouetteClient = None
+    print("chouette_iot_client not installed: raw_client_*.json left as they are")
+
+
+def client(name, type_, metric, value, timestamp, tags):
+    if ChouetteClient is None:
+        return
+    record = ChouetteClient._prepare_metric(metric=metric, type=type_, value=value, timestamp=timestamp, tags=tags)
+    put(f"raw_client_{name}.json", json.dumps(record))
+
+
+client("count", "count", "my.count", 2, 1600000000.25, {"k": "v"})
+client("gauge_float", "gauge", "sensor.temp", 0.1, 1763780437.123456, {"env": "prod", "host": "pi-kitchen"})
+client("rate_no_tags", "rate", "req.rate", 1.5e-05, 1763780437.5, None)
+client("histogram_exponent", "histogram", "big", 1e16, 1763780437.000001, {})
+client("negative_int", "count", "delta", -9007199254740993, 1763780437.0, {"sign": "minus"})
+client("subsecond_ts", "gauge", "precise", 2.0, 1763780437.1234567, {})
+client("set_members", "set", "users", ["Alice", "Bob", 3, 2.5, "caf\u00e9"], 1763780438.25, {"app": "web"})
+client("histogram_samples", "histogram", "latency", [1, 2.5, 1000, -0.125], 1763780439.75, {"route": "/pay"})
+client("escapes", "distribution", "caf\u00e9.\"quoted\"\\", -7, 1763780440.001,
+       {"m\u00fcnchen": "\U0001f989\n\t", "path": "a/b", "ctl": "\x01\x7f"})

@@ -5,10 +5,12 @@ use std::time::{Duration, Instant};
 
 use redis::Commands;
 
-pub const METRICS_KEYS: &str = "chouette:metrics:raw.keys";
-pub const METRICS_VALUES: &str = "chouette:metrics:raw.values";
-pub const LOGS_KEYS: &str = "chouette:logs:wrapped.keys";
-pub const LOGS_VALUES: &str = "chouette:logs:wrapped.values";
+use chouette_core::keys;
+
+pub const METRICS_KEYS: &str = keys::RAW_METRICS.keys;
+pub const METRICS_VALUES: &str = keys::RAW_METRICS.values;
+pub const LOGS_KEYS: &str = keys::LOGS.keys;
+pub const LOGS_VALUES: &str = keys::LOGS.values;
 
 /// `(uuid, score, json)` of every record in a queue, sorted by JSON text.
 pub fn records(con: &mut redis::Connection, keys: &str, values: &str) -> Vec<(String, f64, String)> {

@@ -265,7 +265,7 @@ impl Runner {
             answers,
             tick: 0,
             errors: BTreeMap::new(),
-            ids: IdGenerator::new(),
+            ids: crate::pipeline::id_generator(),
             cap,
             outboxes: vec![Queue::WrappedMetrics],
         }
@@ -444,7 +444,7 @@ pub fn encode_points(points: &[Point], now: f64, ids: &mut IdGenerator) -> Vec<N
             }
         };
         if let Some(len) = len {
-            out.push(NewRecord { id: ids.next_id(), score: now, value: buf[..len].to_vec() });
+            out.push(NewRecord { id: ids.next_id().to_vec(), score: now, value: buf[..len].to_vec() });
         }
     }
     out

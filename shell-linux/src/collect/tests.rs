@@ -144,7 +144,7 @@ fn a_hung_and_a_failing_collector_do_not_stop_the_good_one() {
 
 #[test]
 fn zero_values_are_sent_and_tags_sorted_as_strings() {
-    let mut ids = IdGenerator::new();
+    let mut ids = crate::pipeline::id_generator();
     let points = [Point::new("m", 0.0).tag("a.b", "1").tag("a", "2")];
     let records = encode_points(&points, 10.0, &mut ids);
     assert_eq!(records.len(), 1);

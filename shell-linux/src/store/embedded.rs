@@ -54,6 +54,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
+use chouette_core::keys;
 use redb::{
     Database, DatabaseError, ReadableTable, ReadableTableMetadata, StorageError, TableDefinition,
     WriteTransaction,
@@ -67,7 +68,7 @@ use super::{
 type Index = TableDefinition<'static, (u64, &'static [u8]), &'static [u8]>;
 type Ids = TableDefinition<'static, &'static [u8], u64>;
 
-const META: TableDefinition<'static, &str, f64> = TableDefinition::new("chouette:agent:meta");
+const META: TableDefinition<'static, &str, f64> = TableDefinition::new(keys::META_TABLE);
 const STATUS: TableDefinition<'static, &str, &str> = TableDefinition::new(STATUS_KEY);
 
 /// How many entries cleanup collects before deleting them (bounds its memory).
@@ -84,7 +85,7 @@ pub const REOPEN_RETRY_MAX: Duration = Duration::from_secs(30);
 /// a delete or a status update of the next tick needs.
 pub const PROBE_BYTES: usize = 64 * 1024;
 
-const PROBE: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("chouette:agent:probe");
+const PROBE: TableDefinition<'static, &str, &[u8]> = TableDefinition::new(keys::PROBE_TABLE);
 
 /// The first bytes of every redb file.
 const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
@@ -121,48 +122,8 @@ impl std::fmt::Display for DbError {
 
 /// The two tables of a queue.
 const fn tables(queue: Queue) -> (Index, Ids) {
-    match queue {
-        Queue::RawMetrics => (
-            TableDefinition::new("chouette:metrics:raw.index"),
-            TableDefinition::new("chouette:metrics:raw.ids"),
-        ),
-        Queue::WrappedMetrics => (
-            TableDefinition::new("chouette:metrics:wrapped.index"),
-            TableDefinition::new("chouette:metrics:wrapped.ids"),
-        ),
-        Queue::Logs => (
-            TableDefinition::new("chouette:logs:wrapped.index"),
-            TableDefinition::new("chouette:logs:wrapped.ids"),
-        ),
-        Queue::DeadRawMetrics => (
-            TableDefinition::new("chouette:metrics:raw.dead.index"),
-            TableDefinition::new("chouette:metrics:raw.dead.ids"),
-        ),
-        Queue::DeadWrappedMetrics => (
-            TableDefinition::new("chouette:metrics:wrapped.dead.index"),
-            TableDefinition::new("chouette:metrics:wrapped.dead.ids"),
-        ),
-        Queue::DeadLogs => (
-            TableDefinition::new("chouette:logs:wrapped.dead.index"),
-            TableDefinition::new("chouette:logs:wrapped.dead.ids"),
-        ),
-        Queue::InfluxMetrics => (
-            TableDefinition::new("chouette:metrics:wrapped.influxdb.index"),
-            TableDefinition::new("chouette:metrics:wrapped.influxdb.ids"),
-        ),
-        Queue::DeadInfluxMetrics => (
-            TableDefinition::new("chouette:metrics:wrapped.influxdb.dead.index"),
-            TableDefinition::new("chouette:metrics:wrapped.influxdb.dead.ids"),
-        ),
-        Queue::OpentsdbMetrics => (
-            TableDefinition::new("chouette:metrics:wrapped.opentsdb.index"),
-            TableDefinition::new("chouette:metrics:wrapped.opentsdb.ids"),
-        ),
-        Queue::DeadOpentsdbMetrics => (
-            TableDefinition::new("chouette:metrics:wrapped.opentsdb.dead.index"),
-            TableDefinition::new("chouette:metrics:wrapped.opentsdb.dead.ids"),
-        ),
-    }
+    let names = queue.keys();
+    (TableDefinition::new(names.index_table), TableDefinition::new(names.ids_table))
 }
 
 /// The `u64` whose unsigned order is the order of the (non-NaN) `score`.

@@ -7,6 +7,8 @@ pub mod redis;
 
 use std::fmt;
 
+use chouette_core::keys;
+
 /// The queues the agent reads and writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Queue {
@@ -53,20 +55,25 @@ impl Queue {
     pub const METRIC_OUTBOXES: [Queue; 3] =
         [Queue::WrappedMetrics, Queue::InfluxMetrics, Queue::OpentsdbMetrics];
 
+    /// Its key and table names ([`keys`]).
+    pub const fn keys(self) -> keys::QueueKeys {
+        match self {
+            Queue::RawMetrics => keys::RAW_METRICS,
+            Queue::WrappedMetrics => keys::WRAPPED_METRICS,
+            Queue::Logs => keys::LOGS,
+            Queue::DeadRawMetrics => keys::DEAD_RAW_METRICS,
+            Queue::DeadWrappedMetrics => keys::DEAD_WRAPPED_METRICS,
+            Queue::DeadLogs => keys::DEAD_LOGS,
+            Queue::InfluxMetrics => keys::WRAPPED_INFLUXDB,
+            Queue::DeadInfluxMetrics => keys::DEAD_WRAPPED_INFLUXDB,
+            Queue::OpentsdbMetrics => keys::WRAPPED_OPENTSDB,
+            Queue::DeadOpentsdbMetrics => keys::DEAD_WRAPPED_OPENTSDB,
+        }
+    }
+
     /// The key prefix: the ZSET is `<prefix>.keys`, the HASH `<prefix>.values`.
     pub const fn prefix(self) -> &'static str {
-        match self {
-            Queue::RawMetrics => "chouette:metrics:raw",
-            Queue::WrappedMetrics => "chouette:metrics:wrapped",
-            Queue::Logs => "chouette:logs:wrapped",
-            Queue::DeadRawMetrics => "chouette:metrics:raw.dead",
-            Queue::DeadWrappedMetrics => "chouette:metrics:wrapped.dead",
-            Queue::DeadLogs => "chouette:logs:wrapped.dead",
-            Queue::InfluxMetrics => "chouette:metrics:wrapped.influxdb",
-            Queue::DeadInfluxMetrics => "chouette:metrics:wrapped.influxdb.dead",
-            Queue::OpentsdbMetrics => "chouette:metrics:wrapped.opentsdb",
-            Queue::DeadOpentsdbMetrics => "chouette:metrics:wrapped.opentsdb.dead",
-        }
+        self.keys().prefix
     }
 
     /// The dead-letter queue of a live queue (a dead-letter queue is its own).
@@ -236,10 +243,10 @@ pub struct AggregationCommit {
 
 /// The key (Redis string; a row of the embedded store's meta table) holding the aggregation
 /// watermark, as a decimal float.
-pub const AGGREGATED_UNTIL_KEY: &str = "chouette:agent:aggregated_until";
+pub const AGGREGATED_UNTIL_KEY: &str = keys::AGGREGATED_UNTIL;
 
 /// The Redis HASH (the embedded store's status table) read by `chouette status`.
-pub const STATUS_KEY: &str = "chouette:agent:status";
+pub const STATUS_KEY: &str = keys::STATUS;
 
 /// The JSON envelope a dead-letter queue stores for `record` refused from `queue`:
 /// `{"reason": "<reason>", "queue": "<queue prefix>", "value": "<original value>"}`, Python
