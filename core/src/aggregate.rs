@@ -10,6 +10,18 @@
 //! A sample for a bucket that already closed is *late*: it is folded into the oldest open bucket
 //! and counted ([`AggregatorStats::late`]), never emitted as a second point for a flushed bucket.
 //!
+//! Bucket time lives here, in [`AggregatorConfig`]: which [`Bucket`] holds a timestamp
+//! ([`bucket_of`](AggregatorConfig::bucket_of)), when it closes
+//! ([`is_closed`](AggregatorConfig::is_closed)), what is too far in the future
+//! ([`future_horizon`](AggregatorConfig::future_horizon)). Two ways to drive the clock:
+//!
+//! - live, as a client or a board does: `record(now, ..)` as samples come, `handle_timeout(now)`
+//!   at [`poll_timeout`](Aggregator::poll_timeout), `poll_flush()`;
+//! - bucket by bucket, as the agent does over a durable queue: it asks
+//!   [`next_closed_bucket`](AggregatorConfig::next_closed_bucket) which bucket is due, calls
+//!   [`close_before(bucket.start())`](Aggregator::close_before) (older samples are late and fold
+//!   into it), records that bucket's samples, then `close_before(bucket.end())` and `poll_flush()`.
+//!
 //! Capacity is in the type: `SERIES` (series-bucket entries, the hash table), `SKETCHES` (pooled
 //! histogram sketches and set counters, for series that outgrow their inline storage) and
 //! `KEY_BYTES` (the arena holding names and tags). Whatever does not fit is refused: `record`
@@ -97,12 +109,97 @@ impl AggregatorConfig {
         self.grace_secs
     }
 
-    /// Start of the bucket holding `secs`.
-    fn bucket_of(&self, secs: f64) -> i64 {
+    /// How far ahead of `now` a sample may be stamped, in seconds.
+    pub const fn max_future_secs(&self) -> u32 {
+        self.max_future_secs
+    }
+
+    /// The bucket holding `at`: `[k·I, (k+1)·I)` for the interval `I`. A timestamp beyond the
+    /// range of `i64` seconds saturates (NaN gives the bucket at 0); such samples are refused
+    /// before they reach a bucket.
+    pub fn bucket_of(&self, at: Timestamp) -> Bucket {
+        Bucket { start_secs: self.bucket_start(at.as_secs_f64()), interval_secs: self.interval_secs }
+    }
+
+    /// Start of the bucket holding `secs`, in whole seconds.
+    fn bucket_start(&self, secs: f64) -> i64 {
         let interval = self.interval_secs as i64;
-        let whole = secs as i64; // saturating; callers pass finite, non-negative seconds
+        let whole = secs as i64; // saturating
         let whole = if (whole as f64) > secs { whole - 1 } else { whole };
         whole - whole.rem_euclid(interval)
+    }
+
+    /// When `bucket` closes: its end plus the grace delay.
+    pub fn closes_at(&self, bucket: Bucket) -> Timestamp {
+        Timestamp::from_secs_f64(bucket.end_secs() as f64 + self.grace_secs as f64)
+    }
+
+    /// Whether `bucket` is closed at `now` (`now ≥ end + grace`): no sample still on its way is
+    /// waited for, its summaries can be emitted.
+    pub fn is_closed(&self, bucket: Bucket, now: Timestamp) -> bool {
+        self.closes_at(bucket).as_secs_f64() <= now.as_secs_f64()
+    }
+
+    /// The latest timestamp a sample may carry at `now`; later ones are refused
+    /// ([`RecordError::TooFarInFuture`]): a clock far off, or milliseconds written as seconds.
+    pub fn future_horizon(&self, now: Timestamp) -> Timestamp {
+        Timestamp::from_secs_f64(now.as_secs_f64() + self.max_future_secs as f64)
+    }
+
+    /// Whether `watermark`, the end of the last bucket a caller emitted, is ahead of `now` by
+    /// more than one bucket and its grace. With a clock that only moves forward it is at most
+    /// `now - grace`; one interval more is tolerated (a clock stepped back a little), beyond that
+    /// it was written before the clock went back, and honouring it would hold every new sample
+    /// until the clock catches up.
+    pub fn is_ahead_of_clock(&self, watermark: Timestamp, now: Timestamp) -> bool {
+        watermark.as_secs_f64() > now.as_secs_f64() + self.interval_secs as f64 + self.grace_secs as f64
+    }
+
+    /// The bucket to aggregate next for a caller that keeps its samples durably and emits one
+    /// bucket at a time: the bucket holding `oldest`, its oldest pending sample, but never one
+    /// before `watermark`, the end of the last bucket it emitted (older samples are late and fold
+    /// into this bucket). `None` while that bucket is still open at `now`.
+    pub fn next_closed_bucket(
+        &self,
+        oldest: Timestamp,
+        watermark: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Option<Bucket> {
+        let from = match watermark {
+            Some(w) if w.as_secs_f64() > oldest.as_secs_f64() => w,
+            _ => oldest,
+        };
+        let bucket = self.bucket_of(from);
+        self.is_closed(bucket, now).then_some(bucket)
+    }
+}
+
+/// One flush bucket, `[start, end)`: every series recorded in it gives one point stamped `start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Bucket {
+    start_secs: i64,
+    interval_secs: u32,
+}
+
+impl Bucket {
+    /// The first second of the bucket: the timestamp of its points.
+    pub fn start(&self) -> Timestamp {
+        Timestamp::from_secs_f64(self.start_secs as f64)
+    }
+
+    /// The first second after the bucket (the start of the next one).
+    pub fn end(&self) -> Timestamp {
+        Timestamp::from_secs_f64(self.end_secs() as f64)
+    }
+
+    /// [`start`](Self::start) in whole seconds.
+    pub const fn start_secs(&self) -> i64 {
+        self.start_secs
+    }
+
+    /// [`end`](Self::end) in whole seconds.
+    pub const fn end_secs(&self) -> i64 {
+        self.start_secs.saturating_add(self.interval_secs as i64)
     }
 }
 
@@ -175,6 +272,20 @@ impl RecordError {
             RecordError::TooFarInFuture => "too_far_in_future",
             RecordError::TooManyBuckets => "too_many_buckets",
         }
+    }
+
+    /// Whether the aggregator had no room for a sample that is itself valid (series table, key
+    /// arena, sketch pool or open buckets full): the caller may keep it and offer it again once
+    /// a flush made room. Every other reason is about the sample and holds whenever it is
+    /// offered (`TooFarInFuture` until the clock catches up).
+    pub const fn is_capacity(self) -> bool {
+        matches!(
+            self,
+            RecordError::Full
+                | RecordError::KeysFull
+                | RecordError::SketchesFull
+                | RecordError::TooManyBuckets
+        )
     }
 
     const fn index(self) -> usize {
@@ -472,10 +583,10 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
         if !ts.is_finite() || ts < 0.0 {
             return Err(RecordError::InvalidTimestamp);
         }
-        if ts > now.as_secs_f64() + self.config.max_future_secs as f64 {
+        if ts > self.config.future_horizon(now).as_secs_f64() {
             return Err(RecordError::TooFarInFuture);
         }
-        let mut bucket = self.config.bucket_of(ts);
+        let mut bucket = self.config.bucket_start(ts);
         let late = bucket < self.watermark;
         if late {
             bucket = self.watermark;
@@ -844,13 +955,22 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
         Ok(index)
     }
 
-    /// Closes every bucket whose end plus grace is at or before `now`.
+    /// Closes every bucket whose end plus grace is at or before `now`
+    /// ([`AggregatorConfig::is_closed`]).
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        let secs = now.as_secs_f64() - self.config.grace_secs as f64;
+        self.close_before(Timestamp::from_secs_f64(now.as_secs_f64() - self.config.grace_secs as f64));
+    }
+
+    /// Closes every bucket that ends at or before `at`, whatever the clock and the grace: for a
+    /// caller that decides itself when a bucket is complete (see the [module docs](self)).
+    /// Samples later recorded for those buckets are late: they fold into the oldest open bucket.
+    /// Closing never reopens: an earlier `at` than before changes nothing.
+    pub fn close_before(&mut self, at: Timestamp) {
+        let secs = at.as_secs_f64();
         if !secs.is_finite() || secs < 0.0 {
             return;
         }
-        let open_from = self.config.bucket_of(secs);
+        let open_from = self.config.bucket_start(secs);
         if open_from > self.watermark {
             self.watermark = open_from;
         }
@@ -864,13 +984,9 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
     /// When to call [`handle_timeout`](Self::handle_timeout) next: the earliest moment an open
     /// bucket closes, or `None` when nothing is open.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let end = self.config.interval_secs as i64 + self.config.grace_secs as i64;
-        self.buckets
-            .iter()
-            .filter(|b| !b.closed)
-            .map(|b| b.start + end)
-            .min()
-            .map(|secs| Timestamp::from_secs_f64(secs as f64))
+        self.buckets.iter().filter(|b| !b.closed).map(|b| b.start).min().map(|start| {
+            self.config.closes_at(Bucket { start_secs: start, interval_secs: self.config.interval_secs })
+        })
     }
 
     /// Closes every open bucket now, whatever the time: for a shutdown, after which the open
@@ -1546,6 +1662,115 @@ mod tests {
         // Later samples for those buckets are late, not second points.
         agg.record(ts(12.0), num("c", MetricType::Count, &[], 1.0, 5.0)).unwrap();
         assert_eq!(agg.stats().late, 1);
+    }
+
+    #[test]
+    fn buckets_are_aligned_to_the_interval() {
+        let config = AggregatorConfig::new(10).unwrap();
+        let bucket = config.bucket_of(ts(1_600_000_009.9));
+        assert_eq!((bucket.start_secs(), bucket.end_secs()), (1_600_000_000, 1_600_000_010));
+        assert_eq!((bucket.start(), bucket.end()), (ts(1_600_000_000.0), ts(1_600_000_010.0)));
+        assert_eq!(config.bucket_of(ts(1_600_000_010.0)).start_secs(), 1_600_000_010);
+        assert_eq!(config.bucket_of(ts(-0.5)).start_secs(), -10);
+        let second = AggregatorConfig::new(1).unwrap();
+        assert_eq!(second.bucket_of(ts(7.0)).start_secs(), 7);
+        assert_eq!(second.bucket_of(ts(7.999)).end_secs(), 8);
+        // Out of range saturates instead of overflowing.
+        let far = config.bucket_of(ts(f64::INFINITY));
+        assert_eq!(far.end_secs(), i64::MAX);
+    }
+
+    #[test]
+    fn a_bucket_is_closed_from_its_end_plus_grace() {
+        let config = AggregatorConfig::new(10).unwrap().with_grace_secs(3);
+        let bucket = config.bucket_of(ts(15.0));
+        assert_eq!(config.closes_at(bucket), ts(23.0));
+        assert!(!config.is_closed(bucket, ts(22.999)));
+        assert!(config.is_closed(bucket, ts(23.0)));
+        assert!(AggregatorConfig::new(10).unwrap().with_grace_secs(0).is_closed(bucket, ts(20.0)));
+    }
+
+    #[test]
+    fn the_future_horizon_is_where_record_starts_refusing() {
+        let config = AggregatorConfig::new(10).unwrap().with_max_future_secs(600);
+        assert_eq!(config.future_horizon(ts(1000.0)), ts(1600.0));
+        let mut agg = Agg::new(config);
+        agg.record(ts(1000.0), num("f", MetricType::Count, &[], 1.0, 1600.0)).unwrap();
+        let refused = agg.record(ts(1000.0), num("f", MetricType::Count, &[], 1.0, 1600.001)).unwrap_err();
+        assert_eq!(refused.error, RecordError::TooFarInFuture);
+    }
+
+    #[test]
+    fn a_watermark_more_than_a_bucket_and_grace_ahead_is_ahead_of_the_clock() {
+        let config = AggregatorConfig::new(10).unwrap().with_grace_secs(2);
+        assert!(!config.is_ahead_of_clock(ts(1000.0), ts(1000.0)));
+        assert!(!config.is_ahead_of_clock(ts(1012.0), ts(1000.0)));
+        assert!(config.is_ahead_of_clock(ts(1012.5), ts(1000.0)));
+    }
+
+    #[test]
+    fn the_next_closed_bucket_starts_at_the_oldest_sample_or_the_watermark() {
+        let config = AggregatorConfig::new(10).unwrap().with_grace_secs(2);
+        let at = |secs: i64| config.bucket_of(ts(secs as f64));
+        // Nothing emitted yet: the oldest sample's bucket, once closed.
+        assert_eq!(config.next_closed_bucket(ts(103.0), None, ts(112.0)), Some(at(100)));
+        assert_eq!(config.next_closed_bucket(ts(103.0), None, ts(111.9)), None);
+        // Samples older than the watermark belong to the bucket that starts there.
+        assert_eq!(config.next_closed_bucket(ts(53.0), Some(ts(90.0)), ts(112.0)), Some(at(90)));
+        assert_eq!(config.next_closed_bucket(ts(53.0), Some(ts(100.0)), ts(111.0)), None);
+        // A watermark behind the oldest sample changes nothing.
+        assert_eq!(config.next_closed_bucket(ts(103.0), Some(ts(60.0)), ts(112.0)), Some(at(100)));
+    }
+
+    #[test]
+    fn close_before_closes_exactly_the_buckets_that_end_by_then() {
+        // One-second buckets: closing bucket 7 must leave bucket 8 open (closing at `end + 1`
+        // closed both, and bucket 8's samples were then folded into bucket 9).
+        let config = AggregatorConfig::new(1).unwrap().with_grace_secs(5);
+        let mut agg = Agg::new(config);
+        let bucket = config.bucket_of(ts(7.5));
+        agg.close_before(bucket.start());
+        agg.record(ts(100.0), num("c", MetricType::Count, &[], 1.0, 6.5)).unwrap();
+        agg.record(ts(100.0), num("c", MetricType::Count, &[], 2.0, 7.5)).unwrap();
+        agg.record(ts(100.0), num("c", MetricType::Count, &[], 4.0, 8.5)).unwrap();
+        assert_eq!(agg.stats().late, 1);
+        agg.close_before(bucket.end());
+        let points = drain(&mut agg, &WrapConfig::default());
+        assert_eq!(points.len(), 1);
+        assert_eq!((points[0].3, points[0].4), (7.0, 3.0));
+        // An earlier `at` reopens nothing; the grace plays no part.
+        agg.close_before(ts(3.0));
+        agg.close_before(ts(9.0));
+        let points = drain(&mut agg, &WrapConfig::default());
+        assert_eq!((points.len(), points[0].3, points[0].4), (1, 8.0, 4.0));
+        assert_eq!(agg.stats().late, 1);
+        assert!(agg.is_empty());
+    }
+
+    #[test]
+    fn capacity_refusals_are_the_ones_a_flush_can_cure() {
+        let capacity: heapless::Vec<RecordError, 12> =
+            RecordError::ALL.iter().copied().filter(|e| e.is_capacity()).collect();
+        assert_eq!(
+            &capacity[..],
+            &[
+                RecordError::Full,
+                RecordError::KeysFull,
+                RecordError::SketchesFull,
+                RecordError::TooManyBuckets
+            ]
+        );
+        // Each capacity refusal, produced for real: the sample is valid, the room is not there.
+        let mut agg = Aggregator::<1, 0, 64>::new(AggregatorConfig::DEFAULT);
+        agg.record(ts(0.0), num("a", MetricType::Count, &[], 1.0, 1.0)).unwrap();
+        let full = agg.record(ts(0.0), num("b", MetricType::Count, &[], 1.0, 1.0)).unwrap_err();
+        assert!(full.error.is_capacity(), "{:?}", full.error);
+        let refused = agg.record(ts(0.0), num("", MetricType::Count, &[], 1.0, 1.0)).unwrap_err();
+        assert!(!refused.error.is_capacity());
+        let refused = agg.record(ts(0.0), num("a", MetricType::Count, &[], f64::NAN, 1.0)).unwrap_err();
+        assert!(!refused.error.is_capacity());
+        let refused = agg.record(ts(0.0), num("a", MetricType::Count, &[], 1.0, 1.0e12)).unwrap_err();
+        assert!(!refused.error.is_capacity());
     }
 
     #[test]
