@@ -22,6 +22,33 @@
 //!   [`close_before(bucket.start())`](Aggregator::close_before) (older samples are late and fold
 //!   into it), records that bucket's samples, then `close_before(bucket.end())` and `poll_flush()`.
 //!
+//! ```
+//! use chouette_core::aggregate::{AggregatorConfig, SmallAggregator};
+//! use chouette_core::metric::{MetricType, Sample, Timestamp, Value};
+//!
+//! let at = Timestamp::from_secs_f64;
+//! let config = AggregatorConfig::new(1).expect("1 s buckets").with_grace_secs(2);
+//! // Counts waiting in a durable queue; the clock says 104.
+//! let queued = [100.25, 100.75, 101.5, 102.5];
+//! let mut aggregator = SmallAggregator::new(config);
+//! let bucket = config.next_closed_bucket(at(queued[0]), None, at(104.0)).expect("closed");
+//! assert_eq!((bucket.start(), bucket.end()), (at(100.0), at(101.0)));
+//! aggregator.close_before(bucket.start());
+//! for &ts in queued.iter().filter(|&&ts| ts < 101.0) {
+//!     let one = Value::Number(1.0);
+//!     let sample = Sample { name: "c", kind: MetricType::Count, tags: &[], value: one, timestamp: at(ts) };
+//!     aggregator.record(at(104.0), sample).expect("room");
+//! }
+//! aggregator.close_before(bucket.end());
+//! let point = aggregator.poll_flush().map(|flushed| (flushed.timestamp, flushed.sum()));
+//! assert_eq!(point, Some((at(100.0), 2.0)));
+//! assert!(aggregator.poll_flush().is_none());
+//! // From the watermark on: [101, 102) is due; [102, 103) closes at 105.
+//! let next = config.next_closed_bucket(at(101.5), Some(bucket.end()), at(104.0));
+//! assert_eq!(next.map(|b| b.start()), Some(at(101.0)));
+//! assert_eq!(config.next_closed_bucket(at(102.5), Some(at(102.0)), at(104.0)), None);
+//! ```
+//!
 //! Capacity is in the type: `SERIES` (series-bucket entries, the hash table), `SKETCHES` (pooled
 //! histogram sketches and set counters, for series that outgrow their inline storage) and
 //! `KEY_BYTES` (the arena holding names and tags). Whatever does not fit is refused: `record`
