@@ -264,11 +264,15 @@ pub enum RecordError {
     TooFarInFuture,
     /// The sample would open more than [`MAX_OPEN_BUCKETS`] buckets at once.
     TooManyBuckets,
+    /// Added to its series, the sample would make the bucket's sum infinite (two counts of
+    /// 1e308): no backend could take the point, so the sample is refused and the series keeps
+    /// what it had.
+    Overflow,
 }
 
 impl RecordError {
     /// Every reason, in a fixed order (for per-reason counters).
-    pub const ALL: [RecordError; 12] = [
+    pub const ALL: [RecordError; 13] = [
         RecordError::Full,
         RecordError::KeysFull,
         RecordError::SketchesFull,
@@ -281,6 +285,7 @@ impl RecordError {
         RecordError::InvalidTimestamp,
         RecordError::TooFarInFuture,
         RecordError::TooManyBuckets,
+        RecordError::Overflow,
     ];
 
     /// A short snake_case name, for self-metric tags (`reason:series_full`).
@@ -298,6 +303,7 @@ impl RecordError {
             RecordError::InvalidTimestamp => "invalid_timestamp",
             RecordError::TooFarInFuture => "too_far_in_future",
             RecordError::TooManyBuckets => "too_many_buckets",
+            RecordError::Overflow => "overflow",
         }
     }
 
@@ -335,6 +341,7 @@ impl fmt::Display for RecordError {
             RecordError::InvalidTimestamp => "timestamp is not a finite, non-negative number",
             RecordError::TooFarInFuture => "timestamp too far in the future",
             RecordError::TooManyBuckets => "too many flush buckets open",
+            RecordError::Overflow => "the series' sum would overflow to infinity",
         })
     }
 }
@@ -744,6 +751,15 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
     /// taking a pool slot when they do not fit inline. On error nothing changed.
     fn add_samples(&mut self, state: &mut State, samples: SetMembers<'_>) -> Result<(), RecordError> {
         let numbers = || samples.iter().filter_map(|m| if let Member::Num(v) = m { Some(v) } else { None });
+        let current = match state {
+            State::Pooled { slot, .. } => match &self.pool[*slot as usize] {
+                Slot::Histogram(histogram) => histogram.sum(),
+                _ => 0.0,
+            },
+            State::Samples { n, values } => values[..*n as usize].iter().sum(),
+            _ => 0.0,
+        };
+        finite_sum(current, numbers().sum())?;
         match state {
             State::Pooled { slot, .. } => {
                 if let Slot::Histogram(histogram) = &mut self.pool[*slot as usize] {
@@ -850,19 +866,20 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
     fn update(&mut self, index: usize, sample: &Sample<'_>) -> Result<(), RecordError> {
         match (&mut self.table[index].state, sample.value) {
             (State::Sum { sum, n }, Value::Number(v)) => {
-                *sum += v;
+                *sum = finite_sum(*sum, v)?;
                 *n += 1;
             }
             (State::Gauge { last, last_ts, sum, n }, Value::Number(v)) => {
+                *sum = finite_sum(*sum, v)?;
                 let ts = sample.timestamp.as_secs_f64();
                 if ts >= *last_ts {
                     *last = v;
                     *last_ts = ts;
                 }
-                *sum += v;
                 *n = n.saturating_add(1);
             }
             (State::Samples { n, values }, Value::Number(v)) => {
+                finite_sum(values[..*n as usize].iter().sum(), v)?;
                 if (*n as usize) < INLINE_SAMPLES {
                     values[*n as usize] = v;
                     *n += 1;
@@ -881,6 +898,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
             }
             (State::Pooled { slot, .. }, Value::Number(v)) => {
                 if let Slot::Histogram(histogram) = &mut self.pool[*slot as usize] {
+                    finite_sum(histogram.sum(), v)?;
                     let _ = histogram.insert(v);
                 }
             }
@@ -1333,6 +1351,16 @@ impl<'a> Flushed<'a> {
     /// The `p` quantile of a histogram or distribution (exact while few samples were seen).
     pub fn quantile(&self, p: f64) -> f64 {
         self.aggregate.quantile(p)
+    }
+}
+
+/// `a + b`, or [`RecordError::Overflow`] when that is not finite (both are finite: validated).
+fn finite_sum(a: f64, b: f64) -> Result<f64, RecordError> {
+    let sum = a + b;
+    if sum.is_finite() {
+        Ok(sum)
+    } else {
+        Err(RecordError::Overflow)
     }
 }
 
@@ -1798,6 +1826,57 @@ mod tests {
         assert!(!refused.error.is_capacity());
         let refused = agg.record(ts(0.0), num("a", MetricType::Count, &[], 1.0, 1.0e12)).unwrap_err();
         assert!(!refused.error.is_capacity());
+    }
+
+    #[test]
+    fn a_sample_that_would_overflow_its_series_is_refused_and_the_series_kept() {
+        let mut agg = Aggregator::<16, 1, 1024>::new(AggregatorConfig::DEFAULT);
+        let big = f64::MAX / 1.5;
+        for kind in [MetricType::Count, MetricType::Gauge, MetricType::Rate, MetricType::Histogram] {
+            agg.record(ts(0.0), num("o", kind, &[], big, 1.0)).unwrap();
+            let refused = agg.record(ts(0.0), num("o", kind, &[], big, 2.0)).unwrap_err();
+            assert_eq!(refused.error, RecordError::Overflow, "{kind:?}");
+            assert!(!refused.error.is_capacity());
+            agg.record(ts(0.0), num("o", kind, &[], -big, 3.0)).unwrap();
+        }
+        // A histogram in a pooled sketch, and a record of several samples.
+        for i in 0..8 {
+            agg.record(ts(0.0), num("p", MetricType::Histogram, &[], i as f64, 1.0)).unwrap();
+        }
+        agg.record(ts(0.0), num("p", MetricType::Histogram, &[], big, 1.0)).unwrap();
+        let refused = agg.record(ts(0.0), num("p", MetricType::Histogram, &[], big, 1.0)).unwrap_err();
+        assert_eq!(refused.error, RecordError::Overflow);
+        let both = [Member::Num(big), Member::Num(big)];
+        let sample = Sample {
+            name: "s",
+            kind: MetricType::Histogram,
+            tags: &[],
+            value: Value::Samples(SetMembers::from_slice(&both)),
+            timestamp: ts(1.0),
+        };
+        assert_eq!(agg.record(ts(0.0), sample).unwrap_err().error, RecordError::Overflow);
+        assert_eq!(agg.stats().refused(RecordError::Overflow), 6);
+        agg.handle_timeout(ts(100.0));
+        let mut sums = heapless::Vec::<(MetricType, f64), 8>::new();
+        while let Some(flushed) = agg.poll_flush() {
+            assert!(flushed.name != "s");
+            if flushed.name == "o" {
+                let _ = sums.push((flushed.kind, flushed.sum()));
+            }
+            for output in flushed.outputs(&WrapConfig::default()) {
+                assert!(output.value.is_finite(), "{}: {output:?}", flushed.name);
+            }
+        }
+        sums.sort_unstable_by_key(|(kind, _)| *kind as u8);
+        assert_eq!(
+            &sums[..],
+            &[
+                (MetricType::Count, 0.0),
+                (MetricType::Gauge, 0.0),
+                (MetricType::Rate, 0.0),
+                (MetricType::Histogram, 0.0)
+            ]
+        );
     }
 
     #[test]

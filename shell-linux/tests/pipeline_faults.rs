@@ -496,3 +496,35 @@ fn one_second_buckets_drained_as_a_backlog_keep_their_own_timestamps() {
     let watermark: String = con.get("chouette:agent:aggregated_until").unwrap();
     assert_eq!(watermark.parse::<f64>().unwrap(), b + 4.0);
 }
+
+#[test]
+fn a_record_that_would_overflow_its_series_is_dead_lettered_not_lost() {
+    // Two valid counts of 1e308 in one bucket: their sum is infinite, which no backend takes.
+    // The step used to aggregate both (counted), fail to encode the point and write nothing:
+    // both records gone, nothing dead-lettered, nothing logged. Now the one that would overflow
+    // is refused (reason `overflow`, dead-lettered) and the series keeps the other.
+    let redis = RedisServer::start();
+    let mut con = redis.client();
+    let b = bucket();
+    write_raw(
+        &mut con,
+        &[
+            ("a".into(), b + 1.0, raw("huge.count", "count", 1e308, b + 1.0)),
+            ("b".into(), b + 2.0, raw("huge.count", "count", 1e308, b + 2.0)),
+            ("c".into(), b + 3.0, raw("huge.count", "count", -1.0, b + 3.0)),
+        ],
+    );
+    let mut store = store(&redis);
+    let mut agg = aggregation();
+    let mut counters = Counters::default();
+    drain(&mut agg, &mut store, now(), &mut counters);
+    assert_eq!(
+        wrapped_points(&mut con),
+        BTreeMap::from([(("huge.count".to_string(), b as u64), vec![1e308 - 1.0])])
+    );
+    assert_eq!((counters.aggregated, counters.wrapped), (2, 1));
+    assert_eq!(counters.refused, BTreeMap::from([("overflow".to_string(), 1)]));
+    assert_eq!(con.zcard::<_, u64>("chouette:metrics:raw.keys").unwrap(), 0);
+    let dead: Vec<String> = con.zrange("chouette:metrics:raw.dead.keys", 0, -1).unwrap();
+    assert_eq!(dead, ["b"]);
+}
