@@ -10,6 +10,45 @@
 //! A sample for a bucket that already closed is *late*: it is folded into the oldest open bucket
 //! and counted ([`AggregatorStats::late`]), never emitted as a second point for a flushed bucket.
 //!
+//! Bucket time lives here, in [`AggregatorConfig`]: which [`Bucket`] holds a timestamp
+//! ([`bucket_of`](AggregatorConfig::bucket_of)), when it closes
+//! ([`is_closed`](AggregatorConfig::is_closed)), what is too far in the future
+//! ([`future_horizon`](AggregatorConfig::future_horizon)). Two ways to drive the clock:
+//!
+//! - live, as a client or a board does: `record(now, ..)` as samples come, `handle_timeout(now)`
+//!   at [`poll_timeout`](Aggregator::poll_timeout), `poll_flush()`;
+//! - bucket by bucket, as the agent does over a durable queue: it asks
+//!   [`next_closed_bucket`](AggregatorConfig::next_closed_bucket) which bucket is due, calls
+//!   [`close_before(bucket.start())`](Aggregator::close_before) (older samples are late and fold
+//!   into it), records that bucket's samples, then `close_before(bucket.end())` and `poll_flush()`.
+//!
+//! ```
+//! use chouette_core::aggregate::{AggregatorConfig, SmallAggregator};
+//! use chouette_core::metric::{MetricType, Sample, Timestamp, Value};
+//!
+//! let at = Timestamp::from_secs_f64;
+//! let config = AggregatorConfig::new(1).expect("1 s buckets").with_grace_secs(2);
+//! // Counts waiting in a durable queue; the clock says 104.
+//! let queued = [100.25, 100.75, 101.5, 102.5];
+//! let mut aggregator = SmallAggregator::new(config);
+//! let bucket = config.next_closed_bucket(at(queued[0]), None, at(104.0)).expect("closed");
+//! assert_eq!((bucket.start(), bucket.end()), (at(100.0), at(101.0)));
+//! aggregator.close_before(bucket.start());
+//! for &ts in queued.iter().filter(|&&ts| ts < 101.0) {
+//!     let one = Value::Number(1.0);
+//!     let sample = Sample { name: "c", kind: MetricType::Count, tags: &[], value: one, timestamp: at(ts) };
+//!     aggregator.record(at(104.0), sample).expect("room");
+//! }
+//! aggregator.close_before(bucket.end());
+//! let point = aggregator.poll_flush().map(|flushed| (flushed.timestamp, flushed.sum()));
+//! assert_eq!(point, Some((at(100.0), 2.0)));
+//! assert!(aggregator.poll_flush().is_none());
+//! // From the watermark on: [101, 102) is due; [102, 103) closes at 105.
+//! let next = config.next_closed_bucket(at(101.5), Some(bucket.end()), at(104.0));
+//! assert_eq!(next.map(|b| b.start()), Some(at(101.0)));
+//! assert_eq!(config.next_closed_bucket(at(102.5), Some(at(102.0)), at(104.0)), None);
+//! ```
+//!
 //! Capacity is in the type: `SERIES` (series-bucket entries, the hash table), `SKETCHES` (pooled
 //! histogram sketches and set counters, for series that outgrow their inline storage) and
 //! `KEY_BYTES` (the arena holding names and tags). Whatever does not fit is refused: `record`
@@ -97,12 +136,97 @@ impl AggregatorConfig {
         self.grace_secs
     }
 
-    /// Start of the bucket holding `secs`.
-    fn bucket_of(&self, secs: f64) -> i64 {
+    /// How far ahead of `now` a sample may be stamped, in seconds.
+    pub const fn max_future_secs(&self) -> u32 {
+        self.max_future_secs
+    }
+
+    /// The bucket holding `at`: `[k·I, (k+1)·I)` for the interval `I`. A timestamp beyond the
+    /// range of `i64` seconds saturates (NaN gives the bucket at 0); such samples are refused
+    /// before they reach a bucket.
+    pub fn bucket_of(&self, at: Timestamp) -> Bucket {
+        Bucket { start_secs: self.bucket_start(at.as_secs_f64()), interval_secs: self.interval_secs }
+    }
+
+    /// Start of the bucket holding `secs`, in whole seconds.
+    fn bucket_start(&self, secs: f64) -> i64 {
         let interval = self.interval_secs as i64;
-        let whole = secs as i64; // saturating; callers pass finite, non-negative seconds
+        let whole = secs as i64; // saturating
         let whole = if (whole as f64) > secs { whole - 1 } else { whole };
         whole - whole.rem_euclid(interval)
+    }
+
+    /// When `bucket` closes: its end plus the grace delay.
+    pub fn closes_at(&self, bucket: Bucket) -> Timestamp {
+        Timestamp::from_secs_f64(bucket.end_secs() as f64 + self.grace_secs as f64)
+    }
+
+    /// Whether `bucket` is closed at `now` (`now ≥ end + grace`): no sample still on its way is
+    /// waited for, its summaries can be emitted.
+    pub fn is_closed(&self, bucket: Bucket, now: Timestamp) -> bool {
+        self.closes_at(bucket).as_secs_f64() <= now.as_secs_f64()
+    }
+
+    /// The latest timestamp a sample may carry at `now`; later ones are refused
+    /// ([`RecordError::TooFarInFuture`]): a clock far off, or milliseconds written as seconds.
+    pub fn future_horizon(&self, now: Timestamp) -> Timestamp {
+        Timestamp::from_secs_f64(now.as_secs_f64() + self.max_future_secs as f64)
+    }
+
+    /// Whether `watermark`, the end of the last bucket a caller emitted, is ahead of `now` by
+    /// more than one bucket and its grace. With a clock that only moves forward it is at most
+    /// `now - grace`; one interval more is tolerated (a clock stepped back a little), beyond that
+    /// it was written before the clock went back, and honouring it would hold every new sample
+    /// until the clock catches up.
+    pub fn is_ahead_of_clock(&self, watermark: Timestamp, now: Timestamp) -> bool {
+        watermark.as_secs_f64() > now.as_secs_f64() + self.interval_secs as f64 + self.grace_secs as f64
+    }
+
+    /// The bucket to aggregate next for a caller that keeps its samples durably and emits one
+    /// bucket at a time: the bucket holding `oldest`, its oldest pending sample, but never one
+    /// before `watermark`, the end of the last bucket it emitted (older samples are late and fold
+    /// into this bucket). `None` while that bucket is still open at `now`.
+    pub fn next_closed_bucket(
+        &self,
+        oldest: Timestamp,
+        watermark: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Option<Bucket> {
+        let from = match watermark {
+            Some(w) if w.as_secs_f64() > oldest.as_secs_f64() => w,
+            _ => oldest,
+        };
+        let bucket = self.bucket_of(from);
+        self.is_closed(bucket, now).then_some(bucket)
+    }
+}
+
+/// One flush bucket, `[start, end)`: every series recorded in it gives one point stamped `start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Bucket {
+    start_secs: i64,
+    interval_secs: u32,
+}
+
+impl Bucket {
+    /// The first second of the bucket: the timestamp of its points.
+    pub fn start(&self) -> Timestamp {
+        Timestamp::from_secs_f64(self.start_secs as f64)
+    }
+
+    /// The first second after the bucket (the start of the next one).
+    pub fn end(&self) -> Timestamp {
+        Timestamp::from_secs_f64(self.end_secs() as f64)
+    }
+
+    /// [`start`](Self::start) in whole seconds.
+    pub const fn start_secs(&self) -> i64 {
+        self.start_secs
+    }
+
+    /// [`end`](Self::end) in whole seconds.
+    pub const fn end_secs(&self) -> i64 {
+        self.start_secs.saturating_add(self.interval_secs as i64)
     }
 }
 
@@ -140,11 +264,15 @@ pub enum RecordError {
     TooFarInFuture,
     /// The sample would open more than [`MAX_OPEN_BUCKETS`] buckets at once.
     TooManyBuckets,
+    /// Added to its series, the sample would make the bucket's sum infinite (two counts of
+    /// 1e308): no backend could take the point, so the sample is refused and the series keeps
+    /// what it had.
+    Overflow,
 }
 
 impl RecordError {
     /// Every reason, in a fixed order (for per-reason counters).
-    pub const ALL: [RecordError; 12] = [
+    pub const ALL: [RecordError; 13] = [
         RecordError::Full,
         RecordError::KeysFull,
         RecordError::SketchesFull,
@@ -157,6 +285,7 @@ impl RecordError {
         RecordError::InvalidTimestamp,
         RecordError::TooFarInFuture,
         RecordError::TooManyBuckets,
+        RecordError::Overflow,
     ];
 
     /// A short snake_case name, for self-metric tags (`reason:series_full`).
@@ -174,7 +303,22 @@ impl RecordError {
             RecordError::InvalidTimestamp => "invalid_timestamp",
             RecordError::TooFarInFuture => "too_far_in_future",
             RecordError::TooManyBuckets => "too_many_buckets",
+            RecordError::Overflow => "overflow",
         }
+    }
+
+    /// Whether the aggregator had no room for a sample that is itself valid (series table, key
+    /// arena, sketch pool or open buckets full): the caller may keep it and offer it again once
+    /// a flush made room. Every other reason is about the sample and holds whenever it is
+    /// offered (`TooFarInFuture` until the clock catches up).
+    pub const fn is_capacity(self) -> bool {
+        matches!(
+            self,
+            RecordError::Full
+                | RecordError::KeysFull
+                | RecordError::SketchesFull
+                | RecordError::TooManyBuckets
+        )
     }
 
     const fn index(self) -> usize {
@@ -197,6 +341,7 @@ impl fmt::Display for RecordError {
             RecordError::InvalidTimestamp => "timestamp is not a finite, non-negative number",
             RecordError::TooFarInFuture => "timestamp too far in the future",
             RecordError::TooManyBuckets => "too many flush buckets open",
+            RecordError::Overflow => "the series' sum would overflow to infinity",
         })
     }
 }
@@ -472,10 +617,10 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
         if !ts.is_finite() || ts < 0.0 {
             return Err(RecordError::InvalidTimestamp);
         }
-        if ts > now.as_secs_f64() + self.config.max_future_secs as f64 {
+        if ts > self.config.future_horizon(now).as_secs_f64() {
             return Err(RecordError::TooFarInFuture);
         }
-        let mut bucket = self.config.bucket_of(ts);
+        let mut bucket = self.config.bucket_start(ts);
         let late = bucket < self.watermark;
         if late {
             bucket = self.watermark;
@@ -606,6 +751,15 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
     /// taking a pool slot when they do not fit inline. On error nothing changed.
     fn add_samples(&mut self, state: &mut State, samples: SetMembers<'_>) -> Result<(), RecordError> {
         let numbers = || samples.iter().filter_map(|m| if let Member::Num(v) = m { Some(v) } else { None });
+        let current = match state {
+            State::Pooled { slot, .. } => match &self.pool[*slot as usize] {
+                Slot::Histogram(histogram) => histogram.sum(),
+                _ => 0.0,
+            },
+            State::Samples { n, values } => values[..*n as usize].iter().sum(),
+            _ => 0.0,
+        };
+        finite_sum(current, numbers().sum())?;
         match state {
             State::Pooled { slot, .. } => {
                 if let Slot::Histogram(histogram) = &mut self.pool[*slot as usize] {
@@ -712,19 +866,20 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
     fn update(&mut self, index: usize, sample: &Sample<'_>) -> Result<(), RecordError> {
         match (&mut self.table[index].state, sample.value) {
             (State::Sum { sum, n }, Value::Number(v)) => {
-                *sum += v;
+                *sum = finite_sum(*sum, v)?;
                 *n += 1;
             }
             (State::Gauge { last, last_ts, sum, n }, Value::Number(v)) => {
+                *sum = finite_sum(*sum, v)?;
                 let ts = sample.timestamp.as_secs_f64();
                 if ts >= *last_ts {
                     *last = v;
                     *last_ts = ts;
                 }
-                *sum += v;
                 *n = n.saturating_add(1);
             }
             (State::Samples { n, values }, Value::Number(v)) => {
+                finite_sum(values[..*n as usize].iter().sum(), v)?;
                 if (*n as usize) < INLINE_SAMPLES {
                     values[*n as usize] = v;
                     *n += 1;
@@ -743,6 +898,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
             }
             (State::Pooled { slot, .. }, Value::Number(v)) => {
                 if let Slot::Histogram(histogram) = &mut self.pool[*slot as usize] {
+                    finite_sum(histogram.sum(), v)?;
                     let _ = histogram.insert(v);
                 }
             }
@@ -844,13 +1000,22 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
         Ok(index)
     }
 
-    /// Closes every bucket whose end plus grace is at or before `now`.
+    /// Closes every bucket whose end plus grace is at or before `now`
+    /// ([`AggregatorConfig::is_closed`]).
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        let secs = now.as_secs_f64() - self.config.grace_secs as f64;
+        self.close_before(Timestamp::from_secs_f64(now.as_secs_f64() - self.config.grace_secs as f64));
+    }
+
+    /// Closes every bucket that ends at or before `at`, whatever the clock and the grace: for a
+    /// caller that decides itself when a bucket is complete (see the [module docs](self)).
+    /// Samples later recorded for those buckets are late: they fold into the oldest open bucket.
+    /// Closing never reopens: an earlier `at` than before changes nothing.
+    pub fn close_before(&mut self, at: Timestamp) {
+        let secs = at.as_secs_f64();
         if !secs.is_finite() || secs < 0.0 {
             return;
         }
-        let open_from = self.config.bucket_of(secs);
+        let open_from = self.config.bucket_start(secs);
         if open_from > self.watermark {
             self.watermark = open_from;
         }
@@ -864,13 +1029,9 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
     /// When to call [`handle_timeout`](Self::handle_timeout) next: the earliest moment an open
     /// bucket closes, or `None` when nothing is open.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let end = self.config.interval_secs as i64 + self.config.grace_secs as i64;
-        self.buckets
-            .iter()
-            .filter(|b| !b.closed)
-            .map(|b| b.start + end)
-            .min()
-            .map(|secs| Timestamp::from_secs_f64(secs as f64))
+        self.buckets.iter().filter(|b| !b.closed).map(|b| b.start).min().map(|start| {
+            self.config.closes_at(Bucket { start_secs: start, interval_secs: self.config.interval_secs })
+        })
     }
 
     /// Closes every open bucket now, whatever the time: for a shutdown, after which the open
@@ -1190,6 +1351,16 @@ impl<'a> Flushed<'a> {
     /// The `p` quantile of a histogram or distribution (exact while few samples were seen).
     pub fn quantile(&self, p: f64) -> f64 {
         self.aggregate.quantile(p)
+    }
+}
+
+/// `a + b`, or [`RecordError::Overflow`] when that is not finite (both are finite: validated).
+fn finite_sum(a: f64, b: f64) -> Result<f64, RecordError> {
+    let sum = a + b;
+    if sum.is_finite() {
+        Ok(sum)
+    } else {
+        Err(RecordError::Overflow)
     }
 }
 
@@ -1546,6 +1717,166 @@ mod tests {
         // Later samples for those buckets are late, not second points.
         agg.record(ts(12.0), num("c", MetricType::Count, &[], 1.0, 5.0)).unwrap();
         assert_eq!(agg.stats().late, 1);
+    }
+
+    #[test]
+    fn buckets_are_aligned_to_the_interval() {
+        let config = AggregatorConfig::new(10).unwrap();
+        let bucket = config.bucket_of(ts(1_600_000_009.9));
+        assert_eq!((bucket.start_secs(), bucket.end_secs()), (1_600_000_000, 1_600_000_010));
+        assert_eq!((bucket.start(), bucket.end()), (ts(1_600_000_000.0), ts(1_600_000_010.0)));
+        assert_eq!(config.bucket_of(ts(1_600_000_010.0)).start_secs(), 1_600_000_010);
+        assert_eq!(config.bucket_of(ts(-0.5)).start_secs(), -10);
+        let second = AggregatorConfig::new(1).unwrap();
+        assert_eq!(second.bucket_of(ts(7.0)).start_secs(), 7);
+        assert_eq!(second.bucket_of(ts(7.999)).end_secs(), 8);
+        // Out of range saturates instead of overflowing.
+        let far = config.bucket_of(ts(f64::INFINITY));
+        assert_eq!(far.end_secs(), i64::MAX);
+    }
+
+    #[test]
+    fn a_bucket_is_closed_from_its_end_plus_grace() {
+        let config = AggregatorConfig::new(10).unwrap().with_grace_secs(3);
+        let bucket = config.bucket_of(ts(15.0));
+        assert_eq!(config.closes_at(bucket), ts(23.0));
+        assert!(!config.is_closed(bucket, ts(22.999)));
+        assert!(config.is_closed(bucket, ts(23.0)));
+        assert!(AggregatorConfig::new(10).unwrap().with_grace_secs(0).is_closed(bucket, ts(20.0)));
+    }
+
+    #[test]
+    fn the_future_horizon_is_where_record_starts_refusing() {
+        let config = AggregatorConfig::new(10).unwrap().with_max_future_secs(600);
+        assert_eq!(config.future_horizon(ts(1000.0)), ts(1600.0));
+        let mut agg = Agg::new(config);
+        agg.record(ts(1000.0), num("f", MetricType::Count, &[], 1.0, 1600.0)).unwrap();
+        let refused = agg.record(ts(1000.0), num("f", MetricType::Count, &[], 1.0, 1600.001)).unwrap_err();
+        assert_eq!(refused.error, RecordError::TooFarInFuture);
+    }
+
+    #[test]
+    fn a_watermark_more_than_a_bucket_and_grace_ahead_is_ahead_of_the_clock() {
+        let config = AggregatorConfig::new(10).unwrap().with_grace_secs(2);
+        assert!(!config.is_ahead_of_clock(ts(1000.0), ts(1000.0)));
+        assert!(!config.is_ahead_of_clock(ts(1012.0), ts(1000.0)));
+        assert!(config.is_ahead_of_clock(ts(1012.5), ts(1000.0)));
+    }
+
+    #[test]
+    fn the_next_closed_bucket_starts_at_the_oldest_sample_or_the_watermark() {
+        let config = AggregatorConfig::new(10).unwrap().with_grace_secs(2);
+        let at = |secs: i64| config.bucket_of(ts(secs as f64));
+        // Nothing emitted yet: the oldest sample's bucket, once closed.
+        assert_eq!(config.next_closed_bucket(ts(103.0), None, ts(112.0)), Some(at(100)));
+        assert_eq!(config.next_closed_bucket(ts(103.0), None, ts(111.9)), None);
+        // Samples older than the watermark belong to the bucket that starts there.
+        assert_eq!(config.next_closed_bucket(ts(53.0), Some(ts(90.0)), ts(112.0)), Some(at(90)));
+        assert_eq!(config.next_closed_bucket(ts(53.0), Some(ts(100.0)), ts(111.0)), None);
+        // A watermark behind the oldest sample changes nothing.
+        assert_eq!(config.next_closed_bucket(ts(103.0), Some(ts(60.0)), ts(112.0)), Some(at(100)));
+    }
+
+    #[test]
+    fn close_before_closes_exactly_the_buckets_that_end_by_then() {
+        // One-second buckets: closing bucket 7 must leave bucket 8 open (closing at `end + 1`
+        // closed both, and bucket 8's samples were then folded into bucket 9).
+        let config = AggregatorConfig::new(1).unwrap().with_grace_secs(5);
+        let mut agg = Agg::new(config);
+        let bucket = config.bucket_of(ts(7.5));
+        agg.close_before(bucket.start());
+        agg.record(ts(100.0), num("c", MetricType::Count, &[], 1.0, 6.5)).unwrap();
+        agg.record(ts(100.0), num("c", MetricType::Count, &[], 2.0, 7.5)).unwrap();
+        agg.record(ts(100.0), num("c", MetricType::Count, &[], 4.0, 8.5)).unwrap();
+        assert_eq!(agg.stats().late, 1);
+        agg.close_before(bucket.end());
+        let points = drain(&mut agg, &WrapConfig::default());
+        assert_eq!(points.len(), 1);
+        assert_eq!((points[0].3, points[0].4), (7.0, 3.0));
+        // An earlier `at` reopens nothing; the grace plays no part.
+        agg.close_before(ts(3.0));
+        agg.close_before(ts(9.0));
+        let points = drain(&mut agg, &WrapConfig::default());
+        assert_eq!((points.len(), points[0].3, points[0].4), (1, 8.0, 4.0));
+        assert_eq!(agg.stats().late, 1);
+        assert!(agg.is_empty());
+    }
+
+    #[test]
+    fn capacity_refusals_are_the_ones_a_flush_can_cure() {
+        let capacity: heapless::Vec<RecordError, 12> =
+            RecordError::ALL.iter().copied().filter(|e| e.is_capacity()).collect();
+        assert_eq!(
+            &capacity[..],
+            &[
+                RecordError::Full,
+                RecordError::KeysFull,
+                RecordError::SketchesFull,
+                RecordError::TooManyBuckets
+            ]
+        );
+        // Each capacity refusal, produced for real: the sample is valid, the room is not there.
+        let mut agg = Aggregator::<1, 0, 64>::new(AggregatorConfig::DEFAULT);
+        agg.record(ts(0.0), num("a", MetricType::Count, &[], 1.0, 1.0)).unwrap();
+        let full = agg.record(ts(0.0), num("b", MetricType::Count, &[], 1.0, 1.0)).unwrap_err();
+        assert!(full.error.is_capacity(), "{:?}", full.error);
+        let refused = agg.record(ts(0.0), num("", MetricType::Count, &[], 1.0, 1.0)).unwrap_err();
+        assert!(!refused.error.is_capacity());
+        let refused = agg.record(ts(0.0), num("a", MetricType::Count, &[], f64::NAN, 1.0)).unwrap_err();
+        assert!(!refused.error.is_capacity());
+        let refused = agg.record(ts(0.0), num("a", MetricType::Count, &[], 1.0, 1.0e12)).unwrap_err();
+        assert!(!refused.error.is_capacity());
+    }
+
+    #[test]
+    fn a_sample_that_would_overflow_its_series_is_refused_and_the_series_kept() {
+        let mut agg = Aggregator::<16, 1, 1024>::new(AggregatorConfig::DEFAULT);
+        let big = f64::MAX / 1.5;
+        for kind in [MetricType::Count, MetricType::Gauge, MetricType::Rate, MetricType::Histogram] {
+            agg.record(ts(0.0), num("o", kind, &[], big, 1.0)).unwrap();
+            let refused = agg.record(ts(0.0), num("o", kind, &[], big, 2.0)).unwrap_err();
+            assert_eq!(refused.error, RecordError::Overflow, "{kind:?}");
+            assert!(!refused.error.is_capacity());
+            agg.record(ts(0.0), num("o", kind, &[], -big, 3.0)).unwrap();
+        }
+        // A histogram in a pooled sketch, and a record of several samples.
+        for i in 0..8 {
+            agg.record(ts(0.0), num("p", MetricType::Histogram, &[], i as f64, 1.0)).unwrap();
+        }
+        agg.record(ts(0.0), num("p", MetricType::Histogram, &[], big, 1.0)).unwrap();
+        let refused = agg.record(ts(0.0), num("p", MetricType::Histogram, &[], big, 1.0)).unwrap_err();
+        assert_eq!(refused.error, RecordError::Overflow);
+        let both = [Member::Num(big), Member::Num(big)];
+        let sample = Sample {
+            name: "s",
+            kind: MetricType::Histogram,
+            tags: &[],
+            value: Value::Samples(SetMembers::from_slice(&both)),
+            timestamp: ts(1.0),
+        };
+        assert_eq!(agg.record(ts(0.0), sample).unwrap_err().error, RecordError::Overflow);
+        assert_eq!(agg.stats().refused(RecordError::Overflow), 6);
+        agg.handle_timeout(ts(100.0));
+        let mut sums = heapless::Vec::<(MetricType, f64), 8>::new();
+        while let Some(flushed) = agg.poll_flush() {
+            assert!(flushed.name != "s");
+            if flushed.name == "o" {
+                let _ = sums.push((flushed.kind, flushed.sum()));
+            }
+            for output in flushed.outputs(&WrapConfig::default()) {
+                assert!(output.value.is_finite(), "{}: {output:?}", flushed.name);
+            }
+        }
+        sums.sort_unstable_by_key(|(kind, _)| *kind as u8);
+        assert_eq!(
+            &sums[..],
+            &[
+                (MetricType::Count, 0.0),
+                (MetricType::Gauge, 0.0),
+                (MetricType::Rate, 0.0),
+                (MetricType::Histogram, 0.0)
+            ]
+        );
     }
 
     #[test]

@@ -162,6 +162,68 @@ proptest! {
     }
 }
 
+/// The agent's way to drive the clock: samples wait in a durable queue, one closed bucket is
+/// aggregated per step by the same aggregator. Every count lands in its own bucket, stamped with
+/// its start, none late, whatever the interval (1 s included) and the spread of timestamps.
+fn drain_bucket_by_bucket(stamps: &[(f64, u8)], interval: u32, grace: u32) {
+    let config = AggregatorConfig::new(interval).unwrap().with_grace_secs(grace);
+    let mut agg = Box::new(Aggregator::<64, 0, 1024>::new(config));
+    let now = Timestamp::from_secs_f64(1_000_400.0);
+    let mut queue: Vec<(f64, u8)> = stamps.iter().map(|&(at, v)| (1_000_000.0 + at, v)).collect();
+    let mut expected: HashMap<i64, f64> = HashMap::new();
+    for &(at, value) in &queue {
+        if config.is_closed(config.bucket_of(Timestamp::from_secs_f64(at)), now) {
+            *expected.entry(config.bucket_of(Timestamp::from_secs_f64(at)).start_secs()).or_default() +=
+                value as f64;
+        }
+    }
+    let mut watermark = None;
+    let mut got: HashMap<i64, f64> = HashMap::new();
+    while let Some(oldest) = queue.iter().map(|&(at, _)| at).reduce(f64::min) {
+        let Some(bucket) = config.next_closed_bucket(Timestamp::from_secs_f64(oldest), watermark, now) else {
+            break;
+        };
+        agg.close_before(bucket.start());
+        let end = bucket.end().as_secs_f64();
+        for &(at, value) in queue.iter().filter(|(at, _)| *at < end) {
+            let sample = Sample {
+                name: "c",
+                kind: MetricType::Count,
+                tags: &[],
+                value: Value::Number(value as f64),
+                timestamp: Timestamp::from_secs_f64(at),
+            };
+            agg.record(now, sample).unwrap();
+        }
+        queue.retain(|(at, _)| *at >= end);
+        agg.close_before(bucket.end());
+        let mut points = 0;
+        while let Some(flushed) = agg.poll_flush() {
+            assert_eq!(flushed.timestamp, bucket.start());
+            assert!(got.insert(bucket.start_secs(), flushed.sum()).is_none(), "second point");
+            points += 1;
+        }
+        assert_eq!(points, 1);
+        watermark = Some(bucket.end());
+    }
+    assert_eq!(got, expected);
+    assert_eq!(agg.stats().late, 0);
+    assert!(agg.is_empty());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn bucket_by_bucket_every_sample_keeps_its_bucket(
+        stamps in prop::collection::vec((0.0..500.0f64, 1u8..10), 1..60),
+        interval in 1u32..20,
+        grace in 0u32..5,
+    ) {
+        drain_bucket_by_bucket(&stamps, interval, grace);
+    }
+}
+
 #[test]
 fn many_flush_cycles_keep_every_series_findable() {
     // Fill the table close to capacity, flush, repeat: backward-shift deletion must keep every

@@ -18,7 +18,10 @@ fn panic(_info: &PanicInfo<'_>) -> ! {
 #[no_mangle]
 pub extern "C" fn chouette_probe(now: f64, value: f64, out: *mut u8, out_len: usize) -> usize {
     let _ = (out, out_len);
-    let mut aggregator = SmallAggregator::new(AggregatorConfig::DEFAULT);
+    let config = AggregatorConfig::DEFAULT;
+    let mut aggregator = SmallAggregator::new(config);
+    let bucket = config.bucket_of(Timestamp::from_secs_f64(now));
+    aggregator.close_before(bucket.start());
     let tags = [Tag::new("board", "probe")];
     let sample = Sample {
         name: "probe.count",
@@ -27,8 +30,12 @@ pub extern "C" fn chouette_probe(now: f64, value: f64, out: *mut u8, out_len: us
         value: Value::Number(value),
         timestamp: Timestamp::from_secs_f64(now),
     };
-    let _ = aggregator.record(Timestamp::from_secs_f64(now), sample);
-    aggregator.handle_timeout(Timestamp::from_secs_f64(now + 60.0));
+    if let Err(refused) = aggregator.record(Timestamp::from_secs_f64(now), sample) {
+        if refused.error.is_capacity() {
+            return 0;
+        }
+    }
+    aggregator.handle_timeout(config.closes_at(bucket));
     let config = WrapConfig::default();
     let mut buf = [0u8; 256];
     let mut writer = Writer::new(&mut buf);

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use chouette_core::aggregate::{AggregatorConfig, GatewayAggregator, RecordError};
+use chouette_core::aggregate::{AggregatorConfig, GatewayAggregator};
 use chouette_core::metric::Timestamp;
 use chouette_core::wire::raw::{
     encode_raw_metric, parse_raw_metric, raw_scratch_len, Number, RawRecord, RawValue,
@@ -115,9 +115,8 @@ pub enum StepOutcome {
 /// The aggregation step: raw records of the oldest closed bucket → wrapped points, committed
 /// atomically with the deletion of the raw records and the new watermark.
 pub struct Aggregation {
-    interval: u32,
-    grace: f64,
     wrap: WrapConfig,
+    /// The bucket arithmetic (interval, grace, future horizon): the core's.
     config: AggregatorConfig,
     /// Allocated for a run of steps, freed by [`Aggregation::release_memory`] when idle.
     aggregator: Option<Box<GatewayAggregator>>,
@@ -131,15 +130,13 @@ pub struct Aggregation {
 }
 
 impl Aggregation {
-    /// A step with `interval_secs` buckets closing `grace` after their end.
+    /// A step with `interval_secs` buckets closing `grace` (whole seconds) after their end;
+    /// records stamped more than the core's 10 minutes ahead are dead-lettered.
     pub fn new(interval_secs: u32, grace: Duration, wrap: WrapConfig) -> Aggregation {
         let config = AggregatorConfig::new(interval_secs.max(1))
             .unwrap_or(AggregatorConfig::DEFAULT)
-            .with_grace_secs(0)
-            .with_max_future_secs(u32::MAX);
+            .with_grace_secs(u32::try_from(grace.as_secs()).unwrap_or(u32::MAX));
         Aggregation {
-            interval: interval_secs.max(1),
-            grace: grace.as_secs_f64(),
             wrap,
             config,
             aggregator: None,
@@ -196,8 +193,7 @@ impl Aggregation {
         now: f64,
         counters: &mut Counters,
     ) -> Result<StepOutcome, StoreError> {
-        let interval = self.interval as f64;
-        let swept = sweep_future(store, now, counters)?;
+        let swept = sweep_future(store, &self.config, now, counters)?;
         let stored = match self.watermark {
             Some(w) => w,
             None => {
@@ -206,37 +202,39 @@ impl Aggregation {
                 w
             }
         };
-        // A watermark whose bucket cannot have closed yet was written before the clock went
-        // back: honouring it would hold every new record until the clock catches up.
-        let watermark = if stored > now + interval + self.grace {
+        let config = self.config;
+        let at = Timestamp::from_secs_f64;
+        // A watermark written before the clock went back would hold every new record until the
+        // clock catches up: ignored.
+        let watermark = if !stored.is_finite() {
+            None
+        } else if config.is_ahead_of_clock(at(stored), at(now)) {
             if !self.warned_clock {
                 log::warn!(
                     "watermark={stored:.0} now={now:.0}: the aggregation watermark is ahead of the clock (the clock went back); aggregating from the oldest record"
                 );
                 self.warned_clock = true;
             }
-            f64::NEG_INFINITY
+            None
         } else {
-            stored
+            Some(at(stored))
         };
         let Some(oldest) = store.oldest_score(Queue::RawMetrics)? else {
             return Ok(Self::idle_unless(swept));
         };
         // The bucket to emit: the oldest one present, but never one already emitted.
-        let start = floor_to(oldest.max(watermark), interval);
-        let end = start + interval;
-        if end + self.grace > now {
+        let Some(bucket) = config.next_closed_bucket(at(oldest), watermark, at(now)) else {
             return Ok(Self::idle_unless(swept));
-        }
-        let config = self.config;
+        };
+        let end = bucket.end().as_secs_f64();
         if self.aggregator.is_none() {
             self.aggregator = new_aggregator(config);
         }
         let Some(aggregator) = self.aggregator.as_mut() else {
             return Ok(StepOutcome::Idle);
         };
-        // Buckets before `start` are closed: earlier records are late and fold into `start`.
-        aggregator.handle_timeout(Timestamp::from_secs_f64(start));
+        // Buckets before this one are closed: earlier records are late and fold into it.
+        aggregator.close_before(bucket.start());
         let mut commit = AggregationCommit {
             aggregated_until: end,
             outboxes: self.outboxes.clone(),
@@ -286,13 +284,13 @@ impl Aggregation {
                 // bucketed by score and stamped by the JSON timestamp; the client writes both).
                 sample.timestamp = Timestamp::from_secs_f64(record.score);
                 let before = aggregator.stats().late;
-                match aggregator.record(Timestamp::from_secs_f64(end), sample) {
+                match aggregator.record(at(now), sample) {
                     Ok(()) => {
                         step.aggregated += 1;
                         step.late += aggregator.stats().late - before;
                         commit.delete_raw.push(record.id.clone());
                     }
-                    Err(refused) if is_capacity(refused.error) => {
+                    Err(refused) if refused.error.is_capacity() => {
                         // Valid, but no room in this step: left in the queue for the next one.
                     }
                     Err(refused) => refuse(&mut commit, &mut step, &record, value, refused.error.as_str()),
@@ -306,7 +304,7 @@ impl Aggregation {
             return Ok(Self::idle_unless(swept));
         }
 
-        aggregator.handle_timeout(Timestamp::from_secs_f64(end + 1.0));
+        aggregator.close_before(bucket.end());
         let mut buf = vec![0u8; 4096];
         while let Some(flushed) = aggregator.poll_flush() {
             for output in flushed.outputs(&self.wrap) {
@@ -363,16 +361,17 @@ impl Aggregation {
     }
 }
 
-/// How far ahead of the agent's clock a raw record may be stamped: 10 minutes. Further ahead
-/// (a timestamp in milliseconds, a board whose clock is a day off), it would wait in the queue
-/// until its bucket closes, days or centuries away; it goes to the dead-letter queue with
-/// reason `future` instead, and is counted.
-pub const MAX_FUTURE_SECS: f64 = 600.0;
-
-/// Moves raw records stamped more than [`MAX_FUTURE_SECS`] ahead of `now` to the dead-letter
-/// queue (reason `future`; too large to load: `too_large`), a page at a time; returns how many.
-fn sweep_future(store: &mut dyn Store, now: f64, counters: &mut Counters) -> Result<usize, StoreError> {
-    let horizon = now + MAX_FUTURE_SECS;
+/// Moves raw records stamped after the core's future horizon (10 minutes ahead of `now`) to the
+/// dead-letter queue (reason `future`; too large to load: `too_large`), a page at a time;
+/// returns how many. Left in the queue (a timestamp in milliseconds, a board whose clock is a
+/// day off), they would wait until their bucket closes, days or centuries away.
+fn sweep_future(
+    store: &mut dyn Store,
+    config: &AggregatorConfig,
+    now: f64,
+    counters: &mut Counters,
+) -> Result<usize, StoreError> {
+    let horizon = config.future_horizon(Timestamp::from_secs_f64(now)).as_secs_f64();
     let mut moved = 0;
     loop {
         let page = store.read_above(Queue::RawMetrics, horizon, RAW_PAGE)?;
@@ -398,9 +397,10 @@ fn sweep_future(store: &mut dyn Store, now: f64, counters: &mut Counters) -> Res
         }
         moved += dead.len() + oversize.len();
         log::warn!(
-            "queue={} moved={} horizon={horizon:.0}: raw records stamped more than {MAX_FUTURE_SECS} s ahead of the clock moved to the dead-letter queue",
+            "queue={} moved={} horizon={horizon:.0}: raw records stamped more than {} s ahead of the clock moved to the dead-letter queue",
             Queue::RawMetrics,
-            dead.len() + oversize.len()
+            dead.len() + oversize.len(),
+            config.max_future_secs()
         );
     }
     Ok(moved)
@@ -440,17 +440,6 @@ fn refuse(commit: &mut AggregationCommit, step: &mut Counters, record: &Record, 
 fn id_hash(id: &[u8]) -> u64 {
     use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
     BuildHasherDefault::<DefaultHasher>::default().hash_one(id)
-}
-
-fn is_capacity(error: RecordError) -> bool {
-    matches!(
-        error,
-        RecordError::Full | RecordError::KeysFull | RecordError::SketchesFull | RecordError::TooManyBuckets
-    )
-}
-
-fn floor_to(secs: f64, interval: f64) -> f64 {
-    (secs / interval).floor() * interval
 }
 
 /// What to do with one dispatched batch.
@@ -978,12 +967,5 @@ mod tests {
             String::from_utf8(got.unwrap()).unwrap(),
             r#"{"metric": "m", "type": "gauge", "value": 0.5, "timestamp": 10.0, "tags": {"reason": "not_json"}}"#
         );
-    }
-
-    #[test]
-    fn buckets_floor_to_the_interval() {
-        assert_eq!(floor_to(1600000009.9, 10.0), 1600000000.0);
-        assert_eq!(floor_to(1600000010.0, 10.0), 1600000010.0);
-        assert_eq!(floor_to(7.0, 1.0), 7.0);
     }
 }

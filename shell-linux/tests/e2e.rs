@@ -343,3 +343,37 @@ fn a_failing_ttl_cleanup_does_not_stop_aggregation() {
     let sum: f64 = got.values().flat_map(|p| p.iter().map(|(_, v)| v)).sum();
     assert_eq!(sum, 60.0);
 }
+
+#[test]
+fn one_second_buckets_of_a_backlog_reach_victoria_metrics_at_their_own_timestamps() {
+    // AGGREGATE_INTERVAL=1 and four closed 1 s buckets waiting (the agent was down): each bucket
+    // reaches the backend at its own start. The agent closed a bucket at `end + 1 s`, which with
+    // 1 s buckets folded each bucket after the first into the next one: B+1 was missing and the
+    // others arrived one second late.
+    let redis = RedisServer::start();
+    let vm = VictoriaMetrics::start();
+    let mut con = redis.client();
+    let base = bucket_base();
+    let mut records = Vec::new();
+    for k in 0..4 {
+        for i in 0..=k {
+            let ts = base + k as f64 + 0.5;
+            records.push((format!("s{k}-{i}"), ts, raw_json("e2e.second", "count", "1", ts, "{}")));
+        }
+    }
+    write_raw(&mut con, &records);
+    let mut env = agent_env(&redis, &vm);
+    env.retain(|(name, _)| *name != "AGGREGATE_INTERVAL");
+    env.push(("AGGREGATE_INTERVAL", "1".into()));
+    let agent = Agent::start(&env);
+    wait_drained(&mut con, Duration::from_secs(60));
+    assert!(agent.stop().success(), "exit 0 after SIGTERM");
+
+    let ms = |offset: f64| ((base + offset) * 1000.0) as i64;
+    let got = vm.series(r#"{__name__="e2e.second"}"#);
+    let want = BTreeMap::from([(
+        "__name__=e2e.second,env=e2e,host=e2e-host".to_string(),
+        vec![(ms(0.0), 1.0), (ms(1.0), 2.0), (ms(2.0), 3.0), (ms(3.0), 4.0)],
+    )]);
+    assert_eq!(got, want);
+}

@@ -460,3 +460,71 @@ impl std::io::Write for SharedBuf {
         Ok(())
     }
 }
+
+#[test]
+fn one_second_buckets_drained_as_a_backlog_keep_their_own_timestamps() {
+    // AGGREGATE_INTERVAL=1 and a backlog: one aggregator drains buckets B, B+1, B+2 (B+3 is
+    // still open at the first `now`, closed at the second). Each point carries its own bucket's
+    // start and nothing is late. The step used to close a bucket at `end + 1 s`, which with 1 s
+    // buckets closed the next one too: B+1's records were folded into B+2 and counted late,
+    // every later point was stamped a second late, and B+3 got two points (the second one
+    // overwrites the first at the backend: 3 lost).
+    let redis = RedisServer::start();
+    let mut con = redis.client();
+    let b = bucket();
+    let mut records = Vec::new();
+    for k in 0..4 {
+        for i in 0..=k {
+            let ts = b + k as f64 + 0.5;
+            records.push((format!("s{k}-{i}"), ts, raw("second.count", "count", 1.0, ts)));
+        }
+    }
+    write_raw(&mut con, &records);
+    let mut store = store(&redis);
+    let mut agg = Aggregation::new(1, Duration::ZERO, WrapConfig::default());
+    let mut counters = Counters::default();
+    drain(&mut agg, &mut store, b + 3.0, &mut counters);
+    // The agent frees the aggregator once a tick is idle; the next tick starts afresh.
+    agg.release_memory();
+    drain(&mut agg, &mut store, b + 4.0, &mut counters);
+    let point = |offset: u64, value: f64| (("second.count".to_string(), b as u64 + offset), vec![value]);
+    assert_eq!(
+        wrapped_points(&mut con),
+        BTreeMap::from([point(0, 1.0), point(1, 2.0), point(2, 3.0), point(3, 4.0)])
+    );
+    assert_eq!((counters.aggregated, counters.late, counters.wrapped), (10, 0, 4));
+    let watermark: String = con.get("chouette:agent:aggregated_until").unwrap();
+    assert_eq!(watermark.parse::<f64>().unwrap(), b + 4.0);
+}
+
+#[test]
+fn a_record_that_would_overflow_its_series_is_dead_lettered_not_lost() {
+    // Two valid counts of 1e308 in one bucket: their sum is infinite, which no backend takes.
+    // The step used to aggregate both (counted), fail to encode the point and write nothing:
+    // both records gone, nothing dead-lettered, nothing logged. Now the one that would overflow
+    // is refused (reason `overflow`, dead-lettered) and the series keeps the other.
+    let redis = RedisServer::start();
+    let mut con = redis.client();
+    let b = bucket();
+    write_raw(
+        &mut con,
+        &[
+            ("a".into(), b + 1.0, raw("huge.count", "count", 1e308, b + 1.0)),
+            ("b".into(), b + 2.0, raw("huge.count", "count", 1e308, b + 2.0)),
+            ("c".into(), b + 3.0, raw("huge.count", "count", -1.0, b + 3.0)),
+        ],
+    );
+    let mut store = store(&redis);
+    let mut agg = aggregation();
+    let mut counters = Counters::default();
+    drain(&mut agg, &mut store, now(), &mut counters);
+    assert_eq!(
+        wrapped_points(&mut con),
+        BTreeMap::from([(("huge.count".to_string(), b as u64), vec![1e308 - 1.0])])
+    );
+    assert_eq!((counters.aggregated, counters.wrapped), (2, 1));
+    assert_eq!(counters.refused, BTreeMap::from([("overflow".to_string(), 1)]));
+    assert_eq!(con.zcard::<_, u64>("chouette:metrics:raw.keys").unwrap(), 0);
+    let dead: Vec<String> = con.zrange("chouette:metrics:raw.dead.keys", 0, -1).unwrap();
+    assert_eq!(dead, ["b"]);
+}
