@@ -1,9 +1,6 @@
 //! Per-call cost on the app's thread, raw-mode throughput into a real Redis, aggregating-mode
 //! calls per second.
 
-#[path = "../../shell-linux/tests/support/mod.rs"]
-mod support;
-
 use std::time::{Duration, Instant};
 
 use chouette_client::{Client, ClientConfig};
@@ -12,7 +9,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 /// Each sample uses a fresh client whose buffer holds every call of the sample, so no call is a
 /// (cheaper) drop; the writer drains into Redis concurrently, as in an app.
 fn per_call(c: &mut Criterion) {
-    let redis = support::RedisServer::start();
+    let redis = chouette_tests::RedisServer::start();
     let mut group = c.benchmark_group("call");
     group.throughput(Throughput::Elements(1));
     let raw = |iters: u64, call: &dyn Fn(&Client)| {
@@ -53,7 +50,7 @@ fn per_call(c: &mut Criterion) {
 /// One app thread writes N records as fast as it can; the time until the writer has sent them
 /// all gives the sustained rate into Redis.
 fn throughput(c: &mut Criterion) {
-    let redis = support::RedisServer::start();
+    let redis = chouette_tests::RedisServer::start();
     let mut group = c.benchmark_group("sustained");
     group.sample_size(10);
     const N: u64 = 200_000;

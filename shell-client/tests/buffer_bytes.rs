@@ -2,15 +2,13 @@
 //! bound, counts every drop by reason, and delivers exactly what it kept once Redis is back.
 
 mod common;
-#[path = "../../shell-linux/tests/support/mod.rs"]
-mod support;
 
 use std::time::Duration;
 
 use chouette_client::{ChouetteLogger, Client, ClientConfig, DEFAULT_BUFFER_BYTES};
+use chouette_tests::RedisServer;
 use common::*;
 use log::Log;
-use support::RedisServer;
 
 /// What the client accounts per record on top of its bytes (its entry and its uuid).
 const ENTRY_OVERHEAD_BYTES: u64 = 24 + 36;

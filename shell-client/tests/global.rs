@@ -1,14 +1,12 @@
 //! The process-wide client from the environment, and its free functions.
 
 mod common;
-#[path = "../../shell-linux/tests/support/mod.rs"]
-mod support;
 
 use std::time::Duration;
 
 use chouette_client::Member;
+use chouette_tests::RedisServer;
 use common::*;
-use support::RedisServer;
 
 #[test]
 fn free_functions_write_through_the_global_client() {

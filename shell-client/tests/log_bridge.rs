@@ -1,14 +1,12 @@
 //! The `log` bridge into a real Redis (its own test binary: one logger per process).
 
 mod common;
-#[path = "../../shell-linux/tests/support/mod.rs"]
-mod support;
 
 use std::time::Duration;
 
 use chouette_client::{ChouetteLogger, Client, ClientConfig, LogSetupError};
+use chouette_tests::RedisServer;
 use common::*;
-use support::RedisServer;
 
 #[test]
 fn logs_reach_redis_filtered_tagged_and_formatted() {

@@ -1,14 +1,12 @@
 //! The `metrics` facade through [`ChouetteRecorder`] into a real Redis.
 
 mod common;
-#[path = "../../shell-linux/tests/support/mod.rs"]
-mod support;
 
 use std::time::Duration;
 
 use chouette_client::{ChouetteRecorder, Client, ClientConfig};
+use chouette_tests::RedisServer;
 use common::*;
-use support::RedisServer;
 
 #[test]
 fn counters_gauges_and_histograms_land_in_redis() {

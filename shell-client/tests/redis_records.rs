@@ -2,15 +2,13 @@
 //! tags, buffer limits, Redis outages and shutdown.
 
 mod common;
-#[path = "../../shell-linux/tests/support/mod.rs"]
-mod support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chouette_client::{Client, ClientConfig, Member, TimeUnit};
+use chouette_tests::RedisServer;
 use common::*;
-use support::RedisServer;
 
 fn client(redis: &RedisServer) -> Client {
     Client::new(ClientConfig::new(redis.url())).expect("client")
@@ -149,7 +147,7 @@ fn every_call_writes_its_record() {
 #[test]
 fn a_full_buffer_drops_and_counts_without_blocking() {
     // Nothing listens on this port; the writer sleeps on its timer, so the buffer only fills.
-    let port = support::free_port();
+    let port = chouette_tests::free_port();
     let config = ClientConfig::new(format!("redis://127.0.0.1:{port}/"))
         .with_buffer_records(10)
         .with_batch_records(100)

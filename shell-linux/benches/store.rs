@@ -4,9 +4,6 @@
 //!
 //! `cargo bench -p chouette-agent --bench store` (needs `redis-server` on the PATH).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::time::{Duration, Instant};
 
 use chouette_agent::store::embedded::EmbeddedStore;
@@ -75,7 +72,7 @@ fn report(name: &str, store: &mut dyn Store) {
 }
 
 fn main() {
-    let server = support::RedisServer::start();
+    let server = chouette_tests::RedisServer::start();
     let mut redis = RedisStore::connect(&server.url(), RedisTimeouts::default()).expect("connect");
     report("redis", &mut redis);
 

@@ -2,8 +2,6 @@
 //! 413, 400, 403, slow answers (timeouts) and dropped connections. Every test checks that each
 //! record gets exactly one disposition and that nothing is delivered twice.
 
-mod fake_intake;
-
 use std::time::Duration;
 
 use chouette_agent::dispatch::{
@@ -11,7 +9,7 @@ use chouette_agent::dispatch::{
 };
 use chouette_agent::store::Record;
 use chouette_core::wire::json::Scanner;
-use fake_intake::{Answer, FakeIntake, Request, When};
+use chouette_tests::intake::{Answer, FakeIntake, Request, When};
 
 const KEY: &str = "0123456789abcdef-secret-key";
 

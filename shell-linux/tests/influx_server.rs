@@ -3,8 +3,6 @@
 //! listener. What is written is read back and compared exactly: names and tags with spaces,
 //! commas, `=`, quotes, backslashes and Unicode, and the documented replacements.
 
-mod support;
-
 use std::collections::BTreeMap;
 
 use chouette_core::wire::line::encode_lines;
@@ -12,7 +10,7 @@ use chouette_core::wire::opentsdb::{encode_points, Sanitize};
 use chouette_core::wire::wrapped::{parse_wrapped, wrapped_scratch_len};
 use chouette_core::wire::EncodeError;
 use chouette_core::Tag;
-use support::{InfluxServer, VictoriaMetrics};
+use chouette_tests::{InfluxServer, VictoriaMetrics};
 
 /// Encodes one wrapped record (JSON) with an encoder taking a buffer, sized from
 /// `BufferTooSmall { required }` as the agent does.
@@ -250,7 +248,7 @@ fn opentsdb_points_read_back_exactly_from_victoria_metrics() {
     .map(|(k, v)| (sorted_key(k), v))
     .collect();
     let mut got = BTreeMap::new();
-    support::wait_until(
+    chouette_tests::wait_until(
         "the three OpenTSDB series in VictoriaMetrics",
         std::time::Duration::from_secs(30),
         || {

@@ -4,8 +4,6 @@
 //! fails. Each test drives `Aggregation::step` with an explicit clock and checks exact values:
 //! a failed step leaves no trace, nothing is lost, nothing is counted twice.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -13,8 +11,8 @@ use chouette_agent::pipeline::{self, Aggregation, Counters, StepOutcome};
 use chouette_agent::store::redis::{RedisStore, RedisTimeouts};
 use chouette_agent::store::{Queue, Record, Store, StoreError};
 use chouette_core::wrap::WrapConfig;
+use chouette_tests::{write_raw, RedisServer};
 use redis::Commands;
-use support::{write_raw, RedisServer};
 
 const INTERVAL: u32 = 10;
 

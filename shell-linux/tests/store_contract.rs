@@ -2,8 +2,6 @@
 //! loopback port) and the embedded redb store (a temporary directory). Redis-only cases
 //! (orphans, the original client's layout, reconnection, timeouts) follow.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use chouette_agent::store::embedded::EmbeddedStore;
@@ -12,8 +10,8 @@ use chouette_agent::store::{
     dead_letter_envelope, AggregationCommit, DeadMove, DeadRecord, NewRecord, Queue, Record, Store,
     StoreError,
 };
+use chouette_tests::TempDir;
 use redis::Commands;
-use support::TempDir;
 
 fn rec(id: &str, score: f64, value: &str) -> NewRecord {
     NewRecord { id: id.as_bytes().to_vec(), score, value: value.as_bytes().to_vec() }
@@ -32,8 +30,8 @@ fn dead(id: &str, score: f64, value: &str, reason: &str) -> DeadRecord {
     }
 }
 
-fn redis_store() -> (RedisStore, support::RedisServer) {
-    let server = support::RedisServer::start();
+fn redis_store() -> (RedisStore, chouette_tests::RedisServer) {
+    let server = chouette_tests::RedisServer::start();
     let store = RedisStore::connect(&server.url(), RedisTimeouts::default()).expect("connect");
     (store, server)
 }
@@ -468,7 +466,7 @@ fn redis_recovers_after_a_restart() {
     let port = server.kill();
     let err = store.len(Queue::RawMetrics).unwrap_err();
     assert!(err.is_transient(), "{err}");
-    let _server = support::RedisServer::start_on(port);
+    let _server = chouette_tests::RedisServer::start_on(port);
     // No persistence: the data is gone, but the same store object works again.
     assert_eq!(store.len(Queue::RawMetrics).unwrap(), 0);
     store.add(Queue::RawMetrics, &[rec("b", 2.0, "{}")]).unwrap();
@@ -480,7 +478,7 @@ fn redis_restart_between_calls_is_invisible() {
     let (mut store, server) = redis_store();
     store.ping().unwrap();
     let port = server.kill();
-    let _server = support::RedisServer::start_on(port);
+    let _server = chouette_tests::RedisServer::start_on(port);
     // The held connection is dead; the call reconnects and retries once.
     store.add(Queue::RawMetrics, &[rec("b", 2.0, "{}")]).unwrap();
     assert_eq!(store.len(Queue::RawMetrics).unwrap(), 1);
@@ -496,7 +494,7 @@ fn redis_describe_hides_the_password() {
 
 #[test]
 fn redis_unreachable_is_unavailable_quickly() {
-    let port = support::free_port(); // nothing listens there
+    let port = chouette_tests::free_port(); // nothing listens there
     let start = Instant::now();
     let err =
         RedisStore::connect(&format!("redis://127.0.0.1:{port}/0"), RedisTimeouts::default()).unwrap_err();
@@ -617,7 +615,7 @@ fn redis_commit_is_seen_all_or_nothing_by_a_concurrent_reader() {
     assert!(seen.iter().all(|s| *s == before || *s == after), "a partial commit was visible: {seen:?}");
 }
 
-/// A `redis-server` with `requirepass`, outside tests/support (which has no option for it).
+/// A `redis-server` with `requirepass`, outside chouette-tests (whose RedisServer has no option for it).
 struct PasswordRedis {
     port: u16,
     child: std::process::Child,
@@ -631,7 +629,7 @@ impl Drop for PasswordRedis {
 }
 
 fn password_redis() -> PasswordRedis {
-    let port = support::free_port();
+    let port = chouette_tests::free_port();
     let child = std::process::Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .args(["--requirepass", "s3cret"])

@@ -1,16 +1,15 @@
 //! A fake Datadog intake for fault-injection tests: a small threaded HTTP/1.1 server on
 //! `127.0.0.1:0` (std::net only) that records every request and answers per a script.
 //!
-//! ```ignore
-//! mod fake_intake;
-//! use fake_intake::{Answer, FakeIntake, When};
+//! ```no_run
+//! use chouette_tests::intake::{Answer, FakeIntake, When};
 //!
 //! let intake = FakeIntake::start();                 // answers 202 by default
 //! intake.push_answers([Answer::Status(503), Answer::Reset]); // the next two requests
 //! intake.add_rule(When::BodyContains("poison".into()), Answer::Status(400));
 //! intake.add_rule(When::BodyOver(10_000), Answer::Status(413));
 //! let base = intake.url();                          // "http://127.0.0.1:<port>"
-//! // ... post to f"{base}/api/v1/series" ...
+//! // ... post to format!("{base}/api/v1/series") ...
 //! let requests = intake.take_requests();            // path, headers, decompressed body, answer
 //! ```
 //!
@@ -18,7 +17,6 @@
 //! ([`FakeIntake::push_answers`]), else the first rule whose condition holds
 //! ([`FakeIntake::add_rule`]), else the default ([`FakeIntake::set_default`], 202).
 //! Every connection is closed after one answer (`Connection: close`).
-#![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -4,31 +4,12 @@
 //! `redis-server` and `victoria-metrics`; `scripts/install-test-deps.sh` does it by hand).
 //! `influxd` (InfluxDB 1.6, Debian's `influxdb` unpacked by `scripts/install-test-deps.sh`) is
 //! found through `CHOUETTE_INFLUXD`, the PATH, or that script's cache directory.
-#![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free loopback port (bound then released; the server binds it right after).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().expect("local addr").port()
-}
-
-fn wait_for_port(port: u16, what: &str, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited before listening on port {port}: {status}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("{what} did not listen on port {port} within 30 s");
-}
+use crate::util::{free_port, http_get, http_request, percent_encode, scratch_dir, wait_for_port};
 
 /// Waits until Redis answers `PING` with `PONG`: a server that listens may still be loading its
 /// append-only file and answer every command with `LOADING` (a `BusyLoadingError` in a test
@@ -54,49 +35,16 @@ fn wait_for_redis_ready(port: u16, child: &mut Child) {
     panic!("redis-server on port {port} not ready within 30 s: {last}");
 }
 
-/// A scratch directory (`chouette-<what>-<pid>-<port>` under the temp dir), removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(what: &str) -> TempDir {
-        TempDir(scratch_dir(what))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Writes raw records exactly as the Python client does (`MULTI; ZADD; HSET; EXEC`), 5000 a
-/// transaction.
-pub fn write_raw(con: &mut redis::Connection, records: &[(String, f64, String)]) {
-    for chunk in records.chunks(5000) {
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for (id, score, value) in chunk {
-            pipe.cmd("ZADD").arg("chouette:metrics:raw.keys").arg(*score).arg(id).ignore();
-            pipe.cmd("HSET").arg("chouette:metrics:raw.values").arg(id).arg(value).ignore();
-        }
-        let () = pipe.query(con).expect("write raw records");
-    }
-}
-
-fn scratch_dir(what: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("chouette-{what}-{}-{}", std::process::id(), free_port()));
-    std::fs::create_dir_all(&dir).expect("create scratch dir");
-    dir
-}
-
 /// A `redis-server` on a free loopback port, without persistence, killed on drop.
 pub struct RedisServer {
+    /// The loopback port it listens on.
     pub port: u16,
     child: Child,
     dir: PathBuf,
 }
 
 impl RedisServer {
+    /// Starts a server on a free port, ready (it answered `PONG`).
     pub fn start() -> RedisServer {
         Self::start_on(free_port())
     }
@@ -142,10 +90,12 @@ impl RedisServer {
         RedisServer { port, child, dir }
     }
 
+    /// `redis://127.0.0.1:<port>/0`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// A new connection to database 0.
     pub fn client(&self) -> redis::Connection {
         redis::Client::open(self.url()).expect("redis url").get_connection().expect("connect to test redis")
     }
@@ -171,6 +121,7 @@ impl Drop for RedisServer {
 /// A single-node VictoriaMetrics on a free loopback port, killed on drop. It accepts Datadog's
 /// `POST /datadog/api/v1/series`; point `DATADOG_URL` at [`VictoriaMetrics::datadog_url`].
 pub struct VictoriaMetrics {
+    /// The HTTP port (Datadog API, export, queries).
     pub port: u16,
     /// The OpenTSDB HTTP listener's port, when started with [`VictoriaMetrics::start_with_opentsdb`].
     pub opentsdb_port: Option<u16>,
@@ -179,6 +130,7 @@ pub struct VictoriaMetrics {
 }
 
 impl VictoriaMetrics {
+    /// Starts a server on a free port, listening.
     pub fn start() -> VictoriaMetrics {
         Self::spawn(&[])
     }
@@ -249,146 +201,6 @@ impl Drop for VictoriaMetrics {
     }
 }
 
-/// A plain HTTP/1.1 GET on loopback; returns the body.
-pub fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .expect("write request");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).expect("read response");
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        return dechunk(body);
-    }
-    body.to_string()
-}
-
-/// A plain HTTP/1.1 request on loopback; returns the status and the body.
-pub fn http_request(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body)).expect("write request");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).expect("read response");
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        return (status, dechunk(body));
-    }
-    (status, body.to_string())
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// The `chouette` binary of this package, started with a clean environment (only `PATH`) plus
-/// the given variables, its stdout in a temporary log file. Killed on drop.
-pub struct Agent {
-    child: std::process::Child,
-    log: PathBuf,
-}
-
-impl Agent {
-    pub fn start(vars: &[(&str, String)]) -> Agent {
-        let log =
-            std::env::temp_dir().join(format!("chouette-agent-{}-{}.log", std::process::id(), free_port()));
-        // Set for chouette-agent's own tests; other packages that include this module have no agent.
-        let Some(binary) = option_env!("CARGO_BIN_EXE_chouette") else {
-            panic!("support::Agent is only for chouette-agent's own tests");
-        };
-        let mut command = Command::new(binary);
-        command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
-        for (name, value) in vars {
-            command.env(name, value);
-        }
-        let out = std::fs::File::create(&log).expect("agent log file");
-        let child = command.stdout(out).stderr(Stdio::inherit()).spawn().expect("start chouette");
-        Agent { child, log }
-    }
-
-    /// What the agent printed so far.
-    pub fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the agent has opened its store (its signal handlers are installed by then).
-    pub fn wait_ready(&self) {
-        wait_until("the agent to open its store", Duration::from_secs(20), || {
-            self.output().contains("store in use")
-        });
-    }
-
-    /// SIGTERM once the agent is up, then its exit status (within 20 s); the log is printed
-    /// when the exit is not a success.
-    pub fn stop(mut self) -> std::process::ExitStatus {
-        self.wait_ready();
-        let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
-        assert!(sent.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                if !status.success() {
-                    eprintln!("agent log:\n{}", self.output());
-                }
-                return status;
-            }
-            assert!(Instant::now() < deadline, "the agent did not stop within 20 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// A kill -9.
-    pub fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
-
-/// Polls `done` every 50 ms until it holds; fails the test after `within`.
-pub fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 impl VictoriaMetrics {
     /// Every series matching `selector`, keyed `label=value,...` (sorted, `__name__` first by
     /// order), with its `(timestamp ms, value)` points.
@@ -438,12 +250,14 @@ pub fn influxd_path() -> PathBuf {
 /// with its meta, data and WAL in a scratch directory, usage reporting off; killed on drop.
 /// Its write API is `POST {url}/write?db=..&precision=s`.
 pub struct InfluxServer {
+    /// The HTTP port.
     pub port: u16,
     child: Child,
     dir: PathBuf,
 }
 
 impl InfluxServer {
+    /// Starts a server on a free port, ready (`/ping` answered 204).
     pub fn start() -> InfluxServer {
         InfluxServer::start_on(free_port())
     }

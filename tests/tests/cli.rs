@@ -1,13 +1,10 @@
 //! The built `chouette` binary's command line: help, version, usage errors and exit codes.
 
+use chouette_tests::agent_binary;
 use std::process::{Command, Output};
 
 fn chouette(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chouette"))
-        .args(args)
-        .env_clear()
-        .output()
-        .expect("the chouette binary runs")
+    Command::new(agent_binary!()).args(args).env_clear().output().expect("the chouette binary runs")
 }
 
 #[test]

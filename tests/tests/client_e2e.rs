@@ -1,16 +1,14 @@
 //! End to end with our own client: `chouette-client` (raw and aggregating modes, and its `log`
 //! bridge) → Redis → the `chouette` binary → VictoriaMetrics / a fake logs intake, exact values.
 
-mod fake_intake;
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chouette_client::{ChouetteLogger, Client, ClientConfig, Member};
-use fake_intake::FakeIntake;
+use chouette_tests::agent_binary;
+use chouette_tests::intake::FakeIntake;
+use chouette_tests::{wait_until, Agent, RedisServer, VictoriaMetrics};
 use redis::Commands;
-use support::{wait_until, Agent, RedisServer, VictoriaMetrics};
 
 fn now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
@@ -47,14 +45,17 @@ fn our_client_to_our_agent_to_victoria_metrics_exactly() {
     raw.shutdown(Duration::from_secs(5)).expect("raw flushed");
     agg.shutdown(Duration::from_secs(5)).expect("aggregates flushed");
 
-    let agent = Agent::start(&[
-        ("REDIS_URL", redis.url()),
-        ("DATADOG_URL", vm.datadog_url()),
-        ("HOST", "e2e-host".into()),
-        ("AGGREGATE_INTERVAL", "10".into()),
-        ("RELEASE_INTERVAL", "1".into()),
-        ("SEND_SELF_METRICS", "false".into()),
-    ]);
+    let agent = Agent::start(
+        agent_binary!(),
+        &[
+            ("REDIS_URL", redis.url()),
+            ("DATADOG_URL", vm.datadog_url()),
+            ("HOST", "e2e-host".into()),
+            ("AGGREGATE_INTERVAL", "10".into()),
+            ("RELEASE_INTERVAL", "1".into()),
+            ("SEND_SELF_METRICS", "false".into()),
+        ],
+    );
     let mut con = redis.client();
     wait_until("the queues to drain", Duration::from_secs(60), || {
         con.zcard::<_, u64>("chouette:metrics:raw.keys").unwrap() == 0
@@ -98,15 +99,18 @@ fn logs_through_the_log_crate_reach_the_intake() {
     log::debug!("filtered");
     client.shutdown(Duration::from_secs(5)).expect("flushed");
 
-    let agent = Agent::start(&[
-        ("REDIS_URL", redis.url()),
-        ("API_KEY", "k".repeat(32)),
-        ("DATADOG_URL", format!("{}/api", intake.url())),
-        ("DATADOG_LOGS_URL", intake.url()),
-        ("HOST", "e2e-host".into()),
-        ("RELEASE_INTERVAL", "1".into()),
-        ("SEND_SELF_METRICS", "false".into()),
-    ]);
+    let agent = Agent::start(
+        agent_binary!(),
+        &[
+            ("REDIS_URL", redis.url()),
+            ("API_KEY", "k".repeat(32)),
+            ("DATADOG_URL", format!("{}/api", intake.url())),
+            ("DATADOG_LOGS_URL", intake.url()),
+            ("HOST", "e2e-host".into()),
+            ("RELEASE_INTERVAL", "1".into()),
+            ("SEND_SELF_METRICS", "false".into()),
+        ],
+    );
     let mut con = redis.client();
     wait_until("the logs queue to drain", Duration::from_secs(60), || {
         con.zcard::<_, u64>("chouette:logs:wrapped.keys").unwrap() == 0

@@ -2,18 +2,17 @@
 //! running the `host` and `tegrastats` collectors on a fixture tree and a fake tegrastats, with
 //! the values read back from VictoriaMetrics.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chouette_agent::collect::dramatiq::Dramatiq;
 use chouette_agent::collect::Collector;
+use chouette_tests::agent_binary;
+use chouette_tests::{RedisServer, VictoriaMetrics};
 use redis::Commands;
-use support::{RedisServer, VictoriaMetrics};
 
-const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/");
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shell-linux/tests/data/");
 
 fn scratch(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("chouette-collectors-{}-{tag}", std::process::id()));
@@ -101,7 +100,7 @@ fn host_and_tegrastats_values_reach_victoria_metrics() {
     chouette_agent::collect::host::fixture_root(&Path::new(DATA).join("linux"), &root).expect("fixture root");
     let tegrastats = fake_tegrastats(&dir);
     let log = std::fs::File::create(dir.join("agent.log")).expect("log");
-    let child = Command::new(env!("CARGO_BIN_EXE_chouette"))
+    let child = Command::new(agent_binary!())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("REDIS_URL", redis.url())

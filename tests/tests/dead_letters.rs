@@ -2,8 +2,6 @@
 //! itself and by `Store::dead_letter`), the embedded store, and end to end: a requeued dead
 //! letter reaches VictoriaMetrics.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -11,12 +9,13 @@ use std::time::Duration;
 use chouette_agent::store::embedded::EmbeddedStore;
 use chouette_agent::store::redis::{RedisStore, RedisTimeouts};
 use chouette_agent::store::{DeadRecord, NewRecord, Queue, Store};
+use chouette_tests::agent_binary;
+use chouette_tests::{wait_until, Agent, RedisServer, TempDir, VictoriaMetrics};
 use redis::Commands;
-use support::{wait_until, Agent, RedisServer, TempDir, VictoriaMetrics};
 
 /// Runs the binary with only `vars` (and PATH) set: (exit code, stdout, stderr).
 fn chouette(vars: &[(&str, String)], args: &[&str]) -> (i32, String, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_chouette"));
+    let mut command = Command::new(agent_binary!());
     command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
     for (name, value) in vars {
         command.env(name, value);
@@ -114,13 +113,16 @@ fn redis_dead_letters_are_listed_requeued_by_reason_and_purged() {
     let () = pipe.query(&mut con).unwrap();
 
     // The agent refuses the poison: the real path into chouette:metrics:raw.dead.
-    let agent = Agent::start(&[
-        ("REDIS_URL", redis.url()),
-        ("DATADOG_URL", vm.datadog_url()),
-        ("AGGREGATE_INTERVAL", "10".into()),
-        ("RELEASE_INTERVAL", "1".into()),
-        ("SEND_SELF_METRICS", "false".into()),
-    ]);
+    let agent = Agent::start(
+        agent_binary!(),
+        &[
+            ("REDIS_URL", redis.url()),
+            ("DATADOG_URL", vm.datadog_url()),
+            ("AGGREGATE_INTERVAL", "10".into()),
+            ("RELEASE_INTERVAL", "1".into()),
+            ("SEND_SELF_METRICS", "false".into()),
+        ],
+    );
     wait_until("the agent to consume the raw queue", Duration::from_secs(60), || {
         con.zcard::<_, u64>("chouette:metrics:raw.keys").unwrap() == 0
             && con.zcard::<_, u64>("chouette:metrics:wrapped.keys").unwrap() == 0
@@ -335,7 +337,10 @@ fn embedded_dead_letters_round_trip_exact_bytes() {
 #[test]
 fn embedded_store_held_by_the_agent_is_a_clear_error() {
     let dir = TempDir::new("dead-locked");
-    let agent = Agent::start(&[embedded_env(&dir.0), vec![("RELEASE_INTERVAL", "1".into())]].concat());
+    let agent = Agent::start(
+        agent_binary!(),
+        &[embedded_env(&dir.0), vec![("RELEASE_INTERVAL", "1".into())]].concat(),
+    );
     agent.wait_ready();
     let started = std::time::Instant::now();
     for args in [
@@ -402,13 +407,16 @@ fn a_requeued_dead_letter_reaches_victoria_metrics() {
     store.dead_letter(Queue::WrappedMetrics, &[fake("w", t, &point)]).unwrap();
     store.dead_letter(Queue::RawMetrics, &[fake("r", t + 1.0, &raw)]).unwrap();
 
-    let agent = Agent::start(&[
-        ("REDIS_URL", redis.url()),
-        ("DATADOG_URL", vm.datadog_url()),
-        ("AGGREGATE_INTERVAL", "1".into()),
-        ("RELEASE_INTERVAL", "1".into()),
-        ("SEND_SELF_METRICS", "false".into()),
-    ]);
+    let agent = Agent::start(
+        agent_binary!(),
+        &[
+            ("REDIS_URL", redis.url()),
+            ("DATADOG_URL", vm.datadog_url()),
+            ("AGGREGATE_INTERVAL", "1".into()),
+            ("RELEASE_INTERVAL", "1".into()),
+            ("SEND_SELF_METRICS", "false".into()),
+        ],
+    );
     agent.wait_ready();
     // Requeued while the agent runs.
     let (code, out, err) =
@@ -530,7 +538,7 @@ fn a_requeue_killed_mid_way_loses_and_duplicates_nothing() {
         .collect();
     store.dead_letter(Queue::Logs, &refused).unwrap();
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chouette"))
+    let mut child = Command::new(agent_binary!())
         .env_clear()
         .env("REDIS_URL", redis.url())
         .args(["dead", "requeue", "--queue", "logs"])

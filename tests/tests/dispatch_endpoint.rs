@@ -7,14 +7,12 @@
 //! - a long bisection (many poison records, a slow intake) does not stall the loop: SIGTERM is
 //!   served within the release budget, and only poison is dead-lettered.
 
-mod fake_intake;
-mod support;
-
 use std::time::Duration;
 
-use fake_intake::{Answer, FakeIntake, When};
+use chouette_tests::agent_binary;
+use chouette_tests::intake::{Answer, FakeIntake, When};
+use chouette_tests::{free_port, wait_until, Agent, RedisServer, VictoriaMetrics};
 use redis::Commands;
-use support::{free_port, wait_until, Agent, RedisServer, VictoriaMetrics};
 
 const WRAPPED: &str = "chouette:metrics:wrapped";
 
@@ -87,7 +85,7 @@ fn a_typo_in_datadog_url_keeps_everything_and_delivers_it_once_fixed() {
 
     // `/datadog/apii`: VictoriaMetrics answers 400 "unsupported path" to every request.
     let typo = format!("http://127.0.0.1:{}/datadog/apii", vm.port);
-    let agent = Agent::start(&base_env(&redis, typo.clone()));
+    let agent = Agent::start(agent_binary!(), &base_env(&redis, typo.clone()));
     wait_until("three failed attempts (or a dead letter)", Duration::from_secs(40), || {
         let failures =
             status_field(&mut con, "dispatch.metrics.failures").and_then(|v| v.parse::<u64>().ok());
@@ -103,7 +101,7 @@ fn a_typo_in_datadog_url_keeps_everything_and_delivers_it_once_fixed() {
     assert!(lines_with(&output, "ERROR", "status=400") == 1, "{output}");
 
     // The URL fixed, the agent restarted: exactly 20,000 arrive.
-    let agent = Agent::start(&base_env(&redis, vm.datadog_url()));
+    let agent = Agent::start(agent_binary!(), &base_env(&redis, vm.datadog_url()));
     wait_until("the wrapped queue to drain", Duration::from_secs(60), || {
         zcard(&mut con, &format!("{WRAPPED}.keys")) == 0
     });
@@ -145,7 +143,7 @@ fn logs_are_delivered_while_the_metrics_endpoint_is_down() {
     let mut env = base_env(&redis, closed);
     env.push(("API_KEY", "logs-key-0123456789".into()));
     env.push(("DATADOG_LOGS_URL", intake.url()));
-    let agent = Agent::start(&env);
+    let agent = Agent::start(agent_binary!(), &env);
     agent.wait_ready();
     wait_until("the 200 logs delivered", Duration::from_secs(15), || {
         zcard(&mut con, "chouette:logs:wrapped.keys") == 0
@@ -189,7 +187,7 @@ fn a_long_bisection_does_not_stall_the_loop() {
     env.retain(|(k, _)| *k != "RELEASE_INTERVAL");
     env.push(("RELEASE_INTERVAL", "60".into()));
     env.push(("API_KEY", "stall-key-0123456789".into()));
-    let agent = Agent::start(&env);
+    let agent = Agent::start(agent_binary!(), &env);
     wait_until("the bisection under way (20 requests)", Duration::from_secs(30), || {
         intake.request_count() >= 20
     });

@@ -3,13 +3,12 @@
 //! to start (exit 2, one line saying what to set) and touches nothing, unless the dry run is
 //! asked for (`CHOUETTE_DRY_RUN=true`).
 
-mod support;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use chouette_tests::agent_binary;
+use chouette_tests::{free_port, Agent, RedisServer};
 use redis::Commands;
-use support::{free_port, Agent, RedisServer};
 
 fn now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
@@ -43,7 +42,7 @@ fn queued(con: &mut redis::Connection) -> [u64; 4] {
 /// Runs `chouette` with only `vars` (and PATH) until it exits, within 15 s (an agent that starts
 /// instead of refusing fails here): exit code, stdout, stderr.
 fn run_to_exit(vars: &[(&str, String)]) -> (Option<i32>, String, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_chouette"));
+    let mut command = Command::new(agent_binary!());
     command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
     for (name, value) in vars {
         command.env(name, value);
@@ -100,7 +99,7 @@ fn a_redis_without_output_is_refused_and_nothing_is_deleted() {
         assert_eq!(queued(&mut con), [1, 1, 1, 1], "{vars:?}: nothing read, nothing deleted");
     }
     // `chouette status` still works with that configuration.
-    let mut status = Command::new(env!("CARGO_BIN_EXE_chouette"));
+    let mut status = Command::new(agent_binary!());
     let out = status.arg("status").env_clear().env("REDIS_URL", redis.url()).output().expect("status");
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
@@ -127,13 +126,16 @@ fn an_explicit_dry_run_on_a_redis_prints_and_empties_the_queues() {
     let redis = RedisServer::start();
     let mut con = redis.client();
     seed(&mut con);
-    let agent = Agent::start(&[
-        ("REDIS_URL", redis.url()),
-        ("CHOUETTE_DRY_RUN", "true".into()),
-        ("RELEASE_INTERVAL", "1".into()),
-        ("SEND_SELF_METRICS", "false".into()),
-    ]);
-    support::wait_until("the dry run to empty the queues", Duration::from_secs(30), || {
+    let agent = Agent::start(
+        agent_binary!(),
+        &[
+            ("REDIS_URL", redis.url()),
+            ("CHOUETTE_DRY_RUN", "true".into()),
+            ("RELEASE_INTERVAL", "1".into()),
+            ("SEND_SELF_METRICS", "false".into()),
+        ],
+    );
+    chouette_tests::wait_until("the dry run to empty the queues", Duration::from_secs(30), || {
         queued(&mut con) == [0, 0, 0, 0]
             && con.zcard::<_, u64>("chouette:metrics:wrapped.keys").unwrap() == 0
             && agent.output().contains("# dry run: POST https://http-intake.logs.datadoghq.com/v1/input")
@@ -148,7 +150,7 @@ fn an_explicit_dry_run_on_a_redis_prints_and_empties_the_queues() {
 fn the_embedded_store_on_a_fresh_machine_dry_runs() {
     let state =
         std::env::temp_dir().join(format!("chouette-dry-fresh-{}-{}", std::process::id(), free_port()));
-    let agent = Agent::start(&[("CHOUETTE_STATE_DIR", state.display().to_string())]);
+    let agent = Agent::start(agent_binary!(), &[("CHOUETTE_STATE_DIR", state.display().to_string())]);
     agent.wait_ready();
     assert!(agent.output().contains("dry_run=true"), "{}", agent.output());
     assert!(agent.stop().success());

@@ -1,14 +1,13 @@
 //! End to end, with real servers: raw records in the original client's layout → the `chouette`
 //! binary → VictoriaMetrics (which accepts Datadog's `/datadog/api/v1/series`), queried back.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use chouette_tests::agent_binary;
+use chouette_tests::{write_raw, Agent, RedisServer, VictoriaMetrics};
 use redis::Commands;
-use support::{write_raw, Agent, RedisServer, VictoriaMetrics};
 
 fn agent_env(redis: &RedisServer, vm: &VictoriaMetrics) -> Vec<(&'static str, String)> {
     vec![
@@ -77,7 +76,7 @@ fn every_metric_type_reaches_victoria_metrics_exactly() {
     add("e2e.users", "set", r#"["bob", "carol"]"#, 2.0, "{}");
     write_raw(&mut con, &records);
 
-    let agent = Agent::start(&agent_env(&redis, &vm));
+    let agent = Agent::start(agent_binary!(), &agent_env(&redis, &vm));
     wait_drained(&mut con, Duration::from_secs(60));
     assert!(agent.stop().success(), "exit 0 after SIGTERM");
 
@@ -136,7 +135,7 @@ assert all(f.result() for f in futures)
 
     let mut con = redis.client();
     assert_eq!(zcard(&mut con, "chouette:metrics:raw.keys"), 7);
-    let agent = Agent::start(&agent_env(&redis, &vm));
+    let agent = Agent::start(agent_binary!(), &agent_env(&redis, &vm));
     wait_drained(&mut con, Duration::from_secs(60));
     assert!(agent.stop().success());
 
@@ -174,7 +173,7 @@ fn poison_records_are_dead_lettered_and_the_rest_delivered() {
     // An orphan: an id in the ZSET with no value.
     let _: () = con.zadd("chouette:metrics:raw.keys", "orphan-1", base + 1.0).unwrap();
 
-    let agent = Agent::start(&agent_env(&redis, &vm));
+    let agent = Agent::start(agent_binary!(), &agent_env(&redis, &vm));
     wait_drained(&mut con, Duration::from_secs(60));
     assert!(agent.stop().success());
 
@@ -226,7 +225,7 @@ fn kill_9_at_random_moments_loses_and_doubles_nothing() {
     let mut mid_work = 0;
     for round in &rounds {
         write_raw(&mut con, round);
-        let agent = Agent::start(&env);
+        let agent = Agent::start(agent_binary!(), &env);
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
@@ -240,7 +239,7 @@ fn kill_9_at_random_moments_loses_and_doubles_nothing() {
     }
     eprintln!("{kills} kills, {mid_work} with work still queued");
     assert!(mid_work >= 20, "only {mid_work} kills landed while work was queued");
-    let agent = Agent::start(&env);
+    let agent = Agent::start(agent_binary!(), &env);
     wait_drained(&mut con, Duration::from_secs(120));
     assert!(agent.stop().success());
 
@@ -268,7 +267,7 @@ fn a_redis_restart_mid_run_loses_nothing() {
         records.push((format!("r-{i:08}"), ts, raw_json("rr.count", "count", "1", ts, "{}")));
     }
     let env = agent_env(&redis, &vm);
-    let agent = Agent::start(&env);
+    let agent = Agent::start(agent_binary!(), &env);
     {
         let mut con = redis.client();
         write_raw(&mut con, &records[..10_000]);
@@ -292,15 +291,18 @@ fn runs_on_a_fresh_machine_with_the_embedded_store_and_prints_a_dry_run() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let state = dir.display().to_string();
-    let agent = Agent::start(&[
-        ("CHOUETTE_STATE_DIR", state),
-        ("CHOUETTE_STORAGE_TYPE", "embedded".into()),
-        ("RELEASE_INTERVAL", "1".into()),
-    ]);
+    let agent = Agent::start(
+        agent_binary!(),
+        &[
+            ("CHOUETTE_STATE_DIR", state),
+            ("CHOUETTE_STORAGE_TYPE", "embedded".into()),
+            ("RELEASE_INTERVAL", "1".into()),
+        ],
+    );
     agent.wait_ready();
     std::thread::sleep(Duration::from_millis(1500));
     // `chouette status` works while the agent holds the embedded store (its snapshot).
-    let status = Command::new(env!("CARGO_BIN_EXE_chouette"))
+    let status = Command::new(agent_binary!())
         .arg("status")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -334,7 +336,7 @@ fn a_failing_ttl_cleanup_does_not_stop_aggregation() {
         })
         .collect();
     write_raw(&mut con, &records);
-    let agent = Agent::start(&agent_env(&redis, &vm));
+    let agent = Agent::start(agent_binary!(), &agent_env(&redis, &vm));
     wait_drained(&mut con, Duration::from_secs(60));
     let output = agent.output();
     assert!(agent.stop().success());
@@ -365,7 +367,7 @@ fn one_second_buckets_of_a_backlog_reach_victoria_metrics_at_their_own_timestamp
     let mut env = agent_env(&redis, &vm);
     env.retain(|(name, _)| *name != "AGGREGATE_INTERVAL");
     env.push(("AGGREGATE_INTERVAL", "1".into()));
-    let agent = Agent::start(&env);
+    let agent = Agent::start(agent_binary!(), &env);
     wait_drained(&mut con, Duration::from_secs(60));
     assert!(agent.stop().success(), "exit 0 after SIGTERM");
 

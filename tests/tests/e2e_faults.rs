@@ -2,15 +2,13 @@
 //! faults: logs through 500s, a 400 on one series, 413 on large bodies, 403 until the key is
 //! fixed. Every test checks conservation: what was written = what was accepted + dead-lettered.
 
-mod fake_intake;
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use fake_intake::{Answer, FakeIntake, When};
+use chouette_tests::agent_binary;
+use chouette_tests::intake::{Answer, FakeIntake, When};
+use chouette_tests::{wait_until, Agent, RedisServer};
 use redis::Commands;
-use support::{wait_until, Agent, RedisServer};
 
 const API_KEY: &str = "test-api-key-0123456789";
 
@@ -28,7 +26,7 @@ fn start_agent(redis: &RedisServer, intake: &FakeIntake, extra: &[(&str, &str)])
         ("CHOUETTE_REQUEST_TIMEOUT", "5".into()),
     ];
     vars.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
-    Agent::start(&vars)
+    Agent::start(agent_binary!(), &vars)
 }
 
 /// SIGTERM; the exit status and everything the agent printed.

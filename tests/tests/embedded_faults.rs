@@ -4,15 +4,14 @@
 //! binary (the agent keeps turning, logs one ERROR, resumes once space is back). The store-level
 //! full-disk test is `embedded_full_disk.rs` (it lowers a process-wide limit).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use chouette_agent::store::embedded::EmbeddedStore;
 use chouette_agent::store::{NewRecord, Queue, Store};
-use support::{wait_until, TempDir, VictoriaMetrics};
+use chouette_tests::agent_binary;
+use chouette_tests::{wait_until, TempDir, VictoriaMetrics};
 
 fn batch(first: usize, n: usize) -> Vec<NewRecord> {
     (first..first + n)
@@ -136,7 +135,7 @@ struct Agent {
 fn agent_command(before: &str, vars: &[(&str, String)]) -> Command {
     let mut command = Command::new("sh");
     command
-        .args(["-c", &format!("trap '' XFSZ; {before} exec \"$0\""), env!("CARGO_BIN_EXE_chouette")])
+        .args(["-c", &format!("trap '' XFSZ; {before} exec \"$0\""), agent_binary!()])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default());
     for (name, value) in vars {
@@ -304,7 +303,7 @@ fn the_agent_exits_1_when_it_cannot_create_a_fresh_store() {
     let tmp = TempDir::new("no-store");
     let state = tmp.0.join("state");
     std::fs::write(&state, b"not a directory").expect("write");
-    let output = Command::new(env!("CARGO_BIN_EXE_chouette"))
+    let output = Command::new(agent_binary!())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(embedded_vars(&state))

@@ -2,14 +2,13 @@
 //! (VictoriaMetrics for Datadog and, through its OpenTSDB listener, OpenTSDB; Debian's InfluxDB
 //! 1.6), each output with its own outbox (`chouette:metrics:wrapped`, `.influxdb`, `.opentsdb`).
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
+use chouette_tests::agent_binary;
+use chouette_tests::{free_port, wait_until, write_raw, Agent, InfluxServer, RedisServer, VictoriaMetrics};
 use redis::Commands;
-use support::{free_port, wait_until, write_raw, Agent, InfluxServer, RedisServer, VictoriaMetrics};
 
 const DB: &str = "chouette";
 
@@ -116,7 +115,7 @@ assert all(f.result() for f in futures)
     vars.push(("DATADOG_URL", dd.datadog_url()));
     vars.push(("INFLUXDB_URL", influx.url()));
     vars.push(("OPENTSDB_URL", tsdb.opentsdb_url().expect("opentsdb listener")));
-    let agent = Agent::start(&vars);
+    let agent = Agent::start(agent_binary!(), &vars);
     wait_until("every outbox drained", Duration::from_secs(60), || {
         [
             "chouette:metrics:raw.keys",
@@ -190,7 +189,7 @@ fn an_output_down_for_a_while_gets_everything_once_back_and_never_slows_the_othe
     vars.push(("INFLUXDB_URL", format!("http://127.0.0.1:{influx_port}")));
     vars.push(("OPENTSDB_URL", tsdb.opentsdb_url().expect("opentsdb listener")));
     vars.push(("CHOUETTE_CONNECT_TIMEOUT", "1".into()));
-    let agent = Agent::start(&vars);
+    let agent = Agent::start(agent_binary!(), &vars);
     // Datadog and OpenTSDB drain while InfluxDB is down; its outbox keeps all 600 points.
     wait_until("datadog and opentsdb drained", Duration::from_secs(60), || {
         zcard(&mut con, "chouette:metrics:raw.keys") == 0
@@ -241,7 +240,7 @@ fn influxdb_partial_writes_dead_letter_only_the_refused_records_and_a_missing_da
     let mut vars = env(&redis);
     vars.push(("INFLUXDB_URL", influx.url()));
     vars.push(("INFLUXDB_DATABASE", DB.into()));
-    let agent = Agent::start(&vars);
+    let agent = Agent::start(agent_binary!(), &vars);
     // No database yet: 404, everything kept, an ERROR naming the variables.
     wait_until("the 404 is reported", Duration::from_secs(30), || {
         agent.output().contains("check INFLUXDB_URL")

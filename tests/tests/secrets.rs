@@ -5,14 +5,13 @@
 //! errors, the refusal to dry-run a Redis, a store that cannot be opened, a running agent's log
 //! lines (failed sends, a failing collector), a dry run's output, `chouette status`, `--help`.
 
-mod support;
-
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use chouette_tests::agent_binary;
+use chouette_tests::{free_port, RedisServer, VictoriaMetrics};
 use redis::Commands;
-use support::{free_port, RedisServer, VictoriaMetrics};
 
 /// Passwords as users paste them. Each is made of distinctive 4-character fragments separated
 /// by the characters that end a URL's authority, so that a partial leak (what follows a `/`,
@@ -43,7 +42,7 @@ fn encode(text: &str) -> String {
 type Vars = Vec<(&'static str, String)>;
 
 fn chouette() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_chouette"));
+    let mut command = Command::new(agent_binary!());
     command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
     command
 }

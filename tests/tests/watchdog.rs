@@ -3,14 +3,13 @@
 //! agent must send `READY=1` once its store is open, `WATCHDOG=1` repeatedly (at most every
 //! `WATCHDOG_USEC / 2`) while its loop turns, and `STOPPING=1` after SIGTERM.
 
-mod support;
-
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::free_port;
+use chouette_tests::agent_binary;
+use chouette_tests::free_port;
 
 /// The socket systemd would listen on.
 struct FakeSystemd {
@@ -59,7 +58,7 @@ impl Drop for FakeSystemd {
 
 fn start(systemd: &FakeSystemd, extra: &[(&str, String)]) -> Child {
     let state = systemd.dir.join("state");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_chouette"));
+    let mut command = Command::new(agent_binary!());
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())

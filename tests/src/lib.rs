@@ -1,0 +1,13 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod agent;
+pub mod intake;
+pub mod servers;
+pub mod util;
+
+pub use agent::Agent;
+pub use intake::{Answer, FakeIntake, Request, When};
+pub use servers::{influxd_path, InfluxServer, RedisServer, VictoriaMetrics};
+pub use util::{free_port, http_get, http_request, wait_until, write_raw, TempDir};
