@@ -644,7 +644,7 @@ impl Config {
     /// - An empty value is the same as an unset variable.
     /// - `API_KEY` is optional. Neither `API_KEY` nor `DATADOG_URL`: dry-run. `API_KEY` only:
     ///   Datadog. `DATADOG_URL` without `API_KEY`: allowed, for backends that need no key
-    ///   (VictoriaMetrics, a local proxy). `GLOBAL_TAGS` defaults to `[]`.
+    ///   (VictoriaMetrics, a local proxy). `GLOBAL_TAGS` is optional.
     /// - Intervals, TTLs, timeouts and the bulk size are whole numbers ≥ 1.
     /// - `METRICS_WRAPPER` other than `datadog` / `simple` is an error (the original silently
     ///   stopped aggregating).
@@ -1023,8 +1023,11 @@ mod tests {
         assert_eq!(vars::REDIS_HOST.default, DefaultValue::Value(DEFAULT_REDIS_HOST));
         let DefaultValue::Value(port) = vars::REDIS_PORT.default else { panic!("REDIS_PORT has a default") };
         assert_eq!(port, DEFAULT_REDIS_PORT.to_string());
-        // The core's default wrapping is the table's.
+        // The core's default wrapping and the Rust types' defaults are the table's.
         assert_eq!(parse(&[]).unwrap().wrap, WrapConfig::default());
+        assert_eq!(parse(&[]).unwrap().logs_api, LogsApi::default());
+        let tsdb = parse(&[("OPENTSDB_URL", "http://o")]).unwrap().opentsdb.unwrap();
+        assert_eq!((tsdb.sanitize, tsdb.compression), (SanitizeMode::default(), Compression::default()));
     }
 
     #[test]

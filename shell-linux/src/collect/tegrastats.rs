@@ -1,8 +1,8 @@
 //! `tegrastats` (NVIDIA Jetson, compat §6.2): ONE long-lived `tegrastats` child whose stdout
 //! lines are read by a supervisor thread; each capture takes the latest line.
 //!
-//! - The child is started as `TEGRASTATS_PATH TEGRASTATS_ARGS...` (default
-//!   `/usr/bin/tegrastats --interval 1000`); a tool that ignores the arguments works too.
+//! - The child is started as `TEGRASTATS_PATH TEGRASTATS_ARGS...` ([`Settings`]); a tool that
+//!   ignores the arguments works too.
 //! - If it exits it is reaped and restarted with a backoff (0.5 s doubling to 30 s, reset after a
 //!   child that ran 10 s).
 //! - Dropping the collector kills the child and waits for it (no zombie, compat §7 item 28).

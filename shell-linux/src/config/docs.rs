@@ -196,18 +196,20 @@ mod tests {
             std::fs::write(path, generated).expect("write the regenerated file");
             return;
         }
-        let line = committed
-            .lines()
-            .zip(generated.lines())
-            .position(|(a, b)| a != b)
-            .unwrap_or_else(|| committed.lines().count().min(generated.lines().count()));
+        // A line-by-line diff (no alignment): enough to see what changed in a table.
+        let (old, new): (Vec<&str>, Vec<&str>) = (committed.lines().collect(), generated.lines().collect());
+        let mut diff = String::new();
+        let differing = (0..old.len().max(new.len())).filter(|&i| old.get(i) != new.get(i));
+        for i in differing.take(12) {
+            let (a, b) = (old.get(i).unwrap_or(&"(none)"), new.get(i).unwrap_or(&"(none)"));
+            diff.push_str(&format!("line {}:\n  committed: {a}\n  generated: {b}\n", i + 1));
+        }
         panic!(
-            "{path} is stale at line {}:\n  committed: {:?}\n  generated: {:?}\nRegenerate it from \
-             the table (shell-linux/src/config/vars.rs) with\n  CHOUETTE_BLESS=1 cargo test -p \
-             chouette-agent --lib config::",
-            line + 1,
-            committed.lines().nth(line).unwrap_or("(end of file)"),
-            generated.lines().nth(line).unwrap_or("(end of file)"),
+            "{path} is stale ({} lines committed, {} generated); first differences:\n{diff}Regenerate \
+             it from the table (shell-linux/src/config/vars.rs) with\n  CHOUETTE_BLESS=1 cargo test \
+             -p chouette-agent --lib config::",
+            old.len(),
+            new.len()
         );
     }
 
