@@ -1006,8 +1006,8 @@ mod tests {
         host::Settings::from_vars(&plugin_vars).unwrap();
         tegrastats::Settings::from_vars(&plugin_vars).unwrap();
         k8s::Settings::from_vars(&plugin_vars).unwrap();
-        docker::Docker::from_vars(&plugin_vars).unwrap();
-        rpi::Rpi::from_vars(&plugin_vars).unwrap();
+        docker::Settings::from_vars(&plugin_vars).unwrap();
+        rpi::Settings::from_vars(&plugin_vars).unwrap();
         dramatiq::Settings::from_vars(&plugin_vars, None).unwrap_err();
         let read = vars::READ.with(|r| r.borrow().clone());
         let unread: Vec<&str> = vars::VARS.iter().map(|v| v.name).filter(|n| !read.contains(n)).collect();

@@ -28,6 +28,20 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest response body read (a stats document is a few KB; a list of many containers more).
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
+/// The `docker` collector's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `DOCKER_SOCKET_PATH`.
+    pub socket: PathBuf,
+}
+
+impl Settings {
+    /// From the plugin variables, through their table entries.
+    pub fn from_vars(vars: &PluginVars) -> Result<Settings, PluginConfigError> {
+        Ok(Settings { socket: PathBuf::from(vars::DOCKER_SOCKET_PATH.string(vars)?) })
+    }
+}
+
 /// The `docker` collector.
 pub struct Docker {
     socket: PathBuf,
@@ -35,10 +49,9 @@ pub struct Docker {
 }
 
 impl Docker {
-    /// From `DOCKER_SOCKET_PATH`, through its table entry.
+    /// From its [`Settings`].
     pub fn from_vars(vars: &PluginVars) -> Result<Docker, PluginConfigError> {
-        let socket = vars::DOCKER_SOCKET_PATH.string(vars)?;
-        Ok(Docker::new(PathBuf::from(socket), REQUEST_TIMEOUT))
+        Ok(Docker::new(Settings::from_vars(vars)?.socket, REQUEST_TIMEOUT))
     }
 
     /// A collector talking to `socket`, each request bounded by `timeout`.

@@ -37,6 +37,22 @@ pub fn w1_reason(e: W1Error) -> &'static str {
     }
 }
 
+/// The `rpi` collector's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `CHOUETTE_PROC_ROOT`.
+    pub root: PathBuf,
+    /// `VCGENCMD_PATH`.
+    pub vcgencmd: PathBuf,
+}
+
+impl Settings {
+    /// From the plugin variables, through their table entries.
+    pub fn from_vars(vars: &PluginVars) -> Result<Settings, PluginConfigError> {
+        Ok(Settings { root: super::root(vars)?, vcgencmd: PathBuf::from(vars::VCGENCMD_PATH.string(vars)?) })
+    }
+}
+
 /// The `rpi` collector.
 pub struct Rpi {
     root: PathBuf,
@@ -45,10 +61,10 @@ pub struct Rpi {
 }
 
 impl Rpi {
-    /// From `CHOUETTE_PROC_ROOT` and `VCGENCMD_PATH`, through their table entries.
+    /// From its [`Settings`].
     pub fn from_vars(vars: &PluginVars) -> Result<Rpi, PluginConfigError> {
-        let vcgencmd = vars::VCGENCMD_PATH.string(vars)?;
-        Ok(Rpi::new(super::root(vars)?, PathBuf::from(vcgencmd)))
+        let settings = Settings::from_vars(vars)?;
+        Ok(Rpi::new(settings.root, settings.vcgencmd))
     }
 
     /// A collector reading sysfs under `root` and running `vcgencmd` when it exists.

@@ -488,7 +488,7 @@ pub const K8S_STATS_SERVICE_IP: Var = var(
     "K8S_STATS_SERVICE_IP",
     Described("required"),
     Kind::Text,
-    "k8s: the kubelet's IP address (required by k8s)",
+    "k8s: the kubelet's IP address",
     Collectors,
 );
 /// `K8S_STATS_SERVICE_PORT`.
@@ -499,7 +499,7 @@ pub const K8S_CERT_PATH: Var = var(
     "K8S_CERT_PATH",
     Described("required"),
     Kind::Path,
-    "k8s: client certificate, PEM (required by k8s)",
+    "k8s: client certificate, PEM",
     Collectors,
 );
 /// `K8S_KEY_PATH`.
@@ -507,7 +507,7 @@ pub const K8S_KEY_PATH: Var = var(
     "K8S_KEY_PATH",
     Described("required"),
     Kind::Path,
-    "k8s: client key, PEM (required by k8s)",
+    "k8s: client key, PEM",
     Collectors,
 );
 /// `K8S_CA_PATH`.
@@ -771,7 +771,7 @@ impl Var {
         VarError {
             name: self.name.to_owned(),
             value: String::new(),
-            expected: format!("required {why}: {}", self.help),
+            expected: format!("required{}{why} ({})", if why.is_empty() { "" } else { " " }, self.help),
             secret: false,
         }
     }
