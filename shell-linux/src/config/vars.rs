@@ -495,21 +495,11 @@ pub const K8S_STATS_SERVICE_IP: Var = var(
 pub const K8S_STATS_SERVICE_PORT: Var =
     var("K8S_STATS_SERVICE_PORT", Value("10250"), Kind::Port, "k8s: the kubelet's port", Collectors);
 /// `K8S_CERT_PATH`.
-pub const K8S_CERT_PATH: Var = var(
-    "K8S_CERT_PATH",
-    Described("required"),
-    Kind::Path,
-    "k8s: client certificate, PEM",
-    Collectors,
-);
+pub const K8S_CERT_PATH: Var =
+    var("K8S_CERT_PATH", Described("required"), Kind::Path, "k8s: client certificate, PEM", Collectors);
 /// `K8S_KEY_PATH`.
-pub const K8S_KEY_PATH: Var = var(
-    "K8S_KEY_PATH",
-    Described("required"),
-    Kind::Path,
-    "k8s: client key, PEM",
-    Collectors,
-);
+pub const K8S_KEY_PATH: Var =
+    var("K8S_KEY_PATH", Described("required"), Kind::Path, "k8s: client key, PEM", Collectors);
 /// `K8S_CA_PATH`.
 pub const K8S_CA_PATH: Var = var(
     "K8S_CA_PATH",
