@@ -85,9 +85,9 @@ pub fn help_variables() -> String {
     out
 }
 
-/// A Markdown table cell: `|` escaped.
+/// A Markdown table cell: `|`, `<` and `>` escaped (`<name>` would be read as HTML).
 fn cell(text: &str) -> String {
-    text.replace('|', "\\|")
+    text.replace('|', "\\|").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// The sentence, capitalized, with a final period.
