@@ -127,6 +127,13 @@ pub struct PluginConfigError {
     pub expected: String,
 }
 
+impl From<crate::config::vars::VarError> for PluginConfigError {
+    fn from(e: crate::config::vars::VarError) -> PluginConfigError {
+        let value = if e.secret { "(not shown)".to_owned() } else { crate::config::redact_url(&e.value) };
+        PluginConfigError { variable: e.name, value, expected: e.expected }
+    }
+}
+
 impl PluginConfigError {
     /// An error for `variable`.
     pub fn new(variable: &str, value: &str, expected: impl Into<String>) -> PluginConfigError {
@@ -155,20 +162,9 @@ pub trait Collector: Send {
 /// The plugin variables: `Config::plugin_vars` (canonical upper-case names).
 pub type PluginVars = BTreeMap<String, String>;
 
-/// Reads a JSON list of strings variable, or `default` when unset.
-pub(crate) fn string_list(
-    vars: &PluginVars,
-    name: &str,
-    default: &[&str],
-) -> Result<Vec<String>, PluginConfigError> {
-    match vars.get(name) {
-        None => Ok(default.iter().map(|s| (*s).to_owned()).collect()),
-        Some(text) => crate::config::parse_string_list(text)
-            .map_err(|e| PluginConfigError::new(name, text, format!("a JSON list of strings ({e})"))),
-    }
-}
-
-/// Builds the collectors named in `config.collector_plugins`, from `config.plugin_vars`.
+/// Builds the collectors named in `config.collector_plugins`, from `config.plugin_vars`: each
+/// plugin parses its own typed `Settings` from its entries of the table of variables
+/// ([`crate::config::vars`]), which give the defaults and the errors' expected text.
 pub fn build(config: &Config) -> Result<Vec<Box<dyn Collector>>, PluginConfigError> {
     let vars = &config.plugin_vars;
     let mut out: Vec<Box<dyn Collector>> = Vec::new();
@@ -176,22 +172,16 @@ pub fn build(config: &Config) -> Result<Vec<Box<dyn Collector>>, PluginConfigErr
         let collector: Box<dyn Collector> = match name.as_str() {
             "host" => Box::new(host::Host::from_vars(vars)?),
             "tegrastats" => Box::new(tegrastats::Tegrastats::from_vars(vars)?),
-            "docker" => Box::new(docker::Docker::from_vars(vars)),
+            "docker" => Box::new(docker::Docker::from_vars(vars)?),
             "k8s" => Box::new(k8s::K8s::from_vars(vars)?),
-            "rpi" => Box::new(rpi::Rpi::from_vars(vars)),
+            "rpi" => Box::new(rpi::Rpi::from_vars(vars)?),
             "dramatiq" => {
-                let url = match (vars.get("DRAMATIQ_REDIS_URL"), &config.store) {
-                    (Some(url), _) => url.clone(),
-                    (None, StoreConfig::Redis { url, .. }) => url.clone(),
-                    (None, _) => {
-                        return Err(PluginConfigError::new(
-                            "DRAMATIQ_REDIS_URL",
-                            "",
-                            "dramatiq needs a Redis: set REDIS_URL/REDIS_HOST (the agent's store) or DRAMATIQ_REDIS_URL",
-                        ))
-                    }
+                let store = match &config.store {
+                    StoreConfig::Redis { url, .. } => Some(url.as_str()),
+                    StoreConfig::Embedded { .. } => None,
                 };
-                Box::new(dramatiq::Dramatiq::new(&url)?)
+                let settings = dramatiq::Settings::from_vars(vars, store)?;
+                Box::new(dramatiq::Dramatiq::new(&settings.url)?)
             }
             other => {
                 return Err(PluginConfigError::new("COLLECTOR_PLUGINS", other, "a known plugin name"));
@@ -450,9 +440,10 @@ pub fn encode_points(points: &[Point], now: f64, ids: &mut IdGenerator) -> Vec<N
     out
 }
 
-/// The root under which `/proc` and `/sys` are read: `CHOUETTE_PROC_ROOT` (default `/`).
-pub(crate) fn root(vars: &PluginVars) -> std::path::PathBuf {
-    std::path::PathBuf::from(vars.get("CHOUETTE_PROC_ROOT").map(String::as_str).unwrap_or("/"))
+/// The root under which `/proc` and `/sys` are read: `CHOUETTE_PROC_ROOT`.
+pub(crate) fn root(vars: &PluginVars) -> Result<std::path::PathBuf, PluginConfigError> {
+    let var = &crate::config::vars::CHOUETTE_PROC_ROOT;
+    var.path(vars)?.ok_or_else(|| var.missing("").into())
 }
 
 /// `root` joined with an absolute path such as `/proc/stat`.
