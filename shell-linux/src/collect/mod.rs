@@ -9,7 +9,9 @@
 //! stop the other collectors or the agent.
 //!
 //! Points become wrapped `gauge` records with no interval, sorted tags and score = timestamp,
-//! stored with one [`Store::add`] per tick on the wrapped queue (as the original's collector did).
+//! handed to the run loop's [`Sink`] as finished points: one atomic write per tick to every
+//! enabled output's outbox (the original's collector wrote the one wrapped queue). The runner is
+//! a [`Source`].
 //!
 //! Unlike the original (compat §7 item 24), **zero values are sent**: an idle CPU, an empty
 //! queue, a full disk or 0 °C are zeros, not gaps. One exception: `Chouette.tegrastats.ram.used` and
@@ -33,7 +35,8 @@ use chouette_core::wire::wrapped::encode_wrapped;
 
 use crate::config::{Config, StoreConfig};
 use crate::pipeline::IdGenerator;
-use crate::store::{NewRecord, Queue, Store, StoreError};
+use crate::source::{Sink, Source};
+use crate::store::{NewRecord, StoreError};
 
 /// Default longest time one capture may take before it is reported as timed out (capped at the
 /// capture interval).
@@ -220,7 +223,8 @@ pub struct Runner {
     errors: BTreeMap<String, u64>,
     ids: IdGenerator,
     cap: Duration,
-    outboxes: Vec<Queue>,
+    /// The next capture tick (a [`Source`] turn).
+    next: Instant,
 }
 
 impl Runner {
@@ -257,15 +261,8 @@ impl Runner {
             errors: BTreeMap::new(),
             ids: crate::pipeline::id_generator(),
             cap,
-            outboxes: vec![Queue::WrappedMetrics],
+            next: Instant::now(),
         }
-    }
-
-    /// Stores each capture in every queue of `outboxes` (the enabled outputs'), atomically;
-    /// default: Datadog's `chouette:metrics:wrapped` only.
-    pub fn with_outboxes(mut self, outboxes: Vec<Queue>) -> Runner {
-        self.outboxes = outboxes;
-        self
     }
 
     /// The names of the collectors, in configuration order.
@@ -365,25 +362,40 @@ impl Runner {
     }
 
     /// One capture tick: captures, encodes the points (plus the error self-metric when
-    /// `self_metrics`) as wrapped gauges stamped `now`, and stores them with one `Store::add`.
-    /// Returns how many records were stored.
-    pub fn tick(&mut self, store: &mut dyn Store, now: f64, self_metrics: bool) -> Result<usize, StoreError> {
+    /// `self_metrics`) as wrapped gauges stamped `now`, and hands them to `sink` as finished
+    /// points (every enabled outbox, one atomic write). Returns how many records were stored.
+    pub fn tick(&mut self, sink: &mut Sink<'_>, now: f64) -> Result<usize, StoreError> {
         let mut capture = self.capture(now);
-        if self_metrics {
+        if sink.self_metrics() {
             for (plugin, count) in &self.errors {
                 capture.points.push(Point::new(ERRORS_METRIC, *count as f64).tag("plugin", plugin.clone()));
             }
         }
         let records = encode_points(&capture.points, now, &mut self.ids);
-        if !records.is_empty() {
-            store.add_to_each(&self.outboxes, &records)?;
-        }
+        sink.points(&records)?;
         Ok(records.len())
     }
 
     /// The cap given to [`Runner::new`].
     pub fn cap(&self) -> Duration {
         self.cap
+    }
+}
+
+/// The collectors are a source of finished points, one capture every `cap` (CAPTURE_INTERVAL),
+/// on wall-clock boundaries.
+impl Source for Runner {
+    fn name(&self) -> &str {
+        "collectors"
+    }
+
+    fn next_due(&self) -> Instant {
+        self.next
+    }
+
+    fn run(&mut self, now: f64, sink: &mut Sink<'_>) -> Result<(), StoreError> {
+        self.next = crate::source::next_boundary(self.cap);
+        self.tick(sink, now).map(drop)
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::store::embedded::EmbeddedStore;
+use crate::store::{Queue, Store};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -107,7 +108,10 @@ fn a_hung_and_a_failing_collector_do_not_stop_the_good_one() {
     let (mut store, dir) = store("hung");
 
     let start = Instant::now();
-    let stored = runner.tick(&mut store, 1_700_000_000.0, true).expect("tick");
+    let outboxes = [crate::store::Queue::WrappedMetrics];
+    let stored = runner
+        .tick(&mut crate::source::Sink::new(&mut store, &outboxes, true), 1_700_000_000.0)
+        .expect("tick");
     assert!(start.elapsed() < Duration::from_millis(1000), "the tick waited {:?}", start.elapsed());
     // good's 2 points + the errors self-metric for hung and failing.
     assert_eq!(stored, 4);
