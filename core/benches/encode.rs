@@ -1,4 +1,5 @@
-//! Encoding Datadog v1 series payloads, and compressing them (with `--features alloc`).
+//! Encoding Datadog v1 series payloads, and compressing them (with `--features alloc`); encoding
+//! raw records.
 //!
 //! `cargo bench -p chouette-core --features alloc --bench encode -- --warm-up-time 1 --measurement-time 3`
 //!
@@ -142,5 +143,34 @@ fn bench_encode(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_encode);
+/// Raw records as the clients write them (`wire::raw`): 10,000 counts with two tags and clock
+/// timestamps (whole microseconds), into one reused buffer.
+fn bench_raw(c: &mut Criterion) {
+    use chouette_core::wire::raw::{encode_raw_metric, Number, RawRecord, RawValue};
+    use chouette_core::MetricType;
+    const RECORDS: usize = 10_000;
+    let names: Vec<String> = (0..RECORDS).map(|i| format!("app.requests.m{}", i % 100)).collect();
+    let mut buf = vec![0u8; 1024];
+    let mut group = c.benchmark_group("raw");
+    group.throughput(Throughput::Elements(RECORDS as u64));
+    group.bench_function("encode_raw_metric_10k", |b| {
+        b.iter(|| {
+            let mut bytes = 0;
+            for (i, name) in names.iter().enumerate() {
+                let record = RawRecord {
+                    name,
+                    kind: MetricType::Count,
+                    value: RawValue::Number(Number::Int(i as i64)),
+                    timestamp: (1_763_780_437_000_000 + i as u64 * 137) as f64 / 1e6,
+                    tags: &[("route", "/pay"), ("shop", "eu")],
+                };
+                bytes += encode_raw_metric(black_box(&record), &mut buf).unwrap_or(0);
+            }
+            bytes
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_encode, bench_raw);
 criterion_main!(benches);

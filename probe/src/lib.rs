@@ -4,7 +4,10 @@
 use core::panic::PanicInfo;
 
 use chouette_core::aggregate::{AggregatorConfig, SmallAggregator};
+use chouette_core::id::IdGenerator;
+use chouette_core::keys;
 use chouette_core::metric::{MetricType, Sample, Tag, Timestamp, Value};
+use chouette_core::wire::raw::{encode_raw_metric, Number, RawRecord, RawValue};
 use chouette_core::wire::write::Writer;
 use chouette_core::wrap::WrapConfig;
 
@@ -37,7 +40,7 @@ pub extern "C" fn chouette_probe(now: f64, value: f64, out: *mut u8, out_len: us
     }
     aggregator.handle_timeout(config.closes_at(bucket));
     let config = WrapConfig::default();
-    let mut buf = [0u8; 256];
+    let mut buf = [0u8; 512];
     let mut writer = Writer::new(&mut buf);
     while let Some(flushed) = aggregator.poll_flush() {
         for output in flushed.outputs(&config) {
@@ -45,6 +48,19 @@ pub extern "C" fn chouette_probe(now: f64, value: f64, out: *mut u8, out_len: us
             writer.byte(b',');
         }
     }
+    // The raw record a board would queue for the same sample, its id and its key.
+    let record = RawRecord {
+        name: "probe.count",
+        kind: MetricType::Histogram,
+        value: RawValue::Number(Number::Float(value)),
+        timestamp: now,
+        tags: &[("board", "probe")],
+    };
+    let mut raw = [0u8; 160];
+    let raw_len = encode_raw_metric(&record, &mut raw).unwrap_or(0);
+    writer.bytes(&IdGenerator::from_seed(now.to_bits()).next_id());
+    writer.str(keys::RAW_METRICS.keys);
+    writer.bytes(&raw[..raw_len]);
     writer.finish().unwrap_or(0)
 }
 

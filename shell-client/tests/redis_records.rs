@@ -32,6 +32,7 @@ futures = [
     C.histogram("app.hist", 0.1, timestamp={TS}, tags={{}}),
     C.histogram("app.hist_big", 1e-05, timestamp=1600000001.0),
     C.set("app.set", ["a", "b", 3, 2.5], timestamp={TS}, tags={{"producer": "test"}}),
+    C.gauge("app.ctl", 1, timestamp=1763780437.123456, tags={{"ctl": "\x7f\x01~"}}),
 ]
 assert all(f.result() for f in futures), [f.result() for f in futures]
 "#
@@ -58,6 +59,8 @@ assert all(f.result() for f in futures), [f.result() for f in futures]
         &[Member::Str("a"), Member::Str("b"), Member::Num(3.0), Member::Num(2.5)],
         &[("producer", "test")],
     );
+    // DEL is escaped (`\u007f`) by Python's json.dumps, like the other control characters.
+    c.at(1763780437.123456).gauge("app.ctl", 1, &[("ctl", "\u{7f}\u{1}~")]);
     c.shutdown(Duration::from_secs(5)).expect("flushed");
 
     let mut py = py_redis.client();
@@ -72,8 +75,8 @@ assert all(f.result() for f in futures), [f.result() for f in futures]
     let py_records = metrics(&mut py);
     let rs_records: Vec<_> =
         metrics(&mut rs).into_iter().filter(|r| !r.2.contains("chouette.client.")).collect();
-    assert_eq!(py_records.len(), 7);
-    assert_eq!(rs_records.len(), 7);
+    assert_eq!(py_records.len(), 8);
+    assert_eq!(rs_records.len(), 8);
     for (p, r) in py_records.iter().zip(&rs_records) {
         assert_eq!(p.2, r.2, "JSON text");
         assert_eq!(p.1, r.1, "score");
@@ -84,6 +87,8 @@ assert all(f.result() for f in futures), [f.result() for f in futures]
     // The texts above are equal byte for byte; spot-check what they are.
     assert!(rs_records.iter().any(|r| r.2
         == r#"{"metric": "app.count", "type": "count", "value": 10, "timestamp": 1600000000.25, "tags": {"producer": "test", "k": "\u00e9\""}}"#));
+    assert!(rs_records.iter().any(|r| r.2
+        == r#"{"metric": "app.ctl", "type": "gauge", "value": 1, "timestamp": 1763780437.123456, "tags": {"ctl": "\u007f\u0001~"}}"#));
 }
 
 #[test]

@@ -3,13 +3,14 @@
 //!
 //! ```text
 //! every AGGREGATE_INTERVAL: TTL cleanup, then aggregation steps until the closed buckets are done
-//! every RELEASE_INTERVAL:   per destination (metrics, logs), drain its queue back to back for at
-//!                           most RELEASE_BUDGET; a destination cut short comes back right after
-//!                           the rest of the loop had its turn, one backing off at its own
-//!                           deadline; then self-metrics and status
-//! every CAPTURE_INTERVAL:   (when COLLECTOR_PLUGINS is set) one capture of every collector, stored
-//!                           on the wrapped queue (see `collect`)
-//! SIGTERM / SIGINT:         finish the current step, exit 0 (raw records of open buckets stay queued)
+//!                           (each bucket's points go to every enabled output's outbox at once)
+//! per output (Datadog series and logs, InfluxDB, OpenTSDB), at RELEASE_INTERVAL or its own
+//!                           backoff deadline: drain its outbox for at most RELEASE_BUDGET; one
+//!                           cut short comes back right after the rest of the loop had its turn
+//! every RELEASE_INTERVAL:   self-metrics and status
+//! per source (the collectors, at CAPTURE_INTERVAL): one turn when it is due (see `source`)
+//! SIGTERM / SIGINT:         finish the current step, let each source hand over what it holds,
+//!                           exit 0 (raw records of open buckets stay queued)
 //! ```
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::config::{Config, StoreConfig};
 use crate::dispatch::{Destination, DispatchConfig, Dispatcher, DryRunTransport, Transport, UreqTransport};
 use crate::pipeline::{self, Aggregation, Counters, IdGenerator, StepOutcome, LOGS_PER_BATCH};
+use crate::source::{next_boundary, Sink};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::RedisStore;
 use crate::store::{Queue, Store, StoreError};
@@ -87,17 +89,7 @@ pub fn shutdown_flag() -> Result<Arc<AtomicBool>, AgentError> {
 pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
     config.check_output()?;
     let mut store = open_store(config)?;
-    // ---- collectors: set up (begin) ----
-    let capture_every = config.capture_interval.max(Duration::from_secs(1));
-    let mut collectors = if config.collector_plugins.is_empty() {
-        None
-    } else {
-        let runner = crate::collect::Runner::new(crate::collect::build(config)?, capture_every);
-        log::info!("plugins={:?} every={capture_every:?}: collectors started", runner.names());
-        Some(runner)
-    };
-    let mut next_capture = Instant::now();
-    // ---- collectors: set up (end) ----
+    let mut sources = crate::source::build(config)?;
     let transport: Box<dyn Transport> = if config.dry_run {
         log::info!("dry_run=true: printing what would be sent, and deleting it from the store");
         Box::new(DryRunTransport::new(std::io::stdout()))
@@ -107,6 +99,12 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
     let outputs = crate::dispatch::outputs(config);
     let mut dispatcher = Dispatcher::with_outputs(transport, DispatchConfig::from_config(config), outputs);
     let destinations = dispatcher.destinations();
+    if !destinations.contains(&Destination::Logs) {
+        log::warn!(
+            "logs go to Datadog only (API_KEY or DATADOG_URL unset): logs the apps queue stay in {} until LOG_TTL",
+            Queue::Logs.prefix()
+        );
+    }
     for &destination in &destinations {
         let url = crate::config::redact_url(dispatcher.url(destination));
         log::info!(
@@ -118,7 +116,6 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
     // Every bucket (and every capture) goes to each metric output's outbox, in one commit.
     let outboxes: Vec<Queue> =
         destinations.iter().map(|d| d.queue()).filter(|q| Queue::METRIC_OUTBOXES.contains(q)).collect();
-    collectors = collectors.map(|runner| runner.with_outboxes(outboxes.clone()));
     let mut aggregation = Aggregation::new(
         config.aggregate_interval.as_secs().max(1) as u32,
         config.grace,
@@ -168,34 +165,29 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
                 report_tick(store.as_mut(), config, &outboxes, &mut counters, &mut reported, &mut ids);
             store_down = report_store(result, store_down);
         }
-        // ---- collectors: capture tick (begin) ----
-        if let Some(runner) = collectors.as_mut() {
-            if !shutdown.load(Ordering::Relaxed) && Instant::now() >= next_capture {
-                next_capture = next_boundary(capture_every);
-                let result = runner.tick(store.as_mut(), wall_clock(), config.send_self_metrics).map(drop);
-                store_down = report_store(result, store_down);
+        for source in sources.iter_mut() {
+            if !shutdown.load(Ordering::Relaxed) && Instant::now() >= source.next_due() {
+                let mut sink = Sink::new(store.as_mut(), &outboxes, config.send_self_metrics);
+                store_down = report_store(source.run(wall_clock(), &mut sink), store_down);
             }
         }
-        let next_capture_due = if collectors.is_some() { next_capture } else { next_release };
-        // ---- collectors: capture tick (end) ----
+        let next_source_due = sources.iter().map(|s| s.next_due()).min().unwrap_or(next_release);
         let next_send_due = next_send.iter().copied().min().unwrap_or(next_release);
-        let wake = next_aggregate.min(next_release).min(next_capture_due).min(next_send_due);
+        let wake = next_aggregate.min(next_release).min(next_source_due).min(next_send_due);
         let nap = wake.saturating_duration_since(Instant::now()).min(Duration::from_millis(250));
         std::thread::sleep(nap);
     }
     crate::notify::stopping("stopping: signal received");
-    drop(collectors.take()); // stops the collectors' children (tegrastats) and reaps them
+    for mut source in sources.drain(..) {
+        let mut sink = Sink::new(store.as_mut(), &outboxes, config.send_self_metrics);
+        if let Err(error) = source.stop(&mut sink) {
+            log::error!("source={}: {error}: could not hand over what it held when stopping", source.name());
+        }
+        drop(source); // stops its threads and children (the collectors' tegrastats) and reaps them
+    }
     log::info!("signal received: stopped after the current step; queued data stays in the store");
     let _ = write_status(store.as_mut(), &counters, wall_clock());
     Ok(())
-}
-
-/// The instant of the next multiple of `every` in wall-clock time (as the original's scheduler).
-fn next_boundary(every: Duration) -> Instant {
-    let now = wall_clock();
-    let period = every.as_secs_f64();
-    let next = ((now / period).floor() + 1.0) * period;
-    Instant::now() + Duration::from_secs_f64((next - now).max(0.0))
 }
 
 fn report_store(result: Result<(), StoreError>, was_down: bool) -> bool {

@@ -32,7 +32,7 @@ pub enum Command {
     Dead(dead::DeadArgs),
     /// `chouette dead --help`: print [`dead::HELP`].
     DeadHelp,
-    /// `chouette --help` (`-h`, `help`): print [`HELP`].
+    /// `chouette --help` (`-h`, `help`): print [`help`].
     Help,
     /// `chouette --version` (`-V`, `version`): print `chouette <version>`.
     Version,
@@ -97,12 +97,12 @@ where
 /// `chouette --version`'s output (without the newline).
 pub const VERSION: &str = concat!("chouette ", env!("CARGO_PKG_VERSION"));
 
-/// `chouette --help`'s output: usage, commands, exit codes and every environment variable.
-/// `docs/configuration.md` holds the same table.
-pub const HELP: &str = "\
+/// The head of `chouette --help`: usage, commands and exit codes ([`help`] adds the variables).
+pub const HELP_HEAD: &str = "\
 chouette: the Chouette agent. Reads metrics and logs that applications queue in Redis (the
-Chouette-IoT layout) or in an embedded store, aggregates them and ships them to Datadog or a
-Datadog-compatible backend, losing nothing. A drop-in replacement for `python -m chouette_iot`.
+Chouette-IoT layout) or in an embedded store, aggregates them and ships them to Datadog, InfluxDB,
+OpenTSDB or a compatible backend, losing nothing. A drop-in replacement for
+`python -m chouette_iot`.
 
 USAGE:
     chouette [run]        run the agent until SIGTERM / SIGINT (then drain and exit)
@@ -119,77 +119,13 @@ EXIT CODES:
     1  fatal runtime error (store unavailable at startup, internal error)
     2  usage error or configuration error (the message names the variable)
 
-ENVIRONMENT (names are case-insensitive; an empty value counts as unset; lists are JSON;
-booleans are true/false/1/0/yes/no/on/off/t/f/y/n in any case):
-
-  Destination
-    API_KEY                  unset       Datadog API key (sent as the DD-API-KEY header, never
-                                         logged). Unset with DATADOG_URL unset: dry run with the
-                                         embedded store; with a Redis, refused (exit 2) unless
-                                         CHOUETTE_DRY_RUN=true. Unset with DATADOG_URL set:
-                                         allowed (backends such as VictoriaMetrics need no key).
-    CHOUETTE_DRY_RUN         unset       true: print what would be sent (and delete it from the
-                                         store) instead of sending; false: never a dry run
-    DATADOG_URL              https://api.datadoghq.com/api
-                                         metrics go to {DATADOG_URL}/v1/series
-    DATADOG_LOGS_URL         https://http-intake.logs.datadoghq.com
-                                         logs go to {DATADOG_LOGS_URL}/v1/input (v1) or
-                                         /api/v2/logs (v2)
-    CHOUETTE_LOGS_API        v1          v1 or v2
-    GLOBAL_TAGS              []          JSON list of \"key:value\" tags added to every metric/log
-    HOST                     unset       if set, the `host` of every metric and log
-    CHOUETTE_CONNECT_TIMEOUT 10          seconds to connect to the backend
-    CHOUETTE_REQUEST_TIMEOUT 30          seconds for a whole request
-    CHOUETTE_CA_BUNDLE       unset       PEM file of extra CAs to trust (else REQUESTS_CA_BUNDLE);
-                                         TLS verification is always on
-
-  Timing and volume (whole seconds >= 1)
-    AGGREGATE_INTERVAL       10          aggregation period and bucket width
-    CAPTURE_INTERVAL         30          collector plugins' period
-    RELEASE_INTERVAL         60          dispatch period (1 works: timeouts are separate)
-    CHOUETTE_GRACE           2           seconds a closed bucket waits for late records (>= 0)
-    METRIC_TTL               14400       raw and wrapped metrics older than this are dropped
-                                         (counted)
-    LOG_TTL                  64800       logs older than this are dropped (counted)
-    METRICS_BULK_SIZE        10000       most points per request (>= 1)
-
-  Aggregation
-    METRICS_WRAPPER          datadog     datadog or simple, any case (anything else is an error)
-    HISTOGRAM_AGGREGATES     [\"max\",\"median\",\"avg\",\"count\"]
-                                         among avg, count, sum, min, max, median
-    HISTOGRAM_PERCENTILES    [0.95]      whole percents as fractions in 0..1 (at most 8)
-    SEND_SELF_METRICS        true        emit the chouette.* self-metrics
-
-  Store
-    REDIS_URL                unset       redis://[user:password@]host[:port][/db] or rediss://
-                                         (TLS); wins over REDIS_HOST / REDIS_PORT
-    REDIS_HOST, REDIS_PORT   redis, 6379 Redis, if either is set
-    CHOUETTE_STORAGE_TYPE    unset       redis (REDIS_HOST/PORT or their defaults) or embedded
-    CHOUETTE_STATE_DIR       see below   directory of the embedded store (chouette.redb)
-    With no store configured: Redis at redis://redis:6379/0 if the host `redis` resolves (the
-    original's default), else the embedded store in CHOUETTE_STATE_DIR, else $STATE_DIRECTORY
-    (systemd), else /var/lib/chouette if writable, else ./chouette-state.
-
-  Collector plugins
-    COLLECTOR_PLUGINS        []          JSON list: host, k8s, tegrastats, docker, dramatiq, rpi
-    HOST_COLLECTOR_METRICS   [\"cpu\",\"fs\",\"la\",\"ram\"]   (also network)
-    CHOUETTE_PROC_ROOT       /           where host and rpi read /proc and /sys
-    TEGRASTATS_METRICS       [\"ram\",\"temp\"]   also nvidia (alias datadog): Datadog's
-                                         nvidia.jetson.* set (mem, swap, iram, cpu, emc, gpu,
-                                         temp, power)
-    TEGRASTATS_PATH          /usr/bin/tegrastats   (one long-lived child, restarted if it exits)
-    TEGRASTATS_ARGS          [\"--interval\",\"1000\"]
-    K8S_STATS_SERVICE_IP, K8S_STATS_SERVICE_PORT (10250), K8S_CERT_PATH, K8S_KEY_PATH
-    K8S_CA_PATH              (none)      PEM CA the kubelet's certificate is verified with
-    K8S_METRICS              {\"pods\": [\"memory\",\"cpu\"], \"node\": [\"inodes\"]}
-    DOCKER_SOCKET_PATH       /var/run/docker.sock
-    DRAMATIQ_REDIS_URL       the agent's Redis (REDIS_URL or REDIS_HOST/REDIS_PORT)
-    VCGENCMD_PATH            /usr/bin/vcgencmd   (rpi; skipped when absent)
-
-  Logging
-    LOG_LEVEL                INFO        DEBUG, INFO, WARNING (WARN), ERROR, CRITICAL, NOTSET;
-                                         JSON lines on stdout
 ";
+
+/// `chouette --help`'s output: [`HELP_HEAD`], then every environment variable by section, from
+/// the table of variables ([`crate::config::vars::VARS`]), as `docs/configuration.md` shows them.
+pub fn help() -> String {
+    format!("{HELP_HEAD}{}", crate::config::docs::help_variables())
+}
 
 /// Prints each queue's length ([`Queue::ALL`]) and every field of the agent's status hash,
 /// sorted by name, one per line. Fields named `*_at` holding Unix seconds also show the UTC time.
@@ -261,42 +197,11 @@ mod tests {
     #[test]
     fn version_and_help() {
         assert_eq!(VERSION, format!("chouette {}", env!("CARGO_PKG_VERSION")));
-        for name in [
-            "API_KEY",
-            "GLOBAL_TAGS",
-            "COLLECTOR_PLUGINS",
-            "AGGREGATE_INTERVAL",
-            "CAPTURE_INTERVAL",
-            "RELEASE_INTERVAL",
-            "DATADOG_URL",
-            "DATADOG_LOGS_URL",
-            "HOST ",
-            "LOG_LEVEL",
-            "LOG_TTL",
-            "METRIC_TTL",
-            "METRICS_BULK_SIZE",
-            "METRICS_WRAPPER",
-            "SEND_SELF_METRICS",
-            "CHOUETTE_STORAGE_TYPE",
-            "REDIS_URL",
-            "REDIS_HOST",
-            "REDIS_PORT",
-            "HISTOGRAM_AGGREGATES",
-            "HISTOGRAM_PERCENTILES",
-            "CHOUETTE_STATE_DIR",
-            "CHOUETTE_LOGS_API",
-            "CHOUETTE_CA_BUNDLE",
-            "CHOUETTE_CONNECT_TIMEOUT",
-            "CHOUETTE_REQUEST_TIMEOUT",
-            "CHOUETTE_GRACE",
-            "CHOUETTE_DRY_RUN",
-        ]
-        .into_iter()
-        .chain(crate::config::PLUGIN_VARS)
-        {
-            assert!(HELP.contains(name), "HELP lacks {name}");
+        let help = help();
+        for var in crate::config::vars::VARS {
+            assert!(help.contains(&format!("    {} ", var.name)), "help lacks {}", var.name);
         }
-        assert!(HELP.lines().all(|l| l.len() <= 100));
+        assert!(help.lines().all(|l| l.chars().count() <= 100));
     }
 
     /// A fake store: lengths per queue and a status hash.

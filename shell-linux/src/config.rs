@@ -9,6 +9,11 @@ use std::time::Duration;
 
 use chouette_core::wrap::WrapConfig;
 
+pub mod docs;
+pub mod vars;
+
+use vars::{Source, VarError};
+
 /// A secret (the API key): never printed, not even by `Debug`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -85,7 +90,7 @@ pub struct InfluxConfig {
 pub enum InfluxApi {
     /// `POST {url}/write?db=<database>&precision=s`, basic auth when a username is set.
     V1 {
-        /// `INFLUXDB_DATABASE` (default `chouette`).
+        /// `INFLUXDB_DATABASE`.
         database: String,
         /// `INFLUXDB_USERNAME`.
         username: Option<String>,
@@ -133,9 +138,9 @@ pub struct OpentsdbConfig {
     pub url: String,
     /// `OPENTSDB_TOKEN`: sent as `Authorization: Bearer` (Apptuit).
     pub token: Option<Secret>,
-    /// `OPENTSDB_SANITIZE`: `none` (default), `apptuit` or `prometheus`.
+    /// `OPENTSDB_SANITIZE`: `none`, `apptuit` or `prometheus`.
     pub sanitize: SanitizeMode,
-    /// `OPENTSDB_COMPRESSION`: `gzip` (default) or `deflate`.
+    /// `OPENTSDB_COMPRESSION`: `gzip` or `deflate`.
     pub compression: Compression,
 }
 
@@ -146,11 +151,11 @@ pub struct Config {
     pub api_key: Option<Secret>,
     /// `GLOBAL_TAGS`: JSON list of `k:v` strings appended to every metric and log.
     pub global_tags: Vec<String>,
-    /// `DATADOG_URL` (default `https://api.datadoghq.com/api`): series go to `{url}/v1/series`.
+    /// `DATADOG_URL`: series go to `{url}/v1/series`.
     pub datadog_url: String,
-    /// `DATADOG_LOGS_URL` (default `https://http-intake.logs.datadoghq.com`).
+    /// `DATADOG_LOGS_URL`.
     pub datadog_logs_url: String,
-    /// `CHOUETTE_LOGS_API`: `v1` (default) or `v2`.
+    /// `CHOUETTE_LOGS_API`: `v1` or `v2`.
     pub logs_api: LogsApi,
     /// `HOST`: set as `host` on every metric and log; unset, the machine's hostname (as the
     /// Datadog Agent does); set empty, no host.
@@ -161,40 +166,40 @@ pub struct Config {
     pub influxdb: Option<InfluxConfig>,
     /// The OpenTSDB output, when `OPENTSDB_URL` is set.
     pub opentsdb: Option<OpentsdbConfig>,
-    /// `AGGREGATE_INTERVAL` (default 10 s): the flush interval and the aggregate tick.
+    /// `AGGREGATE_INTERVAL`: the flush interval and the aggregate tick.
     pub aggregate_interval: Duration,
-    /// `CAPTURE_INTERVAL` (default 30 s): the collectors' tick.
+    /// `CAPTURE_INTERVAL`: the collectors' tick.
     pub capture_interval: Duration,
-    /// `RELEASE_INTERVAL` (default 60 s): the release tick (which then drains the backlog).
+    /// `RELEASE_INTERVAL`: the release tick (which then drains the backlog).
     pub release_interval: Duration,
-    /// `METRIC_TTL` (default 14400 s): raw and wrapped metrics older than this are deleted.
+    /// `METRIC_TTL`: raw and wrapped metrics older than this are deleted.
     pub metric_ttl: Duration,
-    /// `LOG_TTL` (default 64800 s): logs older than this are deleted.
+    /// `LOG_TTL`: logs older than this are deleted.
     pub log_ttl: Duration,
-    /// `METRICS_BULK_SIZE` (default 10000): most points per request.
+    /// `METRICS_BULK_SIZE`: most points per request.
     pub metrics_bulk_size: usize,
     /// `METRICS_WRAPPER`, `HISTOGRAM_AGGREGATES`, `HISTOGRAM_PERCENTILES`.
     pub wrap: WrapConfig,
-    /// `SEND_SELF_METRICS` (default true).
+    /// `SEND_SELF_METRICS`.
     pub send_self_metrics: bool,
-    /// `LOG_LEVEL` (default INFO).
+    /// `LOG_LEVEL`.
     pub log_level: log::LevelFilter,
     /// `REDIS_URL`, `REDIS_HOST`, `REDIS_PORT`, `CHOUETTE_STATE_DIR`.
     pub store: StoreConfig,
     /// `COLLECTOR_PLUGINS`: JSON list of plugin names (filled by the boards issue).
     pub collector_plugins: Vec<String>,
-    /// The plugins' variables ([`PLUGIN_VARS`]: `HOST_COLLECTOR_METRICS`, `K8S_METRICS`, ...)
-    /// that are set, by canonical upper-case name, as raw text. JSON syntax is checked at startup;
-    /// the plugins (boards issue) parse the meaning.
+    /// The plugins' variables ([`vars::plugin_vars`]: `HOST_COLLECTOR_METRICS`, `K8S_METRICS`,
+    /// ...) that are set, by canonical upper-case name, as raw text. Their syntax is checked at
+    /// startup; each plugin parses its typed settings from them through its table entries.
     pub plugin_vars: BTreeMap<String, String>,
     /// `CHOUETTE_CA_BUNDLE` (else `REQUESTS_CA_BUNDLE`, which the original honoured through
     /// requests): extra PEM CA certificates to trust (TLS verification is always on).
     pub ca_bundle: Option<PathBuf>,
-    /// `CHOUETTE_CONNECT_TIMEOUT` (default 10 s).
+    /// `CHOUETTE_CONNECT_TIMEOUT`.
     pub connect_timeout: Duration,
-    /// `CHOUETTE_REQUEST_TIMEOUT` (default 30 s): the whole request.
+    /// `CHOUETTE_REQUEST_TIMEOUT`: the whole request.
     pub request_timeout: Duration,
-    /// `CHOUETTE_GRACE` (default 2 s): how long after its end a bucket waits for late records.
+    /// `CHOUETTE_GRACE`: how long after its end a bucket waits for late records.
     pub grace: Duration,
     /// Print what would be sent instead of sending it: `CHOUETTE_DRY_RUN=true`, or neither
     /// `API_KEY` nor `DATADOG_URL` set (then only with the embedded store, see
@@ -266,31 +271,12 @@ use std::path::Path;
 use chouette_core::wire::json::{JsonStr, Scanner, Token};
 use chouette_core::wrap::WrapperKind;
 
-/// The variables the collector plugins read (compat §4.2). Their JSON syntax is checked at
-/// startup (as pydantic did); their meaning belongs to the plugins, so they are carried as raw
-/// strings in [`Config::plugin_vars`] under these canonical (upper-case) names.
-pub const PLUGIN_VARS: [&str; 14] = [
-    "HOST_COLLECTOR_METRICS",
-    "TEGRASTATS_METRICS",
-    "TEGRASTATS_PATH",
-    "TEGRASTATS_ARGS",
-    "CHOUETTE_PROC_ROOT",
-    "VCGENCMD_PATH",
-    "K8S_CA_PATH",
-    "DRAMATIQ_REDIS_URL",
-    "K8S_STATS_SERVICE_IP",
-    "K8S_STATS_SERVICE_PORT",
-    "K8S_CERT_PATH",
-    "K8S_KEY_PATH",
-    "K8S_METRICS",
-    "DOCKER_SOCKET_PATH",
-];
-
 /// The plugin names `COLLECTOR_PLUGINS` may list (case-sensitive, as the original).
 pub const KNOWN_PLUGINS: [&str; 6] = ["host", "k8s", "tegrastats", "docker", "dramatiq", "rpi"];
 
 /// The original's default Redis host and port: used when no store is configured and `redis`
-/// resolves (a deployment that relied on the default keeps its data in Redis).
+/// resolves (a deployment that relied on the default keeps its data in Redis). The table's
+/// defaults of `REDIS_HOST` and `REDIS_PORT` (a test checks they agree).
 pub const DEFAULT_REDIS_HOST: &str = "redis";
 /// The original's default Redis port.
 pub const DEFAULT_REDIS_PORT: u16 = 6379;
@@ -408,10 +394,21 @@ impl Vars {
         }
         Ok(Vars { map })
     }
+}
 
-    /// The variable's spelling and value, if set to something non-empty.
-    fn get(&self, name: &str) -> Option<(&str, &str)> {
-        self.map.get(name).filter(|(_, v)| !v.trim().is_empty()).map(|(n, v)| (n.as_str(), v.as_str()))
+impl Source for Vars {
+    fn lookup(&self, canonical: &str) -> Option<(&str, &str)> {
+        self.map.get(canonical).map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+}
+
+impl From<VarError> for ConfigError {
+    fn from(e: VarError) -> ConfigError {
+        if e.secret {
+            ConfigError::InvalidSecret { name: e.name, expected: e.expected }
+        } else {
+            invalid(&e.name, &e.value, e.expected)
+        }
     }
 }
 
@@ -624,33 +621,6 @@ pub fn parse_string_list_map(text: &str) -> Result<BTreeMap<String, Vec<String>>
     Ok(out)
 }
 
-fn seconds(vars: &Vars, name: &str, default: u32) -> Result<Duration, ConfigError> {
-    Ok(Duration::from_secs(u64::from(positive(vars, name, default)?)))
-}
-
-fn positive(vars: &Vars, name: &str, default: u32) -> Result<u32, ConfigError> {
-    let Some((spelled, value)) = vars.get(name) else {
-        return Ok(default);
-    };
-    match value.trim().parse::<u32>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => {
-            Err(invalid(spelled, value, format!("a whole number from 1 to {} (default {default})", u32::MAX)))
-        }
-    }
-}
-
-fn url(vars: &Vars, name: &str, default: &str) -> Result<String, ConfigError> {
-    let Some((spelled, value)) = vars.get(name) else {
-        return Ok(default.to_owned());
-    };
-    let value = value.trim();
-    if !(value.starts_with("http://") || value.starts_with("https://")) {
-        return Err(invalid(spelled, value, format!("an http:// or https:// URL (default {default})")));
-    }
-    Ok(value.trim_end_matches('/').to_owned())
-}
-
 impl Config {
     /// Reads the process environment (see [`Config::from_vars_with`]). Variables whose name or
     /// value is not UTF-8 are read lossily.
@@ -674,7 +644,7 @@ impl Config {
     /// - An empty value is the same as an unset variable.
     /// - `API_KEY` is optional. Neither `API_KEY` nor `DATADOG_URL`: dry-run. `API_KEY` only:
     ///   Datadog. `DATADOG_URL` without `API_KEY`: allowed, for backends that need no key
-    ///   (VictoriaMetrics, a local proxy). `GLOBAL_TAGS` defaults to `[]`.
+    ///   (VictoriaMetrics, a local proxy). `GLOBAL_TAGS` is optional.
     /// - Intervals, TTLs, timeouts and the bulk size are whole numbers ≥ 1.
     /// - `METRICS_WRAPPER` other than `datadog` / `simple` is an error (the original silently
     ///   stopped aggregating).
@@ -683,111 +653,55 @@ impl Config {
         vars: impl IntoIterator<Item = (String, String)>,
         probe: &dyn HostProbe,
     ) -> Result<Config, ConfigError> {
-        let vars = Vars::new(vars)?;
+        let env = Vars::new(vars)?;
 
-        let api_key = match vars.get("API_KEY") {
-            Some((name, value)) => {
-                let value = value.trim();
-                if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
-                    return Err(ConfigError::InvalidSecret {
-                        name: name.to_owned(),
-                        expected: "an API key without spaces or control characters".to_owned(),
-                    });
-                }
-                Some(Secret::new(value.to_owned()))
-            }
-            None => None,
-        };
-        let datadog = api_key.is_some() || vars.get("DATADOG_URL").is_some();
-        let influxdb = influx_config(&vars)?;
-        let opentsdb = opentsdb_config(&vars)?;
+        let api_key = vars::API_KEY.secret(&env)?;
+        let datadog = api_key.is_some() || vars::DATADOG_URL.read_set(&env).is_some();
+        let influxdb = influx_config(&env)?;
+        let opentsdb = opentsdb_config(&env)?;
         let output_configured = datadog || influxdb.is_some() || opentsdb.is_some();
-        let dry_run_flag = match vars.get("CHOUETTE_DRY_RUN") {
-            None => None,
-            Some((name, value)) => Some(parse_bool(value).ok_or_else(|| {
-                invalid(name, value, "a boolean: true/false, 1/0, yes/no, on/off, t/f, y/n")
-            })?),
-        };
+        let dry_run_flag = vars::CHOUETTE_DRY_RUN.flag(&env)?;
         let dry_run = dry_run_flag.unwrap_or(!output_configured);
 
-        let global_tags = match vars.get("GLOBAL_TAGS") {
-            Some((name, value)) => parse_string_list(value)
-                .map_err(|e| invalid(name, value, format!("a JSON list of \"key:value\" strings ({e})")))?,
-            None => Vec::new(),
+        let global_tags = vars::GLOBAL_TAGS.list(&env)?;
+        let datadog_url = vars::DATADOG_URL.string(&env)?;
+        let datadog_logs_url = vars::DATADOG_LOGS_URL.string(&env)?;
+        let logs_api = match vars::CHOUETTE_LOGS_API.one_of(&env)? {
+            "v2" => LogsApi::V2,
+            _ => LogsApi::V1,
+        };
+        let host = if vars::HOST.set_empty(&env) {
+            None
+        } else {
+            vars::HOST.text(&env)?.or_else(|| probe.hostname())
         };
 
-        let datadog_url = url(&vars, "DATADOG_URL", "https://api.datadoghq.com/api")?;
-        let datadog_logs_url = url(&vars, "DATADOG_LOGS_URL", "https://http-intake.logs.datadoghq.com")?;
-        let logs_api = match vars.get("CHOUETTE_LOGS_API") {
-            None => LogsApi::V1,
-            Some((_, v)) if v.trim().eq_ignore_ascii_case("v1") => LogsApi::V1,
-            Some((_, v)) if v.trim().eq_ignore_ascii_case("v2") => LogsApi::V2,
-            Some((name, v)) => return Err(invalid(name, v, "v1 or v2 (default v1)")),
-        };
-        let host = match vars.map.get("HOST") {
-            Some((_, v)) => Some(v.trim().to_owned()).filter(|h| !h.is_empty()),
-            None => probe.hostname(),
-        };
+        let aggregate_interval = vars::AGGREGATE_INTERVAL.seconds(&env)?;
+        let capture_interval = vars::CAPTURE_INTERVAL.seconds(&env)?;
+        let release_interval = vars::RELEASE_INTERVAL.seconds(&env)?;
+        let metric_ttl = vars::METRIC_TTL.seconds(&env)?;
+        let log_ttl = vars::LOG_TTL.seconds(&env)?;
+        let metrics_bulk_size = vars::METRICS_BULK_SIZE.count(&env)? as usize;
+        let connect_timeout = vars::CHOUETTE_CONNECT_TIMEOUT.seconds(&env)?;
+        let request_timeout = vars::CHOUETTE_REQUEST_TIMEOUT.seconds(&env)?;
+        let grace = vars::CHOUETTE_GRACE.seconds(&env)?;
 
-        let aggregate_interval = seconds(&vars, "AGGREGATE_INTERVAL", 10)?;
-        let capture_interval = seconds(&vars, "CAPTURE_INTERVAL", 30)?;
-        let release_interval = seconds(&vars, "RELEASE_INTERVAL", 60)?;
-        let metric_ttl = seconds(&vars, "METRIC_TTL", 14_400)?;
-        let log_ttl = seconds(&vars, "LOG_TTL", 64_800)?;
-        let metrics_bulk_size = positive(&vars, "METRICS_BULK_SIZE", 10_000)? as usize;
-        let connect_timeout = seconds(&vars, "CHOUETTE_CONNECT_TIMEOUT", 10)?;
-        let request_timeout = seconds(&vars, "CHOUETTE_REQUEST_TIMEOUT", 30)?;
-        let grace = match vars.get("CHOUETTE_GRACE") {
-            None => Duration::from_secs(2),
-            Some((name, value)) => match value.trim().parse::<u32>() {
-                Ok(n) => Duration::from_secs(u64::from(n)),
-                Err(_) => return Err(invalid(name, value, "a whole number of seconds ≥ 0 (default 2)")),
-            },
+        let wrap = wrap_config(&env)?;
+
+        let send_self_metrics = vars::SEND_SELF_METRICS.boolean(&env)?;
+        let level = vars::LOG_LEVEL.one_of(&env)?;
+        // Every value of the table is a level (a test checks it).
+        let log_level = parse_log_level(level).ok_or_else(|| vars::LOG_LEVEL.missing(""))?;
+
+        let collector_plugins = vars::COLLECTOR_PLUGINS.list(&env)?;
+        let plugin_vars = plugin_vars(&env)?;
+
+        let ca_bundle = match vars::CHOUETTE_CA_BUNDLE.path(&env)? {
+            Some(path) => Some(path),
+            None => vars::REQUESTS_CA_BUNDLE.path(&env)?,
         };
 
-        let wrap = wrap_config(&vars)?;
-
-        let send_self_metrics = match vars.get("SEND_SELF_METRICS") {
-            None => true,
-            Some((name, value)) => parse_bool(value).ok_or_else(|| {
-                invalid(name, value, "a boolean: true/false, 1/0, yes/no, on/off, t/f, y/n")
-            })?,
-        };
-        let log_level = match vars.get("LOG_LEVEL") {
-            None => log::LevelFilter::Info,
-            Some((name, value)) => parse_log_level(value).ok_or_else(|| {
-                invalid(
-                    name,
-                    value,
-                    "DEBUG, INFO, WARNING (or WARN), ERROR, CRITICAL or NOTSET, any case (default INFO)",
-                )
-            })?,
-        };
-
-        let collector_plugins = match vars.get("COLLECTOR_PLUGINS") {
-            None => Vec::new(),
-            Some((name, value)) => {
-                let expected = || format!("a JSON list of plugin names among {}", KNOWN_PLUGINS.join(", "));
-                let list = parse_string_list(value)
-                    .map_err(|e| invalid(name, value, format!("{} ({e})", expected())))?;
-                if let Some(unknown) = list.iter().find(|p| !KNOWN_PLUGINS.contains(&p.as_str())) {
-                    return Err(invalid(
-                        name,
-                        value,
-                        format!("{} (unknown: {unknown:?}; names are case-sensitive)", expected()),
-                    ));
-                }
-                list
-            }
-        };
-        let plugin_vars = plugin_vars(&vars)?;
-
-        let ca_bundle = vars
-            .get("CHOUETTE_CA_BUNDLE")
-            .or_else(|| vars.get("REQUESTS_CA_BUNDLE"))
-            .map(|(_, v)| PathBuf::from(v.trim()));
-
-        let store = store_config(&vars, probe)?;
+        let store = store_config(&env, probe)?;
         let no_output = match (dry_run_flag, output_configured, &store) {
             (Some(false), false, _) => Some(NoOutput::DryRunFalseWithoutOutput),
             (None, false, StoreConfig::Redis { .. }) => Some(NoOutput::RedisWithoutOutput),
@@ -902,203 +816,104 @@ pub fn machine_hostname() -> Option<String> {
     Some(text.trim().to_owned()).filter(|h| !h.is_empty() && h != "(none)")
 }
 
-fn secret(vars: &Vars, name: &str) -> Result<Option<Secret>, ConfigError> {
-    let Some((spelled, value)) = vars.get(name) else {
+fn influx_config(env: &Vars) -> Result<Option<InfluxConfig>, ConfigError> {
+    let Some(url) = vars::INFLUXDB_URL.text(env)? else {
         return Ok(None);
     };
-    let value = value.trim();
-    if value.chars().any(|c| c.is_control()) {
-        return Err(ConfigError::InvalidSecret {
-            name: spelled.to_owned(),
-            expected: "a value without control characters".to_owned(),
-        });
-    }
-    Ok(Some(Secret::new(value.to_owned())))
-}
-
-fn text(vars: &Vars, name: &str) -> Option<String> {
-    vars.get(name).map(|(_, v)| v.trim().to_owned())
-}
-
-fn influx_config(vars: &Vars) -> Result<Option<InfluxConfig>, ConfigError> {
-    if vars.get("INFLUXDB_URL").is_none() {
-        return Ok(None);
-    }
-    let url = url(vars, "INFLUXDB_URL", "")?;
-    let api = match (text(vars, "INFLUXDB_BUCKET"), text(vars, "INFLUXDB_ORG")) {
-        (Some(bucket), Some(org)) => InfluxApi::V2 { org, bucket, token: secret(vars, "INFLUXDB_TOKEN")? },
+    let api = match (vars::INFLUXDB_BUCKET.read(env), vars::INFLUXDB_ORG.read(env)) {
+        (Some(bucket), Some(org)) => InfluxApi::V2 {
+            org: org.text.to_owned(),
+            bucket: bucket.text.to_owned(),
+            token: vars::INFLUXDB_TOKEN.secret(env)?,
+        },
         (Some(bucket), None) => {
             return Err(invalid(
-                "INFLUXDB_BUCKET",
-                &bucket,
+                bucket.spelled,
+                bucket.text,
                 "set together with INFLUXDB_ORG (the v2 write API needs both)",
             ))
         }
         (None, Some(org)) => {
             return Err(invalid(
-                "INFLUXDB_ORG",
-                &org,
+                org.spelled,
+                org.text,
                 "set together with INFLUXDB_BUCKET (the v2 write API needs both)",
             ))
         }
         (None, None) => InfluxApi::V1 {
-            database: text(vars, "INFLUXDB_DATABASE").unwrap_or_else(|| "chouette".to_owned()),
-            username: text(vars, "INFLUXDB_USERNAME"),
-            password: secret(vars, "INFLUXDB_PASSWORD")?,
+            database: vars::INFLUXDB_DATABASE.string(env)?,
+            username: vars::INFLUXDB_USERNAME.text(env)?,
+            password: vars::INFLUXDB_PASSWORD.secret(env)?,
         },
     };
     Ok(Some(InfluxConfig { url, api }))
 }
 
-fn opentsdb_config(vars: &Vars) -> Result<Option<OpentsdbConfig>, ConfigError> {
-    if vars.get("OPENTSDB_URL").is_none() {
+fn opentsdb_config(env: &Vars) -> Result<Option<OpentsdbConfig>, ConfigError> {
+    let Some(url) = vars::OPENTSDB_URL.text(env)? else {
         return Ok(None);
-    }
-    let url = url(vars, "OPENTSDB_URL", "")?;
-    let sanitize = match vars.get("OPENTSDB_SANITIZE") {
-        None => SanitizeMode::None,
-        Some((_, v)) if v.trim().eq_ignore_ascii_case("none") => SanitizeMode::None,
-        Some((_, v)) if v.trim().eq_ignore_ascii_case("apptuit") => SanitizeMode::Apptuit,
-        Some((_, v)) if v.trim().eq_ignore_ascii_case("prometheus") => SanitizeMode::Prometheus,
-        Some((name, v)) => return Err(invalid(name, v, "none, apptuit or prometheus (default none)")),
     };
-    let compression = match vars.get("OPENTSDB_COMPRESSION") {
-        None => Compression::Gzip,
-        Some((_, v)) if v.trim().eq_ignore_ascii_case("gzip") => Compression::Gzip,
-        Some((_, v)) if v.trim().eq_ignore_ascii_case("deflate") => Compression::Deflate,
-        Some((name, v)) => return Err(invalid(name, v, "gzip or deflate (default gzip)")),
+    let sanitize = match vars::OPENTSDB_SANITIZE.one_of(env)? {
+        "apptuit" => SanitizeMode::Apptuit,
+        "prometheus" => SanitizeMode::Prometheus,
+        _ => SanitizeMode::None,
     };
-    Ok(Some(OpentsdbConfig { url, token: secret(vars, "OPENTSDB_TOKEN")?, sanitize, compression }))
+    let compression = match vars::OPENTSDB_COMPRESSION.one_of(env)? {
+        "deflate" => Compression::Deflate,
+        _ => Compression::Gzip,
+    };
+    Ok(Some(OpentsdbConfig { url, token: vars::OPENTSDB_TOKEN.secret(env)?, sanitize, compression }))
 }
 
-fn wrap_config(vars: &Vars) -> Result<WrapConfig, ConfigError> {
-    let mut wrap = WrapConfig::default();
-    if let Some((name, value)) = vars.get("METRICS_WRAPPER") {
-        wrap.kind = WrapperKind::parse(value.trim())
-            .ok_or_else(|| invalid(name, value, "datadog or simple, any case (default datadog)"))?;
-    }
-    let aggregates = vars.get("HISTOGRAM_AGGREGATES");
-    let percentiles = vars.get("HISTOGRAM_PERCENTILES");
-    if aggregates.is_none() && percentiles.is_none() {
-        return Ok(wrap);
-    }
-    // Each list, when set, replaces its default; the other keeps its default.
-    let default = WrapConfig::default();
-    wrap.clear_histogram_outputs();
-    match aggregates {
-        Some((name, value)) => {
-            let expected = "a JSON list among \"avg\", \"count\", \"sum\", \"min\", \"max\", \"median\" (case-sensitive)";
-            let list =
-                parse_string_list(value).map_err(|e| invalid(name, value, format!("{expected} ({e})")))?;
-            for item in &list {
-                wrap.add_aggregate_named(item)
-                    .map_err(|_| invalid(name, value, format!("{expected} (unknown: {item:?})")))?;
-            }
-        }
-        None => {
-            for aggregate in chouette_core::wrap::HistogramAggregate::ALL {
-                if default.has_aggregate(aggregate) {
-                    wrap.add_aggregate(aggregate);
-                }
-            }
+/// `METRICS_WRAPPER` and the histogram lists, each list set or its default (the table's, which a
+/// test checks is [`WrapConfig::default`]).
+fn wrap_config(env: &Vars) -> Result<WrapConfig, ConfigError> {
+    let wrapper = vars::METRICS_WRAPPER.one_of(env)?;
+    let kind = WrapperKind::parse(wrapper).ok_or_else(|| vars::METRICS_WRAPPER.missing(""))?;
+    let mut wrap = WrapConfig::empty(kind);
+    for name in vars::HISTOGRAM_AGGREGATES.list(env)? {
+        // The table lists the names the core knows (a test checks it).
+        if wrap.add_aggregate_named(&name).is_err() {
+            return Err(vars::HISTOGRAM_AGGREGATES.missing("").into());
         }
     }
-    match percentiles {
-        Some((name, value)) => {
-            let expected = "a JSON list of whole percents as fractions in 0..1, e.g. [0.5, 0.95, 0.99]";
-            let list =
-                parse_number_list(value).map_err(|e| invalid(name, value, format!("{expected} ({e})")))?;
-            for p in list {
-                wrap.add_percentile(p).map_err(|e| invalid(name, value, format!("{expected} ({e})")))?;
-            }
-        }
-        None => {
-            for p in default.percentiles() {
-                // The default is valid; re-adding it to a cleared config cannot fail.
-                let _ = wrap.add_percentile(p.fraction);
-            }
+    for p in vars::HISTOGRAM_PERCENTILES.fractions(env)? {
+        if let Err(e) = wrap.add_percentile(p) {
+            let raw = vars::HISTOGRAM_PERCENTILES
+                .read(env)
+                .ok_or_else(|| vars::HISTOGRAM_PERCENTILES.missing(""))?;
+            return Err(vars::HISTOGRAM_PERCENTILES.error(raw, &e.to_string()).into());
         }
     }
     Ok(wrap)
 }
 
-fn plugin_vars(vars: &Vars) -> Result<BTreeMap<String, String>, ConfigError> {
+/// The plugins' variables that are set, their syntax checked ([`vars::Var::check_syntax`]).
+fn plugin_vars(env: &Vars) -> Result<BTreeMap<String, String>, ConfigError> {
     let mut out = BTreeMap::new();
-    for canonical in PLUGIN_VARS {
-        let Some((name, value)) = vars.get(canonical) else {
-            continue;
-        };
-        match canonical {
-            "HOST_COLLECTOR_METRICS" | "TEGRASTATS_METRICS" | "TEGRASTATS_ARGS" => {
-                parse_string_list(value)
-                    .map_err(|e| invalid(name, value, format!("a JSON list of strings ({e})")))?;
-            }
-            "K8S_METRICS" => {
-                parse_string_list_map(value).map_err(|e| {
-                    invalid(
-                        name,
-                        value,
-                        format!("a JSON object of lists of strings, e.g. {{\"pods\": [\"cpu\"]}} ({e})"),
-                    )
-                })?;
-            }
-            "K8S_STATS_SERVICE_PORT" => match value.trim().parse::<u16>() {
-                Ok(p) if p > 0 => {}
-                _ => return Err(invalid(name, value, "a TCP port, 1 to 65535 (default 10250)")),
-            },
-            _ => {}
+    for var in vars::plugin_vars() {
+        var.check_syntax(env)?;
+        if let Some(raw) = var.read_set(env) {
+            out.insert(var.name.to_owned(), raw.text.to_owned());
         }
-        out.insert(canonical.to_owned(), value.to_owned());
     }
     Ok(out)
 }
 
-fn store_config(vars: &Vars, probe: &dyn HostProbe) -> Result<StoreConfig, ConfigError> {
-    if let Some((name, value)) = vars.get("REDIS_URL") {
-        let value = value.trim();
-        let rest = value.strip_prefix("redis://").or_else(|| value.strip_prefix("rediss://"));
-        match rest {
-            Some(rest) if !rest.is_empty() && !rest.starts_with('/') => {}
-            _ => {
-                return Err(invalid(
-                    name,
-                    value,
-                    "redis://[user:password@]host[:port][/db] or rediss://... (TLS)",
-                ))
-            }
-        }
-        return Ok(StoreConfig::Redis { url: value.to_owned(), implicit: false });
+fn store_config(env: &Vars, probe: &dyn HostProbe) -> Result<StoreConfig, ConfigError> {
+    if let Some(url) = vars::REDIS_URL.text(env)? {
+        return Ok(StoreConfig::Redis { url, implicit: false });
     }
-    let host = vars.get("REDIS_HOST");
-    let port = vars.get("REDIS_PORT");
-    let storage = match vars.get("CHOUETTE_STORAGE_TYPE") {
-        None => None,
-        Some((_, v)) if v.trim().eq_ignore_ascii_case("redis") => Some(true),
-        Some((_, v)) if v.trim().eq_ignore_ascii_case("embedded") => Some(false),
-        Some((name, v)) => return Err(invalid(name, v, "redis or embedded")),
-    };
-    if host.is_some() || port.is_some() || storage == Some(true) {
-        let host_text = host.map_or(DEFAULT_REDIS_HOST, |(_, h)| h.trim());
-        let port_number = match port {
-            None => DEFAULT_REDIS_PORT,
-            Some((name, value)) => match value.trim().parse::<u16>() {
-                Ok(p) if p > 0 => p,
-                _ => return Err(invalid(name, value, "a TCP port, 1 to 65535 (default 6379)")),
-            },
-        };
-        if let Some((name, value)) = host {
-            if host_text.contains(['/', '@', '?', '#', ' ']) {
-                return Err(invalid(
-                    name,
-                    value,
-                    "a host name or IP address (use REDIS_URL for credentials or TLS)",
-                ));
-            }
-        }
+    let host = vars::REDIS_HOST.read_set(env);
+    let port = vars::REDIS_PORT.read_set(env);
+    let storage = vars::CHOUETTE_STORAGE_TYPE.choice(env)?;
+    if host.is_some() || port.is_some() || storage == Some("redis") {
+        let host_text = vars::REDIS_HOST.string(env)?;
+        let port_number = vars::REDIS_PORT.port(env)?.ok_or_else(|| vars::REDIS_PORT.missing(""))?;
         let host_part = if host_text.contains(':') && !host_text.starts_with('[') {
             format!("[{host_text}]")
         } else {
-            host_text.to_owned()
+            host_text
         };
         return Ok(StoreConfig::Redis {
             url: format!("redis://{host_part}:{port_number}/0"),
@@ -1111,11 +926,11 @@ fn store_config(vars: &Vars, probe: &dyn HostProbe) -> Result<StoreConfig, Confi
             implicit: true,
         });
     }
-    let dir = if let Some((_, dir)) = vars.get("CHOUETTE_STATE_DIR") {
-        PathBuf::from(dir.trim())
-    } else if let Some((_, dirs)) = vars.get("STATE_DIRECTORY") {
+    let dir = if let Some(dir) = vars::CHOUETTE_STATE_DIR.path(env)? {
+        dir
+    } else if let Some(dirs) = vars::STATE_DIRECTORY.text(env)? {
         // systemd's StateDirectory= may list several, separated by ':'; the first is ours.
-        PathBuf::from(dirs.split(':').next().unwrap_or(dirs).trim())
+        PathBuf::from(dirs.split(':').next().unwrap_or(&dirs).trim())
     } else if probe.dir_writable(Path::new(DEFAULT_STATE_DIR)) {
         PathBuf::from(DEFAULT_STATE_DIR)
     } else {
@@ -1126,6 +941,7 @@ fn store_config(vars: &Vars, probe: &dyn HostProbe) -> Result<StoreConfig, Confi
 
 #[cfg(test)]
 mod tests {
+    use super::vars::{DefaultValue, Kind};
     use super::*;
 
     /// A probe with fixed answers: whether `redis` resolves, whether the default dir is writable.
@@ -1161,6 +977,57 @@ mod tests {
 
     fn err(vars: &[(&str, &str)]) -> String {
         parse(vars).unwrap_err().to_string()
+    }
+
+    /// Every variable of the table is read by a parse (of the configuration, then of each
+    /// plugin's settings), and every variable read is in the table exactly once (`Var::read`
+    /// asserts it in debug builds): no dead documentation, no undocumented variable.
+    #[test]
+    fn parsing_reads_every_variable_of_the_table() {
+        use crate::collect::{docker, dramatiq, host, k8s, rpi, tegrastats};
+        vars::READ.with(|r| r.borrow_mut().clear());
+        for vars in [
+            &[][..],
+            &[("INFLUXDB_URL", "http://i:8086"), ("OPENTSDB_URL", "http://o:4242"), ("REDIS_HOST", "r")],
+            &[("INFLUXDB_URL", "http://i:8086"), ("INFLUXDB_ORG", "o"), ("INFLUXDB_BUCKET", "b")],
+        ] {
+            parse(vars).unwrap();
+        }
+        let plugin_vars: BTreeMap<String, String> = [
+            ("K8S_STATS_SERVICE_IP", "10.0.0.1"),
+            ("K8S_CERT_PATH", "/c.pem"),
+            ("K8S_KEY_PATH", "/k.pem"),
+            ("TEGRASTATS_PATH", "/nonexistent/tegrastats"),
+            ("VCGENCMD_PATH", "/nonexistent/vcgencmd"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        host::Settings::from_vars(&plugin_vars).unwrap();
+        tegrastats::Settings::from_vars(&plugin_vars).unwrap();
+        k8s::Settings::from_vars(&plugin_vars).unwrap();
+        docker::Settings::from_vars(&plugin_vars).unwrap();
+        rpi::Settings::from_vars(&plugin_vars).unwrap();
+        dramatiq::Settings::from_vars(&plugin_vars, None).unwrap_err();
+        let read = vars::READ.with(|r| r.borrow().clone());
+        let unread: Vec<&str> = vars::VARS.iter().map(|v| v.name).filter(|n| !read.contains(n)).collect();
+        assert_eq!(unread, Vec::<&str>::new(), "in the table but never read");
+    }
+
+    #[test]
+    fn the_tables_values_are_the_parsers() {
+        let Kind::OneOf(levels) = vars::LOG_LEVEL.kind else { panic!("LOG_LEVEL is one of") };
+        assert!(levels.iter().all(|l| parse_log_level(l).is_some()));
+        let Kind::OneOf(wrappers) = vars::METRICS_WRAPPER.kind else { panic!("METRICS_WRAPPER is one of") };
+        assert!(wrappers.iter().all(|w| WrapperKind::parse(w).is_some()));
+        assert_eq!(vars::REDIS_HOST.default, DefaultValue::Value(DEFAULT_REDIS_HOST));
+        let DefaultValue::Value(port) = vars::REDIS_PORT.default else { panic!("REDIS_PORT has a default") };
+        assert_eq!(port, DEFAULT_REDIS_PORT.to_string());
+        // The core's default wrapping and the Rust types' defaults are the table's.
+        assert_eq!(parse(&[]).unwrap().wrap, WrapConfig::default());
+        assert_eq!(parse(&[]).unwrap().logs_api, LogsApi::default());
+        let tsdb = parse(&[("OPENTSDB_URL", "http://o")]).unwrap().opentsdb.unwrap();
+        assert_eq!((tsdb.sanitize, tsdb.compression), (SanitizeMode::default(), Compression::default()));
     }
 
     #[test]

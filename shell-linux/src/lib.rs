@@ -18,4 +18,5 @@ pub mod dispatch;
 pub mod logging;
 pub mod notify;
 pub mod pipeline;
+pub mod source;
 pub mod store;

@@ -25,7 +25,7 @@ fn main() -> ExitCode {
     };
     match command {
         Command::Help => {
-            print!("{}", cli::HELP);
+            print!("{}", cli::help());
             ExitCode::SUCCESS
         }
         Command::Version => {

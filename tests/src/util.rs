@@ -49,8 +49,8 @@ pub fn write_raw(con: &mut redis::Connection, records: &[(String, f64, String)])
         let mut pipe = redis::pipe();
         pipe.atomic();
         for (id, score, value) in chunk {
-            pipe.cmd("ZADD").arg("chouette:metrics:raw.keys").arg(*score).arg(id).ignore();
-            pipe.cmd("HSET").arg("chouette:metrics:raw.values").arg(id).arg(value).ignore();
+            pipe.cmd("ZADD").arg(chouette_core::keys::RAW_METRICS.keys).arg(*score).arg(id).ignore();
+            pipe.cmd("HSET").arg(chouette_core::keys::RAW_METRICS.values).arg(id).arg(value).ignore();
         }
         let () = pipe.query(con).expect("write raw records");
     }

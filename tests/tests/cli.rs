@@ -13,7 +13,7 @@ fn help_prints_usage_and_every_variable() {
         let out = chouette(&[flag]);
         assert_eq!(out.status.code(), Some(0), "{flag}");
         let text = String::from_utf8(out.stdout).unwrap();
-        assert_eq!(text, chouette_agent::cli::HELP, "{flag}");
+        assert_eq!(text, chouette_agent::cli::help(), "{flag}");
         assert!(text.contains("chouette status"));
         assert!(text.contains("RELEASE_INTERVAL"));
         assert!(out.stderr.is_empty());

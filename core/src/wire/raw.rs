@@ -409,7 +409,8 @@ impl core::ops::Neg for Number {
 /// The `value` of a raw record to encode.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RawValue<'a> {
-    /// One number (every type; for `set` the original client would have sent a list).
+    /// One number, for every type but `set` ([`parse_raw_metric`] refuses a `set` record whose
+    /// value is a number: use [`RawValue::Members`]).
     Number(Number),
     /// A `set`'s members, in the order given (strings as JSON strings, numbers as
     /// [`Writer::f64`] writes them).

@@ -1,5 +1,5 @@
-//! `docker` (compat §6.3): the Docker Engine API over its Unix socket (`DOCKER_SOCKET_PATH`,
-//! default `/var/run/docker.sock`), with a minimal HTTP/1.1 client and timeouts.
+//! `docker` (compat §6.3): the Docker Engine API over its Unix socket (`DOCKER_SOCKET_PATH`),
+//! with a minimal HTTP/1.1 client and timeouts.
 //!
 //! `GET /containers/json`, then `GET /containers/{id}/stats?stream=false&one-shot=true` per
 //! container on a small bounded pool ([`POOL`] threads). `one-shot` (API ≥ 1.41) skips the
@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::json::{Json, JsonDoc};
-use super::{CollectError, Collector, PluginVars, Point};
+use super::{CollectError, Collector, PluginConfigError, PluginVars, Point};
+use crate::config::vars;
 
 /// Most concurrent stats requests.
 pub const POOL: usize = 4;
@@ -27,6 +28,20 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest response body read (a stats document is a few KB; a list of many containers more).
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
+/// The `docker` collector's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `DOCKER_SOCKET_PATH`.
+    pub socket: PathBuf,
+}
+
+impl Settings {
+    /// From the plugin variables, through their table entries.
+    pub fn from_vars(vars: &PluginVars) -> Result<Settings, PluginConfigError> {
+        Ok(Settings { socket: PathBuf::from(vars::DOCKER_SOCKET_PATH.string(vars)?) })
+    }
+}
+
 /// The `docker` collector.
 pub struct Docker {
     socket: PathBuf,
@@ -34,10 +49,9 @@ pub struct Docker {
 }
 
 impl Docker {
-    /// From `DOCKER_SOCKET_PATH`.
-    pub fn from_vars(vars: &PluginVars) -> Docker {
-        let socket = vars.get("DOCKER_SOCKET_PATH").map_or("/var/run/docker.sock", String::as_str);
-        Docker::new(PathBuf::from(socket), REQUEST_TIMEOUT)
+    /// From its [`Settings`].
+    pub fn from_vars(vars: &PluginVars) -> Result<Docker, PluginConfigError> {
+        Ok(Docker::new(Settings::from_vars(vars)?.socket, REQUEST_TIMEOUT))
     }
 
     /// A collector talking to `socket`, each request bounded by `timeout`.

@@ -10,10 +10,39 @@
 
 use std::time::Duration;
 
-use super::{CollectError, Collector, PluginConfigError, Point};
+use super::{CollectError, Collector, PluginConfigError, PluginVars, Point};
+use crate::config::vars;
 
 /// Connect, read and write timeout.
 pub const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The `dramatiq` collector's settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `DRAMATIQ_REDIS_URL`, else the agent's Redis store.
+    pub url: String,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings").field("url", &crate::config::redact_url(&self.url)).finish()
+    }
+}
+
+impl Settings {
+    /// From `DRAMATIQ_REDIS_URL` (through its table entry), else `store`, the agent's Redis URL.
+    pub fn from_vars(vars: &PluginVars, store: Option<&str>) -> Result<Settings, PluginConfigError> {
+        match (vars::DRAMATIQ_REDIS_URL.text(vars)?, store) {
+            (Some(url), _) => Ok(Settings { url }),
+            (None, Some(url)) => Ok(Settings { url: url.to_owned() }),
+            (None, None) => Err(PluginConfigError::new(
+                vars::DRAMATIQ_REDIS_URL.name,
+                "",
+                "dramatiq needs a Redis: set REDIS_URL/REDIS_HOST (the agent's store) or DRAMATIQ_REDIS_URL",
+            )),
+        }
+    }
+}
 
 /// The `dramatiq` collector.
 pub struct Dramatiq {

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use chouette_boards::linux::{self, CpuTimes, StatVfs};
 
 use super::{under, CollectError, Collector, PluginConfigError, PluginVars, Point};
+use crate::config::vars;
 
 /// Where filesystem sizes come from: the real `statvfs` or a test double.
 pub type StatFs = fn(&Path) -> std::io::Result<StatVfs>;
@@ -42,6 +43,22 @@ const PATH_MAX: usize = 4096;
 /// The metric groups `HOST_COLLECTOR_METRICS` may name.
 pub const GROUPS: [&str; 5] = ["cpu", "fs", "la", "ram", "network"];
 
+/// The `host` collector's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `CHOUETTE_PROC_ROOT`.
+    pub root: PathBuf,
+    /// `HOST_COLLECTOR_METRICS`, lower-cased, among [`GROUPS`].
+    pub groups: Vec<String>,
+}
+
+impl Settings {
+    /// From the plugin variables, through their table entries.
+    pub fn from_vars(vars: &PluginVars) -> Result<Settings, PluginConfigError> {
+        Ok(Settings { root: super::root(vars)?, groups: vars::HOST_COLLECTOR_METRICS.list(vars)? })
+    }
+}
+
 /// The `host` collector.
 pub struct Host {
     root: PathBuf,
@@ -51,23 +68,10 @@ pub struct Host {
 }
 
 impl Host {
-    /// From `HOST_COLLECTOR_METRICS` (default `["cpu","fs","la","ram"]`, lower-cased, unknown
-    /// names refused) and `CHOUETTE_PROC_ROOT`.
+    /// From its [`Settings`].
     pub fn from_vars(vars: &PluginVars) -> Result<Host, PluginConfigError> {
-        let groups: Vec<String> =
-            super::string_list(vars, "HOST_COLLECTOR_METRICS", &["cpu", "fs", "la", "ram"])?
-                .into_iter()
-                .map(|g| g.to_ascii_lowercase())
-                .collect();
-        if let Some(bad) = groups.iter().find(|g| !GROUPS.contains(&g.as_str())) {
-            let value = vars.get("HOST_COLLECTOR_METRICS").map_or("", String::as_str);
-            return Err(PluginConfigError::new(
-                "HOST_COLLECTOR_METRICS",
-                value,
-                format!("names among {} (unknown: {bad:?})", GROUPS.join(", ")),
-            ));
-        }
-        Ok(Host::new(super::root(vars), groups, statvfs))
+        let settings = Settings::from_vars(vars)?;
+        Ok(Host::new(settings.root, settings.groups, statvfs))
     }
 
     /// A collector reading under `root`, for `groups`, measuring filesystems with `statfs`.

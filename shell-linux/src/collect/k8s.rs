@@ -2,9 +2,9 @@
 //! client certificate and **verified** TLS (webpki roots plus `K8S_CA_PATH`, the cluster CA;
 //! never the original's `verify=False`), and a timeout.
 //!
-//! Variables: `K8S_STATS_SERVICE_IP` (required), `K8S_STATS_SERVICE_PORT` (10250),
+//! Variables ([`Settings`]): `K8S_STATS_SERVICE_IP` (required), `K8S_STATS_SERVICE_PORT`,
 //! `K8S_CERT_PATH` and `K8S_KEY_PATH` (required, PEM), `K8S_CA_PATH` (PEM, optional),
-//! `K8S_METRICS` (default `{"pods": ["memory","cpu"], "node": ["inodes"]}`).
+//! `K8S_METRICS`; their defaults are in the table ([`crate::config::vars`]).
 //!
 //! | option | metrics | tags |
 //! |---|---|---|
@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use super::json::{Json, JsonDoc};
 use super::{CollectError, Collector, PluginConfigError, PluginVars, Point};
+use crate::config::vars::{self, Var};
 
 /// The request timeout (the original's 5 s).
 pub const TIMEOUT: Duration = Duration::from_secs(5);
@@ -46,48 +47,57 @@ pub struct K8s {
     metrics: K8sMetrics,
 }
 
-fn required<'a>(vars: &'a PluginVars, name: &str, expected: &str) -> Result<&'a str, PluginConfigError> {
-    match vars.get(name).map(|v| v.trim()) {
-        Some(v) if !v.is_empty() => Ok(v),
-        _ => Err(PluginConfigError::new(name, "", format!("required by the k8s plugin: {expected}"))),
-    }
+/// The `k8s` collector's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `https://{K8S_STATS_SERVICE_IP}:{K8S_STATS_SERVICE_PORT}/stats/summary`.
+    pub url: String,
+    /// `K8S_CERT_PATH`.
+    pub cert: String,
+    /// `K8S_KEY_PATH`.
+    pub key: String,
+    /// `K8S_CA_PATH`.
+    pub ca: Option<String>,
+    /// `K8S_METRICS`.
+    pub metrics: K8sMetrics,
+}
+
+fn required(vars: &PluginVars, var: &Var) -> Result<String, PluginConfigError> {
+    var.text(vars)?.ok_or_else(|| var.missing("by the k8s plugin").into())
 }
 
 fn read_pem(name: &str, path: &str) -> Result<Vec<u8>, PluginConfigError> {
     std::fs::read(path).map_err(|e| PluginConfigError::new(name, path, format!("a readable PEM file ({e})")))
 }
 
+impl Settings {
+    /// From the plugin variables, through their table entries; nothing is read yet.
+    pub fn from_vars(vars: &PluginVars) -> Result<Settings, PluginConfigError> {
+        let ip = required(vars, &vars::K8S_STATS_SERVICE_IP)?;
+        let port = vars::K8S_STATS_SERVICE_PORT.port(vars)?;
+        let port = port.ok_or_else(|| vars::K8S_STATS_SERVICE_PORT.missing(""))?;
+        let host = if ip.contains(':') && !ip.starts_with('[') { format!("[{ip}]") } else { ip };
+        let map = vars::K8S_METRICS.list_map(vars)?;
+        Ok(Settings {
+            url: format!("https://{host}:{port}/stats/summary"),
+            cert: required(vars, &vars::K8S_CERT_PATH)?,
+            key: required(vars, &vars::K8S_KEY_PATH)?,
+            ca: vars::K8S_CA_PATH.text(vars)?,
+            metrics: K8sMetrics {
+                node: map.get("node").cloned().unwrap_or_default(),
+                pods: map.get("pods").cloned().unwrap_or_default(),
+            },
+        })
+    }
+}
+
 impl K8s {
-    /// From the `K8S_*` variables; reads the certificate, key and CA now, so a bad path is a
-    /// startup error naming the variable.
+    /// From its [`Settings`]; reads the certificate, key and CA now, so a bad path is a startup
+    /// error naming the variable.
     pub fn from_vars(vars: &PluginVars) -> Result<K8s, PluginConfigError> {
-        let ip = required(vars, "K8S_STATS_SERVICE_IP", "the kubelet's IP address")?;
-        let port = match vars.get("K8S_STATS_SERVICE_PORT") {
-            Some(p) => p
-                .trim()
-                .parse::<u16>()
-                .map_err(|_| PluginConfigError::new("K8S_STATS_SERVICE_PORT", p, "a TCP port"))?,
-            None => 10250,
-        };
-        let host = if ip.contains(':') && !ip.starts_with('[') { format!("[{ip}]") } else { ip.to_owned() };
-        let url = format!("https://{host}:{port}/stats/summary");
-        let cert = required(vars, "K8S_CERT_PATH", "the client certificate (PEM)")?;
-        let key = required(vars, "K8S_KEY_PATH", "the client key (PEM)")?;
-        let ca = vars.get("K8S_CA_PATH").map(|s| s.trim()).filter(|s| !s.is_empty());
-        let tls = tls_config(cert, key, ca)?;
-        let metrics = match vars.get("K8S_METRICS") {
-            None => K8sMetrics { node: vec!["inodes".into()], pods: vec!["memory".into(), "cpu".into()] },
-            Some(text) => {
-                let map = crate::config::parse_string_list_map(text).map_err(|e| {
-                    PluginConfigError::new("K8S_METRICS", text, format!("a JSON object of lists ({e})"))
-                })?;
-                K8sMetrics {
-                    node: map.get("node").cloned().unwrap_or_default(),
-                    pods: map.get("pods").cloned().unwrap_or_default(),
-                }
-            }
-        };
-        Ok(K8s::new(url, tls, TIMEOUT, metrics))
+        let settings = Settings::from_vars(vars)?;
+        let tls = tls_config(&settings.cert, &settings.key, settings.ca.as_deref())?;
+        Ok(K8s::new(settings.url, tls, TIMEOUT, settings.metrics))
     }
 
     /// A collector fetching `url` with `tls` and `timeout`.

@@ -9,7 +9,9 @@
 //! stop the other collectors or the agent.
 //!
 //! Points become wrapped `gauge` records with no interval, sorted tags and score = timestamp,
-//! stored with one [`Store::add`] per tick on the wrapped queue (as the original's collector did).
+//! handed to the run loop's [`Sink`] as finished points: one atomic write per tick to every
+//! enabled output's outbox (the original's collector wrote the one wrapped queue). The runner is
+//! a [`Source`].
 //!
 //! Unlike the original (compat §7 item 24), **zero values are sent**: an idle CPU, an empty
 //! queue, a full disk or 0 °C are zeros, not gaps. One exception: `Chouette.tegrastats.ram.used` and
@@ -33,7 +35,8 @@ use chouette_core::wire::wrapped::encode_wrapped;
 
 use crate::config::{Config, StoreConfig};
 use crate::pipeline::IdGenerator;
-use crate::store::{NewRecord, Queue, Store, StoreError};
+use crate::source::{Sink, Source};
+use crate::store::{NewRecord, StoreError};
 
 /// Default longest time one capture may take before it is reported as timed out (capped at the
 /// capture interval).
@@ -127,6 +130,13 @@ pub struct PluginConfigError {
     pub expected: String,
 }
 
+impl From<crate::config::vars::VarError> for PluginConfigError {
+    fn from(e: crate::config::vars::VarError) -> PluginConfigError {
+        let value = if e.secret { "(not shown)".to_owned() } else { crate::config::redact_url(&e.value) };
+        PluginConfigError { variable: e.name, value, expected: e.expected }
+    }
+}
+
 impl PluginConfigError {
     /// An error for `variable`.
     pub fn new(variable: &str, value: &str, expected: impl Into<String>) -> PluginConfigError {
@@ -155,20 +165,9 @@ pub trait Collector: Send {
 /// The plugin variables: `Config::plugin_vars` (canonical upper-case names).
 pub type PluginVars = BTreeMap<String, String>;
 
-/// Reads a JSON list of strings variable, or `default` when unset.
-pub(crate) fn string_list(
-    vars: &PluginVars,
-    name: &str,
-    default: &[&str],
-) -> Result<Vec<String>, PluginConfigError> {
-    match vars.get(name) {
-        None => Ok(default.iter().map(|s| (*s).to_owned()).collect()),
-        Some(text) => crate::config::parse_string_list(text)
-            .map_err(|e| PluginConfigError::new(name, text, format!("a JSON list of strings ({e})"))),
-    }
-}
-
-/// Builds the collectors named in `config.collector_plugins`, from `config.plugin_vars`.
+/// Builds the collectors named in `config.collector_plugins`, from `config.plugin_vars`: each
+/// plugin parses its own typed `Settings` from its entries of the table of variables
+/// ([`crate::config::vars`]), which give the defaults and the errors' expected text.
 pub fn build(config: &Config) -> Result<Vec<Box<dyn Collector>>, PluginConfigError> {
     let vars = &config.plugin_vars;
     let mut out: Vec<Box<dyn Collector>> = Vec::new();
@@ -176,22 +175,16 @@ pub fn build(config: &Config) -> Result<Vec<Box<dyn Collector>>, PluginConfigErr
         let collector: Box<dyn Collector> = match name.as_str() {
             "host" => Box::new(host::Host::from_vars(vars)?),
             "tegrastats" => Box::new(tegrastats::Tegrastats::from_vars(vars)?),
-            "docker" => Box::new(docker::Docker::from_vars(vars)),
+            "docker" => Box::new(docker::Docker::from_vars(vars)?),
             "k8s" => Box::new(k8s::K8s::from_vars(vars)?),
-            "rpi" => Box::new(rpi::Rpi::from_vars(vars)),
+            "rpi" => Box::new(rpi::Rpi::from_vars(vars)?),
             "dramatiq" => {
-                let url = match (vars.get("DRAMATIQ_REDIS_URL"), &config.store) {
-                    (Some(url), _) => url.clone(),
-                    (None, StoreConfig::Redis { url, .. }) => url.clone(),
-                    (None, _) => {
-                        return Err(PluginConfigError::new(
-                            "DRAMATIQ_REDIS_URL",
-                            "",
-                            "dramatiq needs a Redis: set REDIS_URL/REDIS_HOST (the agent's store) or DRAMATIQ_REDIS_URL",
-                        ))
-                    }
+                let store = match &config.store {
+                    StoreConfig::Redis { url, .. } => Some(url.as_str()),
+                    StoreConfig::Embedded { .. } => None,
                 };
-                Box::new(dramatiq::Dramatiq::new(&url)?)
+                let settings = dramatiq::Settings::from_vars(vars, store)?;
+                Box::new(dramatiq::Dramatiq::new(&settings.url)?)
             }
             other => {
                 return Err(PluginConfigError::new("COLLECTOR_PLUGINS", other, "a known plugin name"));
@@ -230,7 +223,8 @@ pub struct Runner {
     errors: BTreeMap<String, u64>,
     ids: IdGenerator,
     cap: Duration,
-    outboxes: Vec<Queue>,
+    /// The next capture tick (a [`Source`] turn).
+    next: Instant,
 }
 
 impl Runner {
@@ -267,15 +261,8 @@ impl Runner {
             errors: BTreeMap::new(),
             ids: crate::pipeline::id_generator(),
             cap,
-            outboxes: vec![Queue::WrappedMetrics],
+            next: Instant::now(),
         }
-    }
-
-    /// Stores each capture in every queue of `outboxes` (the enabled outputs'), atomically;
-    /// default: Datadog's `chouette:metrics:wrapped` only.
-    pub fn with_outboxes(mut self, outboxes: Vec<Queue>) -> Runner {
-        self.outboxes = outboxes;
-        self
     }
 
     /// The names of the collectors, in configuration order.
@@ -375,25 +362,40 @@ impl Runner {
     }
 
     /// One capture tick: captures, encodes the points (plus the error self-metric when
-    /// `self_metrics`) as wrapped gauges stamped `now`, and stores them with one `Store::add`.
-    /// Returns how many records were stored.
-    pub fn tick(&mut self, store: &mut dyn Store, now: f64, self_metrics: bool) -> Result<usize, StoreError> {
+    /// `self_metrics`) as wrapped gauges stamped `now`, and hands them to `sink` as finished
+    /// points (every enabled outbox, one atomic write). Returns how many records were stored.
+    pub fn tick(&mut self, sink: &mut Sink<'_>, now: f64) -> Result<usize, StoreError> {
         let mut capture = self.capture(now);
-        if self_metrics {
+        if sink.self_metrics() {
             for (plugin, count) in &self.errors {
                 capture.points.push(Point::new(ERRORS_METRIC, *count as f64).tag("plugin", plugin.clone()));
             }
         }
         let records = encode_points(&capture.points, now, &mut self.ids);
-        if !records.is_empty() {
-            store.add_to_each(&self.outboxes, &records)?;
-        }
+        sink.points(&records)?;
         Ok(records.len())
     }
 
     /// The cap given to [`Runner::new`].
     pub fn cap(&self) -> Duration {
         self.cap
+    }
+}
+
+/// The collectors are a source of finished points, one capture every `cap` (CAPTURE_INTERVAL),
+/// on wall-clock boundaries.
+impl Source for Runner {
+    fn name(&self) -> &str {
+        "collectors"
+    }
+
+    fn next_due(&self) -> Instant {
+        self.next
+    }
+
+    fn run(&mut self, now: f64, sink: &mut Sink<'_>) -> Result<(), StoreError> {
+        self.next = crate::source::next_boundary(self.cap);
+        self.tick(sink, now).map(drop)
     }
 }
 
@@ -450,9 +452,10 @@ pub fn encode_points(points: &[Point], now: f64, ids: &mut IdGenerator) -> Vec<N
     out
 }
 
-/// The root under which `/proc` and `/sys` are read: `CHOUETTE_PROC_ROOT` (default `/`).
-pub(crate) fn root(vars: &PluginVars) -> std::path::PathBuf {
-    std::path::PathBuf::from(vars.get("CHOUETTE_PROC_ROOT").map(String::as_str).unwrap_or("/"))
+/// The root under which `/proc` and `/sys` are read: `CHOUETTE_PROC_ROOT`.
+pub(crate) fn root(vars: &PluginVars) -> Result<std::path::PathBuf, PluginConfigError> {
+    let var = &crate::config::vars::CHOUETTE_PROC_ROOT;
+    var.path(vars)?.ok_or_else(|| var.missing("").into())
 }
 
 /// `root` joined with an absolute path such as `/proc/stat`.

@@ -3,7 +3,7 @@
 //! | source | metric | tags | unit |
 //! |---|---|---|---|
 //! | `/sys/class/thermal/thermal_zone*/temp` | `Chouette.rpi.temperature` | `zone:<content of the zone's type file>` | °C |
-//! | `vcgencmd measure_temp` (if `VCGENCMD_PATH`, default `/usr/bin/vcgencmd`, exists) | `Chouette.rpi.vcgencmd.temperature` | | °C |
+//! | `vcgencmd measure_temp` (if `VCGENCMD_PATH` exists) | `Chouette.rpi.vcgencmd.temperature` | | °C |
 //! | `vcgencmd get_throttled` | `Chouette.rpi.throttled`, 0 or 1 per flag | `flag:` one of `under_voltage`, `freq_capped`, `throttled`, `soft_temp_limit` and the four `*_occurred` | |
 //! | `/sys/bus/w1/devices/28-*/w1_slave` (DS18B20) | `Chouette.rpi.w1.temperature` | `sensor:<28-...>` | °C |
 //! | refused DS18B20 reads, cumulative | `Chouette.rpi.w1.rejected` | `sensor:`, `reason:crc/power_on_reset/all_zero/empty/malformed` | reads |
@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use chouette_boards::rpi::{self as boards, W1Error};
 
-use super::{under, CollectError, Collector, PluginVars, Point};
+use super::{under, CollectError, Collector, PluginConfigError, PluginVars, Point};
+use crate::config::vars;
 
 /// Longest a `vcgencmd` call may take.
 pub const VCGENCMD_TIMEOUT: Duration = Duration::from_secs(2);
@@ -36,6 +37,22 @@ pub fn w1_reason(e: W1Error) -> &'static str {
     }
 }
 
+/// The `rpi` collector's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `CHOUETTE_PROC_ROOT`.
+    pub root: PathBuf,
+    /// `VCGENCMD_PATH`.
+    pub vcgencmd: PathBuf,
+}
+
+impl Settings {
+    /// From the plugin variables, through their table entries.
+    pub fn from_vars(vars: &PluginVars) -> Result<Settings, PluginConfigError> {
+        Ok(Settings { root: super::root(vars)?, vcgencmd: PathBuf::from(vars::VCGENCMD_PATH.string(vars)?) })
+    }
+}
+
 /// The `rpi` collector.
 pub struct Rpi {
     root: PathBuf,
@@ -44,10 +61,10 @@ pub struct Rpi {
 }
 
 impl Rpi {
-    /// From `CHOUETTE_PROC_ROOT` and `VCGENCMD_PATH`.
-    pub fn from_vars(vars: &PluginVars) -> Rpi {
-        let vcgencmd = vars.get("VCGENCMD_PATH").map_or("/usr/bin/vcgencmd", String::as_str);
-        Rpi::new(super::root(vars), PathBuf::from(vcgencmd))
+    /// From its [`Settings`].
+    pub fn from_vars(vars: &PluginVars) -> Result<Rpi, PluginConfigError> {
+        let settings = Settings::from_vars(vars)?;
+        Ok(Rpi::new(settings.root, settings.vcgencmd))
     }
 
     /// A collector reading sysfs under `root` and running `vcgencmd` when it exists.

@@ -1,8 +1,8 @@
 //! `tegrastats` (NVIDIA Jetson, compat §6.2): ONE long-lived `tegrastats` child whose stdout
 //! lines are read by a supervisor thread; each capture takes the latest line.
 //!
-//! - The child is started as `TEGRASTATS_PATH TEGRASTATS_ARGS...` (default
-//!   `/usr/bin/tegrastats --interval 1000`); a tool that ignores the arguments works too.
+//! - The child is started as `TEGRASTATS_PATH TEGRASTATS_ARGS...` ([`Settings`]); a tool that
+//!   ignores the arguments works too.
 //! - If it exits it is reaped and restarted with a backoff (0.5 s doubling to 30 s, reset after a
 //!   child that ran 10 s).
 //! - Dropping the collector kills the child and waits for it (no zombie, compat §7 item 28).
@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use chouette_boards::tegrastats::{self as boards, Metric, TagValue};
 
 use super::{CollectError, Collector, PluginConfigError, PluginVars, Point};
+use crate::config::vars;
 
 /// The groups `TEGRASTATS_METRICS` may name (`datadog` is an alias of `nvidia`).
 pub const GROUPS: [&str; 4] = ["ram", "temp", "nvidia", "datadog"];
@@ -58,6 +59,36 @@ struct State {
     stop: AtomicBool,
 }
 
+/// The `tegrastats` collector's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `TEGRASTATS_PATH`.
+    pub path: String,
+    /// `TEGRASTATS_ARGS`.
+    pub args: Vec<String>,
+    /// `TEGRASTATS_METRICS`, among [`GROUPS`], `datadog` read as `nvidia`, each once.
+    pub groups: Vec<String>,
+}
+
+impl Settings {
+    /// From the plugin variables, through their table entries.
+    pub fn from_vars(vars: &PluginVars) -> Result<Settings, PluginConfigError> {
+        let mut groups: Vec<String> = Vec::new();
+        for group in vars::TEGRASTATS_METRICS.list(vars)? {
+            // `datadog` is `nvidia`; a group named twice is emitted once.
+            let group = if group == "datadog" { "nvidia".to_owned() } else { group };
+            if !groups.contains(&group) {
+                groups.push(group);
+            }
+        }
+        Ok(Settings {
+            path: vars::TEGRASTATS_PATH.string(vars)?,
+            args: vars::TEGRASTATS_ARGS.list(vars)?,
+            groups,
+        })
+    }
+}
+
 /// The `tegrastats` collector; see the module docs.
 pub struct Tegrastats {
     groups: Vec<String>,
@@ -66,30 +97,10 @@ pub struct Tegrastats {
 }
 
 impl Tegrastats {
-    /// From `TEGRASTATS_PATH`, `TEGRASTATS_ARGS` (JSON list) and `TEGRASTATS_METRICS`; starts the child.
+    /// From its [`Settings`]; starts the child.
     pub fn from_vars(vars: &PluginVars) -> Result<Tegrastats, PluginConfigError> {
-        let groups = super::string_list(vars, "TEGRASTATS_METRICS", &["ram", "temp"])?;
-        if let Some(bad) = groups.iter().find(|g| !GROUPS.contains(&g.as_str())) {
-            let value = vars.get("TEGRASTATS_METRICS").map_or("", String::as_str);
-            return Err(PluginConfigError::new(
-                "TEGRASTATS_METRICS",
-                value,
-                format!("names among {} (unknown: {bad:?})", GROUPS.join(", ")),
-            ));
-        }
-        // `datadog` is `nvidia`; a group named twice is emitted once.
-        let groups = groups.into_iter().map(|g| if g == "datadog" { "nvidia".to_owned() } else { g }).fold(
-            Vec::new(),
-            |mut kept: Vec<String>, g| {
-                if !kept.contains(&g) {
-                    kept.push(g);
-                }
-                kept
-            },
-        );
-        let path = vars.get("TEGRASTATS_PATH").cloned().unwrap_or_else(|| "/usr/bin/tegrastats".to_owned());
-        let args = super::string_list(vars, "TEGRASTATS_ARGS", &["--interval", "1000"])?;
-        Ok(Tegrastats::spawn(path, args, groups))
+        let settings = Settings::from_vars(vars)?;
+        Ok(Tegrastats::spawn(settings.path, settings.args, settings.groups))
     }
 
     /// Starts the supervisor running `path args...`.

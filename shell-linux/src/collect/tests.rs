@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::store::embedded::EmbeddedStore;
+use crate::store::{Queue, Store};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -107,7 +108,10 @@ fn a_hung_and_a_failing_collector_do_not_stop_the_good_one() {
     let (mut store, dir) = store("hung");
 
     let start = Instant::now();
-    let stored = runner.tick(&mut store, 1_700_000_000.0, true).expect("tick");
+    let outboxes = [crate::store::Queue::WrappedMetrics];
+    let stored = runner
+        .tick(&mut crate::source::Sink::new(&mut store, &outboxes, true), 1_700_000_000.0)
+        .expect("tick");
     assert!(start.elapsed() < Duration::from_millis(1000), "the tick waited {:?}", start.elapsed());
     // good's 2 points + the errors self-metric for hung and failing.
     assert_eq!(stored, 4);
@@ -156,4 +160,73 @@ fn zero_values_are_sent_and_tags_sorted_as_strings() {
         r#"{"metric": "m", "tags": ["a.b:1", "a:2"], "points": [[10.0, 0]], "type": "gauge"}"#
     );
     assert!(encode_points(&[Point::new("nan", f64::NAN)], 10.0, &mut ids).is_empty());
+}
+
+/// Each plugin's settings: the table's defaults when nothing is set, the values as set, and
+/// errors naming the variable, the value and what is expected.
+#[test]
+fn plugin_settings_come_from_their_table_entries() {
+    use std::path::PathBuf;
+    let set = |pairs: &[(&str, &str)]| -> PluginVars {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    };
+    let none = PluginVars::new();
+    let h = host::Settings::from_vars(&none).unwrap();
+    assert_eq!(
+        (h.root, h.groups),
+        (PathBuf::from("/"), vec!["cpu".into(), "fs".into(), "la".into(), "ram".into()])
+    );
+    let t = tegrastats::Settings::from_vars(&none).unwrap();
+    assert_eq!(
+        (t.path.as_str(), t.args, t.groups),
+        ("/usr/bin/tegrastats", vec!["--interval".into(), "1000".into()], vec!["ram".into(), "temp".into()])
+    );
+    assert_eq!(docker::Settings::from_vars(&none).unwrap().socket, PathBuf::from("/var/run/docker.sock"));
+    assert_eq!(rpi::Settings::from_vars(&none).unwrap().vcgencmd, PathBuf::from("/usr/bin/vcgencmd"));
+    let k8s_vars =
+        set(&[("K8S_STATS_SERVICE_IP", "fd00::1"), ("K8S_CERT_PATH", "/c"), ("K8S_KEY_PATH", "/k")]);
+    let k = k8s::Settings::from_vars(&k8s_vars).unwrap();
+    assert_eq!(k.url, "https://[fd00::1]:10250/stats/summary");
+    assert_eq!(
+        k.metrics,
+        k8s::K8sMetrics { node: vec!["inodes".into()], pods: vec!["memory".into(), "cpu".into()] }
+    );
+    assert_eq!(k.ca, None);
+    assert_eq!(
+        dramatiq::Settings::from_vars(&none, Some("redis://store:6379/0")).unwrap().url,
+        "redis://store:6379/0"
+    );
+    let own = set(&[("DRAMATIQ_REDIS_URL", "redis://broker/1")]);
+    assert_eq!(dramatiq::Settings::from_vars(&own, Some("redis://store/0")).unwrap().url, "redis://broker/1");
+
+    // Set values, any case where the table says so.
+    let h = host::Settings::from_vars(&set(&[
+        ("HOST_COLLECTOR_METRICS", r#"["Network"]"#),
+        ("CHOUETTE_PROC_ROOT", "/r"),
+    ]))
+    .unwrap();
+    assert_eq!((h.root, h.groups), (PathBuf::from("/r"), vec!["network".into()]));
+
+    // Errors: variable, value, expected.
+    let err = |e: PluginConfigError| e.to_string();
+    assert_eq!(
+        err(host::Settings::from_vars(&set(&[("HOST_COLLECTOR_METRICS", r#"["disk"]"#)])).unwrap_err()),
+        r#"HOST_COLLECTOR_METRICS="[\"disk\"]": a JSON list of strings among cpu, fs, la, ram, network (any case) (default ["cpu","fs","la","ram"]) (unknown: "disk")"#
+    );
+    assert_eq!(
+        err(tegrastats::Settings::from_vars(&set(&[("TEGRASTATS_METRICS", r#"["Ram"]"#)])).unwrap_err()),
+        r#"TEGRASTATS_METRICS="[\"Ram\"]": a JSON list of strings among ram, temp, nvidia, datadog (case-sensitive) (default ["ram","temp"]) (unknown: "Ram")"#
+    );
+    assert_eq!(
+        err(k8s::Settings::from_vars(&set(&[("K8S_CERT_PATH", "/c")])).unwrap_err()),
+        r#"K8S_STATS_SERVICE_IP="": required by the k8s plugin (k8s: the kubelet's IP address)"#
+    );
+    let mut bad_port = k8s_vars.clone();
+    bad_port.insert("K8S_STATS_SERVICE_PORT".into(), "0".into());
+    assert_eq!(
+        err(k8s::Settings::from_vars(&bad_port).unwrap_err()),
+        r#"K8S_STATS_SERVICE_PORT="0": a TCP port, 1 to 65535 (default 10250)"#
+    );
+    assert!(err(dramatiq::Settings::from_vars(&none, None).unwrap_err())
+        .starts_with("DRAMATIQ_REDIS_URL=\"\": dramatiq needs a Redis"));
 }

@@ -1,0 +1,95 @@
+//! The source seam: what feeds the agent besides the apps' raw queue.
+//!
+//! Apps write raw samples to `chouette:metrics:raw` themselves; the aggregation step folds them
+//! into buckets. Everything else that produces data inside the agent is a [`Source`] the run loop
+//! gives a turn when it is due, with a [`Sink`] that takes either:
+//!
+//! - **samples** (raw records, the apps' own format): they join the raw queue and are aggregated
+//!   with the apps' records (same series, same bucket, one point), or
+//! - **finished points** (wrapped records): they go to every enabled output's outbox in one
+//!   atomic write, so no output can have points another lacks.
+//!
+//! The collectors ([`crate::collect::Runner`]) are the first source (finished points). A serial
+//! line from microcontrollers that aggregate with the core (closed intervals: finished points)
+//! and a DogStatsD listener (samples, or points aggregated in memory) plug in the same way: a
+//! file implementing [`Source`] and a line in [`build`]. The main loop does not change.
+
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::store::{NewRecord, Queue, Store, StoreError};
+
+/// Something that produces data inside the agent.
+pub trait Source: Send {
+    /// A short name for logs (`collectors`).
+    fn name(&self) -> &str;
+
+    /// When it next wants a turn; the loop sleeps at most until the earliest source's.
+    fn next_due(&self) -> Instant;
+
+    /// One turn at wall-clock `now` (float Unix seconds): hands what it has to `sink`. A store
+    /// error leaves the source's data with the source where it can (retried next turn).
+    fn run(&mut self, now: f64, sink: &mut Sink<'_>) -> Result<(), StoreError>;
+
+    /// The agent is stopping: hand over anything held in memory (open buckets) and stop threads
+    /// and children. Called once, after the last turn.
+    fn stop(&mut self, sink: &mut Sink<'_>) -> Result<(), StoreError> {
+        let _ = sink;
+        Ok(())
+    }
+}
+
+/// Where a source's data goes: the raw queue (samples) or every enabled outbox (points).
+pub struct Sink<'a> {
+    store: &'a mut dyn Store,
+    outboxes: &'a [Queue],
+    self_metrics: bool,
+}
+
+impl<'a> Sink<'a> {
+    /// A sink writing to `store`, points to `outboxes` (the enabled metric outputs').
+    pub fn new(store: &'a mut dyn Store, outboxes: &'a [Queue], self_metrics: bool) -> Self {
+        Sink { store, outboxes, self_metrics }
+    }
+
+    /// Finished points (wrapped records) to every enabled output's outbox, atomically.
+    pub fn points(&mut self, records: &[NewRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.store.add_to_each(self.outboxes, records)
+    }
+
+    /// Samples (raw records) to the raw queue, aggregated with the apps' records.
+    pub fn samples(&mut self, records: &[NewRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.store.add(Queue::RawMetrics, records)
+    }
+
+    /// Whether sources should add their own self-metrics (`SEND_SELF_METRICS`).
+    pub fn self_metrics(&self) -> bool {
+        self.self_metrics
+    }
+}
+
+/// The sources `config` turns on: the collectors when `COLLECTOR_PLUGINS` is set.
+pub fn build(config: &Config) -> Result<Vec<Box<dyn Source>>, crate::collect::PluginConfigError> {
+    let mut sources: Vec<Box<dyn Source>> = Vec::new();
+    if !config.collector_plugins.is_empty() {
+        let every = config.capture_interval.max(Duration::from_secs(1));
+        let runner = crate::collect::Runner::new(crate::collect::build(config)?, every);
+        log::info!("plugins={:?} every={every:?}: collectors started", runner.names());
+        sources.push(Box::new(runner));
+    }
+    Ok(sources)
+}
+
+/// The instant of the next multiple of `every` in wall-clock time (as the original's scheduler).
+pub fn next_boundary(every: Duration) -> Instant {
+    let now = crate::agent::wall_clock();
+    let period = every.as_secs_f64();
+    let next = ((now / period).floor() + 1.0) * period;
+    Instant::now() + Duration::from_secs_f64((next - now).max(0.0))
+}
