@@ -560,7 +560,7 @@ fn embedded_unwritable_path_names_the_path() {
     let err = EmbeddedStore::open(&path).unwrap_err();
     assert!(!err.is_transient());
     assert!(err.to_string().contains(&file.join("sub").display().to_string()), "{err}");
-    // Not a redb file: moved aside (kept), a fresh store in its place (tests/embedded_faults.rs).
+    // Not a redb file: moved aside (kept), a fresh store in its place (tests/tests/embedded_faults.rs).
     let mut store = EmbeddedStore::open(&file).expect("a fresh store in place of a corrupt file");
     assert_eq!(store.len(Queue::RawMetrics).unwrap(), 0);
     let aside: Vec<_> = std::fs::read_dir(&dir.0)
