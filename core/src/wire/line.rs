@@ -128,11 +128,17 @@ fn tag_chars(text: &str, is_key: bool) -> impl Iterator<Item = char> + '_ {
 
 /// Orders tag keys as they are written.
 fn compare_keys(a: &str, b: &str) -> Ordering {
-    if a == b {
-        return Ordering::Equal;
+    // Keys written as they are compare as they are; comparing chars in code-point order is
+    // comparing their UTF-8 bytes.
+    if is_plain_key(a) && is_plain_key(b) {
+        return a.as_bytes().cmp(b.as_bytes());
     }
-    // Comparing chars in code-point order is comparing their UTF-8 bytes.
     tag_chars(a, true).cmp(tag_chars(b, true))
+}
+
+/// A key that [`tag_chars`] leaves unchanged: no newline, no final backslash, not `time`.
+fn is_plain_key(key: &str) -> bool {
+    !key.ends_with('\\') && key != "time" && !key.bytes().any(|b| b == b'\n' || b == b'\r')
 }
 
 /// A tag key or value, escaped (see the module docs).

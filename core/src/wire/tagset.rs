@@ -13,8 +13,9 @@
 //!   the tags are written sorted by that key, bytewise, and when a key repeats the first
 //!   occurrence wins (the record's tag over a global one).
 //!
-//! No heap: the sorted walk picks the next-larger key among the candidates each time (quadratic
-//! in the number of tags, which is small: at most [`crate::limits::MAX_TAGS`] plus the globals).
+//! No heap: up to 64 candidates are sorted in a stack array (a stable insertion sort, then equal
+//! neighbours skipped); beyond that, a walk picks the next-larger key each time (quadratic, no
+//! memory). Both give the same output (a unit test checks it).
 
 use core::cmp::Ordering;
 
@@ -45,6 +46,30 @@ pub(crate) fn for_each_sorted<'t>(
             })
             .chain(host.filter(|h| !h.is_empty()).map(|h| ("host", h)))
     };
+    // The usual case: the candidates fit on the stack; a stable insertion sort keeps the first
+    // occurrence of a key first, so skipping equal neighbours keeps it.
+    let mut sorted: heapless::Vec<(&'t str, &'t str), SORT_CAPACITY> = heapless::Vec::new();
+    if candidates().all(|pair| sorted.push(pair).is_ok()) {
+        for i in 1..sorted.len() {
+            let mut j = i;
+            while j > 0 && cmp(sorted[j - 1].0, sorted[j].0) == Ordering::Greater {
+                sorted.swap(j - 1, j);
+                j -= 1;
+            }
+        }
+        let mut written = 0;
+        let mut prev: Option<&'t str> = None;
+        for &(key, value) in &sorted {
+            if prev.is_some_and(|prev| cmp(prev, key) == Ordering::Equal) {
+                continue;
+            }
+            f(key, value);
+            written += 1;
+            prev = Some(key);
+        }
+        return written;
+    }
+    // More candidates than that: pick the next-larger key each time (quadratic, no memory).
     let mut written = 0;
     let mut prev: Option<&'t str> = None;
     loop {
@@ -67,6 +92,10 @@ pub(crate) fn for_each_sorted<'t>(
     }
     written
 }
+
+/// Candidates sorted on the stack (32 B each on 64-bit: 2 KiB); more fall back to the
+/// quadratic walk.
+const SORT_CAPACITY: usize = 64;
 
 #[cfg(test)]
 mod tests {
@@ -108,6 +137,39 @@ mod tests {
         let extra = [Tag::new("a", "global"), Tag::new("g", "1"), Tag::new("z", "2")];
         let out = collect(&own, &extra, None);
         assert_eq!(pairs(&out).as_slice(), &[("a", "first"), ("g", "1"), ("z", "1")]);
+    }
+
+    #[test]
+    fn the_stack_sort_and_the_walk_agree() {
+        // 70 candidates take the walk; the same 70 split so that 60 fit take the stack sort.
+        let keys: heapless::Vec<heapless::String<8>, 70> = (0..70u32)
+            .map(|i| {
+                let mut s = heapless::String::new();
+                core::fmt::write(&mut s, format_args!("k{}", (i * 37) % 23)).unwrap();
+                s
+            })
+            .collect();
+        let values: heapless::Vec<heapless::String<8>, 70> = (0..70u32)
+            .map(|i| {
+                let mut s = heapless::String::new();
+                core::fmt::write(&mut s, format_args!("v{i}")).unwrap();
+                s
+            })
+            .collect();
+        let own: heapless::Vec<Tag<'_>, 70> = keys.iter().zip(&values).map(|(k, v)| Tag::new(k, v)).collect();
+        let mut walk: heapless::Vec<(&str, &str), 70> = heapless::Vec::new();
+        for_each_sorted(&own, &[], None, |a, b| a.cmp(b), |k, v| walk.push((k, v)).unwrap());
+        let mut stack: heapless::Vec<(&str, &str), 70> = heapless::Vec::new();
+        for_each_sorted(
+            &own[..SORT_CAPACITY],
+            &[],
+            None,
+            |a, b| a.cmp(b),
+            |k, v| stack.push((k, v)).unwrap(),
+        );
+        assert_eq!(walk.len(), 23);
+        assert_eq!(walk, stack);
+        assert_eq!((walk[0], walk[22]), (("k0", "v0"), ("k9", "v22"))); // first occurrences (i = 22 is the first with 37i % 23 = 9)
     }
 
     #[test]
