@@ -220,7 +220,7 @@ proptest! {
         prop_assert!(!text.contains('\r'));
         let lines: Vec<&str> = text[..text.len() - 1].split('\n').collect();
         prop_assert_eq!(lines.len(), points.len());
-        let effective_host = host.as_deref().or(record_host.as_deref());
+        let effective_host = host.as_deref().filter(|h| !h.is_empty()).or(record_host.as_deref().filter(|h| !h.is_empty()));
         let want_tags = expected_tags(&tags, &extra, effective_host);
         for (line, &(ts, value)) in lines.iter().zip(&points) {
             let sections = split_unescaped(line, b' ');
@@ -254,7 +254,7 @@ proptest! {
     ) {
         let json = record_json(&name, &tags, &points, record_host.as_deref());
         let extra_tags: Vec<Tag<'_>> = extra.iter().map(|t| Tag::parse(t)).collect();
-        let effective_host = host.as_deref().or(record_host.as_deref());
+        let effective_host = host.as_deref().filter(|h| !h.is_empty()).or(record_host.as_deref().filter(|h| !h.is_empty()));
         let any_tag = tags.iter().chain(&extra).any(|t| {
             let tag = Tag::parse(t);
             !tag.key.is_empty() && tag.value.is_some_and(|v| !v.is_empty()) && !(effective_host.is_some() && tag.key == "host")

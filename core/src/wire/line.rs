@@ -12,7 +12,8 @@
 //!   infinite value is [`EncodeError::NonFinite`] (line protocol has no spelling for it).
 //! - **Tags** (shared with the OpenTSDB encoder): the record's tags, then `extra_tags` (the global
 //!   tags), then `host=<host>`. `host` is the caller's `host` if `Some`, else the record's own
-//!   `host` field; when there is one it replaces any `host` tag of the record or the globals.
+//!   `host` field (an empty one counts as none); when there is one it replaces any `host` tag of
+//!   the record or the globals.
 //!   A bare tag (`foo`), an empty value (`foo:`) and an empty key (`:foo`) are omitted (InfluxDB
 //!   refuses empty tag values). When a key repeats, the first occurrence wins. Tags are sorted by
 //!   key, bytewise, as InfluxDB recommends.

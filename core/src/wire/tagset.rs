@@ -3,7 +3,8 @@
 //!
 //! - The candidates are the record's own tags, then the global tags (`extra_tags`), then
 //!   `host=<host>`.
-//! - `host` is the caller's `host` if it gives one, else the record's own `host` field. When there
+//! - `host` is the caller's `host` if it gives one, else the record's own `host` field (an empty
+//!   one counts as none). When there
 //!   is one, every `host` tag of the record or the globals is replaced by it; when there is none,
 //!   a `host` tag is kept like any other.
 //! - A bare tag (`foo`, no colon), an empty value (`foo:`) and an empty key (`:foo`) are omitted:
@@ -21,9 +22,10 @@ use core::cmp::Ordering;
 
 use crate::Tag;
 
-/// The `host` a point is written with: the caller's, else the record's own.
+/// The `host` a point is written with: the caller's, else the record's own (an empty one counts
+/// as none).
 pub(crate) fn effective_host<'h>(host: Option<&'h str>, record_host: Option<&'h str>) -> Option<&'h str> {
-    host.or(record_host)
+    host.filter(|h| !h.is_empty()).or(record_host.filter(|h| !h.is_empty()))
 }
 
 /// Calls `f(key, value)` for every tag the point carries (see the module docs), sorted by key as
@@ -44,7 +46,7 @@ pub(crate) fn for_each_sorted<'t>(
                 Some(value) if !value.is_empty() && !t.key.is_empty() => Some((t.key, value)),
                 _ => None,
             })
-            .chain(host.filter(|h| !h.is_empty()).map(|h| ("host", h)))
+            .chain(host.map(|h| ("host", h)))
     };
     // The usual case: the candidates fit on the stack; a stable insertion sort keeps the first
     // occurrence of a key first, so skipping equal neighbours keeps it.
@@ -178,7 +180,8 @@ mod tests {
         let extra = [Tag::new("host", "global")];
         assert_eq!(pairs(&collect(&own, &extra, Some("h"))).as_slice(), &[("b", "1"), ("host", "h")]);
         assert_eq!(pairs(&collect(&own, &extra, None)).as_slice(), &[("b", "1"), ("host", "tag")]);
-        assert_eq!(pairs(&collect(&own, &extra, Some(""))).as_slice(), &[("b", "1")]);
+        assert_eq!(effective_host(Some(""), Some("")), None);
+        assert_eq!(effective_host(Some(""), Some("rec")), Some("rec"));
         assert_eq!(effective_host(None, Some("rec")), Some("rec"));
         assert_eq!(effective_host(Some("arg"), Some("rec")), Some("arg"));
     }
