@@ -158,7 +158,7 @@ fn expected_measurement(name: &str) -> String {
         let next = chars.get(i + 1).copied();
         out.push(match c {
             '\n' | '\r' => ' ',
-            '#' if i == 0 => '_',
+            '#' | '\t' | '\0' if i == 0 => '_',
             '\\' if matches!(next, None | Some(',' | ' ' | '=' | '"' | '\n' | '\r')) => '_',
             c => c,
         });
@@ -196,7 +196,8 @@ fn expected_tags(own: &[String], extra: &[String], host: Option<&str>) -> Vec<(S
 }
 
 fn text_strategy(min: usize) -> impl Strategy<Value = String> {
-    proptest::string::string_regex(&format!("[ab ,=\\\\\"#_:\n\r\té日🦉]{{{min},10}}")).expect("regex")
+    proptest::string::string_regex(&format!("[ab ,=\\\\\"#_:\n\r\t\x00\x01\x7fé日🦉]{{{min},10}}"))
+        .expect("regex")
 }
 
 /// A record's name, tags, `(timestamp, value)` points and own `host`.

@@ -274,8 +274,10 @@ fn sorted_key(key: &str) -> String {
 /// replacements of its input, sorted, the first occurrence of a key winning.
 #[test]
 fn random_records_read_back_as_documented() {
-    const ALPHABET: &[&str] =
-        &["a", "b", " ", ",", "=", "\\", "\"", "#", "_", "\n", "\r", "é", "日", "🦉", ":"];
+    const ALPHABET: &[&str] = &[
+        "a", "b", " ", ",", "=", "\\", "\"", "#", "_", "\n", "\r", "\t", "\u{0}", "\u{1}", "\u{7f}", "é",
+        "日", "🦉", ":",
+    ];
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut next = move |n: usize| {
         seed ^= seed << 13;
@@ -339,7 +341,7 @@ fn model_measurement(name: &str) -> String {
     for (i, &c) in chars.iter().enumerate() {
         out.push(match c {
             '\n' | '\r' => ' ',
-            '#' if i == 0 => '_',
+            '#' | '\t' | '\0' if i == 0 => '_',
             '\\' if matches!(chars.get(i + 1), None | Some(',' | ' ' | '=' | '"' | '\n' | '\r')) => '_',
             c => c,
         });

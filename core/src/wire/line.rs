@@ -39,7 +39,9 @@
 //!   Checked on every string of up to four characters from `a\,"= #`, and on 1,000 seeded
 //!   random records written in one request.
 //! - A measurement starting with `#` would make the line a comment, which InfluxDB skips
-//!   silently (204, nothing stored): the leading `#` is written as `_`.
+//!   silently (204, nothing stored); one starting with a tab or NUL loses it (1.x skips them
+//!   at the start of a line, and a name made only of them is refused): that first character is
+//!   written as `_`. Other control characters are written as they are (1.x keeps them).
 //! - A tag key `time` is refused by InfluxDB 1.x (`invalid tag key`, the whole point dropped): it
 //!   is written as `time_`.
 //! - Names starting with `_` are written as they are: InfluxDB 1.x stores them (checked); 2.x
@@ -184,7 +186,7 @@ fn write_measurement(w: &mut Writer<'_>, name: &str) {
         let replacement: &[u8] = match b {
             b',' => b"\\,",
             b' ' | b'\n' | b'\r' => b"\\ ",
-            b'#' if i == 0 => b"_",
+            b'#' | b'\t' | 0 if i == 0 => b"_",
             b'\\' => match bytes.get(i + 1) {
                 None | Some(b',' | b' ' | b'=' | b'"' | b'\n' | b'\r') => b"_",
                 Some(_) => continue,
@@ -236,6 +238,10 @@ mod tests {
     fn escapes_and_replacements() {
         assert_eq!(one(r#""a b,c=d""#, "[]").as_str(), "a\\ b\\,c=d value=1 1\n");
         assert_eq!(one(r##""#x""##, "[]").as_str(), "_x value=1 1\n");
+        assert_eq!(
+            one(r#""\t\t\u0000x\u0001""#, r#"["\tk:\u0000v"]"#).as_str(),
+            "_\t\u{0}x\u{1},\tk=\u{0}v value=1 1\n"
+        );
         assert_eq!(one(r#""x#""#, "[]").as_str(), "x# value=1 1\n");
         assert_eq!(one(r#""a\nb\r""#, "[]").as_str(), "a\\ b\\  value=1 1\n");
         assert_eq!(one(r#""a\\b\\,c\\ d\\=e\\""#, "[]").as_str(), "a\\b_\\,c_\\ d_=e_ value=1 1\n");

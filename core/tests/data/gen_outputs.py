@@ -139,7 +139,7 @@ def line_measurement(name):
         nxt = name[i + 1] if i + 1 < len(name) else None
         if c in ", \n\r":
             out.append("\\ " if c != "," else "\\,")
-        elif c == "#" and i == 0:
+        elif c in "#\t\0" and i == 0:
             out.append("_")
         elif c == "\\" and (nxt is None or nxt in ', ="\n\r'):
             out.append("_")
