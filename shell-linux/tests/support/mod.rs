@@ -275,9 +275,15 @@ pub fn http_request(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, S
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body)).expect("write request");
+    // One write: a server that answers before reading the body (404 for a missing database)
+    // then has it all, and does not reset the connection over unread bytes.
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    stream.write_all(&request).expect("write request");
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).expect("read response");
+    if let Err(e) = stream.read_to_end(&mut response) {
+        panic!("{method} {path}: reading the response: {e} (after {} bytes)", response.len());
+    }
     let text = String::from_utf8_lossy(&response).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -514,12 +520,23 @@ bind-address = "127.0.0.1:{rpc_port}"
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// `CREATE DATABASE <name>` (a no-op if it exists).
+    /// `CREATE DATABASE <name>` (a no-op if it exists), then waits until writes to it are
+    /// accepted: an empty write answers 204 (InfluxDB 1.6 answered `database not found` to 2 of
+    /// 300 writes sent right after a successful `CREATE DATABASE`).
     pub fn create_database(&self, name: &str) {
         let q = format!("CREATE DATABASE \"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""));
         let (status, body) =
             http_request(self.port, "POST", &format!("/query?q={}", percent_encode(&q)), b"");
         assert_eq!(status, 200, "CREATE DATABASE {name}: {body}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body) = self.write(name, b"");
+            if status == 204 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "database {name} not writable within 30 s: {status} {body}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// `GET /query?db=<db>&q=<q>&epoch=s`, as JSON (times in whole seconds).
