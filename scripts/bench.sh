@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${BENCH_SECS:-3}"
-benches=(--bench aggregate --bench parse --bench encode --bench sketch)
+benches=(--bench aggregate --bench parse --bench encode --bench sketch --bench outputs)
 cargo bench -p chouette-core --features alloc "${benches[@]}" -- --warm-up-time 1 --measurement-time "$secs" >/dev/null 2>&1 \
   || cargo bench -p chouette-core --features alloc "${benches[@]}" -- --warm-up-time 1 --measurement-time "$secs"
 python3 - <<'PY'

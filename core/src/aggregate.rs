@@ -152,8 +152,8 @@ impl AggregatorConfig {
     fn bucket_start(&self, secs: f64) -> i64 {
         let interval = self.interval_secs as i64;
         let whole = secs as i64; // saturating
-        let whole = if (whole as f64) > secs { whole - 1 } else { whole };
-        whole - whole.rem_euclid(interval)
+        let whole = if (whole as f64) > secs { whole.saturating_sub(1) } else { whole };
+        whole.saturating_sub(whole.rem_euclid(interval))
     }
 
     /// When `bucket` closes: its end plus the grace delay.
@@ -1733,6 +1733,10 @@ mod tests {
         // Out of range saturates instead of overflowing.
         let far = config.bucket_of(ts(f64::INFINITY));
         assert_eq!(far.end_secs(), i64::MAX);
+        for before in [f64::NEG_INFINITY, -1.0e300, i64::MIN as f64] {
+            assert_eq!(config.bucket_of(ts(before)).start_secs(), i64::MIN, "{before}");
+        }
+        assert_eq!(config.bucket_of(ts(f64::NAN)).start_secs(), 0);
     }
 
     #[test]

@@ -3,14 +3,15 @@
 //! chouette-core's aggregator keeps set members as 64-bit hashes (then HyperLogLog) and
 //! histograms as sketches, so it cannot give back the members and samples that the agent's raw
 //! shape needs; this table keeps them exactly, with the same series identity (name, type, tags)
-//! and the same bucket alignment (`[k·I, (k+1)·I)`).
+//! and the same buckets (`[k·I, (k+1)·I)`, from the core's `AggregatorConfig::bucket_of`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
+use chouette_core::aggregate::AggregatorConfig;
 use chouette_core::hash::hash_bytes;
 use chouette_core::wire::write::Writer;
-use chouette_core::{Member, MetricType};
+use chouette_core::{Member, MetricType, Timestamp};
 
 use crate::render::{write_member, Number};
 
@@ -80,6 +81,8 @@ pub(crate) enum Input<'a> {
 
 #[derive(Debug)]
 pub(crate) struct Table {
+    /// The bucket arithmetic: the core's, so the client's buckets are the agent's.
+    buckets: AggregatorConfig,
     interval: i64,
     capacity: usize,
     len: usize,
@@ -97,12 +100,14 @@ fn hash(bucket: i64, kind: MetricType, name: &str, tags: &[(&str, &str)]) -> u64
 
 impl Table {
     pub fn new(interval_secs: u64, capacity: usize) -> Self {
-        Table { interval: interval_secs.max(1) as i64, capacity, len: 0, map: HashMap::default() }
+        let interval = u32::try_from(interval_secs).unwrap_or(u32::MAX).max(1);
+        let buckets = AggregatorConfig::new(interval).unwrap_or(AggregatorConfig::DEFAULT);
+        let interval = i64::from(buckets.interval_secs());
+        Table { buckets, interval, capacity, len: 0, map: HashMap::default() }
     }
 
     pub fn bucket_of(&self, secs: f64) -> i64 {
-        let whole = secs.floor() as i64;
-        whole - whole.rem_euclid(self.interval)
+        self.buckets.bucket_of(Timestamp::from_secs_f64(secs)).start_secs()
     }
 
     /// Adds one call. `false` when the table is full (the caller counts the drop).
@@ -268,6 +273,17 @@ mod tests {
             assert!(t.record(1.0, MetricType::Histogram, "h", &[], Input::Number(Number::Int(1))));
         }
         assert!(!t.record(1.0, MetricType::Histogram, "h", &[], Input::Number(Number::Int(1))));
+    }
+
+    #[test]
+    fn buckets_are_the_cores_and_any_timestamp_has_one() {
+        let t = Table::new(10, 10);
+        assert_eq!((t.bucket_of(1_600_000_009.9), t.bucket_of(-0.5)), (1_600_000_000, -10));
+        // `client.at(f64::NEG_INFINITY)`: the bucket arithmetic overflowed (a panic in the app's
+        // thread in a debug build); it saturates now.
+        let mut t = Table::new(10, 10);
+        assert!(t.record(f64::NEG_INFINITY, MetricType::Count, "c", &[], Input::Number(Number::Int(1))));
+        assert_eq!(t.bucket_of(f64::NEG_INFINITY), i64::MIN);
     }
 
     #[test]

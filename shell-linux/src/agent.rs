@@ -90,32 +90,7 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
     config.check_output()?;
     let mut store = open_store(config)?;
     let mut sources = crate::source::build(config)?;
-    let transport: Box<dyn Transport> = if config.dry_run {
-        log::info!("dry_run=true: printing what would be sent, and deleting it from the store");
-        Box::new(DryRunTransport::new(std::io::stdout()))
-    } else {
-        Box::new(UreqTransport::new(config).map_err(|e| AgentError::Dispatch(e.to_string()))?)
-    };
-    let outputs = crate::dispatch::outputs(config);
-    let mut dispatcher = Dispatcher::with_outputs(transport, DispatchConfig::from_config(config), outputs);
-    let destinations = dispatcher.destinations();
-    if !destinations.contains(&Destination::Logs) {
-        log::warn!(
-            "logs go to Datadog only (API_KEY or DATADOG_URL unset): logs the apps queue stay in {} until LOG_TTL",
-            Queue::Logs.prefix()
-        );
-    }
-    for &destination in &destinations {
-        let url = crate::config::redact_url(dispatcher.url(destination));
-        log::info!(
-            "output={} url={url} outbox={}: sending",
-            destination.name(),
-            destination.queue().prefix()
-        );
-    }
-    // Every bucket (and every capture) goes to each metric output's outbox, in one commit.
-    let outboxes: Vec<Queue> =
-        destinations.iter().map(|d| d.queue()).filter(|q| Queue::METRIC_OUTBOXES.contains(q)).collect();
+    let Outputs { mut dispatcher, destinations, outboxes } = open_outputs(config)?;
     let mut aggregation = Aggregation::new(
         config.aggregate_interval.as_secs().max(1) as u32,
         config.grace,
@@ -188,6 +163,45 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
     log::info!("signal received: stopped after the current step; queued data stays in the store");
     let _ = write_status(store.as_mut(), &counters, wall_clock());
     Ok(())
+}
+
+/// The enabled outputs ([`crate::dispatch::outputs`]) behind one dispatcher, logged; their
+/// destinations, and the metric outboxes every bucket and capture goes to.
+fn open_outputs(config: &Config) -> Result<Outputs, AgentError> {
+    let transport: Box<dyn Transport> = if config.dry_run {
+        log::info!("dry_run=true: printing what would be sent, and deleting it from the store");
+        Box::new(DryRunTransport::new(std::io::stdout()))
+    } else {
+        Box::new(UreqTransport::new(config).map_err(|e| AgentError::Dispatch(e.to_string()))?)
+    };
+    let outputs = crate::dispatch::outputs(config);
+    let dispatcher = Dispatcher::with_outputs(transport, DispatchConfig::from_config(config), outputs);
+    let destinations = dispatcher.destinations();
+    if !destinations.contains(&Destination::Logs) {
+        log::warn!(
+            "logs go to Datadog only (API_KEY or DATADOG_URL unset): logs the apps queue stay in {} until LOG_TTL",
+            Queue::Logs.prefix()
+        );
+    }
+    for &destination in &destinations {
+        let url = crate::config::redact_url(dispatcher.url(destination));
+        log::info!(
+            "output={} url={url} outbox={}: sending",
+            destination.name(),
+            destination.queue().prefix()
+        );
+    }
+    // Every bucket (and every capture) goes to each metric output's outbox, in one commit.
+    let outboxes: Vec<Queue> =
+        destinations.iter().map(|d| d.queue()).filter(|q| Queue::METRIC_OUTBOXES.contains(q)).collect();
+    Ok(Outputs { dispatcher, destinations, outboxes })
+}
+
+/// What [`open_outputs`] sets up.
+struct Outputs {
+    dispatcher: Dispatcher<Box<dyn Transport>>,
+    destinations: Vec<Destination>,
+    outboxes: Vec<Queue>,
 }
 
 fn report_store(result: Result<(), StoreError>, was_down: bool) -> bool {

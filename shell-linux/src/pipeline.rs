@@ -588,6 +588,7 @@ pub fn self_metrics(
             ("chouette.dispatch.deadlettered", now_stats.dead, before.dead),
             ("chouette.dispatch.points.sent", now_stats.points_sent, before.points_sent),
             ("chouette.dispatch.points.accepted", now_stats.points_delivered, before.points_delivered),
+            ("chouette.dispatch.points.failed", now_stats.points_failed, before.points_failed),
         ];
         for (metric, a, b) in per_destination {
             let value = delta(a, b);
@@ -622,6 +623,7 @@ pub fn destination_status_fields(counters: &Counters) -> Vec<(String, String)> {
             ("deadlettered", s.dead.to_string()),
             ("points_sent", s.points_sent.to_string()),
             ("points_accepted", s.points_delivered.to_string()),
+            ("points_failed", s.points_failed.to_string()),
             ("consecutive_failures", s.consecutive_failures.to_string()),
             ("last_status", last),
         ] {
@@ -900,6 +902,7 @@ mod drain_tests {
             dead: 0,
             points_sent: 10 * requests,
             points_delivered: 10 * requests,
+            points_failed: 0,
             last_status: Some("404".into()),
             consecutive_failures: failures as u32,
         };

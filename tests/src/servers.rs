@@ -328,12 +328,23 @@ bind-address = "127.0.0.1:{rpc_port}"
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// `CREATE DATABASE <name>` (a no-op if it exists).
+    /// `CREATE DATABASE <name>` (a no-op if it exists), then waits until writes to it are
+    /// accepted: an empty write answers 204 (InfluxDB 1.6 answered `database not found` to 2 of
+    /// 300 writes sent right after a successful `CREATE DATABASE`).
     pub fn create_database(&self, name: &str) {
         let q = format!("CREATE DATABASE \"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""));
         let (status, body) =
             http_request(self.port, "POST", &format!("/query?q={}", percent_encode(&q)), b"");
         assert_eq!(status, 200, "CREATE DATABASE {name}: {body}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body) = self.write(name, b"");
+            if status == 204 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "database {name} not writable within 30 s: {status} {body}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// `GET /query?db=<db>&q=<q>&epoch=s`, as JSON (times in whole seconds).

@@ -97,9 +97,15 @@ pub fn http_request(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, S
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body)).expect("write request");
+    // One write: a server that answers before reading the body (404 for a missing database)
+    // then has it all, and does not reset the connection over unread bytes.
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    stream.write_all(&request).expect("write request");
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).expect("read response");
+    if let Err(e) = stream.read_to_end(&mut response) {
+        panic!("{method} {path}: reading the response: {e} (after {} bytes)", response.len());
+    }
     let text = String::from_utf8_lossy(&response).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);

@@ -7,7 +7,7 @@
 //! - [`raw`]: the original client's raw-metric JSON.
 //! - [`wrapped`]: the wrapped-metric JSON the original agent stores.
 //! - [`log`]: log records, and their encoding for the logs intake.
-//! - [`line`]: InfluxDB line protocol, one line per point of a wrapped record.
+//! - [`line`](mod@line): InfluxDB line protocol, one line per point of a wrapped record.
 //! - [`opentsdb`]: OpenTSDB `/api/put` JSON objects, with Apptuit's name sanitizing.
 
 pub mod json;

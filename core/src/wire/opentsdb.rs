@@ -106,8 +106,8 @@ impl Sanitize {
     }
 
     fn compare(self, a: &str, b: &str) -> Ordering {
-        if a == b {
-            return Ordering::Equal;
+        if self == Sanitize::None {
+            return a.as_bytes().cmp(b.as_bytes());
         }
         self.chars(a).cmp(self.chars(b))
     }

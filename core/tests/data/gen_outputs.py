@@ -109,10 +109,13 @@ def select(candidates, written_key):
 
 
 # --- InfluxDB line protocol
+def backslash_to_underscore(text):
+    """A backslash at the end or before a space (newlines are spaces by now) becomes `_`."""
+    return "".join("_" if c == "\\" and text[i + 1 : i + 2] in ("", " ") else c for i, c in enumerate(text))
+
+
 def line_key(key):
-    text = key.replace("\n", " ").replace("\r", " ")
-    if text.endswith("\\"):
-        text = text[:-1] + "_"
+    text = backslash_to_underscore(key.replace("\n", " ").replace("\r", " "))
     return text + "_" if key == "time" else text
 
 
@@ -123,7 +126,7 @@ def line_tag_part(text, is_key):
             out.append("\\" + c)
         elif c in "\n\r":
             out.append("\\ ")
-        elif c == "\\" and i == len(text) - 1:
+        elif c == "\\" and text[i + 1 : i + 2] in ("", " ", "\n", "\r"):
             out.append("_")
         else:
             out.append(c)
@@ -136,9 +139,9 @@ def line_measurement(name):
         nxt = name[i + 1] if i + 1 < len(name) else None
         if c in ", \n\r":
             out.append("\\ " if c != "," else "\\,")
-        elif c == "#" and i == 0:
+        elif c in "#\t\0" and i == 0:
             out.append("_")
-        elif c == "\\" and (nxt is None or nxt in ", =\n\r"):
+        elif c == "\\" and (nxt is None or nxt in ', ="\n\r'):
             out.append("_")
         else:
             out.append(c)

@@ -232,6 +232,8 @@ pub struct DestinationStats {
     pub points_sent: u64,
     /// Points (log entries) the backend accepted.
     pub points_delivered: u64,
+    /// Points (log entries) in payloads that failed and were kept for a retry.
+    pub points_failed: u64,
     /// The last answer: the status code (`"202"`) or a network error label (`"timeout"`).
     pub last_status: Option<String>,
     /// Failed calls since the last success (0: healthy).
@@ -263,6 +265,9 @@ pub struct Report {
     pub waiting: bool,
     /// Points (or entries) in every payload posted, answered or not (`sent` self-metric).
     pub sent_points: u64,
+    /// Points (or entries) in payloads that failed (5xx, network, refused credentials...): kept
+    /// for a retry (`points.failed` self-metric).
+    pub failed_points: u64,
     /// How long each request took, in order (the `request.time` self-metric).
     pub latencies: Vec<std::time::Duration>,
 }
@@ -344,6 +349,26 @@ impl<T: Transport> Attempt<'_, T> {
         let answer = self.transport.post_payload(url, &headers, &body, json);
         self.report.latencies.push(started.elapsed());
         self.report.sent_points += units;
+        let verdict = self.read(answer, url, records, units, &body, group, units_of, entries);
+        if verdict == Verdict::Stop {
+            self.report.failed_points += units;
+        }
+        verdict
+    }
+
+    /// What one answer (or transport error) means for the records of `group`.
+    #[allow(clippy::too_many_arguments)]
+    fn read(
+        &mut self,
+        answer: Result<HttpResponse, TransportError>,
+        url: &str,
+        records: usize,
+        units: u64,
+        body: &[u8],
+        group: &[usize],
+        units_of: &[u64],
+        entries: &Entries<'_>,
+    ) -> Verdict {
         match answer {
             Ok(response) => {
                 let status = response.status;
@@ -774,6 +799,7 @@ fn finish(
     stats.dead += report.dead;
     stats.points_sent += report.sent_points;
     stats.points_delivered += report.delivered_points;
+    stats.points_failed += report.failed_points;
     if report.last_status.is_some() {
         stats.last_status = report.last_status.clone();
     }

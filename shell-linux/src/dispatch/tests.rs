@@ -694,3 +694,18 @@ fn opentsdb_points_without_tags_are_dead_at_once() {
     let report = d.send_at(Destination::Opentsdb, Instant::now(), None, &[bare, metric(1, "m")]);
     assert_eq!(report.dispositions, [Disposition::Dead { reason: "no_tags".into() }, Disposition::Delivered]);
 }
+
+#[test]
+fn each_output_counts_points_sent_accepted_and_failed() {
+    let mut fail = true;
+    let mut d =
+        Dispatcher::new(scripted(move |_| Ok(if std::mem::take(&mut fail) { 503 } else { 202 })), config())
+            .with_backoff(Backoff::new(Duration::ZERO, Duration::ZERO, 1));
+    let first = d.send_metrics(&metrics(5));
+    assert_eq!((first.sent_points, first.failed_points, first.delivered_points), (5, 5, 0));
+    assert_eq!(first.latencies.len(), 1);
+    let second = d.send_metrics(&metrics(5));
+    assert_eq!((second.sent_points, second.failed_points, second.delivered_points), (5, 0, 5));
+    let stats = d.stats(Destination::Metrics);
+    assert_eq!((stats.points_sent, stats.points_failed, stats.points_delivered), (10, 5, 5));
+}

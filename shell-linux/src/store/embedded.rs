@@ -120,6 +120,11 @@ impl std::fmt::Display for DbError {
     }
 }
 
+/// redb's page cache: 8 MiB, sized for a board (redb's default is 1 GiB, which a long backlog
+/// would fill with pages read once). Queues are read oldest first, once: a small cache costs
+/// little; the agent's RSS stays near its working set.
+pub const CACHE_BYTES: usize = 8 * 1024 * 1024;
+
 /// The two tables of a queue.
 const fn tables(queue: Queue) -> (Index, Ids) {
     let names = queue.keys();
@@ -284,21 +289,24 @@ fn open_checked(path: &Path) -> Result<Database, OpenFailure> {
     };
     watch_for_redb_panics(path);
     let opened = checked.and_then(|()| {
-        redb::Builder::new().create_file(file.try_clone().map_err(|e| other(&e))?).map_err(|e| match e {
-            DatabaseError::UpgradeRequired(_) | DatabaseError::Storage(StorageError::Corrupted(_)) => {
-                OpenFailure::Corrupt(e.to_string())
-            }
-            // redb's answer to a wrong magic number or a header cut short.
-            DatabaseError::Storage(StorageError::Io(ref io))
-                if matches!(
-                    io.kind(),
-                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
-                ) =>
-            {
-                OpenFailure::Corrupt(e.to_string())
-            }
-            e => other(&e),
-        })
+        redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create_file(file.try_clone().map_err(|e| other(&e))?)
+            .map_err(|e| match e {
+                DatabaseError::UpgradeRequired(_) | DatabaseError::Storage(StorageError::Corrupted(_)) => {
+                    OpenFailure::Corrupt(e.to_string())
+                }
+                // redb's answer to a wrong magic number or a header cut short.
+                DatabaseError::Storage(StorageError::Io(ref io))
+                    if matches!(
+                        io.kind(),
+                        std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+                    ) =>
+                {
+                    OpenFailure::Corrupt(e.to_string())
+                }
+                e => other(&e),
+            })
     });
     let result = match opened {
         Err(OpenFailure::Corrupt(detail)) => match move_aside(path) {

@@ -260,7 +260,7 @@ impl RedisStore {
         let values = values(queue);
         let mut lengths = redis::pipe();
         for r in records.iter() {
-            lengths.cmd("HSTRLEN").arg(&values).arg(&r.id);
+            lengths.cmd("HSTRLEN").arg(values).arg(&r.id);
         }
         let lengths: Vec<u64> = self.run("read", |conn| lengths.query(conn))?;
         if lengths.len() != records.len() {
@@ -283,7 +283,7 @@ impl RedisStore {
         }
         records.truncate(keep);
         let mut hmget = redis::cmd("HMGET");
-        hmget.arg(&values);
+        hmget.arg(values);
         let mut wanted = 0;
         for r in records.iter().filter(|r| r.oversize.is_none()) {
             hmget.arg(&r.id);
@@ -395,12 +395,12 @@ fn breaks_connection(e: &RedisError) -> bool {
     e.is_io_error() || e.is_unrecoverable_error() || matches!(e.kind(), ErrorKind::ParseError)
 }
 
-fn keys(queue: Queue) -> String {
-    format!("{}.keys", queue.prefix())
+fn keys(queue: Queue) -> &'static str {
+    queue.keys().keys
 }
 
-fn values(queue: Queue) -> String {
-    format!("{}.values", queue.prefix())
+fn values(queue: Queue) -> &'static str {
+    queue.keys().values
 }
 
 /// A score as Redis reads it (shortest round-trip decimal; `inf`, `-inf`).
@@ -433,7 +433,7 @@ fn add_records<'a>(
     for (id, s, value) in records {
         let z = zadd.get_or_insert_with(|| {
             let mut c = redis::cmd("ZADD");
-            c.arg(&keys);
+            c.arg(keys);
             c
         });
         score.clear();
@@ -441,7 +441,7 @@ fn add_records<'a>(
         z.arg(score.as_str()).arg(id);
         let h = hset.get_or_insert_with(|| {
             let mut c = redis::cmd("HSET");
-            c.arg(&values);
+            c.arg(values);
             c
         });
         h.arg(id).arg(value);
@@ -461,8 +461,8 @@ fn remove_ids<'a>(pipe: &mut Pipeline, queue: Queue, ids: impl Iterator<Item = &
     let (keys, values) = (keys(queue), values(queue));
     let ids: Vec<&[u8]> = ids.collect();
     for chunk in ids.chunks(ARGS_PER_COMMAND) {
-        pipe.cmd("ZREM").arg(&keys).arg(chunk).ignore();
-        pipe.cmd("HDEL").arg(&values).arg(chunk).ignore();
+        pipe.cmd("ZREM").arg(keys).arg(chunk).ignore();
+        pipe.cmd("HDEL").arg(values).arg(chunk).ignore();
     }
 }
 
@@ -600,7 +600,7 @@ fn watched_move(
 ) -> Result<Option<u64>, RedisError> {
     let dead_values = values(dead);
     let mut hmget = redis::cmd("HMGET");
-    hmget.arg(&dead_values);
+    hmget.arg(dead_values);
     for m in moves {
         hmget.arg(&m.id);
     }
@@ -716,7 +716,7 @@ impl Store for RedisStore {
         self.run("oldest score", |conn| {
             records.clear();
             let reply =
-                redis::cmd("ZRANGE").arg(&keys).arg(0).arg(0).arg("WITHSCORES").query::<Value>(conn)?;
+                redis::cmd("ZRANGE").arg(keys).arg(0).arg(0).arg("WITHSCORES").query::<Value>(conn)?;
             parse_with_scores(reply, &mut records)
         })?;
         Ok(records.first().map(|r| r.score))
@@ -813,7 +813,7 @@ impl Store for RedisStore {
 
     fn len(&mut self, queue: Queue) -> Result<u64, StoreError> {
         let keys = keys(queue);
-        self.run("len", |conn| redis::cmd("ZCARD").arg(&keys).query(conn))
+        self.run("len", |conn| redis::cmd("ZCARD").arg(keys).query(conn))
     }
 
     fn put_status(&mut self, fields: &[(&str, String)]) -> Result<(), StoreError> {
@@ -851,10 +851,10 @@ impl Store for RedisStore {
         // From the cursor's score on, past its ties up to the cursor: records removed meanwhile
         // with lower scores (the TTL cleanup) cannot shift the page.
         let mut range = redis::cmd("ZRANGEBYSCORE");
-        range.arg(&keys);
+        range.arg(keys);
         match after {
             Some((score, id)) => {
-                let skip = self.ties_up_to(&keys, score, id)?;
+                let skip = self.ties_up_to(keys, score, id)?;
                 range.arg(score_arg(score)).arg("+inf").arg("LIMIT").arg(skip).arg(limit);
             }
             None => {
