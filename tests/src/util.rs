@@ -136,3 +136,29 @@ pub(crate) fn percent_encode(text: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dechunk_joins_the_chunks_and_stops_at_the_last() {
+        assert_eq!(dechunk("5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n"), "hello, world");
+        assert_eq!(dechunk("a\r\nshort"), "", "a chunk cut short is not returned");
+    }
+
+    #[test]
+    fn percent_encode_keeps_unreserved_bytes_only() {
+        assert_eq!(percent_encode(r#"{__name__=~"a.b"}"#), "%7B__name__%3D~%22a.b%22%7D");
+        assert_eq!(percent_encode("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn a_temp_dir_is_removed_on_drop() {
+        let dir = TempDir::new("util-test");
+        std::fs::write(dir.0.join("f"), b"x").expect("write");
+        let path = dir.0.clone();
+        drop(dir);
+        assert!(!path.exists());
+    }
+}
