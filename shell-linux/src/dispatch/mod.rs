@@ -1,25 +1,31 @@
-//! HTTP dispatch to Datadog (or any Datadog-compatible backend): records in, dispositions out.
+//! HTTP dispatch to the outputs (Datadog series and logs, InfluxDB, OpenTSDB): records in,
+//! dispositions out.
 //!
-//! [`Dispatcher::send_until`] takes queue records for one [`Destination`] (metrics, logs) and
-//! returns one [`Disposition`] per record, in order: every record is delivered, dead-lettered or
-//! kept, exactly once per call. Records are parsed (a record that cannot be parsed is dead at once),
-//! encoded with the core encoders into payloads within the configured limits, zlib-compressed
-//! (`Content-Encoding: deflate`) and posted with the API key in the `DD-API-KEY` header only.
+//! [`Dispatcher::send_until`] takes outbox records for one [`Destination`] and returns one
+//! [`Disposition`] per record, in order: every record is delivered, dead-lettered or kept,
+//! exactly once per call. Each record is parsed and encoded **once** by the destination's
+//! [`Output`] (a record that cannot be encoded is dead at once, with the output's reason); the
+//! encoded entries are cut into payloads within the output's [`Limits`], compressed (zlib or
+//! gzip) and posted; splitting and bisection reuse the same entries. The outputs are
+//! [`DatadogSeries`] and [`DatadogLogs`] (the API key in the `DD-API-KEY` header only),
+//! [`InfluxOutput`] and [`OpentsdbOutput`]; [`outputs`] builds the enabled ones.
 //!
 //! Each destination is an outbox of its own: its own [`Backoff`] (so its own "next attempt"
 //! deadline), its own [`DestinationStats`] and its own alarm state. One destination's trouble
-//! never delays another: logs keep flowing while the metrics endpoint is down.
+//! never delays another: logs keep flowing while the metrics endpoint is down, InfluxDB's outage
+//! holds no Datadog point.
 //!
 //! Status handling (reference `datadog-api.md` §1.1, §2, §4; fixes compat §7 items 17 and 31):
 //!
 //! | Answer | What happens |
 //! |---|---|
-//! | 2xx (200, 202) | delivered; the backoff resets (INFO once if it was failing) |
+//! | 2xx (200, 202, 204) | delivered; the backoff resets (INFO once if it was failing) |
+//! | a 4xx whose body says which records were refused (InfluxDB `partial write`, OpenTSDB `?details`: [`Output::read_refusal`]) | those records dead, the rest delivered, nothing resent ([`Verdict::Partial`]) |
 //! | 413, or a compressed payload over the limit | split in halves, each sent again, down to one record, which is then dead (`http_413`) |
 //! | 400, 422 and any other 4xx not listed here | a record is poison only if the endpoint accepts others in the same call: bisect, only offenders dead (`http_400`, `http_<code>`), the rest delivered. If nothing at all is accepted (`O(log n)` requests, see `settle`), an endpoint problem: as the next row |
 //! | 3xx, 404, 405, 410, 411, 415, 421, 426 | the URL or the configuration is wrong: everything kept; one ERROR naming the URL and the status ("check DATADOG_URL"); back off |
-//! | 401, 403 | everything kept; one ERROR "check API_KEY"; back off |
-//! | 408, 429, 5xx, 1xx, timeout, reset, refused, TLS | everything not yet settled kept; one WARN; back off |
+//! | 401, 403 | everything kept; one ERROR "check API_KEY" (or the output's credentials); back off |
+//! | 408, 429, 5xx, 1xx, timeout, reset, refused, TLS | everything not yet settled kept; one WARN; back off, at least `Retry-After` when the answer has one |
 //!
 //! While a destination is failing, each later failure logs at DEBUG only (the ERROR or WARN is
 //! written when the trouble starts or changes kind), and one INFO when it accepts again.
