@@ -6,8 +6,32 @@ use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-/// A free loopback port (bound then released; the server binds it right after).
+/// A free loopback port for a test server (bound then released; the server binds it right
+/// after), chosen **below the kernel's ephemeral range** (`ip_local_port_range`).
+///
+/// A port from the ephemeral range (what binding port 0 gives) can be taken back by any outgoing
+/// connection as its source port: while a server is down for a restart, a client retrying
+/// `connect(127.0.0.1:P)` can get source port P and connect to itself (TCP simultaneous open),
+/// holding the port so the server cannot bind it again. No connection ever gets a source port
+/// below the range. Within one process a port is never handed out twice; across processes the
+/// start is spread by the pid.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().and_then(|low| low.parse::<u32>().ok()))
+        .unwrap_or(32768);
+    let (low, high) = (10_000u32, ephemeral_low.max(12_000));
+    let span = high - low;
+    let start = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (low + (start + offset.wrapping_mul(4099)) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().expect("local addr").port()
 }
 
@@ -15,8 +39,11 @@ pub fn free_port() -> u16 {
 pub(crate) fn wait_for_port(port: u16, what: &str, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
+        if let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) {
+            // A connection to itself (source port = `port`) is not the server listening.
+            if stream.local_addr().ok() != stream.peer_addr().ok() {
+                return;
+            }
         }
         if let Ok(Some(status)) = child.try_wait() {
             panic!("{what} exited before listening on port {port}: {status}");
