@@ -250,23 +250,23 @@ pub fn live_queue(dead: Queue) -> Queue {
 
 /// The `--queue` name of a dead-letter queue.
 pub fn short_name(dead: Queue) -> &'static str {
-    match live_queue(dead) {
-        Queue::RawMetrics => "raw",
-        Queue::WrappedMetrics => "wrapped",
-        Queue::InfluxMetrics => "influxdb",
-        Queue::OpentsdbMetrics => "opentsdb",
-        _ => "logs",
+    match dead {
+        Queue::RawMetrics | Queue::DeadRawMetrics => "raw",
+        Queue::WrappedMetrics | Queue::DeadWrappedMetrics => "wrapped",
+        Queue::Logs | Queue::DeadLogs => "logs",
+        Queue::InfluxMetrics | Queue::DeadInfluxMetrics => "influxdb",
+        Queue::OpentsdbMetrics | Queue::DeadOpentsdbMetrics => "opentsdb",
     }
 }
 
 /// Raw, wrapped, logs: the order queues are reported in.
 fn rank(dead: Queue) -> u8 {
-    match live_queue(dead) {
-        Queue::RawMetrics => 0,
-        Queue::WrappedMetrics => 1,
-        Queue::Logs => 2,
-        Queue::InfluxMetrics => 3,
-        _ => 4,
+    match dead {
+        Queue::RawMetrics | Queue::DeadRawMetrics => 0,
+        Queue::WrappedMetrics | Queue::DeadWrappedMetrics => 1,
+        Queue::Logs | Queue::DeadLogs => 2,
+        Queue::InfluxMetrics | Queue::DeadInfluxMetrics => 3,
+        Queue::OpentsdbMetrics | Queue::DeadOpentsdbMetrics => 4,
     }
 }
 
