@@ -273,3 +273,46 @@ fn influxdb_partial_writes_dead_letter_only_the_refused_records_and_a_missing_da
     }
     assert_eq!(influx_points(&influx, "conflict.gauge").len(), 1, "only the integer written by hand");
 }
+
+#[test]
+fn influxdb_v2_writes_with_a_token_reach_victoria_metrics() {
+    // InfluxDB 2 is not in Debian; VictoriaMetrics serves the v2 write API
+    // (`/api/v2/write?org=&bucket=&precision=`, gzip) and names a series `<measurement>_<field>`.
+    let redis = RedisServer::start();
+    let vm = VictoriaMetrics::start();
+    let base = bucket_base();
+    let mut con = redis.client();
+    let records: Vec<(String, f64, String)> = (0..3)
+        .map(|i| {
+            let value = format!(
+                r#"{{"metric": "v2.g{i}", "type": "gauge", "value": {i}.25, "timestamp": {:?}, "tags": {{"k": "a b"}}}}"#,
+                base + 1.0
+            );
+            (format!("v{i}"), base + 1.0, value)
+        })
+        .collect();
+    write_raw(&mut con, &records);
+    let mut vars = env(&redis);
+    let url = vm.datadog_url();
+    let vm_base = url.trim_end_matches("/datadog/api").to_owned();
+    vars.push(("INFLUXDB_URL", vm_base));
+    vars.push(("INFLUXDB_ORG", "boards".into()));
+    vars.push(("INFLUXDB_BUCKET", "metrics".into()));
+    vars.push(("INFLUXDB_TOKEN", "s3cret-token".into()));
+    let agent = Agent::start(agent_binary!(), &vars);
+    wait_until("the influxdb outbox drained", Duration::from_secs(60), || {
+        zcard(&mut con, "chouette:metrics:raw.keys") == 0
+            && zcard(&mut con, "chouette:metrics:wrapped.influxdb.keys") == 0
+    });
+    let log = agent.output();
+    assert!(log.contains("api/v2/write?org=boards&bucket=metrics&precision=s"), "{log}");
+    assert!(!log.contains("s3cret-token"), "the token never appears in a log line");
+    assert!(agent.stop().success());
+    vm.flush();
+    let got = vm.series(r#"{__name__=~"v2\\..*"}"#);
+    let ms = (base as i64) * 1000;
+    for i in 0..3 {
+        let key = format!("__name__=v2.g{i}_value,env=hub,host=hub-host,k=a b");
+        assert_eq!(got.get(&key), Some(&vec![(ms, f64::from(i) + 0.25)]), "{got:?}");
+    }
+}

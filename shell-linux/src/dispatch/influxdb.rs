@@ -251,6 +251,36 @@ mod tests {
     }
 
     #[test]
+    fn v1_and_v2_urls_and_credentials() {
+        use crate::config::Secret;
+        let dispatch = DispatchConfig::for_base_url("", None);
+        let v1 = InfluxConfig {
+            url: "http://i:8086".into(),
+            api: InfluxApi::V1 {
+                database: "my db".into(),
+                username: Some("u".into()),
+                password: Some(Secret::new("p:w".into())),
+            },
+        };
+        let out = InfluxOutput::new(&v1, &dispatch);
+        assert_eq!(out.url(), "http://i:8086/write?db=my%20db&precision=s");
+        // base64("u:p:w")
+        assert!(out.headers().contains(&("Authorization", "Basic dTpwOnc=".to_owned())));
+        let v2 = InfluxConfig {
+            url: "http://i:8086".into(),
+            api: InfluxApi::V2 {
+                org: "o&x".into(),
+                bucket: "b".into(),
+                token: Some(Secret::new("t0k".into())),
+            },
+        };
+        let out = InfluxOutput::new(&v2, &dispatch);
+        assert_eq!(out.url(), "http://i:8086/api/v2/write?org=o%26x&bucket=b&precision=s");
+        assert!(out.headers().contains(&("Authorization", "Token t0k".to_owned())));
+        assert_eq!(out.encoding(), Encoding::Gzip);
+    }
+
+    #[test]
     fn query_values_are_escaped() {
         assert_eq!(query_escape("my db&x=1"), "my%20db%26x%3D1");
     }
