@@ -11,6 +11,7 @@
 //! - [`hash`]: the series and member hash.
 //! - [`sketch`]: the relative-error quantile sketch and the exact-then-HyperLogLog set counter.
 //! - [`aggregate`]: the flush-bucket aggregator, and [`wrap`]: Datadog and simple wrapper math.
+//! - [`link`]: the serial link to a board's agent: COBS framing, CRC-32C, frame headers (sans-IO).
 //! - [`wire`]: the original client's raw JSON (read and written), the wrapped JSON, log records,
 //!   Datadog v1 series payloads, InfluxDB line protocol, OpenTSDB `/api/put` JSON, zlib.
 
@@ -22,6 +23,7 @@ pub mod hash;
 pub mod id;
 pub mod keys;
 pub mod limits;
+pub mod link;
 pub mod metric;
 pub mod sketch;
 pub mod wire;

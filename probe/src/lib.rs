@@ -79,3 +79,21 @@ pub extern "C" fn chouette_probe_outputs() -> usize {
         opentsdb::encode_points(&rec, &extra, None, opentsdb::Sanitize::Apptuit, &mut buf[lines..]).unwrap_or(0);
     lines + points
 }
+
+/// Encodes one link frame and reads it back through a framer, all on the stack; returns the
+/// payload length read (0 on any error).
+#[no_mangle]
+pub extern "C" fn chouette_probe_link(boot_id: u32) -> usize {
+    use chouette_core::link::{encode_frame, max_frame_bytes, Framer, Header, Kind};
+    let mut wire = [0u8; max_frame_bytes(16)];
+    let header = Header { kind: Kind::Data, boot_id, seq: 1 };
+    let Ok(n) = encode_frame(header, b"probe\x00payload", &mut wire) else { return 0 };
+    let mut framer = Framer::<64>::new();
+    let mut got = 0;
+    framer.feed(&wire[..n], |frame| {
+        if let Ok(frame) = frame {
+            got = frame.payload.len();
+        }
+    });
+    got
+}
