@@ -15,12 +15,9 @@
 //!   problems: kept, one ERROR, backoff. 413 splits. 429/503 honour `Retry-After`.
 
 use chouette_core::wire::line::encode_lines;
-use chouette_core::wire::wrapped::{parse_wrapped, wrapped_scratch_len};
-use chouette_core::wire::EncodeError;
-use chouette_core::Tag;
 
-use super::output::{Encoding, Entries, Framing, Limits, Output};
-use super::{parse_reason, Destination, DispatchConfig, Verdict, DEFAULT_SERIES_MAX_UNCOMPRESSED_BYTES};
+use super::output::{encode_wrapped_entry, Encoding, Entries, Framing, Limits, Output};
+use super::{Destination, DispatchConfig, Verdict, DEFAULT_SERIES_MAX_UNCOMPRESSED_BYTES};
 use crate::collect::json::{Json, JsonDoc};
 use crate::config::{InfluxApi, InfluxConfig};
 
@@ -115,23 +112,10 @@ impl Output for InfluxOutput {
     }
 
     fn encode(&mut self, value: &[u8], out: &mut Vec<u8>) -> Result<u64, String> {
-        self.scratch.resize(wrapped_scratch_len(value.len()), 0);
-        let rec = parse_wrapped(value, &mut self.scratch).map_err(|e| parse_reason(&e))?;
-        let tags: Vec<Tag<'_>> = self.global_tags.iter().map(|t| Tag::parse(t)).collect();
-        let start = out.len();
-        out.resize(start + 2 * value.len() + 256, 0);
-        loop {
-            match encode_lines(&rec, &tags, self.host.as_deref(), &mut out[start..]) {
-                Ok(n) => {
-                    out.truncate(start + n);
-                    return Ok(rec.points().len() as u64);
-                }
-                Err(EncodeError::BufferTooSmall { required }) if required > out.len() - start => {
-                    out.resize(start + required, 0)
-                }
-                Err(e) => return Err(e.reason().to_owned()),
-            }
-        }
+        let host = self.host.as_deref();
+        encode_wrapped_entry(value, &mut self.scratch, &self.global_tags, out, |rec, tags, buf| {
+            encode_lines(rec, tags, host, buf)
+        })
     }
 
     fn read_refusal(

@@ -12,13 +12,10 @@
 //!   nothing was stored, or a refused point matches no record, the shared bisection applies.
 
 use chouette_core::wire::opentsdb::{encode_points, Sanitize};
-use chouette_core::wire::wrapped::{parse_wrapped, wrapped_scratch_len};
 use chouette_core::wire::write::Writer;
-use chouette_core::wire::EncodeError;
-use chouette_core::Tag;
 
-use super::output::{Encoding, Entries, Framing, Limits, Output};
-use super::{parse_reason, Destination, DispatchConfig, Verdict, DEFAULT_SERIES_MAX_UNCOMPRESSED_BYTES};
+use super::output::{encode_wrapped_entry, Encoding, Entries, Framing, Limits, Output};
+use super::{Destination, DispatchConfig, Verdict, DEFAULT_SERIES_MAX_UNCOMPRESSED_BYTES};
 use crate::collect::json::{Json, JsonDoc};
 use crate::config::{Compression, OpentsdbConfig, SanitizeMode};
 
@@ -91,23 +88,11 @@ impl Output for OpentsdbOutput {
     }
 
     fn encode(&mut self, value: &[u8], out: &mut Vec<u8>) -> Result<u64, String> {
-        self.scratch.resize(wrapped_scratch_len(value.len()), 0);
-        let rec = parse_wrapped(value, &mut self.scratch).map_err(|e| parse_reason(&e))?;
-        let tags: Vec<Tag<'_>> = self.global_tags.iter().map(|t| Tag::parse(t)).collect();
-        let start = out.len();
-        out.resize(start + 2 * value.len() + 256, 0);
-        loop {
-            match encode_points(&rec, &tags, self.host.as_deref(), self.sanitize, &mut out[start..]) {
-                Ok(n) => {
-                    out.truncate(start + n);
-                    return Ok(rec.points().len() as u64);
-                }
-                Err(EncodeError::BufferTooSmall { required }) if required > out.len() - start => {
-                    out.resize(start + required, 0)
-                }
-                Err(e) => return Err(e.reason().to_owned()),
-            }
-        }
+        let host = self.host.as_deref();
+        let sanitize = self.sanitize;
+        encode_wrapped_entry(value, &mut self.scratch, &self.global_tags, out, |rec, tags, buf| {
+            encode_points(rec, tags, host, sanitize, buf)
+        })
     }
 
     fn read_refusal(

@@ -11,7 +11,11 @@
 //! outbox queue and variables) and a line in [`super::outputs`] that builds it from the
 //! configuration. The main loop, the pipeline and the dispatcher do not change.
 
-use super::{Destination, Verdict};
+use chouette_core::wire::wrapped::{parse_wrapped, wrapped_scratch_len, WrappedRecord};
+use chouette_core::wire::EncodeError;
+use chouette_core::Tag;
+
+use super::{parse_reason, Destination, Verdict};
 
 /// How a payload is compressed (`Content-Encoding`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,5 +109,35 @@ pub trait Output: Send {
     ) -> Option<Verdict> {
         let _ = (status, body, entries, group);
         None
+    }
+}
+
+/// Parses `value` as a wrapped record and appends its entry to `out`, written by `write` (one of
+/// the core's encoders into a caller buffer, given the record and the parsed `global_tags`); the
+/// buffer grows once to what the encoder says it requires. `Ok(points)`; `Err(reason)` for a
+/// record that cannot be parsed or encoded (the caller discards what was appended).
+pub(super) fn encode_wrapped_entry(
+    value: &[u8],
+    scratch: &mut Vec<u8>,
+    global_tags: &[String],
+    out: &mut Vec<u8>,
+    write: impl Fn(&WrappedRecord<'_>, &[Tag<'_>], &mut [u8]) -> Result<usize, EncodeError>,
+) -> Result<u64, String> {
+    scratch.resize(wrapped_scratch_len(value.len()), 0);
+    let rec = parse_wrapped(value, scratch).map_err(|e| parse_reason(&e))?;
+    let tags: Vec<Tag<'_>> = global_tags.iter().map(|t| Tag::parse(t)).collect();
+    let start = out.len();
+    out.resize(start + 2 * value.len() + 256, 0);
+    loop {
+        match write(&rec, &tags, &mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                return Ok(rec.points().len() as u64);
+            }
+            Err(EncodeError::BufferTooSmall { required }) if required > out.len() - start => {
+                out.resize(start + required, 0)
+            }
+            Err(e) => return Err(e.reason().to_owned()),
+        }
     }
 }
