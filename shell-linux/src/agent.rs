@@ -174,8 +174,9 @@ fn open_outputs(config: &Config) -> Result<Outputs, AgentError> {
     } else {
         Box::new(UreqTransport::new(config).map_err(|e| AgentError::Dispatch(e.to_string()))?)
     };
-    let outputs = crate::dispatch::outputs(config);
-    let dispatcher = Dispatcher::with_outputs(transport, DispatchConfig::from_config(config), outputs);
+    let dispatch = DispatchConfig::from_config(config);
+    let outputs = crate::dispatch::outputs(config, &dispatch);
+    let dispatcher = Dispatcher::with_outputs(transport, dispatch, outputs);
     let destinations = dispatcher.destinations();
     if !destinations.contains(&Destination::Logs) {
         log::warn!(

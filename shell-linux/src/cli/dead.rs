@@ -243,11 +243,6 @@ pub fn parse_args(args: &[String]) -> Result<Parsed, CliError> {
     Ok(Parsed::Run(parsed))
 }
 
-/// The live queue a dead-letter queue's records come from.
-pub fn live_queue(dead: Queue) -> Queue {
-    dead.live()
-}
-
 /// The `--queue` name of a dead-letter queue.
 pub fn short_name(dead: Queue) -> &'static str {
     match dead {
@@ -367,7 +362,7 @@ pub fn classify(dead: Queue, record: &Record) -> Letter {
             size: None,
         };
     };
-    let live = live_queue(dead);
+    let live = dead.live();
     let requeue = match (&envelope.value, &envelope.queue) {
         (_, Some(queue)) if queue != live.prefix() => Err(format!("the envelope names queue {queue:?}")),
         (None, _) => Err(match envelope.size {
@@ -698,7 +693,7 @@ pub fn requeue(store: &mut dyn Store, args: &DeadArgs, now: f64, out: &mut dyn W
             let moved = if args.dry_run || moves.is_empty() {
                 moves.len() as u64
             } else {
-                store.redrive(dead, live_queue(dead), &moves)?
+                store.redrive(dead, dead.live(), &moves)?
             };
             // Per reason as selected; records that changed meanwhile are reported apart.
             for reason in reasons {
@@ -771,7 +766,7 @@ pub fn purge(store: &mut dyn Store, args: &DeadArgs, now: f64, out: &mut dyn Wri
                 }
             }
             if args.yes {
-                let deleted = store.redrive(dead, live_queue(dead), &moves)?;
+                let deleted = store.redrive(dead, dead.live(), &moves)?;
                 outcome.skipped += moves.len() as u64 - deleted;
                 store.delete(dead, &orphans)?;
             }

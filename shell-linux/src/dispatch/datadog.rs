@@ -12,6 +12,15 @@ use chouette_core::Tag;
 use super::output::{Encoding, Framing, Limits, Output};
 use super::{parse_reason, Destination, DispatchConfig};
 
+/// JSON, and the API key in `DD-API-KEY` when set: both Datadog endpoints.
+fn headers(config: &DispatchConfig) -> Vec<(&'static str, String)> {
+    let mut headers = vec![("Content-Type", "application/json".to_owned())];
+    if let Some(key) = &config.api_key {
+        headers.push(("DD-API-KEY", key.expose().to_owned()));
+    }
+    headers
+}
+
 /// Wrapped metrics to `{DATADOG_URL}/v1/series`: each record is one series entry.
 pub struct DatadogSeries {
     config: DispatchConfig,
@@ -53,11 +62,7 @@ impl Output for DatadogSeries {
     }
 
     fn headers(&self) -> Vec<(&'static str, String)> {
-        let mut headers = vec![("Content-Type", "application/json".to_owned())];
-        if let Some(key) = &self.config.api_key {
-            headers.push(("DD-API-KEY", key.expose().to_owned()));
-        }
-        headers
+        headers(&self.config)
     }
 
     fn encode(&mut self, value: &[u8], out: &mut Vec<u8>) -> Result<u64, String> {
@@ -134,11 +139,7 @@ impl Output for DatadogLogs {
     }
 
     fn headers(&self) -> Vec<(&'static str, String)> {
-        let mut headers = vec![("Content-Type", "application/json".to_owned())];
-        if let Some(key) = &self.config.api_key {
-            headers.push(("DD-API-KEY", key.expose().to_owned()));
-        }
-        headers
+        headers(&self.config)
     }
 
     fn encode(&mut self, value: &[u8], out: &mut Vec<u8>) -> Result<u64, String> {

@@ -471,19 +471,19 @@ pub fn parse_reason(err: &ParseError) -> String {
 /// The outputs `config` turns on, Datadog's two first: Datadog when `API_KEY` or `DATADOG_URL`
 /// is set (or in a dry run with nothing else configured), InfluxDB when `INFLUXDB_URL` is,
 /// OpenTSDB when `OPENTSDB_URL` is.
-pub fn outputs(config: &Config) -> Vec<Box<dyn Output>> {
-    let dispatch = DispatchConfig::from_config(config);
+/// `dispatch` is [`DispatchConfig::from_config`]`(config)`, built once by the caller.
+pub fn outputs(config: &Config, dispatch: &DispatchConfig) -> Vec<Box<dyn Output>> {
     let mut out: Vec<Box<dyn Output>> = Vec::new();
     let nothing_else = config.influxdb.is_none() && config.opentsdb.is_none();
     if config.datadog || nothing_else {
-        out.push(Box::new(DatadogSeries::new(&dispatch)));
-        out.push(Box::new(DatadogLogs::new(&dispatch)));
+        out.push(Box::new(DatadogSeries::new(dispatch)));
+        out.push(Box::new(DatadogLogs::new(dispatch)));
     }
     if let Some(influx) = &config.influxdb {
-        out.push(Box::new(InfluxOutput::new(influx, &dispatch)));
+        out.push(Box::new(InfluxOutput::new(influx, dispatch)));
     }
     if let Some(tsdb) = &config.opentsdb {
-        out.push(Box::new(OpentsdbOutput::new(tsdb, &dispatch)));
+        out.push(Box::new(OpentsdbOutput::new(tsdb, dispatch)));
     }
     out
 }

@@ -581,14 +581,11 @@ where
     F: FnMut(&str) -> (u16, String) + Send,
 {
     let config = hub_config();
+    let dispatch = DispatchConfig::from_config(&config);
     let outputs: Vec<Box<dyn Output>> =
-        outputs(&config).into_iter().filter(|o| o.destination() == destination).collect();
+        outputs(&config, &dispatch).into_iter().filter(|o| o.destination() == destination).collect();
     assert_eq!(outputs.len(), 1);
-    Dispatcher::with_outputs(
-        Answering { answer, payloads: Vec::new() },
-        DispatchConfig::from_config(&config),
-        outputs,
-    )
+    Dispatcher::with_outputs(Answering { answer, payloads: Vec::new() }, dispatch, outputs)
 }
 
 #[test]
@@ -686,10 +683,13 @@ fn opentsdb_details_dead_letter_exactly_the_refused_points() {
 fn opentsdb_points_without_tags_are_dead_at_once() {
     let mut config = hub_config();
     config.host = None;
-    let outputs: Vec<Box<dyn Output>> =
-        outputs(&config).into_iter().filter(|o| o.destination() == Destination::Opentsdb).collect();
+    let dispatch = DispatchConfig::from_config(&config);
+    let outputs: Vec<Box<dyn Output>> = outputs(&config, &dispatch)
+        .into_iter()
+        .filter(|o| o.destination() == Destination::Opentsdb)
+        .collect();
     let transport = Answering { answer: |_: &str| (204, String::new()), payloads: Vec::new() };
-    let mut d = Dispatcher::with_outputs(transport, DispatchConfig::from_config(&config), outputs);
+    let mut d = Dispatcher::with_outputs(transport, dispatch, outputs);
     let bare = Record::new("bare", 1.0, r#"{"metric": "m", "points": [[1795310770.0, 1]], "type": "gauge"}"#);
     let report = d.send_at(Destination::Opentsdb, Instant::now(), None, &[bare, metric(1, "m")]);
     assert_eq!(report.dispositions, [Disposition::Dead { reason: "no_tags".into() }, Disposition::Delivered]);
