@@ -11,6 +11,7 @@
 //! - [`hash`]: the series and member hash.
 //! - [`sketch`]: the relative-error quantile sketch and the exact-then-HyperLogLog set counter.
 //! - [`aggregate`]: the flush-bucket aggregator, and [`wrap`]: Datadog and simple wrapper math.
+//! - [`crc`]: CRC-32C (the link's frames) and CRC-32 (gzip), one table builder.
 //! - [`link`]: the serial link to a board's agent: COBS framing, CRC-32C, frame headers (sans-IO).
 //! - [`wire`]: the original client's raw JSON (read and written), the wrapped JSON, log records,
 //!   Datadog v1 series payloads, InfluxDB line protocol, OpenTSDB `/api/put` JSON, zlib.
@@ -19,6 +20,7 @@
 extern crate alloc;
 
 pub mod aggregate;
+pub mod crc;
 pub mod hash;
 pub mod id;
 pub mod keys;

@@ -1,7 +1,7 @@
 //! Frames: header, payload and CRC-32C, COBS-encoded and `0x00`-terminated (see the module docs).
 
 use super::cobs::{self, max_encoded_len};
-use super::crc::crc32c;
+use crate::crc::crc32c;
 
 /// The frame format version this module writes and reads.
 pub const VERSION: u8 = 1;

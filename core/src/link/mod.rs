@@ -9,7 +9,7 @@
 //! version:u8 | kind:u8 | boot_id:u32 LE | seq:u16 LE | payload (0..=MAX_PAYLOAD bytes) | crc32c:u32 LE
 //! ```
 //!
-//! The CRC-32C ([`crc32c`]) covers the header and the payload. [`encode_frame`] writes one frame;
+//! The CRC-32C ([`crc32c`], from [`crate::crc`]) covers the header and the payload. [`encode_frame`] writes one frame;
 //! a [`Framer`] takes bytes in chunks of any size (`feed`) and yields every frame they hold,
 //! however they were split, counting what it refuses ([`FramerStats`]). `docs/link.md` is the
 //! specification; `core/tests/link.rs` holds the golden frames and the property tests.
@@ -18,10 +18,9 @@
 //! time exchange come next.
 
 pub mod cobs;
-mod crc;
 mod frame;
 
-pub use crc::crc32c;
+pub use crate::crc::crc32c;
 pub use frame::{
     encode_frame, max_frame_bytes, Frame, FrameError, Framer, FramerStats, Header, Kind, HEADER_BYTES,
     MAX_PAYLOAD, TRAILER_BYTES, VERSION,

@@ -1,32 +1,13 @@
 //! gzip bodies (RFC 1952) for the outputs that read `Content-Encoding: gzip` (InfluxDB,
 //! OpenTSDB, VictoriaMetrics): miniz_oxide's raw deflate between a 10-byte header and a CRC-32 +
-//! length trailer. Nothing else is needed, so no gzip crate.
+//! length trailer (the core's CRC-32). Nothing else is needed, so no gzip crate.
 
+use chouette_core::crc::crc32;
 use miniz_oxide::deflate::compress_to_vec;
 use miniz_oxide::inflate::decompress_to_vec_with_limit;
 
 /// The header: magic, deflate, no flags, no mtime, no extra flags, OS unknown.
 const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
-
-/// CRC-32 (IEEE, reflected, as gzip and zip use), table-driven.
-pub fn crc32(data: &[u8]) -> u32 {
-    const TABLE: [u32; 256] = {
-        let mut table = [0u32; 256];
-        let mut i = 0;
-        while i < 256 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
-                k += 1;
-            }
-            table[i] = c;
-            i += 1;
-        }
-        table
-    };
-    !data.iter().fold(!0u32, |crc, &b| TABLE[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8))
-}
 
 /// `input` as a gzip member, deflated at `level` (0 to 10).
 pub fn compress(input: &[u8], level: u8) -> Vec<u8> {
@@ -61,12 +42,6 @@ pub fn decompress(body: &[u8]) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn crc32_matches_the_standard_check_value() {
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
-        assert_eq!(crc32(b""), 0);
-    }
 
     #[test]
     fn round_trips() {
