@@ -1254,6 +1254,38 @@ pub struct Flushed<'a> {
     aggregate: AggregateView<'a>,
 }
 
+/// What a closed bucket holds for one series ([`Flushed::state`]).
+#[derive(Debug, Clone, Copy)]
+pub enum FlushedState<'a> {
+    /// Counts and rates: the sum of `n` samples.
+    Sum {
+        /// The sum.
+        sum: f64,
+        /// Samples.
+        n: u64,
+    },
+    /// Gauges: the latest value, and the sum of `n` samples.
+    Gauge {
+        /// The latest value.
+        last: f64,
+        /// The sum.
+        sum: f64,
+        /// Samples.
+        n: u64,
+    },
+    /// Histograms and distributions with few samples: every sample, sorted.
+    Samples(&'a [f64]),
+    /// Histograms and distributions with more: the exact-then-sketch histogram.
+    Histogram(&'a Histogram),
+    /// Sets: the distinct members (estimated past the exact limit) over `samples`.
+    Set {
+        /// Distinct members.
+        distinct: u64,
+        /// Samples.
+        samples: u64,
+    },
+}
+
 #[derive(Debug, Clone)]
 enum AggregateView<'a> {
     Sum { sum: f64, n: u64 },
@@ -1335,6 +1367,20 @@ impl<'a> Flushed<'a> {
             timestamp: self.timestamp,
             value: output.value,
             interval: output.interval,
+        }
+    }
+
+    /// What the bucket holds, in a form that merges with another bucket's (what a board sends
+    /// over the serial link, see [`crate::link`]).
+    pub fn state(&self) -> FlushedState<'_> {
+        match &self.aggregate {
+            AggregateView::Sum { sum, n } => FlushedState::Sum { sum: *sum, n: *n },
+            AggregateView::Gauge { last, sum, n } => FlushedState::Gauge { last: *last, sum: *sum, n: *n },
+            AggregateView::Samples { sorted, n } => FlushedState::Samples(&sorted[..usize::from(*n)]),
+            AggregateView::Histogram(histogram) => FlushedState::Histogram(histogram),
+            AggregateView::Members { distinct, samples } => {
+                FlushedState::Set { distinct: *distinct, samples: *samples }
+            }
         }
     }
 

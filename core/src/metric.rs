@@ -22,7 +22,10 @@ impl Timestamp {
 }
 
 /// The kind of a metric sample, as the original client's `type` field names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Serialized (the serial link's [`Define`](crate::link::message::Define)) as its variant index:
+/// 0 count, 1 gauge, 2 rate, 3 histogram, 4 set, 5 distribution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum MetricType {
     /// A number of events in the interval; flushed as their sum.
     Count,

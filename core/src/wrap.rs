@@ -252,6 +252,28 @@ pub trait Summary {
     fn quantile(&self, p: f64) -> f64;
 }
 
+impl Summary for crate::sketch::Histogram {
+    fn count(&self) -> u64 {
+        crate::sketch::Histogram::count(self)
+    }
+
+    fn sum(&self) -> f64 {
+        crate::sketch::Histogram::sum(self)
+    }
+
+    fn min(&self) -> f64 {
+        crate::sketch::Histogram::min(self).unwrap_or(f64::NAN)
+    }
+
+    fn max(&self) -> f64 {
+        crate::sketch::Histogram::max(self).unwrap_or(f64::NAN)
+    }
+
+    fn quantile(&self, p: f64) -> f64 {
+        crate::sketch::Histogram::quantile(self, p).unwrap_or(f64::NAN)
+    }
+}
+
 /// One output of a wrapper, before the name, tags and timestamp are attached.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Output<'c> {

@@ -14,11 +14,15 @@
 //! however they were split, counting what it refuses ([`FramerStats`]). `docs/link.md` is the
 //! specification; `core/tests/link.rs` holds the golden frames and the property tests.
 //!
-//! This is the first step of the link: payload encoding, the window and acknowledgements, and the
-//! time exchange come next.
+//! On top of the frames: [`message`] (the payloads, postcard-encoded), [`window`] (the device's
+//! Go-Back-N send window and the gateway's exactly-once receiver) and [`time`] (the device's
+//! uptime mapped to wall time).
 
 pub mod cobs;
 mod frame;
+pub mod message;
+pub mod time;
+pub mod window;
 
 pub use crate::crc::crc32c;
 pub use frame::{

@@ -22,5 +22,5 @@
 mod quantile;
 mod set;
 
-pub use quantile::{Histogram, QuantileSketch, SketchError, RELATIVE_ACCURACY};
+pub use quantile::{Histogram, QuantileSketch, SketchError, SketchParts, RELATIVE_ACCURACY};
 pub use set::{hash_member, SetCounter};

@@ -33,12 +33,16 @@ use crate::limits::{EXACT_SAMPLES, SKETCH_BINS};
 pub enum SketchError {
     /// The value was NaN or infinite; it was not recorded anywhere (count, sum, bins).
     NonFinite,
+    /// [`QuantileSketch::from_parts`]: parts no sketch could have (units without a count,
+    /// non-finite or inverted bounds, key 0 among the bins).
+    Inconsistent,
 }
 
 impl fmt::Display for SketchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SketchError::NonFinite => f.write_str("value is NaN or infinite"),
+            SketchError::Inconsistent => f.write_str("sketch parts are inconsistent"),
         }
     }
 }
@@ -237,6 +241,24 @@ impl<const BINS: usize> Default for QuantileSketch<BINS> {
     }
 }
 
+/// A [`QuantileSketch`] besides its bins: what [`QuantileSketch::parts`] gives and
+/// [`QuantileSketch::from_parts`] takes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SketchParts {
+    /// Values recorded.
+    pub count: u64,
+    /// Their sum.
+    pub sum: f64,
+    /// The smallest (`+inf` when empty).
+    pub min: f64,
+    /// The largest (`-inf` when empty).
+    pub max: f64,
+    /// Units of the zero key (`|x| < 1e-9`).
+    pub zero: u32,
+    /// Each unit stands for about `2^scale` values.
+    pub scale: u8,
+}
+
 /// Seed of the hash that thins inserts once bins were halved.
 const THIN_SEED: u64 = 0x5ca1_ab1e_0dd5_eed5;
 
@@ -410,6 +432,74 @@ impl<const BINS: usize> QuantileSketch<BINS> {
     /// Forgets every value.
     pub fn clear(&mut self) {
         *self = Self::new();
+    }
+
+    /// The parts besides the bins, to send the sketch elsewhere (the serial link) and rebuild it
+    /// there with [`from_parts`](Self::from_parts).
+    pub fn parts(&self) -> SketchParts {
+        SketchParts {
+            count: self.count,
+            sum: self.sum,
+            min: self.min,
+            max: self.max,
+            zero: self.zero,
+            scale: self.scale,
+        }
+    }
+
+    /// Every non-empty bin as `(key, units)`, in increasing key order (negative keys first).
+    pub fn bins(&self) -> impl Iterator<Item = (i32, u16)> + '_ {
+        let layout = self.layout();
+        self.bins
+            .iter()
+            .enumerate()
+            .filter(|&(_, &units)| units != 0)
+            .map(move |(index, &units)| (layout.key_at(index), units))
+    }
+
+    /// Rebuilds a sketch from [`parts`](Self::parts) and [`bins`](Self::bins) (from this sketch
+    /// size or another: bins outside the windows collapse as in a merge). Refuses parts no sketch
+    /// could have: an empty sketch with units, non-finite or inverted bounds, key 0 among the bins
+    /// (zero has its own count).
+    pub fn from_parts(
+        parts: SketchParts,
+        bins: impl Iterator<Item = (i32, u16)> + Clone,
+    ) -> Result<Self, SketchError> {
+        let mut sketch = Self::new();
+        if parts.count == 0 {
+            return if parts.zero == 0 && bins.clone().next().is_none() {
+                Ok(sketch)
+            } else {
+                Err(SketchError::Inconsistent)
+            };
+        }
+        if !(parts.sum.is_finite() && parts.min.is_finite() && parts.max.is_finite()) || parts.min > parts.max
+        {
+            return Err(SketchError::Inconsistent);
+        }
+        let mut neg: Option<KeyRange> = None;
+        let mut pos: Option<KeyRange> = None;
+        for (key, units) in bins.clone() {
+            if key == 0 || units == 0 {
+                return Err(SketchError::Inconsistent);
+            }
+            let window = if key < 0 { &mut neg } else { &mut pos };
+            *window = Some(window.map_or((key, key), |(lo, hi)| (lo.min(key), hi.max(key))));
+        }
+        match (neg, pos) {
+            (Some(_), _) | (_, Some(_)) => sketch.set_layout(Layout::plan::<BINS>(neg, pos)),
+            (None, None) => {}
+        }
+        sketch.scale = parts.scale;
+        sketch.zero = parts.zero;
+        for (key, units) in bins {
+            sketch.add_units(key, u32::from(units));
+        }
+        sketch.count = parts.count;
+        sketch.sum = parts.sum;
+        sketch.min = parts.min;
+        sketch.max = parts.max;
+        Ok(sketch)
     }
 
     /// Total units in the bins (equals `count` until a halving).
@@ -731,6 +821,27 @@ impl Histogram {
             Repr::Sketch(sketch) => sketch,
             Repr::Exact { .. } => unreachable!("switched to the sketch above"),
         }
+    }
+
+    /// The samples, sorted, while the histogram is exact.
+    pub fn exact(&self) -> Option<&[f64]> {
+        match &self.0 {
+            Repr::Exact { sorted, len, .. } => Some(&sorted[..usize::from(*len)]),
+            Repr::Sketch(_) => None,
+        }
+    }
+
+    /// The sketch, once the histogram outgrew its exact samples.
+    pub fn sketch(&self) -> Option<&QuantileSketch<SKETCH_BINS>> {
+        match &self.0 {
+            Repr::Sketch(sketch) => Some(sketch),
+            Repr::Exact { .. } => None,
+        }
+    }
+
+    /// A histogram holding `sketch` (for example rebuilt from the serial link).
+    pub fn from_sketch(sketch: QuantileSketch<SKETCH_BINS>) -> Self {
+        Histogram(Repr::Sketch(sketch))
     }
 
     /// Adds `other`'s values. Two exact histograms stay exact while their samples fit.
