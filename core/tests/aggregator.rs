@@ -235,7 +235,7 @@ fn many_flush_cycles_keep_every_series_findable() {
         let base = round as f64 * 10.0;
         let mut recorded = 0;
         for (i, name) in names.iter().enumerate() {
-            if (i as u64 + round) % 3 == 0 {
+            if (i as u64 + round).is_multiple_of(3) {
                 continue;
             }
             for _ in 0..3 {
