@@ -25,7 +25,7 @@ fn numbers_take_their_shortest_exact_form() {
     assert_eq!(Num::of(0.5), Num::Dec1(5));
     assert_eq!(Num::of(1.0e300), Num::F64(1.0e300));
     assert_eq!(Num::of(1.5e-7), Num::F64(1.5e-7));
-    assert_eq!(Num::of(3.0517578125e-5), Num::F32(3.0517578125e-5));
+    assert_eq!(Num::of(2f64.powi(-15)), Num::F32(2f32.powi(-15)));
     assert_eq!(len(0.1 + 0.2), 9, "0.30000000000000004 has no shorter exact form");
     // -0.0 keeps its sign bit.
     assert_eq!(Num::of(-0.0).value().to_bits(), (-0.0f64).to_bits());
