@@ -32,8 +32,9 @@
 //! - **A line backs up.** Bytes that cannot be delivered (no client on B, or no device on A for
 //!   the other direction) are held, in order, up to [`Faults::hold_bytes`] per direction; past
 //!   that the newest are dropped and counted ([`LineStats::overflowed`]), as a UART's FIFO
-//!   overruns. While the destination is connected the proxy does not drop: it stops reading the
-//!   source instead, as a socket would.
+//!   overruns (a limit of 0: everything sent while nobody listens is lost). While the destination
+//!   is connected the proxy does not drop: it stops reading the source instead, as a socket
+//!   would. Bytes already queued when a destination goes away stay queued for the next one.
 //! - **Faults are a function of the byte stream and the seed**, not of timing or of how reads
 //!   split it ([`FaultStream`]): the same seed on the same bytes drops, flips and duplicates the
 //!   same bytes. Each direction has its own generator, derived from the seed.
@@ -56,6 +57,10 @@ pub const SEED_VAR: &str = "CHOUETTE_FAULT_SEED";
 /// the demo firmware's ~100 B/s (one minute is 6 KB), so a gateway away for a minute loses
 /// nothing in the proxy. Bounded so that a run that never reconnects does not grow forever.
 pub const DEFAULT_HOLD_BYTES: usize = 64 * 1024;
+
+/// Bytes on their way to a connected destination past which the proxy stops reading the source
+/// (backpressure, as a socket gives), whatever the hold limit: a hold limit of 0 still forwards.
+pub const IN_FLIGHT_BYTES: usize = 64 * 1024;
 
 /// The longest duplicated chunk: the stream is cut into chunks of 1 to this many bytes (lengths
 /// drawn from the seed), and each chunk is sent twice with probability
@@ -419,8 +424,9 @@ impl Shared {
     }
 
     /// Runs `input` (read from the source of `direction`) through the faults and queues it.
-    /// Waits for room while the destination is connected; drops (and counts) past the hold limit
-    /// while it is not.
+    /// While the destination is connected, waits for room (past the hold limit or
+    /// [`IN_FLIGHT_BYTES`], whichever is larger); while it is not, drops and counts what does
+    /// not fit under the hold limit.
     fn ingest(&self, direction: Direction, input: &[u8]) {
         let mut state = self.lock();
         let hold = state.hold_bytes;
@@ -431,8 +437,10 @@ impl Shared {
         let release_at = Instant::now() + line.delay;
         let mut rest = &out[..];
         while !rest.is_empty() {
+            let connected = state.destination(direction).is_some() && !state.stopping;
+            let cap = if connected { hold.max(IN_FLIGHT_BYTES) } else { hold };
             let line = state.line(direction);
-            let room = hold.saturating_sub(line.queued);
+            let room = cap.saturating_sub(line.queued);
             if room > 0 {
                 let (now, later) = rest.split_at(room.min(rest.len()));
                 line.queue.push_back(Pending { release_at, bytes: now.to_vec(), sent: 0 });
@@ -440,7 +448,7 @@ impl Shared {
                 line.stats.held_max = line.stats.held_max.max(line.queued as u64);
                 rest = later;
                 self.wake.notify_all();
-            } else if state.destination(direction).is_some() && !state.stopping {
+            } else if connected {
                 state = self.wait(state);
             } else {
                 state.line(direction).stats.overflowed += rest.len() as u64;

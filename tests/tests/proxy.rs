@@ -289,6 +289,26 @@ fn past_the_hold_limit_the_newest_bytes_are_dropped_and_counted() {
 }
 
 #[test]
+fn a_zero_hold_limit_forwards_to_a_client_and_loses_all_sent_while_none_is_there() {
+    let line = line("proxy-hold0");
+    let proxy = FaultProxy::start(&line.a, &line.b, Faults { hold_bytes: 0, ..Faults::none() });
+    let device = accept_device(&line.device_listener);
+    (&device).write_all(&pattern(3_000, 7)).expect("device writes");
+    let stats = settled(&proxy, |s| s.device_to_gateway.received == 3_000);
+    assert_eq!((stats.device_to_gateway.held, stats.device_to_gateway.overflowed), (0, 3_000));
+
+    let client = connect(&line.b);
+    wait_until("the client", WITHIN, || proxy.client_connected());
+    // More than the in-flight cap, so the proxy must wait for the client rather than drop.
+    let sent = pattern(300_000, 8);
+    std::thread::scope(|s| {
+        s.spawn(|| (&device).write_all(&sent).expect("device writes"));
+        assert!(read_n(&client, sent.len()) == sent, "a connected client loses nothing");
+    });
+    assert_eq!(proxy.stats().device_to_gateway.overflowed, 3_000);
+}
+
+#[test]
 fn the_default_hold_limit_keeps_a_minute_of_the_demo_firmware() {
     let line = line("proxy-minute");
     let proxy = FaultProxy::start(&line.a, &line.b, Faults::none());
@@ -347,4 +367,23 @@ fn a_delay_holds_each_byte_at_least_that_long() {
     // The other direction has no delay, and still works.
     (&client).write_all(b"ack").expect("gateway writes");
     assert_eq!(read_n(&device, 3), b"ack");
+}
+
+/// The harness's other helper for the serial link's end-to-end test: a gateway killed -9 and
+/// started again, its log kept across the restart.
+#[test]
+fn an_agent_killed_9_restarts_with_the_same_settings_and_one_log() {
+    let state = TempDir::new("proxy-agent");
+    let mut agent = chouette_tests::Agent::start(
+        chouette_tests::agent_binary!(),
+        &[("CHOUETTE_STATE_DIR", state.0.display().to_string())],
+    );
+    agent.wait_ready();
+    let first = agent.pid();
+    agent.kill9_and_restart();
+    assert_ne!(agent.pid(), first);
+    wait_until("the restarted agent to open its store", WITHIN, || {
+        agent.output().matches("store in use").count() == 2
+    });
+    assert!(agent.stop().success(), "the restarted agent stops on SIGTERM");
 }
