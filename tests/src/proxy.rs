@@ -8,9 +8,11 @@
 //! use std::path::Path;
 //! use chouette_tests::proxy::{FaultProxy, Faults, LineFaults};
 //!
+//! let line = LineFaults { drop_per_byte: 1e-3, flip_per_byte: 1e-3, ..LineFaults::none() };
 //! let faults = Faults {
-//!     seed: 7,
-//!     device_to_gateway: LineFaults { drop_per_byte: 1e-3, flip_per_byte: 1e-3, duplicate_per_chunk: 0.01, ..LineFaults::none() },
+//!     seed: Faults::fresh_seed(), // printed at start; CHOUETTE_FAULT_SEED=<it> replays the run
+//!     device_to_gateway: LineFaults { duplicate_per_chunk: 0.01, ..line },
+//!     gateway_to_device: line,
 //!     ..Faults::none()
 //! };
 //! // A: QEMU's `-serial unix:A,server=on,wait=on`; B: the agent's `SERIAL_DEVICES='["unix:B"]'`.
@@ -486,8 +488,7 @@ impl Shared {
             let written = (&*stream).write(&bytes);
             state = self.lock();
             match written {
-                Ok(0) => state.drop_destination(direction, id),
-                Ok(n) => {
+                Ok(n) if n > 0 => {
                     let line = state.line(direction);
                     if let Some(front) = line.queue.front_mut() {
                         front.sent += n;
@@ -501,7 +502,9 @@ impl Shared {
                 }
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => {
+                // The destination is gone (EPIPE, reset, or a write of nothing): what was not
+                // written stays queued for the next one.
+                Ok(_) | Err(_) => {
                     state.drop_destination(direction, id);
                     self.wake.notify_all();
                 }
