@@ -334,6 +334,39 @@ pub struct ProxyStats {
     pub upstream_connects: u64,
 }
 
+impl std::fmt::Display for LineStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = self.faults;
+        write!(
+            f,
+            "received={} forwarded={} dropped={} flipped={} duplicated_chunks={} duplicated_bytes={} \
+             held={} held_max={} overflowed={}",
+            self.received,
+            self.forwarded,
+            c.dropped,
+            c.flipped,
+            c.duplicated_chunks,
+            c.duplicated_bytes,
+            self.held,
+            self.held_max,
+            self.overflowed
+        )
+    }
+}
+
+/// One line per direction and one for the connections, fields first, for a test's log.
+impl std::fmt::Display for ProxyStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "direction=device_to_gateway {}", self.device_to_gateway)?;
+        writeln!(f, "direction=gateway_to_device {}", self.gateway_to_device)?;
+        write!(
+            f,
+            "clients={} upstream_connects={} fault proxy connections",
+            self.clients, self.upstream_connects
+        )
+    }
+}
+
 /// A connected end, with an id so that a thread that saw it fail clears that one and not its
 /// successor.
 struct Peer {
@@ -872,6 +905,31 @@ mod tests {
         let mut rng = SplitMix64::new(1_234_567);
         assert_eq!(rng.next_u64(), 6_457_827_717_110_365_317);
         assert_eq!(rng.next_u64(), 3_203_168_211_198_807_973);
+    }
+
+    #[test]
+    fn the_counters_print_fields_first() {
+        let stats = ProxyStats {
+            device_to_gateway: LineStats {
+                received: 10,
+                forwarded: 9,
+                faults: FaultCounts { dropped: 2, flipped: 1, duplicated_chunks: 1, duplicated_bytes: 3 },
+                held: 1,
+                held_max: 5,
+                overflowed: 1,
+            },
+            clients: 2,
+            upstream_connects: 1,
+            ..ProxyStats::default()
+        };
+        assert_eq!(
+            stats.to_string(),
+            "direction=device_to_gateway received=10 forwarded=9 dropped=2 flipped=1 duplicated_chunks=1 \
+             duplicated_bytes=3 held=1 held_max=5 overflowed=1\n\
+             direction=gateway_to_device received=0 forwarded=0 dropped=0 flipped=0 duplicated_chunks=0 \
+             duplicated_bytes=0 held=0 held_max=0 overflowed=0\n\
+             clients=2 upstream_connects=1 fault proxy connections"
+        );
     }
 
     #[test]

@@ -163,6 +163,7 @@ fn faulted_run(faults: Faults) -> (Vec<u8>, Vec<u8>, ProxyStats) {
         s.device_to_gateway.forwarded == want_up.len() as u64
             && s.gateway_to_device.forwarded == want_down.len() as u64
     });
+    eprintln!("{stats}");
     assert!(got_up == want_up, "device → gateway: not what the seed gives");
     assert!(got_down == want_down, "gateway → device: not what the seed gives");
     assert_eq!(stats.device_to_gateway.faults, counts_up);
