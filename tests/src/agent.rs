@@ -25,6 +25,8 @@ macro_rules! agent_binary {
 pub struct Agent {
     child: std::process::Child,
     log: PathBuf,
+    binary: PathBuf,
+    vars: Vec<(String, String)>,
 }
 
 impl Agent {
@@ -32,14 +34,25 @@ impl Agent {
     pub fn start(binary: impl AsRef<Path>, vars: &[(&str, String)]) -> Agent {
         let log =
             std::env::temp_dir().join(format!("chouette-agent-{}-{}.log", std::process::id(), free_port()));
-        let mut command = Command::new(binary.as_ref());
-        command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
-        for (name, value) in vars {
-            command.env(name, value);
-        }
         let out = std::fs::File::create(&log).expect("agent log file");
-        let child = command.stdout(out).stderr(Stdio::inherit()).spawn().expect("start chouette");
-        Agent { child, log }
+        let binary = binary.as_ref().to_path_buf();
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let child = spawn(&binary, &vars, out);
+        Agent { child, log, binary, vars }
+    }
+
+    /// A kill -9, then the same binary started again with the same variables; its output goes
+    /// on in the same log, so [`Agent::output`] tells the whole run.
+    pub fn kill9_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let out = std::fs::OpenOptions::new().append(true).open(&self.log).expect("agent log file");
+        self.child = spawn(&self.binary, &self.vars, out);
+    }
+
+    /// The process id of the running agent.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// What the agent printed so far.
@@ -78,6 +91,15 @@ impl Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn spawn(binary: &Path, vars: &[(String, String)], out: std::fs::File) -> std::process::Child {
+    let mut command = Command::new(binary);
+    command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    command.stdout(out).stderr(Stdio::inherit()).spawn().expect("start chouette")
 }
 
 impl Drop for Agent {
