@@ -70,6 +70,10 @@ pub const STATUS: &str = "chouette:agent:status";
 pub const META_TABLE: &str = "chouette:agent:meta";
 /// The embedded store's table a reopen writes a probe into, to prove writes work again.
 pub const PROBE_TABLE: &str = "chouette:agent:probe";
+/// The serial link's per-device de-duplication state (boot id, last committed sequence: opaque
+/// bytes to the store), written in the same atomic step as the points it acknowledges: a Redis
+/// hash (field = device), an embedded store table (key = device).
+pub const LINK_STATE: &str = "chouette:link:state";
 
 #[cfg(test)]
 mod tests {
@@ -101,5 +105,6 @@ mod tests {
         assert_eq!(WRAPPED_OPENTSDB.values, "chouette:metrics:wrapped.opentsdb.values");
         assert_eq!(AGGREGATED_UNTIL, "chouette:agent:aggregated_until");
         assert_eq!(STATUS, "chouette:agent:status");
+        assert_eq!(LINK_STATE, "chouette:link:state");
     }
 }

@@ -60,6 +60,23 @@ impl<'a> Sink<'a> {
         self.store.add_to_each(self.outboxes, records)
     }
 
+    /// Finished points to every enabled output's outbox and the link state of `device`, in one
+    /// atomic step ([`Store::commit_link`]): what a serial source calls before it acknowledges
+    /// a frame, so a retransmission after a crash is never counted twice.
+    pub fn commit_link(
+        &mut self,
+        records: &[NewRecord],
+        device: &str,
+        state: &[u8],
+    ) -> Result<(), StoreError> {
+        self.store.commit_link(self.outboxes, records, device, state)
+    }
+
+    /// The link state last committed for `device` (read once when its link starts).
+    pub fn link_state(&mut self, device: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.link_state(device)
+    }
+
     /// Samples (raw records) to the raw queue, aggregated with the apps' records.
     pub fn samples(&mut self, records: &[NewRecord]) -> Result<(), StoreError> {
         if records.is_empty() {

@@ -349,6 +349,46 @@ mod contract {
         assert_eq!(store.redrive(Queue::DeadWrappedMetrics, Queue::WrappedMetrics, &[]).unwrap(), 0);
     }
 
+    pub fn commit_link_lands_points_and_state_together(store: &mut dyn Store) {
+        assert_eq!(store.link_state("unix:/tmp/mcu").unwrap(), None);
+        assert!(store.link_states().unwrap().is_empty());
+        let points = [rec("p1", 1.0, "one"), rec("p2", 2.0, "two")];
+        let outboxes = [Queue::WrappedMetrics, Queue::OpentsdbMetrics];
+        // The state is opaque bytes, any of them.
+        let state: Vec<u8> = (0..=255).collect();
+        store.commit_link(&outboxes, &points, "unix:/tmp/mcu", &state).unwrap();
+        for queue in outboxes {
+            assert_eq!(ids(&store.read(queue, f64::INFINITY, 10).unwrap()), ["p1", "p2"], "{queue}");
+        }
+        assert_eq!(store.len(Queue::InfluxMetrics).unwrap(), 0);
+        assert_eq!(store.link_state("unix:/tmp/mcu").unwrap(), Some(state.clone()));
+        // A second device; the first one's state is replaced by its next commit.
+        store.commit_link(&outboxes, &[rec("p3", 3.0, "three")], "/dev/ttyUSB0", b"boot7:seq1").unwrap();
+        store.commit_link(&outboxes, &[], "unix:/tmp/mcu", b"boot1:seq9").unwrap();
+        assert_eq!(store.link_state("unix:/tmp/mcu").unwrap().as_deref(), Some(&b"boot1:seq9"[..]));
+        assert_eq!(
+            store.link_states().unwrap(),
+            [
+                ("/dev/ttyUSB0".to_string(), b"boot7:seq1".to_vec()),
+                ("unix:/tmp/mcu".to_string(), b"boot1:seq9".to_vec()),
+            ]
+        );
+        assert_eq!(ids(&store.read(Queue::WrappedMetrics, f64::INFINITY, 10).unwrap()), ["p1", "p2", "p3"]);
+        assert_eq!(store.link_state("/dev/ttyUSB1").unwrap(), None);
+    }
+
+    pub fn commit_link_refused_writes_nothing(store: &mut dyn Store) {
+        store.commit_link(&[Queue::WrappedMetrics], &[rec("p1", 1.0, "one")], "dev", b"s1").unwrap();
+        let points = [rec("p2", 2.0, "two"), rec("bad", f64::NAN, "nan"), rec("p3", 3.0, "three")];
+        let err = store
+            .commit_link(&[Queue::WrappedMetrics, Queue::InfluxMetrics], &points, "dev", b"s2")
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Failed { op: "commit link", .. }), "{err}");
+        assert_eq!(ids(&store.read(Queue::WrappedMetrics, f64::INFINITY, 10).unwrap()), ["p1"]);
+        assert_eq!(store.len(Queue::InfluxMetrics).unwrap(), 0);
+        assert_eq!(store.link_state("dev").unwrap().as_deref(), Some(&b"s1"[..]));
+    }
+
     pub fn nan_is_refused(store: &mut dyn Store) {
         let err = store.add(Queue::RawMetrics, &[rec("a", f64::NAN, "{}")]).unwrap_err();
         assert!(matches!(err, StoreError::Failed { op: "add", .. }), "{err}");
@@ -396,6 +436,8 @@ both!(
     nan_is_refused,
     scan_pages_by_cursor,
     redrive_moves_only_unchanged_records,
+    commit_link_lands_points_and_state_together,
+    commit_link_refused_writes_nothing,
 );
 
 // ---- Redis only ----
@@ -533,7 +575,73 @@ fn redis_server_errors_are_failed() {
     assert_eq!(store.len(Queue::Logs).unwrap(), 0);
 }
 
+#[test]
+fn redis_commit_link_with_a_wrong_type_outbox_writes_nothing() {
+    let (mut store, server) = redis_store();
+    let mut raw = server.client();
+    store.commit_link(&[Queue::WrappedMetrics], &[rec("p1", 1.0, "one")], "dev", b"s1").unwrap();
+    // The second outbox's HASH is a string: inside a plain MULTI/EXEC, the first outbox's ZADD
+    // and HSET and the state's HSET would still run (Redis does not roll back).
+    let _: () = raw.set("chouette:metrics:wrapped.influxdb.values", "not a hash").unwrap();
+    let points = [rec("p2", 2.0, "two")];
+    let err = store
+        .commit_link(
+            &[Queue::WrappedMetrics, Queue::InfluxMetrics, Queue::OpentsdbMetrics],
+            &points,
+            "dev",
+            b"s2",
+        )
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Failed { op: "commit link", .. }), "{err}");
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+    assert!(err.to_string().contains("chouette:metrics:wrapped.influxdb.values"), "{err}");
+    assert_eq!(ids(&store.read(Queue::WrappedMetrics, f64::INFINITY, 10).unwrap()), ["p1"]);
+    assert_eq!(store.len(Queue::OpentsdbMetrics).unwrap(), 0);
+    assert_eq!(store.link_state("dev").unwrap().as_deref(), Some(&b"s1"[..]));
+    // The connection holds no WATCH: the next commit goes through.
+    let _: () = raw.del("chouette:metrics:wrapped.influxdb.values").unwrap();
+    store.commit_link(&[Queue::WrappedMetrics, Queue::InfluxMetrics], &points, "dev", b"s2").unwrap();
+    assert_eq!(ids(&store.read(Queue::InfluxMetrics, f64::INFINITY, 10).unwrap()), ["p2"]);
+    assert_eq!(store.link_state("dev").unwrap().as_deref(), Some(&b"s2"[..]));
+    // A wrong type at the state's own key fails the same way.
+    let _: () = raw.set("chouette:link:state", "x").unwrap();
+    let err = store.commit_link(&[Queue::WrappedMetrics], &[rec("p3", 3.0, "3")], "dev", b"s3").unwrap_err();
+    assert!(err.to_string().contains("chouette:link:state"), "{err}");
+    assert_eq!(ids(&store.read(Queue::WrappedMetrics, f64::INFINITY, 10).unwrap()), ["p1", "p2"]);
+}
+
+#[test]
+fn redis_commit_link_survives_a_kill_and_fails_while_down() {
+    let server = chouette_tests::RedisServer::start_persistent();
+    let mut store = RedisStore::connect(&server.url(), RedisTimeouts::default()).unwrap();
+    store.commit_link(&[Queue::WrappedMetrics], &[rec("p1", 1.0, "one")], "dev", b"s1").unwrap();
+    let server = server.restart_persistent();
+    assert_eq!(store.link_state("dev").unwrap().as_deref(), Some(&b"s1"[..]));
+    assert_eq!(ids(&store.read(Queue::WrappedMetrics, f64::INFINITY, 10).unwrap()), ["p1"]);
+    // While the server is down the commit fails as transient: the gateway does not acknowledge.
+    let port = server.kill();
+    let err =
+        store.commit_link(&[Queue::WrappedMetrics], &[rec("p2", 2.0, "two")], "dev", b"s2").unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    let _server = chouette_tests::RedisServer::start_on(port);
+    store.commit_link(&[Queue::WrappedMetrics], &[rec("p2", 2.0, "two")], "dev", b"s2").unwrap();
+    assert_eq!(store.link_state("dev").unwrap().as_deref(), Some(&b"s2"[..]));
+}
+
 // ---- Embedded only ----
+
+#[test]
+fn embedded_link_state_persists_across_reopen() {
+    let dir = TempDir::new("store");
+    let path = dir.0.join("chouette.redb");
+    {
+        let mut store = EmbeddedStore::open(&path).unwrap();
+        store.commit_link(&[Queue::WrappedMetrics], &[rec("p1", 1.0, "one")], "dev", b"s1").unwrap();
+    }
+    let mut store = EmbeddedStore::open(&path).unwrap();
+    assert_eq!(store.link_state("dev").unwrap().as_deref(), Some(&b"s1"[..]));
+    assert_eq!(ids(&store.read(Queue::WrappedMetrics, f64::INFINITY, 10).unwrap()), ["p1"]);
+}
 
 #[test]
 fn embedded_persists_across_reopen() {

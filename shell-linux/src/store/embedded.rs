@@ -85,6 +85,7 @@ pub const REOPEN_RETRY_MAX: Duration = Duration::from_secs(30);
 /// a delete or a status update of the next tick needs.
 pub const PROBE_BYTES: usize = 64 * 1024;
 
+const LINK_STATE: TableDefinition<'static, &str, &[u8]> = TableDefinition::new(keys::LINK_STATE);
 const PROBE: TableDefinition<'static, &str, &[u8]> = TableDefinition::new(keys::PROBE_TABLE);
 
 /// The first bytes of every redb file.
@@ -598,6 +599,7 @@ fn create_tables(db: &Database) -> Result<(), DbError> {
     }
     txn.open_table(META)?;
     txn.open_table(STATUS)?;
+    txn.open_table(LINK_STATE)?;
     txn.commit()?;
     Ok(())
 }
@@ -900,6 +902,42 @@ impl Store for EmbeddedStore {
             for entry in status.iter()? {
                 let (field, value) = entry?;
                 out.push((field.value().to_string(), value.value().to_string()));
+            }
+            Ok(out)
+        })
+    }
+
+    fn commit_link(
+        &mut self,
+        outboxes: &[Queue],
+        records: &[NewRecord],
+        device: &str,
+        state: &[u8],
+    ) -> Result<(), StoreError> {
+        let op = "commit link";
+        self.check_scores(op, records.iter().map(|r| r.score))?;
+        self.write(op, |txn| {
+            for &queue in outboxes {
+                insert(txn, queue, records.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())))?;
+            }
+            txn.open_table(LINK_STATE)?.insert(device, state)?;
+            Ok(())
+        })
+    }
+
+    fn link_state(&mut self, device: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read_txn("read link state", |txn| {
+            Ok(txn.open_table(LINK_STATE)?.get(device)?.map(|g| g.value().to_vec()))
+        })
+    }
+
+    fn link_states(&mut self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.read_txn("read link states", |txn| {
+            let table = txn.open_table(LINK_STATE)?;
+            let mut out = Vec::new();
+            for entry in table.iter()? {
+                let (device, state) = entry?;
+                out.push((device.value().to_string(), state.value().to_vec()));
             }
             Ok(out)
         })

@@ -248,6 +248,10 @@ pub const AGGREGATED_UNTIL_KEY: &str = keys::AGGREGATED_UNTIL;
 /// The Redis HASH (the embedded store's status table) read by `chouette status`.
 pub const STATUS_KEY: &str = keys::STATUS;
 
+/// The Redis HASH (the embedded store's table) holding the serial link's per-device state
+/// ([`Store::commit_link`]).
+pub const LINK_STATE_KEY: &str = keys::LINK_STATE;
+
 /// The JSON envelope a dead-letter queue stores for `record` refused from `queue`:
 /// `{"reason": "<reason>", "queue": "<queue prefix>", "value": "<original value>"}`, Python
 /// `json.dumps` style (`", "` and `": "` separators, non-ASCII as `\uXXXX`). When the value is
@@ -430,6 +434,45 @@ pub trait Store: Send {
 
     /// Every field of the agent's status hash.
     fn status(&mut self) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Adds `records` to every queue of `outboxes` and stores `state` under `device`
+    /// ([`LINK_STATE_KEY`]), in one atomic step (Redis: one MULTI/EXEC; embedded: one write
+    /// transaction): after a crash at any instant, the points and the link's de-duplication
+    /// state are both there or neither is, so the gateway acknowledges a frame only once both
+    /// are, and a retransmission is never counted twice. `state` is opaque bytes to the store.
+    fn commit_link(
+        &mut self,
+        outboxes: &[Queue],
+        records: &[NewRecord],
+        device: &str,
+        state: &[u8],
+    ) -> Result<(), StoreError> {
+        let _ = (outboxes, records, device, state);
+        Err(StoreError::Failed {
+            store: self.describe(),
+            op: "commit link",
+            detail: "not supported by this store".into(),
+        })
+    }
+
+    /// The link state last committed for `device` ([`Store::commit_link`]), if any.
+    fn link_state(&mut self, device: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let _ = device;
+        Err(StoreError::Failed {
+            store: self.describe(),
+            op: "read link state",
+            detail: "not supported by this store".into(),
+        })
+    }
+
+    /// Every device's link state, sorted by device (for `chouette status`).
+    fn link_states(&mut self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Err(StoreError::Failed {
+            store: self.describe(),
+            op: "read link states",
+            detail: "not supported by this store".into(),
+        })
+    }
 
     /// Up to `limit` records of `queue` in (score, id) order, strictly after the record `after`
     /// (`None`: from the start). A cursor, not an offset: records removed or added meanwhile do

@@ -32,7 +32,7 @@ use redis::{Cmd, Connection, ConnectionAddr, ConnectionInfo, ErrorKind, Pipeline
 
 use super::{
     check_score, dead_letter_envelope, oversize_envelope, AggregationCommit, DeadMove, DeadRecord, NewRecord,
-    Queue, Record, Store, StoreError, AGGREGATED_UNTIL_KEY, MAX_PAGE_BYTES, STATUS_KEY,
+    Queue, Record, Store, StoreError, AGGREGATED_UNTIL_KEY, LINK_STATE_KEY, MAX_PAGE_BYTES, STATUS_KEY,
 };
 
 /// The most ids (or id/value pairs) one Redis command carries; longer lists become several
@@ -632,6 +632,65 @@ fn watched_move(
     }
 }
 
+/// One attempt of [`Store::commit_link`] on `conn`. Redis does not roll a `MULTI … EXEC` back
+/// when one of its commands fails at run time (a `WRONGTYPE` on one outbox key would leave the
+/// other outboxes and the link state written), so every key is WATCHed and its TYPE checked
+/// first: a key of the wrong type fails the commit before anything is written, and a change of
+/// any key between the check and the EXEC aborts it (`None`: try again).
+fn commit_link_once(
+    conn: &mut Connection,
+    outboxes: &[Queue],
+    records: &[NewRecord],
+    device: &str,
+    state: &[u8],
+) -> Result<Option<()>, RedisError> {
+    let mut expected: Vec<(&str, &str)> = vec![(LINK_STATE_KEY, "hash")];
+    for &queue in outboxes {
+        expected.push((keys(queue), "zset"));
+        expected.push((values(queue), "hash"));
+    }
+    let mut watch = redis::cmd("WATCH");
+    for (key, _) in &expected {
+        watch.arg(*key);
+    }
+    watch.query::<()>(conn)?;
+    let result = (|| {
+        let mut types = redis::pipe();
+        for (key, _) in &expected {
+            types.cmd("TYPE").arg(*key);
+        }
+        let types: Vec<String> = types.query(conn)?;
+        for ((key, want), got) in expected.iter().zip(&types) {
+            if got != want && got != "none" {
+                return Err(RedisError::from((
+                    ErrorKind::TypeError,
+                    "WRONGTYPE",
+                    format!("{key} holds a {got}, not a {want}: nothing of this commit was written"),
+                )));
+            }
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for &queue in outboxes {
+            add_records(
+                &mut pipe,
+                queue,
+                records.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())),
+            );
+        }
+        pipe.cmd("HSET").arg(LINK_STATE_KEY).arg(device).arg(state).ignore();
+        match pipe.query::<Value>(conn)? {
+            Value::Nil => Ok(None),
+            _ => Ok(Some(())),
+        }
+    })();
+    if result.is_err() {
+        // A WATCH left behind would abort the connection's next transaction.
+        let _ = redis::cmd("UNWATCH").query::<()>(conn);
+    }
+    result
+}
+
 impl Store for RedisStore {
     fn describe(&self) -> String {
         self.description.clone()
@@ -833,6 +892,42 @@ impl Store for RedisStore {
             self.run("read status", |conn| redis::cmd("HGETALL").arg(STATUS_KEY).query(conn))?;
         fields.sort();
         Ok(fields)
+    }
+
+    fn commit_link(
+        &mut self,
+        outboxes: &[Queue],
+        records: &[NewRecord],
+        device: &str,
+        state: &[u8],
+    ) -> Result<(), StoreError> {
+        let op = "commit link";
+        self.check_scores(op, records.iter().map(|r| r.score))?;
+        for attempt in 0..REDRIVE_ATTEMPTS {
+            if self.run(op, |conn| commit_link_once(conn, outboxes, records, device, state))?.is_some() {
+                return Ok(());
+            }
+            // Aborted by a concurrent write to an outbox (the dispatcher deleting sent points).
+            std::thread::sleep(Duration::from_millis(1 << attempt.min(7)));
+        }
+        Err(StoreError::Unavailable {
+            store: self.description.clone(),
+            op,
+            detail: format!(
+                "the outboxes kept changing during {REDRIVE_ATTEMPTS} attempts; nothing committed"
+            ),
+        })
+    }
+
+    fn link_state(&mut self, device: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.run("read link state", |conn| redis::cmd("HGET").arg(LINK_STATE_KEY).arg(device).query(conn))
+    }
+
+    fn link_states(&mut self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut states: Vec<(String, Vec<u8>)> =
+            self.run("read link states", |conn| redis::cmd("HGETALL").arg(LINK_STATE_KEY).query(conn))?;
+        states.sort();
+        Ok(states)
     }
 
     fn scan(
