@@ -89,7 +89,8 @@ pub fn shutdown_flag() -> Result<Arc<AtomicBool>, AgentError> {
 pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
     config.check_output()?;
     let mut store = open_store(config)?;
-    let mut sources = crate::source::build(config)?;
+    let waker = crate::source::Waker::new();
+    let mut sources = crate::source::build(config, &waker)?;
     let Outputs { mut dispatcher, destinations, outboxes } = open_outputs(config)?;
     let mut aggregation = Aggregation::new(
         config.aggregate_interval.as_secs().max(1) as u32,
@@ -150,7 +151,7 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
         let next_send_due = next_send.iter().copied().min().unwrap_or(next_release);
         let wake = next_aggregate.min(next_release).min(next_source_due).min(next_send_due);
         let nap = wake.saturating_duration_since(Instant::now()).min(Duration::from_millis(250));
-        std::thread::sleep(nap);
+        waker.sleep(nap);
     }
     crate::notify::stopping("stopping: signal received");
     for mut source in sources.drain(..) {

@@ -14,6 +14,7 @@
 //! and a DogStatsD listener (samples, or points aggregated in memory) plug in the same way: a
 //! file implementing [`Source`] and a line in [`build`]. The main loop does not change.
 
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
@@ -85,14 +86,57 @@ impl<'a> Sink<'a> {
         self.store.add(Queue::RawMetrics, records)
     }
 
+    /// Status fields (`chouette status`), merged into the status the agent writes.
+    pub fn put_status(&mut self, fields: &[(&str, String)]) -> Result<(), StoreError> {
+        self.store.put_status(fields)
+    }
+
     /// Whether sources should add their own self-metrics (`SEND_SELF_METRICS`).
     pub fn self_metrics(&self) -> bool {
         self.self_metrics
     }
 }
 
+/// Wakes the run loop from its sleep: a source's thread has something for its next turn (the
+/// serial source's commits). Cheap to clone; waking a loop that is not asleep makes its next
+/// sleep return at once.
+#[derive(Clone, Default)]
+pub struct Waker(Arc<(Mutex<bool>, Condvar)>);
+
+impl Waker {
+    /// A waker nobody waits on yet.
+    pub fn new() -> Waker {
+        Waker::default()
+    }
+
+    /// Wakes the loop.
+    pub fn wake(&self) {
+        let (woken, condvar) = &*self.0;
+        if let Ok(mut woken) = woken.lock() {
+            *woken = true;
+            condvar.notify_all();
+        }
+    }
+
+    /// Sleeps `nap` or until woken.
+    pub fn sleep(&self, nap: Duration) {
+        let (woken, condvar) = &*self.0;
+        let Ok(guard) = woken.lock() else {
+            std::thread::sleep(nap);
+            return;
+        };
+        if let Ok((mut guard, _)) = condvar.wait_timeout_while(guard, nap, |woken| !*woken) {
+            *guard = false;
+        }
+    }
+}
+
 /// The sources `config` turns on: the collectors when `COLLECTOR_PLUGINS` is set.
-pub fn build(config: &Config) -> Result<Vec<Box<dyn Source>>, crate::collect::PluginConfigError> {
+pub fn build(
+    config: &Config,
+    waker: &Waker,
+) -> Result<Vec<Box<dyn Source>>, crate::collect::PluginConfigError> {
+    let _ = waker;
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
     if !config.collector_plugins.is_empty() {
         let every = config.capture_interval.max(Duration::from_secs(1));
