@@ -51,6 +51,11 @@ pub const MAX_QUEUED_FRAMES: usize = 64;
 pub const WINDOW: u8 = 4;
 /// Time samples kept (the smallest round trip wins).
 pub const TIME_SAMPLES: usize = 8;
+/// The offset used to stamp points moves only when the best estimate moved further than this:
+/// consecutive intervals then stay exactly one interval apart (a backend keeping one point per
+/// series and second would merge two intervals stamped into the same second), while a clock
+/// that drifts is still followed.
+pub const RESTAMP_AFTER_MS: i64 = 100;
 
 /// What one device's link counted (since the agent started).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -122,6 +127,8 @@ pub struct Session {
     framer: Framer<{ max_frame_bytes(MAX_PAYLOAD) }>,
     receiver: Receiver,
     clock: ClockSync<TIME_SAMPLES>,
+    /// The offset points are stamped with (see [`RESTAMP_AFTER_MS`]).
+    stamp_offset_ms: Option<i64>,
     contexts: HashMap<u16, Context>,
     contexts_boot: Option<u32>,
     events: VecDeque<Event>,
@@ -146,6 +153,7 @@ impl Session {
             framer: Framer::new(),
             receiver: Receiver::new(state),
             clock: ClockSync::new(),
+            stamp_offset_ms: None,
             contexts: HashMap::new(),
             contexts_boot: None,
             events: VecDeque::new(),
@@ -297,7 +305,7 @@ impl Session {
                     }
                 };
                 self.hello_seen = true;
-                self.clock.observe_uptime(hello.uptime_ms);
+                self.observe_uptime(hello.uptime_ms);
                 self.stats.device = hello.counters;
                 if self.stats.name.as_deref() != Some(hello.device) {
                     log::info!("device={} boot_id={:#x}: device said hello", hello.device, header.boot_id);
@@ -377,6 +385,26 @@ impl Session {
         Some(Action::Commit(Commit { records, state: link_state.to_bytes().to_vec(), header, link_state }))
     }
 
+    /// The device's uptime seen: a reboot (uptime back) forgets the clock.
+    fn observe_uptime(&mut self, uptime_ms: u64) {
+        self.clock.observe_uptime(uptime_ms);
+        if self.clock.best().is_none() {
+            self.stamp_offset_ms = None;
+        }
+    }
+
+    /// The offset to stamp with: the best estimate, kept while it moves less than
+    /// [`RESTAMP_AFTER_MS`].
+    fn stamp_offset(&mut self) -> Option<i64> {
+        let best = self.clock.best()?.offset_ms;
+        let offset = match self.stamp_offset_ms {
+            Some(current) if (best - current).abs() <= RESTAMP_AFTER_MS => current,
+            _ => best,
+        };
+        self.stamp_offset_ms = Some(offset);
+        Some(offset)
+    }
+
     fn malformed(&mut self, header: Header) -> Option<Action> {
         // A payload that passed the CRC but does not parse: a device bug, or a version this agent
         // does not read. Acknowledging it would lose it silently; resync asks for it again.
@@ -401,8 +429,8 @@ impl Session {
     fn points(&mut self, payload: &[u8], now_ms: u64) -> Result<Vec<NewRecord>, PointsError> {
         let mut reader = DataReader::new(payload).map_err(|_| PointsError::Malformed)?;
         let header = reader.header;
-        let wall_ms = match self.clock.to_wall_ms(header.start_ms) {
-            Some(ms) => ms as f64,
+        let wall_ms = match self.stamp_offset() {
+            Some(offset) => (header.start_ms as i64).saturating_add(offset) as f64,
             None => {
                 self.stats.time_fallbacks += 1;
                 now_ms.saturating_sub(u64::from(header.interval_ms)) as f64
