@@ -18,5 +18,6 @@ pub mod dispatch;
 pub mod logging;
 pub mod notify;
 pub mod pipeline;
+pub mod serial;
 pub mod source;
 pub mod store;
