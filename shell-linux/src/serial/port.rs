@@ -389,3 +389,193 @@ impl Reconnecting {
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixListener;
+
+    use chouette_tests::{PtyPair, TempDir};
+    use rustix::termios::LocalModes;
+
+    use super::*;
+
+    const SHORT: Duration = Duration::from_millis(50);
+    const LONG: Duration = Duration::from_secs(10);
+
+    /// Every byte value, with those a cooked tty would eat or change (NUL, ^C, ^D, XON, XOFF,
+    /// CR, LF, DEL) also in runs.
+    fn all_bytes() -> Vec<u8> {
+        let mut bytes: Vec<u8> = (0..=255).collect();
+        bytes.extend_from_slice(b"\r\n\r\r\n\n\x00\x00\x11\x13\x11\x13\x03\x04\x7f\x1a\x1c");
+        bytes
+    }
+
+    /// Reads from `port` until `n` bytes came or [`LONG`] passed.
+    fn read_n(port: &mut Port, n: usize) -> Vec<u8> {
+        let deadline = Instant::now() + LONG;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 1024];
+        while out.len() < n && Instant::now() < deadline {
+            match port.read(&mut buf, SHORT).expect("read") {
+                Received::Data(k) => out.extend_from_slice(&buf[..k]),
+                Received::Timeout => {}
+                Received::Eof => break,
+            }
+        }
+        out
+    }
+
+    /// Turns of `link` until `want` happens or [`LONG`] passes; returns the data read meanwhile.
+    fn until(link: &mut Reconnecting, want: Event) -> Vec<u8> {
+        let deadline = Instant::now() + LONG;
+        let mut data = Vec::new();
+        let mut buf = [0u8; 1024];
+        while Instant::now() < deadline {
+            let event = link.read(&mut buf, SHORT);
+            if let Event::Data(n) = event {
+                data.extend_from_slice(&buf[..n]);
+            }
+            if event == want || matches!((event, want), (Event::Data(_), Event::Data(0))) {
+                return data;
+            }
+        }
+        panic!("no {want:?} within {LONG:?} (got {data:?})");
+    }
+
+    #[test]
+    fn pty_carries_every_byte_unaltered_both_ways() {
+        let mut pty = PtyPair::open();
+        let mut port = Port::open(&Endpoint::Tty(pty.path.clone()), 115_200).expect("open the pty slave");
+        let bytes = all_bytes();
+        pty.write(&bytes);
+        assert_eq!(read_n(&mut port, bytes.len()), bytes);
+        // Another pattern back: an echo of the input would arrive first and differ.
+        let back: Vec<u8> = bytes.iter().rev().copied().collect();
+        port.write_all(&back).unwrap();
+        assert_eq!(pty.read_for(back.len(), LONG), back);
+    }
+
+    #[test]
+    fn pty_is_in_raw_mode_8n1_at_the_rate() {
+        let pty = PtyPair::open();
+        let _port = Port::open(&Endpoint::Tty(pty.path.clone()), 57_600).expect("open");
+        let t = termios::tcgetattr(File::open(&pty.path).unwrap()).unwrap();
+        for off in [LocalModes::ECHO, LocalModes::ICANON, LocalModes::ISIG, LocalModes::IEXTEN] {
+            assert!(!t.local_modes.contains(off), "{off:?} is on");
+        }
+        for off in
+            [InputModes::IXON, InputModes::IXOFF, InputModes::ICRNL, InputModes::INLCR, InputModes::ISTRIP]
+        {
+            assert!(!t.input_modes.contains(off), "{off:?} is on");
+        }
+        assert!(!t.output_modes.contains(termios::OutputModes::OPOST));
+        assert!(t.control_modes.contains(ControlModes::CS8 | ControlModes::CLOCAL | ControlModes::CREAD));
+        assert!(!t
+            .control_modes
+            .intersects(ControlModes::PARENB | ControlModes::CSTOPB | ControlModes::CRTSCTS));
+        assert_eq!(
+            (t.special_codes[SpecialCodeIndex::VMIN], t.special_codes[SpecialCodeIndex::VTIME]),
+            (0, 0)
+        );
+        assert_eq!((t.input_speed(), t.output_speed()), (57_600, 57_600));
+    }
+
+    #[test]
+    fn pty_read_times_out_then_fails_when_the_other_side_closes() {
+        let pty = PtyPair::open();
+        let mut port = Port::open(&Endpoint::Tty(pty.path.clone()), 115_200).unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(port.read(&mut buf, SHORT).unwrap(), Received::Timeout);
+        drop(pty);
+        // Linux answers EIO on the slave once the master is gone (a hang-up reads as EOF).
+        match port.read(&mut buf, LONG) {
+            Ok(Received::Eof) => {}
+            Err(e) => assert_eq!(e.raw_os_error(), Some(rustix::io::Errno::IO.raw_os_error()), "{e}"),
+            other => panic!("expected EOF or EIO, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_tty_is_refused() {
+        let dir = TempDir::new("serial");
+        let path = dir.0.join("not-a-tty");
+        std::fs::write(&path, b"x").unwrap();
+        let err = Port::open(&Endpoint::Tty(path.clone()), 115_200).unwrap_err();
+        assert!(matches!(err, PortError::Termios { baud: 115_200, .. }), "{err}");
+        assert!(
+            err.to_string().starts_with(&format!("device={}: cannot set raw mode", path.display())),
+            "{err}"
+        );
+        let err = Port::open(&Endpoint::Tty(dir.0.join("absent")), 115_200).unwrap_err();
+        assert_eq!(err.io().kind(), io::ErrorKind::NotFound, "{err}");
+    }
+
+    #[test]
+    fn unix_socket_carries_every_byte_and_tells_timeout_from_eof() {
+        let dir = TempDir::new("serial");
+        let path = dir.0.join("uart.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let mut port = Port::open(&Endpoint::Unix(path), 115_200).unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(port.read(&mut buf, SHORT).unwrap(), Received::Timeout);
+        let bytes = all_bytes();
+        peer.write_all(&bytes).unwrap();
+        assert_eq!(read_n(&mut port, bytes.len()), bytes);
+        port.write_all(&bytes).unwrap();
+        let mut got = vec![0u8; bytes.len()];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(got, bytes);
+        drop(peer);
+        assert_eq!(port.read(&mut buf, LONG).unwrap(), Received::Eof);
+    }
+
+    #[test]
+    fn reconnects_when_the_socket_comes_back_at_the_same_path() {
+        let dir = TempDir::new("serial");
+        let path = dir.0.join("uart.sock");
+        let endpoint = Endpoint::Unix(path.clone());
+        let mut link = Reconnecting::new(endpoint, 115_200);
+        // Absent at start: idle turns, retried with backoff, until the emulator is there.
+        let mut buf = [0u8; 16];
+        assert_eq!(link.read(&mut buf, SHORT), Event::Idle);
+        assert!(!link.is_connected());
+        assert!(link.last_error().is_some());
+        assert!(!link.write_all(b"lost"));
+        let listener = UnixListener::bind(&path).unwrap();
+        until(&mut link, Event::Connected);
+        let (mut peer, _) = listener.accept().unwrap();
+        peer.write_all(b"\x00hello\x00").unwrap();
+        assert_eq!(until(&mut link, Event::Data(0)), b"\x00hello\x00");
+
+        // The emulator restarts: its socket goes away and a new one is bound at the same path.
+        drop(peer);
+        drop(listener);
+        std::fs::remove_file(&path).unwrap();
+        until(&mut link, Event::Disconnected);
+        let lost_at = Instant::now();
+        assert_eq!(link.counters(), LinkCounters { connects: 1, disconnects: 1, bytes_in: 7 });
+        let listener = UnixListener::bind(&path).unwrap();
+        until(&mut link, Event::Connected);
+        assert!(lost_at.elapsed() >= BACKOFF_MIN, "reopened after {:?}", lost_at.elapsed());
+        let (mut peer, _) = listener.accept().unwrap();
+        assert!(link.write_all(b"ack"));
+        let mut got = [0u8; 3];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"ack");
+        peer.write_all(b"more").unwrap();
+        assert_eq!(until(&mut link, Event::Data(0)), b"more");
+        assert_eq!(link.counters(), LinkCounters { connects: 2, disconnects: 1, bytes_in: 11 });
+    }
+
+    #[test]
+    fn a_pty_whose_master_closes_is_lost_and_retried() {
+        let pty = PtyPair::open();
+        let mut link = Reconnecting::new(Endpoint::Tty(pty.path.clone()), 115_200);
+        until(&mut link, Event::Connected);
+        drop(pty);
+        until(&mut link, Event::Disconnected);
+        assert_eq!(link.counters().disconnects, 1);
+        assert!(!link.is_connected());
+    }
+}
