@@ -249,12 +249,15 @@ pub enum Event {
 
 /// A [`Port`] that reopens itself: on EOF or an error (EIO, ENXIO, ENOENT, ECONNREFUSED, ...) it
 /// closes, logs once per outage (WARN, `device=` first), and retries the open after a delay
-/// of [`BACKOFF_MIN`] doubling to [`BACKOFF_MAX`], reset by a successful open.
+/// of [`BACKOFF_MIN`] doubling to [`BACKOFF_MAX`]. The delay starts over only after a
+/// connection that lasted [`BACKOFF_MAX`]: a device that accepts and drops at once (a crashing
+/// emulator) is retried at most every 5 s, not every 100 ms.
 #[derive(Debug)]
 pub struct Reconnecting {
     endpoint: Endpoint,
     baud: u32,
     port: Option<Port>,
+    connected_at: Instant,
     backoff: Duration,
     next_open: Instant,
     /// Whether the current outage was logged (one WARN per outage, DEBUG after).
@@ -270,6 +273,7 @@ impl Reconnecting {
             endpoint,
             baud,
             port: None,
+            connected_at: Instant::now(),
             backoff: BACKOFF_MIN,
             next_open: Instant::now(),
             warned: false,
@@ -341,8 +345,8 @@ impl Reconnecting {
         match Port::open(&self.endpoint, self.baud) {
             Ok(port) => {
                 self.port = Some(port);
+                self.connected_at = Instant::now();
                 self.counters.connects += 1;
-                self.backoff = BACKOFF_MIN;
                 self.warned = false;
                 log::info!(
                     "device={} connects={}: serial device connected",
@@ -379,7 +383,9 @@ impl Reconnecting {
         );
         self.warned = true;
         self.last_error = Some(detail);
-        self.backoff = BACKOFF_MIN;
+        if self.connected_at.elapsed() >= BACKOFF_MAX {
+            self.backoff = BACKOFF_MIN;
+        }
         self.schedule_reopen();
         Event::Disconnected
     }
@@ -548,13 +554,19 @@ mod tests {
         peer.write_all(b"\x00hello\x00").unwrap();
         assert_eq!(until(&mut link, Event::Data(0)), b"\x00hello\x00");
 
-        // The emulator restarts: its socket goes away and a new one is bound at the same path.
+        // The emulator dies: its socket file stays behind (ECONNREFUSED), then it restarts and
+        // binds a new socket at the same path.
         drop(peer);
         drop(listener);
-        std::fs::remove_file(&path).unwrap();
         until(&mut link, Event::Disconnected);
         let lost_at = Instant::now();
         assert_eq!(link.counters(), LinkCounters { connects: 1, disconnects: 1, bytes_in: 7 });
+        while lost_at.elapsed() < Duration::from_millis(400) {
+            assert_eq!(link.read(&mut buf, SHORT), Event::Idle);
+        }
+        let refused = link.last_error().unwrap_or_default().to_string();
+        assert!(refused.contains("refused"), "{refused}");
+        std::fs::remove_file(&path).unwrap();
         let listener = UnixListener::bind(&path).unwrap();
         until(&mut link, Event::Connected);
         assert!(lost_at.elapsed() >= BACKOFF_MIN, "reopened after {:?}", lost_at.elapsed());
@@ -566,6 +578,32 @@ mod tests {
         peer.write_all(b"more").unwrap();
         assert_eq!(until(&mut link, Event::Data(0)), b"more");
         assert_eq!(link.counters(), LinkCounters { connects: 2, disconnects: 1, bytes_in: 11 });
+    }
+
+    #[test]
+    fn a_device_that_drops_at_once_is_retried_ever_more_slowly() {
+        let dir = TempDir::new("serial");
+        let path = dir.0.join("uart.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let mut link = Reconnecting::new(Endpoint::Unix(path), 115_200);
+        let mut gaps = Vec::new();
+        let mut lost_at = None;
+        for _ in 0..4 {
+            until(&mut link, Event::Connected);
+            if let Some(at) = lost_at {
+                gaps.push(Instant::elapsed(&at));
+            }
+            // Accept and close at once, as a crashing emulator would.
+            drop(listener.accept().unwrap());
+            until(&mut link, Event::Disconnected);
+            lost_at = Some(Instant::now());
+        }
+        // 100, 200, 400 ms: the delay doubles instead of starting over at each short connection.
+        for (gap, min) in gaps.iter().zip([100, 200, 400]) {
+            assert!(*gap >= Duration::from_millis(min), "{gaps:?}");
+        }
+        assert_eq!(link.counters().connects, 4);
+        assert_eq!(link.counters().disconnects, 4);
     }
 
     #[test]
