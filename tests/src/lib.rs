@@ -5,11 +5,13 @@
 pub mod agent;
 pub mod intake;
 pub mod proxy;
+pub mod pty;
 pub mod servers;
 pub mod util;
 
 pub use agent::Agent;
 pub use intake::{Answer, FakeIntake, Request, When};
 pub use proxy::{Direction, FaultProxy, Faults, LineFaults};
+pub use pty::PtyPair;
 pub use servers::{influxd_path, InfluxServer, RedisServer, VictoriaMetrics};
 pub use util::{free_port, http_get, http_request, wait_until, write_raw, TempDir};
