@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod firmware;
 pub mod intake;
 pub mod proxy;
 pub mod pty;
@@ -10,6 +11,7 @@ pub mod servers;
 pub mod util;
 
 pub use agent::Agent;
+pub use firmware::{firmware_elf, Firmware, FirmwareExit, FirmwareOptions};
 pub use intake::{Answer, FakeIntake, Request, When};
 pub use proxy::{Direction, FaultProxy, Faults, LineFaults};
 pub use pty::PtyPair;
