@@ -55,15 +55,34 @@ pub fn cmdline(buf: &mut [u8]) -> &str {
     core::str::from_utf8(line).unwrap_or("")
 }
 
-/// A 32-bit id different at every boot: the host's time in seconds (SYS_TIME) and the
-/// centiseconds since QEMU started (SYS_CLOCK), mixed (MurmurHash3's finaliser) so that close
-/// boots give unrelated ids. Two boots within the same second and the same centisecond of their
-/// QEMU's life would share an id; a real board uses its hardware RNG or a counter persisted in
-/// flash and incremented at each boot.
-pub fn boot_id() -> u32 {
+/// A 32-bit id different at every boot: 4 bytes of the host's `/dev/urandom`, read through
+/// semihosting (SYS_OPEN, SYS_READ). If that fails, the host's time in seconds (SYS_TIME), the
+/// centiseconds since QEMU started (SYS_CLOCK) and `jitter` (SysTick's counter, 80 ns steps)
+/// mixed by MurmurHash3's finaliser; those alone can repeat for two boots in the same second. A
+/// real board uses its hardware RNG or a counter persisted in flash and incremented at each boot.
+pub fn boot_id(jitter: u32) -> u32 {
+    if let Some(id) = host_random() {
+        return id;
+    }
     // SAFETY: SYS_TIME and SYS_CLOCK take no parameter block and only return a value.
     let (seconds, centis) = unsafe { (syscall!(TIME), syscall!(CLOCK)) };
-    mix(seconds as u32 ^ (centis as u32).wrapping_mul(0x9E37_79B9))
+    mix(seconds as u32 ^ mix((centis as u32).wrapping_mul(0x9E37_79B9) ^ jitter))
+}
+
+fn host_random() -> Option<u32> {
+    const PATH: &[u8] = b"/dev/urandom\0";
+    // SAFETY: SYS_OPEN's block is (NUL-terminated name, mode, name length without the NUL);
+    // mode 1 is "rb". The host only reads the name.
+    let fd = unsafe { syscall!(OPEN, PATH.as_ptr(), 1, PATH.len() - 1) } as isize;
+    if fd < 0 {
+        return None;
+    }
+    let mut bytes = [0u8; 4];
+    // SAFETY: SYS_READ's block is (handle, buffer, length); the host writes at most 4 bytes into
+    // `bytes` and returns how many it did not read. SYS_CLOSE takes the handle.
+    let missing = unsafe { syscall!(READ, fd, bytes.as_mut_ptr(), bytes.len()) };
+    unsafe { syscall!(CLOSE, fd) };
+    (missing == 0).then(|| u32::from_le_bytes(bytes))
 }
 
 fn mix(mut h: u32) -> u32 {

@@ -35,7 +35,7 @@ fn main() -> ! {
     };
     let mut line = [0u8; 256];
     let options = Options::parse(host::cmdline(&mut line));
-    let boot_id = host::boot_id();
+    let boot_id = host::boot_id(cortex_m::peripheral::SYST::get_current());
     match run(uart, || clock.now_ms(), boot_id, options) {
         Ok(()) => {
             hprintln!("demo done: ticks={}", options.ticks);

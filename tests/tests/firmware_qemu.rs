@@ -119,3 +119,19 @@ fn uptime_follows_wall_clock() {
     let exit = firmware.wait(Duration::from_secs(30));
     assert_eq!(exit.status.code(), Some(0), "{exit:?}");
 }
+
+/// Each boot has its own id (the link restarts its sequence numbers with it).
+#[test]
+fn every_boot_has_its_own_id() {
+    let boot = || {
+        let mut firmware = Firmware::start(FirmwareOptions { ticks: 1, ack_timeout_ms: None });
+        let seen = read_frames(&mut firmware, 1);
+        check_ticks(&seen);
+        ack(&mut firmware, seen[0].boot_id, 0);
+        let exit = firmware.wait(Duration::from_secs(30));
+        assert_eq!(exit.status.code(), Some(0), "{exit:?}");
+        seen[0].boot_id
+    };
+    let ids = [boot(), boot(), boot()];
+    assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2], "boot ids {ids:x?}");
+}
