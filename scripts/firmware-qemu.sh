@@ -5,6 +5,7 @@
 #   scripts/firmware-qemu.sh --size                build; print flash and static RAM, fail over budget
 #   scripts/firmware-qemu.sh --serial unix:PATH [--ticks N] [--ack-timeout-ms MS] [--timeout S]
 #   scripts/firmware-qemu.sh --serial pty [...]    QEMU prints the pty's path ("char device redirected to")
+#   --report-stack                                 the firmware prints its stack's high-water mark
 #   --elf PATH                                     run that ELF instead of building (the test harness)
 #
 # With --serial unix:PATH QEMU listens on PATH and waits for one client before the firmware
@@ -18,13 +19,14 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 FLASH_BUDGET=$((64 * 1024))
 RAM_BUDGET=$((32 * 1024))
 
-mode=run elf="" serial="" ticks="" ack_timeout_ms="" timeout_s=""
+mode=run elf="" serial="" report_stack="" ticks="" ack_timeout_ms="" timeout_s=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --build-only) mode=build ;;
     --size) mode=size ;;
     --serial) serial="$2"; shift ;;
     --elf) elf="$2"; shift ;;
+    --report-stack) report_stack=1 ;;
     --ticks) ticks="$2"; shift ;;
     --ack-timeout-ms) ack_timeout_ms="$2"; shift ;;
     --timeout) timeout_s="$2"; shift ;;
@@ -78,6 +80,7 @@ case "$mode" in
     append=""
     [ -n "$ticks" ] && append="ticks=$ticks"
     [ -n "$ack_timeout_ms" ] && append="$append ack_timeout_ms=$ack_timeout_ms"
+    [ -n "$report_stack" ] && append="$append report_stack=1"
     cmd=(qemu-system-arm -M lm3s6965evb -cpu cortex-m3 -display none -monitor none
          -semihosting-config enable=on,target=native -serial "$chardev" -kernel "$elf")
     [ -n "$append" ] && cmd+=(-append "$append")

@@ -12,16 +12,19 @@ pub struct Options {
     pub ticks: u32,
     /// `ack_timeout_ms=N`: how long to wait, in uptime, for the last tick's ack (default 30 s).
     pub ack_timeout_ms: u64,
+    /// `report_stack=1`: print the stack's high-water mark before `demo done`.
+    pub report_stack: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { ticks: 50, ack_timeout_ms: 30_000 }
+        Options { ticks: 50, ack_timeout_ms: 30_000, report_stack: false }
     }
 }
 
 impl Options {
-    /// Parses a command line: whitespace-separated words, `ticks=` and `ack_timeout_ms=` read,
+    /// Parses a command line: whitespace-separated words, `ticks=`, `ack_timeout_ms=` and
+    /// `report_stack=1` read,
     /// everything else (QEMU puts the kernel's path first) ignored. A malformed value keeps its
     /// default.
     pub fn parse(line: &str) -> Options {
@@ -31,6 +34,8 @@ impl Options {
                 options.ticks = value.parse().unwrap_or(options.ticks);
             } else if let Some(value) = word.strip_prefix("ack_timeout_ms=") {
                 options.ack_timeout_ms = value.parse().unwrap_or(options.ack_timeout_ms);
+            } else if word == "report_stack=1" {
+                options.report_stack = true;
             }
         }
         options

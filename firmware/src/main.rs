@@ -12,6 +12,7 @@
 
 mod clock;
 mod host;
+mod stack;
 mod uart;
 // The metric names and the interval are for chouette-mcu's loop, which replaces the placeholder.
 #[allow(dead_code)]
@@ -26,6 +27,7 @@ use host::Options;
 
 #[entry]
 fn main() -> ! {
+    stack::paint();
     let Some(peripherals) = cortex_m::Peripherals::take() else {
         fail(format_args!("core peripherals already taken"));
     };
@@ -38,6 +40,10 @@ fn main() -> ! {
     let boot_id = host::boot_id(cortex_m::peripheral::SYST::get_current());
     match run(uart, || clock.now_ms(), boot_id, options) {
         Ok(()) => {
+            if options.report_stack {
+                let (used, size) = stack::used();
+                hprintln!("stack used: {} of {} bytes", used, size);
+            }
             hprintln!("demo done: ticks={}", options.ticks);
             debug::exit(debug::EXIT_SUCCESS);
         }

@@ -46,6 +46,8 @@ pub struct FirmwareOptions {
     pub ticks: u32,
     /// `ack_timeout_ms=N`: how long it waits (firmware default 30 s).
     pub ack_timeout_ms: Option<u64>,
+    /// `report_stack=1`: it prints `stack used: N of M bytes` before `demo done`.
+    pub report_stack: bool,
 }
 
 /// The firmware running under QEMU, its UART0 connected. QEMU is killed on drop.
@@ -84,6 +86,9 @@ impl Firmware {
             .arg(options.ticks.to_string());
         if let Some(ms) = options.ack_timeout_ms {
             command.arg("--ack-timeout-ms").arg(ms.to_string());
+        }
+        if options.report_stack {
+            command.arg("--report-stack");
         }
         let stdout = File::create(dir.0.join("stdout")).expect("create QEMU's stdout file");
         let stderr = File::create(dir.0.join("stderr")).expect("create QEMU's stderr file");

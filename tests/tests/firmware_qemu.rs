@@ -70,18 +70,28 @@ fn ack(firmware: &mut Firmware, boot_id: u32, seq: u16) {
 
 #[test]
 fn frames_arrive_in_order_and_the_ack_ends_the_demo() {
-    let mut firmware = Firmware::start(FirmwareOptions { ticks: 10, ack_timeout_ms: None });
+    let mut firmware =
+        Firmware::start(FirmwareOptions { ticks: 10, ack_timeout_ms: None, report_stack: true });
     let seen = read_frames(&mut firmware, 10);
     check_ticks(&seen);
     ack(&mut firmware, seen[0].boot_id, 9);
     let exit = firmware.wait(Duration::from_secs(30));
     assert_eq!(exit.status.code(), Some(0), "{exit:?}");
-    assert_eq!(exit.stdout.trim_end(), "demo done: ticks=10", "{exit:?}");
+    let lines: Vec<&str> = exit.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{exit:?}");
+    assert_eq!(lines[1], "demo done: ticks=10", "{exit:?}");
+    // "stack used: N of M bytes": the budget the MCU crate's loop must stay well inside.
+    let words: Vec<&str> = lines[0].split(' ').collect();
+    assert_eq!((words[0], words[1], words[3], words[5]), ("stack", "used:", "of", "bytes"), "{exit:?}");
+    let used: usize = words[2].parse().expect("stack bytes used");
+    println!("{}", lines[0]);
+    assert!(used > 0 && used < 8 * 1024, "{}", lines[0]);
 }
 
 #[test]
 fn without_the_ack_the_demo_fails() {
-    let mut firmware = Firmware::start(FirmwareOptions { ticks: 3, ack_timeout_ms: Some(500) });
+    let mut firmware =
+        Firmware::start(FirmwareOptions { ticks: 3, ack_timeout_ms: Some(500), report_stack: false });
     let seen = read_frames(&mut firmware, 3);
     check_ticks(&seen);
     // An ack of an earlier tick is not enough.
@@ -100,7 +110,8 @@ fn without_the_ack_the_demo_fails() {
 /// tick 1 to tick 31 (tick 0 is sent while QEMU is still starting up).
 #[test]
 fn uptime_follows_wall_clock() {
-    let mut firmware = Firmware::start(FirmwareOptions { ticks: 32, ack_timeout_ms: None });
+    let mut firmware =
+        Firmware::start(FirmwareOptions { ticks: 32, ack_timeout_ms: None, report_stack: false });
     let seen = read_frames(&mut firmware, 32);
     check_ticks(&seen);
     let wall = seen[31].at - seen[1].at;
@@ -124,7 +135,8 @@ fn uptime_follows_wall_clock() {
 #[test]
 fn every_boot_has_its_own_id() {
     let boot = || {
-        let mut firmware = Firmware::start(FirmwareOptions { ticks: 1, ack_timeout_ms: None });
+        let mut firmware =
+            Firmware::start(FirmwareOptions { ticks: 1, ack_timeout_ms: None, report_stack: false });
         let seen = read_frames(&mut firmware, 1);
         check_ticks(&seen);
         ack(&mut firmware, seen[0].boot_id, 0);
