@@ -35,6 +35,14 @@ while [ $# -gt 0 ]; do
   shift
 done
 
+if [ "$mode" = run ]; then
+  case "$serial" in
+    unix:*) chardev="$serial,server=on,wait=on" ;;
+    pty) chardev=pty ;;
+    *) echo "firmware-qemu.sh: --serial unix:PATH or --serial pty" >&2; exit 2 ;;
+  esac
+fi
+
 if ! rustup target list --installed 2>/dev/null | grep -qx thumbv7m-none-eabi \
    || { [ "$mode" = run ] && ! command -v qemu-system-arm >/dev/null; }; then
   "$root/scripts/install-firmware-deps.sh" >&2
@@ -72,11 +80,6 @@ case "$mode" in
     fi
     ;;
   run)
-    case "$serial" in
-      unix:*) chardev="$serial,server=on,wait=on" ;;
-      pty) chardev=pty ;;
-      *) echo "firmware-qemu.sh: --serial unix:PATH or --serial pty" >&2; exit 2 ;;
-    esac
     append=""
     [ -n "$ticks" ] && append="ticks=$ticks"
     [ -n "$ack_timeout_ms" ] && append="$append ack_timeout_ms=$ack_timeout_ms"
