@@ -10,7 +10,8 @@
 #
 # With --serial unix:PATH QEMU listens on PATH and waits for one client before the firmware
 # starts. Semihosting output (the firmware's "demo done: ticks=N") goes to QEMU's stdout, and the
-# firmware's exit code is QEMU's. The script execs QEMU, so killing it kills QEMU.
+# firmware's exit code is QEMU's. The script execs QEMU (or timeout, whose death kills QEMU), so
+# killing it kills QEMU.
 # Installs what is missing through scripts/install-firmware-deps.sh (target, qemu-system-arm).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -87,7 +88,10 @@ case "$mode" in
     cmd=(qemu-system-arm -M lm3s6965evb -cpu cortex-m3 -display none -monitor none
          -semihosting-config enable=on,target=native -serial "$chardev" -kernel "$elf")
     [ -n "$append" ] && cmd+=(-append "$append")
-    if [ -n "$timeout_s" ]; then cmd=(timeout "$timeout_s" "${cmd[@]}"); fi
+    # With --timeout, QEMU runs under timeout(1); a SIGKILL of the script's process (then
+    # timeout's) cannot be forwarded, so QEMU asks to be killed when its parent dies
+    # (setpriv --pdeathsig, util-linux): a test's kill still ends QEMU.
+    if [ -n "$timeout_s" ]; then cmd=(timeout "$timeout_s" setpriv --pdeathsig KILL -- "${cmd[@]}"); fi
     exec "${cmd[@]}"
     ;;
 esac
