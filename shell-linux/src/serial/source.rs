@@ -56,6 +56,7 @@ pub struct SerialSource {
     next_report: Instant,
     reported: Vec<DeviceStats>,
     ids: crate::pipeline::IdGenerator,
+    started: Instant,
 }
 
 impl SerialSource {
@@ -98,6 +99,7 @@ impl SerialSource {
             next_report: Instant::now() + REPORT_EVERY,
             reported,
             ids: crate::pipeline::id_generator(),
+            started: Instant::now(),
         }
     }
 
@@ -153,7 +155,8 @@ impl Source for SerialSource {
 
     fn next_due(&self) -> Instant {
         if self.pending.load(Ordering::Acquire) > 0 {
-            Instant::now()
+            // An instant already past: the loop compares it with a `now` it read before this call.
+            self.started
         } else {
             self.next_report
         }
@@ -375,7 +378,7 @@ mod tests {
             let outboxes = [Queue::WrappedMetrics];
             while !stop.load(Ordering::SeqCst) {
                 waker.sleep(Duration::from_millis(50));
-                if source.next_due() <= Instant::now() {
+                if Instant::now() >= source.next_due() {
                     let mut sink = Sink::new(&mut store, &outboxes, false);
                     source.run(0.0, &mut sink).expect("store");
                 }
