@@ -1,0 +1,517 @@
+//! The device wired in memory to a test gateway (the core's `Receiver`, `ClockSync`, a define
+//! table) through a seeded lossy channel: exactly-once counts through loss, corruption,
+//! duplication, a gateway restart and a gateway away longer than the ring holds; the wire cost
+//! per point; the device's memory at the demo's capacities.
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+
+use chouette_core::link::message::{
+    self, Ack, DataReader, Define, Hello, Nack, TimeRequest, TimeResponse, Value as WireValue,
+};
+use chouette_core::link::time::ClockSync;
+use chouette_core::link::window::{Disposition, Receiver};
+use chouette_core::link::{encode_frame, max_frame_bytes, Framer, Header, Kind};
+use chouette_core::metric::{MetricType, Sample, Tag, Timestamp, Value};
+use chouette_mcu::{DemoDevice, Device, DeviceConfig};
+use proptest::prelude::*;
+
+/// xorshift64*: the channel's faults, reproducible from a seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+/// One direction of the line: each chunk written may lose a byte, get a bit flipped or arrive
+/// twice (percentages per chunk); `down` drops everything (the gateway unplugged).
+struct Line {
+    bytes: VecDeque<u8>,
+    rng: Rng,
+    faults: u64,
+    down: bool,
+    carried: u64,
+}
+
+impl Line {
+    fn new(seed: u64, faults: u64) -> Self {
+        Line { bytes: VecDeque::new(), rng: Rng(seed | 1), faults, down: false, carried: 0 }
+    }
+
+    fn send(&mut self, chunk: &[u8]) {
+        if self.down {
+            return;
+        }
+        let mut chunk = chunk.to_vec();
+        if self.faults > 0 && !chunk.is_empty() {
+            if self.rng.chance(self.faults) {
+                let at = (self.rng.next() % chunk.len() as u64) as usize;
+                chunk.remove(at);
+            }
+            if self.rng.chance(self.faults) && !chunk.is_empty() {
+                let at = (self.rng.next() % chunk.len() as u64) as usize;
+                chunk[at] ^= 1 << (self.rng.next() % 8);
+            }
+        }
+        self.carried += chunk.len() as u64;
+        self.bytes.extend(&chunk);
+        if self.faults > 0 && self.rng.chance(self.faults / 2) {
+            self.bytes.extend(&chunk);
+        }
+    }
+}
+
+/// The device's end of the wire.
+struct DeviceEnd<'a> {
+    rx: &'a mut Line,
+    tx: &'a mut Line,
+}
+
+impl embedded_io::ErrorType for DeviceEnd<'_> {
+    type Error = Infallible;
+}
+
+impl embedded_io::Read for DeviceEnd<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Infallible> {
+        let n = buf.len().min(self.rx.bytes.len());
+        for (slot, byte) in buf.iter_mut().zip(self.rx.bytes.drain(..n)) {
+            *slot = byte;
+        }
+        Ok(n)
+    }
+}
+
+impl embedded_io::ReadReady for DeviceEnd<'_> {
+    fn read_ready(&mut self) -> Result<bool, Infallible> {
+        Ok(!self.rx.bytes.is_empty())
+    }
+}
+
+impl embedded_io::Write for DeviceEnd<'_> {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, Infallible> {
+        self.tx.send(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> Result<(), Infallible> {
+        Ok(())
+    }
+}
+
+/// What the gateway committed, per metric name.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Totals {
+    count_sum: f64,
+    count_n: u64,
+    gauge_last: Option<(u64, f64)>,
+    gauge_n: u64,
+    histogram_count: u64,
+    histogram_sum: f64,
+    intervals: u64,
+}
+
+/// The test gateway: the core's exactly-once receiver, the clock exchange and a define table.
+struct Gateway {
+    framer: Framer<1024>,
+    receiver: Receiver,
+    clock: ClockSync<8>,
+    defines: HashMap<u16, (MetricType, String, Vec<String>)>,
+    totals: HashMap<String, Totals>,
+    last_boot: Option<u32>,
+    hellos: Vec<(String, u64)>,
+    next_time_request_ms: u64,
+    time_seq: u16,
+    wall_offset_ms: u64,
+    last_counters: Option<message::DeviceCounters>,
+    frames: u64,
+    resyncs_sent: u64,
+}
+
+impl Gateway {
+    fn new() -> Self {
+        Gateway {
+            framer: Framer::new(),
+            receiver: Receiver::new(None),
+            clock: ClockSync::new(),
+            defines: HashMap::new(),
+            totals: HashMap::new(),
+            last_boot: None,
+            hellos: Vec::new(),
+            next_time_request_ms: 0,
+            time_seq: 0,
+            wall_offset_ms: 1_700_000_000_000,
+            last_counters: None,
+            frames: 0,
+            resyncs_sent: 0,
+        }
+    }
+
+    /// A restart: the define table and the framer are gone, the committed `LinkState` stays (it
+    /// is persisted with the points); the gateway says HELLO.
+    fn restart(&mut self, line: &mut Line) {
+        self.framer = Framer::new();
+        self.receiver = Receiver::new(self.receiver.state());
+        self.defines.clear();
+        self.reply(line, Kind::Hello, 0, 0, &[]);
+    }
+
+    fn reply(&self, line: &mut Line, kind: Kind, boot_id: u32, seq: u16, payload: &[u8]) {
+        let mut out = [0u8; max_frame_bytes(64)];
+        let len = encode_frame(Header { kind, boot_id, seq }, payload, &mut out).expect("small frame");
+        line.send(&out[..len]);
+    }
+
+    fn ack(&self, line: &mut Line, boot_id: u32) {
+        if let Some(seq) = self.receiver.ack(boot_id) {
+            let mut payload = [0u8; 8];
+            let len = message::encode(&Ack { window: 4 }, &mut payload).expect("fits");
+            self.reply(line, Kind::Ack, boot_id, seq, &payload[..len]);
+        }
+    }
+
+    fn nack(&mut self, line: &mut Line, boot_id: u32, nack: Nack) {
+        let mut payload = [0u8; 16];
+        let len = message::encode(&nack, &mut payload).expect("fits");
+        if matches!(nack, Nack::Resync { .. }) {
+            self.resyncs_sent += 1;
+        }
+        self.reply(line, Kind::Nack, boot_id, 0, &payload[..len]);
+    }
+
+    fn poll(&mut self, now_ms: u64, rx: &mut Line, tx: &mut Line) {
+        let bytes: Vec<u8> = rx.bytes.drain(..).collect();
+        let mut frames = Vec::new();
+        let mut damaged = false;
+        self.framer.feed(&bytes, |frame| match frame {
+            Ok(frame) => frames.push((frame.header, frame.payload.to_vec())),
+            Err(_) => damaged = true,
+        });
+        if damaged {
+            if let Some(boot_id) = self.last_boot {
+                self.nack(tx, boot_id, Nack::Damaged);
+            }
+        }
+        for (header, payload) in frames {
+            self.frames += 1;
+            self.handle(now_ms, header, &payload, tx);
+        }
+        if now_ms >= self.next_time_request_ms {
+            self.next_time_request_ms = now_ms + 1000;
+            self.time_seq = self.time_seq.wrapping_add(1);
+            let mut payload = [0u8; 16];
+            let request = TimeRequest { t0_ms: self.wall_offset_ms + now_ms };
+            let len = message::encode(&request, &mut payload).expect("fits");
+            self.reply(tx, Kind::TimeRequest, 0, self.time_seq, &payload[..len]);
+        }
+    }
+
+    fn handle(&mut self, now_ms: u64, header: Header, payload: &[u8], tx: &mut Line) {
+        match header.kind {
+            Kind::Hello => {
+                let hello: Hello<'_> = message::decode(payload).expect("a valid hello");
+                self.hellos.push((hello.device.to_string(), hello.uptime_ms));
+                self.last_counters = Some(hello.counters);
+            }
+            Kind::TimeResponse => {
+                let response: TimeResponse = message::decode(payload).expect("a valid time response");
+                self.clock.on_response(response.t0_ms, self.wall_offset_ms + now_ms, response.uptime_ms);
+                self.last_counters = Some(response.counters);
+            }
+            Kind::Define | Kind::Data => {
+                self.last_boot = Some(header.boot_id);
+                match self.receiver.classify(header) {
+                    Disposition::Next => self.commit(header, payload, tx),
+                    Disposition::Duplicate | Disposition::Gap => self.ack(tx, header.boot_id),
+                    Disposition::Unknown => {
+                        let nack = self.receiver.resync(header.boot_id);
+                        self.nack(tx, header.boot_id, nack);
+                    }
+                    Disposition::Stale => {}
+                }
+            }
+            other => panic!("the device sent a {other:?} frame"),
+        }
+    }
+
+    fn commit(&mut self, header: Header, payload: &[u8], tx: &mut Line) {
+        if header.kind == Kind::Define {
+            let define: Define<'_> = message::decode(payload).expect("a valid define");
+            let tags = define.tags.iter().map(|t| t.to_string()).collect();
+            self.defines.insert(define.ctx, (define.kind, define.name.to_string(), tags));
+        } else {
+            let reader = DataReader::new(payload).expect("a data header");
+            let records: Vec<_> = reader.map(|r| r.expect("a valid record")).collect();
+            if records.iter().any(|r| !self.defines.contains_key(&r.ctx)) {
+                // The define table is gone (restart): a new session defines every context again.
+                let nack = self.receiver.resync(header.boot_id);
+                self.nack(tx, header.boot_id, nack);
+                return;
+            }
+            let data = DataReader::new(payload).expect("a data header").header;
+            let end_ms = data.start_ms + u64::from(data.interval_ms);
+            for record in records {
+                let (kind, name, _) = &self.defines[&record.ctx];
+                let totals = self.totals.entry(name.clone()).or_default();
+                totals.intervals += u64::from(data.intervals);
+                match (kind, record.value) {
+                    (MetricType::Count, WireValue::Count { sum, n }) => {
+                        totals.count_sum += sum;
+                        totals.count_n += n;
+                    }
+                    (MetricType::Gauge, WireValue::Gauge { last, n, .. }) => {
+                        totals.gauge_n += n;
+                        if totals.gauge_last.is_none_or(|(end, _)| end <= end_ms) {
+                            totals.gauge_last = Some((end_ms, last));
+                        }
+                    }
+                    (MetricType::Histogram, WireValue::Samples(samples)) => {
+                        totals.histogram_count += samples.len() as u64;
+                        totals.histogram_sum += samples.iter().sum::<f64>();
+                    }
+                    (MetricType::Histogram, WireValue::Sketch(sketch)) => {
+                        totals.histogram_count += sketch.parts.count;
+                        totals.histogram_sum += sketch.parts.sum;
+                    }
+                    (MetricType::Histogram, WireValue::Summary { count, sum, .. }) => {
+                        totals.histogram_count += count;
+                        totals.histogram_sum += sum;
+                    }
+                    (kind, value) => panic!("{name}: a {kind:?} context carried {value:?}"),
+                }
+            }
+        }
+        let state = self.receiver.state_after(header);
+        self.receiver.committed(state);
+        self.ack(tx, header.boot_id);
+    }
+}
+
+const TICKS: &str = "fw.demo.ticks";
+const TEMPERATURE: &str = "fw.demo.temperature";
+const LATENCY: &str = "fw.demo.latency_ms";
+
+fn temperature(tick: u64) -> f64 {
+    20.0 + (tick % 10) as f64 / 10.0
+}
+
+fn latency(tick: u64) -> f64 {
+    1.0 + ((tick * 7) % 13) as f64 * 0.25
+}
+
+/// The demo's workload for one tick.
+fn record_tick(device: &mut DemoDevice, now_ms: u64, tick: u64) {
+    let tags = [Tag::new("board", "qemu")];
+    let sample = |name, kind, value| Sample {
+        name,
+        kind,
+        tags: &tags,
+        value: Value::Number(value),
+        timestamp: Timestamp::from_secs_f64(0.0),
+    };
+    device.record(now_ms, sample(TICKS, MetricType::Count, 1.0)).expect("recorded");
+    device.record(now_ms, sample(TEMPERATURE, MetricType::Gauge, temperature(tick))).expect("recorded");
+    device.record(now_ms, sample(LATENCY, MetricType::Histogram, latency(tick))).expect("recorded");
+}
+
+struct Scenario {
+    seed: u64,
+    faults: u64,
+    ticks: u64,
+    /// Gateway restarts at these uptimes.
+    restarts: Vec<u64>,
+    /// The gateway unplugged over this uptime range (both directions).
+    away: Option<(u64, u64)>,
+}
+
+struct Outcome {
+    gateway: Gateway,
+    device: Box<DemoDevice>,
+    end_ms: u64,
+}
+
+fn run(scenario: &Scenario) -> Outcome {
+    const STEP_MS: u64 = 10;
+    let config =
+        DeviceConfig::new(0x5eed_0000 | (scenario.seed as u32 & 0xffff) | 1, "demo", 1).expect("valid");
+    let mut device = Box::new(DemoDevice::new(config));
+    let mut gateway = Gateway::new();
+    let mut up = Line::new(scenario.seed, scenario.faults);
+    let mut down = Line::new(scenario.seed.rotate_left(17) ^ 0x9e37, scenario.faults);
+    let mut now_ms = 0;
+    let mut tick = 0;
+    let mut restarts = scenario.restarts.clone();
+    let deadline_ms = scenario.ticks * 100 + 300_000;
+    loop {
+        let away = scenario.away.is_some_and(|(from, to)| (from..to).contains(&now_ms));
+        up.down = away;
+        down.down = away;
+        if tick < scenario.ticks && now_ms >= tick * 100 {
+            record_tick(&mut device, now_ms, tick);
+            tick += 1;
+            if tick == scenario.ticks {
+                device.close_all(now_ms);
+            }
+        }
+        device.poll(now_ms, &mut DeviceEnd { rx: &mut down, tx: &mut up }).expect("in memory");
+        if restarts.first().is_some_and(|&at| now_ms >= at) {
+            restarts.remove(0);
+            gateway.restart(&mut down);
+        }
+        gateway.poll(now_ms, &mut up, &mut down);
+        if tick == scenario.ticks && device.is_idle() {
+            break;
+        }
+        assert!(
+            now_ms < deadline_ms,
+            "not idle after {now_ms} ms: {:?} {:?}",
+            device.stats(),
+            device.counters()
+        );
+        now_ms += STEP_MS;
+    }
+    Outcome { gateway, device, end_ms: now_ms }
+}
+
+fn assert_exact(outcome: &Outcome, ticks: u64) {
+    let totals = &outcome.gateway.totals;
+    let t = &totals[TICKS];
+    assert_eq!((t.count_sum, t.count_n), (ticks as f64, ticks), "every tick counted exactly once");
+    let h = &totals[LATENCY];
+    assert_eq!(h.histogram_count, ticks, "every latency sample counted exactly once");
+    let expected: f64 = (0..ticks).map(latency).sum();
+    assert!((h.histogram_sum - expected).abs() < 1e-6, "latency sum {} vs {expected}", h.histogram_sum);
+    let g = &totals[TEMPERATURE];
+    assert_eq!(g.gauge_n, ticks);
+    assert_eq!(
+        g.gauge_last.map(|(_, last)| last),
+        Some(temperature(ticks - 1)),
+        "the gauge ends at the last value"
+    );
+    let counters = outcome.device.counters();
+    assert_eq!((counters.refused_samples, counters.dropped_intervals), (0, 0));
+}
+
+#[test]
+fn a_clean_line_delivers_every_interval_once_and_syncs_the_clock() {
+    let outcome = run(&Scenario { seed: 1, faults: 0, ticks: 100, restarts: vec![], away: None });
+    assert_exact(&outcome, 100);
+    let gw = &outcome.gateway;
+    assert_eq!(gw.hellos.first(), Some(&("demo".to_string(), 0)));
+    assert_eq!(gw.totals[TICKS].intervals, 10, "10 s of ticks in 1 s intervals");
+    // The device answers on its next poll (10 ms later): a 10 ms round trip, and the offset
+    // within half of it of the truth (device uptime 0 is the gateway's `wall_offset_ms`).
+    let best = gw.clock.best().expect("time exchanged");
+    assert_eq!((best.offset_ms, best.rtt_ms), (gw.wall_offset_ms as i64 - 5, 10));
+    let stats = outcome.device.stats();
+    assert_eq!((stats.window.retransmitted, outcome.device.counters().resyncs), (0, 0));
+    assert_eq!(outcome.device.contexts(), 3);
+    println!("clean: {stats:?}, idle at {} ms", outcome.end_ms);
+}
+
+#[test]
+fn a_gateway_restart_resyncs_and_counts_stay_exact() {
+    let outcome =
+        run(&Scenario { seed: 2, faults: 0, ticks: 200, restarts: vec![5_050, 12_020], away: None });
+    assert_exact(&outcome, 200);
+    let counters = outcome.device.counters();
+    assert_eq!(counters.resyncs, 2, "one new session per restart");
+    assert_eq!(outcome.gateway.hellos.len(), 3, "a hello at boot and after each gateway hello");
+    assert_eq!(outcome.gateway.defines.len(), 3, "every context defined again after the last restart");
+}
+
+#[test]
+fn a_lossy_line_retransmits_and_still_counts_exactly_once() {
+    let outcome = run(&Scenario { seed: 77, faults: 10, ticks: 300, restarts: vec![], away: None });
+    assert_exact(&outcome, 300);
+    let stats = outcome.device.stats();
+    assert!(
+        stats.window.retransmitted > 0
+            && stats.framer.bad_crc + stats.framer.bad_encoding + stats.framer.short > 0
+    );
+    println!("10% faults: {stats:?}, idle at {} ms", outcome.end_ms);
+}
+
+#[test]
+fn a_gateway_away_longer_than_the_ring_merges_intervals_and_totals_stay_exact() {
+    let outcome =
+        run(&Scenario { seed: 3, faults: 0, ticks: 600, restarts: vec![], away: Some((2_000, 50_000)) });
+    assert_exact(&outcome, 600);
+    let counters = outcome.device.counters();
+    assert!(counters.merged_intervals > 0, "48 s away with a 16-payload ring: {counters:?}");
+    let intervals = outcome.gateway.totals[TICKS].intervals;
+    assert_eq!(intervals, 60, "merged payloads still account for every interval");
+    println!("away 48 s: {counters:?}, {:?}", outcome.device.stats());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_lossy_line_with_a_restart_counts_exactly_once(seed in any::<u64>(), faults in 1u64..15, restart in 2_000u64..9_000) {
+        let outcome = run(&Scenario { seed, faults, ticks: 150, restarts: vec![restart], away: None });
+        assert_exact(&outcome, 150);
+        let stats = outcome.device.stats();
+        prop_assert!(stats.window.retransmitted > 0 || faults < 3, "faults {faults}%: {stats:?}");
+    }
+}
+
+#[test]
+fn wire_bytes_per_counter_or_gauge_point_stay_within_budget() {
+    // 10 counters and 10 gauges, 60 intervals, a clean line; measured once every context is
+    // defined (after the first interval).
+    let config = DeviceConfig::new(9, "demo", 1).expect("valid");
+    let mut device: Box<Device<64, 2, 2048, 32, 2048, 4096, 16, 4>> = Box::new(Device::new(config));
+    let mut gateway = Gateway::new();
+    gateway.next_time_request_ms = u64::MAX;
+    let mut up = Line::new(1, 0);
+    let mut down = Line::new(2, 0);
+    let names: Vec<String> = (0..10).map(|i| format!("app.sensor{i}")).collect();
+    let mut baseline = None;
+    let mut now_ms = 0;
+    while now_ms <= 61_000 {
+        if now_ms % 100 == 0 && now_ms < 60_000 {
+            for (i, name) in names.iter().enumerate() {
+                let tags = [Tag::new("unit", "a")];
+                let count = Sample {
+                    name,
+                    kind: MetricType::Count,
+                    tags: &tags,
+                    value: Value::Number(1.0),
+                    timestamp: Timestamp::from_secs_f64(0.0),
+                };
+                device.record(now_ms, count).expect("recorded");
+                let level = 20.0 + ((now_ms / 100 + i as u64) % 50) as f64 / 10.0;
+                let gauge = Sample { kind: MetricType::Gauge, value: Value::Number(level), ..count };
+                device.record(now_ms, gauge).expect("recorded");
+            }
+        }
+        device.poll(now_ms, &mut DeviceEnd { rx: &mut down, tx: &mut up }).expect("in memory");
+        gateway.poll(now_ms, &mut up, &mut down);
+        if now_ms == 1_500 {
+            baseline = Some(device.stats().bytes_written);
+        }
+        now_ms += 10;
+    }
+    let bytes = device.stats().bytes_written - baseline.expect("taken");
+    let points = 59 * 20;
+    let per_point = bytes as f64 / points as f64;
+    println!("wire bytes per counter/gauge point: {per_point:.2} ({bytes} B for {points} points)");
+    assert_eq!(gateway.totals["app.sensor0"].count_n, 600);
+    assert!(per_point <= 12.0, "{per_point} B per point");
+}
+
+#[test]
+fn the_demo_device_fits_the_firmware_budget() {
+    let size = std::mem::size_of::<DemoDevice>();
+    println!("size_of::<DemoDevice>() = {size} B");
+    assert!(size <= 24 * 1024, "the device leaves the firmware room under 32 KiB: {size}");
+}
