@@ -459,8 +459,6 @@ proptest! {
     fn any_lossy_line_with_a_restart_counts_exactly_once(seed in any::<u64>(), faults in 1u64..15, restart in 2_000u64..9_000) {
         let outcome = run(&Scenario { seed, faults, ticks: 150, restarts: vec![restart], away: None });
         assert_exact(&outcome, 150);
-        let stats = outcome.device.stats();
-        prop_assert!(stats.window.retransmitted > 0 || faults < 3, "faults {faults}%: {stats:?}");
     }
 }
 
