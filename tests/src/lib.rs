@@ -3,11 +3,13 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod firmware;
 pub mod intake;
 pub mod servers;
 pub mod util;
 
 pub use agent::Agent;
+pub use firmware::{firmware_elf, Firmware, FirmwareExit, FirmwareOptions};
 pub use intake::{Answer, FakeIntake, Request, When};
 pub use servers::{influxd_path, InfluxServer, RedisServer, VictoriaMetrics};
 pub use util::{free_port, http_get, http_request, wait_until, write_raw, TempDir};
