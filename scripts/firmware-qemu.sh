@@ -5,6 +5,7 @@
 #   scripts/firmware-qemu.sh --size                build; print flash and static RAM, fail over budget
 #   scripts/firmware-qemu.sh --serial unix:PATH [--ticks N] [--ack-timeout-ms MS] [--timeout S]
 #   scripts/firmware-qemu.sh --serial pty [...]    QEMU prints the pty's path ("char device redirected to")
+#   --elf PATH                                     run that ELF instead of building (the test harness)
 #
 # With --serial unix:PATH QEMU listens on PATH and waits for one client before the firmware
 # starts. Semihosting output (the firmware's "demo done: ticks=N") goes to QEMU's stdout, and the
@@ -17,12 +18,13 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 FLASH_BUDGET=$((64 * 1024))
 RAM_BUDGET=$((32 * 1024))
 
-mode=run serial="" ticks="" ack_timeout_ms="" timeout_s=""
+mode=run elf="" serial="" ticks="" ack_timeout_ms="" timeout_s=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --build-only) mode=build ;;
     --size) mode=size ;;
     --serial) serial="$2"; shift ;;
+    --elf) elf="$2"; shift ;;
     --ticks) ticks="$2"; shift ;;
     --ack-timeout-ms) ack_timeout_ms="$2"; shift ;;
     --timeout) timeout_s="$2"; shift ;;
@@ -36,11 +38,13 @@ if ! rustup target list --installed 2>/dev/null | grep -qx thumbv7m-none-eabi \
   "$root/scripts/install-firmware-deps.sh" >&2
 fi
 
-target_dir="${CARGO_TARGET_DIR:-$root/firmware/target}"
-mkdir -p "$target_dir"
-target_dir="$(cd "$target_dir" && pwd)"
-(cd "$root/firmware" && CARGO_TARGET_DIR="$target_dir" cargo build --release --locked -q >&2)
-elf="$target_dir/thumbv7m-none-eabi/release/chouette-firmware"
+if [ -z "$elf" ] || [ "$mode" != run ]; then
+  target_dir="${CARGO_TARGET_DIR:-$root/firmware/target}"
+  mkdir -p "$target_dir"
+  target_dir="$(cd "$target_dir" && pwd)"
+  (cd "$root/firmware" && CARGO_TARGET_DIR="$target_dir" cargo build --release --locked -q >&2)
+  elf="$target_dir/thumbv7m-none-eabi/release/chouette-firmware"
+fi
 
 case "$mode" in
   build)

@@ -23,6 +23,11 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --features c
 step "no_std proofs"
 scripts/check-no-std.sh
 
+step "demo firmware: format, lints, size budget (flash 64 KiB, static RAM 32 KiB)"
+cargo fmt --manifest-path firmware/Cargo.toml -- --check
+(cd firmware && cargo clippy --release --locked -- -D warnings)
+scripts/firmware-qemu.sh --size
+
 step "installer (into a temporary root)"
 scripts/test-install.sh
 

@@ -3,12 +3,14 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod firmware;
 pub mod intake;
 pub mod proxy;
 pub mod servers;
 pub mod util;
 
 pub use agent::Agent;
+pub use firmware::{firmware_elf, Firmware, FirmwareExit, FirmwareOptions};
 pub use intake::{Answer, FakeIntake, Request, When};
 pub use proxy::{Direction, FaultProxy, Faults, LineFaults};
 pub use servers::{influxd_path, InfluxServer, RedisServer, VictoriaMetrics};
