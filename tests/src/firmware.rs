@@ -42,9 +42,9 @@ pub fn firmware_elf() -> &'static Path {
 /// What the firmware is started with (its semihosting command line).
 #[derive(Debug, Clone, Copy)]
 pub struct FirmwareOptions {
-    /// `ticks=N`: 100 ms ticks before it waits for the last one's ack.
+    /// `ticks=N`: 100 ms ticks before it closes the open interval and waits until idle.
     pub ticks: u32,
-    /// `ack_timeout_ms=N`: how long it waits (firmware default 30 s).
+    /// `ack_timeout_ms=N`: how long it waits to be idle, everything acknowledged (default 30 s).
     pub ack_timeout_ms: Option<u64>,
 }
 
