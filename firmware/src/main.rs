@@ -17,7 +17,7 @@ mod uart;
 mod workload;
 
 use chouette_core::metric::MetricType;
-use chouette_mcu::{ConfigError, DeviceConfig, DeviceStats};
+use chouette_mcu::{ConfigError, DeviceConfig};
 use cortex_m_rt::{entry, exception, ExceptionFrame};
 use cortex_m_semihosting::{debug, hprintln};
 use embedded_io::{Read, ReadReady, Write};
@@ -58,7 +58,7 @@ enum Failure {
     Taken,
     /// Not idle (every interval closed, sent and acknowledged) within `timeout_ms` of uptime
     /// after the last tick.
-    NotIdle { ticks: u32, timeout_ms: u64, in_flight_or_queued: usize, stats: DeviceStats },
+    NotIdle { ticks: u32, timeout_ms: u64, queued: usize, sent: u32, acked: u32, retransmitted: u32 },
 }
 
 impl core::fmt::Display for Failure {
@@ -66,11 +66,10 @@ impl core::fmt::Display for Failure {
         match self {
             Failure::Config(why) => write!(f, "config: {why}"),
             Failure::Taken => f.write_str("the device's static storage was already taken"),
-            Failure::NotIdle { ticks, timeout_ms, in_flight_or_queued, stats } => write!(
+            Failure::NotIdle { ticks, timeout_ms, queued, sent, acked, retransmitted } => write!(
                 f,
-                "ticks={ticks} timeout_ms={timeout_ms} queued={in_flight_or_queued} sent={} acked={} \
-                 retransmitted={}, not idle: the gateway did not acknowledge everything",
-                stats.window.sent, stats.window.acked, stats.window.retransmitted
+                "ticks={ticks} timeout_ms={timeout_ms} queued={queued} sent={sent} acked={acked} \
+                 retransmitted={retransmitted}, not idle: the gateway did not acknowledge everything"
             ),
         }
     }
@@ -131,12 +130,14 @@ where
             return Ok(());
         }
         if deadline.is_some_and(|deadline| now >= deadline) {
+            let window = device.stats().window;
             return Err(Failure::NotIdle {
                 ticks: options.ticks,
                 timeout_ms: options.ack_timeout_ms,
-                in_flight_or_queued: device.ring_len()
-                    + usize::from(device.stats().window.sent > device.stats().window.acked),
-                stats: device.stats(),
+                queued: device.ring_len(),
+                sent: window.sent as u32,
+                acked: window.acked as u32,
+                retransmitted: window.retransmitted as u32,
             });
         }
     }

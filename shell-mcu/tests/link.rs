@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::convert::Infallible;
+use core::convert::Infallible;
 
 use chouette_core::metric::{MetricType, Sample, Tag, Timestamp, Value};
 use chouette_mcu::{DemoDevice, Device, DeviceConfig};
@@ -263,7 +263,7 @@ fn wire_bytes_per_counter_or_gauge_point_stay_within_budget() {
 
 #[test]
 fn the_demo_device_fits_the_firmware_budget() {
-    let size = std::mem::size_of::<DemoDevice>();
+    let size = core::mem::size_of::<DemoDevice>();
     println!("size_of::<DemoDevice>() = {size} B");
     assert!(size <= 24 * 1024, "the device leaves the firmware room under 32 KiB: {size}");
 }
