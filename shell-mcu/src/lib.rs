@@ -25,7 +25,7 @@ pub use ring::Ring;
 
 use chouette_core::aggregate::{Aggregator, AggregatorConfig, RecordError};
 use chouette_core::link::message::{
-    self, Ack, DataHeader, DataWriter, DeviceCounters, Hello, MessageError, Nack, TimeRequest, TimeResponse,
+    self, Ack, DataHeader, DataWriter, DeviceCounters, Hello, Nack, TimeRequest, TimeResponse,
 };
 use chouette_core::link::window::{Sender, SenderStats};
 use chouette_core::link::{
@@ -188,43 +188,82 @@ fn timestamp(now_ms: u64) -> Timestamp {
     Timestamp::from_secs_f64(now_ms as f64 / 1000.0)
 }
 
-/// Stores `payload` at ring position `index`, merging the two oldest entries (or, when their
-/// merge does not fit one payload, dropping the oldest) until it fits.
+/// Stores `payload` in the ring: appended as the newest (`at: None`), or put back at position
+/// `at` (a resync returns the window's unsent payloads, oldest first, to the front). Returns the
+/// position after it (where the next put-back payload goes).
+///
+/// Until it fits: a put-back payload after another merges into that one (their order is kept);
+/// otherwise the two oldest entries merge; when a merge does not fit one payload, the oldest
+/// entry is dropped (its `intervals` counted in `dropped_intervals`).
 fn store<const BYTES: usize, const ENTRIES: usize>(
     ring: &mut Ring<BYTES, ENTRIES>,
-    mut index: usize,
+    at: Option<usize>,
     payload: &[u8],
     merged: &mut [u8; MAX_PAYLOAD],
     scratch: &mut Histogram,
     counters: &mut DeviceCounters,
 ) -> usize {
+    let mut index = at.unwrap_or(usize::MAX);
     loop {
-        if ring.insert(index.min(ring.len()), payload) {
-            return index.min(ring.len() - 1) + 1;
+        let pos = index.min(ring.len());
+        if ring.insert(pos, payload) {
+            return pos + 1;
         }
-        let result = match (ring.get(0), ring.get(1)) {
-            (Some(older), Some(newer)) => records::merge(older, newer, merged, scratch),
-            _ => Err(MessageError::Full),
+        if ring.is_empty() {
+            // Unreachable (an empty ring takes any payload: BYTES >= 2 * MAX_PAYLOAD), counted
+            // rather than looped on.
+            counters.dropped_intervals = counters.dropped_intervals.saturating_add(1);
+            return 0;
+        }
+        let result = match (at, pos) {
+            (Some(_), 1..) => {
+                ring.get(pos - 1).map(|older| (pos - 1, records::merge(older, payload, merged, scratch)))
+            }
+            _ => match (ring.get(0), ring.get(1)) {
+                (Some(older), Some(newer)) => Some((0, records::merge(older, newer, merged, scratch))),
+                _ => None,
+            },
         };
         match result {
-            Ok((len, coarsened)) if ring.replace_pair(0, &merged[..len]) => {
-                counters.merged_intervals = counters.merged_intervals.saturating_add(1);
-                counters.coarsened = counters.coarsened.saturating_add(coarsened);
-                if index >= 2 {
-                    index -= 1;
+            Some((into, Ok((len, coarsened)))) => {
+                let absorbed = at.is_some() && pos >= 1;
+                let stored = if absorbed {
+                    ring.replace(into, &merged[..len])
+                } else {
+                    ring.replace_pair(into, &merged[..len])
+                };
+                if stored {
+                    counters.merged_intervals = counters.merged_intervals.saturating_add(1);
+                    counters.coarsened = counters.coarsened.saturating_add(coarsened);
+                    if absorbed {
+                        return pos;
+                    }
+                    if index >= 2 {
+                        index -= 1;
+                    }
+                    continue;
                 }
+                drop_oldest(ring, counters);
+                index = index.saturating_sub(1);
             }
             _ => {
-                let intervals = ring
-                    .get(0)
-                    .and_then(|oldest| message::DataReader::new(oldest).ok())
-                    .map_or(1, |reader| u32::from(reader.header.intervals));
-                ring.remove(0);
-                counters.dropped_intervals = counters.dropped_intervals.saturating_add(intervals);
+                drop_oldest(ring, counters);
                 index = index.saturating_sub(1);
             }
         }
     }
+}
+
+fn drop_oldest<const BYTES: usize, const ENTRIES: usize>(
+    ring: &mut Ring<BYTES, ENTRIES>,
+    counters: &mut DeviceCounters,
+) {
+    let intervals = ring
+        .get(0)
+        .and_then(|oldest| message::DataReader::new(oldest).ok())
+        .map_or(1, |reader| u32::from(reader.header.intervals));
+    ring.remove(0);
+    counters.dropped_intervals = counters.dropped_intervals.saturating_add(intervals);
 }
 
 impl<
@@ -424,7 +463,7 @@ impl<
                 let resynced = sender.on_nack(header, nack, new_boot_id, now_ms, |kind, payload| {
                     // DEFINEs are dropped: every context is defined again below.
                     if kind == Kind::Data {
-                        index = store(ring, index, payload, merged, scratch, counters);
+                        index = store(ring, Some(index), payload, merged, scratch, counters);
                     }
                 });
                 if resynced {
@@ -441,6 +480,7 @@ impl<
         let interval_ms = self.config.interval_secs * 1000;
         let Device { aggregator, contexts, ring, scratch, build, merged, counters, stats, .. } = self;
         let mut writer: Option<DataWriter<'_>> = None;
+        let mut writer_header = None;
         while let Some(flushed) = aggregator.poll_flush() {
             let samples = u32::try_from(flushed.sample_count()).unwrap_or(u32::MAX);
             let Ok(ctx) = contexts.id_of(flushed.kind, flushed.name, &flushed.tags) else {
@@ -453,17 +493,16 @@ impl<
                 interval_ms,
                 intervals: 1,
             };
-            if let Some(current) = writer.as_ref() {
-                if message::DataReader::new(current.payload()).map(|r| r.header).ok() != Some(header) {
-                    if let Some(done) = writer.take() {
-                        store(ring, usize::MAX, done.payload(), merged, scratch, counters);
-                        stats.data_payloads += 1;
-                    }
+            if writer_header != Some(header) {
+                if let Some(done) = writer.take() {
+                    store(ring, None, done.payload(), merged, scratch, counters);
+                    stats.data_payloads += 1;
                 }
             }
             for _attempt in 0..2 {
                 if writer.is_none() {
                     writer = DataWriter::new(&mut build[..], header).ok();
+                    writer_header = Some(header);
                 }
                 let Some(current) = writer.as_mut() else { break };
                 match records::push_state(current, ctx, flushed.state(), scratch) {
@@ -473,7 +512,7 @@ impl<
                     }
                     Err(_) if !current.is_empty() => {
                         if let Some(done) = writer.take() {
-                            store(ring, usize::MAX, done.payload(), merged, scratch, counters);
+                            store(ring, None, done.payload(), merged, scratch, counters);
                             stats.data_payloads += 1;
                         }
                     }
@@ -488,7 +527,7 @@ impl<
         }
         if let Some(done) = writer.take() {
             if !done.is_empty() {
-                store(ring, usize::MAX, done.payload(), merged, scratch, counters);
+                store(ring, None, done.payload(), merged, scratch, counters);
                 stats.data_payloads += 1;
             }
         }

@@ -189,7 +189,7 @@ pub(crate) fn merge(
 ) -> Result<(usize, u32), MessageError> {
     let a = DataReader::new(older)?.header;
     let b = DataReader::new(newer)?.header;
-    let end = |h: &DataHeader| h.start_ms + u64::from(h.interval_ms);
+    let end = |h: &DataHeader| h.start_ms.saturating_add(u64::from(h.interval_ms));
     let start_ms = a.start_ms.min(b.start_ms);
     let end_ms = end(&a).max(end(&b));
     let overlap = b.start_ms < end(&a) && a.start_ms < end(&b);

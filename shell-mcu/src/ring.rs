@@ -88,6 +88,15 @@ impl<const BYTES: usize, const ENTRIES: usize> Ring<BYTES, ENTRIES> {
         self.len -= 1;
     }
 
+    /// Replaces entry `index` by `payload`; `false` (nothing changed) when it does not fit.
+    pub fn replace(&mut self, index: usize, payload: &[u8]) -> bool {
+        if index >= self.len || self.used() - usize::from(self.lens[index]) + payload.len() > BYTES {
+            return false;
+        }
+        self.remove(index);
+        self.insert(index, payload)
+    }
+
     /// Replaces entries `index` and `index + 1` by `payload` (their merge, at most as long as
     /// both together: it always fits).
     pub fn replace_pair(&mut self, index: usize, payload: &[u8]) -> bool {
@@ -126,6 +135,9 @@ mod tests {
         );
         assert!(ring.replace_pair(0, b"ab"));
         assert_eq!((ring.len(), ring.get(0), ring.get(1)), (2, Some(&b"ab"[..]), Some(&b"ccc"[..])));
+        assert!(ring.replace(1, b"cd"));
+        assert_eq!((ring.len(), ring.get(0), ring.get(1)), (2, Some(&b"ab"[..]), Some(&b"cd"[..])));
+        assert!(ring.replace(1, b"ccc"));
         ring.remove(0);
         assert_eq!((ring.len(), ring.used(), ring.get(0)), (1, 3, Some(&b"ccc"[..])));
         assert!(ring.push(&[7; 1197]));

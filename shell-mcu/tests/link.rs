@@ -267,3 +267,120 @@ fn the_demo_device_fits_the_firmware_budget() {
     println!("size_of::<DemoDevice>() = {size} B");
     assert!(size <= 24 * 1024, "the device leaves the firmware room under 32 KiB: {size}");
 }
+
+/// Runs `device` against a clean gateway until idle (after `record` fed it up to `until_ms`).
+fn drive<
+    const A: usize,
+    const B: usize,
+    const C: usize,
+    const D: usize,
+    const E: usize,
+    const F: usize,
+    const G: usize,
+    const H: usize,
+>(
+    device: &mut Device<A, B, C, D, E, F, G, H>,
+    until_ms: u64,
+    mut record: impl FnMut(&mut Device<A, B, C, D, E, F, G, H>, u64),
+) -> Gateway {
+    let mut gateway = Gateway::new();
+    let (mut up, mut down) = (Line::new(5, 0), Line::new(6, 0));
+    let mut now_ms = 0;
+    loop {
+        if now_ms < until_ms {
+            record(device, now_ms);
+        } else if now_ms == until_ms {
+            device.close_all(now_ms);
+        }
+        device.poll(now_ms, &mut DeviceEnd { rx: &mut down, tx: &mut up }).expect("in memory");
+        gateway.poll(now_ms, &mut up, &mut down);
+        if now_ms > until_ms && device.is_idle() {
+            return gateway;
+        }
+        assert!(now_ms < until_ms + 60_000, "not idle: {:?}", device.stats());
+        now_ms += 10;
+    }
+}
+
+#[test]
+fn a_full_context_table_drops_the_series_and_counts_its_samples() {
+    let config = DeviceConfig::new(11, "demo", 1).expect("valid");
+    let mut device: Box<Device<16, 2, 512, 1, 128, 2048, 8, 4>> = Box::new(Device::new(config));
+    let gateway = drive(&mut device, 2_000, |device, now_ms| {
+        if now_ms % 100 == 0 {
+            device.record_number(now_ms, "kept", MetricType::Count, &[], 1.0).expect("recorded");
+            device.record_number(now_ms, "refused", MetricType::Count, &[], 1.0).expect("recorded");
+        }
+    });
+    assert_eq!(gateway.totals["kept"].count_n, 20);
+    assert!(!gateway.totals.contains_key("refused"));
+    assert_eq!(device.counters().refused_samples, 20, "the second series' samples, counted");
+    assert_eq!(device.stats().contexts_full, 2, "one record per interval");
+}
+
+#[test]
+fn a_histogram_too_wide_for_a_frame_goes_as_a_sketch_or_a_summary_with_its_count_exact() {
+    let config = DeviceConfig::new(12, "demo", 1).expect("valid");
+    let mut device: Box<Device<16, 2, 512, 4, 256, 2048, 8, 4>> = Box::new(Device::new(config));
+    let mut n = 0u64;
+    let mut sum = 0.0;
+    let gateway = drive(&mut device, 2_000, |device, now_ms| {
+        // First second: 300 values over 12 decades (hundreds of bins: a summary); second: 300
+        // values in a narrow band (a sketch that fits).
+        for i in 0..30 {
+            let k = (now_ms / 10) * 30 + i;
+            let value = if now_ms < 1_000 {
+                10f64.powf((k % 1200) as f64 / 100.0 - 3.0)
+            } else {
+                100.0 + (k % 50) as f64
+            };
+            device.record_number(now_ms, "wide", MetricType::Histogram, &[], value).expect("recorded");
+            n += 1;
+            sum += value;
+        }
+    });
+    let totals = &gateway.totals["wide"];
+    assert_eq!(totals.histogram_count, n);
+    assert!((totals.histogram_sum - sum).abs() <= sum * 1e-12, "{} vs {sum}", totals.histogram_sum);
+    assert_eq!(device.counters().coarsened, 1, "the first second's sketch did not fit a frame");
+}
+
+#[test]
+fn a_restart_after_a_long_absence_puts_the_window_back_into_a_full_ring_and_counts_stay_exact() {
+    // The gateway comes back at 40 s having lost its define table: the first data frame it sees
+    // has an unknown context, so the device's four unacknowledged payloads go back to the front
+    // of a full ring (merging there), and a new session defines everything again.
+    let outcome = run(&Scenario {
+        seed: 4,
+        faults: 0,
+        ticks: 500,
+        restarts: vec![40_000],
+        away: Some((2_000, 40_000)),
+    });
+    assert_exact(&outcome, 500);
+    let counters = outcome.device.counters();
+    assert_eq!(counters.resyncs, 1, "{counters:?}");
+    assert!(counters.merged_intervals > 0, "{counters:?}");
+    assert_eq!(outcome.gateway.totals[TICKS].intervals, 50);
+    println!("away then restart: {counters:?}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Loss, an absence of up to 40 s (the ring merges), and a restart as the gateway returns.
+    #[test]
+    fn any_absence_and_restart_keeps_counts_and_intervals_exact(
+        seed in any::<u64>(),
+        faults in 0u64..10,
+        away_from in 500u64..8_000,
+        away_ms in 0u64..40_000,
+        restart in any::<bool>(),
+    ) {
+        let back = away_from + away_ms;
+        let restarts = if restart { vec![back] } else { vec![] };
+        let outcome = run(&Scenario { seed, faults, ticks: 200, restarts, away: Some((away_from, back)) });
+        assert_exact(&outcome, 200);
+        prop_assert_eq!(outcome.gateway.totals[TICKS].intervals, 20);
+    }
+}
