@@ -333,8 +333,8 @@ impl<
 
     /// Records one number (every type but `set`) at uptime `now_ms`: [`record`](Self::record)
     /// for the common case. A firmware that records only through this links none of the core's
-    /// set-member and multi-sample parsing (measured: the demo firmware's flash drops from
-    /// 76,304 to the figure in the README).
+    /// set-member and multi-sample parsing (measured on the demo firmware: flash 76,304 bytes
+    /// through `record`, 53,772 through this; the float parser's tables alone are 10 KB).
     pub fn record_number(
         &mut self,
         now_ms: u64,

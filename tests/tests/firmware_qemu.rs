@@ -13,8 +13,9 @@ use chouette_tests::{Firmware, FirmwareOptions};
 use gateway::{Gateway, Line};
 
 /// Serves the firmware's UART0 with the test gateway until the firmware says it is done or
-/// failed (or 60 s pass); returns the gateway.
-fn serve(firmware: &mut Firmware) -> Gateway {
+/// failed (or 60 s pass), restarting the gateway (define table lost, `LinkState` kept) once at
+/// `restart_at` if given; returns the gateway.
+fn serve(firmware: &mut Firmware, mut restart_at: Option<Duration>) -> Gateway {
     let mut gateway = Gateway::new();
     let start = Instant::now();
     gateway.wall_offset_ms =
@@ -38,6 +39,10 @@ fn serve(firmware: &mut Firmware) -> Gateway {
             }
             Err(e) => panic!("read UART0: {e}"),
         }
+        if restart_at.is_some_and(|at| elapsed >= at) {
+            restart_at = None;
+            gateway.restart(&mut down);
+        }
         gateway.poll(elapsed.as_millis() as u64, &mut up, &mut down);
         let out: Vec<u8> = down.bytes.drain(..).collect();
         if !out.is_empty() {
@@ -54,22 +59,14 @@ fn serve(firmware: &mut Firmware) -> Gateway {
 fn the_demo_forwards_every_tick_exactly_once_and_ends_idle() {
     const TICKS: u64 = 40;
     let mut firmware = Firmware::start(FirmwareOptions { ticks: TICKS as u32, ack_timeout_ms: None });
-    let gateway = serve(&mut firmware);
+    let gateway = serve(&mut firmware, None);
     let exit = firmware.wait(Duration::from_secs(30));
     assert_eq!(exit.status.code(), Some(0), "{exit:?}");
     let last_line = exit.stdout.trim_end().lines().last().unwrap_or("");
     assert_eq!(last_line, "demo done: ticks=40", "{exit:?}");
     println!("{}", exit.stdout.trim_end());
 
-    assert_eq!(gateway.hellos.first().map(|(device, _)| device.as_str()), Some("demo"));
-    let ticks = &gateway.totals["fw.demo.ticks"];
-    assert_eq!((ticks.count_sum, ticks.count_n), (TICKS as f64, TICKS), "every tick exactly once");
-    let latency = &gateway.totals["fw.demo.latency_ms"];
-    let expected: f64 = (0..TICKS).map(|tick| (tick % 7 + 1) as f64).sum();
-    assert_eq!((latency.histogram_count, latency.histogram_sum), (TICKS, expected));
-    let temperature = &gateway.totals["fw.demo.temperature"];
-    assert_eq!(temperature.gauge_n, TICKS);
-    assert_eq!(temperature.gauge_last.map(|(_, last)| last), Some(20.9), "the last tick's temperature");
+    assert_totals(&gateway, TICKS);
     assert_eq!(gateway.resyncs_sent, 0);
 
     // Uptime at real speed: every time exchange (one a second) maps uptime to the same wall
@@ -80,6 +77,35 @@ fn the_demo_forwards_every_tick_exactly_once_and_ends_idle() {
     let spread = offsets.iter().max().expect("some") - offsets.iter().min().expect("some");
     println!("clock offsets spread {spread} ms over {} exchanges, round trips {rtts:?} ms", offsets.len());
     assert!(spread < 300, "offsets {offsets:?}, round trips {rtts:?}");
+}
+
+/// What the gateway committed: every tick once (the firmware's workload: latency `tick % 7 + 1`,
+/// temperature `20 + (tick % 10) / 10`).
+fn assert_totals(gateway: &Gateway, ticks: u64) {
+    assert_eq!(gateway.hellos.first().map(|(device, _)| device.as_str()), Some("demo"));
+    let count = &gateway.totals["fw.demo.ticks"];
+    assert_eq!((count.count_sum, count.count_n), (ticks as f64, ticks), "every tick exactly once");
+    let latency = &gateway.totals["fw.demo.latency_ms"];
+    let expected: f64 = (0..ticks).map(|tick| (tick % 7 + 1) as f64).sum();
+    assert_eq!((latency.histogram_count, latency.histogram_sum), (ticks, expected));
+    let temperature = &gateway.totals["fw.demo.temperature"];
+    assert_eq!(temperature.gauge_n, ticks);
+    let last = 20.0 + ((ticks - 1) % 10) as f64 / 10.0;
+    assert_eq!(temperature.gauge_last.map(|(_, value)| value), Some(last), "the last tick's temperature");
+}
+
+#[test]
+fn a_gateway_restart_resyncs_the_firmware_and_counts_stay_exact() {
+    const TICKS: u64 = 30;
+    let mut firmware = Firmware::start(FirmwareOptions { ticks: TICKS as u32, ack_timeout_ms: None });
+    let gateway = serve(&mut firmware, Some(Duration::from_millis(1_500)));
+    let exit = firmware.wait(Duration::from_secs(30));
+    assert_eq!(exit.status.code(), Some(0), "{exit:?}");
+    println!("{}", exit.stdout.trim_end());
+    assert!(exit.stdout.contains(" resyncs=1 "), "one new session after the restart: {exit:?}");
+    assert_eq!(exit.stdout.trim_end().lines().last(), Some("demo done: ticks=30"));
+    assert_totals(&gateway, TICKS);
+    assert_eq!(gateway.hellos.len(), 2, "a hello at boot, another after the gateway's");
 }
 
 #[test]
