@@ -7,7 +7,7 @@ mod common;
 
 use core::convert::Infallible;
 
-use chouette_core::metric::{MetricType, Sample, Tag, Timestamp, Value};
+use chouette_core::metric::{MetricType, OutputType, Sample, Tag, Timestamp, Value};
 use chouette_mcu::{DemoDevice, Device, DeviceConfig};
 use common::{Gateway, Line};
 use proptest::prelude::*;
@@ -165,6 +165,16 @@ fn a_clean_line_delivers_every_interval_once_and_syncs_the_clock() {
     // within half of it of the truth (device uptime 0 is the gateway's `wall_offset_ms`).
     let best = gw.clock.best().expect("time exchanged");
     assert_eq!((best.offset_ms, best.rtt_ms), (gw.wall_offset_ms as i64 - 5, 10));
+    // The points the agent would emit (the core's wrap functions): one count of 10 per second,
+    // stamped with the interval's start in wall time.
+    let ticks: Vec<_> = gw.points.iter().filter(|p| p.name == TICKS).collect();
+    assert_eq!(ticks.len(), 10);
+    for (i, point) in ticks.iter().enumerate() {
+        assert_eq!((point.kind, point.value, point.interval), (OutputType::Count, 10.0, Some(1)));
+        assert_eq!(point.wall_ms, Some(best.offset_ms + 1000 * i as i64), "point {i}");
+    }
+    let last_gauge = gw.points.iter().rev().find(|p| p.name == TEMPERATURE).expect("gauge points");
+    assert_eq!((last_gauge.kind, last_gauge.value), (OutputType::Gauge, temperature(99)));
     let stats = outcome.device.stats();
     assert_eq!((stats.window.retransmitted, outcome.device.counters().resyncs), (0, 0));
     assert_eq!(outcome.device.contexts(), 3);

@@ -13,7 +13,19 @@ use chouette_core::link::message::{
 use chouette_core::link::time::{ClockSync, TimeSample};
 use chouette_core::link::window::{Disposition, Receiver};
 use chouette_core::link::{encode_frame, max_frame_bytes, Framer, Header, Kind};
-use chouette_core::metric::MetricType;
+use chouette_core::metric::{MetricType, OutputType};
+use chouette_core::wrap::{wrap_gauge, wrap_sum, WrapConfig};
+
+/// A point as the agent would emit it: the core's `wrap` functions applied to a record, stamped
+/// with the wall time of the interval's start (`None` before any time exchange).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub name: String,
+    pub kind: OutputType,
+    pub value: f64,
+    pub interval: Option<u32>,
+    pub wall_ms: Option<i64>,
+}
 
 /// xorshift64*: the channel's faults, reproducible from a seed.
 pub struct Rng(u64);
@@ -96,6 +108,8 @@ pub struct Gateway {
     pub last_counters: Option<DeviceCounters>,
     pub frames: u64,
     pub resyncs_sent: u64,
+    /// Count and gauge records turned into points (Datadog wrapper).
+    pub points: Vec<Point>,
     /// Every time exchange: the device's uptime and what it gave.
     pub time_samples: Vec<(u64, TimeSample)>,
 }
@@ -117,6 +131,7 @@ impl Gateway {
             frames: 0,
             resyncs_sent: 0,
             time_samples: Vec::new(),
+            points: Vec::new(),
         }
     }
 
@@ -230,6 +245,30 @@ impl Gateway {
                 let (kind, name, _) = &self.defines[&record.ctx];
                 let totals = self.totals.entry(name.clone()).or_default();
                 totals.intervals += u64::from(data.intervals);
+                let interval_secs = data.interval_ms / 1000;
+                let wall_ms = self.clock.to_wall_ms(data.start_ms);
+                let wrap = WrapConfig::default();
+                let outputs = match record.value {
+                    WireValue::Count { sum, n } => {
+                        wrap_sum(&wrap, *kind == MetricType::Rate, sum, n, interval_secs)
+                    }
+                    WireValue::Gauge { last, sum, n } => wrap_gauge(&wrap, last, sum, n, interval_secs),
+                    _ => Default::default(),
+                };
+                for output in outputs {
+                    let name = match output.suffix {
+                        Some(suffix) => format!("{name}.{suffix}"),
+                        None => name.clone(),
+                    };
+                    let point = Point {
+                        name,
+                        kind: output.kind,
+                        value: output.value,
+                        interval: output.interval,
+                        wall_ms,
+                    };
+                    self.points.push(point);
+                }
                 match (kind, record.value) {
                     (MetricType::Count, WireValue::Count { sum, n }) => {
                         totals.count_sum += sum;
