@@ -394,3 +394,24 @@ proptest! {
         prop_assert_eq!(outcome.gateway.totals[TICKS].intervals, 20);
     }
 }
+
+#[test]
+fn poll_timeout_names_the_next_thing_due() {
+    let config = DeviceConfig::new(21, "demo", 1).expect("valid");
+    let mut device = Box::new(DemoDevice::new(config));
+    let (mut up, mut down) = (Line::new(1, 0), Line::new(2, 0));
+    assert_eq!(device.poll_timeout(), Some(0), "the boot hello is due at once");
+    device.poll(0, &mut DeviceEnd { rx: &mut down, tx: &mut up }).expect("in memory");
+    assert_eq!(device.poll_timeout(), None, "nothing open, nothing in flight");
+    assert!(device.is_idle());
+    record_tick(&mut device, 250, 0);
+    assert_eq!(device.poll_timeout(), Some(1_000), "the interval closes at 1 s of uptime");
+    assert!(!device.is_idle());
+    device.poll(1_000, &mut DeviceEnd { rx: &mut down, tx: &mut up }).expect("in memory");
+    // Three DEFINEs and one DATA in flight, nobody acknowledging: the retransmission timer.
+    assert_eq!(device.stats().window.sent, 4);
+    assert_eq!(device.poll_timeout(), Some(1_500));
+    device.poll(1_500, &mut DeviceEnd { rx: &mut down, tx: &mut up }).expect("in memory");
+    assert_eq!(device.stats().window.retransmitted, 4);
+    assert_eq!(device.poll_timeout(), Some(2_500), "the timeout doubled");
+}
