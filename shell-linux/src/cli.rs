@@ -140,6 +140,17 @@ pub fn render_status(store: &mut dyn Store, out: &mut dyn Write) -> io::Result<(
         let len = store.len(queue).map_err(io::Error::other)?;
         writeln!(out, "  {:<width$}  {len}", queue.name())?;
     }
+    let links = store.link_states().map_err(io::Error::other)?;
+    if !links.is_empty() {
+        // The serial link's committed de-duplication state per device (its counters are
+        // `serial.<device>.*` status fields): opaque to the agent's store, shown in hex.
+        writeln!(out, "serial links:")?;
+        let width = links.iter().map(|(d, _)| d.len()).max().unwrap_or(0);
+        for (device, state) in &links {
+            let hex: String = state.iter().map(|b| format!("{b:02x}")).collect();
+            writeln!(out, "  {device:<width$}  state {hex}")?;
+        }
+    }
     let mut fields = store.status().map_err(io::Error::other)?;
     fields.sort();
     writeln!(out, "status:")?;
@@ -204,10 +215,11 @@ mod tests {
         assert!(help.lines().all(|l| l.chars().count() <= 100));
     }
 
-    /// A fake store: lengths per queue and a status hash.
+    /// A fake store: lengths per queue, a status hash and link states.
     struct Fake {
         status: Vec<(String, String)>,
         fail: bool,
+        links: Vec<(String, Vec<u8>)>,
     }
 
     impl Store for Fake {
@@ -266,6 +278,9 @@ mod tests {
         fn status(&mut self) -> Result<Vec<(String, String)>, StoreError> {
             Ok(self.status.clone())
         }
+        fn link_states(&mut self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+            Ok(self.links.clone())
+        }
     }
 
     #[test]
@@ -277,6 +292,7 @@ mod tests {
                 ("last_release_result".into(), "202 accepted 120 points".into()),
             ],
             fail: false,
+            links: vec![],
         };
         let mut out = Vec::new();
         render_status(&mut store, &mut out).unwrap();
@@ -304,14 +320,35 @@ mod tests {
 
     #[test]
     fn status_of_a_fresh_store_and_a_failing_one() {
-        let mut fresh = Fake { status: vec![], fail: false };
+        let mut fresh = Fake { status: vec![], fail: false, links: vec![] };
         let mut out = Vec::new();
         render_status(&mut fresh, &mut out).unwrap();
         assert!(String::from_utf8(out).unwrap().contains("(empty: the agent"));
 
-        let mut failing = Fake { status: vec![], fail: true };
+        let mut failing = Fake { status: vec![], fail: true, links: vec![] };
         let mut out = Vec::new();
         let err = render_status(&mut failing, &mut out).unwrap_err();
         assert!(err.to_string().contains("connection refused"), "{err}");
+    }
+
+    #[test]
+    fn status_lists_serial_link_states_in_hex() {
+        let links = vec![("/dev/ttyUSB0".into(), vec![0x00, 0xab, 0x10]), ("unix:/tmp/u".into(), vec![0x7f])];
+        let mut store =
+            Fake { status: vec![("serial./dev/ttyUSB0.gaps".into(), "2".into())], fail: false, links };
+        let mut out = Vec::new();
+        render_status(&mut store, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(
+                "  dead opentsdb metrics  90\n\
+                 serial links:\n  \
+                   /dev/ttyUSB0  state 00ab10\n  \
+                   unix:/tmp/u   state 7f\n\
+                 status:\n  \
+                   serial./dev/ttyUSB0.gaps  2\n"
+            ),
+            "{text}"
+        );
     }
 }

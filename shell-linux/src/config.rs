@@ -192,6 +192,8 @@ pub struct Config {
     /// ...) that are set, by canonical upper-case name, as raw text. Their syntax is checked at
     /// startup; each plugin parses its typed settings from them through its table entries.
     pub plugin_vars: BTreeMap<String, String>,
+    /// `SERIAL_DEVICES`, `SERIAL_BAUD`.
+    pub serial: crate::serial::Settings,
     /// `CHOUETTE_CA_BUNDLE` (else `REQUESTS_CA_BUNDLE`, which the original honoured through
     /// requests): extra PEM CA certificates to trust (TLS verification is always on).
     pub ca_bundle: Option<PathBuf>,
@@ -250,6 +252,7 @@ impl std::fmt::Debug for Config {
             .field("store", &self.store)
             .field("collector_plugins", &self.collector_plugins)
             .field("plugin_vars", &plugin_vars)
+            .field("serial", &self.serial)
             .field("ca_bundle", &self.ca_bundle)
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
@@ -695,6 +698,7 @@ impl Config {
 
         let collector_plugins = vars::COLLECTOR_PLUGINS.list(&env)?;
         let plugin_vars = plugin_vars(&env)?;
+        let serial = crate::serial::Settings::from_vars(&env)?;
 
         let ca_bundle = match vars::CHOUETTE_CA_BUNDLE.path(&env)? {
             Some(path) => Some(path),
@@ -730,6 +734,7 @@ impl Config {
             store,
             collector_plugins,
             plugin_vars,
+            serial,
             ca_bundle,
             connect_timeout,
             request_timeout,

@@ -9,10 +9,12 @@
 //! - **finished points** (wrapped records): they go to every enabled output's outbox in one
 //!   atomic write, so no output can have points another lacks.
 //!
-//! The collectors ([`crate::collect::Runner`]) are the first source (finished points). A serial
-//! line from microcontrollers that aggregate with the core (closed intervals: finished points)
-//! and a DogStatsD listener (samples, or points aggregated in memory) plug in the same way: a
-//! file implementing [`Source`] and a line in [`build`]. The main loop does not change.
+//! The collectors ([`crate::collect::Runner`]) and the serial link
+//! ([`crate::serial::source::SerialSource`]: microcontrollers' closed intervals, committed with
+//! each device's link state by [`Sink::commit_link`]) are sources of finished points. A
+//! DogStatsD listener plugs in the same way: a file implementing [`Source`] and a line in
+//! [`build`]. The main loop does not change. A source with threads of its own wakes the loop
+//! through the [`Waker`] it was built with.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -131,18 +133,30 @@ impl Waker {
     }
 }
 
-/// The sources `config` turns on: the collectors when `COLLECTOR_PLUGINS` is set.
+/// The sources `config` turns on: the collectors when `COLLECTOR_PLUGINS` is set, the serial link
+/// when `SERIAL_DEVICES` is.
 pub fn build(
     config: &Config,
     waker: &Waker,
 ) -> Result<Vec<Box<dyn Source>>, crate::collect::PluginConfigError> {
-    let _ = waker;
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
     if !config.collector_plugins.is_empty() {
         let every = config.capture_interval.max(Duration::from_secs(1));
         let runner = crate::collect::Runner::new(crate::collect::build(config)?, every);
         log::info!("plugins={:?} every={every:?}: collectors started", runner.names());
         sources.push(Box::new(runner));
+    }
+    let serial = &config.serial;
+    if !serial.devices.is_empty() {
+        let names: Vec<String> = serial.devices.iter().map(|d| d.name()).collect();
+        log::info!("devices={names:?} baud={}: serial link started", serial.baud);
+        let source = crate::serial::source::SerialSource::start(
+            &serial.devices,
+            serial.baud,
+            config.wrap.clone(),
+            waker.clone(),
+        );
+        sources.push(Box::new(source));
     }
     Ok(sources)
 }

@@ -611,6 +611,37 @@ fn redis_commit_link_with_a_wrong_type_outbox_writes_nothing() {
 }
 
 #[test]
+fn redis_commit_link_retries_when_another_client_writes_an_outbox_meanwhile() {
+    // The WATCH aborts the EXEC whenever another client touches a watched key between the type
+    // check and the EXEC; the commit retries, and every frame lands exactly once.
+    let (mut store, server) = redis_store();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let mut raw = server.client();
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _: () = raw.zadd("chouette:metrics:wrapped.keys", format!("other-{n}"), 0).unwrap();
+                let _: () = raw.zrem("chouette:metrics:wrapped.keys", format!("other-{n}")).unwrap();
+                n += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            n
+        })
+    };
+    for i in 0..50 {
+        let point = rec(&format!("p{i:02}"), f64::from(i), "v");
+        store.commit_link(&[Queue::WrappedMetrics], &[point], "dev", format!("seq{i}").as_bytes()).unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(writer.join().unwrap() > 0);
+    let expected: Vec<String> = (0..50).map(|i| format!("p{i:02}")).collect();
+    assert_eq!(ids(&store.read(Queue::WrappedMetrics, f64::INFINITY, 100).unwrap()), expected);
+    assert_eq!(store.link_state("dev").unwrap().as_deref(), Some(&b"seq49"[..]));
+}
+
+#[test]
 fn redis_commit_link_survives_a_kill_and_fails_while_down() {
     let server = chouette_tests::RedisServer::start_persistent();
     let mut store = RedisStore::connect(&server.url(), RedisTimeouts::default()).unwrap();

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod firmware;
 pub mod intake;
 pub mod proxy;
+pub mod pty;
 pub mod servers;
 pub mod util;
 
@@ -13,5 +14,6 @@ pub use agent::Agent;
 pub use firmware::{firmware_elf, Firmware, FirmwareExit, FirmwareOptions};
 pub use intake::{Answer, FakeIntake, Request, When};
 pub use proxy::{Direction, FaultProxy, Faults, LineFaults};
+pub use pty::PtyPair;
 pub use servers::{influxd_path, InfluxServer, RedisServer, VictoriaMetrics};
 pub use util::{free_port, http_get, http_request, wait_until, write_raw, TempDir};

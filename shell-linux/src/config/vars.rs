@@ -105,18 +105,21 @@ pub enum Section {
     Store,
     /// The collector plugins.
     Collectors,
+    /// The serial link to microcontrollers.
+    Serial,
     /// The agent's own log.
     Logging,
 }
 
 impl Section {
     /// Every section, in display order.
-    pub const ALL: [Section; 6] = [
+    pub const ALL: [Section; 7] = [
         Section::Outputs,
         Section::Timing,
         Section::Aggregation,
         Section::Store,
         Section::Collectors,
+        Section::Serial,
         Section::Logging,
     ];
 
@@ -128,6 +131,7 @@ impl Section {
             Section::Aggregation => "aggregation",
             Section::Store => "store",
             Section::Collectors => "collectors",
+            Section::Serial => "serial",
             Section::Logging => "logging",
         }
     }
@@ -140,6 +144,7 @@ impl Section {
             Section::Aggregation => "Aggregation",
             Section::Store => "Store",
             Section::Collectors => "Collector plugins",
+            Section::Serial => "Serial link (microcontrollers)",
             Section::Logging => "Logging",
         }
     }
@@ -169,6 +174,10 @@ impl Section {
                 "The JSON syntax of the plugins' variables is checked at startup; their meaning \
                  when the plugin starts."
             }
+            Section::Serial => {
+                "A device that disappears (USB unplug, emulator restart) is reopened with a backoff \
+                 of 100 ms doubling to 5 s; the agent keeps running."
+            }
             Section::Logging => "JSON lines on stdout (the journal under systemd).",
         }
     }
@@ -185,7 +194,7 @@ const fn var(
 }
 
 use DefaultValue::{Described, Unset, Value};
-use Section::{Aggregation, Collectors, Logging, Outputs, Store, Timing};
+use Section::{Aggregation, Collectors, Logging, Outputs, Serial, Store, Timing};
 
 const SECONDS: Kind = Kind::Seconds { min: 1 };
 const STRINGS: Kind = Kind::List { of: "strings", among: &[], any_case: false };
@@ -542,6 +551,29 @@ pub const VCGENCMD_PATH: Var = var(
     Collectors,
 );
 
+// ---- Serial link --------------------------------------------------------------------------
+
+/// `SERIAL_DEVICES`.
+pub const SERIAL_DEVICES: Var = var(
+    "SERIAL_DEVICES",
+    Value("[]"),
+    Kind::List { of: "tty paths or unix:PATH", among: &[], any_case: false },
+    "microcontrollers forwarding over a serial line: ttys (/dev/ttyUSB0, put in raw mode) or \
+     unix:PATH (an emulator's UART socket, connected to). Empty, the serial link is off",
+    Serial,
+);
+/// `SERIAL_BAUD`.
+pub const SERIAL_BAUD: Var = var(
+    "SERIAL_BAUD",
+    Value("115200"),
+    Kind::OneOf(&[
+        "1200", "2400", "4800", "9600", "19200", "38400", "57600", "115200", "230400", "460800", "500000",
+        "576000", "921600", "1000000", "1152000", "1500000", "2000000", "3000000", "4000000",
+    ]),
+    "the ttys' rate, 8N1 (ignored for unix:)",
+    Serial,
+);
+
 // ---- Logging -------------------------------------------------------------------------------
 
 /// `LOG_LEVEL`.
@@ -611,6 +643,8 @@ pub const VARS: &[Var] = &[
     DOCKER_SOCKET_PATH,
     DRAMATIQ_REDIS_URL,
     VCGENCMD_PATH,
+    SERIAL_DEVICES,
+    SERIAL_BAUD,
     LOG_LEVEL,
 ];
 

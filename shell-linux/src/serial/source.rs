@@ -14,7 +14,6 @@
 //! busy sending), the device keeps its frames and sends them again: the ring on the device holds
 //! the intervals meanwhile.
 
-use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -24,53 +23,16 @@ use std::time::{Duration, Instant};
 use chouette_core::link::window::LinkState;
 use chouette_core::wrap::WrapConfig;
 
-use super::session::{Action, Commit, Session, SessionStats};
+use super::port::{Event, Reconnecting};
+use super::session::{Action, Commit, Session};
+use super::{DeviceStats, Endpoint};
 use crate::source::{Sink, Source, Waker};
 use crate::store::StoreError;
 
-/// A byte stream to one device.
-pub trait Line: Send {
-    /// Reads what arrives within `timeout` into `buf`: `Ok(0)` when nothing did; an error
-    /// (`UnexpectedEof` when the other end closed) drops the line.
-    fn read_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize>;
-    /// Writes every byte.
-    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()>;
-}
-
-/// Opens the line to one device, again after each failure.
-pub trait Connect: Send {
-    /// The device as configured (`/dev/ttyUSB0`, `unix:/run/fw.sock`): its name in logs, status
-    /// and self-metrics, and the key of its link state.
-    fn device(&self) -> &str;
-    /// Opens the line.
-    fn connect(&mut self) -> io::Result<Box<dyn Line>>;
-}
-
-/// First reconnection delay, doubling up to [`RECONNECT_MAX`].
-pub const RECONNECT_MIN: Duration = Duration::from_millis(100);
-/// Longest reconnection delay.
-pub const RECONNECT_MAX: Duration = Duration::from_secs(5);
 /// How often status fields and self-metrics are written.
 pub const REPORT_EVERY: Duration = Duration::from_secs(10);
 /// Longest a device thread blocks reading when it has nothing due.
 const READ_AT_MOST: Duration = Duration::from_millis(250);
-
-/// What one device's thread shares with the run loop.
-#[derive(Debug, Default)]
-pub struct DeviceReport {
-    /// The session's counters.
-    pub session: SessionStats,
-    /// Lines opened.
-    pub connects: u64,
-    /// Lines lost (errors, closes).
-    pub disconnects: u64,
-    /// Bytes read.
-    pub bytes_in: u64,
-    /// Whether the line is open now.
-    pub connected: bool,
-    /// The last line error.
-    pub last_error: Option<String>,
-}
 
 enum Request {
     /// The link state the store holds for the device.
@@ -81,7 +43,7 @@ enum Request {
 
 struct Device {
     name: String,
-    report: Arc<Mutex<DeviceReport>>,
+    stats: Arc<Mutex<DeviceStats>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -92,28 +54,29 @@ pub struct SerialSource {
     pending: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     next_report: Instant,
-    reported: Vec<super::Reported>,
+    reported: Vec<DeviceStats>,
     ids: crate::pipeline::IdGenerator,
 }
 
 impl SerialSource {
-    /// Starts one thread per device.
-    pub fn start(connectors: Vec<Box<dyn Connect>>, wrap: WrapConfig, waker: Waker) -> SerialSource {
+    /// Starts one thread per device (`SERIAL_DEVICES`, at `baud` for ttys).
+    pub fn start(devices: &[Endpoint], baud: u32, wrap: WrapConfig, waker: Waker) -> SerialSource {
         let (to_loop, requests) = mpsc::channel();
         let pending = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let devices = connectors
-            .into_iter()
-            .map(|connector| {
-                let name = connector.device().to_owned();
-                let report = Arc::new(Mutex::new(DeviceReport::default()));
+        let devices = devices
+            .iter()
+            .map(|endpoint| {
+                let name = endpoint.name();
+                let stats = Arc::new(Mutex::new(DeviceStats::default()));
                 let worker = Worker {
-                    connector,
+                    name: name.clone(),
+                    port: Reconnecting::new(endpoint.clone(), baud),
                     to_loop: to_loop.clone(),
                     pending: Arc::clone(&pending),
                     stop: Arc::clone(&stop),
                     waker: waker.clone(),
-                    report: Arc::clone(&report),
+                    stats: Arc::clone(&stats),
                     wrap: wrap.clone(),
                 };
                 let thread = std::thread::Builder::new()
@@ -123,10 +86,10 @@ impl SerialSource {
                         log::error!("device={name}: {e}: cannot start its thread; the device is not read")
                     })
                     .ok();
-                Device { name, report, thread }
+                Device { name, stats, thread }
             })
             .collect::<Vec<_>>();
-        let reported = vec![super::Reported::default(); devices.len()];
+        let reported = vec![DeviceStats::default(); devices.len()];
         SerialSource {
             devices,
             requests,
@@ -138,9 +101,12 @@ impl SerialSource {
         }
     }
 
-    /// Each device's report (for tests and `chouette status`).
-    pub fn reports(&self) -> Vec<(String, Arc<Mutex<DeviceReport>>)> {
-        self.devices.iter().map(|d| (d.name.clone(), Arc::clone(&d.report))).collect()
+    /// Each device's name and counters.
+    pub fn stats(&self) -> Vec<(String, DeviceStats)> {
+        self.devices
+            .iter()
+            .map(|d| (d.name.clone(), d.stats.lock().map(|s| s.clone()).unwrap_or_default()))
+            .collect()
     }
 
     fn serve(&mut self, sink: &mut Sink<'_>) -> Result<(), StoreError> {
@@ -167,17 +133,12 @@ impl SerialSource {
         let mut fields: Vec<(String, String)> = Vec::new();
         let mut samples = Vec::new();
         for (device, previous) in self.devices.iter().zip(self.reported.iter_mut()) {
-            let Ok(report) = device.report.lock() else { continue };
-            fields.extend(super::status_fields(&device.name, &report));
+            let Ok(stats) = device.stats.lock().map(|s| s.clone()) else { continue };
+            fields.extend(stats.status_fields(&device.name));
             if sink.self_metrics() {
-                samples.extend(super::self_metric_records(
-                    &device.name,
-                    &report,
-                    previous,
-                    now,
-                    &mut self.ids,
-                ));
+                samples.extend(stats.self_metrics(previous, &device.name, now, &mut self.ids));
             }
+            *previous = stats;
         }
         let fields: Vec<(&str, String)> = fields.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
         sink.put_status(&fields)?;
@@ -228,12 +189,13 @@ impl Drop for SerialSource {
 }
 
 struct Worker {
-    connector: Box<dyn Connect>,
+    name: String,
+    port: Reconnecting,
     to_loop: Sender<Request>,
     pending: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     waker: Waker,
-    report: Arc<Mutex<DeviceReport>>,
+    stats: Arc<Mutex<DeviceStats>>,
     wrap: WrapConfig,
 }
 
@@ -246,6 +208,7 @@ impl Worker {
         self.stop.load(Ordering::Acquire)
     }
 
+    /// Hands a request to the run loop and waits for its answer (`None`: stopping).
     fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> Request) -> Option<T> {
         let (reply, answer) = mpsc::channel();
         self.pending.fetch_add(1, Ordering::AcqRel);
@@ -263,13 +226,12 @@ impl Worker {
     }
 
     fn run(mut self) {
-        let device = self.connector.device().to_owned();
         // The state the store kept: without it nothing is known to be committed.
         let mut session = loop {
             if self.stopped() {
                 return;
             }
-            match self.ask(|reply| Request::Load { device: device.clone(), reply }) {
+            match self.ask(|reply| Request::Load { device: self.name.clone(), reply }) {
                 Some(Ok(state)) => {
                     break Session::new(state, self.wrap.clone(), crate::pipeline::id_generator())
                 }
@@ -277,105 +239,74 @@ impl Worker {
                 None => return,
             }
         };
-        let mut delay = RECONNECT_MIN;
-        let mut failing = false;
-        while !self.stopped() {
-            let mut line = match self.connector.connect() {
-                Ok(line) => line,
-                Err(error) => {
-                    if !failing {
-                        log::warn!("device={device} error={error}: cannot open the device; retrying");
-                        failing = true;
-                    }
-                    self.with_report(|r| r.last_error = Some(error.to_string()));
-                    self.sleep(delay);
-                    delay = (delay * 2).min(RECONNECT_MAX);
-                    continue;
-                }
-            };
-            if failing {
-                log::info!("device={device}: device open again");
-            }
-            failing = false;
-            delay = RECONNECT_MIN;
-            session.connected(now_ms());
-            self.with_report(|r| {
-                r.connects += 1;
-                r.connected = true;
-            });
-            let error = self.serve_line(&mut session, line.as_mut());
-            log::warn!("device={device} error={error}: line lost; reopening");
-            self.with_report(|r| {
-                r.disconnects += 1;
-                r.connected = false;
-                r.last_error = Some(error.to_string());
-                r.session = session.stats().clone();
-            });
-            self.sleep(RECONNECT_MIN);
-        }
-    }
-
-    /// Runs the session over `line` until it fails or the source stops.
-    fn serve_line(&self, session: &mut Session, line: &mut dyn Line) -> io::Error {
-        let device = self.connector.device().to_owned();
         let mut buf = [0u8; 4096];
         while !self.stopped() {
-            while let Some(action) = session.poll(now_ms()) {
-                let written = match action {
-                    Action::Write(bytes) => line.write_all(&bytes),
-                    Action::Commit(commit) => {
-                        let ok = self.ask(|reply| Request::Commit {
-                            device: device.clone(),
-                            commit: commit.clone(),
-                            reply,
-                        });
-                        if ok == Some(true) {
-                            line.write_all(&session.committed(&commit))
-                        } else {
-                            session.commit_failed();
-                            Ok(())
-                        }
-                    }
-                };
-                if let Err(error) = written {
-                    return error;
-                }
+            if self.port.is_connected() {
+                self.act(&mut session);
             }
             let due = session.poll_timeout().saturating_sub(now_ms());
             let timeout = Duration::from_millis(due.clamp(1, READ_AT_MOST.as_millis() as u64));
-            match line.read_timeout(&mut buf, timeout) {
-                Ok(n) => {
-                    session.receive(&buf[..n]);
-                    self.with_report(|r| {
-                        r.bytes_in += n as u64;
-                        r.session = session.stats().clone();
-                    });
+            match self.port.read(&mut buf, timeout) {
+                Event::Data(n) => session.receive(&buf[..n]),
+                Event::Connected => session.connected(now_ms()),
+                Event::Idle | Event::Disconnected => {}
+            }
+            self.update_stats(&session);
+        }
+    }
+
+    /// Does what the session has due: writes, and commits through the run loop.
+    fn act(&mut self, session: &mut Session) {
+        while let Some(action) = session.poll(now_ms()) {
+            let bytes = match action {
+                Action::Write(bytes) => bytes,
+                Action::Commit(commit) => {
+                    let device = self.name.clone();
+                    let done = self.ask(|reply| Request::Commit { device, commit: commit.clone(), reply });
+                    if done != Some(true) {
+                        // Not acknowledged: the device sends the frame again.
+                        session.commit_failed();
+                        return;
+                    }
+                    session.committed(&commit)
                 }
-                Err(error) => return error,
+            };
+            if !self.port.write_all(&bytes) {
+                return;
             }
         }
-        io::Error::other("stopping")
     }
 
-    fn with_report(&self, f: impl FnOnce(&mut DeviceReport)) {
-        if let Ok(mut report) = self.report.lock() {
-            f(&mut report);
-        }
-    }
-
-    fn sleep(&self, total: Duration) {
-        let until = Instant::now() + total;
-        while !self.stopped() && Instant::now() < until {
-            std::thread::sleep(
-                until.saturating_duration_since(Instant::now()).min(Duration::from_millis(50)),
-            );
-        }
+    fn update_stats(&self, session: &Session) {
+        let Ok(mut stats) = self.stats.lock() else { return };
+        let s = session.stats();
+        let port = self.port.counters();
+        *stats = DeviceStats {
+            connects: port.connects,
+            disconnects: port.disconnects,
+            bytes_in: port.bytes_in,
+            frames_accepted: s.frames_accepted,
+            crc_failures: s.crc_failures,
+            resyncs: s.resyncs,
+            duplicates: s.duplicates,
+            gaps: s.gaps,
+            time_fallbacks: s.time_fallbacks,
+            merged_intervals: u64::from(s.device.merged_intervals),
+            dropped_intervals: u64::from(s.device.dropped_intervals),
+            points: s.points,
+            resync_requests: s.resync_requests,
+            malformed: s.malformed,
+            refused_samples: u64::from(s.device.refused_samples),
+            coarsened: u64::from(s.device.coarsened),
+            clock_offset_ms: s.clock_offset_ms,
+            last_error: self.port.last_error().map(str::to_owned),
+        };
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::net::UnixStream;
+    use std::os::unix::net::{UnixListener, UnixStream};
 
     use chouette_core::link::message::{
         self, Ack, DataHeader, DataWriter, Define, Hello, TimeRequest, TimeResponse, Value,
@@ -388,37 +319,11 @@ mod tests {
     use crate::store::embedded::EmbeddedStore;
     use crate::store::{Queue, Store};
 
-    impl Line for UnixStream {
-        fn read_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
-            use std::io::Read;
-            self.set_read_timeout(Some(timeout))?;
-            match Read::read(self, buf) {
-                Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) => Ok(n),
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Ok(0),
-                Err(e) => Err(e),
-            }
-        }
-
-        fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-            std::io::Write::write_all(self, bytes)
-        }
-    }
-
-    /// Hands out the gateway ends of socket pairs, one per connection; the device ends go to
-    /// the test through a channel.
-    struct Pairs(mpsc::Sender<UnixStream>);
-
-    impl Connect for Pairs {
-        fn device(&self) -> &str {
-            "pair"
-        }
-
-        fn connect(&mut self) -> io::Result<Box<dyn Line>> {
-            let (gateway, device) = UnixStream::pair()?;
-            self.0.send(device).map_err(|_| io::Error::other("test gone"))?;
-            Ok(Box::new(gateway))
-        }
+    /// The device's end: accepts the agent's connection on a Unix socket.
+    fn accept(listener: &UnixListener) -> UnixStream {
+        listener.set_nonblocking(false).expect("blocking");
+        let (stream, _) = listener.accept().expect("the agent connects");
+        stream
     }
 
     fn frame(kind: Kind, boot_id: u32, seq: u16, payload: &[u8]) -> Vec<u8> {
@@ -494,13 +399,15 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
         let store = EmbeddedStore::open(&dir.join("store.redb")).expect("store");
-        let (to_test, devices) = mpsc::channel();
+        let path = dir.join("uart.sock");
+        let listener = UnixListener::bind(&path).expect("bind");
+        let endpoints = [Endpoint::Unix(path.clone())];
+        let name = endpoints[0].name();
         let waker = Waker::new();
         let stop = Arc::new(AtomicBool::new(false));
-        let source =
-            SerialSource::start(vec![Box::new(Pairs(to_test))], WrapConfig::default(), waker.clone());
+        let source = SerialSource::start(&endpoints, 115_200, WrapConfig::default(), waker.clone());
         let running = run_loop(source, store, waker.clone(), Arc::clone(&stop));
-        let mut device = devices.recv_timeout(Duration::from_secs(10)).expect("connected");
+        let mut device = accept(&listener);
         // The gateway says hello and asks the time; the device answers both, then sends a define
         // and a data frame.
         let mut framer = Framer::<64>::new();
@@ -538,17 +445,15 @@ mod tests {
         stop.store(true, Ordering::SeqCst);
         let mut store = running.join().expect("loop");
         assert_eq!(store.len(Queue::WrappedMetrics).expect("len"), 1);
-        let state = store.link_state("pair").expect("read").expect("state");
+        let state = store.link_state(&name).expect("read").expect("state");
         let state = LinkState::from_bytes(&state).expect("decodes");
         assert_eq!((state.boot_id, state.seq), (boot, 1));
 
         // A new agent: the same data frame again is a duplicate, acknowledged, not committed.
-        let (to_test, devices) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
-        let source =
-            SerialSource::start(vec![Box::new(Pairs(to_test))], WrapConfig::default(), waker.clone());
+        let source = SerialSource::start(&endpoints, 115_200, WrapConfig::default(), waker.clone());
         let running = run_loop(source, store, waker.clone(), Arc::clone(&stop));
-        let mut device = devices.recv_timeout(Duration::from_secs(10)).expect("connected");
+        let mut device = accept(&listener);
         std::io::Write::write_all(&mut device, &frame(Kind::Data, boot, 1, &data)).expect("write");
         let mut framer = Framer::<64>::new();
         let mut ack = None;
