@@ -10,7 +10,8 @@ use cortex_m_semihosting::{nr, syscall, syscall1};
 pub struct Options {
     /// `ticks=N`: how many 100 ms ticks to run (default 50).
     pub ticks: u32,
-    /// `ack_timeout_ms=N`: how long to wait, in uptime, for the last tick's ack (default 30 s).
+    /// `ack_timeout_ms=N`: how long to wait, in uptime after the last tick, until every payload is
+    /// acknowledged (the device idle; default 30 s).
     pub ack_timeout_ms: u64,
     /// `report_stack=1`: print the stack's high-water mark before `demo done`.
     pub report_stack: bool,

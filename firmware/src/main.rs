@@ -1,11 +1,12 @@
-//! The demo firmware of issue 11 on QEMU's `lm3s6965evb`: every 100 ms of uptime it sends one
-//! link frame on UART0; after `ticks` frames it waits for the gateway's ack of the last one, then
-//! says `demo done: ticks=N` and exits 0 (non-zero when no ack comes, or on a panic or fault).
+//! The demo firmware of issue 11 on QEMU's `lm3s6965evb`: chouette-mcu's device aggregates the
+//! workload (every 100 ms of uptime: `fw.demo.ticks` +1, `fw.demo.temperature`,
+//! `fw.demo.latency_ms`) in 1 s intervals and forwards them over UART0 to the gateway; after
+//! `ticks` ticks it closes the open interval, polls until everything is acknowledged, says
+//! `demo done: ticks=N` and exits 0 (non-zero when the gateway does not acknowledge everything
+//! within `ack_timeout_ms` of uptime, or on a panic or fault).
 //!
-//! The seam for the MCU crate: [`run`] takes the UART (any `embedded_io` Read + Write +
-//! ReadReady), the uptime clock (a `Fn() -> u64` of milliseconds), the boot id and the options;
-//! [`workload::workload`] says what each tick records. Replacing the placeholder body of [`run`]
-//! with chouette-mcu's loop touches nothing else.
+//! [`run`] takes the UART (any `embedded_io` Read + Write + ReadReady), the uptime clock (a
+//! `Fn() -> u64` of milliseconds), the boot id and the options.
 
 #![no_std]
 #![no_main]
@@ -14,11 +15,10 @@ mod clock;
 mod host;
 mod stack;
 mod uart;
-// The metric names and the interval are for chouette-mcu's loop, which replaces the placeholder.
-#[allow(dead_code)]
 mod workload;
 
-use chouette_core::link::{encode_frame, max_frame_bytes, Framer, Header, Kind, MAX_PAYLOAD};
+use chouette_core::metric::MetricType;
+use chouette_mcu::{ConfigError, DeviceConfig};
 use cortex_m_rt::{entry, exception, ExceptionFrame};
 use cortex_m_semihosting::{debug, hprintln};
 use embedded_io::{Read, ReadReady, Write};
@@ -58,76 +58,102 @@ fn main() -> ! {
 /// Why [`run`] stopped early.
 #[derive(Debug)]
 enum Failure {
-    /// No ack of the last tick within `ack_timeout_ms` of uptime after it was sent.
-    NoAck { ticks: u32, timeout_ms: u64, last_acked: Option<u16> },
+    /// The device's configuration was refused (a zero boot id).
+    Config(ConfigError),
+    /// The device's static storage was already taken.
+    Taken,
+    /// Not idle (every interval closed, sent and acknowledged) within `timeout_ms` of uptime
+    /// after the last tick.
+    NotIdle { ticks: u32, timeout_ms: u64, queued: usize, sent: u32, acked: u32, retransmitted: u32 },
 }
 
 impl core::fmt::Display for Failure {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Failure::NoAck { ticks, timeout_ms, last_acked } => write!(
+            Failure::Config(why) => write!(f, "config: {why}"),
+            Failure::Taken => f.write_str("the device's static storage was already taken"),
+            Failure::NotIdle { ticks, timeout_ms, queued, sent, acked, retransmitted } => write!(
                 f,
-                "ticks={ticks} timeout_ms={timeout_ms} last_acked={last_acked:?}, no ack of the last tick"
+                "ticks={ticks} timeout_ms={timeout_ms} queued={queued} sent={sent} acked={acked} \
+                 retransmitted={retransmitted}, not idle: the gateway did not acknowledge everything"
             ),
         }
     }
 }
 
-/// The demo's loop. Placeholder until chouette-mcu is plugged in: tick `t` (every
-/// [`workload::TICK_MS`] of uptime) sends a Data frame with seq `t` and the tick as 4 LE bytes,
-/// then the loop waits for an Ack frame whose seq is the last tick's.
+/// The device at the demo's capacities (chouette-mcu's `DemoDevice`: 16 series-buckets, 16
+/// contexts, a 4 KiB ring, a window of 4 frames).
+type FirmwareDevice = chouette_mcu::DemoDevice;
+
+/// The demo's loop: every [`workload::TICK_MS`] of uptime the tick's samples go into the device
+/// (1 s intervals, device name `demo`); the device is polled continuously (UART reads never block:
+/// `ReadReady` first). After the last tick the open interval is closed and the loop polls until
+/// every payload is acknowledged (`is_idle`), or fails after `ack_timeout_ms` of uptime.
 fn run<U>(mut uart: U, now_ms: impl Fn() -> u64, boot_id: u32, options: Options) -> Result<(), Failure>
 where
     U: Read + Write + ReadReady,
 {
-    let mut framer: Framer<{ max_frame_bytes(MAX_PAYLOAD) }> = Framer::new();
-    let mut out = [0u8; max_frame_bytes(4)];
-    let mut last_acked: Option<u16> = None;
+    let interval_secs = (workload::INTERVAL_MS / 1000) as u32;
+    let config = DeviceConfig::new(boot_id, "demo", interval_secs).map_err(Failure::Config)?;
+    // In .bss (counted as static RAM by scripts/firmware-qemu.sh --size), not on the stack.
+    let device: &'static mut FirmwareDevice =
+        cortex_m::singleton!(: FirmwareDevice = FirmwareDevice::new(config)).ok_or(Failure::Taken)?;
     let start = now_ms();
-    for tick in 0..options.ticks {
-        let due = start + u64::from(tick) * workload::TICK_MS;
-        while now_ms() < due {
-            poll_acks(&mut uart, &mut framer, &mut last_acked);
-        }
-        let _sample = workload::workload(tick);
-        let header = Header { kind: Kind::Data, boot_id, seq: tick as u16 };
-        // A 4-byte payload always fits `out` (sized by max_frame_bytes(4)).
-        if let Ok(n) = encode_frame(header, &tick.to_le_bytes(), &mut out) {
-            // Infallible: the UART's error type has no value.
-            let _ = uart.write_all(&out[..n]);
-        }
+    let mut tick = 0u32;
+    let mut deadline = None;
+    if options.ticks == 0 {
+        device.close_all(start);
+        deadline = Some(start + options.ack_timeout_ms);
     }
-    let Some(last) = options.ticks.checked_sub(1) else {
-        return Ok(());
-    };
-    let last = last as u16;
-    let deadline = now_ms() + options.ack_timeout_ms;
-    while now_ms() < deadline {
-        poll_acks(&mut uart, &mut framer, &mut last_acked);
-        if last_acked == Some(last) {
+    loop {
+        let now = now_ms();
+        if tick < options.ticks && now >= start + u64::from(tick) * workload::TICK_MS {
+            record(device, now, workload::workload(tick));
+            tick += 1;
+            if tick == options.ticks {
+                device.close_all(now);
+                deadline = Some(now + options.ack_timeout_ms);
+            }
+        }
+        // Infallible: the UART's error type has no value.
+        let _ = device.poll(now, &mut uart);
+        if deadline.is_some() && device.is_idle() {
+            let stats = device.stats();
+            let counters = device.counters();
+            hprintln!(
+                "demo stats: frames={} bytes={} sent={} retransmitted={} acked={} resyncs={} merged={} dropped={} refused={} uptime_ms={}",
+                stats.frames_written,
+                stats.bytes_written,
+                stats.window.sent,
+                stats.window.retransmitted,
+                stats.window.acked,
+                counters.resyncs,
+                counters.merged_intervals,
+                counters.dropped_intervals,
+                counters.refused_samples,
+                now
+            );
             return Ok(());
         }
+        if deadline.is_some_and(|deadline| now >= deadline) {
+            let window = device.stats().window;
+            return Err(Failure::NotIdle {
+                ticks: options.ticks,
+                timeout_ms: options.ack_timeout_ms,
+                queued: device.ring_len(),
+                sent: window.sent as u32,
+                acked: window.acked as u32,
+                retransmitted: window.retransmitted as u32,
+            });
+        }
     }
-    Err(Failure::NoAck { ticks: options.ticks, timeout_ms: options.ack_timeout_ms, last_acked })
 }
 
-/// Reads what the UART holds without blocking; remembers the seq of the latest Ack frame.
-fn poll_acks<U: Read + ReadReady, const N: usize>(
-    uart: &mut U,
-    framer: &mut Framer<N>,
-    last_acked: &mut Option<u16>,
-) {
-    let mut buf = [0u8; 16];
-    while let Ok(true) = uart.read_ready() {
-        let Ok(n) = uart.read(&mut buf) else { return };
-        framer.feed(&buf[..n], |frame| {
-            if let Ok(frame) = frame {
-                if frame.header.kind == Kind::Ack {
-                    *last_acked = Some(frame.header.seq);
-                }
-            }
-        });
-    }
+/// One tick's samples into the device (a refused sample is counted by the device).
+fn record(device: &mut FirmwareDevice, now_ms: u64, sample: workload::Sample) {
+    let _ = device.record_number(now_ms, workload::TICKS, MetricType::Count, &[], sample.ticks);
+    let _ = device.record_number(now_ms, workload::TEMPERATURE, MetricType::Gauge, &[], sample.temperature);
+    let _ = device.record_number(now_ms, workload::LATENCY_MS, MetricType::Histogram, &[], sample.latency_ms);
 }
 
 /// Prints why through semihosting and exits QEMU with a failure status.

@@ -142,7 +142,10 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
             store_down = report_store(result, store_down);
         }
         for source in sources.iter_mut() {
-            if !shutdown.load(Ordering::Relaxed) && Instant::now() >= source.next_due() {
+            // next_due first: a source with work waiting answers "now", which must not be later
+            // than the instant it is compared with (the serial source's requests waited for its
+            // 10 s report otherwise).
+            if !shutdown.load(Ordering::Relaxed) && source.next_due() <= Instant::now() {
                 let mut sink = Sink::new(store.as_mut(), &outboxes, config.send_self_metrics);
                 store_down = report_store(source.run(wall_clock(), &mut sink), store_down);
             }
