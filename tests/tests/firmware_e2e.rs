@@ -49,7 +49,7 @@ impl Qemu {
         let err = out.try_clone().expect("log");
         let child = Command::new("bash")
             .arg(SCRIPT)
-            .args(["--serial", serial, "--ticks", &ticks.to_string(), "--timeout", "600"])
+            .args(["--serial", serial, "--ticks", &ticks.to_string(), "--timeout", "600", "--report-stack"])
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -80,6 +80,16 @@ impl Drop for Qemu {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The loop's deepest stack (the firmware paints it after boot) stayed clear of the static data:
+/// an overflow would have reached the lowest word.
+fn assert_stack_held(output: &str) {
+    let line = output.lines().find_map(|l| l.strip_prefix("stack used: ")).expect("a stack report");
+    let words: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    let [used, size] = words[..] else { panic!("stack report {line:?}") };
+    eprintln!("firmware stack: {used} of {size} bytes");
+    assert!(used + 1024 < size, "the stack came within 1 KiB of the static data: {line}");
 }
 
 fn wall_ms() -> i64 {
@@ -187,6 +197,7 @@ fn every_tick_arrives_once_through_faults_a_killed_agent_and_a_long_absence() {
     let output = qemu.output();
     assert!(status.success(), "the firmware failed: {status}\n{output}\nagent log:\n{}", agent.output());
     assert!(output.contains(&format!("demo done: ticks={TICKS}")), "{output}");
+    assert_stack_held(&output);
     let finished = wall_ms();
     assert_ticks(&vm, f64::from(TICKS), &agent, false);
     // Stamped in wall time through the time exchange: inside the run, within a second.
