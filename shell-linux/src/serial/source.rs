@@ -247,8 +247,13 @@ impl Worker {
             if self.port.is_connected() {
                 self.act(&mut session);
             }
-            let due = session.poll_timeout().saturating_sub(now_ms());
-            let timeout = Duration::from_millis(due.clamp(1, READ_AT_MOST.as_millis() as u64));
+            // Closed, the port waits for its reopen (the session has nothing due without a line).
+            let timeout = if self.port.is_connected() {
+                let due = session.poll_timeout().saturating_sub(now_ms());
+                Duration::from_millis(due.clamp(1, READ_AT_MOST.as_millis() as u64))
+            } else {
+                READ_AT_MOST
+            };
             match self.port.read(&mut buf, timeout) {
                 Event::Data(n) => session.receive(&buf[..n]),
                 Event::Connected => session.connected(now_ms()),
