@@ -1,9 +1,10 @@
-//! Record parsing throughput: raw metrics (a realistic mix), wrapped metrics, logs.
+//! Record parsing throughput: raw metrics (a realistic mix), wrapped metrics, logs, DogStatsD lines.
 //!
 //! Run: `cargo bench -p chouette-core --bench parse -- --warm-up-time 1 --measurement-time 3`.
 
 use core::hint::black_box;
 
+use chouette_core::wire::dogstatsd::{parse_datagram, Message, Value};
 use chouette_core::wire::log::parse_log;
 use chouette_core::wire::raw::parse_raw_metric;
 use chouette_core::wire::wrapped::{encode_wrapped, parse_wrapped};
@@ -72,5 +73,43 @@ fn bench_log(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_raw, bench_wrapped, bench_log);
+/// Typical DogStatsD lines, 2–4 tags each, as client libraries write them.
+const DSD_MIX: &[&str] = &[
+    "app.requests:1|c|#endpoint:/api/v1/items,status:200,env:prod",
+    "app.requests:1|c|@0.5|#endpoint:/api/v1/items,status:500,env:prod",
+    "sensor.temperature:21.375|g|#zone:cpu,host:pi-4",
+    "app.latency:12.5|ms|#endpoint:/health,env:prod,region:eu",
+    "app.payload:512:1024:2048|h|#service:api,env:prod",
+    "app.users:alice|s|#app:web,env:prod",
+    "queue.depth:3|g|#queue:default,host:pi-4,env:prod,team:iot",
+    "db.query:0.01234|d|#db:main,op:select,env:prod",
+];
+
+fn bench_dogstatsd(c: &mut Criterion) {
+    let datagram = DSD_MIX.join("\n");
+    let mut group = c.benchmark_group("dogstatsd");
+    group.throughput(Throughput::Elements(DSD_MIX.len() as u64));
+    let avg = datagram.len() / DSD_MIX.len();
+    // Parse each line and walk its values and tags, as a caller recording them does.
+    group.bench_function(format!("parse+walk mix of {} ({avg} B avg)", DSD_MIX.len()), |b| {
+        b.iter(|| {
+            let mut sum = 0.0;
+            let mut tags = 0usize;
+            for line in parse_datagram(black_box(datagram.as_bytes())) {
+                if let Ok(Message::Metric { values, tags: t, .. }) = line.result {
+                    for v in values.iter() {
+                        if let Value::Number(n) = v {
+                            sum += n;
+                        }
+                    }
+                    tags += t.iter().count();
+                }
+            }
+            black_box((sum, tags))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_raw, bench_wrapped, bench_log, bench_dogstatsd);
 criterion_main!(benches);

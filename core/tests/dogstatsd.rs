@@ -112,6 +112,9 @@ fn signed_gauges_are_plain_numbers() {
 fn tags_with_colons_and_empty_tags() {
     assert_eq!(tags(&ok("a:1|c|#url:http://x:80,,canary,")), ["url:http://x:80", "canary"]);
     assert_eq!(tags(&ok("a:1|c|#")), Vec::<&str>::new());
+    // Found by the fuzzer: a trailing comma is the same tag set, so the same message.
+    assert_eq!(ok("a:1|c|#x,"), ok("a:1|c|#x"));
+    assert_ne!(ok("a:1|c|#x,y"), ok("a:1|c|#y,x"));
 }
 
 #[test]

@@ -392,8 +392,8 @@ fn parse_number(text: &str) -> Result<f64, ParseError> {
 }
 
 /// Tags as sent, `,`-separated, without the `#` (`env:prod,canary`); iterate with [`Tags::iter`].
-/// Empty tags are skipped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Empty tags are skipped. Two `Tags` are equal when they yield the same tags in the same order.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Tags<'a> {
     raw: &'a str,
 }
@@ -422,6 +422,14 @@ impl<'a> Tags<'a> {
         self.iter().next().is_none()
     }
 }
+
+impl PartialEq for Tags<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Tags<'_> {}
 
 /// An event's priority (`p:`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
