@@ -2,7 +2,8 @@
 //! parse(render(x)) == x over generated messages of every kind.
 
 use chouette_core::wire::dogstatsd::{
-    parse_datagram, parse_message, render, AlertType, Kind, Message, ParseError, Priority, Status, Tags, Value, Values,
+    parse_datagram, parse_message, render, AlertType, Kind, Message, ParseError, Priority, Status, Tags,
+    Value, Values,
 };
 use proptest::prelude::*;
 
@@ -35,7 +36,9 @@ fn numbers(m: &Message<'_>) -> Vec<f64> {
 
 fn tags<'a>(m: &Message<'a>) -> Vec<&'a str> {
     match m {
-        Message::Metric { tags, .. } | Message::Event { tags, .. } | Message::ServiceCheck { tags, .. } => tags.iter().collect(),
+        Message::Metric { tags, .. } | Message::Event { tags, .. } | Message::ServiceCheck { tags, .. } => {
+            tags.iter().collect()
+        }
     }
 }
 
@@ -271,7 +274,11 @@ const TEXT: &str = "[^|\n\r]{0,12}";
 const TAGS: &str = "([a-z0-9_:./-]{1,10}(,[a-z0-9_:./-]{1,10}){0,3})?";
 
 fn finite() -> impl Strategy<Value = f64> {
-    prop_oneof![any::<f64>().prop_filter("finite", |v| v.is_finite()), (0u32..1000).prop_map(f64::from), -1e6..1e6f64]
+    prop_oneof![
+        any::<f64>().prop_filter("finite", |v| v.is_finite()),
+        (0u32..1000).prop_map(f64::from),
+        -1e6..1e6f64
+    ]
 }
 
 #[derive(Debug, Clone)]
@@ -376,7 +383,12 @@ fn spec() -> impl Strategy<Value = Spec> {
         field(),
         proptest::option::of(prop_oneof![Just(Priority::Normal), Just(Priority::Low)]),
         field(),
-        proptest::option::of(prop::sample::select(vec![AlertType::Error, AlertType::Warning, AlertType::Info, AlertType::Success])),
+        proptest::option::of(prop::sample::select(vec![
+            AlertType::Error,
+            AlertType::Warning,
+            AlertType::Info,
+            AlertType::Success,
+        ])),
         TAGS,
     )
         .prop_map(|(title, text, ts, host, key, prio, source, alert, tags)| Spec::Event {
@@ -398,7 +410,14 @@ fn spec() -> impl Strategy<Value = Spec> {
         TAGS,
         proptest::option::of("[^\n\r]{0,20}"),
     )
-        .prop_map(|(name, status, ts, host, tags, message)| Spec::Check { name, status, ts, host, tags, message });
+        .prop_map(|(name, status, ts, host, tags, message)| Spec::Check {
+            name,
+            status,
+            ts,
+            host,
+            tags,
+            message,
+        });
     let _ = TEXT;
     prop_oneof![metric, event, check]
 }

@@ -64,7 +64,8 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 6] = [Kind::Count, Kind::Gauge, Kind::Timer, Kind::Histogram, Kind::Set, Kind::Distribution];
+    pub const ALL: [Kind; 6] =
+        [Kind::Count, Kind::Gauge, Kind::Timer, Kind::Histogram, Kind::Set, Kind::Distribution];
 
     /// The type as written on the wire.
     pub const fn as_str(self) -> &'static str {
@@ -624,7 +625,9 @@ fn parse_timestamp(text: &str) -> Result<u64, ParseError> {
 fn parse_metric(line: &str) -> Result<Message<'_>, ParseError> {
     let (head, fields) = match line.split_once('|') {
         Some(x) => x,
-        None => return Err(if line.contains(':') { ParseError::MissingType } else { ParseError::MissingValue }),
+        None => {
+            return Err(if line.contains(':') { ParseError::MissingType } else { ParseError::MissingValue })
+        }
     };
     let (name, raw) = head.split_once(':').ok_or(ParseError::MissingValue)?;
     if name.is_empty() {
@@ -721,7 +724,17 @@ fn parse_event(rest: &str) -> Result<Message<'_>, ParseError> {
             }
         }
     }
-    Ok(Message::Event { title, text, timestamp, hostname, aggregation_key, priority, source_type_name, alert_type, tags })
+    Ok(Message::Event {
+        title,
+        text,
+        timestamp,
+        hostname,
+        aggregation_key,
+        priority,
+        source_type_name,
+        alert_type,
+        tags,
+    })
 }
 
 fn parse_service_check(rest: &str) -> Result<Message<'_>, ParseError> {
@@ -797,7 +810,17 @@ pub fn render(message: &Message<'_>, out: &mut [u8]) -> Result<usize, EncodeErro
                 w.u64(t);
             }
         }
-        Message::Event { title, text, timestamp, hostname, aggregation_key, priority, source_type_name, alert_type, tags } => {
+        Message::Event {
+            title,
+            text,
+            timestamp,
+            hostname,
+            aggregation_key,
+            priority,
+            source_type_name,
+            alert_type,
+            tags,
+        } => {
             w.bytes(b"_e{");
             w.u64(title.len() as u64);
             w.byte(b',');
@@ -881,10 +904,15 @@ mod tests {
 
     #[test]
     fn a_plain_count() {
-        let Message::Metric { name, values, kind, sample_rate, tags, container_id, timestamp } = metric("page.views:1|c") else {
+        let Message::Metric { name, values, kind, sample_rate, tags, container_id, timestamp } =
+            metric("page.views:1|c")
+        else {
             panic!("not a metric")
         };
-        assert_eq!((name, kind, sample_rate, container_id, timestamp), ("page.views", Kind::Count, None, None, None));
+        assert_eq!(
+            (name, kind, sample_rate, container_id, timestamp),
+            ("page.views", Kind::Count, None, None, None)
+        );
         assert_eq!(values.iter().collect::<heapless::Vec<_, 4>>(), [Value::Number(1.0)]);
         assert!(tags.is_empty());
     }
@@ -936,7 +964,9 @@ mod tests {
     #[test]
     fn renders_what_it_parses() {
         let mut buf = [0u8; 128];
-        for line in ["a:1:2.5|h|@0.5|#x:y,z|c:abc|T1700000000", "_e{1,2}:t|xy|p:low|#a", "_sc|n|2|h:me|m:oops|x"] {
+        for line in
+            ["a:1:2.5|h|@0.5|#x:y,z|c:abc|T1700000000", "_e{1,2}:t|xy|p:low|#a", "_sc|n|2|h:me|m:oops|x"]
+        {
             let m = metric(line);
             let n = render(&m, &mut buf).unwrap_or(0);
             assert_eq!(core::str::from_utf8(&buf[..n]), Ok(line));
