@@ -450,3 +450,14 @@ proptest! {
         prop_assert_eq!(parsed, expected);
     }
 }
+
+proptest! {
+    // The parser's fast path for short decimals gives exactly what the standard library's does.
+    #[test]
+    fn values_read_as_the_standard_parser_reads_them(int in -99_999_999i64..99_999_999, frac in "[0-9]{0,10}") {
+        let text = if frac.is_empty() { int.to_string() } else { format!("{int}.{frac}") };
+        let line = format!("a:{text}|g");
+        let expected: f64 = text.parse().expect("a decimal");
+        prop_assert_eq!(numbers(&ok(&line))[0].to_bits(), expected.to_bits(), "{}", text);
+    }
+}
