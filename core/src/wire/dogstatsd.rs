@@ -18,7 +18,7 @@
 //! What it accepts, as the Datadog Agent's `comp/dogstatsd/server/parse.go` does: value packing
 //! (`name:1:2:3|h`, empty values skipped as in `21::22`), optional fields in any order, unknown
 //! fields (`|e:`, `|card:`, anything else) ignored, tags split at `,` with the key/value split left
-//! to the caller ([`split_tag`] splits at the first `:`, so `url:http://x` keeps its colons), a
+//! to the caller ([`Tags::parsed`] splits at the first `:`, so `url:http://x` keeps its colons), a
 //! `+` sign on a value read as a plain number (the Agent has no relative gauges: `g:+3` sets 3).
 //!
 //! What it refuses, each with its own [`ParseError`]: non-UTF-8 lines, an empty name, a missing
@@ -43,7 +43,7 @@ use core::fmt;
 
 use super::write::Writer;
 use super::EncodeError;
-use crate::metric::MetricType;
+use crate::metric::{MetricType, Tag};
 
 /// The DogStatsD metric types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -129,15 +129,6 @@ pub fn sample_weight(sample_rate: Option<f64>) -> u32 {
             }
         }
         None => 1,
-    }
-}
-
-/// Splits a tag at its first `:` into key and value (`env:prod` → (`env`, Some(`prod`)),
-/// `url:http://x` → (`url`, Some(`http://x`)), `canary` → (`canary`, None)).
-pub fn split_tag(tag: &str) -> (&str, Option<&str>) {
-    match tag.split_once(':') {
-        Some((k, v)) => (k, Some(v)),
-        None => (tag, None),
     }
 }
 
@@ -374,7 +365,8 @@ impl<'a> Iterator for ValuesIter<'a> {
 }
 
 /// Powers of ten that are exact in an f64.
-const POW10: [f64; 16] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
+const POW10: [f64; 16] =
+    [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
 
 #[inline]
 fn parse_number(text: &str) -> Result<f64, ParseError> {
@@ -439,6 +431,12 @@ impl<'a> Tags<'a> {
     /// The tags, in order, empty ones skipped.
     pub fn iter(&self) -> impl Iterator<Item = &'a str> + Clone {
         self.raw.split(',').filter(|t| !t.is_empty())
+    }
+
+    /// The tags split at their first `:` into key and value, as Datadog does (`url:http://x:80`
+    /// is the key `url` and the value `http://x:80`; `canary` is a bare tag).
+    pub fn parsed(&self) -> impl Iterator<Item = Tag<'a>> + Clone {
+        self.iter().map(Tag::parse)
     }
 
     /// Whether there is no tag.
@@ -970,20 +968,41 @@ mod tests {
 
     #[test]
     fn tags_split_at_the_first_colon() {
-        assert_eq!(split_tag("env:prod"), ("env", Some("prod")));
-        assert_eq!(split_tag("url:http://x:80"), ("url", Some("http://x:80")));
-        assert_eq!(split_tag("canary"), ("canary", None));
-        assert_eq!(split_tag("k:"), ("k", Some("")));
+        let tags = Tags::new("env:prod,url:http://x:80,,canary,k:");
+        let parsed: heapless::Vec<Tag<'_>, 8> = tags.parsed().collect();
+        assert_eq!(
+            parsed,
+            [
+                Tag::new("env", "prod"),
+                Tag::new("url", "http://x:80"),
+                Tag { key: "canary", value: None },
+                Tag::new("k", "")
+            ]
+        );
     }
 
     #[test]
     fn the_fast_number_path_agrees_with_the_full_parser() {
-        for text in ["0", "-0", "21.375", "0.01234", "-12.5", "999999999999999", "0.1", "1.000000000000001", "123456789.012345"] {
+        for text in [
+            "0",
+            "-0",
+            "21.375",
+            "0.01234",
+            "-12.5",
+            "999999999999999",
+            "0.1",
+            "1.000000000000001",
+            "123456789.012345",
+        ] {
             let full: f64 = text.parse().unwrap_or(f64::NAN);
             assert_eq!(parse_number(text).map(f64::to_bits), Ok(full.to_bits()), "{text}");
         }
         for text in [".5", "5.", "1.2.3", "-", "--1", "1-"] {
-            assert_eq!(parse_number(text).map(f64::to_bits), text.parse::<f64>().map(f64::to_bits).map_err(|_| ParseError::BadValue), "{text}");
+            assert_eq!(
+                parse_number(text).map(f64::to_bits),
+                text.parse::<f64>().map(f64::to_bits).map_err(|_| ParseError::BadValue),
+                "{text}"
+            );
         }
     }
 
