@@ -38,6 +38,11 @@
 //!   (the Agent turns it into a newline); [`unescape_newlines`] does that into a buffer.
 //! - `m:` in a service check takes the rest of the line, `|` included (the spec says it must come
 //!   last).
+//! - `|T` is parsed on every type; the Agent honours it on gauges and counts only.
+//!
+//! Mapping onto the core's model: [`Kind::metric_type`], [`scaled_count`] (a count at `@0.25`
+//! adds 4 times its value) and [`sample_weight`] (a histogram sample at `@0.3` is recorded 3
+//! times, the Agent's truncated `1/rate`); gauges and sets ignore the rate.
 
 use core::fmt;
 
