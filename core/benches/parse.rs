@@ -1,9 +1,12 @@
-//! Record parsing throughput: raw metrics (a realistic mix), wrapped metrics, logs.
+//! Record parsing throughput: raw metrics (a realistic mix), wrapped metrics, logs, DogStatsD lines.
 //!
 //! Run: `cargo bench -p chouette-core --bench parse -- --warm-up-time 1 --measurement-time 3`.
 
 use core::hint::black_box;
 
+use chouette_core::aggregate::{Aggregator, AggregatorConfig};
+use chouette_core::metric::{Member, Sample, SetMembers, Value as CoreValue};
+use chouette_core::wire::dogstatsd::{parse_datagram, sample_weight, scaled_count, Kind, Message, Value};
 use chouette_core::wire::log::parse_log;
 use chouette_core::wire::raw::parse_raw_metric;
 use chouette_core::wire::wrapped::{encode_wrapped, parse_wrapped};
@@ -72,5 +75,123 @@ fn bench_log(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_raw, bench_wrapped, bench_log);
+/// Typical DogStatsD lines, 2–4 tags each, as client libraries write them.
+const DSD_MIX: &[&str] = &[
+    "app.requests:1|c|#endpoint:/api/v1/items,status:200,env:prod",
+    "app.requests:1|c|@0.5|#endpoint:/api/v1/items,status:500,env:prod",
+    "sensor.temperature:21.375|g|#zone:cpu,host:pi-4",
+    "app.latency:12.5|ms|#endpoint:/health,env:prod,region:eu",
+    "app.payload:512:1024:2048|h|#service:api,env:prod",
+    "app.users:alice|s|#app:web,env:prod",
+    "queue.depth:3|g|#queue:default,host:pi-4,env:prod,team:iot",
+    "db.query:0.01234|d|#db:main,op:select,env:prod",
+];
+
+fn bench_dogstatsd(c: &mut Criterion) {
+    let datagram = DSD_MIX.join("\n");
+    let mut group = c.benchmark_group("dogstatsd");
+    group.throughput(Throughput::Elements(DSD_MIX.len() as u64));
+    let avg = datagram.len() / DSD_MIX.len();
+    // Parse each line and walk its values and tags, as a caller recording them does.
+    group.bench_function(format!("parse+walk mix of {} ({avg} B avg)", DSD_MIX.len()), |b| {
+        b.iter(|| {
+            let mut sum = 0.0;
+            let mut tags = 0usize;
+            for line in parse_datagram(black_box(datagram.as_bytes())) {
+                if let Ok(Message::Metric { values, tags: t, .. }) = line.result {
+                    for v in values.iter() {
+                        if let Value::Number(n) = v {
+                            sum += n;
+                        }
+                    }
+                    tags += t.iter().count();
+                }
+            }
+            black_box((sum, tags))
+        })
+    });
+    group.finish();
+}
+
+/// Parse + record: 100k lines over 10k contexts (100 names × 100 tag sets, 2–3 tags), every kind,
+/// in 8 KiB datagrams, recorded into an aggregator with the sample-rate helpers (5,000 of the
+/// contexts are histograms, timers or distributions: 8,192 sketches).
+fn bench_dogstatsd_record(c: &mut Criterion) {
+    const LINES: usize = 100_000;
+    let kinds = ["c", "g", "ms", "h", "s", "d"];
+    let mut datagrams: Vec<Vec<u8>> = vec![Vec::new()];
+    for i in 0..LINES {
+        let ctx = (i * 7919) % 10_000;
+        let kind = kinds[ctx % kinds.len()];
+        let value = if kind == "s" { format!("user-{}", i % 50) } else { format!("{}.25", i % 1000) };
+        let rate = if i % 4 == 0 { "|@0.5" } else { "" };
+        let line = format!(
+            "app.metric_{}:{value}|{kind}{rate}|#host:board-{},endpoint:/api/v1/thing/{},env:prod",
+            ctx / 100,
+            ctx % 10,
+            ctx % 100
+        );
+        if datagrams.last().map_or(0, Vec::len) + line.len() + 1 > 8192 {
+            datagrams.push(Vec::new());
+        }
+        let d = datagrams.last_mut().expect("one datagram");
+        if !d.is_empty() {
+            d.push(b'\n');
+        }
+        d.extend_from_slice(line.as_bytes());
+    }
+    let now = Timestamp::from_secs_f64(1_000_001.0);
+    let mut group = c.benchmark_group("dogstatsd");
+    group.throughput(Throughput::Elements(LINES as u64));
+    group.bench_function("parse+record 100k lines, 10k contexts", |b| {
+        let mut agg = Box::new(Aggregator::<16384, 8192, { 1 << 20 }>::new(AggregatorConfig::DEFAULT));
+        b.iter(|| {
+            for datagram in &datagrams {
+                for line in parse_datagram(datagram) {
+                    let Ok(Message::Metric { name, values, kind, sample_rate, tags, .. }) = line.result
+                    else {
+                        continue;
+                    };
+                    let mut tag_buf = [Tag::new("", ""); 8];
+                    let mut n = 0;
+                    for t in tags.parsed().take(tag_buf.len()) {
+                        tag_buf[n] = t;
+                        n += 1;
+                    }
+                    let weight = match kind {
+                        Kind::Timer | Kind::Histogram | Kind::Distribution => sample_weight(sample_rate),
+                        _ => 1,
+                    };
+                    for v in values.iter() {
+                        let members;
+                        let value = match v {
+                            Value::Number(x) if kind == Kind::Count => {
+                                CoreValue::Number(scaled_count(x, sample_rate))
+                            }
+                            Value::Number(x) => CoreValue::Number(x),
+                            Value::Member(m) => {
+                                members = [Member::Str(m)];
+                                CoreValue::Set(SetMembers::from_slice(&members))
+                            }
+                        };
+                        let sample = Sample {
+                            name,
+                            kind: kind.metric_type(),
+                            tags: &tag_buf[..n],
+                            value,
+                            timestamp: now,
+                        };
+                        for _ in 0..weight {
+                            let _ = black_box(agg.record(now, sample));
+                        }
+                    }
+                }
+            }
+        });
+        assert_eq!(agg.stats().refused_total(), 0);
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_raw, bench_wrapped, bench_log, bench_dogstatsd, bench_dogstatsd_record);
 criterion_main!(benches);

@@ -8,8 +8,10 @@
 //! - [`wrapped`]: the wrapped-metric JSON the original agent stores.
 //! - [`log`]: log records, and their encoding for the logs intake.
 //! - [`line`](mod@line): InfluxDB line protocol, one line per point of a wrapped record.
+//! - [`dogstatsd`]: DogStatsD datagrams (metrics, events, service checks), parsed and rendered.
 //! - [`opentsdb`]: OpenTSDB `/api/put` JSON objects, with Apptuit's name sanitizing.
 
+pub mod dogstatsd;
 pub mod json;
 pub mod line;
 pub mod log;
