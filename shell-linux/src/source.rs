@@ -27,7 +27,9 @@ pub trait Source: Send {
     /// A short name for logs (`collectors`).
     fn name(&self) -> &str;
 
-    /// When it next wants a turn; the loop sleeps at most until the earliest source's.
+    /// When it next wants a turn; the loop sleeps at most until the earliest source's. A source
+    /// with work waiting answers `Instant::now()`: the loop reads its own clock after this call,
+    /// so that is already due.
     fn next_due(&self) -> Instant;
 
     /// One turn at wall-clock `now` (float Unix seconds): hands what it has to `sink`. A store

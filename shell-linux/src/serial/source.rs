@@ -56,7 +56,6 @@ pub struct SerialSource {
     next_report: Instant,
     reported: Vec<DeviceStats>,
     ids: crate::pipeline::IdGenerator,
-    started: Instant,
 }
 
 impl SerialSource {
@@ -99,7 +98,6 @@ impl SerialSource {
             next_report: Instant::now() + REPORT_EVERY,
             reported,
             ids: crate::pipeline::id_generator(),
-            started: Instant::now(),
         }
     }
 
@@ -155,8 +153,7 @@ impl Source for SerialSource {
 
     fn next_due(&self) -> Instant {
         if self.pending.load(Ordering::Acquire) > 0 {
-            // An instant already past: the loop compares it with a `now` it read before this call.
-            self.started
+            Instant::now()
         } else {
             self.next_report
         }
@@ -383,7 +380,7 @@ mod tests {
             let outboxes = [Queue::WrappedMetrics];
             while !stop.load(Ordering::SeqCst) {
                 waker.sleep(Duration::from_millis(50));
-                if Instant::now() >= source.next_due() {
+                if source.next_due() <= Instant::now() {
                     let mut sink = Sink::new(&mut store, &outboxes, false);
                     source.run(0.0, &mut sink).expect("store");
                 }
