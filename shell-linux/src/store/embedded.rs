@@ -624,6 +624,14 @@ fn insert<'a>(
     Ok(())
 }
 
+/// Inserts `records` into every queue of `queues` (the outboxes a bucket or a frame goes to).
+fn insert_each(txn: &WriteTransaction, queues: &[Queue], records: &[NewRecord]) -> Result<(), DbError> {
+    for &queue in queues {
+        insert(txn, queue, records.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())))?;
+    }
+    Ok(())
+}
+
 /// Removes ids (absent ones are ignored); returns how many were present.
 fn remove<'a>(
     txn: &WriteTransaction,
@@ -787,13 +795,7 @@ impl Store for EmbeddedStore {
         self.check_scores(op, commit.wrapped.iter().map(|r| r.score))?;
         self.check_scores(op, commit.dead.iter().map(|r| r.score))?;
         self.write(op, |txn| {
-            for &queue in &commit.outboxes {
-                insert(
-                    txn,
-                    queue,
-                    commit.wrapped.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())),
-                )?;
-            }
+            insert_each(txn, &commit.outboxes, &commit.wrapped)?;
             remove(txn, Queue::RawMetrics, commit.delete_raw.iter().map(Vec::as_slice))?;
             move_dead(txn, Queue::RawMetrics, &commit.dead)?;
             txn.open_table(META)?.insert(AGGREGATED_UNTIL_KEY, commit.aggregated_until)?;
@@ -822,12 +824,7 @@ impl Store for EmbeddedStore {
         if records.is_empty() || queues.is_empty() {
             return Ok(());
         }
-        self.write("add", |txn| {
-            for &queue in queues {
-                insert(txn, queue, records.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())))?;
-            }
-            Ok(())
-        })
+        self.write("add", |txn| insert_each(txn, queues, records))
     }
 
     fn delete(&mut self, queue: Queue, ids: &[Vec<u8>]) -> Result<(), StoreError> {
@@ -917,9 +914,7 @@ impl Store for EmbeddedStore {
         let op = "commit link";
         self.check_scores(op, records.iter().map(|r| r.score))?;
         self.write(op, |txn| {
-            for &queue in outboxes {
-                insert(txn, queue, records.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())))?;
-            }
+            insert_each(txn, outboxes, records)?;
             txn.open_table(LINK_STATE)?.insert(device, state)?;
             Ok(())
         })

@@ -419,6 +419,14 @@ fn score_arg(score: f64) -> String {
     s
 }
 
+/// [`add_records`] of `records` into every queue of `queues` (the outboxes a bucket or a frame
+/// goes to).
+fn add_to_queues(pipe: &mut Pipeline, queues: &[Queue], records: &[NewRecord]) {
+    for &queue in queues {
+        add_records(pipe, queue, records.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())));
+    }
+}
+
 /// `ZADD keys s1 id1 …` and `HSET values id1 v1 …`, in chunks.
 fn add_records<'a>(
     pipe: &mut Pipeline,
@@ -671,13 +679,7 @@ fn commit_link_once(
         }
         let mut pipe = redis::pipe();
         pipe.atomic();
-        for &queue in outboxes {
-            add_records(
-                &mut pipe,
-                queue,
-                records.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())),
-            );
-        }
+        add_to_queues(&mut pipe, outboxes, records);
         pipe.cmd("HSET").arg(LINK_STATE_KEY).arg(device).arg(state).ignore();
         match pipe.query::<Value>(conn)? {
             Value::Nil => Ok(None),
@@ -787,13 +789,7 @@ impl Store for RedisStore {
         self.check_scores(op, commit.wrapped.iter().map(|r| r.score))?;
         self.check_scores(op, commit.dead.iter().map(|r| r.score))?;
         self.transaction(op, |pipe| {
-            for &queue in &commit.outboxes {
-                add_records(
-                    pipe,
-                    queue,
-                    commit.wrapped.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())),
-                );
-            }
+            add_to_queues(pipe, &commit.outboxes, &commit.wrapped);
             remove_ids(pipe, Queue::RawMetrics, commit.delete_raw.iter().map(Vec::as_slice));
             move_dead(pipe, Queue::RawMetrics, &commit.dead);
             pipe.cmd("SET").arg(AGGREGATED_UNTIL_KEY).arg(score_arg(commit.aggregated_until)).ignore();
@@ -822,15 +818,7 @@ impl Store for RedisStore {
 
     fn add_to_each(&mut self, queues: &[Queue], records: &[NewRecord]) -> Result<(), StoreError> {
         self.check_scores("add", records.iter().map(|r| r.score))?;
-        self.transaction("add", |pipe| {
-            for &queue in queues {
-                add_records(
-                    pipe,
-                    queue,
-                    records.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())),
-                );
-            }
-        })
+        self.transaction("add", |pipe| add_to_queues(pipe, queues, records))
     }
 
     fn delete(&mut self, queue: Queue, ids: &[Vec<u8>]) -> Result<(), StoreError> {
