@@ -5,49 +5,19 @@
 //! a full file system. The limit is process-wide: this file holds ONE test, so that no other test
 //! writes files while it is lowered (cargo runs each test file as its own process).
 
+mod full_disk;
+
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chouette_agent::store::embedded::EmbeddedStore;
-use chouette_agent::store::{AggregationCommit, NewRecord, Queue, Store, StoreError};
-use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-
-fn batch(first: usize, n: usize) -> Vec<NewRecord> {
-    (first..first + n)
-        .map(|i| NewRecord { id: format!("id-{i:07}").into_bytes(), score: i as f64, value: vec![b'x'; 200] })
-        .collect()
-}
-
-/// Every id in `queue`, in order.
-fn all_ids(store: &mut EmbeddedStore, queue: Queue) -> Vec<String> {
-    let records = store.read(queue, f64::INFINITY, usize::MAX).expect("read");
-    records.into_iter().map(|r| String::from_utf8(r.id).expect("utf-8 id")).collect()
-}
-
-fn set_file_size_limit(bytes: Option<u64>) {
-    let hard = getrlimit(Resource::Fsize).maximum;
-    setrlimit(Resource::Fsize, Rlimit { current: bytes, maximum: hard }).expect("setrlimit RLIMIT_FSIZE");
-}
-
-/// Retries `f` until it succeeds (the store reopens at most once per second).
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Result<T, StoreError>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match f() {
-            Ok(v) => return v,
-            Err(e) => assert!(Instant::now() < deadline, "{what} still fails after 20 s: {e}"),
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use chouette_agent::store::{AggregationCommit, Queue, Store};
+use full_disk::{all_ids, batch, catch_sigxfsz, eventually, set_file_size_limit};
 
 #[test]
 fn a_full_disk_loses_nothing_committed_and_the_store_works_again_once_space_is_back() {
     // Past the limit, write(2) fails with EFBIG instead of the process being killed.
-    signal_hook::flag::register(signal_hook::consts::SIGXFSZ, Arc::new(AtomicBool::new(false)))
-        .expect("catch SIGXFSZ");
+    catch_sigxfsz();
     let dir = std::env::temp_dir().join(format!("chouette-full-disk-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let path: PathBuf = dir.join("chouette.redb");
@@ -81,7 +51,7 @@ fn a_full_disk_loses_nothing_committed_and_the_store_works_again_once_space_is_b
 
     // Free: the same handle works again (reopened), with every committed record, once.
     set_file_size_limit(None);
-    let ids = eventually("reading after space is back", || {
+    let ids = eventually("reading after space is back", Duration::from_secs(20), || {
         store.read(Queue::RawMetrics, f64::INFINITY, usize::MAX)
     });
     let expected: Vec<String> = (0..committed).map(|i| format!("id-{i:07}")).collect();

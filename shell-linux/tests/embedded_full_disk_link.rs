@@ -3,45 +3,17 @@
 //! `RLIMIT_FSIZE` (see `embedded_full_disk.rs`); the limit is process-wide, hence one test in
 //! this file.
 
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod full_disk;
+
+use std::time::Duration;
 
 use chouette_agent::store::embedded::EmbeddedStore;
-use chouette_agent::store::{NewRecord, Queue, Store, StoreError};
-use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-
-fn batch(first: usize, n: usize) -> Vec<NewRecord> {
-    (first..first + n)
-        .map(|i| NewRecord { id: format!("id-{i:07}").into_bytes(), score: i as f64, value: vec![b'x'; 200] })
-        .collect()
-}
-
-fn all_ids(store: &mut EmbeddedStore, queue: Queue) -> Vec<String> {
-    let records = store.read(queue, f64::INFINITY, usize::MAX).expect("read");
-    records.into_iter().map(|r| String::from_utf8(r.id).expect("utf-8 id")).collect()
-}
-
-fn set_file_size_limit(bytes: Option<u64>) {
-    let hard = getrlimit(Resource::Fsize).maximum;
-    setrlimit(Resource::Fsize, Rlimit { current: bytes, maximum: hard }).expect("setrlimit RLIMIT_FSIZE");
-}
-
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Result<T, StoreError>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match f() {
-            Ok(v) => return v,
-            Err(e) => assert!(Instant::now() < deadline, "{what} still fails after 20 s: {e}"),
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use chouette_agent::store::{Queue, Store};
+use full_disk::{all_ids, batch, catch_sigxfsz, eventually, set_file_size_limit};
 
 #[test]
 fn a_link_commit_that_fails_on_a_full_disk_writes_neither_points_nor_state() {
-    signal_hook::flag::register(signal_hook::consts::SIGXFSZ, Arc::new(AtomicBool::new(false)))
-        .expect("catch SIGXFSZ");
+    catch_sigxfsz();
     let dir = std::env::temp_dir().join(format!("chouette-full-disk-link-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let path = dir.join("chouette.redb");
@@ -70,7 +42,8 @@ fn a_link_commit_that_fails_on_a_full_disk_writes_neither_points_nor_state() {
     // Every frame committed before the failure, in both outboxes, and the state of the last one:
     // the failed frame left nothing (its retransmission will be taken, not counted twice).
     let expected: Vec<String> = (0..frames * 100).map(|i| format!("id-{i:07}")).collect();
-    let state = eventually("reading after space is back", || store.link_state("dev"));
+    let state =
+        eventually("reading after space is back", Duration::from_secs(20), || store.link_state("dev"));
     assert_eq!(state.as_deref(), Some(format!("seq-{}", frames - 1).as_bytes()));
     for queue in outboxes {
         assert_eq!(all_ids(&mut store, queue), expected, "{queue}");

@@ -7,45 +7,21 @@
 //!
 //! The limit is process-wide: ONE test in this file (cargo runs each test file as its own process).
 
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+mod full_disk;
+
 use std::time::{Duration, Instant};
 
 use chouette_agent::store::embedded::EmbeddedStore;
-use chouette_agent::store::{NewRecord, Queue, Store, StoreError};
-use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-
-fn batch(first: usize, n: usize) -> Vec<NewRecord> {
-    (first..first + n)
-        .map(|i| NewRecord { id: format!("id-{i:07}").into_bytes(), score: i as f64, value: vec![b'x'; 200] })
-        .collect()
-}
+use chouette_agent::store::{Queue, Store};
+use full_disk::{batch, catch_sigxfsz, eventually, set_file_size_limit};
 
 fn ids(first: usize, n: usize) -> Vec<Vec<u8>> {
     batch(first, n).into_iter().map(|r| r.id).collect()
 }
 
-fn set_file_size_limit(bytes: Option<u64>) {
-    let hard = getrlimit(Resource::Fsize).maximum;
-    setrlimit(Resource::Fsize, Rlimit { current: bytes, maximum: hard }).expect("setrlimit RLIMIT_FSIZE");
-}
-
-/// Retries `f` until it succeeds (the store reopens with a backoff).
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Result<T, StoreError>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match f() {
-            Ok(v) => return v,
-            Err(e) => assert!(Instant::now() < deadline, "{what} still fails after 30 s: {e}"),
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn failed_writes_and_repairs_on_a_full_disk_leave_a_store_that_reopens_whole() {
-    signal_hook::flag::register(signal_hook::consts::SIGXFSZ, Arc::new(AtomicBool::new(false)))
-        .expect("catch SIGXFSZ");
+    catch_sigxfsz();
     // Three rounds: without the fix, one round failed in one trial of six, five in the others.
     for round in 0..3 {
         let dir =
@@ -72,7 +48,7 @@ fn failed_writes_and_repairs_on_a_full_disk_leave_a_store_that_reopens_whole() {
 
         // Free: every record committed before, once, nothing of the failed adds.
         set_file_size_limit(None);
-        let records = eventually("reading after space is back", || {
+        let records = eventually("reading after space is back", Duration::from_secs(30), || {
             store.read(Queue::RawMetrics, f64::INFINITY, 10_000)
         });
         let got: Vec<Vec<u8>> = records.into_iter().map(|r| r.id).collect();
