@@ -7,6 +7,7 @@
 //! - [`store`]: the [`store::Store`] trait, over Redis ([`store::redis`]) or redb ([`store::embedded`]).
 //! - [`dispatch`]: HTTP to Datadog: compression, status handling, splitting, bisecting, backoff.
 //! - [`pipeline`]: the aggregate, release and cleanup ticks, self-metrics, status.
+//! - [`dogstatsd`]: the DogStatsD listener (UDP and Unix datagram sockets), a source.
 //! - [`collect`]: the collector plugins (host, tegrastats, docker, k8s, dramatiq, rpi) and their runner.
 //! - [`logging`]: the agent's own log lines on stdout.
 
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod collect;
 pub mod config;
 pub mod dispatch;
+pub mod dogstatsd;
 pub mod logging;
 pub mod notify;
 pub mod pipeline;
