@@ -1,7 +1,7 @@
-//! Small helpers the suites share: free loopback ports, scratch directories, polling, raw
+//! Small helpers the suites share: free loopback ports (TCP and UDP), scratch directories, polling, raw
 //! records written as the Python client does, plain HTTP/1.1 on loopback.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -33,6 +33,30 @@ pub fn free_port() -> u16 {
         }
     }
     TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().expect("local addr").port()
+}
+
+/// A free loopback port for a UDP server (a DogStatsD listener): a [`free_port`] (below the
+/// ephemeral range, so no client socket is handed it as its source port) that UDP can bind too.
+pub fn free_udp_port() -> u16 {
+    loop {
+        let port = free_port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Waits until some process has a UDP socket bound to `port` (`/proc/net/udp` and `udp6`), so
+/// datagrams sent to it are queued rather than refused; fails the test after `within`.
+pub fn wait_udp_bound(port: u16, within: Duration) {
+    let suffix = format!(":{port:04X}");
+    wait_until(&format!("a UDP socket bound to port {port}"), within, || {
+        ["/proc/net/udp", "/proc/net/udp6"].iter().any(|table| {
+            std::fs::read_to_string(table).unwrap_or_default().lines().skip(1).any(|row| {
+                row.split_whitespace().nth(1).is_some_and(|local| local.ends_with(&suffix))
+            })
+        })
+    });
 }
 
 /// Waits until `port` accepts a connection; panics if `child` exits first or after 30 s.
@@ -178,6 +202,16 @@ mod tests {
     fn percent_encode_keeps_unreserved_bytes_only() {
         assert_eq!(percent_encode(r#"{__name__=~"a.b"}"#), "%7B__name__%3D~%22a.b%22%7D");
         assert_eq!(percent_encode("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn a_bound_udp_port_is_seen_and_a_free_one_is_bindable() {
+        let port = free_udp_port();
+        let socket = UdpSocket::bind(("127.0.0.1", port)).expect("the free UDP port binds");
+        wait_udp_bound(port, Duration::from_secs(5));
+        drop(socket);
+        let other = free_udp_port();
+        assert_ne!(other, port, "a port is never handed out twice");
     }
 
     #[test]
