@@ -52,9 +52,11 @@ pub fn wait_udp_bound(port: u16, within: Duration) {
     let suffix = format!(":{port:04X}");
     wait_until(&format!("a UDP socket bound to port {port}"), within, || {
         ["/proc/net/udp", "/proc/net/udp6"].iter().any(|table| {
-            std::fs::read_to_string(table).unwrap_or_default().lines().skip(1).any(|row| {
-                row.split_whitespace().nth(1).is_some_and(|local| local.ends_with(&suffix))
-            })
+            std::fs::read_to_string(table)
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .any(|row| row.split_whitespace().nth(1).is_some_and(|local| local.ends_with(&suffix)))
         })
     });
 }
