@@ -504,7 +504,8 @@ print(second, int(time.time()))
 
 #[test]
 fn every_datagram_and_every_line_is_accounted_for() {
-    let setup = Setup::start(&[("DOGSTATSD_BUFFER_SIZE", "1024".into())]);
+    let setup =
+        Setup::start(&[("DOGSTATSD_BUFFER_SIZE", "1024".into()), ("SEND_SELF_METRICS", "true".into())]);
     let mut datagrams: Vec<String> = Vec::new();
     let (mut lines, mut metric_lines, mut samples, mut events, mut checks) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
@@ -606,6 +607,39 @@ fn every_datagram_and_every_line_is_accounted_for() {
     wait_until("the counts in VictoriaMetrics", Duration::from_secs(20), || sum(&setup.vm) == count_sum);
     assert_eq!(sum(&setup.vm), count_sum);
     assert!(setup.vm.series(r#"{__name__="cons.big"}"#).is_empty());
+
+    // The self-metrics (deltas per interval) add up to the same figures, per socket and reason.
+    let self_metrics = |vm: &VictoriaMetrics| -> BTreeMap<String, f64> {
+        vm.flush();
+        let mut totals = BTreeMap::new();
+        for (labels, points) in vm.series(r#"{__name__=~"chouette\\.dogstatsd\\..*"}"#) {
+            let name =
+                labels.split(',').next().unwrap_or_default().trim_start_matches("__name__=").to_string();
+            let detail: Vec<&str> =
+                labels.split(',').filter(|l| l.starts_with("socket=") || l.starts_with("reason=")).collect();
+            let total: f64 = points.iter().map(|(_, v)| v).sum();
+            *totals.entry(format!("{name}{{{}}}", detail.join(","))).or_default() += total;
+        }
+        totals.retain(|_, v| *v != 0.0);
+        totals
+    };
+    let mut want_self: BTreeMap<String, f64> = [
+        ("chouette.dogstatsd.datagrams{socket=udp}".to_string(), 200.0),
+        ("chouette.dogstatsd.truncated{socket=udp}".to_string(), 1.0),
+        ("chouette.dogstatsd.samples{}".to_string(), samples as f64),
+    ]
+    .into_iter()
+    .collect();
+    for (reason, n) in &reasons {
+        want_self.insert(format!("chouette.dogstatsd.refused{{reason={reason}}}"), *n as f64);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut got_self = self_metrics(&setup.vm);
+    while got_self != want_self && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        got_self = self_metrics(&setup.vm);
+    }
+    assert_eq!(got_self, want_self);
     let Setup { agent, .. } = setup;
     assert!(agent.stop().success());
 }
