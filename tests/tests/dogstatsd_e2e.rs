@@ -109,17 +109,28 @@ impl Setup {
     }
 }
 
-/// Polls until the series matching `selector` equal `want`, or 20 s; returns the last read.
-fn wait_for_series(vm: &VictoriaMetrics, selector: &str, want: &Series) -> Series {
+/// Reads every 200 ms until `done` holds of what was read, or 20 s; returns the last read (the
+/// caller asserts on it, so a failure shows what was seen).
+fn poll<T>(mut read: impl FnMut() -> T, done: impl Fn(&T) -> bool) -> T {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        vm.flush();
-        let got = vm.series(selector);
-        if &got == want || Instant::now() >= deadline {
+        let got = read();
+        if done(&got) || Instant::now() >= deadline {
             return got;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Polls until the series matching `selector` equal `want`, or 20 s; returns the last read.
+fn wait_for_series(vm: &VictoriaMetrics, selector: &str, want: &Series) -> Series {
+    poll(
+        || {
+            vm.flush();
+            vm.series(selector)
+        },
+        |got| got == want,
+    )
 }
 
 fn now() -> f64 {
@@ -467,10 +478,15 @@ fn hand_written_datagrams_each_grammar_feature_exactly() {
         *reasons.entry(reason.to_string()).or_default() += 1;
     }
     let last = "bad_timestamp: _sc|name|0|d:x";
-    wait_until("the refusals in the status", Duration::from_secs(20), || {
-        let status = setup.status();
-        refused(&status) == reasons && status.get("dogstatsd.last_bad_line").map(String::as_str) == Some(last)
-    });
+    let status = poll(
+        || setup.status(),
+        |status| {
+            refused(status) == reasons
+                && status.get("dogstatsd.last_bad_line").map(String::as_str) == Some(last)
+        },
+    );
+    assert_eq!(refused(&status), reasons, "{status:#?}");
+    assert_eq!(status.get("dogstatsd.last_bad_line").map(String::as_str), Some(last), "{status:#?}");
     let printed = setup.chouette_status();
     assert!(
         printed.lines().any(|l| l.trim_start().starts_with("dogstatsd.last_bad_line") && l.ends_with(last)),
@@ -573,12 +589,7 @@ fn every_datagram_and_every_line_is_accounted_for() {
     let read = |status: &BTreeMap<String, String>| -> BTreeMap<&str, u64> {
         want.keys().map(|k| (*k, field(status, k))).collect()
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut status = setup.status();
-    while (read(&status) != want || refused(&status) != reasons) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-        status = setup.status();
-    }
+    let status = poll(|| setup.status(), |status| read(status) == want && refused(status) == reasons);
     assert_eq!(read(&status), want, "{status:#?}");
     assert_eq!(refused(&status), reasons, "{status:#?}");
     // The identities themselves, on what the agent reported.
@@ -604,8 +615,7 @@ fn every_datagram_and_every_line_is_accounted_for() {
         vm.flush();
         vm.series(r#"{__name__="cons.c"}"#).values().flat_map(|p| p.iter().map(|(_, v)| v)).sum()
     };
-    wait_until("the counts in VictoriaMetrics", Duration::from_secs(20), || sum(&setup.vm) == count_sum);
-    assert_eq!(sum(&setup.vm), count_sum);
+    assert_eq!(poll(|| sum(&setup.vm), |got| *got == count_sum), count_sum);
     assert!(setup.vm.series(r#"{__name__="cons.big"}"#).is_empty());
 
     // The self-metrics (deltas per interval) add up to the same figures, per socket and reason.
@@ -633,13 +643,7 @@ fn every_datagram_and_every_line_is_accounted_for() {
     for (reason, n) in &reasons {
         want_self.insert(format!("chouette.dogstatsd.refused{{reason={reason}}}"), *n as f64);
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut got_self = self_metrics(&setup.vm);
-    while got_self != want_self && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-        got_self = self_metrics(&setup.vm);
-    }
-    assert_eq!(got_self, want_self);
+    assert_eq!(poll(|| self_metrics(&setup.vm), |got| *got == want_self), want_self);
     let Setup { agent, .. } = setup;
     assert!(agent.stop().success());
 }
@@ -661,11 +665,11 @@ fn sigterm_flushes_the_open_bucket_and_loses_nothing() {
     datagrams.extend(["term.count:2|c|#k:v"; 5]);
     datagrams.push("term.gauge:3|g");
     setup.send(&datagrams);
-    wait_until("the listener to have read every line", Duration::from_secs(5), || {
-        field(&setup.status(), "dogstatsd.samples") == 26
-    });
+    let status = poll(|| setup.status(), |status| field(status, "dogstatsd.samples") == 26);
+    assert_eq!(field(&status, "dogstatsd.samples"), 26, "the listener read every line: {status:#?}");
     let Setup { redis, vm, agent, port } = setup;
-    let before_close = now() < (bucket + interval) as f64;
+    // SIGTERM follows within milliseconds; half a second of margin before the bucket's end.
+    let before_close = now() + 0.5 < (bucket + interval) as f64;
     assert!(agent.stop().success(), "exit 0 after SIGTERM");
     assert!(before_close, "the bucket closed before SIGTERM: the test checked nothing (a loaded machine?)");
 
@@ -696,11 +700,11 @@ fn contexts_past_the_limit_are_refused_and_counted() {
     let second = align_to_second();
     setup.send(&[datagram]);
     assert_same_second(second);
-    wait_until("the refusals in the status", Duration::from_secs(20), || {
-        let status = setup.status();
-        field(&status, "dogstatsd.samples") == 10 && refused(&status).get("contexts_full") == Some(&6)
-    });
-    let status = setup.status();
+    let status = poll(
+        || setup.status(),
+        |status| field(status, "dogstatsd.samples") == 10 && refused(status).get("contexts_full") == Some(&6),
+    );
+    assert_eq!(field(&status, "dogstatsd.samples"), 10, "{status:#?}");
     assert_eq!(refused(&status), BTreeMap::from([("contexts_full".to_string(), 6)]), "{status:#?}");
     assert_eq!(field(&status, "dogstatsd.lines"), 16);
     let want: Series = (0..5).map(|k| (key(&format!("ctx.n{k}"), &[]), vec![(second * 1000, 3.0)])).collect();
