@@ -438,7 +438,6 @@ fn field(status: &BTreeMap<String, String>, name: &str) -> u64 {
 fn hand_written_datagrams_each_grammar_feature_exactly() {
     let setup = Setup::start(&[]);
     let second = align_to_second();
-    let past = second - 30;
     let datagrams = [
         "hw.pack:1:2:3|h|#k:v".to_string(),
         "hw.sr.count:1|c|@0.25".to_string(),
@@ -446,7 +445,6 @@ fn hand_written_datagrams_each_grammar_feature_exactly() {
         "hw.sr.dist:4:6|d|@0.5".to_string(),
         "hw.tags:1|c|#a:b,bare,url:http://x:80".to_string(),
         "hw.cid:2|c|c:abc|#a:b".to_string(),
-        format!("hw.past.gauge:5|g|T{past}\nhw.past.count:3|c|#a:b|T{past}"),
         "hw.ml.a:1|c\r\nhw.ml.a:2|c\r\nhw.ml.g:7|g\nhw.ml.g:-3|g\r\nhw.ml.s:x|s\r\nhw.ml.s:y|s\r\nhw.ml.s:x|s\r\n\r\n"
             .to_string(),
         "hw.ms:5|ms\n".to_string(),
@@ -460,8 +458,6 @@ fn hand_written_datagrams_each_grammar_feature_exactly() {
         (key("hw.sr.count", &[]), vec![(ms, 4.0)]),
         (key("hw.tags", &["a=b", "bare=no_label_value", "url=http://x:80"]), vec![(ms, 1.0)]),
         (key("hw.cid", &["a=b", "container_id=abc"]), vec![(ms, 2.0)]),
-        (key("hw.past.gauge", &[]), vec![(past * 1000, 5.0)]),
-        (key("hw.past.count", &["a=b"]), vec![(past * 1000, 3.0)]),
         (key("hw.ml.a", &[]), vec![(ms, 3.0)]),
         (key("hw.ml.g", &[]), vec![(ms, -3.0)]),
         (key("hw.ml.s", &[]), vec![(ms, 2.0)]),
@@ -493,6 +489,22 @@ fn hand_written_datagrams_each_grammar_feature_exactly() {
         "{printed}"
     );
     setup.expect_series(r#"{__name__=~"hw\\..*"}"#, &want);
+}
+
+#[test]
+fn a_timestamped_line_lands_in_its_own_bucket() {
+    // Protocol 1.3's `|T`: the point keeps its own timestamp (issue 12, the listener's contract),
+    // here 30 s before the receipt, a bucket the agent has long closed.
+    let setup = Setup::start(&[]);
+    let past = now().floor() as i64 - 30;
+    setup.send(&[format!("ts.gauge:5|g|T{past}\nts.count:3|c|#a:b|T{past}\nts.count:4|c|#a:b|T{past}")]);
+    let want: Series = [
+        (key("ts.gauge", &[]), vec![(past * 1000, 5.0)]),
+        (key("ts.count", &["a=b"]), vec![(past * 1000, 7.0)]),
+    ]
+    .into_iter()
+    .collect();
+    setup.expect_series(r#"{__name__=~"ts\\..*"}"#, &want);
 }
 
 // ---- 4. one point with the apps' records --------------------------------------------------------
@@ -707,6 +719,17 @@ fn contexts_past_the_limit_are_refused_and_counted() {
     assert_eq!(field(&status, "dogstatsd.samples"), 10, "{status:#?}");
     assert_eq!(refused(&status), BTreeMap::from([("contexts_full".to_string(), 6)]), "{status:#?}");
     assert_eq!(field(&status, "dogstatsd.lines"), 16);
+    // The last closed interval's contexts and its top contexts by samples (`name{tags} n`).
+    let top = "ctx.n0{} 2; ctx.n1{} 2; ctx.n2{} 2; ctx.n3{} 2; ctx.n4{} 2";
+    let status = poll(
+        || setup.status(),
+        |status| {
+            status.get("dogstatsd.contexts").map(String::as_str) == Some("5")
+                && status.get("dogstatsd.top").map(String::as_str) == Some(top)
+        },
+    );
+    assert_eq!(status.get("dogstatsd.contexts").map(String::as_str), Some("5"), "{status:#?}");
+    assert_eq!(status.get("dogstatsd.top").map(String::as_str), Some(top), "{status:#?}");
     let want: Series = (0..5).map(|k| (key(&format!("ctx.n{k}"), &[]), vec![(second * 1000, 3.0)])).collect();
     setup.expect_series(r#"{__name__=~"ctx\\..*"}"#, &want);
 }
