@@ -4,4 +4,5 @@
 //!
 //! - [`socket`]: the sockets, read in batches on a thread of their own.
 
+pub mod memory;
 pub mod socket;
