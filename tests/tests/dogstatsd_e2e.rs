@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::net::UdpSocket;
+use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -352,6 +353,8 @@ fn cadence_over_the_unix_socket_every_type_exactly() {
     );
     agent.wait_ready();
     wait_until("the DogStatsD socket file", Duration::from_secs(20), || path.exists());
+    let mode = std::fs::metadata(&path).expect("the socket file").permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o622, "DOGSTATSD_SOCKET_MODE's default: {mode:o}");
     let socket = std::os::unix::net::UnixDatagram::unbound().expect("a Unix datagram socket");
     let client = StatsdClient::builder("cad.uds", UnixMetricSink::from(&path, socket))
         .with_tag("client", "cadence")
@@ -361,6 +364,92 @@ fn cadence_over_the_unix_socket_every_type_exactly() {
     assert_same_second(second);
     let setup = Setup { redis, vm, agent, port: 0 };
     setup.expect_series(r#"{__name__=~"cad\\.uds\\..*"}"#, &cadence_want("cad.uds", second * 1000));
+}
+
+/// The local addresses (`/proc/net/udp` and `udp6` hex, e.g. `0100007F` for 127.0.0.1) of the
+/// UDP sockets bound to `port`.
+fn udp_bound_addresses(port: u16) -> Vec<String> {
+    let suffix = format!(":{port:04X}");
+    ["/proc/net/udp", "/proc/net/udp6"]
+        .iter()
+        .flat_map(|table| {
+            std::fs::read_to_string(table)
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .filter_map(|row| {
+            let local = row.split_whitespace().nth(1)?.to_string();
+            Some(local.strip_suffix(&suffix)?.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn udp_is_on_loopback_unless_non_local_traffic_is_on() {
+    let setup = Setup::start(&[]);
+    assert_eq!(udp_bound_addresses(setup.port), ["0100007F"], "127.0.0.1 by default");
+    let open = Setup::start(&[("DOGSTATSD_NON_LOCAL_TRAFFIC", "true".into())]);
+    assert_eq!(udp_bound_addresses(open.port), ["00000000"], "0.0.0.0 with DOGSTATSD_NON_LOCAL_TRAFFIC=true");
+    for setup in [setup, open] {
+        assert!(setup.agent.stop().success());
+    }
+}
+
+#[test]
+fn a_taken_port_is_an_error_line_and_the_unix_socket_still_works() {
+    let redis = RedisServer::start();
+    let vm = VictoriaMetrics::start();
+    let port = free_udp_port();
+    let _taken = UdpSocket::bind(("127.0.0.1", port)).expect("take the port");
+    let dir = TempDir::new("dogstatsd-options");
+    let path = dir.0.join("dsd.sock");
+    let agent = Agent::start(
+        agent_binary!(),
+        &agent_env(
+            &redis,
+            &vm,
+            &[
+                ("DOGSTATSD_PORT", port.to_string()),
+                ("DOGSTATSD_SOCKET", path.display().to_string()),
+                ("DOGSTATSD_SOCKET_MODE", "0660".into()),
+                ("DOGSTATSD_SO_RCVBUF", "1048576".into()),
+            ],
+        ),
+    );
+    agent.wait_ready();
+    wait_until("the DogStatsD socket file", Duration::from_secs(20), || path.exists());
+    let mode = std::fs::metadata(&path).expect("the socket file").permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o660, "DOGSTATSD_SOCKET_MODE=0660: {mode:o}");
+    let log = agent.output();
+    assert!(
+        log.lines().any(|l| l.contains(r#""levelname": "ERROR""#) && l.contains(&format!(":{port}"))),
+        "an ERROR line names the taken port:\n{log}"
+    );
+    let socket = std::os::unix::net::UnixDatagram::unbound().expect("a Unix datagram socket");
+    socket.send_to(b"opt.count:2|c\nopt.count:3|c", &path).expect("send");
+    let setup = Setup { redis, vm, agent, port };
+    let status = poll(|| setup.status(), |status| field(status, "dogstatsd.uds.datagrams") == 1);
+    assert_eq!(field(&status, "dogstatsd.uds.datagrams"), 1, "{status:#?}");
+    assert!(!status.contains_key("dogstatsd.udp.datagrams"), "no UDP socket: {status:#?}");
+    // The effective receive buffer is in the status and in the log.
+    let recv_buffer = field(&status, "dogstatsd.uds.recv_buffer");
+    assert!(recv_buffer > 0, "{status:#?}");
+    assert!(setup.agent.output().contains(&format!("recv_buffer={recv_buffer}")), "{}", setup.agent.output());
+    let want: Series = [(key("opt.count", &[]), vec![])].into_iter().collect();
+    let got = poll(
+        || {
+            setup.vm.flush();
+            setup.vm.series(r#"{__name__="opt.count"}"#)
+        },
+        |got| got.keys().eq(want.keys()),
+    );
+    let total: f64 = got.values().flat_map(|p| p.iter().map(|(_, v)| v)).sum();
+    assert_eq!(total, 5.0, "{got:?}");
+    let Setup { agent, .. } = setup;
+    assert!(agent.stop().success());
 }
 
 // ---- 3. hand-written datagrams: each grammar feature, each malformed shape ---------------------
