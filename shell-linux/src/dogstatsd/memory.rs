@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use chouette_core::aggregate::{AggregatorConfig, Partial};
 use chouette_core::hash::{hash_bytes, hash_u64};
 use chouette_core::limits::{MAX_NAME_BYTES, MAX_TAGS, MAX_TAG_BYTES};
-use chouette_core::metric::{Member, MetricType, Sample, Tag, Timestamp, Value as CoreValue};
+use chouette_core::metric::{Member, MetricType, OutputType, Sample, Tag, Timestamp, Value as CoreValue};
 use chouette_core::sketch::{hash_member, Histogram, SetCounter};
 use chouette_core::wire::dogstatsd::{
     parse_datagram, sample_weight, scaled_count, Kind, Message, Tags, Value,
@@ -36,6 +36,8 @@ pub const LAST_BAD_LINE_BYTES: usize = 200;
 /// `|T` timestamps further ahead of the receipt are refused (`timestamp_in_future`), as the
 /// core refuses samples past its horizon.
 pub const MAX_FUTURE_SECS: u32 = AggregatorConfig::DEFAULT.max_future_secs();
+/// Most `|T` points waiting for the listener's next turn; more are refused (`timestamped_full`).
+pub const MAX_TIMESTAMPED: usize = 100_000;
 /// Contexts listed by [`Memory::top`].
 pub const TOP_CONTEXTS: usize = 10;
 
@@ -60,6 +62,8 @@ pub struct MemoryStats {
     pub late: u64,
     /// Contexts in the last bucket the step merged.
     pub contexts: usize,
+    /// `|T` points (counts and gauges sent as they are).
+    pub timestamped: u64,
 }
 
 impl MemoryStats {
@@ -146,6 +150,23 @@ pub struct Memory {
     open_from: i64,
     stats: MemoryStats,
     top: Vec<(String, u64)>,
+    timestamped: Vec<Timestamped>,
+}
+
+/// A `|T` count or gauge: not aggregated, a point of its own at its own timestamp, as the Datadog
+/// Agent sends them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timestamped {
+    /// The metric name.
+    pub name: String,
+    /// `count` (the line's values summed, rates applied) or `gauge` (its last value).
+    pub kind: OutputType,
+    /// The tags as sent (and `container_id:`).
+    pub tags: Vec<String>,
+    /// The value.
+    pub value: f64,
+    /// Its `|T`, Unix seconds.
+    pub timestamp: f64,
 }
 
 impl Memory {
@@ -158,6 +179,7 @@ impl Memory {
             open_from: i64::MIN,
             stats: MemoryStats::default(),
             top: Vec::new(),
+            timestamped: Vec::new(),
         }
     }
 
@@ -205,9 +227,17 @@ impl Memory {
                 Ok(Message::Event { .. }) => self.stats.events += 1,
                 Ok(Message::ServiceCheck { .. }) => self.stats.service_checks += 1,
                 Ok(Message::Metric { name, values, kind, sample_rate, tags, container_id, timestamp }) => {
-                    let at = timestamp.map_or(now, |t| t as f64);
+                    // `|T` on a count or gauge: a point of its own, as the Agent (it ignores `|T`
+                    // on the other types, and so does this).
+                    let passthrough = matches!(kind, Kind::Count | Kind::Gauge);
+                    let at = timestamp.filter(|_| passthrough).map_or(now, |t| t as f64);
                     let line_ = Line { name, kind, tags, container_id, sample_rate, at, now };
-                    match self.record_metric(&line_, values.iter()) {
+                    let result = if passthrough && timestamp.is_some() {
+                        self.record_timestamped(&line_, values.iter())
+                    } else {
+                        self.record_metric(&line_, values.iter())
+                    };
+                    match result {
                         Ok(n) => {
                             self.stats.metric_lines += 1;
                             self.stats.samples += n;
@@ -217,6 +247,56 @@ impl Memory {
                 }
             }
         }
+    }
+
+    /// A `|T` count or gauge: its values make one point at its own time (a count's sum, a
+    /// gauge's last value), queued for [`take_timestamped`](Self::take_timestamped).
+    fn record_timestamped<'a>(
+        &mut self,
+        line: &Line<'a>,
+        values: impl Iterator<Item = Value<'a>>,
+    ) -> Result<u64, &'static str> {
+        check_line(line)?;
+        if self.timestamped.len() >= MAX_TIMESTAMPED {
+            return Err("timestamped_full");
+        }
+        let (mut value, mut n) = (0.0, 0);
+        for v in values {
+            if let Value::Number(v) = v {
+                value = match line.kind {
+                    Kind::Count => value + scaled_count(v, line.sample_rate),
+                    _ => v,
+                };
+                n += 1;
+            }
+        }
+        if !value.is_finite() {
+            return Err("overflow");
+        }
+        let mut tags: Vec<String> = line.tags.iter().map(String::from).collect();
+        if let Some(id) = line.container_id {
+            tags.push(format!("container_id:{id}"));
+        }
+        let kind = if line.kind == Kind::Count { OutputType::Count } else { OutputType::Gauge };
+        self.timestamped.push(Timestamped {
+            name: line.name.to_owned(),
+            kind,
+            tags,
+            value,
+            timestamp: line.at,
+        });
+        self.stats.timestamped += 1;
+        Ok(n)
+    }
+
+    /// The `|T` points received since the last call, oldest first.
+    pub fn take_timestamped(&mut self) -> Vec<Timestamped> {
+        std::mem::take(&mut self.timestamped)
+    }
+
+    /// Whether `|T` points wait for [`take_timestamped`](Self::take_timestamped).
+    pub fn has_timestamped(&self) -> bool {
+        !self.timestamped.is_empty()
     }
 
     fn record_metric<'a>(
@@ -231,20 +311,7 @@ impl Memory {
         if weight > MAX_WEIGHT {
             return Err("sample_rate_too_low");
         }
-        if line.name.len() > MAX_NAME_BYTES {
-            return Err("name_too_long");
-        }
-        let tag_count = line.tags.iter().count() + usize::from(line.container_id.is_some());
-        if tag_count > MAX_TAGS {
-            return Err("too_many_tags");
-        }
-        let container_len = line.container_id.map_or(0, |id| "container_id:".len() + id.len());
-        if line.tags.iter().any(|t| t.len() > MAX_TAG_BYTES) || container_len > MAX_TAG_BYTES {
-            return Err("tag_too_long");
-        }
-        if line.at > line.now + f64::from(MAX_FUTURE_SECS) {
-            return Err("timestamp_in_future");
-        }
+        check_line(line)?;
         let kind = line.kind.metric_type();
         let hash = context_hash(kind, line.name, line.tags, line.container_id);
         let mut start = self.bucket_start(line.at);
@@ -375,6 +442,26 @@ struct Line<'a> {
     at: f64,
     /// Its receipt.
     now: f64,
+}
+
+/// The checks every metric line passes before it is kept: the core's limits on names and tags,
+/// and its horizon on timestamps.
+fn check_line(line: &Line<'_>) -> Result<(), &'static str> {
+    if line.name.len() > MAX_NAME_BYTES {
+        return Err("name_too_long");
+    }
+    let tag_count = line.tags.iter().count() + usize::from(line.container_id.is_some());
+    if tag_count > MAX_TAGS {
+        return Err("too_many_tags");
+    }
+    let container_len = line.container_id.map_or(0, |id| "container_id:".len() + id.len());
+    if line.tags.iter().any(|t| t.len() > MAX_TAG_BYTES) || container_len > MAX_TAG_BYTES {
+        return Err("tag_too_long");
+    }
+    if line.at > line.now + f64::from(MAX_FUTURE_SECS) {
+        return Err("timestamp_in_future");
+    }
+    Ok(())
 }
 
 fn apply(state: &mut State, value: Value<'_>, line: &Line<'_>, weight: u32) {
@@ -582,13 +669,59 @@ mod tests {
         let mut aggregator = Box::new(BoardAggregator::new(config));
         let end = 1_700_000_010.0;
         let merged = memory.merge_into(&mut *aggregator, end + 1.0, end);
-        // Between the merge and the commit, a |T line for the taken bucket arrives.
-        memory.record_datagram(NOW + 6.0, b"c:5|c|T1700000001");
+        // Between the merge and the commit, a line stamped in the taken bucket arrives (the
+        // clock went back).
+        memory.record_datagram(NOW, b"c:5|c");
         memory.forget_through(end, &merged);
         assert_eq!(memory.stats().late, 1);
         let p = points(&mut memory, end + 10.0);
         assert_eq!(p.values().copied().collect::<Vec<_>>(), vec![5.0], "{p:?}");
         assert!(p.keys().all(|k| k.ends_with("@1700000010")), "{p:?}");
+    }
+
+    #[test]
+    fn timestamped_counts_and_gauges_are_points_of_their_own_other_types_ignore_t() {
+        let mut memory = Memory::new(10, 100);
+        memory.record_datagram(
+            NOW,
+            b"c:1:2|c|@0.5|#a:b|T1700000001\ng:3:4|g|c:x|T1699999990\nh:5|h|T1600000000",
+        );
+        let passed = memory.take_timestamped();
+        let want = [
+            Timestamped {
+                name: "c".into(),
+                kind: OutputType::Count,
+                tags: vec!["a:b".into()],
+                value: 6.0,
+                timestamp: 1_700_000_001.0,
+            },
+            Timestamped {
+                name: "g".into(),
+                kind: OutputType::Gauge,
+                tags: vec!["container_id:x".into()],
+                value: 4.0,
+                timestamp: 1_699_999_990.0,
+            },
+        ];
+        assert_eq!(passed, want);
+        assert!(!memory.has_timestamped());
+        assert_eq!(
+            (memory.stats().timestamped, memory.stats().samples, memory.stats().metric_lines),
+            (2, 5, 3)
+        );
+        // The histogram's |T is ignored: stamped on receipt.
+        let p = points(&mut memory, 1_700_000_010.0);
+        let names: Vec<&str> = p.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "h.95percentile{}@1700000000",
+                "h.avg{}@1700000000",
+                "h.count{}@1700000000",
+                "h.max{}@1700000000",
+                "h.median{}@1700000000"
+            ]
+        );
     }
 
     #[test]
