@@ -11,6 +11,7 @@
 //! The receive threads never wait on the store: they take the memory's lock for one datagram at
 //! a time, and the step holds it only while it merges a closed bucket.
 
+pub mod events;
 pub mod memory;
 pub mod socket;
 
@@ -222,6 +223,9 @@ impl Listener {
         fields.push(("dogstatsd.held_contexts".into(), memory.contexts().to_string()));
         for (reason, n) in &stats.refused {
             fields.push((format!("dogstatsd.refused.{reason}"), n.to_string()));
+        }
+        for (what, n) in &stats.ignored {
+            fields.push((format!("dogstatsd.ignored.{what}"), n.to_string()));
         }
         if let Some(line) = &stats.last_bad_line {
             fields.push(("dogstatsd.last_bad_line".into(), line.clone()));
