@@ -99,7 +99,7 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
     if config.dogstatsd.enabled() {
         let memory = Arc::new(Mutex::new(Memory::new(interval_secs, config.dogstatsd.max_contexts)));
         aggregation = aggregation.with_memory(Arc::clone(&memory));
-        sources.push(Box::new(crate::dogstatsd::Listener::start(&config.dogstatsd, memory)));
+        sources.push(Box::new(crate::dogstatsd::Listener::start(&config.dogstatsd, memory, interval_secs)));
     }
     let mut counters = Counters::default();
     let mut reported = Counters::default();

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use chouette_core::aggregate::{AggregatorConfig, Partial};
 use chouette_core::hash::{hash_bytes, hash_u64};
 use chouette_core::limits::{MAX_NAME_BYTES, MAX_TAGS, MAX_TAG_BYTES};
-use chouette_core::metric::{Member, MetricType, Sample, Tag, Timestamp, Value as CoreValue};
+use chouette_core::metric::{Member, MetricType, OutputType, Sample, Tag, Timestamp, Value as CoreValue};
 use chouette_core::sketch::{hash_member, Histogram, SetCounter};
 use chouette_core::wire::dogstatsd::{
     parse_datagram, sample_weight, scaled_count, Kind, Message, Tags, Value,
@@ -36,6 +36,11 @@ pub const LAST_BAD_LINE_BYTES: usize = 200;
 /// `|T` timestamps further ahead of the receipt are refused (`timestamp_in_future`), as the
 /// core refuses samples past its horizon.
 pub const MAX_FUTURE_SECS: u32 = AggregatorConfig::DEFAULT.max_future_secs();
+/// Most `|T` points waiting for the listener's next turn; more are refused (`timestamped_full`).
+pub const MAX_TIMESTAMPED: usize = 100_000;
+/// Most events and service checks waiting for the listener's next turn; more are ignored, counted
+/// (`events_full`).
+pub const MAX_EVENTS: usize = 10_000;
 /// Contexts listed by [`Memory::top`].
 pub const TOP_CONTEXTS: usize = 10;
 
@@ -60,6 +65,11 @@ pub struct MemoryStats {
     pub late: u64,
     /// Contexts in the last bucket the step merged.
     pub contexts: usize,
+    /// `|T` points (counts and gauges sent as they are).
+    pub timestamped: u64,
+    /// Good events and service checks not forwarded: `events` and `service_checks` (Datadog is
+    /// not an output), `events_full` (too many waiting).
+    pub ignored: BTreeMap<&'static str, u64>,
 }
 
 impl MemoryStats {
@@ -146,6 +156,36 @@ pub struct Memory {
     open_from: i64,
     stats: MemoryStats,
     top: Vec<(String, u64)>,
+    timestamped: Vec<Timestamped>,
+    forward_events: bool,
+    events: Vec<Event>,
+}
+
+/// An event or a service check, as the JSON body of Datadog's v1 API ([`super::events`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// A service check (`check_run`), else an event.
+    pub check: bool,
+    /// When it was received, Unix seconds.
+    pub received: f64,
+    /// The JSON record.
+    pub record: Vec<u8>,
+}
+
+/// A `|T` count or gauge: not aggregated, a point of its own at its own timestamp, as the Datadog
+/// Agent sends them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timestamped {
+    /// The metric name.
+    pub name: String,
+    /// `count` (the line's values summed, rates applied) or `gauge` (its last value).
+    pub kind: OutputType,
+    /// The tags as sent (and `container_id:`).
+    pub tags: Vec<String>,
+    /// The value.
+    pub value: f64,
+    /// Its `|T`, Unix seconds.
+    pub timestamp: f64,
 }
 
 impl Memory {
@@ -158,6 +198,9 @@ impl Memory {
             open_from: i64::MIN,
             stats: MemoryStats::default(),
             top: Vec::new(),
+            timestamped: Vec::new(),
+            forward_events: false,
+            events: Vec::new(),
         }
     }
 
@@ -202,12 +245,26 @@ impl Memory {
             self.stats.lines += 1;
             match line.result {
                 Err(error) => self.stats.refuse(error.reason(), line.bytes),
-                Ok(Message::Event { .. }) => self.stats.events += 1,
-                Ok(Message::ServiceCheck { .. }) => self.stats.service_checks += 1,
+                Ok(message @ Message::Event { .. }) => {
+                    self.stats.events += 1;
+                    self.keep_event(&message, now, false);
+                }
+                Ok(message @ Message::ServiceCheck { .. }) => {
+                    self.stats.service_checks += 1;
+                    self.keep_event(&message, now, true);
+                }
                 Ok(Message::Metric { name, values, kind, sample_rate, tags, container_id, timestamp }) => {
-                    let at = timestamp.map_or(now, |t| t as f64);
+                    // `|T` on a count or gauge: a point of its own, as the Agent (it ignores `|T`
+                    // on the other types, and so does this).
+                    let passthrough = matches!(kind, Kind::Count | Kind::Gauge);
+                    let at = timestamp.filter(|_| passthrough).map_or(now, |t| t as f64);
                     let line_ = Line { name, kind, tags, container_id, sample_rate, at, now };
-                    match self.record_metric(&line_, values.iter()) {
+                    let result = if passthrough && timestamp.is_some() {
+                        self.record_timestamped(&line_, values.iter())
+                    } else {
+                        self.record_metric(&line_, values.iter())
+                    };
+                    match result {
                         Ok(n) => {
                             self.stats.metric_lines += 1;
                             self.stats.samples += n;
@@ -217,6 +274,85 @@ impl Memory {
                 }
             }
         }
+    }
+
+    /// A `|T` count or gauge: its values make one point at its own time (a count's sum, a
+    /// gauge's last value), queued for [`take_timestamped`](Self::take_timestamped).
+    fn record_timestamped<'a>(
+        &mut self,
+        line: &Line<'a>,
+        values: impl Iterator<Item = Value<'a>>,
+    ) -> Result<u64, &'static str> {
+        check_line(line)?;
+        if self.timestamped.len() >= MAX_TIMESTAMPED {
+            return Err("timestamped_full");
+        }
+        let (mut value, mut n) = (0.0, 0);
+        for v in values {
+            if let Value::Number(v) = v {
+                value = match line.kind {
+                    Kind::Count => value + scaled_count(v, line.sample_rate),
+                    _ => v,
+                };
+                n += 1;
+            }
+        }
+        if !value.is_finite() {
+            return Err("overflow");
+        }
+        let mut tags: Vec<String> = line.tags.iter().map(String::from).collect();
+        if let Some(id) = line.container_id {
+            tags.push(format!("container_id:{id}"));
+        }
+        let kind = if line.kind == Kind::Count { OutputType::Count } else { OutputType::Gauge };
+        self.timestamped.push(Timestamped {
+            name: line.name.to_owned(),
+            kind,
+            tags,
+            value,
+            timestamp: line.at,
+        });
+        self.stats.timestamped += 1;
+        Ok(n)
+    }
+
+    /// Queues an event's or a service check's record for Datadog, or counts it as ignored when
+    /// Datadog is not an output. Counted in `events`/`service_checks` either way (the line is
+    /// good); a full queue drops it, counted (`events_full`).
+    fn keep_event(&mut self, message: &Message<'_>, now: f64, check: bool) {
+        if !self.forward_events {
+            *self.stats.ignored.entry(if check { "service_checks" } else { "events" }).or_default() += 1;
+            return;
+        }
+        if self.events.len() >= MAX_EVENTS {
+            *self.stats.ignored.entry("events_full").or_default() += 1;
+            return;
+        }
+        if let Some(record) = super::events::record(message, now) {
+            self.events.push(Event { check, received: now, record });
+        }
+    }
+
+    /// Events and service checks are queued for Datadog (it is an output); otherwise they are
+    /// counted as ignored.
+    pub fn forward_events(mut self, on: bool) -> Memory {
+        self.forward_events = on;
+        self
+    }
+
+    /// The events and service checks received since the last call, oldest first.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The `|T` points received since the last call, oldest first.
+    pub fn take_timestamped(&mut self) -> Vec<Timestamped> {
+        std::mem::take(&mut self.timestamped)
+    }
+
+    /// Whether `|T` points wait for [`take_timestamped`](Self::take_timestamped).
+    pub fn has_timestamped(&self) -> bool {
+        !self.timestamped.is_empty() || !self.events.is_empty()
     }
 
     fn record_metric<'a>(
@@ -231,20 +367,7 @@ impl Memory {
         if weight > MAX_WEIGHT {
             return Err("sample_rate_too_low");
         }
-        if line.name.len() > MAX_NAME_BYTES {
-            return Err("name_too_long");
-        }
-        let tag_count = line.tags.iter().count() + usize::from(line.container_id.is_some());
-        if tag_count > MAX_TAGS {
-            return Err("too_many_tags");
-        }
-        let container_len = line.container_id.map_or(0, |id| "container_id:".len() + id.len());
-        if line.tags.iter().any(|t| t.len() > MAX_TAG_BYTES) || container_len > MAX_TAG_BYTES {
-            return Err("tag_too_long");
-        }
-        if line.at > line.now + f64::from(MAX_FUTURE_SECS) {
-            return Err("timestamp_in_future");
-        }
+        check_line(line)?;
         let kind = line.kind.metric_type();
         let hash = context_hash(kind, line.name, line.tags, line.container_id);
         let mut start = self.bucket_start(line.at);
@@ -375,6 +498,26 @@ struct Line<'a> {
     at: f64,
     /// Its receipt.
     now: f64,
+}
+
+/// The checks every metric line passes before it is kept: the core's limits on names and tags,
+/// and its horizon on timestamps.
+fn check_line(line: &Line<'_>) -> Result<(), &'static str> {
+    if line.name.len() > MAX_NAME_BYTES {
+        return Err("name_too_long");
+    }
+    let tag_count = line.tags.iter().count() + usize::from(line.container_id.is_some());
+    if tag_count > MAX_TAGS {
+        return Err("too_many_tags");
+    }
+    let container_len = line.container_id.map_or(0, |id| "container_id:".len() + id.len());
+    if line.tags.iter().any(|t| t.len() > MAX_TAG_BYTES) || container_len > MAX_TAG_BYTES {
+        return Err("tag_too_long");
+    }
+    if line.at > line.now + f64::from(MAX_FUTURE_SECS) {
+        return Err("timestamp_in_future");
+    }
+    Ok(())
 }
 
 fn apply(state: &mut State, value: Value<'_>, line: &Line<'_>, weight: u32) {
@@ -582,13 +725,80 @@ mod tests {
         let mut aggregator = Box::new(BoardAggregator::new(config));
         let end = 1_700_000_010.0;
         let merged = memory.merge_into(&mut *aggregator, end + 1.0, end);
-        // Between the merge and the commit, a |T line for the taken bucket arrives.
-        memory.record_datagram(NOW + 6.0, b"c:5|c|T1700000001");
+        // Between the merge and the commit, a line stamped in the taken bucket arrives (the
+        // clock went back).
+        memory.record_datagram(NOW, b"c:5|c");
         memory.forget_through(end, &merged);
         assert_eq!(memory.stats().late, 1);
         let p = points(&mut memory, end + 10.0);
         assert_eq!(p.values().copied().collect::<Vec<_>>(), vec![5.0], "{p:?}");
         assert!(p.keys().all(|k| k.ends_with("@1700000010")), "{p:?}");
+    }
+
+    #[test]
+    fn timestamped_counts_and_gauges_are_points_of_their_own_other_types_ignore_t() {
+        let mut memory = Memory::new(10, 100);
+        memory.record_datagram(
+            NOW,
+            b"c:1:2|c|@0.5|#a:b|T1700000001\ng:3:4|g|c:x|T1699999990\nh:5|h|T1600000000",
+        );
+        let passed = memory.take_timestamped();
+        let want = [
+            Timestamped {
+                name: "c".into(),
+                kind: OutputType::Count,
+                tags: vec!["a:b".into()],
+                value: 6.0,
+                timestamp: 1_700_000_001.0,
+            },
+            Timestamped {
+                name: "g".into(),
+                kind: OutputType::Gauge,
+                tags: vec!["container_id:x".into()],
+                value: 4.0,
+                timestamp: 1_699_999_990.0,
+            },
+        ];
+        assert_eq!(passed, want);
+        assert!(!memory.has_timestamped());
+        assert_eq!(
+            (memory.stats().timestamped, memory.stats().samples, memory.stats().metric_lines),
+            (2, 5, 3)
+        );
+        // The histogram's |T is ignored: stamped on receipt.
+        let p = points(&mut memory, 1_700_000_010.0);
+        let names: Vec<&str> = p.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "h.95percentile{}@1700000000",
+                "h.avg{}@1700000000",
+                "h.count{}@1700000000",
+                "h.max{}@1700000000",
+                "h.median{}@1700000000"
+            ]
+        );
+    }
+
+    #[test]
+    fn events_and_checks_are_queued_for_datadog_or_counted_as_ignored() {
+        let datagram = b"_e{1,1}:t|x\n_sc|c|0\n_sc|d|1";
+        let mut off = Memory::new(10, 100);
+        off.record_datagram(NOW, datagram);
+        assert_eq!(off.stats().ignored.get("events"), Some(&1));
+        assert_eq!(off.stats().ignored.get("service_checks"), Some(&2));
+        assert!(off.take_events().is_empty());
+        let mut on = Memory::new(10, 100).forward_events(true);
+        on.record_datagram(NOW, datagram);
+        assert!(on.has_timestamped());
+        let events = on.take_events();
+        assert_eq!(events.iter().map(|e| e.check).collect::<Vec<_>>(), [false, true, true]);
+        assert_eq!(
+            String::from_utf8_lossy(&events[1].record),
+            r#"{"check":"c","status":0,"timestamp":1700000005}"#
+        );
+        assert!(on.stats().ignored.is_empty());
+        assert_eq!(on.stats().accounted_lines(), 3);
     }
 
     #[test]

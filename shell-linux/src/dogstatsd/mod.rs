@@ -11,6 +11,7 @@
 //! The receive threads never wait on the store: they take the memory's lock for one datagram at
 //! a time, and the step holds it only while it merges a closed bucket.
 
+pub mod events;
 pub mod memory;
 pub mod socket;
 
@@ -21,14 +22,17 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use chouette_core::metric::{MetricName, OutputType, Tag, Timestamp, Wrapped};
 use chouette_core::wire::raw::Number;
+use chouette_core::wire::wrapped::encode_wrapped;
+use chouette_core::wire::EncodeError;
 use chouette_core::MetricType;
 
 use crate::config::vars::{self, VarError};
 use crate::pipeline::{lock, raw_record, IdGenerator};
 use crate::source::{Sink, Source};
 use crate::store::{NewRecord, StoreError};
-use memory::{Memory, MemoryStats};
+use memory::{Memory, MemoryStats, Timestamped};
 use socket::{Endpoint, Receiver, SocketOptions, SocketStats};
 
 /// How often the listener writes its status fields and self-metrics.
@@ -124,14 +128,18 @@ pub struct Listener {
     next_report: Instant,
     reported: (MemoryStats, Vec<SocketStats>),
     ids: IdGenerator,
-    /// The UDP port bound (tests bind port 0... when the variable allows it).
+    /// The UDP port bound.
     udp_port: Option<u16>,
+    /// `|T` points taken from the memory whose write failed: written first next turn.
+    unsent: Vec<Timestamped>,
+    /// The interval given to `|T` counts.
+    interval_secs: u32,
 }
 
 impl Listener {
     /// Binds the configured sockets and starts a receive thread for each. A socket that cannot
     /// be bound is an ERROR line; the listener runs with the others.
-    pub fn start(settings: &Settings, memory: Arc<Mutex<Memory>>) -> Listener {
+    pub fn start(settings: &Settings, memory: Arc<Mutex<Memory>>, interval_secs: u32) -> Listener {
         let stop = Arc::new(AtomicBool::new(false));
         let options = SocketOptions {
             max_datagram: settings.max_datagram,
@@ -180,6 +188,8 @@ impl Listener {
             reported,
             ids: crate::pipeline::id_generator(),
             udp_port,
+            unsent: Vec::new(),
+            interval_secs,
         }
     }
 
@@ -208,10 +218,14 @@ impl Listener {
         fields.push(("dogstatsd.events".into(), stats.events.to_string()));
         fields.push(("dogstatsd.service_checks".into(), stats.service_checks.to_string()));
         fields.push(("dogstatsd.late".into(), stats.late.to_string()));
+        fields.push(("dogstatsd.timestamped".into(), stats.timestamped.to_string()));
         fields.push(("dogstatsd.contexts".into(), stats.contexts.to_string()));
         fields.push(("dogstatsd.held_contexts".into(), memory.contexts().to_string()));
         for (reason, n) in &stats.refused {
             fields.push((format!("dogstatsd.refused.{reason}"), n.to_string()));
+        }
+        for (what, n) in &stats.ignored {
+            fields.push((format!("dogstatsd.ignored.{what}"), n.to_string()));
         }
         if let Some(line) = &stats.last_bad_line {
             fields.push(("dogstatsd.last_bad_line".into(), line.clone()));
@@ -255,6 +269,46 @@ impl Listener {
         out
     }
 
+    /// Writes the `|T` points to every outbox, as they are. On a store error they are kept for
+    /// the next turn.
+    fn pass_through(&mut self, sink: &mut Sink<'_>) -> Result<(), StoreError> {
+        let taken = lock(&self.memory).take_timestamped();
+        self.unsent.extend(taken);
+        if self.unsent.is_empty() {
+            return Ok(());
+        }
+        let mut records = Vec::with_capacity(self.unsent.len());
+        let mut buf = vec![0u8; 1024];
+        for point in &self.unsent {
+            let tags: Vec<Tag<'_>> = point.tags.iter().map(|t| Tag::parse(t)).collect();
+            let wrapped = Wrapped {
+                name: MetricName { base: &point.name, suffix: None },
+                kind: point.kind,
+                tags: &tags,
+                timestamp: Timestamp::from_secs_f64(point.timestamp),
+                value: point.value,
+                interval: (point.kind == OutputType::Count).then_some(self.interval_secs),
+            };
+            let len = loop {
+                match encode_wrapped(&wrapped, &mut buf) {
+                    Ok(len) => break Some(len),
+                    Err(EncodeError::BufferTooSmall { required }) => buf.resize(required, 0),
+                    Err(_) => break None, // checked finite when received
+                }
+            };
+            if let Some(len) = len {
+                records.push(NewRecord {
+                    id: self.ids.next_id().to_vec(),
+                    score: point.timestamp,
+                    value: buf[..len].to_vec(),
+                });
+            }
+        }
+        sink.points(&records)?;
+        self.unsent.clear();
+        Ok(())
+    }
+
     fn report(&mut self, now: f64, sink: &mut Sink<'_>) -> Result<(), StoreError> {
         let fields = self.status_fields();
         let fields: Vec<(&str, String)> = fields.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
@@ -282,19 +336,35 @@ impl Source for Listener {
     }
 
     fn next_due(&self) -> Instant {
-        self.next_report
+        if !self.unsent.is_empty() || lock(&self.memory).has_timestamped() {
+            Instant::now()
+        } else {
+            self.next_report
+        }
     }
 
     fn run(&mut self, now: f64, sink: &mut Sink<'_>) -> Result<(), StoreError> {
-        self.next_report = Instant::now() + REPORT_EVERY;
-        self.report(now, sink)
+        self.pass_through(sink)?;
+        if Instant::now() >= self.next_report {
+            self.next_report = Instant::now() + REPORT_EVERY;
+            self.report(now, sink)?;
+        }
+        Ok(())
     }
 
     /// Stops the receive threads (what they read is in the memory, which the agent flushes
     /// through the aggregation step next) and writes the last status.
     fn stop(&mut self, sink: &mut Sink<'_>) -> Result<(), StoreError> {
         self.stop_threads();
-        self.report(crate::agent::wall_clock(), sink)
+        let passed = self.pass_through(sink);
+        if !self.unsent.is_empty() {
+            log::error!(
+                "points={}: DogStatsD |T points could not be written before stopping; they are lost",
+                self.unsent.len()
+            );
+        }
+        self.report(crate::agent::wall_clock(), sink)?;
+        passed
     }
 }
 
@@ -401,7 +471,7 @@ mod tests {
             max_contexts: 100,
         };
         let memory = Arc::new(Mutex::new(Memory::new(10, 100)));
-        let listener = Listener::start(&settings, Arc::clone(&memory));
+        let listener = Listener::start(&settings, Arc::clone(&memory), 10);
         let port = listener.udp_port().expect("bound");
         let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("sender");
         for datagram in [&b"a:1|c\nb:2|g"[..], b"bad line", b"c:x|s"] {
