@@ -41,6 +41,9 @@ pub const MAX_TIMESTAMPED: usize = 100_000;
 /// Most events and service checks waiting for the listener's next turn; more are ignored, counted
 /// (`events_full`).
 pub const MAX_EVENTS: usize = 10_000;
+/// Most buckets held: while the aggregation step cannot commit (the store is down), lines past
+/// this many buckets fold into the newest one (late) instead of opening more.
+pub const MAX_HELD_BUCKETS: usize = 6;
 /// Contexts listed by [`Memory::top`].
 pub const TOP_CONTEXTS: usize = 10;
 
@@ -374,6 +377,14 @@ impl Memory {
         if start < self.open_from {
             start = self.open_from;
             self.stats.late += 1;
+        }
+        // The step is behind (the store is down): past MAX_HELD_BUCKETS, lines fold into the
+        // newest bucket held, so memory stops growing with time (counted as late).
+        if let Some(&newest) = self.buckets.keys().next_back() {
+            if start > newest && self.buckets.len() >= MAX_HELD_BUCKETS {
+                start = newest;
+                self.stats.late += 1;
+            }
         }
         let max_contexts = self.max_contexts;
         let contexts = self.buckets.entry(start).or_default();
@@ -799,6 +810,18 @@ mod tests {
         );
         assert!(on.stats().ignored.is_empty());
         assert_eq!(on.stats().accounted_lines(), 3);
+    }
+
+    #[test]
+    fn while_the_step_is_behind_memory_stops_growing_with_time() {
+        let mut memory = Memory::new(10, 100);
+        for i in 0..20 {
+            memory.record_datagram(NOW + 10.0 * f64::from(i), b"c:1|c");
+        }
+        assert_eq!(memory.buckets.len(), MAX_HELD_BUCKETS);
+        assert_eq!(memory.stats().late, 20 - MAX_HELD_BUCKETS as u64);
+        let p = points(&mut memory, NOW + 1000.0);
+        assert_eq!(p.values().sum::<f64>(), 20.0, "{p:?}");
     }
 
     #[test]
