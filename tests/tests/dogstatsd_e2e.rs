@@ -267,6 +267,9 @@ for v in (1.5, 2.5):
     statsd.distribution("py.dist", v, tags=["route:/y"])
 for member in ("alice", "bob", "alice"):
     statsd.set("py.users", member)
+statsd.event("Deployed", "version 2\nby ci", alert_type="success", aggregation_key="deploy",
+             source_type_name="ci", priority="low", tags=["app:shop"], hostname="pi-4")
+statsd.service_check("py.db.up", statsd.WARNING, tags=["db:main"], message="slow | very", hostname="pi-4")
 statsd.close_socket()
 print(second, int(time.time()))
 "#,
@@ -287,6 +290,14 @@ print(second, int(time.time()))
     // One sample at @0.5 weighs 2.
     histogram_points(&mut want, "py.hsampled", &[], ms, &[8., 8.]);
     histogram_points(&mut want, "py.dist", &["route=/y"], ms, &[1.5, 2.5]);
+    // 28 metric lines with 28 values, the event and the service check, nothing refused.
+    let counted = |status: &BTreeMap<String, String>| {
+        ["dogstatsd.lines", "dogstatsd.samples", "dogstatsd.events", "dogstatsd.service_checks"]
+            .map(|f| field(status, f))
+    };
+    let status = poll(|| setup.status(), |status| counted(status) == [30, 28, 1, 1]);
+    assert_eq!(counted(&status), [30, 28, 1, 1], "{status:#?}");
+    assert_eq!(refused(&status), BTreeMap::new(), "{status:#?}");
     setup.expect_series(r#"{__name__=~"py\\..*"}"#, &want);
 }
 
