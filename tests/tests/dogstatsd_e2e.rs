@@ -710,6 +710,12 @@ fn every_datagram_and_every_line_is_accounted_for() {
         };
         datagrams.push(datagram);
     }
+    // Last, a bad line longer than the 200 bytes `last_bad_line` keeps.
+    let long = format!("cons.long:{}|g", "x".repeat(300));
+    let last_bad_line = format!("bad_value: {}", &long[..200]);
+    lines += 1;
+    *reasons.entry("bad_value".into()).or_default() += 1;
+    datagrams.push(long);
     let bytes: usize = datagrams.iter().map(String::len).sum();
     // Longer than DOGSTATSD_BUFFER_SIZE: dropped whole, counted as truncated, none of its lines read.
     let too_long = "cons.big:1|c\n".repeat(160);
@@ -718,7 +724,7 @@ fn every_datagram_and_every_line_is_accounted_for() {
     setup.send(&datagrams);
 
     let want: BTreeMap<&str, u64> = [
-        ("dogstatsd.udp.datagrams", 200),
+        ("dogstatsd.udp.datagrams", 201),
         ("dogstatsd.udp.bytes", bytes as u64),
         ("dogstatsd.udp.kernel_drops", 0),
         ("dogstatsd.udp.truncated", 1),
@@ -735,6 +741,7 @@ fn every_datagram_and_every_line_is_accounted_for() {
     let status = poll(|| setup.status(), |status| read(status) == want && refused(status) == reasons);
     assert_eq!(read(&status), want, "{status:#?}");
     assert_eq!(refused(&status), reasons, "{status:#?}");
+    assert_eq!(status.get("dogstatsd.last_bad_line"), Some(&last_bad_line), "{status:#?}");
     // The identities themselves, on what the agent reported.
     let sent_datagrams = datagrams.len() as u64;
     assert_eq!(
@@ -777,7 +784,7 @@ fn every_datagram_and_every_line_is_accounted_for() {
         totals
     };
     let mut want_self: BTreeMap<String, f64> = [
-        ("chouette.dogstatsd.datagrams{socket=udp}".to_string(), 200.0),
+        ("chouette.dogstatsd.datagrams{socket=udp}".to_string(), 201.0),
         ("chouette.dogstatsd.truncated{socket=udp}".to_string(), 1.0),
         ("chouette.dogstatsd.samples{}".to_string(), samples as f64),
         ("chouette.dogstatsd.events{}".to_string(), events as f64),
@@ -789,6 +796,36 @@ fn every_datagram_and_every_line_is_accounted_for() {
         want_self.insert(format!("chouette.dogstatsd.refused{{reason={reason}}}"), *n as f64);
     }
     assert_eq!(poll(|| self_metrics(&setup.vm), |got| *got == want_self), want_self);
+    let Setup { agent, .. } = setup;
+    assert!(agent.stop().success());
+}
+
+#[test]
+fn kernel_drops_are_counted_and_what_was_read_is_delivered() {
+    // A small receive buffer and a stopped agent (SIGSTOP): the kernel queues a few datagrams and
+    // drops the rest. Sent = read + dropped, exactly, and what was read reaches the backend.
+    let setup = Setup::start(&[("DOGSTATSD_SO_RCVBUF", "4096".into())]);
+    let signal = |name: &str| {
+        let sent = Command::new("kill").args([name, &setup.agent.pid().to_string()]).status().expect("kill");
+        assert!(sent.success());
+    };
+    let sent = 2000u64;
+    signal("-STOP");
+    setup.send(&vec!["drop.c:1|c"; sent as usize]);
+    signal("-CONT");
+    let counts = |status: &BTreeMap<String, String>| {
+        (field(status, "dogstatsd.udp.datagrams"), field(status, "dogstatsd.udp.kernel_drops"))
+    };
+    let status = poll(|| setup.status(), |status| counts(status).0 + counts(status).1 == sent);
+    let (read, dropped) = counts(&status);
+    assert_eq!(read + dropped, sent, "{status:#?}");
+    assert!(read > 0 && dropped > 0, "a 4 KiB buffer holds some datagrams, not 2000: {status:#?}");
+    assert_eq!(field(&status, "dogstatsd.samples"), read);
+    let sum = || -> f64 {
+        setup.vm.flush();
+        setup.vm.series(r#"{__name__="drop.c"}"#).values().flat_map(|p| p.iter().map(|(_, v)| v)).sum()
+    };
+    assert_eq!(poll(sum, |got| *got == read as f64), read as f64);
     let Setup { agent, .. } = setup;
     assert!(agent.stop().success());
 }
