@@ -1,8 +1,9 @@
 //! DogStatsD end to end, with real servers: the official Python `datadog` client, the `cadence`
 //! crate (UDP and the Unix datagram socket) and hand-written datagrams → the `chouette` binary's
 //! DogStatsD listener → its Redis outbox → VictoriaMetrics (Datadog's series API), queried back
-//! with exact values; refusals, conservation, SIGTERM and the context limit read from the agent's
-//! status hash (`chouette status`).
+//! with exact values; refusals, conservation (kernel drops and truncation included), SIGTERM, the
+//! context limit and the socket options read from the agent's status hash (`chouette status`),
+//! which the listener writes every 10 s: the tests poll it, 20 s at most.
 //!
 //! Buckets are 1 s (`AGGREGATE_INTERVAL=1`) and lines are stamped on receipt, so each test sends
 //! its lines right after a second starts ([`align_to_second`]) and checks that the sending ended
@@ -24,8 +25,8 @@ use redis::Commands;
 
 type Series = BTreeMap<String, Vec<(i64, f64)>>;
 
-/// The agent's environment: Redis, VictoriaMetrics as the Datadog backend, 1 s buckets, the
-/// status written every second, no self-metrics; then `extra` (which wins).
+/// The agent's environment: Redis, VictoriaMetrics as the Datadog backend, 1 s buckets, a
+/// dispatch every second, no self-metrics; then `extra` (which wins).
 fn agent_env(
     redis: &RedisServer,
     vm: &VictoriaMetrics,
