@@ -322,7 +322,7 @@ fn release_pass(
     }
     let deadline = Instant::now() + RELEASE_BUDGET;
     let batch = match destination {
-        Destination::Logs => LOGS_PER_BATCH,
+        Destination::Logs | Destination::Events | Destination::ServiceChecks => LOGS_PER_BATCH,
         _ => config.metrics_bulk_size.max(1),
     };
     let mut latencies = Vec::new();
