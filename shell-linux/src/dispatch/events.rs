@@ -345,7 +345,11 @@ impl Output for DatadogServiceChecks {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
+    use crate::dispatch::{inflate, Disposition, Dispatcher, HttpResponse, Outcome, Transport, TransportError};
+    use crate::store::Record;
 
     fn config(host: Option<&str>, tags: &[&str]) -> DispatchConfig {
         let mut config = DispatchConfig::for_base_url("http://intake", Some("k"));
@@ -448,6 +452,135 @@ mod tests {
         for (value, reason) in cases {
             assert_eq!(encode(&mut checks, value), Err(reason.to_owned()), "{value}");
         }
+    }
+
+    /// A transport recording each request (URL, headers, plain body) and answering
+    /// `answer(body)`.
+    #[derive(Default)]
+    struct Recorder {
+        requests: Vec<(String, Vec<(String, String)>, String)>,
+        poison: Option<&'static str>,
+        status: u16,
+    }
+
+    impl Transport for Recorder {
+        fn post(
+            &mut self,
+            url: &str,
+            headers: &[(&str, &str)],
+            body: &[u8],
+        ) -> Result<HttpResponse, TransportError> {
+            let deflated = headers.contains(&("Content-Encoding", "deflate"));
+            let plain = if deflated { inflate(body).expect("zlib") } else { body.to_vec() };
+            let plain = String::from_utf8(plain).expect("utf-8");
+            let status = match self.poison {
+                Some(poison) if plain.contains(poison) => 400,
+                _ => self.status,
+            };
+            let headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            self.requests.push((url.to_owned(), headers, plain));
+            Ok(HttpResponse::new(status, String::new()))
+        }
+    }
+
+    fn record(i: usize, value: &str) -> Record {
+        Record::new(format!("id{i}"), 1700000000.0, value)
+    }
+
+    fn dispatcher(poison: Option<&'static str>, status: u16) -> Dispatcher<Recorder> {
+        let config = config(Some("board-1"), &["site:lyon"]);
+        let outputs: Vec<Box<dyn Output>> =
+            vec![Box::new(DatadogEvents::new(&config)), Box::new(DatadogServiceChecks::new(&config))];
+        Dispatcher::with_outputs(Recorder { poison, status, ..Recorder::default() }, config, outputs)
+    }
+
+    #[test]
+    fn the_dispatcher_posts_each_event_alone_and_dead_letters_only_the_refused_one() {
+        let mut d = dispatcher(Some("poison"), 202);
+        let records = [
+            record(0, r#"{"title":"poison","text":"x"}"#),
+            record(1, r#"{"title":"a","text":"x"}"#),
+            record(2, r#"{"title":"b"}"#),
+            record(3, r#"{"title":"c","text":"y","host":"gw","tags":["k:v"]}"#),
+        ];
+        let report = d.send_at(Destination::Events, Instant::now(), None, &records);
+        assert_eq!(
+            report.dispositions,
+            [
+                Disposition::Dead { reason: "http_400".into() },
+                Disposition::Delivered,
+                Disposition::Dead { reason: "missing_field:text".into() },
+                Disposition::Delivered,
+            ]
+        );
+        let requests = &d.transport().requests;
+        let bodies: Vec<&str> = requests.iter().map(|(_, _, body)| body.as_str()).collect();
+        assert_eq!(
+            bodies,
+            [
+                r#"{"title":"poison","text":"x","host":"board-1","tags":["site:lyon"]}"#,
+                r#"{"title":"a","text":"x","host":"board-1","tags":["site:lyon"]}"#,
+                r#"{"title":"c","text":"y","host":"gw","tags":["k:v","site:lyon"]}"#,
+            ]
+        );
+        for (url, headers, _) in requests {
+            assert_eq!(url, "http://intake/v1/events");
+            assert!(!headers.iter().any(|(k, _)| k == "Content-Encoding"), "{headers:?}");
+            assert!(headers.contains(&("DD-API-KEY".into(), "k".into())));
+        }
+        let stats = d.stats(Destination::Events);
+        assert_eq!((stats.requests, stats.delivered, stats.dead), (3, 2, 2));
+    }
+
+    #[test]
+    fn the_dispatcher_posts_checks_as_one_array_and_bisects_a_refusal() {
+        let mut d = dispatcher(Some("\"check\":\"bad\""), 202);
+        let records: Vec<Record> = (0..4)
+            .map(|i| {
+                let name = if i == 2 { "bad".to_owned() } else { format!("c{i}") };
+                record(i, &format!(r#"{{"check":"{name}","status":{}}}"#, i % 4))
+            })
+            .collect();
+        let report = d.send_at(Destination::ServiceChecks, Instant::now(), None, &records);
+        let dead = Disposition::Dead { reason: "http_400".into() };
+        assert_eq!(
+            report.dispositions,
+            [Disposition::Delivered, Disposition::Delivered, dead, Disposition::Delivered]
+        );
+        let (url, headers, body) = &d.transport().requests[0];
+        assert_eq!(url, "http://intake/v1/check_run");
+        assert!(headers.contains(&("Content-Encoding".into(), "deflate".into())));
+        assert_eq!(
+            body,
+            concat!(
+                r#"[{"check":"c0","status":0,"host_name":"board-1","tags":["site:lyon"]},"#,
+                r#"{"check":"c1","status":1,"host_name":"board-1","tags":["site:lyon"]},"#,
+                r#"{"check":"bad","status":2,"host_name":"board-1","tags":["site:lyon"]},"#,
+                r#"{"check":"c3","status":3,"host_name":"board-1","tags":["site:lyon"]}]"#
+            )
+        );
+    }
+
+    #[test]
+    fn an_endpoint_refusing_every_event_keeps_them_all_after_a_bounded_search() {
+        let mut d = dispatcher(Some("\"title\""), 202);
+        let records: Vec<Record> = (0..100).map(|i| record(i, r#"{"title":"a","text":"x"}"#)).collect();
+        let report = d.send_at(Destination::Events, Instant::now(), None, &records);
+        assert_eq!(report.outcome, Outcome::Refused { reason: "http_400".into() });
+        assert!(report.dispositions.iter().all(|d| *d == Disposition::Kept));
+        assert_eq!(report.requests, 22, "3·ceil(log2(100)) + 1 lone refusals, then it stops");
+        assert!(d.ready_at(Destination::Events).is_some(), "backing off");
+    }
+
+    #[test]
+    fn an_unavailable_endpoint_keeps_everything_and_backs_off() {
+        let mut d = dispatcher(None, 503);
+        let records = [record(0, r#"{"title":"a","text":"x"}"#), record(1, r#"{"title":"b","text":"x"}"#)];
+        let report = d.send_at(Destination::Events, Instant::now(), None, &records);
+        assert_eq!(report.dispositions, [Disposition::Kept, Disposition::Kept]);
+        assert_eq!(report.requests, 1, "the first failure ends the call");
+        assert!(d.ready_at(Destination::Events).is_some(), "backing off");
+        assert_eq!(d.ready_at(Destination::ServiceChecks), None, "its own outbox");
     }
 
     #[test]

@@ -760,18 +760,45 @@ fn dead(reason: &str) -> Disposition {
 
 /// Settles the chunks of one call in order, sharing the evidence that the endpoint works; the
 /// chunks after a call-ending outcome are kept.
+///
+/// A chunk of one record (an output that sends one record per payload: DogStatsD events)
+/// refused before anything was accepted is not yet judged: the next chunks are tried, up to
+/// `3·ceil(log2(chunks)) + 1` such refusals (the bisection's own bound). If one of them is
+/// accepted, those lone records are poison: dead, without another request. Otherwise the
+/// endpoint refuses everything ([`Outcome::Refused`], all kept). So a refused event at the head
+/// of its queue is dead-lettered instead of blocking the queue behind it. A larger chunk refused
+/// whole already looked for evidence inside itself (see `settle`): the call ends there.
 fn settle_chunks<F>(chunks: &[Vec<usize>], send: &mut F, out: &mut [Option<Disposition>]) -> Outcome
 where
     F: FnMut(&[usize]) -> Verdict,
 {
+    let most_refused = 3 * chunks.len().next_power_of_two().trailing_zeros() as usize + 1;
     let mut settler = Settler::new();
+    let mut refused: Vec<usize> = Vec::new();
+    let mut refusal = None;
     for chunk in chunks {
-        let outcome = settler.settle(chunk, send, out);
-        if outcome != Outcome::Settled {
-            return outcome; // the rest stays unsettled: kept
+        match settler.settle(chunk, send, out) {
+            Outcome::Settled => {}
+            Outcome::Refused { reason }
+                if chunk.len() == 1 && !settler.accepted() && refused.len() + 1 < most_refused =>
+            {
+                refused.push(chunk[0]); // marked kept for now
+                refusal = Some(reason);
+                settler = Settler::new(); // no evidence is lost: there was none
+            }
+            outcome => return outcome, // the rest stays unsettled: kept
         }
     }
-    Outcome::Settled
+    match refusal {
+        Some(reason) if !settler.accepted() => Outcome::Refused { reason },
+        Some(reason) => {
+            for i in refused {
+                out[i] = Some(Disposition::Dead { reason: reason.clone() });
+            }
+            Outcome::Settled
+        }
+        None => Outcome::Settled,
+    }
 }
 
 /// How one call went, for [`finish`].
