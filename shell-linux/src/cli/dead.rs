@@ -913,13 +913,17 @@ mod tests {
                 Queue::DeadWrappedMetrics,
                 Queue::DeadLogs,
                 Queue::DeadInfluxMetrics,
-                Queue::DeadOpentsdbMetrics
+                Queue::DeadOpentsdbMetrics,
+                Queue::DeadEvents,
+                Queue::DeadServiceChecks
             ]
         );
         assert_eq!(list.limit, DEFAULT_LIMIT);
         let list = run(&["list", "--queue=logs", "--reason", "http_400", "--limit", "0", "--json"]);
         assert_eq!(list.queues, [Queue::DeadLogs]);
         assert_eq!(list.reason.as_deref(), Some("http_400"));
+        assert_eq!(run(&["list", "--queue", "events"]).queues, [Queue::DeadEvents]);
+        assert_eq!(run(&["list", "--queue", "service_checks"]).queues, [Queue::DeadServiceChecks]);
         assert_eq!((list.limit, list.json), (0, true));
         let requeue = run(&["requeue", "--queue", "raw", "--dry-run", "--older-than", "60"]);
         assert_eq!(
@@ -944,7 +948,7 @@ mod tests {
             (&["purge", "--yes"], "`purge` needs --queue"),
             (
                 &["list", "--queue", "dead"],
-                "--queue \"dead\": expected raw, wrapped, logs, influxdb, opentsdb or all",
+                "--queue \"dead\": expected raw, wrapped, logs, influxdb, opentsdb, events, service_checks or all",
             ),
             (&["list", "--limit", "-1"], "--limit \"-1\": expected a count"),
             (&["list", "--reason"], "--reason needs a value"),
