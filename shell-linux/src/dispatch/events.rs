@@ -348,7 +348,9 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::dispatch::{inflate, Disposition, Dispatcher, HttpResponse, Outcome, Transport, TransportError};
+    use crate::dispatch::{
+        inflate, Dispatcher, Disposition, HttpResponse, Outcome, Transport, TransportError,
+    };
     use crate::store::Record;
 
     fn config(host: Option<&str>, tags: &[&str]) -> DispatchConfig {
@@ -393,8 +395,11 @@ mod tests {
         );
         // Unknown members pass through, whitespace between members is dropped.
         assert_eq!(
-            encode(&mut DatadogEvents::new(&config(None, &[])), r#" { "title" : "T", "text":"x", "device_name": "d1" } "#)
-                .unwrap(),
+            encode(
+                &mut DatadogEvents::new(&config(None, &[])),
+                r#" { "title" : "T", "text":"x", "device_name": "d1" } "#
+            )
+            .unwrap(),
             r#"{"title":"T","text":"x","device_name":"d1"}"#
         );
     }
@@ -403,8 +408,11 @@ mod tests {
     fn a_service_check_gets_host_name_and_global_tags() {
         let mut checks = DatadogServiceChecks::new(&config(Some("board-1"), &["site:lyon"]));
         assert_eq!(
-            encode(&mut checks, r#"{"check":"app.up","status":2,"timestamp":1700000000,"message":"disk full","tags":["a:b"]}"#)
-                .unwrap(),
+            encode(
+                &mut checks,
+                r#"{"check":"app.up","status":2,"timestamp":1700000000,"message":"disk full","tags":["a:b"]}"#
+            )
+            .unwrap(),
             r#"{"check":"app.up","status":2,"timestamp":1700000000,"message":"disk full","tags":["a:b","site:lyon"],"host_name":"board-1"}"#
         );
         assert_eq!(
@@ -412,7 +420,8 @@ mod tests {
             r#"{"check":"app.up","status":0,"host_name":"gw","tags":["site:lyon"]}"#
         );
         assert_eq!(
-            encode(&mut DatadogServiceChecks::new(&config(None, &[])), r#"{"check":"c","status":3}"#).unwrap(),
+            encode(&mut DatadogServiceChecks::new(&config(None, &[])), r#"{"check":"c","status":3}"#)
+                .unwrap(),
             r#"{"check":"c","status":3}"#
         );
     }
@@ -454,11 +463,14 @@ mod tests {
         }
     }
 
-    /// A transport recording each request (URL, headers, plain body) and answering
-    /// `answer(body)`.
+    /// One request seen: URL, headers, plain body.
+    type Seen = (String, Vec<(String, String)>, String);
+
+    /// A transport recording each request, answering 400 to a body holding `poison`, else
+    /// `status`.
     #[derive(Default)]
     struct Recorder {
-        requests: Vec<(String, Vec<(String, String)>, String)>,
+        requests: Vec<Seen>,
         poison: Option<&'static str>,
         status: u16,
     }
@@ -570,6 +582,42 @@ mod tests {
         assert!(report.dispositions.iter().all(|d| *d == Disposition::Kept));
         assert_eq!(report.requests, 22, "3·ceil(log2(100)) + 1 lone refusals, then it stops");
         assert!(d.ready_at(Destination::Events).is_some(), "backing off");
+    }
+
+    /// A `Write` whose bytes the test reads after the dispatcher wrote them.
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_dry_run_prints_events_and_checks_as_sent() {
+        let printed = Shared::default();
+        let config = config(Some("h"), &[]);
+        let outputs: Vec<Box<dyn Output>> =
+            vec![Box::new(DatadogEvents::new(&config)), Box::new(DatadogServiceChecks::new(&config))];
+        let transport = crate::dispatch::DryRunTransport::new(printed.clone());
+        let mut d = Dispatcher::with_outputs(transport, config, outputs);
+        let event = [record(0, r#"{"title":"t","text":"x"}"#)];
+        let check = [record(1, r#"{"check":"c","status":1}"#)];
+        let sent = d.send_at(Destination::Events, Instant::now(), None, &event);
+        assert_eq!(sent.dispositions, [Disposition::Delivered]);
+        let sent = d.send_at(Destination::ServiceChecks, Instant::now(), None, &check);
+        assert_eq!(sent.dispositions, [Disposition::Delivered]);
+        let text = String::from_utf8(printed.0.lock().expect("lock").clone()).expect("utf-8");
+        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            lines,
+            [r#"{"title":"t","text":"x","host":"h"}"#, r#"[{"check":"c","status":1,"host_name":"h"}]"#]
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! encoded entries are cut into payloads within the output's [`Limits`], compressed (zlib or
 //! gzip) and posted; splitting and bisection reuse the same entries. The outputs are
 //! [`DatadogSeries`] and [`DatadogLogs`] (the API key in the `DD-API-KEY` header only),
+//! [`DatadogEvents`] and [`DatadogServiceChecks`] (DogStatsD events and service checks),
 //! [`InfluxOutput`] and [`OpentsdbOutput`]; [`outputs`] builds the enabled ones.
 //!
 //! Each destination is an outbox of its own: its own [`Backoff`] (so its own "next attempt"
