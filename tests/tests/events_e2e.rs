@@ -82,7 +82,7 @@ fn dead_rows(redis: &RedisServer, short: &str) -> Vec<(String, u64)> {
 const EVENTS: [&str; 5] = [
     r#"{"title":"poison","text":"the intake refuses this one","date_happened":1700000002}"#,
     r#"{"title":"Deploy","text":"v2 is out\nall good","date_happened":1700000000,"host":"box-7","aggregation_key":"deploys","priority":"low","source_type_name":"jenkins","alert_type":"success","tags":["team:ops"]}"#,
-    r#"{"title":"Reboot","text":"","date_happened":1700000001}"#,
+    r#"{"title":"Reboot","date_happened":1700000001,"text":""}"#,
     r#"{"title":"no text"}"#,
     r#"{"title":"Caf\u00e9","text":"é ü","date_happened":1700000003,"alert_type":"error","tags":["a:b","c"]}"#,
 ];
@@ -138,7 +138,7 @@ fn events_and_service_checks_reach_the_intake_and_a_refused_event_alone_is_dead(
                 true
             ),
             (
-                r#"{"title":"Reboot","text":"","date_happened":1700000001,"host":"e2e-host","tags":["env:e2e"]}"#,
+                r#"{"title":"Reboot","date_happened":1700000001,"text":"","host":"e2e-host","tags":["env:e2e"]}"#,
                 true
             ),
             (
