@@ -38,6 +38,12 @@ pub const LAST_BAD_LINE_BYTES: usize = 200;
 pub const MAX_FUTURE_SECS: u32 = AggregatorConfig::DEFAULT.max_future_secs();
 /// Most `|T` points waiting for the listener's next turn; more are refused (`timestamped_full`).
 pub const MAX_TIMESTAMPED: usize = 100_000;
+/// Most events and service checks waiting for the listener's next turn; more are ignored, counted
+/// (`events_full`).
+pub const MAX_EVENTS: usize = 10_000;
+/// Most buckets held: while the aggregation step cannot commit (the store is down), lines past
+/// this many buckets fold into the newest one (late) instead of opening more.
+pub const MAX_HELD_BUCKETS: usize = 6;
 /// Contexts listed by [`Memory::top`].
 pub const TOP_CONTEXTS: usize = 10;
 
@@ -64,6 +70,9 @@ pub struct MemoryStats {
     pub contexts: usize,
     /// `|T` points (counts and gauges sent as they are).
     pub timestamped: u64,
+    /// Good events and service checks not forwarded: `events` and `service_checks` (Datadog is
+    /// not an output), `events_full` (too many waiting).
+    pub ignored: BTreeMap<&'static str, u64>,
 }
 
 impl MemoryStats {
@@ -151,6 +160,19 @@ pub struct Memory {
     stats: MemoryStats,
     top: Vec<(String, u64)>,
     timestamped: Vec<Timestamped>,
+    forward_events: bool,
+    events: Vec<Event>,
+}
+
+/// An event or a service check, as the JSON body of Datadog's v1 API ([`super::events`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// A service check (`check_run`), else an event.
+    pub check: bool,
+    /// When it was received, Unix seconds.
+    pub received: f64,
+    /// The JSON record.
+    pub record: Vec<u8>,
 }
 
 /// A `|T` count or gauge: not aggregated, a point of its own at its own timestamp, as the Datadog
@@ -180,6 +202,8 @@ impl Memory {
             stats: MemoryStats::default(),
             top: Vec::new(),
             timestamped: Vec::new(),
+            forward_events: false,
+            events: Vec::new(),
         }
     }
 
@@ -224,8 +248,14 @@ impl Memory {
             self.stats.lines += 1;
             match line.result {
                 Err(error) => self.stats.refuse(error.reason(), line.bytes),
-                Ok(Message::Event { .. }) => self.stats.events += 1,
-                Ok(Message::ServiceCheck { .. }) => self.stats.service_checks += 1,
+                Ok(message @ Message::Event { .. }) => {
+                    self.stats.events += 1;
+                    self.keep_event(&message, now, false);
+                }
+                Ok(message @ Message::ServiceCheck { .. }) => {
+                    self.stats.service_checks += 1;
+                    self.keep_event(&message, now, true);
+                }
                 Ok(Message::Metric { name, values, kind, sample_rate, tags, container_id, timestamp }) => {
                     // `|T` on a count or gauge: a point of its own, as the Agent (it ignores `|T`
                     // on the other types, and so does this).
@@ -289,6 +319,35 @@ impl Memory {
         Ok(n)
     }
 
+    /// Queues an event's or a service check's record for Datadog, or counts it as ignored when
+    /// Datadog is not an output. Counted in `events`/`service_checks` either way (the line is
+    /// good); a full queue drops it, counted (`events_full`).
+    fn keep_event(&mut self, message: &Message<'_>, now: f64, check: bool) {
+        if !self.forward_events {
+            *self.stats.ignored.entry(if check { "service_checks" } else { "events" }).or_default() += 1;
+            return;
+        }
+        if self.events.len() >= MAX_EVENTS {
+            *self.stats.ignored.entry("events_full").or_default() += 1;
+            return;
+        }
+        if let Some(record) = super::events::record(message, now) {
+            self.events.push(Event { check, received: now, record });
+        }
+    }
+
+    /// Events and service checks are queued for Datadog (it is an output); otherwise they are
+    /// counted as ignored.
+    pub fn forward_events(mut self, on: bool) -> Memory {
+        self.forward_events = on;
+        self
+    }
+
+    /// The events and service checks received since the last call, oldest first.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
     /// The `|T` points received since the last call, oldest first.
     pub fn take_timestamped(&mut self) -> Vec<Timestamped> {
         std::mem::take(&mut self.timestamped)
@@ -296,7 +355,7 @@ impl Memory {
 
     /// Whether `|T` points wait for [`take_timestamped`](Self::take_timestamped).
     pub fn has_timestamped(&self) -> bool {
-        !self.timestamped.is_empty()
+        !self.timestamped.is_empty() || !self.events.is_empty()
     }
 
     fn record_metric<'a>(
@@ -318,6 +377,14 @@ impl Memory {
         if start < self.open_from {
             start = self.open_from;
             self.stats.late += 1;
+        }
+        // The step is behind (the store is down): past MAX_HELD_BUCKETS, lines fold into the
+        // newest bucket held, so memory stops growing with time (counted as late).
+        if let Some(&newest) = self.buckets.keys().next_back() {
+            if start > newest && self.buckets.len() >= MAX_HELD_BUCKETS {
+                start = newest;
+                self.stats.late += 1;
+            }
         }
         let max_contexts = self.max_contexts;
         let contexts = self.buckets.entry(start).or_default();
@@ -722,6 +789,39 @@ mod tests {
                 "h.median{}@1700000000"
             ]
         );
+    }
+
+    #[test]
+    fn events_and_checks_are_queued_for_datadog_or_counted_as_ignored() {
+        let datagram = b"_e{1,1}:t|x\n_sc|c|0\n_sc|d|1";
+        let mut off = Memory::new(10, 100);
+        off.record_datagram(NOW, datagram);
+        assert_eq!(off.stats().ignored.get("events"), Some(&1));
+        assert_eq!(off.stats().ignored.get("service_checks"), Some(&2));
+        assert!(off.take_events().is_empty());
+        let mut on = Memory::new(10, 100).forward_events(true);
+        on.record_datagram(NOW, datagram);
+        assert!(on.has_timestamped());
+        let events = on.take_events();
+        assert_eq!(events.iter().map(|e| e.check).collect::<Vec<_>>(), [false, true, true]);
+        assert_eq!(
+            String::from_utf8_lossy(&events[1].record),
+            r#"{"check":"c","status":0,"timestamp":1700000005}"#
+        );
+        assert!(on.stats().ignored.is_empty());
+        assert_eq!(on.stats().accounted_lines(), 3);
+    }
+
+    #[test]
+    fn while_the_step_is_behind_memory_stops_growing_with_time() {
+        let mut memory = Memory::new(10, 100);
+        for i in 0..20 {
+            memory.record_datagram(NOW + 10.0 * f64::from(i), b"c:1|c");
+        }
+        assert_eq!(memory.buckets.len(), MAX_HELD_BUCKETS);
+        assert_eq!(memory.stats().late, 20 - MAX_HELD_BUCKETS as u64);
+        let p = points(&mut memory, NOW + 1000.0);
+        assert_eq!(p.values().sum::<f64>(), 20.0, "{p:?}");
     }
 
     #[test]

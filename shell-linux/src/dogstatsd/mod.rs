@@ -11,6 +11,7 @@
 //! The receive threads never wait on the store: they take the memory's lock for one datagram at
 //! a time, and the step holds it only while it merges a closed bucket.
 
+pub mod events;
 pub mod memory;
 pub mod socket;
 
@@ -133,6 +134,11 @@ pub struct Listener {
     unsent: Vec<Timestamped>,
     /// The interval given to `|T` counts.
     interval_secs: u32,
+    /// When the last report was written, with each socket's datagrams and the samples then
+    /// (for the per-second rates).
+    last_rates: Option<(Instant, Vec<u64>, u64)>,
+    /// The rates of the last report: each socket's datagrams/s, and samples/s.
+    rates: (Vec<f64>, f64),
 }
 
 impl Listener {
@@ -189,6 +195,8 @@ impl Listener {
             udp_port,
             unsent: Vec::new(),
             interval_secs,
+            last_rates: None,
+            rates: (Vec::new(), 0.0),
         }
     }
 
@@ -200,7 +208,7 @@ impl Listener {
     /// The status fields (see `docs/dogstatsd.md`).
     pub fn status_fields(&self) -> Vec<(String, String)> {
         let mut fields = Vec::new();
-        for socket in &self.sockets {
+        for (i, socket) in self.sockets.iter().enumerate() {
             let stats = *lock_stats(&socket.stats);
             let prefix = format!("dogstatsd.{}", socket.name);
             fields.push((format!("{prefix}.datagrams"), stats.datagrams.to_string()));
@@ -208,7 +216,10 @@ impl Listener {
             fields.push((format!("{prefix}.kernel_drops"), stats.kernel_drops.to_string()));
             fields.push((format!("{prefix}.truncated"), stats.truncated.to_string()));
             fields.push((format!("{prefix}.recv_buffer"), socket.recv_buffer.to_string()));
+            let rate = self.rates.0.get(i).copied().unwrap_or(0.0);
+            fields.push((format!("{prefix}.datagrams_per_s"), format!("{rate:.1}")));
         }
+        fields.push(("dogstatsd.samples_per_s".into(), format!("{:.1}", self.rates.1)));
         let memory = lock(&self.memory);
         let stats = memory.stats();
         fields.push(("dogstatsd.lines".into(), stats.lines.to_string()));
@@ -222,6 +233,9 @@ impl Listener {
         fields.push(("dogstatsd.held_contexts".into(), memory.contexts().to_string()));
         for (reason, n) in &stats.refused {
             fields.push((format!("dogstatsd.refused.{reason}"), n.to_string()));
+        }
+        for (what, n) in &stats.ignored {
+            fields.push((format!("dogstatsd.ignored.{what}"), n.to_string()));
         }
         if let Some(line) = &stats.last_bad_line {
             fields.push(("dogstatsd.last_bad_line".into(), line.clone()));
@@ -305,7 +319,22 @@ impl Listener {
         Ok(())
     }
 
+    /// Per-second rates since the last report.
+    fn update_rates(&mut self) {
+        let at = Instant::now();
+        let datagrams: Vec<u64> = self.sockets.iter().map(|s| lock_stats(&s.stats).datagrams).collect();
+        let samples = lock(&self.memory).stats().samples;
+        if let Some((then, before, samples_before)) = &self.last_rates {
+            let secs = at.duration_since(*then).as_secs_f64().max(1e-3);
+            let per_socket =
+                datagrams.iter().zip(before).map(|(n, b)| n.saturating_sub(*b) as f64 / secs).collect();
+            self.rates = (per_socket, samples.saturating_sub(*samples_before) as f64 / secs);
+        }
+        self.last_rates = Some((at, datagrams, samples));
+    }
+
     fn report(&mut self, now: f64, sink: &mut Sink<'_>) -> Result<(), StoreError> {
+        self.update_rates();
         let fields = self.status_fields();
         let fields: Vec<(&str, String)> = fields.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
         sink.put_status(&fields)?;
