@@ -31,8 +31,8 @@ use chouette_core::MetricType;
 use crate::config::vars::{self, VarError};
 use crate::pipeline::{lock, raw_record, IdGenerator};
 use crate::source::{Sink, Source};
-use crate::store::{NewRecord, StoreError};
-use memory::{Memory, MemoryStats, Timestamped};
+use crate::store::{NewRecord, Queue, StoreError};
+use memory::{Event, Memory, MemoryStats, Timestamped};
 use socket::{Endpoint, Receiver, SocketOptions, SocketStats};
 
 /// How often the listener writes its status fields and self-metrics.
@@ -132,6 +132,8 @@ pub struct Listener {
     udp_port: Option<u16>,
     /// `|T` points taken from the memory whose write failed: written first next turn.
     unsent: Vec<Timestamped>,
+    /// Events and service checks taken from the memory whose write failed.
+    unsent_events: Vec<Event>,
     /// The interval given to `|T` counts.
     interval_secs: u32,
     /// When the last report was written, with each socket's datagrams and the samples then
@@ -194,6 +196,7 @@ impl Listener {
             ids: crate::pipeline::id_generator(),
             udp_port,
             unsent: Vec::new(),
+            unsent_events: Vec::new(),
             interval_secs,
             last_rates: None,
             rates: (Vec::new(), 0.0),
@@ -282,8 +285,29 @@ impl Listener {
     /// Writes the `|T` points to every outbox, as they are. On a store error they are kept for
     /// the next turn.
     fn pass_through(&mut self, sink: &mut Sink<'_>) -> Result<(), StoreError> {
-        let taken = lock(&self.memory).take_timestamped();
+        let (taken, events) = {
+            let mut memory = lock(&self.memory);
+            (memory.take_timestamped(), memory.take_events())
+        };
         self.unsent.extend(taken);
+        self.unsent_events.extend(events);
+        if !self.unsent_events.is_empty() {
+            let record = |e: &Event, ids: &mut IdGenerator| NewRecord {
+                id: ids.next_id().to_vec(),
+                score: e.received,
+                value: e.record.clone(),
+            };
+            let ids = &mut self.ids;
+            let events: Vec<NewRecord> =
+                self.unsent_events.iter().filter(|e| !e.check).map(|e| record(e, ids)).collect();
+            let checks: Vec<NewRecord> =
+                self.unsent_events.iter().filter(|e| e.check).map(|e| record(e, ids)).collect();
+            sink.add(Queue::Events, &events)?;
+            // Events are in: a failure now would write them twice on the next turn.
+            self.unsent_events.retain(|e| e.check);
+            sink.add(Queue::ServiceChecks, &checks)?;
+            self.unsent_events.clear();
+        }
         if self.unsent.is_empty() {
             return Ok(());
         }
@@ -361,7 +385,7 @@ impl Source for Listener {
     }
 
     fn next_due(&self) -> Instant {
-        if !self.unsent.is_empty() || lock(&self.memory).has_timestamped() {
+        if !self.unsent.is_empty() || !self.unsent_events.is_empty() || lock(&self.memory).has_timestamped() {
             Instant::now()
         } else {
             self.next_report
