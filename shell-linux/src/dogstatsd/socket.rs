@@ -312,6 +312,7 @@ impl Receiver {
 
     /// Waits at most `timeout` for datagrams, then reads up to `batch` of them in one call
     /// (`recvmmsg`, `MSG_DONTWAIT`) and calls `each` with every datagram's bytes, in order.
+    /// When datagrams are already queued it reads at once, without waiting (`poll`).
     /// Returns how many datagrams it read, truncated ones included (0 on timeout). An interrupted
     /// wait (`EINTR`) or nothing to read after all (`EAGAIN`) returns 0, not an error.
     pub fn recv_batch(
@@ -321,22 +322,25 @@ impl Receiver {
     ) -> Result<usize, SocketError> {
         let receive_error =
             |source: io::Error| SocketError::Receive { endpoint: self.description.clone(), source };
-        match wait_readable(self.socket.fd(), timeout) {
-            Ok(true) => {}
-            Ok(false) => return Ok(0),
-            Err(error) => return Err(receive_error(error)),
-        }
-        let count = match sys::recv_many(
-            self.socket.fd(),
-            &mut self.buffers,
-            self.slot_bytes,
-            &mut self.control,
-            &mut self.received,
-        ) {
-            Ok(count) => count,
-            Err(error) if matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
-                return Ok(0)
+        let would_block = |error: &io::Error| {
+            matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
+        };
+        let fd = self.socket.fd();
+        // Read first: under load datagrams are waiting and one system call does (no poll).
+        let mut read =
+            sys::recv_many(fd, &mut self.buffers, self.slot_bytes, &mut self.control, &mut self.received);
+        if read.as_ref().is_err_and(would_block) {
+            match wait_readable(fd, timeout) {
+                Ok(true) => {}
+                Ok(false) => return Ok(0),
+                Err(error) => return Err(receive_error(error)),
             }
+            read =
+                sys::recv_many(fd, &mut self.buffers, self.slot_bytes, &mut self.control, &mut self.received);
+        }
+        let count = match read {
+            Ok(count) => count,
+            Err(error) if would_block(&error) => return Ok(0),
             Err(error) => return Err(receive_error(error)),
         };
         for (slot, received) in self.received.iter().take(count).enumerate() {
@@ -742,14 +746,15 @@ mod tests {
         let sender = UnixDatagram::unbound().expect("sender");
         sender.send_to(b"uds.a:1|c", &path).expect("send");
         sender.send_to(&[b'l'; 65], &path).expect("send");
+        sender.send_to(&[b'n'; 200], &path).expect("send");
         sender.send_to(&[b'm'; 64], &path).expect("send");
         sender.send_to(b"uds.b:2|g|#k:v", &path).expect("send");
-        let (got, batches) = read(&mut receiver, 4);
+        let (got, batches) = read(&mut receiver, 5);
         assert_eq!(got, vec![b"uds.a:1|c".to_vec(), vec![b'm'; 64], b"uds.b:2|g|#k:v".to_vec()]);
-        assert_eq!(batches, vec![4]);
+        assert_eq!(batches, vec![5]);
         assert_eq!(
             receiver.stats(),
-            SocketStats { datagrams: 3, bytes: 9 + 64 + 14, kernel_drops: 0, truncated: 1 }
+            SocketStats { datagrams: 3, bytes: 9 + 64 + 14, kernel_drops: 0, truncated: 2 }
         );
 
         drop(receiver);
