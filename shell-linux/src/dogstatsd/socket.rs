@@ -11,18 +11,21 @@
 //!   byte more than that, so a longer datagram is seen (`MSG_TRUNC`, or a full buffer) and never
 //!   handed over cut.
 //! - `kernel_drops` (UDP only): datagrams the kernel dropped because the socket's receive queue
-//!   was full. With `SO_RXQ_OVFL` the kernel stamps each queued datagram with the socket's
-//!   cumulative drop counter (a `u32`, which wraps: handled) at the time it was queued, so drops
-//!   become visible with the next datagram queued after them. Unix datagram sockets do not drop:
-//!   a full queue (`net.unix.max_dgram_qlen`) blocks the sender or fails its send with `EAGAIN`,
-//!   which the sender sees; `kernel_drops` stays 0 there.
+//!   was full. The kernel keeps one cumulative drop counter per socket (a `u32`, which wraps:
+//!   handled), read two ways: with `SO_RXQ_OVFL` the kernel stamps each queued datagram with the
+//!   counter's value when it was queued (so drops show with the next datagram queued after them),
+//!   and [`Receiver::stats`] reads its current value (`SO_MEMINFO`), so drops at the end of a
+//!   burst are counted even if nothing follows. Unix datagram sockets do not drop: a full queue
+//!   (`net.unix.max_dgram_qlen`) blocks the sender or fails its send with `EAGAIN`, which the
+//!   sender sees; `kernel_drops` stays 0 there.
 //!
 //! The only `unsafe` of the agent's sockets is in [`sys`]: `recvmmsg(2)` with its control
-//! messages, and the `SO_RXQ_OVFL` option, which neither std nor rustix offer. The `nix` crate
+//! messages, and the `SO_RXQ_OVFL` and `SO_MEMINFO` options, which neither std nor rustix offer. The `nix` crate
 //! has safe wrappers, but its `recvmmsg` does not restore `msg_controllen` between calls on
 //! reused headers (nix-rust/nix#2813, open): after the first datagram without a drop counter,
 //! control messages stop arriving, so drops would silently stop being counted.
 
+use std::cell::Cell;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -155,8 +158,7 @@ pub struct SocketStats {
     pub datagrams: u64,
     /// Their bytes.
     pub bytes: u64,
-    /// Datagrams the kernel dropped, its receive queue full (UDP; 0 on Unix sockets). Seen with
-    /// the next datagram queued after them.
+    /// Datagrams the kernel dropped, its receive queue full (UDP; 0 on Unix sockets).
     pub kernel_drops: u64,
     /// Datagrams longer than `max_datagram`, not handed over.
     pub truncated: u64,
@@ -215,8 +217,10 @@ pub struct Receiver {
     /// What each slot received in the last call.
     received: Vec<sys::Received>,
     recv_buffer: usize,
+    /// All but `kernel_drops`, which comes from `drops`.
     stats: SocketStats,
-    drops: DropCounter,
+    /// A `Cell`: [`Receiver::stats`] (`&self`) folds in the counter's current value.
+    drops: Cell<DropCounter>,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -286,7 +290,7 @@ impl Receiver {
             received: vec![sys::Received::default(); batch],
             recv_buffer,
             stats: SocketStats::default(),
-            drops: DropCounter::default(),
+            drops: Cell::new(DropCounter::default()),
         })
     }
 
@@ -343,9 +347,10 @@ impl Receiver {
             Err(error) if would_block(&error) => return Ok(0),
             Err(error) => return Err(receive_error(error)),
         };
+        let mut drops = self.drops.get();
         for (slot, received) in self.received.iter().take(count).enumerate() {
             if let Some(value) = received.drop_counter {
-                self.drops.observe(value);
+                drops.observe(value);
             }
             if received.truncated || received.len > self.max_datagram {
                 self.stats.truncated += 1;
@@ -361,13 +366,19 @@ impl Receiver {
             self.stats.bytes += bytes.len() as u64;
             each(bytes);
         }
-        self.stats.kernel_drops = self.drops.total;
+        self.drops.set(drops);
         Ok(count)
     }
 
-    /// Cumulative counts since the socket was bound.
+    /// Cumulative counts since the socket was bound. Reads the kernel's drop counter (one
+    /// `getsockopt`): call it once per report, not per datagram.
     pub fn stats(&self) -> SocketStats {
-        self.stats
+        let mut drops = self.drops.get();
+        if let Some(value) = sys::drop_counter(self.socket.fd()) {
+            drops.observe(value);
+            self.drops.set(drops);
+        }
+        SocketStats { kernel_drops: drops.total, ..self.stats }
     }
 }
 
@@ -467,6 +478,54 @@ mod sys {
             Ok(())
         } else {
             Err(io::Error::last_os_error())
+        }
+    }
+
+    /// The socket's drop counter now: `getsockopt(SOL_SOCKET, SO_MEMINFO)`, entry
+    /// `SK_MEMINFO_DROPS` (Linux 3.9). `None` if the call fails, or on architectures where the
+    /// option's number is not the generic 55 (the libc crate does not define it).
+    pub(super) fn drop_counter(fd: BorrowedFd<'_>) -> Option<u32> {
+        #[cfg(any(
+            target_arch = "x86_64",
+            target_arch = "x86",
+            target_arch = "aarch64",
+            target_arch = "arm",
+            target_arch = "riscv64"
+        ))]
+        {
+            // include/uapi/asm-generic/socket.h, used by these architectures.
+            const SO_MEMINFO: libc::c_int = 55;
+            // SK_MEMINFO_VARS is 9 since Linux 4.x; an older kernel fills fewer (checked below).
+            let mut info = [0u32; 9];
+            let mut len = size_of_val(&info) as libc::socklen_t;
+            // SAFETY: `fd` is an open socket for the call's duration (borrowed); the value
+            // points to a live, writable u32 array and `len` holds its exact size in bytes; the
+            // kernel writes at most `len` bytes and the count it wrote into `len`.
+            let result = unsafe {
+                libc::getsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    SO_MEMINFO,
+                    info.as_mut_ptr().cast(),
+                    &raw mut len,
+                )
+            };
+            let drops = libc::SK_MEMINFO_DROPS as usize;
+            if result == 0 && len as usize > drops * size_of::<u32>() {
+                return info.get(drops).copied();
+            }
+            None
+        }
+        #[cfg(not(any(
+            target_arch = "x86_64",
+            target_arch = "x86",
+            target_arch = "aarch64",
+            target_arch = "arm",
+            target_arch = "riscv64"
+        )))]
+        {
+            let _ = fd;
+            None
         }
     }
 
@@ -680,15 +739,12 @@ mod tests {
         assert_eq!(receiver.recv_buffer(), default);
     }
 
-    /// A real overflow: a small receive queue, many datagrams sent before any read. Every send
-    /// on loopback that returns Ok is either queued at the socket or dropped there (counted).
-    /// The drops are stamped on the next datagram queued after them, so once the queue is read,
-    /// one more datagram brings the count.
-    #[test]
-    fn kernel_drops_are_counted_exactly() {
-        let options = SocketOptions { recv_buffer: 4096, ..SocketOptions::default() };
-        let (mut receiver, sender, to) = udp(options);
-        const SENT: usize = 2000;
+    const SENT: usize = 2000;
+
+    /// A real overflow: a small receive queue (4 KiB asked, 8 KiB granted: about a dozen small
+    /// datagrams), 2,000 datagrams sent before any read, then the queue drained. Returns how many
+    /// were read. Every send on loopback that returns Ok is queued at the socket or dropped there.
+    fn overflow(receiver: &mut Receiver, sender: &UdpSocket, to: SocketAddr) -> usize {
         for i in 0..SENT {
             sender.send_to(format!("drop.test:{i}|c").as_bytes(), to).expect("send");
         }
@@ -701,14 +757,35 @@ mod tests {
             received += n;
         }
         assert!(received < SENT, "the queue held all {SENT}: no overflow");
-        assert_eq!(receiver.stats().datagrams, received as u64);
+        assert_eq!(receiver.stats.datagrams, received as u64);
+        received
+    }
+
+    /// `stats` reads the kernel's counter: exact as soon as the queue is drained.
+    #[test]
+    fn kernel_drops_are_counted_exactly() {
+        let options = SocketOptions { recv_buffer: 4096, ..SocketOptions::default() };
+        let (mut receiver, sender, to) = udp(options);
+        let received = overflow(&mut receiver, &sender, to);
+        let stats = receiver.stats();
+        assert_eq!(stats.kernel_drops, (SENT - received) as u64, "{stats:?}");
+        assert_eq!(stats.datagrams + stats.kernel_drops, SENT as u64, "{stats:?}");
+        assert_eq!(stats.truncated, 0);
+    }
+
+    /// `SO_RXQ_OVFL` alone (no `stats` call until the end): the drops are stamped on the next
+    /// datagram queued after them, so once the queue is read, one more datagram brings the count.
+    #[test]
+    fn kernel_drops_are_stamped_on_the_next_datagram() {
+        let options = SocketOptions { recv_buffer: 4096, ..SocketOptions::default() };
+        let (mut receiver, sender, to) = udp(options);
+        let received = overflow(&mut receiver, &sender, to);
         sender.send_to(b"after:1|c", to).expect("send");
         let (got, _) = read(&mut receiver, 1);
         assert_eq!(got, vec![b"after:1|c".to_vec()]);
+        assert_eq!(receiver.drops.get().total, (SENT - received) as u64);
         let stats = receiver.stats();
-        assert!(stats.kernel_drops > 0);
         assert_eq!(stats.datagrams + stats.kernel_drops, SENT as u64 + 1, "{stats:?}");
-        assert_eq!(stats.truncated, 0);
     }
 
     #[test]
