@@ -791,6 +791,29 @@ mod tests {
     }
 
     #[test]
+    fn a_receiver_moves_to_its_own_thread_and_allocates_once() {
+        fn is_send<T: Send>(_: &T) {}
+        let options = SocketOptions { max_datagram: 8192, batch: 64, ..SocketOptions::default() };
+        let (mut receiver, sender, to) = udp(options);
+        is_send(&receiver);
+        // The buffers: batch slots of max_datagram + 1 bytes (513 KiB at the defaults), and
+        // 48 control bytes per slot; never reallocated.
+        assert_eq!(receiver.buffers.len(), 64 * 8193);
+        assert_eq!(size_of_val(receiver.control.as_slice()), 64 * 48);
+        let (buffers, control) = (receiver.buffers.as_ptr(), receiver.control.as_ptr());
+        let reader = std::thread::spawn(move || {
+            let got = read(&mut receiver, 100).0.len();
+            (got, receiver.buffers.as_ptr() as usize, receiver.control.as_ptr() as usize)
+        });
+        for i in 0..100 {
+            sender.send_to(format!("t:{i}|c").as_bytes(), to).expect("send");
+        }
+        let (got, buffers_after, control_after) = reader.join().expect("reader");
+        assert_eq!(got, 100);
+        assert_eq!((buffers_after, control_after), (buffers as usize, control as usize));
+    }
+
+    #[test]
     fn the_drop_counter_wraps() {
         let mut counter = DropCounter::default();
         counter.observe(5);
