@@ -40,6 +40,11 @@ use rustix::event::{PollFd, PollFlags, Timespec};
 /// call's headers live on the reading thread's stack (80 bytes each: 20 KiB).
 pub const MAX_BATCH: usize = 256;
 
+/// Largest [`SocketOptions::max_datagram`]: 64 KiB, above any UDP datagram (65,507 bytes of
+/// payload over IPv4) and the largest buffer DogStatsD clients use for Unix sockets. Bounds the
+/// buffers at `MAX_BATCH` × 64 KiB = 16 MiB.
+pub const MAX_DATAGRAM_BYTES: usize = 64 * 1024;
+
 /// Where to listen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
@@ -66,7 +71,8 @@ impl std::fmt::Display for Endpoint {
 /// How a [`Receiver`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SocketOptions {
-    /// Largest datagram in bytes; longer ones are counted as `truncated` and not handed over.
+    /// Largest datagram in bytes (1 to [`MAX_DATAGRAM_BYTES`]); longer ones are counted as
+    /// `truncated` and not handed over.
     pub max_datagram: usize,
     /// Receive buffer to request (`SO_RCVBUF`), in bytes; 0 keeps the kernel's default.
     pub recv_buffer: usize,
@@ -85,7 +91,7 @@ impl Default for SocketOptions {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SocketError {
-    /// The options cannot work (a zero datagram size or batch).
+    /// The options cannot work (a datagram size of 0 or over 64 KiB, a batch of 0).
     #[error("{endpoint}: invalid options: {reason}")]
     InvalidOptions {
         /// The endpoint.
@@ -244,6 +250,9 @@ impl Receiver {
         let name = endpoint.to_string();
         if options.max_datagram == 0 {
             return Err(SocketError::InvalidOptions { endpoint: name, reason: "max_datagram is 0" });
+        }
+        if options.max_datagram > MAX_DATAGRAM_BYTES {
+            return Err(SocketError::InvalidOptions { endpoint: name, reason: "max_datagram is over 65536" });
         }
         if options.batch == 0 {
             return Err(SocketError::InvalidOptions { endpoint: name, reason: "batch is 0" });
@@ -925,6 +934,16 @@ mod tests {
         let options = SocketOptions { batch: 0, ..SocketOptions::default() };
         let error = Receiver::bind(&loopback(), &options).expect_err("batch 0");
         assert_eq!(error.to_string(), "udp 127.0.0.1:0: invalid options: batch is 0");
+        let options = SocketOptions { max_datagram: 0, ..SocketOptions::default() };
+        let error = Receiver::bind(&loopback(), &options).expect_err("max_datagram 0");
+        assert_eq!(error.to_string(), "udp 127.0.0.1:0: invalid options: max_datagram is 0");
+        let options = SocketOptions { max_datagram: MAX_DATAGRAM_BYTES + 1, ..SocketOptions::default() };
+        let error = Receiver::bind(&loopback(), &options).expect_err("max_datagram too large");
+        assert_eq!(error.to_string(), "udp 127.0.0.1:0: invalid options: max_datagram is over 65536");
+        let options =
+            SocketOptions { max_datagram: MAX_DATAGRAM_BYTES, batch: 1000, ..SocketOptions::default() };
+        let receiver = Receiver::bind(&loopback(), &options).expect("the largest");
+        assert_eq!(receiver.buffers.len(), MAX_BATCH * (MAX_DATAGRAM_BYTES + 1));
 
         let endpoint = Endpoint::Unix { path: PathBuf::from("/nonexistent-dir/dsd.socket"), mode: 0o622 };
         let error = Receiver::bind(&endpoint, &SocketOptions::default()).expect_err("no directory");
