@@ -97,7 +97,9 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
     let mut aggregation =
         Aggregation::new(interval_secs, config.grace, config.wrap.clone()).with_outboxes(outboxes.clone());
     if config.dogstatsd.enabled() {
-        let memory = Arc::new(Mutex::new(Memory::new(interval_secs, config.dogstatsd.max_contexts)));
+        let forward = crate::dispatch::events_enabled(config);
+        let memory = Memory::new(interval_secs, config.dogstatsd.max_contexts).forward_events(forward);
+        let memory = Arc::new(Mutex::new(memory));
         aggregation = aggregation.with_memory(Arc::clone(&memory));
         sources.push(Box::new(crate::dogstatsd::Listener::start(&config.dogstatsd, memory, interval_secs)));
     }
@@ -322,7 +324,7 @@ fn release_pass(
     }
     let deadline = Instant::now() + RELEASE_BUDGET;
     let batch = match destination {
-        Destination::Logs => LOGS_PER_BATCH,
+        Destination::Logs | Destination::Events | Destination::ServiceChecks => LOGS_PER_BATCH,
         _ => config.metrics_bulk_size.max(1),
     };
     let mut latencies = Vec::new();

@@ -734,6 +734,10 @@ pub fn cleanup(
         (Queue::DeadInfluxMetrics, metric_ttl),
         (Queue::OpentsdbMetrics, metric_ttl),
         (Queue::DeadOpentsdbMetrics, metric_ttl),
+        (Queue::Events, log_ttl),
+        (Queue::DeadEvents, log_ttl),
+        (Queue::ServiceChecks, log_ttl),
+        (Queue::DeadServiceChecks, log_ttl),
     ];
     // Every queue is tried: one failing (WRONGTYPE on its key) does not keep the others full.
     let mut failure = None;

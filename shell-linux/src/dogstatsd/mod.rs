@@ -31,14 +31,16 @@ use chouette_core::MetricType;
 use crate::config::vars::{self, VarError};
 use crate::pipeline::{lock, raw_record, IdGenerator};
 use crate::source::{Sink, Source};
-use crate::store::{NewRecord, StoreError};
-use memory::{Memory, MemoryStats, Timestamped};
+use crate::store::{NewRecord, Queue, StoreError};
+use memory::{Event, Memory, MemoryStats, Timestamped};
 use socket::{Endpoint, Receiver, SocketOptions, SocketStats};
 
 /// How often the listener writes its status fields and self-metrics.
 pub const REPORT_EVERY: Duration = Duration::from_secs(10);
 /// How long a receive thread waits for datagrams before it looks at the stop flag.
 const POLL: Duration = Duration::from_millis(200);
+/// How often a receive thread publishes its socket's counters (one system call each).
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 /// Datagrams read per system call.
 pub const BATCH: usize = 64;
 /// Self-metric names' prefix.
@@ -132,6 +134,8 @@ pub struct Listener {
     udp_port: Option<u16>,
     /// `|T` points taken from the memory whose write failed: written first next turn.
     unsent: Vec<Timestamped>,
+    /// Events and service checks taken from the memory whose write failed.
+    unsent_events: Vec<Event>,
     /// The interval given to `|T` counts.
     interval_secs: u32,
     /// When the last report was written, with each socket's datagrams and the samples then
@@ -194,6 +198,7 @@ impl Listener {
             ids: crate::pipeline::id_generator(),
             udp_port,
             unsent: Vec::new(),
+            unsent_events: Vec::new(),
             interval_secs,
             last_rates: None,
             rates: (Vec::new(), 0.0),
@@ -282,8 +287,29 @@ impl Listener {
     /// Writes the `|T` points to every outbox, as they are. On a store error they are kept for
     /// the next turn.
     fn pass_through(&mut self, sink: &mut Sink<'_>) -> Result<(), StoreError> {
-        let taken = lock(&self.memory).take_timestamped();
+        let (taken, events) = {
+            let mut memory = lock(&self.memory);
+            (memory.take_timestamped(), memory.take_events())
+        };
         self.unsent.extend(taken);
+        self.unsent_events.extend(events);
+        if !self.unsent_events.is_empty() {
+            let record = |e: &Event, ids: &mut IdGenerator| NewRecord {
+                id: ids.next_id().to_vec(),
+                score: e.received,
+                value: e.record.clone(),
+            };
+            let ids = &mut self.ids;
+            let events: Vec<NewRecord> =
+                self.unsent_events.iter().filter(|e| !e.check).map(|e| record(e, ids)).collect();
+            let checks: Vec<NewRecord> =
+                self.unsent_events.iter().filter(|e| e.check).map(|e| record(e, ids)).collect();
+            sink.add(Queue::Events, &events)?;
+            // Events are in: a failure now would write them twice on the next turn.
+            self.unsent_events.retain(|e| e.check);
+            sink.add(Queue::ServiceChecks, &checks)?;
+            self.unsent_events.clear();
+        }
         if self.unsent.is_empty() {
             return Ok(());
         }
@@ -361,7 +387,7 @@ impl Source for Listener {
     }
 
     fn next_due(&self) -> Instant {
-        if !self.unsent.is_empty() || lock(&self.memory).has_timestamped() {
+        if !self.unsent.is_empty() || !self.unsent_events.is_empty() || lock(&self.memory).has_timestamped() {
             Instant::now()
         } else {
             self.next_report
@@ -413,6 +439,7 @@ fn spawn_receiver(
     let describe = receiver.describe();
     let work = move || {
         let mut failing = false;
+        let mut published = Instant::now();
         while !stop.load(Ordering::Acquire) {
             let result = receiver.recv_batch(POLL, |datagram| {
                 lock(&memory).record_datagram(crate::agent::wall_clock(), datagram);
@@ -427,8 +454,13 @@ fn spawn_receiver(
                     std::thread::sleep(POLL);
                 }
             }
-            *lock_stats(&stats) = receiver.stats();
+            // `stats()` asks the kernel for its drop counter: at most every PUBLISH_EVERY.
+            if published.elapsed() >= PUBLISH_EVERY {
+                *lock_stats(&stats) = receiver.stats();
+                published = Instant::now();
+            }
         }
+        *lock_stats(&stats) = receiver.stats();
     };
     match std::thread::Builder::new().name(format!("dogstatsd-{name}")).spawn(work) {
         Ok(handle) => Some(handle),
@@ -503,10 +535,17 @@ mod tests {
             sender.send_to(datagram, ("127.0.0.1", port)).expect("sent");
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while lock(&memory).stats().lines < 4 && Instant::now() < deadline {
+        let mut fields: BTreeMap<String, String>;
+        loop {
+            // The socket's counters are published every PUBLISH_EVERY.
+            fields = listener.status_fields().into_iter().collect();
+            if (fields["dogstatsd.lines"] == "4" && fields["dogstatsd.udp.datagrams"] == "3")
+                || Instant::now() > deadline
+            {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
-        let fields: BTreeMap<String, String> = listener.status_fields().into_iter().collect();
         assert_eq!(fields["dogstatsd.lines"], "4");
         assert_eq!(fields["dogstatsd.samples"], "3");
         assert_eq!(fields["dogstatsd.udp.datagrams"], "3");
