@@ -204,9 +204,12 @@ def blast(port, rate, duration, contexts, tagged):
 
 
 class Run:
-    """One system under test: start() → port; delivered() after the blast; stop()."""
+    """One system under test: start() → port; delivered() once the sum is still; finish() → the
+    final sum (after a graceful stop where the system buffers its output); stop()."""
     pid = None
-    notes = ""
+
+    def finish(self, delivered):
+        return delivered
 
 
 class Chouette(Run):
@@ -366,6 +369,16 @@ LoadPlugin write_graphite
     def detail(self):
         return ""
 
+    def finish(self, delivered):
+        # write_graphite holds a partly filled send buffer until the next interval's values fill
+        # it: a graceful stop (SIGTERM) flushes it.
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            print("note: collectd did not stop on SIGTERM within 30 s", file=sys.stderr)
+        return settle(self.sink.read, quiet=1, within=30)
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.kill(); self.proc.wait()
@@ -429,6 +442,7 @@ def main():
                         cpu = cpu_secs(run.pid) - cpu0
                         rss = vm_hwm_kb(run.pid) / 1024
                         detail = run.detail()
+                        delivered = run.finish(delivered)
                     finally:
                         run.stop()
                     loss = 1 - delivered / sent if sent else 0.0
