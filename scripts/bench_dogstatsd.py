@@ -256,18 +256,27 @@ class Chouette(Run):
         return settle(read, quiet=4, within=120, min_wait=3)
 
     def status(self):
-        out = subprocess.run(["redis-cli", "-p", str(self.redis_port), "HGETALL", "chouette:agent:status"],
-                             capture_output=True, text=True).stdout.split("\n")
-        return dict(zip(out[0::2], out[1::2]))
+        """`chouette status`: ({queue: length}, {field: value})."""
+        out = subprocess.run([os.path.join(RELEASE, "chouette"), "status"], env=self.env, capture_output=True, text=True).stdout
+        queues, fields, section = {}, {}, None
+        for line in out.splitlines():
+            if not line.startswith(" "):
+                section = line.rstrip(":")
+                continue
+            parts = line.split(None, 1)
+            if len(parts) == 2:
+                (queues if section == "queues" else fields if section == "status" else {})[parts[0]] = parts[1].strip()
+        return queues, fields
 
     def detail(self):
-        st = self.status()
+        queues, st = self.status()
         keys = ["dogstatsd.udp.datagrams", "dogstatsd.udp.kernel_drops", "dogstatsd.udp.truncated",
                 "dogstatsd.samples", "dogstatsd.udp.recv_buffer", "dogstatsd.contexts"]
         parts = [f"{k.split('.', 1)[1]}={st[k]}" for k in keys if k in st]
         parts += [f"{k.split('.', 1)[1]}={v}" for k, v in sorted(st.items()) if k.startswith("dogstatsd.refused.") and v not in ("0", "")]
         if not parts:
             parts = ["no dogstatsd.* status fields"]
+        parts += [f"queue {q}={n}" for q, n in queues.items() if n != "0"]
         return " ".join(parts)
 
     def stop(self):

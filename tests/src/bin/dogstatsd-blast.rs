@@ -221,7 +221,16 @@ fn send_burst(
     }
 }
 
-fn run(options: &Options) -> Result<(), String> {
+/// What a run sent.
+struct Report {
+    tally: Tally,
+    /// From the first send to the end of the last.
+    seconds: f64,
+    /// How far behind the schedule the sender ever fell.
+    late: Duration,
+}
+
+fn run(options: &Options) -> Result<Report, String> {
     // Sleeps end within a few µs of their deadline instead of the default 50 µs slack.
     if let Err(error) = rustix::thread::set_current_timer_slack(NonZeroU64::new(1)) {
         eprintln!("error={error} the timer slack stays the default, pacing is coarser");
@@ -271,28 +280,122 @@ fn run(options: &Options) -> Result<(), String> {
             + Duration::from_secs_f64((scheduled + options.burst as u64) as f64 / options.rate as f64);
         std::thread::sleep(next_due.saturating_duration_since(now));
     }
-    let seconds = (last - start).as_secs_f64().max(1e-9);
+    Ok(Report { tally, seconds: (last - start).as_secs_f64().max(1e-9), late })
+}
+
+fn print(report: &Report) {
+    let tally = &report.tally;
     println!(
         "sent={} bytes={} seconds={:.3} rate={:.0} errors={} late_ms={:.1}",
         tally.sent,
         tally.bytes,
-        seconds,
-        tally.sent as f64 / seconds,
+        report.seconds,
+        tally.sent as f64 / report.seconds,
         tally.errors,
-        late.as_secs_f64() * 1000.0
+        report.late.as_secs_f64() * 1000.0
     );
-    if let Some(error) = tally.first_error {
+    if let Some(error) = &tally.first_error {
         eprintln!("errors={} first_error={error:?} some datagrams were not sent", tally.errors);
     }
-    Ok(())
 }
 
 fn main() -> ExitCode {
     match parse_options().and_then(|options| run(&options)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(report) => {
+            print(&report);
+            ExitCode::SUCCESS
+        }
         Err(message) => {
             eprintln!("{message}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(target: String, rate: u64, burst: usize, plain_send: bool) -> Options {
+        Options {
+            target,
+            rate,
+            duration: Duration::from_millis(100),
+            contexts: 7,
+            tagged: true,
+            kind: "c".to_owned(),
+            burst,
+            plain_send,
+        }
+    }
+
+    #[test]
+    fn datagrams_are_rendered_per_context() {
+        let plain = render_all(3, "c", false);
+        assert_eq!(plain, [&b"bench.c0:1|c"[..], b"bench.c1:1|c", b"bench.c2:1|c"]);
+        let tagged = render_all(2, "ms", true);
+        assert_eq!(tagged[1], b"bench.c1:1|ms|#env:bench,ctx:1");
+        assert_eq!(render_all(2, "s", false)[1], b"bench.c1:1|s");
+    }
+
+    /// Reads `count` datagrams on a thread (so that neither a receive buffer overflows nor a
+    /// Unix sender blocks), giving up after 10 s without one.
+    fn receive(socket: Target, count: usize) -> std::thread::JoinHandle<Vec<Vec<u8>>> {
+        std::thread::spawn(move || {
+            let mut got = Vec::with_capacity(count);
+            let mut buf = [0u8; 256];
+            for _ in 0..count {
+                let n = match &socket {
+                    Target::Udp(s) => {
+                        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                        s.recv(&mut buf)
+                    }
+                    Target::Unix(s) => {
+                        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                        s.recv(&mut buf)
+                    }
+                };
+                match n {
+                    Ok(n) => got.push(buf[..n].to_vec()),
+                    Err(_) => break,
+                }
+            }
+            got
+        })
+    }
+
+    /// Every datagram the generator counts as sent arrives, in round-robin order, through
+    /// sendmmsg and through plain sends, over UDP and a Unix datagram socket.
+    #[test]
+    fn sends_exactly_what_it_counts_in_round_robin() {
+        let dir = std::env::temp_dir().join(format!("dogstatsd-blast-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let expected: Vec<Vec<u8>> = render_all(7, "c", true);
+        for (case, plain_send) in [("udp", false), ("udp", true), ("unix", false)] {
+            let (receiver, target) = if case == "udp" {
+                let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+                let target = udp.local_addr().unwrap().to_string();
+                (Target::Udp(udp), target)
+            } else {
+                let path = dir.join("sock");
+                let _ = std::fs::remove_file(&path);
+                (Target::Unix(UnixDatagram::bind(&path).unwrap()), path.display().to_string())
+            };
+            // 5,000/s for 0.1 s: 500 datagrams in bursts of 16.
+            let reader = receive(receiver, 500);
+            let mut options = options(target.clone(), 5_000, 16, plain_send);
+            options.duration = Duration::from_millis(100);
+            let report = run(&options).unwrap();
+            let got = reader.join().unwrap();
+            assert_eq!((report.tally.sent, report.tally.errors, got.len()), (500, 0, 500), "{target}");
+            for (i, datagram) in got.iter().enumerate() {
+                assert_eq!(datagram, &expected[i % 7], "{target} datagram {i}");
+            }
+            let sent_bytes: u64 = (0..500).map(|i| expected[i % 7].len() as u64).sum();
+            assert_eq!(report.tally.bytes, sent_bytes);
+            // The pacer never runs ahead of the schedule: the 500th datagram is due at 0.1 s.
+            assert!(report.seconds >= 0.0999, "{target}: {} s", report.seconds);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
