@@ -580,18 +580,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
     }
 
     fn try_record(&mut self, now: Timestamp, sample: &Sample<'_>) -> Result<(), RecordError> {
-        if sample.name.is_empty() {
-            return Err(RecordError::EmptyName);
-        }
-        if sample.name.len() > MAX_NAME_BYTES {
-            return Err(RecordError::NameTooLong);
-        }
-        if sample.tags.len() > MAX_TAGS {
-            return Err(RecordError::TooManyTags);
-        }
-        if sample.tags.iter().any(|t| t.encoded_len() > MAX_TAG_BYTES) {
-            return Err(RecordError::TagTooLong);
-        }
+        check_key(sample)?;
         match (sample.kind, sample.value) {
             (MetricType::Set, Value::Set(_)) => {}
             (MetricType::Histogram | MetricType::Distribution, Value::Samples(samples)) => {
@@ -613,6 +602,234 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
             (_, Value::Number(v)) if !v.is_finite() => return Err(RecordError::NonFinite),
             (_, Value::Number(_)) => {}
         }
+        let (place, late) = self.locate(now, sample)?;
+        match place {
+            Place::Found(index) => self.update(index, sample)?,
+            Place::Vacant(vacant) => {
+                let initial = self.initial_state(sample)?;
+                self.insert_vacant(vacant, sample, initial)?;
+            }
+        }
+        if late {
+            self.stats.late += 1;
+        }
+        Ok(())
+    }
+
+    /// Merges `partial`, what another aggregator folded for this series (`key`: name, type and
+    /// tags; its `timestamp` picks the bucket, its `value` is ignored), as if its samples had
+    /// been recorded here one by one: sums add, the later gauge wins, histograms and set
+    /// counters merge. Late partials fold into the oldest open bucket, as late samples do.
+    ///
+    /// This is how samples aggregated elsewhere (a DogStatsD listener's memory) join the samples
+    /// of the same series and bucket recorded here: one point. Counted in the stats as one
+    /// sample offered; a refusal changes nothing.
+    pub fn merge(
+        &mut self,
+        now: Timestamp,
+        key: &Sample<'_>,
+        partial: Partial<'_>,
+    ) -> Result<(), RecordError> {
+        self.stats.offered += 1;
+        match self.try_merge(now, key, partial) {
+            Ok(()) => {
+                self.stats.recorded += 1;
+                Ok(())
+            }
+            Err(error) => {
+                self.stats.refused[error.index()] += 1;
+                Err(error)
+            }
+        }
+    }
+
+    fn try_merge(
+        &mut self,
+        now: Timestamp,
+        key: &Sample<'_>,
+        partial: Partial<'_>,
+    ) -> Result<(), RecordError> {
+        check_key(key)?;
+        partial.check(key.kind)?;
+        let (place, late) = self.locate(now, key)?;
+        match place {
+            Place::Found(index) => {
+                // Works on a copy, so a refusal (no free sketch, overflow) changes nothing.
+                let mut state = self.table[index].state;
+                self.merge_into(&mut state, partial)?;
+                self.table[index].state = state;
+            }
+            Place::Vacant(vacant) => {
+                let mut state = match partial {
+                    Partial::Sum { .. } => State::Sum { sum: 0.0, n: 0 },
+                    Partial::Gauge { last, last_ts, .. } => {
+                        State::Gauge { last, last_ts: last_ts.as_secs_f64(), sum: 0.0, n: 0 }
+                    }
+                    Partial::Samples(_) | Partial::Histogram(_) => {
+                        State::Samples { n: 0, values: [0.0; INLINE_SAMPLES] }
+                    }
+                    Partial::SetHashes { .. } | Partial::Set { .. } => {
+                        State::Members { samples: 0, n: 0, hashes: [0; INLINE_MEMBERS] }
+                    }
+                };
+                self.merge_into(&mut state, partial)?;
+                self.insert_vacant(vacant, key, state)?;
+            }
+        }
+        if late {
+            self.stats.late += 1;
+        }
+        Ok(())
+    }
+
+    /// Merges `partial` into `state` (a copy: on error the caller drops it, and any pool slot
+    /// this call took is released).
+    fn merge_into(&mut self, state: &mut State, partial: Partial<'_>) -> Result<(), RecordError> {
+        match (state, partial) {
+            (State::Sum { sum, n }, Partial::Sum { sum: more, n: m }) => {
+                *sum = finite_sum(*sum, more)?;
+                *n = n.saturating_add(m);
+            }
+            (
+                State::Gauge { last, last_ts, sum, n },
+                Partial::Gauge { last: value, last_ts: at, sum: more, n: m },
+            ) => {
+                *sum = finite_sum(*sum, more)?;
+                let at = at.as_secs_f64();
+                if at >= *last_ts {
+                    *last = value;
+                    *last_ts = at;
+                }
+                *n = n.saturating_add(u32::try_from(m).unwrap_or(u32::MAX));
+            }
+            (state @ (State::Samples { .. } | State::Pooled { .. }), Partial::Samples(values)) => {
+                let current = self.histogram_sum(state);
+                finite_sum(current, values.iter().sum())?;
+                if let State::Samples { n, values: inline } = state {
+                    let have = usize::from(*n);
+                    if have + values.len() <= INLINE_SAMPLES {
+                        inline[have..have + values.len()].copy_from_slice(values);
+                        *n += values.len() as u8;
+                        return Ok(());
+                    }
+                }
+                let slot = self.pooled_histogram(state)?;
+                if let Slot::Histogram(histogram) = &mut self.pool[slot as usize] {
+                    for &v in values {
+                        let _ = histogram.insert(v);
+                    }
+                }
+            }
+            (state @ (State::Samples { .. } | State::Pooled { .. }), Partial::Histogram(other)) => {
+                finite_sum(self.histogram_sum(state), other.sum())?;
+                let slot = self.pooled_histogram(state)?;
+                if let Slot::Histogram(histogram) = &mut self.pool[slot as usize] {
+                    histogram.merge(other);
+                }
+            }
+            (
+                state @ (State::Members { .. } | State::Pooled { .. }),
+                Partial::SetHashes { hashes, samples: more },
+            ) => {
+                if let State::Members { samples, n, hashes: inline } = state {
+                    let mut next = *inline;
+                    let mut len = usize::from(*n);
+                    let mut fits = true;
+                    for &h in hashes {
+                        if next[..len].contains(&h) {
+                            continue;
+                        }
+                        if len == INLINE_MEMBERS {
+                            fits = false;
+                            break;
+                        }
+                        next[len] = h;
+                        len += 1;
+                    }
+                    if fits {
+                        *inline = next;
+                        *n = len as u8;
+                        *samples = samples.saturating_add(u32::try_from(more).unwrap_or(u32::MAX));
+                        return Ok(());
+                    }
+                }
+                let slot = self.pooled_set(state, more)?;
+                if let Slot::Set(counter) = &mut self.pool[slot as usize] {
+                    for &h in hashes {
+                        counter.insert_hash(h);
+                    }
+                }
+            }
+            (
+                state @ (State::Members { .. } | State::Pooled { .. }),
+                Partial::Set { counter: other, samples: more },
+            ) => {
+                let slot = self.pooled_set(state, more)?;
+                if let Slot::Set(counter) = &mut self.pool[slot as usize] {
+                    counter.merge(other);
+                }
+            }
+            _ => return Err(RecordError::WrongValueKind),
+        }
+        Ok(())
+    }
+
+    fn histogram_sum(&self, state: &State) -> f64 {
+        match state {
+            State::Samples { n, values } => values[..usize::from(*n)].iter().sum(),
+            State::Pooled { slot, .. } => match &self.pool[*slot as usize] {
+                Slot::Histogram(histogram) => histogram.sum(),
+                _ => 0.0,
+            },
+            _ => 0.0,
+        }
+    }
+
+    /// The pool slot of a histogram state, moving inline samples into a new pooled histogram
+    /// first.
+    fn pooled_histogram(&mut self, state: &mut State) -> Result<u16, RecordError> {
+        match *state {
+            State::Pooled { slot, .. } if matches!(self.pool[slot as usize], Slot::Histogram(_)) => Ok(slot),
+            State::Samples { n, values } => {
+                let slot = self.take_slot()?;
+                let mut histogram = Histogram::new();
+                for &v in &values[..usize::from(n)] {
+                    let _ = histogram.insert(v);
+                }
+                self.pool[slot as usize] = Slot::Histogram(histogram);
+                *state = State::Pooled { slot, samples: 0 };
+                Ok(slot)
+            }
+            _ => Err(RecordError::WrongValueKind),
+        }
+    }
+
+    /// The pool slot of a set state after adding `more` samples, moving inline members into a
+    /// new pooled counter first.
+    fn pooled_set(&mut self, state: &mut State, more: u64) -> Result<u16, RecordError> {
+        let more = u32::try_from(more).unwrap_or(u32::MAX);
+        match state {
+            State::Pooled { slot, samples } if matches!(self.pool[*slot as usize], Slot::Set(_)) => {
+                *samples = samples.saturating_add(more);
+                Ok(*slot)
+            }
+            State::Members { samples, n, hashes } => {
+                let slot = self.take_slot()?;
+                let mut counter = SetCounter::new();
+                for &h in &hashes[..usize::from(*n)] {
+                    counter.insert_hash(h);
+                }
+                self.pool[slot as usize] = Slot::Set(counter);
+                *state = State::Pooled { slot, samples: samples.saturating_add(more) };
+                Ok(slot)
+            }
+            _ => Err(RecordError::WrongValueKind),
+        }
+    }
+
+    /// Where `sample`'s series and bucket live: its entry, or the vacant place a new entry
+    /// goes; and whether the bucket was late (folded into the oldest open one). Opens the bucket.
+    fn locate(&mut self, now: Timestamp, sample: &Sample<'_>) -> Result<(Place, bool), RecordError> {
         let ts = sample.timestamp.as_secs_f64();
         if !ts.is_finite() || ts < 0.0 {
             return Err(RecordError::InvalidTimestamp);
@@ -646,23 +863,22 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
                 previous = Some(h);
             }
         }
-
-        let index = match self.find(series, bucket_index, sample, distinct) {
-            Ok(index) => index,
-            Err(free) => {
-                let initial = self.initial_state(sample)?;
-                self.insert_at(free, series, bucket_index, sample, distinct, initial)?;
-                self.buckets[bucket_pos].entries += 1;
-                if late {
-                    self.stats.late += 1;
-                }
-                return Ok(());
-            }
+        let place = match self.find(series, bucket_index, sample, distinct) {
+            Ok(index) => Place::Found(index),
+            Err(free) => Place::Vacant(Vacant { free, series, bucket_index, bucket_pos, distinct }),
         };
-        self.update(index, sample)?;
-        if late {
-            self.stats.late += 1;
-        }
+        Ok((place, late))
+    }
+
+    /// Inserts a new entry with `state` at a place [`locate`](Self::locate) found vacant.
+    fn insert_vacant(
+        &mut self,
+        vacant: Vacant,
+        sample: &Sample<'_>,
+        state: State,
+    ) -> Result<(), RecordError> {
+        self.insert_at(vacant.free, vacant.series, vacant.bucket_index, sample, vacant.distinct, state)?;
+        self.buckets[vacant.bucket_pos].entries += 1;
         Ok(())
     }
 
@@ -1398,6 +1614,118 @@ impl<'a> Flushed<'a> {
     pub fn quantile(&self, p: f64) -> f64 {
         self.aggregate.quantile(p)
     }
+}
+
+/// What [`Aggregator::merge`] takes: one series' samples aggregated elsewhere over part of a
+/// bucket, in the form each type keeps.
+#[derive(Debug, Clone, Copy)]
+pub enum Partial<'a> {
+    /// Counts and rates: the sum of `n` samples.
+    Sum {
+        /// The sum.
+        sum: f64,
+        /// Samples.
+        n: u64,
+    },
+    /// Gauges: the latest value and when it was sampled (the later of two merged gauges wins),
+    /// and the sum of `n` samples.
+    Gauge {
+        /// The latest value.
+        last: f64,
+        /// When it was sampled.
+        last_ts: Timestamp,
+        /// The sum.
+        sum: f64,
+        /// Samples.
+        n: u64,
+    },
+    /// Histograms and distributions: a few samples.
+    Samples(&'a [f64]),
+    /// Histograms and distributions: more samples.
+    Histogram(&'a Histogram),
+    /// Sets: a few members, as [`hash_member`] hashes, over `samples`.
+    SetHashes {
+        /// Distinct member hashes.
+        hashes: &'a [u64],
+        /// Samples.
+        samples: u64,
+    },
+    /// Sets: a counter, over `samples`.
+    Set {
+        /// The members.
+        counter: &'a SetCounter,
+        /// Samples.
+        samples: u64,
+    },
+}
+
+impl Partial<'_> {
+    /// Whether this partial fits a series of type `kind`, with finite numbers.
+    fn check(&self, kind: MetricType) -> Result<(), RecordError> {
+        let fits = match self {
+            Partial::Sum { .. } => matches!(kind, MetricType::Count | MetricType::Rate),
+            Partial::Gauge { .. } => kind == MetricType::Gauge,
+            Partial::Samples(_) | Partial::Histogram(_) => {
+                matches!(kind, MetricType::Histogram | MetricType::Distribution)
+            }
+            Partial::SetHashes { .. } | Partial::Set { .. } => kind == MetricType::Set,
+        };
+        if !fits {
+            return Err(RecordError::WrongValueKind);
+        }
+        let finite = match self {
+            Partial::Sum { sum, .. } => sum.is_finite(),
+            Partial::Gauge { last, sum, .. } => last.is_finite() && sum.is_finite(),
+            Partial::Samples(values) => values.iter().all(|v| v.is_finite()),
+            Partial::Histogram(histogram) => histogram.sum().is_finite(),
+            Partial::SetHashes { .. } | Partial::Set { .. } => true,
+        };
+        let empty = match self {
+            Partial::Samples(values) => values.is_empty(),
+            Partial::Histogram(histogram) => histogram.count() == 0,
+            Partial::SetHashes { hashes, .. } => hashes.is_empty(),
+            _ => false,
+        };
+        if empty {
+            return Err(RecordError::WrongValueKind);
+        }
+        if finite {
+            Ok(())
+        } else {
+            Err(RecordError::NonFinite)
+        }
+    }
+}
+
+/// Where a series-bucket goes ([`Aggregator::locate`]).
+enum Place {
+    Found(usize),
+    Vacant(Vacant),
+}
+
+struct Vacant {
+    free: Option<usize>,
+    series: u64,
+    bucket_index: u32,
+    bucket_pos: usize,
+    distinct: u8,
+}
+
+/// The checks on a sample's name and tags, whatever its value.
+fn check_key(sample: &Sample<'_>) -> Result<(), RecordError> {
+    if sample.name.is_empty() {
+        return Err(RecordError::EmptyName);
+    }
+    if sample.name.len() > MAX_NAME_BYTES {
+        return Err(RecordError::NameTooLong);
+    }
+    if sample.tags.len() > MAX_TAGS {
+        return Err(RecordError::TooManyTags);
+    }
+    if sample.tags.iter().any(|t| t.encoded_len() > MAX_TAG_BYTES) {
+        return Err(RecordError::TagTooLong);
+    }
+    Ok(())
 }
 
 /// `a + b`, or [`RecordError::Overflow`] when that is not finite (both are finite: validated).

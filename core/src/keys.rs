@@ -60,6 +60,15 @@ pub const DEAD_WRAPPED_INFLUXDB: QueueKeys = queue_keys!("chouette:metrics:wrapp
 pub const WRAPPED_OPENTSDB: QueueKeys = queue_keys!("chouette:metrics:wrapped.opentsdb");
 /// The OpenTSDB output's dead letters: `chouette:metrics:wrapped.opentsdb.dead`.
 pub const DEAD_WRAPPED_OPENTSDB: QueueKeys = queue_keys!("chouette:metrics:wrapped.opentsdb.dead");
+/// DogStatsD events (`_e{..}`) waiting for Datadog's `/api/v1/events`: `chouette:events`.
+pub const EVENTS: QueueKeys = queue_keys!("chouette:events");
+/// Events Datadog refused or that are not an event's JSON: `chouette:events.dead`.
+pub const DEAD_EVENTS: QueueKeys = queue_keys!("chouette:events.dead");
+/// DogStatsD service checks (`_sc|..`) waiting for Datadog's `/api/v1/check_run`:
+/// `chouette:service_checks`.
+pub const SERVICE_CHECKS: QueueKeys = queue_keys!("chouette:service_checks");
+/// Service checks Datadog refused or that are not a check's JSON: `chouette:service_checks.dead`.
+pub const DEAD_SERVICE_CHECKS: QueueKeys = queue_keys!("chouette:service_checks.dead");
 
 /// The agent's aggregation watermark, a decimal float (a Redis string; a row of the embedded
 /// store's [`META_TABLE`]).
@@ -103,6 +112,10 @@ mod tests {
         assert_eq!(DEAD_LOGS.ids_table, "chouette:logs:wrapped.dead.ids");
         assert_eq!(DEAD_WRAPPED_INFLUXDB.keys, "chouette:metrics:wrapped.influxdb.dead.keys");
         assert_eq!(WRAPPED_OPENTSDB.values, "chouette:metrics:wrapped.opentsdb.values");
+        assert_eq!(EVENTS.keys, "chouette:events.keys");
+        assert_eq!(DEAD_EVENTS.values, "chouette:events.dead.values");
+        assert_eq!(SERVICE_CHECKS.values, "chouette:service_checks.values");
+        assert_eq!(DEAD_SERVICE_CHECKS.keys, "chouette:service_checks.dead.keys");
         assert_eq!(AGGREGATED_UNTIL, "chouette:agent:aggregated_until");
         assert_eq!(STATUS, "chouette:agent:status");
         assert_eq!(LINK_STATE, "chouette:link:state");

@@ -14,11 +14,12 @@
 //! ```
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::{Config, StoreConfig};
 use crate::dispatch::{Destination, DispatchConfig, Dispatcher, DryRunTransport, Transport, UreqTransport};
+use crate::dogstatsd::memory::Memory;
 use crate::pipeline::{self, Aggregation, Counters, IdGenerator, StepOutcome, LOGS_PER_BATCH};
 use crate::source::{next_boundary, Sink};
 use crate::store::embedded::EmbeddedStore;
@@ -92,12 +93,16 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
     let waker = crate::source::Waker::new();
     let mut sources = crate::source::build(config, &waker)?;
     let Outputs { mut dispatcher, destinations, outboxes } = open_outputs(config)?;
-    let mut aggregation = Aggregation::new(
-        config.aggregate_interval.as_secs().max(1) as u32,
-        config.grace,
-        config.wrap.clone(),
-    )
-    .with_outboxes(outboxes.clone());
+    let interval_secs = config.aggregate_interval.as_secs().max(1) as u32;
+    let mut aggregation =
+        Aggregation::new(interval_secs, config.grace, config.wrap.clone()).with_outboxes(outboxes.clone());
+    if config.dogstatsd.enabled() {
+        let forward = crate::dispatch::events_enabled(config);
+        let memory = Memory::new(interval_secs, config.dogstatsd.max_contexts).forward_events(forward);
+        let memory = Arc::new(Mutex::new(memory));
+        aggregation = aggregation.with_memory(Arc::clone(&memory));
+        sources.push(Box::new(crate::dogstatsd::Listener::start(&config.dogstatsd, memory, interval_secs)));
+    }
     let mut counters = Counters::default();
     let mut reported = Counters::default();
     let mut ids = pipeline::id_generator();
@@ -164,9 +169,46 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
         }
         drop(source); // stops its threads and children (the collectors' tegrastats) and reaps them
     }
+    flush_memory(store.as_mut(), &mut aggregation, config, &mut counters);
     log::info!("signal received: stopped after the current step; queued data stays in the store");
     let _ = write_status(store.as_mut(), &counters, wall_clock());
     Ok(())
+}
+
+/// Longest the agent spends, when stopping, aggregating what the DogStatsD listener holds.
+pub const FLUSH_MEMORY_BUDGET: Duration = Duration::from_secs(10);
+
+/// Stopping: the listener's buckets, the open ones included, go through the aggregation step now
+/// (with a clock just past the newest bucket's close), so a SIGTERM loses nothing. Raw records of
+/// those buckets already queued are aggregated with them; apps' records for them arriving later
+/// are late and fold into the next bucket when the agent runs again (counted as late).
+fn flush_memory(
+    store: &mut dyn Store,
+    aggregation: &mut Aggregation,
+    config: &Config,
+    counters: &mut Counters,
+) {
+    let Some(end) = aggregation.memory_newest_end() else { return };
+    let now = end + config.grace.as_secs_f64();
+    let deadline = Instant::now() + FLUSH_MEMORY_BUDGET;
+    while aggregation.memory_newest_end().is_some() && Instant::now() < deadline {
+        match aggregation.step(store, now, counters) {
+            Ok(StepOutcome::Progress { .. }) => {}
+            Ok(StepOutcome::Idle) => break,
+            Err(error) => {
+                log::error!("{error}: cannot aggregate what the DogStatsD listener holds");
+                break;
+            }
+        }
+    }
+    if aggregation.memory_newest_end().is_some() {
+        log::error!(
+            "budget={FLUSH_MEMORY_BUDGET:?}: DogStatsD lines held in memory could not be aggregated before stopping; they are lost"
+        );
+    } else {
+        log::info!("DogStatsD lines held in memory aggregated before stopping");
+    }
+    aggregation.release_memory();
 }
 
 /// The enabled outputs ([`crate::dispatch::outputs`]) behind one dispatcher, logged; their
@@ -282,7 +324,7 @@ fn release_pass(
     }
     let deadline = Instant::now() + RELEASE_BUDGET;
     let batch = match destination {
-        Destination::Logs => LOGS_PER_BATCH,
+        Destination::Logs | Destination::Events | Destination::ServiceChecks => LOGS_PER_BATCH,
         _ => config.metrics_bulk_size.max(1),
     };
     let mut latencies = Vec::new();

@@ -310,7 +310,11 @@ mod tests {
                influxdb metrics       60\n  \
                dead influxdb metrics  70\n  \
                opentsdb metrics       80\n  \
-               dead opentsdb metrics  90\n\
+               dead opentsdb metrics  90\n  \
+               events                 100\n  \
+               dead events            110\n  \
+               service checks         120\n  \
+               dead service checks    130\n\
              status:\n  \
                last_release_at      1795310737.5 (2026-11-22T01:25:37+0000)\n  \
                last_release_result  202 accepted 120 points\n  \
@@ -341,7 +345,7 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.contains(
-                "  dead opentsdb metrics  90\n\
+                "  dead service checks    130\n\
                  serial links:\n  \
                    /dev/ttyUSB0  state 00ab10\n  \
                    unix:/tmp/u   state 7f\n\

@@ -194,6 +194,8 @@ pub struct Config {
     pub plugin_vars: BTreeMap<String, String>,
     /// `SERIAL_DEVICES`, `SERIAL_BAUD`.
     pub serial: crate::serial::Settings,
+    /// The DogStatsD listener (`DOGSTATSD_*`).
+    pub dogstatsd: crate::dogstatsd::Settings,
     /// `CHOUETTE_CA_BUNDLE` (else `REQUESTS_CA_BUNDLE`, which the original honoured through
     /// requests): extra PEM CA certificates to trust (TLS verification is always on).
     pub ca_bundle: Option<PathBuf>,
@@ -253,6 +255,7 @@ impl std::fmt::Debug for Config {
             .field("collector_plugins", &self.collector_plugins)
             .field("plugin_vars", &plugin_vars)
             .field("serial", &self.serial)
+            .field("dogstatsd", &self.dogstatsd)
             .field("ca_bundle", &self.ca_bundle)
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
@@ -699,6 +702,7 @@ impl Config {
         let collector_plugins = vars::COLLECTOR_PLUGINS.list(&env)?;
         let plugin_vars = plugin_vars(&env)?;
         let serial = crate::serial::Settings::from_vars(&env)?;
+        let dogstatsd = crate::dogstatsd::Settings::from_vars(&env)?;
 
         let ca_bundle = match vars::CHOUETTE_CA_BUNDLE.path(&env)? {
             Some(path) => Some(path),
@@ -735,6 +739,7 @@ impl Config {
             collector_plugins,
             plugin_vars,
             serial,
+            dogstatsd,
             ca_bundle,
             connect_timeout,
             request_timeout,

@@ -4,9 +4,10 @@
 //! Time is passed in (`now`, float Unix seconds), so tests drive the steps without sleeping.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use chouette_core::aggregate::{AggregatorConfig, GatewayAggregator};
+use chouette_core::aggregate::{Aggregator, AggregatorConfig};
 use chouette_core::metric::Timestamp;
 use chouette_core::wire::raw::{
     encode_raw_metric, parse_raw_metric, raw_scratch_len, Number, RawRecord, RawValue,
@@ -17,6 +18,7 @@ use chouette_core::wrap::WrapConfig;
 use chouette_core::MetricType;
 
 use crate::dispatch::{DestinationStats, Disposition, Outcome, Report};
+use crate::dogstatsd::memory::{Memory, Merged};
 use crate::store::{
     AggregationCommit, DeadRecord, NewRecord, Queue, Record, Store, StoreError, MAX_PAGE_BYTES,
 };
@@ -27,6 +29,11 @@ use crate::store::{
 /// A bucket holding more raw records than this is committed in several steps; the records after
 /// the first step's share are then late and folded into the next bucket (counted as late).
 pub const MAX_RAW_PER_STEP: usize = 100_000;
+
+/// The step's aggregator: 32,768 series-buckets (a bucket's app series plus the DogStatsD
+/// listener's contexts, `DOGSTATSD_MAX_CONTEXTS`), 1024 pooled sketches, 2 MiB of names and
+/// tags: about 7.3 MB, allocated for a run of steps and freed when idle.
+pub type StepAggregator = Aggregator<32768, 1024, { 2 << 20 }>;
 
 /// Raw records read per round trip within a step.
 pub const RAW_PAGE: usize = 10_000;
@@ -119,7 +126,7 @@ pub struct Aggregation {
     /// The bucket arithmetic (interval, grace, future horizon): the core's.
     config: AggregatorConfig,
     /// Allocated for a run of steps, freed by [`Aggregation::release_memory`] when idle.
-    aggregator: Option<Box<GatewayAggregator>>,
+    aggregator: Option<Box<StepAggregator>>,
     watermark: Option<f64>,
     ids: IdGenerator,
     max_per_step: usize,
@@ -127,6 +134,8 @@ pub struct Aggregation {
     outboxes: Vec<Queue>,
     /// Whether the "watermark ahead of the clock" warning was written.
     warned_clock: bool,
+    /// The DogStatsD listener's buckets, merged into the step's bucket (one point per series).
+    memory: Option<Arc<Mutex<Memory>>>,
 }
 
 impl Aggregation {
@@ -145,7 +154,21 @@ impl Aggregation {
             max_per_step: MAX_RAW_PER_STEP,
             outboxes: vec![Queue::WrappedMetrics],
             warned_clock: false,
+            memory: None,
         }
+    }
+
+    /// Merges the DogStatsD listener's buckets into each step's bucket: its lines and the apps'
+    /// records of the same series and bucket become one point, in the same commit.
+    pub fn with_memory(mut self, memory: Arc<Mutex<Memory>>) -> Aggregation {
+        self.memory = Some(memory);
+        self
+    }
+
+    /// Whether the listener's memory holds anything (the agent flushes it when stopping).
+    pub fn memory_newest_end(&self) -> Option<f64> {
+        let memory = self.memory.as_ref()?;
+        lock(memory).newest_end()
     }
 
     /// Limits the raw records per step (tests use small values).
@@ -219,8 +242,12 @@ impl Aggregation {
         } else {
             Some(at(stored))
         };
-        let Some(oldest) = store.oldest_score(Queue::RawMetrics)? else {
-            return Ok(Self::idle_unless(swept));
+        let oldest_raw = store.oldest_score(Queue::RawMetrics)?;
+        let oldest_memory = self.memory.as_ref().and_then(|m| lock(m).oldest());
+        let oldest = match (oldest_raw, oldest_memory) {
+            (Some(raw), Some(memory)) => raw.min(memory),
+            (Some(one), None) | (None, Some(one)) => one,
+            (None, None) => return Ok(Self::idle_unless(swept)),
         };
         // The bucket to emit: the oldest one present, but never one already emitted.
         let Some(bucket) = config.next_closed_bucket(at(oldest), watermark, at(now)) else {
@@ -235,6 +262,12 @@ impl Aggregation {
         };
         // Buckets before this one are closed: earlier records are late and fold into it.
         aggregator.close_before(bucket.start());
+        // The listener's lines of this bucket (and older ones, late) first: they are in memory,
+        // and the raw records fill what room is left (the rest waits for the next step).
+        let merged = match &self.memory {
+            Some(memory) => lock(memory).merge_into(&mut **aggregator, now, end),
+            None => Merged::default(),
+        };
         let mut commit = AggregationCommit {
             aggregated_until: end,
             outboxes: self.outboxes.clone(),
@@ -300,7 +333,12 @@ impl Aggregation {
                 break;
             }
         }
-        if read == 0 {
+        if read == 0 && merged.contexts == 0 {
+            if let (Some(memory), false) = (&self.memory, merged.refused.is_empty()) {
+                // Nothing to commit, but the refusals are final: counted, and the buckets done.
+                lock(memory).forget_through(end, &merged);
+                return Ok(StepOutcome::Progress { consumed: swept });
+            }
             return Ok(Self::idle_unless(swept));
         }
 
@@ -334,6 +372,10 @@ impl Aggregation {
             self.watermark = Some(end);
             counters.add_step(&step);
         }
+        if let Some(memory) = &self.memory {
+            // Committed (or nothing to commit): the listener's buckets before `end` are done.
+            lock(memory).forget_through(end, &merged);
+        }
         if !oversize.is_empty() {
             // After the commit: moving them earlier would shift the pages read above.
             let moved = store.dead_letter_oversize(Queue::RawMetrics, &oversize)?;
@@ -345,7 +387,7 @@ impl Aggregation {
             );
             consumed += oversize.len();
         }
-        if consumed == 0 && commit.wrapped.is_empty() {
+        if consumed == 0 && commit.wrapped.is_empty() && merged.contexts == 0 {
             // Everything was refused for capacity (cannot happen with a fresh aggregator).
             return Ok(Self::idle_unless(swept));
         }
@@ -359,6 +401,12 @@ impl Aggregation {
             StepOutcome::Idle
         }
     }
+}
+
+/// The memory, even if a receive thread panicked while holding it (its counters and buckets stay
+/// usable: every update leaves them consistent).
+pub fn lock(memory: &Mutex<Memory>) -> MutexGuard<'_, Memory> {
+    memory.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Moves raw records stamped after the core's future horizon (10 minutes ahead of `now`) to the
@@ -411,11 +459,11 @@ fn sweep_future(
 /// those stack pages out of the agent's resident memory (no frame of the agent's own thread ever
 /// holds an aggregator). `None` if the thread cannot be started (the step is retried next tick).
 #[inline(never)]
-fn new_aggregator(config: AggregatorConfig) -> Option<Box<GatewayAggregator>> {
-    let build = move || Box::new(GatewayAggregator::new(config));
+fn new_aggregator(config: AggregatorConfig) -> Option<Box<StepAggregator>> {
+    let build = move || Box::new(StepAggregator::new(config));
     let spawned = std::thread::Builder::new()
         .name("chouette-alloc".into())
-        .stack_size(std::mem::size_of::<GatewayAggregator>() * 2 + (1 << 20))
+        .stack_size(std::mem::size_of::<StepAggregator>() * 2 + (1 << 20))
         .spawn(build);
     match spawned.map(|handle| handle.join()) {
         Ok(Ok(aggregator)) => Some(aggregator),
@@ -686,6 +734,10 @@ pub fn cleanup(
         (Queue::DeadInfluxMetrics, metric_ttl),
         (Queue::OpentsdbMetrics, metric_ttl),
         (Queue::DeadOpentsdbMetrics, metric_ttl),
+        (Queue::Events, log_ttl),
+        (Queue::DeadEvents, log_ttl),
+        (Queue::ServiceChecks, log_ttl),
+        (Queue::DeadServiceChecks, log_ttl),
     ];
     // Every queue is tried: one failing (WRONGTYPE on its key) does not keep the others full.
     let mut failure = None;

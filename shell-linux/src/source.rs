@@ -90,6 +90,17 @@ impl<'a> Sink<'a> {
         self.store.add(Queue::RawMetrics, records)
     }
 
+    /// Records to one queue as they are: the DogStatsD listener's events ([`Queue::Events`])
+    /// and service checks ([`Queue::ServiceChecks`]), each the JSON body Datadog expects
+    /// (see [`crate::dispatch::events`]). Queue them only when
+    /// [`crate::dispatch::events_enabled`]: nothing else sends them.
+    pub fn add(&mut self, queue: Queue, records: &[NewRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.store.add(queue, records)
+    }
+
     /// Status fields (`chouette status`), merged into the status the agent writes.
     pub fn put_status(&mut self, fields: &[(&str, String)]) -> Result<(), StoreError> {
         self.store.put_status(fields)

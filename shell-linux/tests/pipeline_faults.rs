@@ -526,3 +526,52 @@ fn a_record_that_would_overflow_its_series_is_dead_lettered_not_lost() {
     let dead: Vec<String> = con.zrange("chouette:metrics:raw.dead.keys", 0, -1).unwrap();
     assert_eq!(dead, ["b"]);
 }
+
+#[test]
+fn the_listeners_lines_join_the_apps_records_in_one_point_even_after_refused_commits() {
+    use std::sync::{Arc, Mutex};
+
+    use chouette_agent::dogstatsd::memory::Memory;
+
+    let redis = RedisServer::start();
+    let mut con = redis.client();
+    let b = bucket();
+    write_raw(&mut con, &counts(b));
+    let memory = Arc::new(Mutex::new(Memory::new(INTERVAL, 100)));
+    {
+        let mut memory = memory.lock().unwrap();
+        memory.record_datagram(
+            b + 1.0,
+            b"faults.count:2|c|#t:x\nfaults.count:2|c|#t:x\nfaults.count:1:1|c|#t:x",
+        );
+        memory.record_datagram(b + 11.0, b"faults.count:2|c|#t:x\nfaults.only_here:5|g");
+    }
+    let mut store = store(&redis);
+    let mut agg = aggregation().with_memory(Arc::clone(&memory));
+    let mut counters = Counters::default();
+    let _: () =
+        redis::cmd("CONFIG").arg("SET").arg("min-replicas-to-write").arg("1").query(&mut con).unwrap();
+    for attempt in 0..3 {
+        assert!(agg.step(&mut store, now(), &mut counters).is_err(), "attempt {attempt}");
+        assert!(
+            !memory.lock().unwrap().is_empty(),
+            "attempt {attempt}: a refused commit consumed the listener's lines"
+        );
+    }
+    let _: () =
+        redis::cmd("CONFIG").arg("SET").arg("min-replicas-to-write").arg("0").query(&mut con).unwrap();
+    drain(&mut agg, &mut store, now(), &mut counters);
+
+    let points = wrapped_points(&mut con);
+    let want = BTreeMap::from([
+        (("faults.count".to_string(), b as u64), vec![106.0]),
+        (("faults.count".to_string(), b as u64 + 10), vec![52.0]),
+        (("faults.only_here".to_string(), b as u64 + 10), vec![5.0]),
+    ]);
+    assert_eq!(points, want);
+    assert_eq!(counters.aggregated, 150);
+    let memory = memory.lock().unwrap();
+    assert!(memory.is_empty());
+    assert_eq!((memory.stats().metric_lines, memory.stats().samples), (5, 6));
+    assert!(memory.stats().refused.is_empty(), "{:?}", memory.stats().refused);
+}

@@ -65,12 +65,13 @@ COMMANDS:
               cannot be requeued: counted, left in place.
               Raw metrics older than the aggregation watermark are folded by the agent into
               its oldest open bucket (counted as late), not into their original bucket.
-              Records older than METRIC_TTL / LOG_TTL are deleted at the agent's next cleanup.
+              Records older than METRIC_TTL / LOG_TTL (logs, events, service checks)
+              are deleted at the agent's next cleanup.
     purge     deletes matching records. Without --yes, prints what would be deleted and exits 2
 
 OPTIONS:
-    --queue Q          raw, wrapped, logs, influxdb, opentsdb or all (list: all by default;
-                       requeue and purge: required)
+    --queue Q          raw, wrapped, logs, influxdb, opentsdb, events, service_checks or all
+                       (list: all by default; requeue and purge: required)
     --reason R         only records refused for this reason (not_json, http_400, too_large...)
     --older-than SECS  only records whose timestamp is at least SECS seconds old
     --limit N          list: records to print after the summary (default 20; 0: none)
@@ -135,10 +136,12 @@ fn parse_queue(name: &str) -> Result<Vec<Queue>, CliError> {
         "logs" => vec![Queue::DeadLogs],
         "influxdb" => vec![Queue::DeadInfluxMetrics],
         "opentsdb" => vec![Queue::DeadOpentsdbMetrics],
+        "events" => vec![Queue::DeadEvents],
+        "service_checks" => vec![Queue::DeadServiceChecks],
         "all" => Queue::ALL.into_iter().filter(|q| q.is_dead()).collect(),
         other => {
             return Err(usage(format!(
-                "--queue {other:?}: expected raw, wrapped, logs, influxdb, opentsdb or all"
+                "--queue {other:?}: expected raw, wrapped, logs, influxdb, opentsdb, events, service_checks or all"
             )))
         }
     })
@@ -251,6 +254,8 @@ pub fn short_name(dead: Queue) -> &'static str {
         Queue::Logs | Queue::DeadLogs => "logs",
         Queue::InfluxMetrics | Queue::DeadInfluxMetrics => "influxdb",
         Queue::OpentsdbMetrics | Queue::DeadOpentsdbMetrics => "opentsdb",
+        Queue::Events | Queue::DeadEvents => "events",
+        Queue::ServiceChecks | Queue::DeadServiceChecks => "service_checks",
     }
 }
 
@@ -262,6 +267,8 @@ fn rank(dead: Queue) -> u8 {
         Queue::Logs | Queue::DeadLogs => 2,
         Queue::InfluxMetrics | Queue::DeadInfluxMetrics => 3,
         Queue::OpentsdbMetrics | Queue::DeadOpentsdbMetrics => 4,
+        Queue::Events | Queue::DeadEvents => 5,
+        Queue::ServiceChecks | Queue::DeadServiceChecks => 6,
     }
 }
 
@@ -741,6 +748,8 @@ fn live_name(short: &str) -> &'static str {
         "wrapped" => Queue::WrappedMetrics.name(),
         "influxdb" => Queue::InfluxMetrics.name(),
         "opentsdb" => Queue::OpentsdbMetrics.name(),
+        "events" => Queue::Events.name(),
+        "service_checks" => Queue::ServiceChecks.name(),
         _ => Queue::Logs.name(),
     }
 }
@@ -904,13 +913,17 @@ mod tests {
                 Queue::DeadWrappedMetrics,
                 Queue::DeadLogs,
                 Queue::DeadInfluxMetrics,
-                Queue::DeadOpentsdbMetrics
+                Queue::DeadOpentsdbMetrics,
+                Queue::DeadEvents,
+                Queue::DeadServiceChecks
             ]
         );
         assert_eq!(list.limit, DEFAULT_LIMIT);
         let list = run(&["list", "--queue=logs", "--reason", "http_400", "--limit", "0", "--json"]);
         assert_eq!(list.queues, [Queue::DeadLogs]);
         assert_eq!(list.reason.as_deref(), Some("http_400"));
+        assert_eq!(run(&["list", "--queue", "events"]).queues, [Queue::DeadEvents]);
+        assert_eq!(run(&["list", "--queue", "service_checks"]).queues, [Queue::DeadServiceChecks]);
         assert_eq!((list.limit, list.json), (0, true));
         let requeue = run(&["requeue", "--queue", "raw", "--dry-run", "--older-than", "60"]);
         assert_eq!(
@@ -935,7 +948,7 @@ mod tests {
             (&["purge", "--yes"], "`purge` needs --queue"),
             (
                 &["list", "--queue", "dead"],
-                "--queue \"dead\": expected raw, wrapped, logs, influxdb, opentsdb or all",
+                "--queue \"dead\": expected raw, wrapped, logs, influxdb, opentsdb, events, service_checks or all",
             ),
             (&["list", "--limit", "-1"], "--limit \"-1\": expected a count"),
             (&["list", "--reason"], "--reason needs a value"),

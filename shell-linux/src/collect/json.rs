@@ -62,6 +62,11 @@ impl<'a> Json<'a> {
         Ok(Json { text: sc.text().trim_matches([' ', '\n', '\r', '\t']) })
     }
 
+    /// The value's text as written, without surrounding whitespace (`{"a": 1}`, `"x"`, `12`).
+    pub fn raw(&self) -> &'a str {
+        self.text
+    }
+
     /// The value's first token, on a scanner positioned inside it.
     fn open(&self) -> Option<(Scanner<'a>, Token<'a>)> {
         let mut sc = Scanner::from_str(self.text);

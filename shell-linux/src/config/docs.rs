@@ -56,7 +56,7 @@ fn section_vars(section: Section) -> impl Iterator<Item = &'static Var> {
 /// The `ENVIRONMENT` part of `chouette --help`: every variable by section, with its default and
 /// help, then the section's note.
 pub fn help_variables() -> String {
-    const NAME: usize = 25;
+    const NAME: usize = 28;
     const DEFAULT: usize = 12;
     let indent = " ".repeat(4 + NAME + DEFAULT);
     let mut out = String::from(

@@ -107,19 +107,22 @@ pub enum Section {
     Collectors,
     /// The serial link to microcontrollers.
     Serial,
+    /// The DogStatsD listener.
+    DogStatsD,
     /// The agent's own log.
     Logging,
 }
 
 impl Section {
     /// Every section, in display order.
-    pub const ALL: [Section; 7] = [
+    pub const ALL: [Section; 8] = [
         Section::Outputs,
         Section::Timing,
         Section::Aggregation,
         Section::Store,
         Section::Collectors,
         Section::Serial,
+        Section::DogStatsD,
         Section::Logging,
     ];
 
@@ -132,6 +135,7 @@ impl Section {
             Section::Store => "store",
             Section::Collectors => "collectors",
             Section::Serial => "serial",
+            Section::DogStatsD => "dogstatsd",
             Section::Logging => "logging",
         }
     }
@@ -145,6 +149,7 @@ impl Section {
             Section::Store => "Store",
             Section::Collectors => "Collector plugins",
             Section::Serial => "Serial link (microcontrollers)",
+            Section::DogStatsD => "DogStatsD listener",
             Section::Logging => "Logging",
         }
     }
@@ -178,6 +183,12 @@ impl Section {
                 "A device that disappears (USB unplug, emulator restart) is reopened with a backoff \
                  of 100 ms doubling to 5 s; the agent keeps running."
             }
+            Section::DogStatsD => {
+                "Lines are aggregated in memory per AGGREGATE_INTERVAL bucket and merged with the \
+                 apps' records of the same series and bucket (one point). SIGTERM flushes what is \
+                 held; a kill -9 loses the buckets not yet aggregated, as with the Datadog Agent. A \
+                 socket that cannot be bound is an ERROR and the agent runs without it."
+            }
             Section::Logging => "JSON lines on stdout (the journal under systemd).",
         }
     }
@@ -194,7 +205,7 @@ const fn var(
 }
 
 use DefaultValue::{Described, Unset, Value};
-use Section::{Aggregation, Collectors, Logging, Outputs, Serial, Store, Timing};
+use Section::{Aggregation, Collectors, DogStatsD, Logging, Outputs, Serial, Store, Timing};
 
 const SECONDS: Kind = Kind::Seconds { min: 1 };
 const STRINGS: Kind = Kind::List { of: "strings", among: &[], any_case: false };
@@ -574,6 +585,67 @@ pub const SERIAL_BAUD: Var = var(
     Serial,
 );
 
+// ---- DogStatsD -----------------------------------------------------------------------------
+
+/// `DOGSTATSD_PORT`.
+pub const DOGSTATSD_PORT: Var = var(
+    "DOGSTATSD_PORT",
+    Value("8125"),
+    Kind::Text,
+    "UDP port of the DogStatsD listener (0 to 65535); 0 turns UDP off",
+    DogStatsD,
+);
+/// `DOGSTATSD_NON_LOCAL_TRAFFIC`.
+pub const DOGSTATSD_NON_LOCAL_TRAFFIC: Var = var(
+    "DOGSTATSD_NON_LOCAL_TRAFFIC",
+    Value("false"),
+    Kind::Bool,
+    "listen for UDP on every interface (0.0.0.0) rather than 127.0.0.1, as the Agent's option",
+    DogStatsD,
+);
+/// `DOGSTATSD_SOCKET`.
+pub const DOGSTATSD_SOCKET: Var = var(
+    "DOGSTATSD_SOCKET",
+    Unset,
+    Kind::Path,
+    "Unix datagram socket to listen on (a stale socket file there is replaced); unset, none",
+    DogStatsD,
+);
+/// `DOGSTATSD_SOCKET_MODE`.
+pub const DOGSTATSD_SOCKET_MODE: Var = var(
+    "DOGSTATSD_SOCKET_MODE",
+    Value("0622"),
+    Kind::Text,
+    "octal mode of the socket file (0622: any local user may write to it)",
+    DogStatsD,
+);
+/// `DOGSTATSD_BUFFER_SIZE`.
+pub const DOGSTATSD_BUFFER_SIZE: Var = var(
+    "DOGSTATSD_BUFFER_SIZE",
+    Value("8192"),
+    Kind::Count,
+    "largest datagram in bytes; longer ones are dropped and counted (truncated)",
+    DogStatsD,
+);
+/// `DOGSTATSD_SO_RCVBUF`.
+pub const DOGSTATSD_SO_RCVBUF: Var = var(
+    "DOGSTATSD_SO_RCVBUF",
+    Value("8388608"),
+    Kind::Count,
+    "receive buffer in bytes asked of the kernel (capped at net.core.rmem_max without \
+     CAP_NET_ADMIN; the size obtained is logged and in chouette status)",
+    DogStatsD,
+);
+/// `DOGSTATSD_MAX_CONTEXTS`.
+pub const DOGSTATSD_MAX_CONTEXTS: Var = var(
+    "DOGSTATSD_MAX_CONTEXTS",
+    Value("20000"),
+    Kind::Count,
+    "most contexts (name, type and tags) per interval; lines for more are refused and counted \
+     (contexts_full)",
+    DogStatsD,
+);
+
 // ---- Logging -------------------------------------------------------------------------------
 
 /// `LOG_LEVEL`.
@@ -645,6 +717,13 @@ pub const VARS: &[Var] = &[
     VCGENCMD_PATH,
     SERIAL_DEVICES,
     SERIAL_BAUD,
+    DOGSTATSD_PORT,
+    DOGSTATSD_NON_LOCAL_TRAFFIC,
+    DOGSTATSD_SOCKET,
+    DOGSTATSD_SOCKET_MODE,
+    DOGSTATSD_BUFFER_SIZE,
+    DOGSTATSD_SO_RCVBUF,
+    DOGSTATSD_MAX_CONTEXTS,
     LOG_LEVEL,
 ];
 

@@ -12,8 +12,8 @@ use chouette_core::Tag;
 use super::output::{Encoding, Framing, Limits, Output};
 use super::{parse_reason, Destination, DispatchConfig};
 
-/// JSON, and the API key in `DD-API-KEY` when set: both Datadog endpoints.
-fn headers(config: &DispatchConfig) -> Vec<(&'static str, String)> {
+/// JSON, and the API key in `DD-API-KEY` when set: every Datadog endpoint.
+pub(super) fn headers(config: &DispatchConfig) -> Vec<(&'static str, String)> {
     let mut headers = vec![("Content-Type", "application/json".to_owned())];
     if let Some(key) = &config.api_key {
         headers.push(("DD-API-KEY", key.expose().to_owned()));

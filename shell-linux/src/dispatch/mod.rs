@@ -8,6 +8,7 @@
 //! encoded entries are cut into payloads within the output's [`Limits`], compressed (zlib or
 //! gzip) and posted; splitting and bisection reuse the same entries. The outputs are
 //! [`DatadogSeries`] and [`DatadogLogs`] (the API key in the `DD-API-KEY` header only),
+//! [`DatadogEvents`] and [`DatadogServiceChecks`] (DogStatsD events and service checks),
 //! [`InfluxOutput`] and [`OpentsdbOutput`]; [`outputs`] builds the enabled ones.
 //!
 //! Each destination is an outbox of its own: its own [`Backoff`] (so its own "next attempt"
@@ -40,6 +41,7 @@
 
 mod backoff;
 pub mod datadog;
+pub mod events;
 pub mod gzip;
 pub mod influxdb;
 pub mod opentsdb;
@@ -49,6 +51,7 @@ mod transport;
 
 pub use backoff::{Backoff, DEFAULT_BASE, DEFAULT_CAP, MIN_DELAY};
 pub use datadog::{DatadogLogs, DatadogSeries};
+pub use events::{events_enabled, DatadogEvents, DatadogServiceChecks};
 pub use influxdb::InfluxOutput;
 pub use opentsdb::OpentsdbOutput;
 pub use output::{Encoding, Entries, Framing, Limits, Output};
@@ -89,6 +92,10 @@ pub struct DispatchConfig {
     pub series_url: String,
     /// `{DATADOG_LOGS_URL}/v1/input`, or `/api/v2/logs` with `CHOUETTE_LOGS_API=v2`.
     pub logs_url: String,
+    /// `{DATADOG_URL}/v1/events`: DogStatsD events, one per request.
+    pub events_url: String,
+    /// `{DATADOG_URL}/v1/check_run`: DogStatsD service checks, a JSON array.
+    pub check_run_url: String,
     /// Sent as `DD-API-KEY` when set.
     pub api_key: Option<Secret>,
     /// `GLOBAL_TAGS`, appended to every point's tags and every log's `ddtags`.
@@ -125,6 +132,8 @@ impl DispatchConfig {
         DispatchConfig {
             series_url: join_url(&config.datadog_url, "v1/series"),
             logs_url: join_url(&config.datadog_logs_url, logs_path),
+            events_url: join_url(&config.datadog_url, "v1/events"),
+            check_run_url: join_url(&config.datadog_url, "v1/check_run"),
             api_key: config.api_key.clone(),
             global_tags: config.global_tags.clone(),
             host: config.host.clone().filter(|h| !h.is_empty()),
@@ -133,12 +142,15 @@ impl DispatchConfig {
         }
     }
 
-    /// A configuration for `base` (series at `{base}/v1/series`, logs at `{base}/v1/input`),
-    /// with default limits, no tags and no host: for tests and tools.
+    /// A configuration for `base` (series at `{base}/v1/series`, logs at `{base}/v1/input`,
+    /// events at `{base}/v1/events`, service checks at `{base}/v1/check_run`), with default
+    /// limits, no tags and no host: for tests and tools.
     pub fn for_base_url(base: &str, api_key: Option<&str>) -> Self {
         DispatchConfig {
             series_url: join_url(base, "v1/series"),
             logs_url: join_url(base, "v1/input"),
+            events_url: join_url(base, "v1/events"),
+            check_run_url: join_url(base, "v1/check_run"),
             api_key: api_key.map(|k| Secret::new(k.to_owned())),
             global_tags: Vec::new(),
             host: None,
@@ -173,14 +185,24 @@ pub enum Destination {
     Influxdb,
     /// Wrapped metrics to OpenTSDB or Apptuit (`OPENTSDB_URL`), `/api/put`.
     Opentsdb,
+    /// DogStatsD events to `{DATADOG_URL}/v1/events`, one per request.
+    Events,
+    /// DogStatsD service checks to `{DATADOG_URL}/v1/check_run`.
+    ServiceChecks,
 }
 
 impl Destination {
     /// Every destination, in the order the agent serves them.
-    pub const ALL: [Destination; 4] =
-        [Destination::Metrics, Destination::Logs, Destination::Influxdb, Destination::Opentsdb];
+    pub const ALL: [Destination; 6] = [
+        Destination::Metrics,
+        Destination::Logs,
+        Destination::Influxdb,
+        Destination::Opentsdb,
+        Destination::Events,
+        Destination::ServiceChecks,
+    ];
 
-    /// `metrics`, `logs`, `influxdb`, `opentsdb`: the `destination` tag of the self-metrics and
+    /// `metrics`, `logs`, `influxdb`, `opentsdb`, `events`, `service_checks`: the `destination` tag of the self-metrics and
     /// the status fields (`metrics` and `logs` are Datadog's, named as before there were others).
     pub fn name(self) -> &'static str {
         match self {
@@ -188,6 +210,8 @@ impl Destination {
             Destination::Logs => "logs",
             Destination::Influxdb => "influxdb",
             Destination::Opentsdb => "opentsdb",
+            Destination::Events => "events",
+            Destination::ServiceChecks => "service_checks",
         }
     }
 
@@ -198,13 +222,15 @@ impl Destination {
             Destination::Logs => Queue::Logs,
             Destination::Influxdb => Queue::InfluxMetrics,
             Destination::Opentsdb => Queue::OpentsdbMetrics,
+            Destination::Events => Queue::Events,
+            Destination::ServiceChecks => Queue::ServiceChecks,
         }
     }
 
     /// The variable an operator fixes when the endpoint refuses everything.
     pub fn url_variable(self) -> &'static str {
         match self {
-            Destination::Metrics => "DATADOG_URL",
+            Destination::Metrics | Destination::Events | Destination::ServiceChecks => "DATADOG_URL",
             Destination::Logs => "DATADOG_LOGS_URL",
             Destination::Influxdb => "INFLUXDB_URL (and INFLUXDB_DATABASE, or INFLUXDB_ORG/INFLUXDB_BUCKET)",
             Destination::Opentsdb => "OPENTSDB_URL",
@@ -214,7 +240,9 @@ impl Destination {
     /// The variables an operator fixes when the credentials are refused (401, 403).
     pub fn auth_variable(self) -> &'static str {
         match self {
-            Destination::Metrics | Destination::Logs => "API_KEY",
+            Destination::Metrics | Destination::Logs | Destination::Events | Destination::ServiceChecks => {
+                "API_KEY"
+            }
             Destination::Influxdb => "INFLUXDB_USERNAME/INFLUXDB_PASSWORD or INFLUXDB_TOKEN",
             Destination::Opentsdb => "OPENTSDB_TOKEN",
         }
@@ -342,11 +370,15 @@ impl<T: Transport> Attempt<'_, T> {
         let body = match encoding {
             Encoding::Deflate => zlib::compress(json, self.level),
             Encoding::Gzip => gzip::compress(json, self.level),
+            Encoding::Identity => json.to_vec(),
         };
         if body.len() > self.output.limits().max_compressed {
             return Verdict::TooLarge { reason: "too_large".to_owned() };
         }
-        let mut headers: Vec<(&str, &str)> = vec![("Content-Encoding", encoding.header())];
+        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(self.headers.len() + 1);
+        if encoding != Encoding::Identity {
+            headers.push(("Content-Encoding", encoding.header()));
+        }
         headers.extend(self.headers.iter().map(|(k, v)| (*k, v.as_str())));
         self.report.requests += 1;
         let url = self.output.url();
@@ -468,16 +500,18 @@ pub fn parse_reason(err: &ParseError) -> String {
     }
 }
 
-/// The outputs `config` turns on, Datadog's two first: Datadog when `API_KEY` or `DATADOG_URL`
-/// is set (or in a dry run with nothing else configured), InfluxDB when `INFLUXDB_URL` is,
-/// OpenTSDB when `OPENTSDB_URL` is.
+/// The outputs `config` turns on, Datadog's first: Datadog (series, logs, DogStatsD events and
+/// service checks) when `API_KEY` or `DATADOG_URL` is set (or in a dry run with nothing else
+/// configured: [`events_enabled`]), InfluxDB when `INFLUXDB_URL` is, OpenTSDB when
+/// `OPENTSDB_URL` is.
 /// `dispatch` is [`DispatchConfig::from_config`]`(config)`, built once by the caller.
 pub fn outputs(config: &Config, dispatch: &DispatchConfig) -> Vec<Box<dyn Output>> {
     let mut out: Vec<Box<dyn Output>> = Vec::new();
-    let nothing_else = config.influxdb.is_none() && config.opentsdb.is_none();
-    if config.datadog || nothing_else {
+    if events_enabled(config) {
         out.push(Box::new(DatadogSeries::new(dispatch)));
         out.push(Box::new(DatadogLogs::new(dispatch)));
+        out.push(Box::new(DatadogEvents::new(dispatch)));
+        out.push(Box::new(DatadogServiceChecks::new(dispatch)));
     }
     if let Some(influx) = &config.influxdb {
         out.push(Box::new(InfluxOutput::new(influx, dispatch)));
@@ -727,18 +761,45 @@ fn dead(reason: &str) -> Disposition {
 
 /// Settles the chunks of one call in order, sharing the evidence that the endpoint works; the
 /// chunks after a call-ending outcome are kept.
+///
+/// A chunk of one record (an output that sends one record per payload: DogStatsD events)
+/// refused before anything was accepted is not yet judged: the next chunks are tried, up to
+/// `3·ceil(log2(chunks)) + 1` such refusals (the bisection's own bound). If one of them is
+/// accepted, those lone records are poison: dead, without another request. Otherwise the
+/// endpoint refuses everything ([`Outcome::Refused`], all kept). So a refused event at the head
+/// of its queue is dead-lettered instead of blocking the queue behind it. A larger chunk refused
+/// whole already looked for evidence inside itself (see `settle`): the call ends there.
 fn settle_chunks<F>(chunks: &[Vec<usize>], send: &mut F, out: &mut [Option<Disposition>]) -> Outcome
 where
     F: FnMut(&[usize]) -> Verdict,
 {
+    let most_refused = 3 * chunks.len().next_power_of_two().trailing_zeros() as usize + 1;
     let mut settler = Settler::new();
+    let mut refused: Vec<usize> = Vec::new();
+    let mut refusal = None;
     for chunk in chunks {
-        let outcome = settler.settle(chunk, send, out);
-        if outcome != Outcome::Settled {
-            return outcome; // the rest stays unsettled: kept
+        match settler.settle(chunk, send, out) {
+            Outcome::Settled => {}
+            Outcome::Refused { reason }
+                if chunk.len() == 1 && !settler.accepted() && refused.len() + 1 < most_refused =>
+            {
+                refused.push(chunk[0]); // marked kept for now
+                refusal = Some(reason);
+                settler = Settler::new(); // no evidence is lost: there was none
+            }
+            outcome => return outcome, // the rest stays unsettled: kept
         }
     }
-    Outcome::Settled
+    match refusal {
+        Some(reason) if !settler.accepted() => Outcome::Refused { reason },
+        Some(reason) => {
+            for i in refused {
+                out[i] = Some(Disposition::Dead { reason: reason.clone() });
+            }
+            Outcome::Settled
+        }
+        None => Outcome::Settled,
+    }
 }
 
 /// How one call went, for [`finish`].

@@ -24,6 +24,8 @@ pub enum Encoding {
     Deflate,
     /// gzip: InfluxDB, OpenTSDB, VictoriaMetrics.
     Gzip,
+    /// Not compressed, no `Content-Encoding` header: Datadog's `/api/v1/events`.
+    Identity,
 }
 
 impl Encoding {
@@ -32,6 +34,7 @@ impl Encoding {
         match self {
             Encoding::Deflate => "deflate",
             Encoding::Gzip => "gzip",
+            Encoding::Identity => "identity",
         }
     }
 }

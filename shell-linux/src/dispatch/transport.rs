@@ -419,6 +419,7 @@ impl<W: Write + Send> Transport for DryRunTransport<W> {
         let other = |detail: String| TransportError::Other { url: url.to_owned(), detail };
         let json = match headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("Content-Encoding")) {
             Some((_, "gzip")) => crate::dispatch::gzip::decompress(body).map_err(other)?,
+            None => body.to_vec(),
             _ => inflate(body).map_err(|e| other(e.to_string()))?,
         };
         self.post_payload(url, headers, body, &json)
@@ -440,7 +441,7 @@ impl<W: Write + Send> Transport for DryRunTransport<W> {
         if content_type.is_some_and(|t| t.starts_with("text/plain")) {
             // Line protocol: already one point per line.
             let _ = self.out.write_all(json.as_bytes());
-        } else if url.contains("/api/put") {
+        } else if url.contains("/api/put") || url.contains("/v1/events") || url.contains("/v1/check_run") {
             let _ = writeln!(self.out, "{json}");
         } else if json.trim_start().starts_with('[') {
             render_logs(&json, &mut self.out).map_err(|e| other(e.to_string()))?;

@@ -33,11 +33,19 @@ pub enum Queue {
     OpentsdbMetrics,
     /// `chouette:metrics:wrapped.opentsdb.dead`: points OpenTSDB refused.
     DeadOpentsdbMetrics,
+    /// `chouette:events`: DogStatsD events (one JSON body for `/api/v1/events` each).
+    Events,
+    /// `chouette:events.dead`: events Datadog refused or that are not an event's JSON.
+    DeadEvents,
+    /// `chouette:service_checks`: DogStatsD service checks (one `/api/v1/check_run` entry each).
+    ServiceChecks,
+    /// `chouette:service_checks.dead`: service checks refused or not a check's JSON.
+    DeadServiceChecks,
 }
 
 impl Queue {
     /// Every queue.
-    pub const ALL: [Queue; 10] = [
+    pub const ALL: [Queue; 14] = [
         Queue::RawMetrics,
         Queue::WrappedMetrics,
         Queue::Logs,
@@ -48,6 +56,10 @@ impl Queue {
         Queue::DeadInfluxMetrics,
         Queue::OpentsdbMetrics,
         Queue::DeadOpentsdbMetrics,
+        Queue::Events,
+        Queue::DeadEvents,
+        Queue::ServiceChecks,
+        Queue::DeadServiceChecks,
     ];
 
     /// The outboxes of the metric outputs: every aggregation commit writes its points to the
@@ -68,6 +80,10 @@ impl Queue {
             Queue::DeadInfluxMetrics => keys::DEAD_WRAPPED_INFLUXDB,
             Queue::OpentsdbMetrics => keys::WRAPPED_OPENTSDB,
             Queue::DeadOpentsdbMetrics => keys::DEAD_WRAPPED_OPENTSDB,
+            Queue::Events => keys::EVENTS,
+            Queue::DeadEvents => keys::DEAD_EVENTS,
+            Queue::ServiceChecks => keys::SERVICE_CHECKS,
+            Queue::DeadServiceChecks => keys::DEAD_SERVICE_CHECKS,
         }
     }
 
@@ -84,6 +100,8 @@ impl Queue {
             Queue::Logs | Queue::DeadLogs => Queue::DeadLogs,
             Queue::InfluxMetrics | Queue::DeadInfluxMetrics => Queue::DeadInfluxMetrics,
             Queue::OpentsdbMetrics | Queue::DeadOpentsdbMetrics => Queue::DeadOpentsdbMetrics,
+            Queue::Events | Queue::DeadEvents => Queue::DeadEvents,
+            Queue::ServiceChecks | Queue::DeadServiceChecks => Queue::DeadServiceChecks,
         }
     }
 
@@ -96,6 +114,8 @@ impl Queue {
                 | Queue::DeadLogs
                 | Queue::DeadInfluxMetrics
                 | Queue::DeadOpentsdbMetrics
+                | Queue::DeadEvents
+                | Queue::DeadServiceChecks
         )
     }
 
@@ -107,6 +127,8 @@ impl Queue {
             Queue::DeadLogs => Queue::Logs,
             Queue::DeadInfluxMetrics => Queue::InfluxMetrics,
             Queue::DeadOpentsdbMetrics => Queue::OpentsdbMetrics,
+            Queue::DeadEvents => Queue::Events,
+            Queue::DeadServiceChecks => Queue::ServiceChecks,
             live => live,
         }
     }
@@ -122,12 +144,16 @@ impl Queue {
             Queue::RawMetrics | Queue::WrappedMetrics | Queue::InfluxMetrics | Queue::OpentsdbMetrics => {
                 64 * 1024
             }
-            Queue::Logs => 1024 * 1024,
+            // An event or a check is one datagram (DOGSTATSD_BUFFER_SIZE, 8 KiB by default) in
+            // JSON: a log's limit leaves room for any buffer size an operator sets.
+            Queue::Logs | Queue::Events | Queue::ServiceChecks => 1024 * 1024,
             Queue::DeadRawMetrics
             | Queue::DeadWrappedMetrics
             | Queue::DeadLogs
             | Queue::DeadInfluxMetrics
-            | Queue::DeadOpentsdbMetrics => 16 * 1024 * 1024,
+            | Queue::DeadOpentsdbMetrics
+            | Queue::DeadEvents
+            | Queue::DeadServiceChecks => 16 * 1024 * 1024,
         }
     }
 
@@ -144,6 +170,10 @@ impl Queue {
             Queue::DeadInfluxMetrics => "dead influxdb metrics",
             Queue::OpentsdbMetrics => "opentsdb metrics",
             Queue::DeadOpentsdbMetrics => "dead opentsdb metrics",
+            Queue::Events => "events",
+            Queue::DeadEvents => "dead events",
+            Queue::ServiceChecks => "service checks",
+            Queue::DeadServiceChecks => "dead service checks",
         }
     }
 }

@@ -1,0 +1,852 @@
+//! The listener's memory: DogStatsD lines aggregated per flush bucket until the aggregation step
+//! merges a closed bucket into the apps' records of the same bucket (one point per series).
+//!
+//! ```text
+//! receive threads ── record_datagram(now, bytes) ──► buckets: start → contexts → partial state
+//! aggregation step ── merge_into(aggregator, end) ──► Aggregator::merge (core), per context
+//!                  └─ forget_through(end) after the commit: those buckets are done
+//! ```
+//!
+//! A context is a name, a type and a set of tags (order-free, duplicates collapse), identified by
+//! a 64-bit hash as the core and the Datadog Agent do. Lines are stamped on receipt (`now`), or
+//! by their `|T` timestamp; a line for a bucket the step already took folds into the newest open
+//! bucket and is counted as late, as the core does with late samples. Nothing here waits on the
+//! store: the step takes the lock to read closed buckets, the receive threads to record.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chouette_core::aggregate::{AggregatorConfig, Partial};
+use chouette_core::hash::{hash_bytes, hash_u64};
+use chouette_core::limits::{MAX_NAME_BYTES, MAX_TAGS, MAX_TAG_BYTES};
+use chouette_core::metric::{Member, MetricType, OutputType, Sample, Tag, Timestamp, Value as CoreValue};
+use chouette_core::sketch::{hash_member, Histogram, SetCounter};
+use chouette_core::wire::dogstatsd::{
+    parse_datagram, sample_weight, scaled_count, Kind, Message, Tags, Value,
+};
+
+/// Histogram samples kept as a plain list before a context moves to a [`Histogram`] (2 KB).
+const INLINE_SAMPLES: usize = 8;
+/// Set members kept as a plain list of hashes before a context moves to a [`SetCounter`] (3 KB).
+const INLINE_MEMBERS: usize = 8;
+/// Heaviest sample weight (`1/rate`) recorded: a histogram line at a lower rate is refused
+/// (`sample_rate_too_low`) rather than inserted millions of times.
+pub const MAX_WEIGHT: u32 = 10_000;
+/// Longest bad line kept for `chouette status`, in bytes.
+pub const LAST_BAD_LINE_BYTES: usize = 200;
+/// `|T` timestamps further ahead of the receipt are refused (`timestamp_in_future`), as the
+/// core refuses samples past its horizon.
+pub const MAX_FUTURE_SECS: u32 = AggregatorConfig::DEFAULT.max_future_secs();
+/// Most `|T` points waiting for the listener's next turn; more are refused (`timestamped_full`).
+pub const MAX_TIMESTAMPED: usize = 100_000;
+/// Most events and service checks waiting for the listener's next turn; more are ignored, counted
+/// (`events_full`).
+pub const MAX_EVENTS: usize = 10_000;
+/// Most buckets held: while the aggregation step cannot commit (the store is down), lines past
+/// this many buckets fold into the newest one (late) instead of opening more.
+pub const MAX_HELD_BUCKETS: usize = 6;
+/// Contexts listed by [`Memory::top`].
+pub const TOP_CONTEXTS: usize = 10;
+
+/// What the listener counted since it started (status fields and self-metrics).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MemoryStats {
+    /// Lines read, good or bad.
+    pub lines: u64,
+    /// Metric values recorded (each packed value counts).
+    pub samples: u64,
+    /// Good metric lines recorded.
+    pub metric_lines: u64,
+    /// Events (`_e`) read.
+    pub events: u64,
+    /// Service checks (`_sc`) read.
+    pub service_checks: u64,
+    /// Lines (or, at merge time, contexts) refused, by reason.
+    pub refused: BTreeMap<&'static str, u64>,
+    /// `<reason>: <line>` of the last refused line.
+    pub last_bad_line: Option<String>,
+    /// Lines whose bucket the step had already taken, folded into the newest open bucket.
+    pub late: u64,
+    /// Contexts in the last bucket the step merged.
+    pub contexts: usize,
+    /// `|T` points (counts and gauges sent as they are).
+    pub timestamped: u64,
+    /// Good events and service checks not forwarded: `events` and `service_checks` (Datadog is
+    /// not an output), `events_full` (too many waiting).
+    pub ignored: BTreeMap<&'static str, u64>,
+}
+
+impl MemoryStats {
+    /// Lines accounted for: good metric lines, events, service checks and refused lines
+    /// (context refusals at merge time excluded). Equal to `lines`.
+    pub fn accounted_lines(&self) -> u64 {
+        let refused: u64 =
+            self.refused.iter().filter(|(r, _)| !r.starts_with("merge_")).map(|(_, n)| n).sum();
+        self.metric_lines + self.events + self.service_checks + refused
+    }
+
+    fn refuse(&mut self, reason: &'static str, line: &[u8]) {
+        *self.refused.entry(reason).or_default() += 1;
+        let end = line.len().min(LAST_BAD_LINE_BYTES);
+        self.last_bad_line = Some(format!("{reason}: {}", String::from_utf8_lossy(&line[..end])));
+    }
+}
+
+#[derive(Debug)]
+enum State {
+    Sum { sum: f64, n: u64 },
+    Gauge { last: f64, last_ts: f64, sum: f64, n: u64 },
+    Samples(Vec<f64>),
+    Histogram(Box<Histogram>),
+    Hashes { hashes: Vec<u64>, samples: u64 },
+    Set { counter: Box<SetCounter>, samples: u64 },
+}
+
+#[derive(Debug)]
+struct Context {
+    name: Box<str>,
+    kind: MetricType,
+    /// As sent, in order (the core sorts and deduplicates when it merges).
+    tags: Vec<Box<str>>,
+    state: State,
+    /// Values recorded (weights not counted), for [`Memory::top`].
+    samples: u64,
+}
+
+/// Contexts of one bucket, by context hash.
+type Contexts = HashMap<u64, Context, BuildIdentity>;
+
+/// The keys are already hashes: no second hashing.
+#[derive(Default, Clone, Copy)]
+struct BuildIdentity;
+
+impl std::hash::BuildHasher for BuildIdentity {
+    type Hasher = Identity;
+    fn build_hasher(&self) -> Identity {
+        Identity(0)
+    }
+}
+
+struct Identity(u64);
+
+impl std::hash::Hasher for Identity {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = hash_bytes(self.0, bytes);
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// What [`Memory::merge_into`] did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Merged {
+    /// Contexts merged into the aggregator.
+    pub contexts: usize,
+    /// Contexts the aggregator refused, by reason (`merge_<RecordError>`): counted once the
+    /// commit is in the store ([`Memory::forget_through`]).
+    pub refused: BTreeMap<&'static str, u64>,
+}
+
+/// The listener's buckets. See the [module docs](self).
+pub struct Memory {
+    interval: u32,
+    max_contexts: usize,
+    buckets: BTreeMap<i64, Contexts>,
+    /// Buckets starting before this were taken by the step: later lines for them are late.
+    open_from: i64,
+    stats: MemoryStats,
+    top: Vec<(String, u64)>,
+    timestamped: Vec<Timestamped>,
+    forward_events: bool,
+    events: Vec<Event>,
+}
+
+/// An event or a service check, as the JSON body of Datadog's v1 API ([`super::events`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// A service check (`check_run`), else an event.
+    pub check: bool,
+    /// When it was received, Unix seconds.
+    pub received: f64,
+    /// The JSON record.
+    pub record: Vec<u8>,
+}
+
+/// A `|T` count or gauge: not aggregated, a point of its own at its own timestamp, as the Datadog
+/// Agent sends them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timestamped {
+    /// The metric name.
+    pub name: String,
+    /// `count` (the line's values summed, rates applied) or `gauge` (its last value).
+    pub kind: OutputType,
+    /// The tags as sent (and `container_id:`).
+    pub tags: Vec<String>,
+    /// The value.
+    pub value: f64,
+    /// Its `|T`, Unix seconds.
+    pub timestamp: f64,
+}
+
+impl Memory {
+    /// Buckets of `interval_secs`, at most `max_contexts` contexts in each.
+    pub fn new(interval_secs: u32, max_contexts: usize) -> Memory {
+        Memory {
+            interval: interval_secs.max(1),
+            max_contexts,
+            buckets: BTreeMap::new(),
+            open_from: i64::MIN,
+            stats: MemoryStats::default(),
+            top: Vec::new(),
+            timestamped: Vec::new(),
+            forward_events: false,
+            events: Vec::new(),
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &MemoryStats {
+        &self.stats
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+
+    /// Start of the oldest bucket held (float Unix seconds).
+    pub fn oldest(&self) -> Option<f64> {
+        self.buckets.keys().next().map(|&start| start as f64)
+    }
+
+    /// End of the newest bucket held.
+    pub fn newest_end(&self) -> Option<f64> {
+        self.buckets.keys().next_back().map(|&start| (start + i64::from(self.interval)) as f64)
+    }
+
+    /// Contexts held, all buckets together.
+    pub fn contexts(&self) -> usize {
+        self.buckets.values().map(HashMap::len).sum()
+    }
+
+    /// The contexts with the most samples in the last bucket merged, `name{tags}` and samples.
+    pub fn top(&self) -> &[(String, u64)] {
+        &self.top
+    }
+
+    fn bucket_start(&self, ts: f64) -> i64 {
+        let interval = i64::from(self.interval);
+        (ts.floor() as i64).div_euclid(interval) * interval
+    }
+
+    /// Parses one datagram received at `now` (float Unix seconds) and records its lines.
+    pub fn record_datagram(&mut self, now: f64, datagram: &[u8]) {
+        for line in parse_datagram(datagram) {
+            self.stats.lines += 1;
+            match line.result {
+                Err(error) => self.stats.refuse(error.reason(), line.bytes),
+                Ok(message @ Message::Event { .. }) => {
+                    self.stats.events += 1;
+                    self.keep_event(&message, now, false);
+                }
+                Ok(message @ Message::ServiceCheck { .. }) => {
+                    self.stats.service_checks += 1;
+                    self.keep_event(&message, now, true);
+                }
+                Ok(Message::Metric { name, values, kind, sample_rate, tags, container_id, timestamp }) => {
+                    // `|T` on a count or gauge: a point of its own, as the Agent (it ignores `|T`
+                    // on the other types, and so does this).
+                    let passthrough = matches!(kind, Kind::Count | Kind::Gauge);
+                    let at = timestamp.filter(|_| passthrough).map_or(now, |t| t as f64);
+                    let line_ = Line { name, kind, tags, container_id, sample_rate, at, now };
+                    let result = if passthrough && timestamp.is_some() {
+                        self.record_timestamped(&line_, values.iter())
+                    } else {
+                        self.record_metric(&line_, values.iter())
+                    };
+                    match result {
+                        Ok(n) => {
+                            self.stats.metric_lines += 1;
+                            self.stats.samples += n;
+                        }
+                        Err(reason) => self.stats.refuse(reason, line.bytes),
+                    }
+                }
+            }
+        }
+    }
+
+    /// A `|T` count or gauge: its values make one point at its own time (a count's sum, a
+    /// gauge's last value), queued for [`take_timestamped`](Self::take_timestamped).
+    fn record_timestamped<'a>(
+        &mut self,
+        line: &Line<'a>,
+        values: impl Iterator<Item = Value<'a>>,
+    ) -> Result<u64, &'static str> {
+        check_line(line)?;
+        if self.timestamped.len() >= MAX_TIMESTAMPED {
+            return Err("timestamped_full");
+        }
+        let (mut value, mut n) = (0.0, 0);
+        for v in values {
+            if let Value::Number(v) = v {
+                value = match line.kind {
+                    Kind::Count => value + scaled_count(v, line.sample_rate),
+                    _ => v,
+                };
+                n += 1;
+            }
+        }
+        if !value.is_finite() {
+            return Err("overflow");
+        }
+        let mut tags: Vec<String> = line.tags.iter().map(String::from).collect();
+        if let Some(id) = line.container_id {
+            tags.push(format!("container_id:{id}"));
+        }
+        let kind = if line.kind == Kind::Count { OutputType::Count } else { OutputType::Gauge };
+        self.timestamped.push(Timestamped {
+            name: line.name.to_owned(),
+            kind,
+            tags,
+            value,
+            timestamp: line.at,
+        });
+        self.stats.timestamped += 1;
+        Ok(n)
+    }
+
+    /// Queues an event's or a service check's record for Datadog, or counts it as ignored when
+    /// Datadog is not an output. Counted in `events`/`service_checks` either way (the line is
+    /// good); a full queue drops it, counted (`events_full`).
+    fn keep_event(&mut self, message: &Message<'_>, now: f64, check: bool) {
+        if !self.forward_events {
+            *self.stats.ignored.entry(if check { "service_checks" } else { "events" }).or_default() += 1;
+            return;
+        }
+        if self.events.len() >= MAX_EVENTS {
+            *self.stats.ignored.entry("events_full").or_default() += 1;
+            return;
+        }
+        if let Some(record) = super::events::record(message, now) {
+            self.events.push(Event { check, received: now, record });
+        }
+    }
+
+    /// Events and service checks are queued for Datadog (it is an output); otherwise they are
+    /// counted as ignored.
+    pub fn forward_events(mut self, on: bool) -> Memory {
+        self.forward_events = on;
+        self
+    }
+
+    /// The events and service checks received since the last call, oldest first.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The `|T` points received since the last call, oldest first.
+    pub fn take_timestamped(&mut self) -> Vec<Timestamped> {
+        std::mem::take(&mut self.timestamped)
+    }
+
+    /// Whether `|T` points wait for [`take_timestamped`](Self::take_timestamped).
+    pub fn has_timestamped(&self) -> bool {
+        !self.timestamped.is_empty() || !self.events.is_empty()
+    }
+
+    fn record_metric<'a>(
+        &mut self,
+        line: &Line<'a>,
+        values: impl Iterator<Item = Value<'a>> + Clone,
+    ) -> Result<u64, &'static str> {
+        let weight = match line.kind {
+            Kind::Histogram | Kind::Timer | Kind::Distribution => sample_weight(line.sample_rate),
+            _ => 1,
+        };
+        if weight > MAX_WEIGHT {
+            return Err("sample_rate_too_low");
+        }
+        check_line(line)?;
+        let kind = line.kind.metric_type();
+        let hash = context_hash(kind, line.name, line.tags, line.container_id);
+        let mut start = self.bucket_start(line.at);
+        if start < self.open_from {
+            start = self.open_from;
+            self.stats.late += 1;
+        }
+        // The step is behind (the store is down): past MAX_HELD_BUCKETS, lines fold into the
+        // newest bucket held, so memory stops growing with time (counted as late).
+        if let Some(&newest) = self.buckets.keys().next_back() {
+            if start > newest && self.buckets.len() >= MAX_HELD_BUCKETS {
+                start = newest;
+                self.stats.late += 1;
+            }
+        }
+        let max_contexts = self.max_contexts;
+        let contexts = self.buckets.entry(start).or_default();
+        let context = match contexts.get_mut(&hash) {
+            Some(context) if context.kind == kind && *context.name == *line.name => context,
+            Some(_) => return Err("context_collision"),
+            None => {
+                if contexts.len() >= max_contexts {
+                    if contexts.is_empty() {
+                        self.buckets.remove(&start);
+                    }
+                    return Err("contexts_full");
+                }
+                let mut tags: Vec<Box<str>> = line.tags.iter().map(Box::from).collect();
+                if let Some(id) = line.container_id {
+                    tags.push(format!("container_id:{id}").into_boxed_str());
+                }
+                let state = match kind {
+                    MetricType::Count | MetricType::Rate => State::Sum { sum: 0.0, n: 0 },
+                    MetricType::Gauge => {
+                        State::Gauge { last: 0.0, last_ts: f64::NEG_INFINITY, sum: 0.0, n: 0 }
+                    }
+                    MetricType::Set => State::Hashes { hashes: Vec::new(), samples: 0 },
+                    MetricType::Histogram | MetricType::Distribution => State::Samples(Vec::new()),
+                };
+                contexts.entry(hash).or_insert(Context {
+                    name: line.name.into(),
+                    kind,
+                    tags,
+                    state,
+                    samples: 0,
+                })
+            }
+        };
+        let mut n = 0;
+        for value in values {
+            n += 1;
+            apply(&mut context.state, value, line, weight);
+        }
+        context.samples += n;
+        Ok(n)
+    }
+
+    /// Merges every context of the buckets starting before `end` into `aggregator` (the step's,
+    /// whose bucket ends at `end`; older buckets fold into it as late). Nothing is removed: after
+    /// the commit, [`forget_through`](Self::forget_through) drops them; if the commit fails, the
+    /// next step merges them again. From now on, lines for those buckets are late.
+    pub fn merge_into<const S: usize, const K: usize, const B: usize>(
+        &mut self,
+        aggregator: &mut chouette_core::aggregate::Aggregator<S, K, B>,
+        now: f64,
+        end: f64,
+    ) -> Merged {
+        let end = end.floor() as i64;
+        self.open_from = self.open_from.max(self.bucket_start(end as f64));
+        let now = Timestamp::from_secs_f64(now);
+        let mut merged = Merged::default();
+        let mut tags: Vec<Tag<'_>> = Vec::new();
+        for (&start, contexts) in self.buckets.range(..end) {
+            for context in contexts.values() {
+                tags.clear();
+                tags.extend(context.tags.iter().map(|t| Tag::parse(t)));
+                let key = Sample {
+                    name: &context.name,
+                    kind: context.kind,
+                    tags: &tags,
+                    value: CoreValue::Number(0.0),
+                    timestamp: Timestamp::from_secs_f64(start as f64),
+                };
+                let partial = match &context.state {
+                    State::Sum { sum, n } => Partial::Sum { sum: *sum, n: *n },
+                    State::Gauge { last, last_ts, sum, n } => Partial::Gauge {
+                        last: *last,
+                        last_ts: Timestamp::from_secs_f64(*last_ts),
+                        sum: *sum,
+                        n: *n,
+                    },
+                    State::Samples(values) => Partial::Samples(values),
+                    State::Histogram(histogram) => Partial::Histogram(histogram),
+                    State::Hashes { hashes, samples } => Partial::SetHashes { hashes, samples: *samples },
+                    State::Set { counter, samples } => Partial::Set { counter, samples: *samples },
+                };
+                match aggregator.merge(now, &key, partial) {
+                    Ok(()) => merged.contexts += 1,
+                    Err(error) => *merged.refused.entry(merge_reason(error)).or_default() += 1,
+                }
+            }
+        }
+        merged
+    }
+
+    /// The step committed the buckets starting before `end` (what [`merge_into`] merged, and
+    /// `merged`'s refusals are counted now): drops them.
+    pub fn forget_through(&mut self, end: f64, merged: &Merged) {
+        let end = end.floor() as i64;
+        for (reason, n) in &merged.refused {
+            *self.stats.refused.entry(reason).or_default() += n;
+        }
+        let kept = self.buckets.split_off(&end);
+        let done = std::mem::replace(&mut self.buckets, kept);
+        if let Some((_, last)) = done.into_iter().next_back() {
+            self.stats.contexts = last.len();
+            let mut top: Vec<(&Context, u64)> = last.values().map(|c| (c, c.samples)).collect();
+            top.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.name.cmp(&b.0.name)));
+            self.top = top
+                .into_iter()
+                .take(TOP_CONTEXTS)
+                .map(|(c, n)| (format!("{}{{{}}}", c.name, c.tags.join(",")), n))
+                .collect();
+        }
+    }
+}
+
+/// A metric line's fields, what its values are recorded under.
+struct Line<'a> {
+    name: &'a str,
+    kind: Kind,
+    tags: Tags<'a>,
+    container_id: Option<&'a str>,
+    sample_rate: Option<f64>,
+    /// When it counts: its `|T`, or its receipt.
+    at: f64,
+    /// Its receipt.
+    now: f64,
+}
+
+/// The checks every metric line passes before it is kept: the core's limits on names and tags,
+/// and its horizon on timestamps.
+fn check_line(line: &Line<'_>) -> Result<(), &'static str> {
+    if line.name.len() > MAX_NAME_BYTES {
+        return Err("name_too_long");
+    }
+    let tag_count = line.tags.iter().count() + usize::from(line.container_id.is_some());
+    if tag_count > MAX_TAGS {
+        return Err("too_many_tags");
+    }
+    let container_len = line.container_id.map_or(0, |id| "container_id:".len() + id.len());
+    if line.tags.iter().any(|t| t.len() > MAX_TAG_BYTES) || container_len > MAX_TAG_BYTES {
+        return Err("tag_too_long");
+    }
+    if line.at > line.now + f64::from(MAX_FUTURE_SECS) {
+        return Err("timestamp_in_future");
+    }
+    Ok(())
+}
+
+fn apply(state: &mut State, value: Value<'_>, line: &Line<'_>, weight: u32) {
+    match (state, value) {
+        (State::Sum { sum, n }, Value::Number(v)) => {
+            *sum += scaled_count(v, line.sample_rate);
+            *n += 1;
+        }
+        (State::Gauge { last, last_ts, sum, n }, Value::Number(v)) => {
+            if line.at >= *last_ts {
+                *last = v;
+                *last_ts = line.at;
+            }
+            *sum += v;
+            *n += 1;
+        }
+        (state @ State::Samples(_), Value::Number(v)) => {
+            if let State::Samples(values) = state {
+                if values.len() + weight as usize <= INLINE_SAMPLES {
+                    values.extend(std::iter::repeat_n(v, weight as usize));
+                    return;
+                }
+                let mut histogram = Box::new(Histogram::new());
+                for &old in values.iter() {
+                    let _ = histogram.insert(old);
+                }
+                *state = State::Histogram(histogram);
+            }
+            apply(state, value, line, weight);
+        }
+        (State::Histogram(histogram), Value::Number(v)) => {
+            for _ in 0..weight {
+                let _ = histogram.insert(v);
+            }
+        }
+        (state @ State::Hashes { .. }, Value::Member(member)) => {
+            let h = hash_member(Member::Str(member));
+            if let State::Hashes { hashes, samples } = state {
+                *samples += 1;
+                if hashes.contains(&h) {
+                    return;
+                }
+                if hashes.len() < INLINE_MEMBERS {
+                    hashes.push(h);
+                    return;
+                }
+                let mut counter = Box::new(SetCounter::new());
+                for &old in hashes.iter() {
+                    counter.insert_hash(old);
+                }
+                counter.insert_hash(h);
+                *state = State::Set { counter, samples: *samples };
+            }
+        }
+        (State::Set { counter, samples }, Value::Member(member)) => {
+            counter.insert(Member::Str(member));
+            *samples += 1;
+        }
+        // The parser gives members to sets only and numbers to every other kind.
+        _ => {}
+    }
+}
+
+/// The context's identity: type, name and the sorted, deduplicated tag hashes (the container id
+/// is the tag `container_id:<id>`).
+fn context_hash(kind: MetricType, name: &str, tags: Tags<'_>, container_id: Option<&str>) -> u64 {
+    const TAG_SEED: u64 = 0x6473_645f_7461_6773;
+    // Checked by the caller: at most MAX_TAGS tags, the container's included.
+    let mut hashes = [0u64; MAX_TAGS];
+    let mut n = 0;
+    for tag in tags.iter().take(MAX_TAGS) {
+        hashes[n] = hash_bytes(TAG_SEED, tag.as_bytes());
+        n += 1;
+    }
+    if let (Some(id), true) = (container_id, n < MAX_TAGS) {
+        hashes[n] = chouette_core::hash::hash_parts(TAG_SEED, &[b"container_id:", id.as_bytes()]);
+        n += 1;
+    }
+    let hashes = &mut hashes[..n];
+    hashes.sort_unstable();
+    let mut series = hash_bytes(kind as u64, name.as_bytes());
+    let mut previous = None;
+    for &h in hashes.iter() {
+        if previous != Some(h) {
+            series = hash_u64(series, h);
+            previous = Some(h);
+        }
+    }
+    series
+}
+
+fn merge_reason(error: chouette_core::aggregate::RecordError) -> &'static str {
+    use chouette_core::aggregate::RecordError as E;
+    match error {
+        E::Full => "merge_series_full",
+        E::KeysFull => "merge_keys_full",
+        E::SketchesFull => "merge_sketches_full",
+        E::EmptyName => "merge_empty_name",
+        E::NameTooLong => "merge_name_too_long",
+        E::TooManyTags => "merge_too_many_tags",
+        E::TagTooLong => "merge_tag_too_long",
+        E::WrongValueKind => "merge_wrong_value_kind",
+        E::NonFinite => "merge_non_finite",
+        E::InvalidTimestamp => "merge_invalid_timestamp",
+        E::TooFarInFuture => "merge_too_far_in_future",
+        E::TooManyBuckets => "merge_too_many_buckets",
+        E::Overflow => "merge_overflow",
+        _ => "merge_refused",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chouette_core::aggregate::{AggregatorConfig, BoardAggregator};
+    use chouette_core::wrap::WrapConfig;
+
+    use super::*;
+
+    const NOW: f64 = 1_700_000_005.5;
+
+    /// The memory's buckets before `end`, merged into a fresh aggregator, as `name.suffix{tags}@ts → value`.
+    fn points(memory: &mut Memory, end: f64) -> BTreeMap<String, f64> {
+        let config = AggregatorConfig::new(10).expect("interval").with_grace_secs(0);
+        let mut aggregator = Box::new(BoardAggregator::new(config));
+        let merged = memory.merge_into(&mut *aggregator, end, end);
+        assert!(merged.refused.is_empty(), "{merged:?}");
+        memory.forget_through(end, &merged);
+        aggregator.close_all();
+        let wrap = WrapConfig::default();
+        let mut out = BTreeMap::new();
+        while let Some(flushed) = aggregator.poll_flush() {
+            for output in flushed.outputs(&wrap) {
+                let tags: Vec<String> = flushed.tags.iter().map(|t| t.to_string()).collect();
+                let suffix = output.suffix.map(|s| format!(".{s}")).unwrap_or_default();
+                let key = format!(
+                    "{}{suffix}{{{}}}@{}",
+                    flushed.name,
+                    tags.join(","),
+                    flushed.timestamp.as_secs_f64()
+                );
+                out.insert(key, output.value);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_type_aggregates_with_rates_packing_and_tags() {
+        let mut memory = Memory::new(10, 100);
+        memory
+            .record_datagram(NOW, b"hits:1|c|#b:2,a:1\nhits:2:3|c|@0.5|#a:1,b:2,a:1\ntemp:20|g\ntemp:21.5|g");
+        memory.record_datagram(
+            NOW + 1.0,
+            b"lat:10|ms|@0.5\nlat:20:30|h\nsizes:4|d\nusers:alice|s\nusers:bob|s\nusers:alice|s",
+        );
+        memory.record_datagram(NOW, b"cid:1|c|c:abc123");
+        let p = points(&mut memory, 1_700_000_010.0);
+        let at = "@1700000000";
+        // 1 + (2 + 3) / 0.5; tag order and duplicates do not matter.
+        assert_eq!(p[&format!("hits{{a:1,b:2}}{at}")], 11.0);
+        assert_eq!(p[&format!("temp{{}}{at}")], 21.5);
+        assert_eq!(p[&format!("users{{}}{at}")], 2.0);
+        // 10 weighs 2: samples 10, 10, 20, 30; `.count` is a rate over the 10 s interval, as
+        // the original wraps histograms.
+        assert_eq!(p[&format!("lat.count{{}}{at}")], 0.4);
+        assert_eq!(p[&format!("lat.avg{{}}{at}")], 17.5);
+        assert_eq!(p[&format!("lat.max{{}}{at}")], 30.0);
+        assert_eq!(p[&format!("sizes.count{{}}{at}")], 0.1);
+        assert_eq!(p[&format!("cid{{container_id:abc123}}{at}")], 1.0);
+        let stats = memory.stats();
+        assert_eq!((stats.lines, stats.metric_lines, stats.samples), (11, 11, 13));
+        assert_eq!(stats.contexts, 6);
+        // Ties by name: hits, lat and users have 3 samples each.
+        let top: Vec<(&str, u64)> = memory.top().iter().map(|(c, n)| (c.as_str(), *n)).take(4).collect();
+        assert_eq!(top, [("hits{b:2,a:1}", 3), ("lat{}", 3), ("users{}", 3), ("temp{}", 2)]);
+        assert!(memory.is_empty());
+    }
+
+    #[test]
+    fn every_line_is_accounted_for_and_the_last_bad_one_is_kept() {
+        let mut memory = Memory::new(10, 2);
+        let datagram =
+            b"a:1|c\nbad\nb:x|g\n_e{1,1}:t|x\n_sc|chk|0\nc:1|c\nd:1|h|@0.00001\nlate:1|c|T9999999999";
+        memory.record_datagram(NOW, datagram);
+        let stats = memory.stats().clone();
+        assert_eq!(stats.lines, 8);
+        assert_eq!(stats.accounted_lines(), 8, "{stats:?}");
+        assert_eq!((stats.metric_lines, stats.events, stats.service_checks), (2, 1, 1));
+        assert_eq!(stats.refused.get("contexts_full"), None, "c fits: a and c are 2 contexts");
+        assert_eq!(stats.refused["sample_rate_too_low"], 1);
+        assert_eq!(stats.refused["timestamp_in_future"], 1);
+        assert_eq!(stats.last_bad_line.as_deref(), Some("timestamp_in_future: late:1|c|T9999999999"));
+        memory.record_datagram(NOW, b"e:1|c");
+        assert_eq!(memory.stats().refused["contexts_full"], 1);
+        assert_eq!(memory.stats().accounted_lines(), memory.stats().lines);
+    }
+
+    #[test]
+    fn a_line_for_a_bucket_already_taken_is_late_and_folds_forward() {
+        let mut memory = Memory::new(10, 100);
+        memory.record_datagram(NOW, b"c:1|c");
+        let config = AggregatorConfig::new(10).expect("interval");
+        let mut aggregator = Box::new(BoardAggregator::new(config));
+        let end = 1_700_000_010.0;
+        let merged = memory.merge_into(&mut *aggregator, end + 1.0, end);
+        // Between the merge and the commit, a line stamped in the taken bucket arrives (the
+        // clock went back).
+        memory.record_datagram(NOW, b"c:5|c");
+        memory.forget_through(end, &merged);
+        assert_eq!(memory.stats().late, 1);
+        let p = points(&mut memory, end + 10.0);
+        assert_eq!(p.values().copied().collect::<Vec<_>>(), vec![5.0], "{p:?}");
+        assert!(p.keys().all(|k| k.ends_with("@1700000010")), "{p:?}");
+    }
+
+    #[test]
+    fn timestamped_counts_and_gauges_are_points_of_their_own_other_types_ignore_t() {
+        let mut memory = Memory::new(10, 100);
+        memory.record_datagram(
+            NOW,
+            b"c:1:2|c|@0.5|#a:b|T1700000001\ng:3:4|g|c:x|T1699999990\nh:5|h|T1600000000",
+        );
+        let passed = memory.take_timestamped();
+        let want = [
+            Timestamped {
+                name: "c".into(),
+                kind: OutputType::Count,
+                tags: vec!["a:b".into()],
+                value: 6.0,
+                timestamp: 1_700_000_001.0,
+            },
+            Timestamped {
+                name: "g".into(),
+                kind: OutputType::Gauge,
+                tags: vec!["container_id:x".into()],
+                value: 4.0,
+                timestamp: 1_699_999_990.0,
+            },
+        ];
+        assert_eq!(passed, want);
+        assert!(!memory.has_timestamped());
+        assert_eq!(
+            (memory.stats().timestamped, memory.stats().samples, memory.stats().metric_lines),
+            (2, 5, 3)
+        );
+        // The histogram's |T is ignored: stamped on receipt.
+        let p = points(&mut memory, 1_700_000_010.0);
+        let names: Vec<&str> = p.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "h.95percentile{}@1700000000",
+                "h.avg{}@1700000000",
+                "h.count{}@1700000000",
+                "h.max{}@1700000000",
+                "h.median{}@1700000000"
+            ]
+        );
+    }
+
+    #[test]
+    fn events_and_checks_are_queued_for_datadog_or_counted_as_ignored() {
+        let datagram = b"_e{1,1}:t|x\n_sc|c|0\n_sc|d|1";
+        let mut off = Memory::new(10, 100);
+        off.record_datagram(NOW, datagram);
+        assert_eq!(off.stats().ignored.get("events"), Some(&1));
+        assert_eq!(off.stats().ignored.get("service_checks"), Some(&2));
+        assert!(off.take_events().is_empty());
+        let mut on = Memory::new(10, 100).forward_events(true);
+        on.record_datagram(NOW, datagram);
+        assert!(on.has_timestamped());
+        let events = on.take_events();
+        assert_eq!(events.iter().map(|e| e.check).collect::<Vec<_>>(), [false, true, true]);
+        assert_eq!(
+            String::from_utf8_lossy(&events[1].record),
+            r#"{"check":"c","status":0,"timestamp":1700000005}"#
+        );
+        assert!(on.stats().ignored.is_empty());
+        assert_eq!(on.stats().accounted_lines(), 3);
+    }
+
+    #[test]
+    fn while_the_step_is_behind_memory_stops_growing_with_time() {
+        let mut memory = Memory::new(10, 100);
+        for i in 0..20 {
+            memory.record_datagram(NOW + 10.0 * f64::from(i), b"c:1|c");
+        }
+        assert_eq!(memory.buckets.len(), MAX_HELD_BUCKETS);
+        assert_eq!(memory.stats().late, 20 - MAX_HELD_BUCKETS as u64);
+        let p = points(&mut memory, NOW + 1000.0);
+        assert_eq!(p.values().sum::<f64>(), 20.0, "{p:?}");
+    }
+
+    #[test]
+    fn a_failed_commit_keeps_everything_for_the_next_step() {
+        let mut memory = Memory::new(10, 100);
+        memory.record_datagram(NOW, b"c:2|c\ns:x|s");
+        let config = AggregatorConfig::new(10).expect("interval");
+        let mut lost = Box::new(BoardAggregator::new(config));
+        let merged = memory.merge_into(&mut *lost, NOW + 10.0, 1_700_000_010.0);
+        assert_eq!(merged.contexts, 2);
+        // No forget_through: the commit failed.
+        let p = points(&mut memory, 1_700_000_010.0);
+        assert_eq!(p.len(), 2, "{p:?}");
+    }
+
+    #[test]
+    fn name_and_tag_limits_are_refused_on_receipt() {
+        let mut memory = Memory::new(10, 100);
+        let long = "n".repeat(201);
+        memory.record_datagram(NOW, format!("{long}:1|c").as_bytes());
+        let tags: Vec<String> = (0..33).map(|i| format!("t{i}")).collect();
+        memory.record_datagram(NOW, format!("m:1|c|#{}", tags.join(",")).as_bytes());
+        memory.record_datagram(NOW, format!("m:1|c|#{}", "t".repeat(201)).as_bytes());
+        let refused = &memory.stats().refused;
+        assert_eq!((refused["name_too_long"], refused["too_many_tags"], refused["tag_too_long"]), (1, 1, 1));
+        assert!(memory.is_empty());
+    }
+}
