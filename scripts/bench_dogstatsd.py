@@ -19,7 +19,7 @@ rest. Peak RSS is VmHWM of the server process; CPU s its user+system time from r
 A rate is lossless when less than 0.1 % is lost.
 
 Usage: scripts/bench-dogstatsd.sh [--systems chouette,statsd,collectd] [--modes plain,tagged]
-       [--rates 25000,50000,...] [--duration 5] [--contexts 10000] [--full-ladder]
+       [--rates 10000,25000,...] [--duration 5] [--contexts 10000] [--full-ladder] [--trace-drops]
 Without --full-ladder, a system's ladder (per mode) stops after a rate that lost more than 5 %.
 """
 import argparse, os, re, shutil, signal, socket, subprocess, sys, tempfile, threading, time
@@ -193,6 +193,35 @@ def settle(read, quiet, within, min_wait=0.0):
         time.sleep(0.25)
 
 
+class DropTrace:
+    """Samples the socket's kernel drops every 20 ms while the generator runs; summarised as the
+    bursts of drops with their time from the blast's start: `+312@1.01s`."""
+
+    def __init__(self, port):
+        self.port, self.samples, self.running = port, [], True
+        self.thread = threading.Thread(target=self._run, daemon=True); self.thread.start()
+
+    def _run(self):
+        start = time.time()
+        while self.running:
+            self.samples.append((time.time() - start, udp_drops(self.port))); time.sleep(0.02)
+
+    def stop(self):
+        self.running = False; self.thread.join()
+        bursts, prev, burst = [], 0, None
+        for t, drops in self.samples:
+            if drops > prev:
+                if burst is None:
+                    burst = [t, 0]
+                burst[1] += drops - prev
+            elif burst is not None:
+                bursts.append(burst); burst = None
+            prev = drops
+        if burst is not None:
+            bursts.append(burst)
+        return " ".join(f"+{n}@{t:.2f}s" for t, n in bursts)
+
+
 def blast(port, rate, duration, contexts, tagged):
     args = [os.path.join(RELEASE, "dogstatsd-blast"), "--target", f"127.0.0.1:{port}", "--rate", str(rate),
             "--duration", str(duration), "--contexts", str(contexts)]
@@ -263,20 +292,25 @@ class Chouette(Run):
             if not line.startswith(" "):
                 section = line.rstrip(":")
                 continue
-            parts = line.split(None, 1)
-            if len(parts) == 2:
-                (queues if section == "queues" else fields if section == "status" else {})[parts[0]] = parts[1].strip()
+            if section == "queues":  # "  raw metrics   12": names have spaces
+                name, _, length = line.strip().rpartition(" ")
+                queues[name.strip()] = length
+            elif section == "status":  # "  field   value"
+                parts = line.split(None, 1)
+                if len(parts) == 2:
+                    fields[parts[0]] = parts[1].strip()
         return queues, fields
 
     def detail(self):
         queues, st = self.status()
         keys = ["dogstatsd.udp.datagrams", "dogstatsd.udp.kernel_drops", "dogstatsd.udp.truncated",
-                "dogstatsd.samples", "dogstatsd.udp.recv_buffer", "dogstatsd.contexts"]
+                "dogstatsd.samples", "dogstatsd.udp.recv_buffer", "dogstatsd.contexts", "dogstatsd.late"]
         parts = [f"{k.split('.', 1)[1]}={st[k]}" for k in keys if k in st]
-        parts += [f"{k.split('.', 1)[1]}={v}" for k, v in sorted(st.items()) if k.startswith("dogstatsd.refused.") and v not in ("0", "")]
+        parts += [f"{k.split('.', 1)[1]}={v}" for k, v in sorted(st.items())
+                  if k.startswith(("dogstatsd.refused.", "dogstatsd.ignored.")) and v not in ("0", "")]
         if not parts:
             parts = ["no dogstatsd.* status fields"]
-        parts += [f"queue {q}={n}" for q, n in queues.items() if n != "0"]
+        parts += [f"queue '{q}'={n}" for q, n in queues.items() if n != "0"]
         return " ".join(parts)
 
     def stop(self):
@@ -398,10 +432,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--systems", default="chouette,statsd,collectd")
     ap.add_argument("--modes", default="plain,tagged")
-    ap.add_argument("--rates", default="25000,50000,100000,150000,200000,300000,400000")
+    ap.add_argument("--rates", default="10000,25000,50000,100000,150000,200000,300000,400000")
     ap.add_argument("--duration", type=float, default=5)
     ap.add_argument("--contexts", type=int, default=10000)
     ap.add_argument("--full-ladder", action="store_true")
+    ap.add_argument("--trace-drops", action="store_true", help="say when, into the blast, the kernel dropped datagrams")
     args = ap.parse_args()
     rates = [int(r.replace("_", "")) for r in args.rates.split(",")]
     modes = args.modes.split(",")
@@ -445,7 +480,9 @@ def main():
                         port = run.start()
                         time.sleep(1)  # a server that just bound its socket is not yet warm (JIT, first allocations)
                         cpu0 = cpu_secs(run.pid)
+                        trace = DropTrace(port) if args.trace_drops else None
                         sent, achieved, late_ms = blast(port, rate, args.duration, args.contexts, tagged)
+                        bursts = trace.stop() if trace else ""
                         delivered = run.delivered()
                         drops = udp_drops(port)
                         cpu = cpu_secs(run.pid) - cpu0
@@ -455,6 +492,8 @@ def main():
                     finally:
                         run.stop()
                     loss = 1 - delivered / sent if sent else 0.0
+                    if bursts:
+                        detail = (detail + f" kernel drops (count@time into the blast): {bursts}").strip()
                     if achieved < rate * 0.99:
                         detail = (detail + f" (generator reached only {achieved:,.0f}/s)").strip()
                     print(f"| {run.name} | {'yes' if tagged else 'no'} | {rate:,} | {sent:,} | {delivered:,.0f} | {loss * 100:.3f} % "
