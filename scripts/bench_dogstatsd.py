@@ -219,7 +219,9 @@ class DropTrace:
             prev = drops
         if burst is not None:
             bursts.append(burst)
-        return " ".join(f"+{n}@{t:.2f}s" for t, n in bursts)
+        shown = sorted(sorted(bursts, key=lambda b: -b[1])[:8])  # the 8 largest, in time order
+        more = f" (+{len(bursts) - len(shown)} smaller bursts)" if len(bursts) > len(shown) else ""
+        return " ".join(f"+{n}@{t:.2f}s" for t, n in shown) + more
 
 
 def blast(port, rate, duration, contexts, tagged):
@@ -510,7 +512,8 @@ def main():
         print("|---|---|---:|---:|")
         for (name, tagged), rate in best.items():
             ours = best.get(("chouette", tagged))
-            ratio = f"{ours / rate:.1f}×" if ours is not None and rate else ("∞" if ours else "–")
+            # A peer lossless at no rate of the ladder is lossless below the lowest one, if at all.
+            ratio = f"{ours / rate:.1f}×" if ours and rate else (f"> {ours / rates[0]:.0f}×" if ours else "–")
             shown = f"{rate:,}/s" if rate else f"none (even {rates[0]:,}/s lost ≥ 0.1 %)"
             print(f"| {name} | {'yes' if tagged else 'no'} | {shown} | {ratio if name != 'chouette' else ''} |")
     finally:
