@@ -31,10 +31,14 @@ fi
 python3 -c 'import chouette_iot_client' 2>/dev/null \
   || python3 -m pip install -q 'chouette-iot-client==0.0.1' 'redis>=3.5' \
   || echo "note: could not install the Python chouette-iot-client; the test that uses it will fail"
+# The official Datadog client (DogStatsD), for tests/tests/dogstatsd_e2e.rs.
+python3 -c 'import datadog' 2>/dev/null \
+  || python3 -m pip install -q 'datadog>=0.49' \
+  || echo "note: could not install the Python datadog client; tests/tests/dogstatsd_e2e.rs will fail"
 # The demo firmware's Rust target and QEMU (tests/tests/firmware_qemu.rs); in CI a failure fails.
 if ! "$(dirname "$0")/install-firmware-deps.sh"; then
   [ "${CI:-}" = true ] && { echo "install-test-deps: the firmware's dependencies did not install" >&2; exit 1; }
   echo "note: could not install the firmware's dependencies; tests/tests/firmware_qemu.rs will fail"
 fi
 influxd_path="${CHOUETTE_INFLUXD:-$(command -v influxd || echo "$influx_dir/usr/bin/influxd")}"
-echo "test dependencies: redis-server $(redis-server --version | awk '{print $3}'), victoria-metrics, influxd $("$influxd_path" version 2>/dev/null | awk '{print $2}') ($influxd_path), chouette-iot-client"
+echo "test dependencies: redis-server $(redis-server --version | awk '{print $3}'), victoria-metrics, influxd $("$influxd_path" version 2>/dev/null | awk '{print $2}') ($influxd_path), chouette-iot-client, datadog $(python3 -c 'import datadog; print(datadog.__version__)' 2>/dev/null)"

@@ -101,7 +101,13 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
         let memory = Memory::new(interval_secs, config.dogstatsd.max_contexts).forward_events(forward);
         let memory = Arc::new(Mutex::new(memory));
         aggregation = aggregation.with_memory(Arc::clone(&memory));
-        sources.push(Box::new(crate::dogstatsd::Listener::start(&config.dogstatsd, memory, interval_secs)));
+        let listener = crate::dogstatsd::Listener::start(
+            &config.dogstatsd,
+            memory,
+            interval_secs,
+            config.release_interval,
+        );
+        sources.push(Box::new(listener));
     }
     let mut counters = Counters::default();
     let mut reported = Counters::default();

@@ -21,7 +21,8 @@ macro_rules! agent_binary {
 }
 
 /// The agent binary ([`agent_binary!`](crate::agent_binary)), started with a clean environment (only `PATH`) plus
-/// the given variables, its stdout in a temporary log file. Killed on drop.
+/// the given variables, its stdout in a temporary log file. Killed on drop. `DOGSTATSD_PORT` is
+/// `0` (the DogStatsD listener's UDP socket off) unless the variables set it.
 pub struct Agent {
     child: std::process::Child,
     log: PathBuf,
@@ -96,6 +97,11 @@ impl Agent {
 fn spawn(binary: &Path, vars: &[(String, String)], out: std::fs::File) -> std::process::Child {
     let mut command = Command::new(binary);
     command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    // The DogStatsD listener is on by default (UDP 8125): off unless a test asks for it, so
+    // agents running side by side do not fight over one port (nor log its bind failure).
+    if !vars.iter().any(|(name, _)| name == "DOGSTATSD_PORT") {
+        command.env("DOGSTATSD_PORT", "0");
+    }
     for (name, value) in vars {
         command.env(name, value);
     }

@@ -1,7 +1,7 @@
-//! Small helpers the suites share: free loopback ports, scratch directories, polling, raw
+//! Small helpers the suites share: free loopback ports (TCP and UDP), scratch directories, polling, raw
 //! records written as the Python client does, plain HTTP/1.1 on loopback.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -33,6 +33,40 @@ pub fn free_port() -> u16 {
         }
     }
     TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().expect("local addr").port()
+}
+
+/// A free loopback port for a UDP server (a DogStatsD listener): a [`free_port`] (below the
+/// ephemeral range, so no client socket is handed it as its source port) that UDP can bind too.
+pub fn free_udp_port() -> u16 {
+    loop {
+        let port = free_port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Waits until some process has a UDP socket bound to `port` (`/proc/net/udp` and `udp6`), so
+/// datagrams sent to it are queued rather than refused; fails the test after `within`.
+pub fn wait_udp_bound(port: u16, within: Duration) {
+    wait_until(&format!("a UDP socket bound to port {port}"), within, || udp_rx_queue(port).is_some());
+}
+
+/// The bytes waiting in the receive queue of the UDP socket bound to `port` (`rx_queue` in
+/// `/proc/net/udp` or `udp6`), or `None` when no socket is bound to it. `Some(0)` after sending:
+/// the owner has read every datagram.
+pub fn udp_rx_queue(port: u16) -> Option<u64> {
+    let suffix = format!(":{port:04X}");
+    ["/proc/net/udp", "/proc/net/udp6"].iter().find_map(|table| {
+        std::fs::read_to_string(table).unwrap_or_default().lines().skip(1).find_map(|row| {
+            let columns: Vec<&str> = row.split_whitespace().collect();
+            if !columns.get(1)?.ends_with(&suffix) {
+                return None;
+            }
+            let (_, rx) = columns.get(4)?.split_once(':')?;
+            u64::from_str_radix(rx, 16).ok()
+        })
+    })
 }
 
 /// Waits until `port` accepts a connection; panics if `child` exits first or after 30 s.
@@ -178,6 +212,24 @@ mod tests {
     fn percent_encode_keeps_unreserved_bytes_only() {
         assert_eq!(percent_encode(r#"{__name__=~"a.b"}"#), "%7B__name__%3D~%22a.b%22%7D");
         assert_eq!(percent_encode("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn a_bound_udp_port_is_seen_and_a_free_one_is_bindable() {
+        let port = free_udp_port();
+        assert_eq!(udp_rx_queue(port), None);
+        let socket = UdpSocket::bind(("127.0.0.1", port)).expect("the free UDP port binds");
+        wait_udp_bound(port, Duration::from_secs(5));
+        assert_eq!(udp_rx_queue(port), Some(0));
+        let client = UdpSocket::bind("127.0.0.1:0").expect("bind a client");
+        client.send_to(b"0123456789", ("127.0.0.1", port)).expect("send");
+        assert!(udp_rx_queue(port).is_some_and(|n| n >= 10), "a datagram waits: {:?}", udp_rx_queue(port));
+        let mut buf = [0u8; 64];
+        assert_eq!(socket.recv(&mut buf).expect("recv"), 10);
+        assert_eq!(udp_rx_queue(port), Some(0));
+        drop(socket);
+        let other = free_udp_port();
+        assert_ne!(other, port, "a port is never handed out twice");
     }
 
     #[test]

@@ -103,6 +103,8 @@ fn host_and_tegrastats_values_reach_victoria_metrics() {
     let child = Command::new(agent_binary!())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
+        // No DogStatsD UDP socket (8125 by default), as the harness's agents.
+        .env("DOGSTATSD_PORT", "0")
         .env("REDIS_URL", redis.url())
         .env("DATADOG_URL", vm.datadog_url())
         .env("API_KEY", "e2e")

@@ -17,6 +17,8 @@ use redis::Commands;
 fn chouette(vars: &[(&str, String)], args: &[&str]) -> (i32, String, String) {
     let mut command = Command::new(agent_binary!());
     command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    // No DogStatsD UDP socket (8125 by default), as the harness's agents.
+    command.env("DOGSTATSD_PORT", "0");
     for (name, value) in vars {
         command.env(name, value);
     }

@@ -44,6 +44,8 @@ fn queued(con: &mut redis::Connection) -> [u64; 4] {
 fn run_to_exit(vars: &[(&str, String)]) -> (Option<i32>, String, String) {
     let mut command = Command::new(agent_binary!());
     command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    // No DogStatsD UDP socket (8125 by default), as the harness's agents.
+    command.env("DOGSTATSD_PORT", "0");
     for (name, value) in vars {
         command.env(name, value);
     }

@@ -137,7 +137,9 @@ fn agent_command(before: &str, vars: &[(&str, String)]) -> Command {
     command
         .args(["-c", &format!("trap '' XFSZ; {before} exec \"$0\""), agent_binary!()])
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        // No DogStatsD UDP socket (8125 by default), as the harness's agents.
+        .env("DOGSTATSD_PORT", "0");
     for (name, value) in vars {
         command.env(name, value);
     }
@@ -306,6 +308,7 @@ fn the_agent_exits_1_when_it_cannot_create_a_fresh_store() {
     let output = Command::new(agent_binary!())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DOGSTATSD_PORT", "0")
         .envs(embedded_vars(&state))
         .output()
         .expect("run chouette");

@@ -44,6 +44,8 @@ type Vars = Vec<(&'static str, String)>;
 fn chouette() -> Command {
     let mut command = Command::new(agent_binary!());
     command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    // No DogStatsD UDP socket (8125 by default), as the harness's agents.
+    command.env("DOGSTATSD_PORT", "0");
     command
 }
 

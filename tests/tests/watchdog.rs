@@ -62,6 +62,8 @@ fn start(systemd: &FakeSystemd, extra: &[(&str, String)]) -> Child {
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
+        // No DogStatsD UDP socket (8125 by default), as the harness's agents.
+        .env("DOGSTATSD_PORT", "0")
         .env("NOTIFY_SOCKET", &systemd.address)
         .env("CHOUETTE_STATE_DIR", &state)
         .env("RELEASE_INTERVAL", "1");

@@ -36,6 +36,9 @@ pub const LAST_BAD_LINE_BYTES: usize = 200;
 /// `|T` timestamps further ahead of the receipt are refused (`timestamp_in_future`), as the
 /// core refuses samples past its horizon.
 pub const MAX_FUTURE_SECS: u32 = AggregatorConfig::DEFAULT.max_future_secs();
+/// How long a `|T` point is held after its first line before it is written: lines of the same
+/// series and second within it make one point.
+pub const TIMESTAMPED_HOLD: f64 = 1.0;
 /// Most `|T` points waiting for the listener's next turn; more are refused (`timestamped_full`).
 pub const MAX_TIMESTAMPED: usize = 100_000;
 /// Most events and service checks waiting for the listener's next turn; more are ignored, counted
@@ -160,6 +163,8 @@ pub struct Memory {
     stats: MemoryStats,
     top: Vec<(String, u64)>,
     timestamped: Vec<Timestamped>,
+    /// `timestamped`'s positions by series and second.
+    timestamped_index: HashMap<u64, usize, BuildIdentity>,
     forward_events: bool,
     events: Vec<Event>,
 }
@@ -189,6 +194,8 @@ pub struct Timestamped {
     pub value: f64,
     /// Its `|T`, Unix seconds.
     pub timestamp: f64,
+    /// When its first line was received, Unix seconds.
+    pub received: f64,
 }
 
 impl Memory {
@@ -202,6 +209,7 @@ impl Memory {
             stats: MemoryStats::default(),
             top: Vec::new(),
             timestamped: Vec::new(),
+            timestamped_index: HashMap::default(),
             forward_events: false,
             events: Vec::new(),
         }
@@ -308,12 +316,28 @@ impl Memory {
             tags.push(format!("container_id:{id}"));
         }
         let kind = if line.kind == Kind::Count { OutputType::Count } else { OutputType::Gauge };
+        // One point per series and second: a later line of the same ones within the hold adds
+        // to it (a count) or replaces its value (a gauge).
+        let context = context_hash(line.kind.metric_type(), line.name, line.tags, line.container_id);
+        let key = hash_u64(context, line.at.to_bits());
+        if let Some(point) = self.timestamped_index.get(&key).and_then(|&i| self.timestamped.get_mut(i)) {
+            if point.name == line.name && point.kind == kind {
+                let merged = if kind == OutputType::Count { point.value + value } else { value };
+                if !merged.is_finite() {
+                    return Err("overflow");
+                }
+                point.value = merged;
+                return Ok(n);
+            }
+        }
+        self.timestamped_index.insert(key, self.timestamped.len());
         self.timestamped.push(Timestamped {
             name: line.name.to_owned(),
             kind,
             tags,
             value,
             timestamp: line.at,
+            received: line.now,
         });
         self.stats.timestamped += 1;
         Ok(n)
@@ -348,14 +372,37 @@ impl Memory {
         std::mem::take(&mut self.events)
     }
 
-    /// The `|T` points received since the last call, oldest first.
-    pub fn take_timestamped(&mut self) -> Vec<Timestamped> {
-        std::mem::take(&mut self.timestamped)
+    /// The `|T` points first received at or before `before` (Unix seconds), oldest first: a
+    /// point is held [`TIMESTAMPED_HOLD`] after its first line, so that lines of the same series
+    /// and second sent together become one point rather than two points a backend would keep
+    /// one of.
+    pub fn take_timestamped(&mut self, before: f64) -> Vec<Timestamped> {
+        let ready = self.timestamped.iter().take_while(|p| p.received <= before).count();
+        if ready == 0 {
+            return Vec::new();
+        }
+        let rest = self.timestamped.split_off(ready);
+        let taken = std::mem::replace(&mut self.timestamped, rest);
+        self.timestamped_index.retain(|_, i| *i >= ready);
+        for i in self.timestamped_index.values_mut() {
+            *i -= ready;
+        }
+        taken
+    }
+
+    /// When the oldest `|T` point held is due (Unix seconds), if any.
+    pub fn timestamped_due(&self) -> Option<f64> {
+        self.timestamped.first().map(|p| p.received + TIMESTAMPED_HOLD)
+    }
+
+    /// Whether events or service checks wait for [`take_events`](Self::take_events).
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
     }
 
     /// Whether `|T` points wait for [`take_timestamped`](Self::take_timestamped).
     pub fn has_timestamped(&self) -> bool {
-        !self.timestamped.is_empty() || !self.events.is_empty()
+        !self.timestamped.is_empty()
     }
 
     fn record_metric<'a>(
@@ -753,14 +800,17 @@ mod tests {
             NOW,
             b"c:1:2|c|@0.5|#a:b|T1700000001\ng:3:4|g|c:x|T1699999990\nh:5|h|T1600000000",
         );
-        let passed = memory.take_timestamped();
+        // Within the hold, lines of the same series and second are one point.
+        memory.record_datagram(NOW + 0.5, b"c:1|c|#a:b|T1700000001\ng:9|g|T1699999990");
+        let passed = memory.take_timestamped(NOW);
         let want = [
             Timestamped {
                 name: "c".into(),
                 kind: OutputType::Count,
                 tags: vec!["a:b".into()],
-                value: 6.0,
+                value: 7.0,
                 timestamp: 1_700_000_001.0,
+                received: NOW,
             },
             Timestamped {
                 name: "g".into(),
@@ -768,13 +818,17 @@ mod tests {
                 tags: vec!["container_id:x".into()],
                 value: 4.0,
                 timestamp: 1_699_999_990.0,
+                received: NOW,
             },
         ];
         assert_eq!(passed, want);
+        // `g:9` has no container tag: another series, first received later, still held.
+        assert_eq!(memory.timestamped_due(), Some(NOW + 0.5 + TIMESTAMPED_HOLD));
+        assert_eq!(memory.take_timestamped(NOW + 0.5).len(), 1);
         assert!(!memory.has_timestamped());
         assert_eq!(
             (memory.stats().timestamped, memory.stats().samples, memory.stats().metric_lines),
-            (2, 5, 3)
+            (3, 7, 5)
         );
         // The histogram's |T is ignored: stamped on receipt.
         let p = points(&mut memory, 1_700_000_010.0);
@@ -801,7 +855,7 @@ mod tests {
         assert!(off.take_events().is_empty());
         let mut on = Memory::new(10, 100).forward_events(true);
         on.record_datagram(NOW, datagram);
-        assert!(on.has_timestamped());
+        assert!(on.has_events());
         let events = on.take_events();
         assert_eq!(events.iter().map(|e| e.check).collect::<Vec<_>>(), [false, true, true]);
         assert_eq!(

@@ -35,10 +35,12 @@ use crate::store::{NewRecord, Queue, StoreError};
 use memory::{Event, Memory, MemoryStats, Timestamped};
 use socket::{Endpoint, Receiver, SocketOptions, SocketStats};
 
-/// How often the listener writes its status fields and self-metrics.
-pub const REPORT_EVERY: Duration = Duration::from_secs(10);
 /// How long a receive thread waits for datagrams before it looks at the stop flag.
 const POLL: Duration = Duration::from_millis(200);
+/// Longest a receive thread spends reading what the kernel queued when the agent stops.
+const DRAIN_BUDGET: Duration = Duration::from_millis(500);
+/// How often a receive thread publishes its socket's counters (one system call each).
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 /// Datagrams read per system call.
 pub const BATCH: usize = 64;
 /// Self-metric names' prefix.
@@ -136,6 +138,8 @@ pub struct Listener {
     unsent_events: Vec<Event>,
     /// The interval given to `|T` counts.
     interval_secs: u32,
+    /// How often the status fields and self-metrics are written (`RELEASE_INTERVAL`).
+    report_every: Duration,
     /// When the last report was written, with each socket's datagrams and the samples then
     /// (for the per-second rates).
     last_rates: Option<(Instant, Vec<u64>, u64)>,
@@ -146,7 +150,15 @@ pub struct Listener {
 impl Listener {
     /// Binds the configured sockets and starts a receive thread for each. A socket that cannot
     /// be bound is an ERROR line; the listener runs with the others.
-    pub fn start(settings: &Settings, memory: Arc<Mutex<Memory>>, interval_secs: u32) -> Listener {
+    /// Status and self-metrics are written every `report_every` (`RELEASE_INTERVAL`), `|T`
+    /// counts get `interval_secs` (`AGGREGATE_INTERVAL`).
+    pub fn start(
+        settings: &Settings,
+        memory: Arc<Mutex<Memory>>,
+        interval_secs: u32,
+        report_every: Duration,
+    ) -> Listener {
+        let report_every = report_every.max(Duration::from_secs(1));
         let stop = Arc::new(AtomicBool::new(false));
         let options = SocketOptions {
             max_datagram: settings.max_datagram,
@@ -191,13 +203,14 @@ impl Listener {
             memory,
             sockets,
             stop,
-            next_report: Instant::now() + REPORT_EVERY,
+            next_report: Instant::now() + report_every,
             reported,
             ids: crate::pipeline::id_generator(),
             udp_port,
             unsent: Vec::new(),
             unsent_events: Vec::new(),
             interval_secs,
+            report_every,
             last_rates: None,
             rates: (Vec::new(), 0.0),
         }
@@ -284,10 +297,10 @@ impl Listener {
 
     /// Writes the `|T` points to every outbox, as they are. On a store error they are kept for
     /// the next turn.
-    fn pass_through(&mut self, sink: &mut Sink<'_>) -> Result<(), StoreError> {
+    fn pass_through(&mut self, sink: &mut Sink<'_>, before: f64) -> Result<(), StoreError> {
         let (taken, events) = {
             let mut memory = lock(&self.memory);
-            (memory.take_timestamped(), memory.take_events())
+            (memory.take_timestamped(before), memory.take_events())
         };
         self.unsent.extend(taken);
         self.unsent_events.extend(events);
@@ -385,17 +398,26 @@ impl Source for Listener {
     }
 
     fn next_due(&self) -> Instant {
-        if !self.unsent.is_empty() || !self.unsent_events.is_empty() || lock(&self.memory).has_timestamped() {
-            Instant::now()
-        } else {
-            self.next_report
+        let (events, timestamped) = {
+            let memory = lock(&self.memory);
+            (memory.has_events(), memory.timestamped_due())
+        };
+        if !self.unsent.is_empty() || !self.unsent_events.is_empty() || events {
+            return Instant::now();
+        }
+        match timestamped {
+            Some(due) => {
+                let wait = (due - crate::agent::wall_clock()).clamp(0.0, 60.0);
+                self.next_report.min(Instant::now() + Duration::from_secs_f64(wait))
+            }
+            None => self.next_report,
         }
     }
 
     fn run(&mut self, now: f64, sink: &mut Sink<'_>) -> Result<(), StoreError> {
-        self.pass_through(sink)?;
+        self.pass_through(sink, now - memory::TIMESTAMPED_HOLD)?;
         if Instant::now() >= self.next_report {
-            self.next_report = Instant::now() + REPORT_EVERY;
+            self.next_report = Instant::now() + self.report_every;
             self.report(now, sink)?;
         }
         Ok(())
@@ -405,7 +427,7 @@ impl Source for Listener {
     /// through the aggregation step next) and writes the last status.
     fn stop(&mut self, sink: &mut Sink<'_>) -> Result<(), StoreError> {
         self.stop_threads();
-        let passed = self.pass_through(sink);
+        let passed = self.pass_through(sink, f64::INFINITY);
         if !self.unsent.is_empty() {
             log::error!(
                 "points={}: DogStatsD |T points could not be written before stopping; they are lost",
@@ -437,6 +459,7 @@ fn spawn_receiver(
     let describe = receiver.describe();
     let work = move || {
         let mut failing = false;
+        let mut published = Instant::now();
         while !stop.load(Ordering::Acquire) {
             let result = receiver.recv_batch(POLL, |datagram| {
                 lock(&memory).record_datagram(crate::agent::wall_clock(), datagram);
@@ -451,8 +474,24 @@ fn spawn_receiver(
                     std::thread::sleep(POLL);
                 }
             }
-            *lock_stats(&stats) = receiver.stats();
+            // `stats()` asks the kernel for its drop counter: at most every PUBLISH_EVERY.
+            if published.elapsed() >= PUBLISH_EVERY {
+                *lock_stats(&stats) = receiver.stats();
+                published = Instant::now();
+            }
         }
+        // Stopping: what the kernel already queued is read too (for at most DRAIN_BUDGET, as
+        // senders may keep sending), so a SIGTERM loses none of it.
+        let draining = Instant::now();
+        while draining.elapsed() < DRAIN_BUDGET {
+            let read = receiver.recv_batch(Duration::ZERO, |datagram| {
+                lock(&memory).record_datagram(crate::agent::wall_clock(), datagram);
+            });
+            if !matches!(read, Ok(n) if n > 0) {
+                break;
+            }
+        }
+        *lock_stats(&stats) = receiver.stats();
     };
     match std::thread::Builder::new().name(format!("dogstatsd-{name}")).spawn(work) {
         Ok(handle) => Some(handle),
@@ -520,17 +559,24 @@ mod tests {
             max_contexts: 100,
         };
         let memory = Arc::new(Mutex::new(Memory::new(10, 100)));
-        let listener = Listener::start(&settings, Arc::clone(&memory), 10);
+        let listener = Listener::start(&settings, Arc::clone(&memory), 10, Duration::from_secs(10));
         let port = listener.udp_port().expect("bound");
         let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("sender");
         for datagram in [&b"a:1|c\nb:2|g"[..], b"bad line", b"c:x|s"] {
             sender.send_to(datagram, ("127.0.0.1", port)).expect("sent");
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while lock(&memory).stats().lines < 4 && Instant::now() < deadline {
+        let mut fields: BTreeMap<String, String>;
+        loop {
+            // The socket's counters are published every PUBLISH_EVERY.
+            fields = listener.status_fields().into_iter().collect();
+            if (fields["dogstatsd.lines"] == "4" && fields["dogstatsd.udp.datagrams"] == "3")
+                || Instant::now() > deadline
+            {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
-        let fields: BTreeMap<String, String> = listener.status_fields().into_iter().collect();
         assert_eq!(fields["dogstatsd.lines"], "4");
         assert_eq!(fields["dogstatsd.samples"], "3");
         assert_eq!(fields["dogstatsd.udp.datagrams"], "3");
