@@ -91,9 +91,7 @@ fn parse_options() -> Result<Options, String> {
 }
 
 fn number(text: &str) -> Result<u64, String> {
-    text.replace('_', "")
-        .parse()
-        .map_err(|_| format!("{text}: not a whole number"))
+    text.replace('_', "").parse().map_err(|_| format!("{text}: not a whole number"))
 }
 
 /// Where the datagrams go: a connected UDP or Unix datagram socket.
@@ -276,8 +274,8 @@ fn run(options: &Options) -> Result<Report, String> {
         }
         // Ahead of schedule: sleep until the next burst is due (the timer slack is 1 ns, so
         // the sleep is about as long as asked; no spinning, the CPU is the server's).
-        let next_due = start
-            + Duration::from_secs_f64((scheduled + options.burst as u64) as f64 / options.rate as f64);
+        let next_due =
+            start + Duration::from_secs_f64((scheduled + options.burst as u64) as f64 / options.rate as f64);
         std::thread::sleep(next_due.saturating_duration_since(now));
     }
     Ok(Report { tally, seconds: (last - start).as_secs_f64().max(1e-9), late })
