@@ -523,7 +523,7 @@ impl Memory {
         merged
     }
 
-    /// The step committed the buckets starting before `end` (what [`merge_into`] merged, and
+    /// The step committed the buckets starting before `end` (what [`merge_into`](Self::merge_into) merged, and
     /// `merged`'s refusals are counted now): drops them.
     pub fn forget_through(&mut self, end: f64, merged: &Merged) {
         let end = end.floor() as i64;
