@@ -19,7 +19,7 @@
 //!   (`net.unix.max_dgram_qlen`) blocks the sender or fails its send with `EAGAIN`, which the
 //!   sender sees; `kernel_drops` stays 0 there.
 //!
-//! The only `unsafe` of the agent's sockets is in [`sys`]: `recvmmsg(2)` with its control
+//! The only `unsafe` of the agent's sockets is in the private module `sys`: `recvmmsg(2)` with its control
 //! messages, and the `SO_RXQ_OVFL` and `SO_MEMINFO` options, which neither std nor rustix offer. The `nix` crate
 //! has safe wrappers, but its `recvmmsg` does not restore `msg_controllen` between calls on
 //! reused headers (nix-rust/nix#2813, open): after the first datagram without a drop counter,
