@@ -74,6 +74,38 @@ pub fn hash_u64(state: u64, word: u64) -> u64 {
     mum(state ^ word ^ P0, P1)
 }
 
+/// A [`BuildHasher`](core::hash::BuildHasher) for maps whose keys are already hashes from this
+/// module: a `u64` key passes through unchanged, so it is not hashed twice. Other keys are hashed
+/// with [`hash_bytes`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BuildPassThrough;
+
+impl core::hash::BuildHasher for BuildPassThrough {
+    type Hasher = PassThrough;
+
+    fn build_hasher(&self) -> PassThrough {
+        PassThrough(0)
+    }
+}
+
+/// The hasher of [`BuildPassThrough`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PassThrough(u64);
+
+impl core::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = hash_bytes(self.0, bytes);
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +137,11 @@ mod tests {
             seen[(hash_bytes(0, &i.to_le_bytes()) >> 60) as usize] = true;
         }
         assert!(seen.iter().all(|&s| s));
+    }
+
+    #[test]
+    fn a_u64_key_passes_through() {
+        use core::hash::BuildHasher;
+        assert_eq!(BuildPassThrough.hash_one(0xdead_beef_u64), 0xdead_beef);
     }
 }

@@ -6,10 +6,9 @@
 //! and the same buckets (`[k·I, (k+1)·I)`, from the core's `AggregatorConfig::bucket_of`).
 
 use std::collections::{BTreeSet, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
 
 use chouette_core::aggregate::AggregatorConfig;
-use chouette_core::hash::hash_bytes;
+use chouette_core::hash::{hash_bytes, BuildPassThrough};
 use chouette_core::wire::write::Writer;
 use chouette_core::{Member, MetricType, Timestamp};
 
@@ -18,22 +17,6 @@ use crate::render::{write_member, Number};
 /// Most histogram samples one series keeps per interval (16 B each: 1.6 MB); further samples are
 /// dropped and counted.
 pub(crate) const MAX_SAMPLES_PER_SERIES: usize = 100_000;
-
-/// Passes a precomputed 64-bit hash through.
-#[derive(Default)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        self.0 = hash_bytes(self.0, bytes);
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
 
 #[derive(Debug)]
 pub(crate) enum State {
@@ -86,7 +69,7 @@ pub(crate) struct Table {
     interval: i64,
     capacity: usize,
     len: usize,
-    map: HashMap<u64, Vec<Series>, BuildHasherDefault<IdHasher>>,
+    map: HashMap<u64, Vec<Series>, BuildPassThrough>,
 }
 
 fn hash(bucket: i64, kind: MetricType, name: &str, tags: &[(&str, &str)]) -> u64 {

@@ -8,24 +8,28 @@
 //! ```
 //!
 //! A context is a name, a type and a set of tags (order-free, duplicates collapse), identified by
-//! a 64-bit hash as the core and the Datadog Agent do. Lines are stamped on receipt (`now`), or
+//! a 64-bit hash, as the Datadog Agent identifies its contexts. Its name and tags are kept once,
+//! in [`Key`], for as long as a bucket holds it; each bucket keeps only the hash and the partial
+//! state (56 bytes), so a line touches one table entry. Lines are stamped on receipt (`now`), or
 //! by their `|T` timestamp; a line for a bucket the step already took folds into the newest open
 //! bucket and is counted as late, as the core does with late samples. Nothing here waits on the
 //! store: the step takes the lock to read closed buckets, the receive threads to record.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use chouette_core::aggregate::{AggregatorConfig, Partial};
-use chouette_core::hash::{hash_bytes, hash_u64};
-use chouette_core::limits::{MAX_NAME_BYTES, MAX_TAGS, MAX_TAG_BYTES};
+use chouette_core::hash::{hash_bytes, hash_u64, BuildPassThrough};
+use chouette_core::limits::{EXACT_SAMPLES, MAX_NAME_BYTES, MAX_TAGS, MAX_TAG_BYTES};
 use chouette_core::metric::{Member, MetricType, OutputType, Sample, Tag, Timestamp, Value as CoreValue};
 use chouette_core::sketch::{hash_member, Histogram, SetCounter};
 use chouette_core::wire::dogstatsd::{
     parse_datagram, sample_weight, scaled_count, Kind, Message, Tags, Value,
 };
 
-/// Histogram samples kept as a plain list before a context moves to a [`Histogram`] (2 KB).
-const INLINE_SAMPLES: usize = 8;
+/// Histogram samples kept as a plain list, unsorted, before a context moves to a [`Histogram`]:
+/// as many as the histogram keeps exactly (2 KB), so a sample costs a push, not a sorted insert.
+const INLINE_SAMPLES: usize = EXACT_SAMPLES;
 /// Set members kept as a plain list of hashes before a context moves to a [`SetCounter`] (3 KB).
 const INLINE_MEMBERS: usize = 8;
 /// Heaviest sample weight (`1/rate`) recorded: a histogram line at a lower rate is refused
@@ -104,43 +108,41 @@ enum State {
     Set { counter: Box<SetCounter>, samples: u64 },
 }
 
+/// A context's partial state in one bucket.
 #[derive(Debug)]
 struct Context {
-    name: Box<str>,
-    kind: MetricType,
-    /// As sent, in order (the core sorts and deduplicates when it merges).
-    tags: Vec<Box<str>>,
     state: State,
     /// Values recorded (weights not counted), for [`Memory::top`].
     samples: u64,
 }
 
-/// Contexts of one bucket, by context hash.
-type Contexts = HashMap<u64, Context, BuildIdentity>;
+/// A context's name, type and tags, kept once for all the buckets that hold it.
+#[derive(Debug)]
+struct Key {
+    /// The name, then each tag after a `|` (which no name or tag holds), as sent, in order: the
+    /// core sorts and deduplicates them when it merges.
+    text: Box<str>,
+    name_len: u8,
+    kind: MetricType,
+    /// Start of the newest bucket that holds the context: the key is dropped with that bucket.
+    newest: i64,
+}
 
-/// The keys are already hashes: no second hashing.
-#[derive(Default, Clone, Copy)]
-struct BuildIdentity;
+impl Key {
+    fn name(&self) -> &str {
+        &self.text[..usize::from(self.name_len)]
+    }
 
-impl std::hash::BuildHasher for BuildIdentity {
-    type Hasher = Identity;
-    fn build_hasher(&self) -> Identity {
-        Identity(0)
+    fn tags(&self) -> impl Iterator<Item = &str> {
+        self.text[usize::from(self.name_len)..].split('|').skip(1)
     }
 }
 
-struct Identity(u64);
-
-impl std::hash::Hasher for Identity {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        self.0 = hash_bytes(self.0, bytes);
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
+/// One bucket's contexts, by context hash.
+#[derive(Debug)]
+struct Bucket {
+    start: i64,
+    contexts: HashMap<u64, Context, BuildPassThrough>,
 }
 
 /// What [`Memory::merge_into`] did.
@@ -157,14 +159,17 @@ pub struct Merged {
 pub struct Memory {
     interval: u32,
     max_contexts: usize,
-    buckets: BTreeMap<i64, Contexts>,
+    /// Oldest first.
+    buckets: Vec<Bucket>,
+    /// Names and tags of the contexts the buckets hold, by context hash.
+    keys: HashMap<u64, Key, BuildPassThrough>,
     /// Buckets starting before this were taken by the step: later lines for them are late.
     open_from: i64,
     stats: MemoryStats,
     top: Vec<(String, u64)>,
     timestamped: Vec<Timestamped>,
     /// `timestamped`'s positions by series and second.
-    timestamped_index: HashMap<u64, usize, BuildIdentity>,
+    timestamped_index: HashMap<u64, usize, BuildPassThrough>,
     forward_events: bool,
     events: Vec<Event>,
 }
@@ -204,7 +209,8 @@ impl Memory {
         Memory {
             interval: interval_secs.max(1),
             max_contexts,
-            buckets: BTreeMap::new(),
+            buckets: Vec::new(),
+            keys: HashMap::default(),
             open_from: i64::MIN,
             stats: MemoryStats::default(),
             top: Vec::new(),
@@ -227,17 +233,17 @@ impl Memory {
 
     /// Start of the oldest bucket held (float Unix seconds).
     pub fn oldest(&self) -> Option<f64> {
-        self.buckets.keys().next().map(|&start| start as f64)
+        self.buckets.first().map(|b| b.start as f64)
     }
 
     /// End of the newest bucket held.
     pub fn newest_end(&self) -> Option<f64> {
-        self.buckets.keys().next_back().map(|&start| (start + i64::from(self.interval)) as f64)
+        self.buckets.last().map(|b| (b.start + i64::from(self.interval)) as f64)
     }
 
     /// Contexts held, all buckets together.
     pub fn contexts(&self) -> usize {
-        self.buckets.values().map(HashMap::len).sum()
+        self.buckets.iter().map(|b| b.contexts.len()).sum()
     }
 
     /// The contexts with the most samples in the last bucket merged, `name{tags}` and samples.
@@ -294,7 +300,7 @@ impl Memory {
         line: &Line<'a>,
         values: impl Iterator<Item = Value<'a>>,
     ) -> Result<u64, &'static str> {
-        check_line(line)?;
+        let context = identify(line)?;
         if self.timestamped.len() >= MAX_TIMESTAMPED {
             return Err("timestamped_full");
         }
@@ -318,7 +324,6 @@ impl Memory {
         let kind = if line.kind == Kind::Count { OutputType::Count } else { OutputType::Gauge };
         // One point per series and second: a later line of the same ones within the hold adds
         // to it (a count) or replaces its value (a gauge).
-        let context = context_hash(line.kind.metric_type(), line.name, line.tags, line.container_id);
         let key = hash_u64(context, line.at.to_bits());
         if let Some(point) = self.timestamped_index.get(&key).and_then(|&i| self.timestamped.get_mut(i)) {
             if point.name == line.name && point.kind == kind {
@@ -417,9 +422,8 @@ impl Memory {
         if weight > MAX_WEIGHT {
             return Err("sample_rate_too_low");
         }
-        check_line(line)?;
+        let hash = identify(line)?;
         let kind = line.kind.metric_type();
-        let hash = context_hash(kind, line.name, line.tags, line.container_id);
         let mut start = self.bucket_start(line.at);
         if start < self.open_from {
             start = self.open_from;
@@ -427,27 +431,36 @@ impl Memory {
         }
         // The step is behind (the store is down): past MAX_HELD_BUCKETS, lines fold into the
         // newest bucket held, so memory stops growing with time (counted as late).
-        if let Some(&newest) = self.buckets.keys().next_back() {
-            if start > newest && self.buckets.len() >= MAX_HELD_BUCKETS {
-                start = newest;
+        if let Some(newest) = self.buckets.last() {
+            if start > newest.start && self.buckets.len() >= MAX_HELD_BUCKETS {
+                start = newest.start;
                 self.stats.late += 1;
             }
         }
-        let max_contexts = self.max_contexts;
-        let contexts = self.buckets.entry(start).or_default();
-        let context = match contexts.get_mut(&hash) {
-            Some(context) if context.kind == kind && *context.name == *line.name => context,
-            Some(_) => return Err("context_collision"),
-            None => {
-                if contexts.len() >= max_contexts {
-                    if contexts.is_empty() {
-                        self.buckets.remove(&start);
+        let index = self.bucket(start);
+        let Memory { buckets, keys, max_contexts, .. } = self;
+        let contexts = &mut buckets[index].contexts;
+        let held = contexts.len();
+        let context = match contexts.entry(hash) {
+            Entry::Occupied(context) => context.into_mut(),
+            Entry::Vacant(vacant) => {
+                if held >= *max_contexts {
+                    if held == 0 {
+                        buckets.remove(index);
                     }
                     return Err("contexts_full");
                 }
-                let mut tags: Vec<Box<str>> = line.tags.iter().map(Box::from).collect();
-                if let Some(id) = line.container_id {
-                    tags.push(format!("container_id:{id}").into_boxed_str());
+                match keys.entry(hash) {
+                    Entry::Occupied(key) => {
+                        let key = key.into_mut();
+                        if key.kind != kind || key.name() != line.name {
+                            return Err("context_collision");
+                        }
+                        key.newest = key.newest.max(start);
+                    }
+                    Entry::Vacant(key) => {
+                        key.insert(Key::new(line, kind, start));
+                    }
                 }
                 let state = match kind {
                     MetricType::Count | MetricType::Rate => State::Sum { sum: 0.0, n: 0 },
@@ -457,13 +470,7 @@ impl Memory {
                     MetricType::Set => State::Hashes { hashes: Vec::new(), samples: 0 },
                     MetricType::Histogram | MetricType::Distribution => State::Samples(Vec::new()),
                 };
-                contexts.entry(hash).or_insert(Context {
-                    name: line.name.into(),
-                    kind,
-                    tags,
-                    state,
-                    samples: 0,
-                })
+                vacant.insert(Context { state, samples: 0 })
             }
         };
         let mut n = 0;
@@ -473,6 +480,19 @@ impl Memory {
         }
         context.samples += n;
         Ok(n)
+    }
+
+    /// The index of the bucket starting at `start`, opened if needed (the buckets stay oldest
+    /// first). Lines mostly go to the newest bucket: looked at first.
+    fn bucket(&mut self, start: i64) -> usize {
+        match self.buckets.iter().rposition(|b| b.start <= start) {
+            Some(i) if self.buckets[i].start == start => i,
+            found => {
+                let at = found.map_or(0, |i| i + 1);
+                self.buckets.insert(at, Bucket { start, contexts: HashMap::default() });
+                at
+            }
+        }
     }
 
     /// Merges every context of the buckets starting before `end` into `aggregator` (the step's,
@@ -490,18 +510,23 @@ impl Memory {
         let now = Timestamp::from_secs_f64(now);
         let mut merged = Merged::default();
         let mut tags: Vec<Tag<'_>> = Vec::new();
-        for (&start, contexts) in self.buckets.range(..end) {
-            for context in contexts.values() {
+        for bucket in self.buckets.iter_mut().take_while(|b| b.start < end) {
+            for (hash, context) in bucket.contexts.iter_mut() {
+                let Some(key) = self.keys.get(hash) else {
+                    // Every context's key is kept until its newest bucket is forgotten.
+                    debug_assert!(false, "a context without its key");
+                    continue;
+                };
                 tags.clear();
-                tags.extend(context.tags.iter().map(|t| Tag::parse(t)));
-                let key = Sample {
-                    name: &context.name,
-                    kind: context.kind,
+                tags.extend(key.tags().map(Tag::parse));
+                let sample = Sample {
+                    name: key.name(),
+                    kind: key.kind,
                     tags: &tags,
                     value: CoreValue::Number(0.0),
-                    timestamp: Timestamp::from_secs_f64(start as f64),
+                    timestamp: Timestamp::from_secs_f64(bucket.start as f64),
                 };
-                let partial = match &context.state {
+                let partial = match &mut context.state {
                     State::Sum { sum, n } => Partial::Sum { sum: *sum, n: *n },
                     State::Gauge { last, last_ts, sum, n } => Partial::Gauge {
                         last: *last,
@@ -509,12 +534,16 @@ impl Memory {
                         sum: *sum,
                         n: *n,
                     },
-                    State::Samples(values) => Partial::Samples(values),
+                    State::Samples(values) => {
+                        // Sorted, the core's exact histogram takes each one at its end.
+                        values.sort_unstable_by(f64::total_cmp);
+                        Partial::Samples(values)
+                    }
                     State::Histogram(histogram) => Partial::Histogram(histogram),
                     State::Hashes { hashes, samples } => Partial::SetHashes { hashes, samples: *samples },
                     State::Set { counter, samples } => Partial::Set { counter, samples: *samples },
                 };
-                match aggregator.merge(now, &key, partial) {
+                match aggregator.merge(now, &sample, partial) {
                     Ok(()) => merged.contexts += 1,
                     Err(error) => *merged.refused.entry(merge_reason(error)).or_default() += 1,
                 }
@@ -524,24 +553,34 @@ impl Memory {
     }
 
     /// The step committed the buckets starting before `end` (what [`merge_into`](Self::merge_into) merged, and
-    /// `merged`'s refusals are counted now): drops them.
+    /// `merged`'s refusals are counted now): drops them, and the keys no later bucket holds.
     pub fn forget_through(&mut self, end: f64, merged: &Merged) {
         let end = end.floor() as i64;
         for (reason, n) in &merged.refused {
             *self.stats.refused.entry(reason).or_default() += n;
         }
-        let kept = self.buckets.split_off(&end);
-        let done = std::mem::replace(&mut self.buckets, kept);
-        if let Some((_, last)) = done.into_iter().next_back() {
-            self.stats.contexts = last.len();
-            let mut top: Vec<(&Context, u64)> = last.values().map(|c| (c, c.samples)).collect();
-            top.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.name.cmp(&b.0.name)));
+        let done = self.buckets.iter().take_while(|b| b.start < end).count();
+        if done == 0 {
+            return;
+        }
+        if let Some(last) = self.buckets.get(done - 1) {
+            self.stats.contexts = last.contexts.len();
+            let mut top: Vec<(&Key, u64)> = last
+                .contexts
+                .iter()
+                .filter_map(|(hash, c)| Some((self.keys.get(hash)?, c.samples)))
+                .collect();
+            top.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.name().cmp(b.0.name())));
             self.top = top
                 .into_iter()
                 .take(TOP_CONTEXTS)
-                .map(|(c, n)| (format!("{}{{{}}}", c.name, c.tags.join(",")), n))
+                .map(|(key, n)| {
+                    (format!("{}{{{}}}", key.name(), key.tags().collect::<Vec<_>>().join(",")), n)
+                })
                 .collect();
         }
+        self.buckets.drain(..done);
+        self.keys.retain(|_, key| key.newest >= end);
     }
 }
 
@@ -558,24 +597,71 @@ struct Line<'a> {
     now: f64,
 }
 
-/// The checks every metric line passes before it is kept: the core's limits on names and tags,
-/// and its horizon on timestamps.
-fn check_line(line: &Line<'_>) -> Result<(), &'static str> {
+/// The context of a metric line: its hash, once the line passed the checks every metric line
+/// passes before it is kept (the core's limits on names and tags, its horizon on timestamps).
+/// The hash covers the type, the name and the sorted, deduplicated tag hashes (the container id
+/// is the tag `container_id:<id>`). One pass over the tags.
+fn identify(line: &Line<'_>) -> Result<u64, &'static str> {
+    const TAG_SEED: u64 = 0x6473_645f_7461_6773;
     if line.name.len() > MAX_NAME_BYTES {
         return Err("name_too_long");
     }
-    let tag_count = line.tags.iter().count() + usize::from(line.container_id.is_some());
-    if tag_count > MAX_TAGS {
+    let mut hashes = [0u64; MAX_TAGS];
+    let (mut n, mut count, mut too_long) = (0, 0, false);
+    for tag in line.tags.iter() {
+        count += 1;
+        too_long |= tag.len() > MAX_TAG_BYTES;
+        if let Some(slot) = hashes.get_mut(n) {
+            *slot = hash_bytes(TAG_SEED, tag.as_bytes());
+            n += 1;
+        }
+    }
+    if let Some(id) = line.container_id {
+        count += 1;
+        too_long |= "container_id:".len() + id.len() > MAX_TAG_BYTES;
+        if let Some(slot) = hashes.get_mut(n) {
+            *slot = chouette_core::hash::hash_parts(TAG_SEED, &[b"container_id:", id.as_bytes()]);
+            n += 1;
+        }
+    }
+    if count > MAX_TAGS {
         return Err("too_many_tags");
     }
-    let container_len = line.container_id.map_or(0, |id| "container_id:".len() + id.len());
-    if line.tags.iter().any(|t| t.len() > MAX_TAG_BYTES) || container_len > MAX_TAG_BYTES {
+    if too_long {
         return Err("tag_too_long");
     }
     if line.at > line.now + f64::from(MAX_FUTURE_SECS) {
         return Err("timestamp_in_future");
     }
-    Ok(())
+    let hashes = &mut hashes[..n];
+    hashes.sort_unstable();
+    let mut series = hash_bytes(line.kind.metric_type() as u64, line.name.as_bytes());
+    let mut previous = None;
+    for &h in hashes.iter() {
+        if previous != Some(h) {
+            series = hash_u64(series, h);
+            previous = Some(h);
+        }
+    }
+    Ok(series)
+}
+
+impl Key {
+    fn new(line: &Line<'_>, kind: MetricType, start: i64) -> Key {
+        let mut text = String::with_capacity(line.name.len() + line.tags.as_str().len() + 1);
+        text.push_str(line.name);
+        for tag in line.tags.iter() {
+            text.push('|');
+            text.push_str(tag);
+        }
+        if let Some(id) = line.container_id {
+            text.push_str("|container_id:");
+            text.push_str(id);
+        }
+        // Checked by `identify`: at most MAX_NAME_BYTES (200).
+        let name_len = u8::try_from(line.name.len()).unwrap_or(u8::MAX);
+        Key { text: text.into_boxed_str(), name_len, kind, newest: start }
+    }
 }
 
 fn apply(state: &mut State, value: Value<'_>, line: &Line<'_>, weight: u32) {
@@ -598,6 +684,8 @@ fn apply(state: &mut State, value: Value<'_>, line: &Line<'_>, weight: u32) {
                     values.extend(std::iter::repeat_n(v, weight as usize));
                     return;
                 }
+                // Sorted, each sample lands at the exact histogram's end.
+                values.sort_unstable_by(f64::total_cmp);
                 let mut histogram = Box::new(Histogram::new());
                 for &old in values.iter() {
                     let _ = histogram.insert(old);
@@ -637,34 +725,6 @@ fn apply(state: &mut State, value: Value<'_>, line: &Line<'_>, weight: u32) {
         // The parser gives members to sets only and numbers to every other kind.
         _ => {}
     }
-}
-
-/// The context's identity: type, name and the sorted, deduplicated tag hashes (the container id
-/// is the tag `container_id:<id>`).
-fn context_hash(kind: MetricType, name: &str, tags: Tags<'_>, container_id: Option<&str>) -> u64 {
-    const TAG_SEED: u64 = 0x6473_645f_7461_6773;
-    // Checked by the caller: at most MAX_TAGS tags, the container's included.
-    let mut hashes = [0u64; MAX_TAGS];
-    let mut n = 0;
-    for tag in tags.iter().take(MAX_TAGS) {
-        hashes[n] = hash_bytes(TAG_SEED, tag.as_bytes());
-        n += 1;
-    }
-    if let (Some(id), true) = (container_id, n < MAX_TAGS) {
-        hashes[n] = chouette_core::hash::hash_parts(TAG_SEED, &[b"container_id:", id.as_bytes()]);
-        n += 1;
-    }
-    let hashes = &mut hashes[..n];
-    hashes.sort_unstable();
-    let mut series = hash_bytes(kind as u64, name.as_bytes());
-    let mut previous = None;
-    for &h in hashes.iter() {
-        if previous != Some(h) {
-            series = hash_u64(series, h);
-            previous = Some(h);
-        }
-    }
-    series
 }
 
 fn merge_reason(error: chouette_core::aggregate::RecordError) -> &'static str {
@@ -902,5 +962,52 @@ mod tests {
         let refused = &memory.stats().refused;
         assert_eq!((refused["name_too_long"], refused["too_many_tags"], refused["tag_too_long"]), (1, 1, 1));
         assert!(memory.is_empty());
+    }
+
+    #[test]
+    fn names_and_tags_are_kept_once_and_dropped_with_their_newest_bucket() {
+        let mut memory = Memory::new(10, 100);
+        memory.record_datagram(NOW, b"a:1|c|#x:1\nb:1|g");
+        memory.record_datagram(NOW + 10.0, b"a:2|c|#x:1");
+        assert_eq!((memory.buckets.len(), memory.contexts(), memory.keys.len()), (2, 3, 2));
+        let first = points(&mut memory, 1_700_000_010.0);
+        assert_eq!(first.len(), 2, "{first:?}");
+        // `b` was only in the bucket forgotten; `a` is still held by the next one.
+        assert_eq!(memory.keys.len(), 1);
+        let second = points(&mut memory, 1_700_000_020.0);
+        assert_eq!(second, BTreeMap::from([("a{x:1}@1700000010".to_string(), 2.0)]));
+        assert!(memory.keys.is_empty());
+    }
+
+    #[test]
+    fn histogram_samples_in_any_order_give_the_exact_aggregates() {
+        // 200 samples, kept as a list, then 300 more past the exact histogram's 256.
+        for total in [200u32, 500] {
+            let mut memory = Memory::new(10, 100);
+            let mut lines = Vec::new();
+            for i in 0..total {
+                // A permutation of 1..=total.
+                let v = (i * 7919) % total + 1;
+                lines.push(format!("lat:{v}|ms"));
+                if lines.len() == 50 {
+                    memory.record_datagram(NOW, lines.join("\n").as_bytes());
+                    lines.clear();
+                }
+            }
+            let p = points(&mut memory, 1_700_000_010.0);
+            let n = f64::from(total);
+            assert_eq!(p["lat.count{}@1700000000"], n / 10.0);
+            assert_eq!(p["lat.avg{}@1700000000"], (n + 1.0) / 2.0);
+            assert_eq!(p["lat.max{}@1700000000"], n);
+            if total <= EXACT_SAMPLES as u32 {
+                // numpy's linear interpolation over 1..=200.
+                assert_eq!(p["lat.median{}@1700000000"], 100.5);
+                // 0.95 * 199 is 189.04999999999998 in f64, as numpy computes it.
+                assert_eq!(p["lat.95percentile{}@1700000000"], 190.04999999999998);
+            } else {
+                let median = p["lat.median{}@1700000000"];
+                assert!((median - 250.5).abs() / 250.5 < 0.02, "{median}");
+            }
+        }
     }
 }
