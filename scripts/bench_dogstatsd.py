@@ -27,6 +27,9 @@ import argparse, os, re, shutil, signal, socket, subprocess, sys, tempfile, thre
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 RELEASE = os.path.join(TARGET, "release")
+# The agent under test: --chouette-bin (bench-dogstatsd.sh passes the static musl build that
+# ships, when it can build one), else the host's release build.
+CHOUETTE = os.path.join(RELEASE, "chouette")
 CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "chouette")
 STATSD_JS = os.path.join(CACHE, "statsd", "node_modules", "statsd", "stats.js")
 CLK = os.sysconf("SC_CLK_TCK")
@@ -262,7 +265,7 @@ class Chouette(Run):
                     "AGGREGATE_INTERVAL": "1", "RELEASE_INTERVAL": "1", "SEND_SELF_METRICS": "false",
                     "LOG_LEVEL": "WARNING", "HOST": "bench", "DOGSTATSD_PORT": str(self.port)}
         self.log = open(os.path.join(self.tmp, "chouette.log"), "a")
-        self.proc = subprocess.Popen([os.path.join(RELEASE, "chouette")], env=self.env, stdout=self.log, stderr=self.log)
+        self.proc = subprocess.Popen([CHOUETTE], env=self.env, stdout=self.log, stderr=self.log)
         self.pid = self.proc.pid
         wait_udp(self.port, "chouette", self.proc)
         return self.port
@@ -288,7 +291,7 @@ class Chouette(Run):
 
     def status(self):
         """`chouette status`: ({queue: length}, {field: value})."""
-        out = subprocess.run([os.path.join(RELEASE, "chouette"), "status"], env=self.env, capture_output=True, text=True).stdout
+        out = subprocess.run([CHOUETTE, "status"], env=self.env, capture_output=True, text=True).stdout
         queues, fields, section = {}, {}, None
         for line in out.splitlines():
             if not line.startswith(" "):
@@ -438,8 +441,12 @@ def main():
     ap.add_argument("--duration", type=float, default=5)
     ap.add_argument("--contexts", type=int, default=10000)
     ap.add_argument("--full-ladder", action="store_true")
+    ap.add_argument("--chouette-bin", help="the agent's binary (default: target/release/chouette)")
     ap.add_argument("--trace-drops", action="store_true", help="say when, into the blast, the kernel dropped datagrams")
     args = ap.parse_args()
+    global CHOUETTE
+    if args.chouette_bin:
+        CHOUETTE = os.path.abspath(args.chouette_bin)
     rates = [int(r.replace("_", "")) for r in args.rates.split(",")]
     modes = args.modes.split(",")
     tmp = tempfile.mkdtemp(prefix="chouette-bench-dsd-")
@@ -447,7 +454,7 @@ def main():
     systems = []
     for name in args.systems.split(","):
         if name == "chouette":
-            if not os.access(os.path.join(RELEASE, "chouette"), os.X_OK):
+            if not os.access(CHOUETTE, os.X_OK):
                 print("note: chouette: no release build; skipped"); continue
             if redis is None:
                 rport = free_port()
@@ -468,6 +475,9 @@ def main():
     print(f"{args.contexts:,} contexts, one-line count datagrams (value 1), {args.duration:g} s per rate; "
           f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; net.core.rmem_max "
           f"{open('/proc/sys/net/core/rmem_max').read().strip()}, rmem_default {open('/proc/sys/net/core/rmem_default').read().strip()}")
+    if "chouette" in args.systems.split(","):
+        kind = subprocess.run(["file", "-b", CHOUETTE], capture_output=True, text=True).stdout.split(",")[:2]
+        print(f"chouette: {os.path.relpath(CHOUETTE, ROOT) if CHOUETTE.startswith(ROOT) else CHOUETTE} ({','.join(kind).strip()})")
     print()
     print("| system | tagged | rate/s | sent | delivered | loss | kernel drops | peak RSS | CPU s | where |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")

@@ -73,6 +73,8 @@ pub struct MemoryStats {
     pub last_bad_line: Option<String>,
     /// Lines whose bucket the step had already taken, folded into the newest open bucket.
     pub late: u64,
+    /// Contexts a step had no room for, kept for the next step (counted at each deferral).
+    pub deferred: u64,
     /// Contexts in the last bucket the step merged.
     pub contexts: usize,
     /// `|T` points (counts and gauges sent as they are).
@@ -153,6 +155,10 @@ pub struct Merged {
     /// Contexts the aggregator refused, by reason (`merge_<RecordError>`): counted once the
     /// commit is in the store ([`Memory::forget_through`]).
     pub refused: BTreeMap<&'static str, u64>,
+    /// Contexts the aggregator had no room for (series, names and tags, or sketches), as bucket
+    /// start and context hash: kept for the next step, where they fold in late. Nothing is lost
+    /// when a burst of contexts outgrows one step's aggregator.
+    pub deferred: Vec<(i64, u64)>,
 }
 
 /// The listener's buckets. See the [module docs](self).
@@ -489,7 +495,11 @@ impl Memory {
             Some(i) if self.buckets[i].start == start => i,
             found => {
                 let at = found.map_or(0, |i| i + 1);
-                self.buckets.insert(at, Bucket { start, contexts: HashMap::default() });
+                // Sized for as many contexts as the last bucket closed: the same apps send the
+                // same contexts every interval, and a table grown by doubling holds two copies
+                // of itself while it moves.
+                let contexts = HashMap::with_capacity_and_hasher(self.stats.contexts, BuildPassThrough);
+                self.buckets.insert(at, Bucket { start, contexts });
                 at
             }
         }
@@ -545,6 +555,7 @@ impl Memory {
                 };
                 match aggregator.merge(now, &sample, partial) {
                     Ok(()) => merged.contexts += 1,
+                    Err(error) if error.is_capacity() => merged.deferred.push((bucket.start, *hash)),
                     Err(error) => *merged.refused.entry(merge_reason(error)).or_default() += 1,
                 }
             }
@@ -553,7 +564,8 @@ impl Memory {
     }
 
     /// The step committed the buckets starting before `end` (what [`merge_into`](Self::merge_into) merged, and
-    /// `merged`'s refusals are counted now): drops them, and the keys no later bucket holds.
+    /// `merged`'s refusals are counted now): drops them but for their deferred contexts, and the
+    /// keys no bucket holds any more.
     pub fn forget_through(&mut self, end: f64, merged: &Merged) {
         let end = end.floor() as i64;
         for (reason, n) in &merged.refused {
@@ -579,8 +591,20 @@ impl Memory {
                 })
                 .collect();
         }
-        self.buckets.drain(..done);
-        self.keys.retain(|_, key| key.newest >= end);
+        self.stats.deferred += merged.deferred.len() as u64;
+        let deferred: std::collections::HashSet<(i64, u64)> = merged.deferred.iter().copied().collect();
+        for bucket in &mut self.buckets[..done] {
+            let start = bucket.start;
+            bucket.contexts.retain(|&hash, _| deferred.contains(&(start, hash)));
+        }
+        let mut i = 0;
+        self.buckets.retain(|bucket| {
+            i += 1;
+            i > done || !bucket.contexts.is_empty()
+        });
+        let deferred_hashes: std::collections::HashSet<u64> =
+            deferred.iter().map(|&(_, hash)| hash).collect();
+        self.keys.retain(|hash, key| key.newest >= end || deferred_hashes.contains(hash));
     }
 }
 
@@ -762,6 +786,8 @@ mod tests {
     fn points(memory: &mut Memory, end: f64) -> BTreeMap<String, f64> {
         let config = AggregatorConfig::new(10).expect("interval").with_grace_secs(0);
         let mut aggregator = Box::new(BoardAggregator::new(config));
+        // As the step does: the bucket ending at `end` is the oldest open one.
+        aggregator.close_before(Timestamp::from_secs_f64(end - 10.0));
         let merged = memory.merge_into(&mut *aggregator, end, end);
         assert!(merged.refused.is_empty(), "{merged:?}");
         memory.forget_through(end, &merged);
@@ -1009,5 +1035,34 @@ mod tests {
                 assert!((median - 250.5).abs() / 250.5 < 0.02, "{median}");
             }
         }
+    }
+
+    #[test]
+    fn contexts_a_step_has_no_room_for_wait_for_the_next_step_and_none_is_lost() {
+        // 100 timers of 10 samples each: a board aggregator pools 64 histograms, so 36 wait.
+        let mut memory = Memory::new(10, 1000);
+        for i in 0..100 {
+            let lines: Vec<String> = (0..10).map(|v| format!("t{i:03}:{v}|ms")).collect();
+            memory.record_datagram(NOW, lines.join("\n").as_bytes());
+        }
+        memory.record_datagram(NOW + 10.0, b"t000:100|ms");
+        let mut counts = BTreeMap::new();
+        let mut end = 1_700_000_010.0;
+        for _ in 0..3 {
+            for (key, value) in points(&mut memory, end) {
+                if let Some(name) = key.strip_suffix(&format!("{{}}@{}", end - 10.0)) {
+                    if let Some(timer) = name.strip_suffix(".count") {
+                        *counts.entry(timer.to_string()).or_insert(0.0) += value * 10.0;
+                    }
+                }
+            }
+            end += 10.0;
+        }
+        // Every timer's 10 samples, once; t000's late one too.
+        assert_eq!(counts.len(), 100, "{counts:?}");
+        assert_eq!(counts.values().sum::<f64>(), 1001.0);
+        assert_eq!(memory.stats().deferred, 36);
+        assert!(memory.stats().refused.is_empty(), "{:?}", memory.stats().refused);
+        assert!(memory.is_empty() && memory.keys.is_empty());
     }
 }

@@ -244,6 +244,7 @@ impl Listener {
         fields.push(("dogstatsd.events".into(), stats.events.to_string()));
         fields.push(("dogstatsd.service_checks".into(), stats.service_checks.to_string()));
         fields.push(("dogstatsd.late".into(), stats.late.to_string()));
+        fields.push(("dogstatsd.deferred".into(), stats.deferred.to_string()));
         fields.push(("dogstatsd.timestamped".into(), stats.timestamped.to_string()));
         fields.push(("dogstatsd.contexts".into(), stats.contexts.to_string()));
         fields.push(("dogstatsd.held_contexts".into(), memory.contexts().to_string()));
@@ -287,6 +288,7 @@ impl Listener {
         push("samples", stats.samples.saturating_sub(before.samples), &[]);
         push("events", stats.events.saturating_sub(before.events), &[]);
         push("service_checks", stats.service_checks.saturating_sub(before.service_checks), &[]);
+        push("deferred", stats.deferred.saturating_sub(before.deferred), &[]);
         for (reason, n) in &stats.refused {
             let was = before.refused.get(reason).copied().unwrap_or(0);
             push("refused", n.saturating_sub(was), &[("reason", reason)]);
