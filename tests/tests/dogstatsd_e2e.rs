@@ -883,6 +883,58 @@ fn sigterm_flushes_the_open_bucket_and_loses_nothing() {
     assert!(again.stop().success());
 }
 
+#[test]
+fn datagrams_still_in_the_kernel_queue_at_sigterm_are_read_and_flushed() {
+    let extra = [("AGGREGATE_INTERVAL", "10".to_string())];
+    let setup = Setup::start(&extra);
+    let signal = |name: &str, pid: u32| {
+        let sent = Command::new("kill").args([name, &pid.to_string()]).status().expect("kill");
+        assert!(sent.success(), "kill {name}");
+    };
+    // The agent stopped (SIGSTOP): what is sent now stays in the kernel's receive queue.
+    let pid = setup.agent.pid();
+    signal("-STOP", pid);
+    // Enough that the receive thread cannot read them all before it sees the stop: without the
+    // drain, most would be lost (10,000 small datagrams fit the 16 MiB receive buffer).
+    let mut datagrams = vec!["drain.count:1|c"; 8000];
+    datagrams.extend(["drain.count:1|c|#k:v"; 2000]);
+    setup.send(&datagrams);
+    let queued = udp_rx_queue(setup.port).unwrap_or(0);
+    // SIGTERM arrives with the datagrams still queued (delivered at SIGCONT, sent 300 ms after).
+    let continued = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        signal("-CONT", pid);
+    });
+    let Setup { redis, vm, agent, port } = setup;
+    assert!(agent.stop().success(), "exit 0 after SIGTERM");
+    continued.join().expect("SIGCONT");
+    assert!(queued > 0, "nothing was queued in the kernel at SIGTERM: the test checked nothing");
+    let mut con = redis.client();
+    let status: BTreeMap<String, String> = con.hgetall("chouette:agent:status").expect("status hash");
+    // Every datagram the kernel kept was read (a receive buffer smaller than this machine's
+    // 16 MiB, without CAP_NET_ADMIN, drops some: counted).
+    let read = field(&status, "dogstatsd.udp.datagrams");
+    assert_eq!(read + field(&status, "dogstatsd.udp.kernel_drops"), 10_000, "{status:#?}");
+    assert!(read >= 2000, "the kernel kept only {read} datagrams: {status:#?}");
+    assert_eq!(field(&status, "dogstatsd.samples"), read, "{status:#?}");
+
+    // A new agent delivers what the first one put in the outbox, whatever buckets.
+    let again = Agent::start(
+        agent_binary!(),
+        &agent_env(&redis, &vm, &[("DOGSTATSD_PORT", port.to_string()), extra[0].clone()]),
+    );
+    let total = |series: &Series| -> f64 { series.values().flatten().map(|(_, v)| v).sum() };
+    let got = poll(
+        || {
+            vm.flush();
+            vm.series(r#"{__name__="drain.count"}"#)
+        },
+        |got| total(got) >= read as f64,
+    );
+    assert_eq!(total(&got), read as f64, "{got:?}\nagent log:\n{}", again.output());
+    assert!(again.stop().success());
+}
+
 // ---- 7. the context limit -----------------------------------------------------------------------
 
 #[test]
