@@ -17,6 +17,6 @@ pub use proxy::{Direction, FaultProxy, Faults, LineFaults};
 pub use pty::PtyPair;
 pub use servers::{influxd_path, InfluxServer, RedisServer, VictoriaMetrics};
 pub use util::{
-    free_port, free_udp_port, http_get, http_request, udp_rx_queue, wait_udp_bound, wait_until, write_raw,
-    TempDir,
+    free_port, free_udp_port, http_get, http_request, udp_drops, udp_rx_queue, wait_udp_bound, wait_until,
+    write_raw, TempDir,
 };

@@ -52,10 +52,22 @@ pub fn wait_udp_bound(port: u16, within: Duration) {
     wait_until(&format!("a UDP socket bound to port {port}"), within, || udp_rx_queue(port).is_some());
 }
 
+/// The kernel's count of datagrams the UDP socket bound to `port` dropped (`drops` in
+/// `/proc/net/udp` or `udp6`: a full receive queue), or `None` when no socket is bound to it.
+pub fn udp_drops(port: u16) -> Option<u64> {
+    udp_socket_column(port, 12)
+}
+
 /// The bytes waiting in the receive queue of the UDP socket bound to `port` (`rx_queue` in
 /// `/proc/net/udp` or `udp6`), or `None` when no socket is bound to it. `Some(0)` after sending:
 /// the owner has read every datagram.
 pub fn udp_rx_queue(port: u16) -> Option<u64> {
+    udp_socket_column(port, 4)
+}
+
+/// Column `index` of the `/proc/net/udp` (or `udp6`) row of the socket bound to `port`, as a
+/// number: for `tx_queue:rx_queue` (4), the receive queue, in hex; `drops` (12) is decimal.
+fn udp_socket_column(port: u16, index: usize) -> Option<u64> {
     let suffix = format!(":{port:04X}");
     ["/proc/net/udp", "/proc/net/udp6"].iter().find_map(|table| {
         std::fs::read_to_string(table).unwrap_or_default().lines().skip(1).find_map(|row| {
@@ -63,8 +75,11 @@ pub fn udp_rx_queue(port: u16) -> Option<u64> {
             if !columns.get(1)?.ends_with(&suffix) {
                 return None;
             }
-            let (_, rx) = columns.get(4)?.split_once(':')?;
-            u64::from_str_radix(rx, 16).ok()
+            let column = columns.get(index)?;
+            match column.split_once(':') {
+                Some((_, rx)) => u64::from_str_radix(rx, 16).ok(),
+                None => column.parse().ok(),
+            }
         })
     })
 }

@@ -19,7 +19,8 @@ use cadence::prelude::*;
 use cadence::{StatsdClient, UdpMetricSink, UnixMetricSink};
 use chouette_tests::agent_binary;
 use chouette_tests::{
-    free_udp_port, udp_rx_queue, wait_udp_bound, wait_until, Agent, RedisServer, TempDir, VictoriaMetrics,
+    free_udp_port, udp_drops, udp_rx_queue, wait_udp_bound, wait_until, Agent, RedisServer, TempDir,
+    VictoriaMetrics,
 };
 use redis::Commands;
 
@@ -824,6 +825,8 @@ fn kernel_drops_are_counted_and_what_was_read_is_delivered() {
     );
     assert_eq!(read + dropped, sent, "{status:#?}");
     assert!(read > 0 && dropped > 0, "a 4 KiB buffer holds some datagrams, not 2000: {status:#?}");
+    // The kernel's own count, as `netstat -su` and /proc/net/udp show it.
+    assert_eq!(udp_drops(setup.port), Some(dropped), "/proc/net/udp's drops column");
     assert_eq!(field(&status, "dogstatsd.samples"), read);
     let sum = || -> f64 {
         setup.vm.flush();
