@@ -2,8 +2,11 @@
 //! one per request; `/api/v1/check_run`, in arrays): the records the listener queues for the
 //! Datadog output, which adds `HOST` and `GLOBAL_TAGS` when it sends them.
 //!
-//! Absent fields are omitted. `\n` in an event's text or a check's message becomes a newline, as
-//! the Agent does. Without `d:`, the time of receipt is the event's date and the check's time.
+//! Absent fields are omitted. `\n` in an event's title or text becomes a newline; a check's
+//! message is kept as sent: both as the Agent does (`parse_events.go`, `parse_service_checks.go`).
+//! Without `d:`, the time of receipt is the event's date and the check's time.
+
+use std::borrow::Cow;
 
 use chouette_core::wire::dogstatsd::{unescape_newlines, Message, Tags};
 use chouette_core::wire::write::Writer;
@@ -25,32 +28,25 @@ pub fn record(message: &Message<'_>, now: f64) -> Option<Vec<u8>> {
             alert_type,
             tags,
         } => {
-            fields.push(("title", Field::Str(title)));
+            fields.push(("title", Field::Str(unescaped(title))));
             fields.push(("date_happened", Field::U64(timestamp.unwrap_or(now))));
             push_opt(&mut fields, "host", *hostname);
             push_opt(&mut fields, "aggregation_key", *aggregation_key);
             push_opt(&mut fields, "priority", priority.map(|p| p.as_str()));
             push_opt(&mut fields, "source_type_name", *source_type_name);
             push_opt(&mut fields, "alert_type", alert_type.map(|a| a.as_str()));
-            (Some(("text", *text)), *tags)
+            (Some(("text", unescaped(text))), *tags)
         }
         Message::ServiceCheck { name, status, timestamp, hostname, tags, message } => {
-            fields.push(("check", Field::Str(name)));
+            fields.push(("check", Field::Str(Cow::Borrowed(name))));
             fields.push(("status", Field::U64(u64::from(status.code()))));
             fields.push(("timestamp", Field::U64(timestamp.unwrap_or(now))));
             push_opt(&mut fields, "host_name", *hostname);
-            (message.map(|m| ("message", m)), *tags)
+            (message.map(|m| ("message", Cow::Borrowed(m))), *tags)
         }
         Message::Metric { .. } => return None,
     };
-    let mut unescaped = Vec::new();
-    if let Some((_, text)) = text {
-        unescaped.resize(text.len(), 0);
-        let len = unescape_newlines(text, &mut unescaped).unwrap_or(0);
-        unescaped.truncate(len);
-    }
-    let unescaped = String::from_utf8_lossy(&unescaped);
-    let text_len = text.map_or(0, |(_, t)| t.len());
+    let text_len = text.as_ref().map_or(0, |(_, t)| t.len());
     let tags_len = tags.as_str().len();
     let size: usize = fields.iter().map(|(k, f)| k.len() + f.len()).sum::<usize>() + text_len + tags_len;
     let mut buf = vec![0u8; size * 6 + 256];
@@ -72,9 +68,9 @@ pub fn record(message: &Message<'_>, now: f64) -> Option<Vec<u8>> {
             Field::U64(n) => w.u64(*n),
         }
     }
-    if let Some((name, _)) = text {
+    if let Some((name, text)) = &text {
         key(&mut w, name);
-        w.json_str(&unescaped);
+        w.json_str(text);
     }
     if !tags.is_empty() {
         key(&mut w, "tags");
@@ -87,8 +83,19 @@ pub fn record(message: &Message<'_>, now: f64) -> Option<Vec<u8>> {
 }
 
 enum Field<'a> {
-    Str(&'a str),
+    Str(Cow<'a, str>),
     U64(u64),
+}
+
+/// `text` with each `\n` made a newline.
+fn unescaped(text: &str) -> Cow<'_, str> {
+    if !text.contains("\\n") {
+        return Cow::Borrowed(text);
+    }
+    let mut out = vec![0u8; text.len()];
+    let len = unescape_newlines(text, &mut out).unwrap_or(0);
+    out.truncate(len);
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 impl Field<'_> {
@@ -102,7 +109,7 @@ impl Field<'_> {
 
 fn push_opt<'a>(fields: &mut Vec<(&'static str, Field<'a>)>, name: &'static str, value: Option<&'a str>) {
     if let Some(value) = value {
-        fields.push((name, Field::Str(value)));
+        fields.push((name, Field::Str(Cow::Borrowed(value))));
     }
 }
 
@@ -131,8 +138,8 @@ mod tests {
     #[test]
     fn events_carry_every_field_sent_and_the_receipt_date_by_default() {
         assert_eq!(
-            json("_e{5,12}:Title|line1\\nline2|d:1700000000|h:pi|k:agg|p:low|s:src|t:error|#a:b,c"),
-            r#"{"title":"Title","date_happened":1700000000,"host":"pi","aggregation_key":"agg","priority":"low","source_type_name":"src","alert_type":"error","text":"line1\nline2","tags":["a:b","c"]}"#
+            json("_e{7,12}:Ti\\ntle|line1\\nline2|d:1700000000|h:pi|k:agg|p:low|s:src|t:error|#a:b,c"),
+            r#"{"title":"Ti\ntle","date_happened":1700000000,"host":"pi","aggregation_key":"agg","priority":"low","source_type_name":"src","alert_type":"error","text":"line1\nline2","tags":["a:b","c"]}"#
         );
         assert_eq!(json("_e{3,0}:Hé|"), r#"{"title":"H\u00e9","date_happened":1700000123,"text":""}"#);
     }
@@ -140,8 +147,8 @@ mod tests {
     #[test]
     fn service_checks_carry_status_time_host_message_and_tags() {
         assert_eq!(
-            json("_sc|db.up|2|d:1700000000|h:pi|#env:prod|m:down \"hard\""),
-            r#"{"check":"db.up","status":2,"timestamp":1700000000,"host_name":"pi","message":"down \"hard\"","tags":["env:prod"]}"#
+            json("_sc|db.up|2|d:1700000000|h:pi|#env:prod|m:down \"hard\"\\nagain"),
+            r#"{"check":"db.up","status":2,"timestamp":1700000000,"host_name":"pi","message":"down \"hard\"\\nagain","tags":["env:prod"]}"#
         );
         assert_eq!(json("_sc|ok|0"), r#"{"check":"ok","status":0,"timestamp":1700000123}"#);
     }
