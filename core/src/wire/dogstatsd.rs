@@ -366,7 +366,6 @@ pub struct ValuesIter<'a> {
 impl<'a> Iterator for ValuesIter<'a> {
     type Item = Value<'a>;
 
-    #[inline]
     fn next(&mut self) -> Option<Value<'a>> {
         if let Some(first) = self.first.take() {
             return Some(first);
@@ -536,7 +535,6 @@ struct TagsIter<'a> {
 impl<'a> Iterator for TagsIter<'a> {
     type Item = &'a str;
 
-    #[inline]
     fn next(&mut self) -> Option<&'a str> {
         while !self.rest.is_empty() {
             let (tag, rest) = match find_byte(self.rest.as_bytes(), b',') {
