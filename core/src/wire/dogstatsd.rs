@@ -549,6 +549,19 @@ impl<'a> Iterator for TagsIter<'a> {
         }
         None
     }
+
+    /// Counted here, in one loop, rather than by calling `next` per tag from the caller (the
+    /// agent counts a line's tags to check them against the core's limit).
+    fn count(self) -> usize {
+        let b = self.rest.as_bytes();
+        let (mut count, mut start) = (0, 0);
+        while start < b.len() {
+            let end = find_byte(&b[start..], b',').map_or(b.len(), |i| start + i);
+            count += usize::from(end > start);
+            start = end + 1;
+        }
+        count
+    }
 }
 
 /// An event's priority (`p:`).
@@ -1134,6 +1147,16 @@ mod tests {
     }
 
     #[test]
+    fn tags_are_counted_as_iterated() {
+        for (raw, n) in
+            [("", 0), (",", 0), (",,", 0), ("a", 1), (",a", 1), ("a,", 1), ("a,,b,", 2), ("abcdefgh,ij", 2)]
+        {
+            assert_eq!(Tags::new(raw).iter().count(), n, "{raw}");
+            assert_eq!(Tags::new(raw).iter().fold(0, |n, _| n + 1), n, "{raw}");
+        }
+    }
+
+    #[test]
     fn tags_split_at_the_first_colon() {
         let tags = Tags::new("env:prod,url:http://x:80,,canary,k:");
         let parsed: heapless::Vec<Tag<'_>, 8> = tags.parsed().collect();
@@ -1229,7 +1252,9 @@ mod tests {
         }
 
         fn same_tags(a: Tags<'_>, b: reference::Tags<'_>) -> bool {
-            slice(a.as_str()) == slice(b.as_str()) && a.iter().map(slice).eq(b.iter().map(slice))
+            slice(a.as_str()) == slice(b.as_str())
+                && a.iter().map(slice).eq(b.iter().map(slice))
+                && a.iter().count() == b.iter().count()
         }
 
         fn same_values(a: Values<'_>, b: reference::Values<'_>) -> bool {
