@@ -27,22 +27,22 @@
 //! number ≥ 1, event headers whose byte lengths do not match, an empty event title, a service
 //! check without a name or with a status other than 0–3.
 //!
-//! Differences from the Agent (also in `docs/dogstatsd.md`):
+//! Differences from the Agent, checked against its `parse*.go` (the full table is in
+//! `docs/dogstatsd.md`):
 //! - A sample rate outside (0, 1] is refused (`bad_sample_rate`), not clamped or used as is.
 //! - Empty tags (`#a,,b`, `#`) are skipped rather than kept as empty strings.
-//! - An invalid event priority or alert type is refused (`bad_priority`, `bad_alert_type`); the
-//!   Agent logs and keeps the event with the default.
-//! - A set's value is one member, colons included (`users:a:b|s` is the member `a:b`): value
-//!   packing does not apply to sets (protocol 1.1).
-//! - Event text and service-check messages are kept as sent: `\\n` stays the two bytes `\` `n`
-//!   (the Agent turns it into a newline); [`unescape_newlines`] does that into a buffer.
-//! - `m:` in a service check takes the rest of the line, `|` included (the spec says it must come
-//!   last).
-//! - `|T` is parsed on every type; the Agent honours it on gauges and counts only.
+//! - An invalid event priority, alert type or `d:` is refused (`bad_priority`, `bad_alert_type`,
+//!   `bad_timestamp`); the Agent logs and keeps the event with the default.
+//! - Event text and service-check messages are kept as sent: `\\n` stays the two bytes `\` `n`;
+//!   [`unescape_newlines`] turns it into a newline, into a buffer.
+//! - `m:` in a service check takes the rest of the line, `|` included (the protocol says it comes
+//!   last); the Agent splits it at `|` like the other fields.
+//! - A packed NaN or infinity refuses its line; the Agent drops that value and keeps the others.
+//! - `|T` is parsed on every type; the listener honours it on gauges and counts only.
 //!
 //! Mapping onto the core's model: [`Kind::metric_type`], [`scaled_count`] (a count at `@0.25`
 //! adds 4 times its value) and [`sample_weight`] (a histogram sample at `@0.3` is recorded 3
-//! times, the Agent's truncated `1/rate`); gauges and sets ignore the rate.
+//! times, as the Agent counts it: `int64(1/rate)`); gauges and sets ignore the rate.
 
 use core::fmt;
 

@@ -277,8 +277,8 @@ impl Memory {
                     self.keep_event(&message, now, true);
                 }
                 Ok(Message::Metric { name, values, kind, sample_rate, tags, container_id, timestamp }) => {
-                    // `|T` on a count or gauge: a point of its own, as the Agent (it ignores `|T`
-                    // on the other types, and so does this).
+                    // `|T` on a count or gauge: a point of its own, as the Agent. On the other
+                    // types the Agent drops the sample; this ignores `|T` and aggregates it.
                     let passthrough = matches!(kind, Kind::Count | Kind::Gauge);
                     let at = timestamp.filter(|_| passthrough).map_or(now, |t| t as f64);
                     let line_ = Line { name, kind, tags, container_id, sample_rate, at, now };
