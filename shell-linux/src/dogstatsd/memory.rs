@@ -9,7 +9,7 @@
 //!
 //! A context is a name, a type and a set of tags (order-free, duplicates collapse), identified by
 //! a 64-bit hash, as the Datadog Agent identifies its contexts. Its name and tags are kept once,
-//! in [`Key`], for as long as a bucket holds it; each bucket keeps only the hash and the partial
+//! in a `Key`, for as long as a bucket holds it; each bucket keeps only the hash and the partial
 //! state (56 bytes), so a line touches one table entry. Lines are stamped on receipt (`now`), or
 //! by their `|T` timestamp; a line for a bucket the step already took folds into the newest open
 //! bucket and is counted as late, as the core does with late samples. Nothing here waits on the
