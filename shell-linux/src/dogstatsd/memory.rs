@@ -460,6 +460,9 @@ impl Memory {
                     Entry::Occupied(key) => {
                         let key = key.into_mut();
                         if key.kind != kind || key.name() != line.name {
+                            if held == 0 {
+                                buckets.remove(index);
+                            }
                             return Err("context_collision");
                         }
                         key.newest = key.newest.max(start);
