@@ -13,22 +13,33 @@ use crate::util::{free_port, http_get, http_request, percent_encode, scratch_dir
 
 /// Waits until Redis answers `PING` with `PONG`: a server that listens may still be loading its
 /// append-only file and answer every command with `LOADING` (a `BusyLoadingError` in a test
-/// that wrote too early made the restart test flaky).
-fn wait_for_redis_ready(port: u16, child: &mut Child) {
+/// that wrote too early made the restart test flaky). `Err` with the end of its log if it exits
+/// first (a port taken meanwhile by another process: the caller may try another).
+fn wait_for_redis_ready(port: u16, child: &mut Child, log: &std::path::Path) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let url = format!("redis://127.0.0.1:{port}/0");
     let mut last = String::new();
     while Instant::now() < deadline {
         let pong = redis::Client::open(url.as_str())
             .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
-            .and_then(|mut con| redis::cmd("PING").query::<String>(&mut con));
+            .and_then(|mut con| {
+                // Whatever else listens there may never answer.
+                con.set_read_timeout(Some(Duration::from_secs(1)))?;
+                redis::cmd("PING").query::<String>(&mut con)
+            });
         match pong {
-            Ok(reply) if reply == "PONG" => return,
+            Ok(reply) if reply == "PONG" => return Ok(()),
             Ok(reply) => last = reply,
             Err(e) => last = e.to_string(),
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("redis-server exited before it was ready on port {port}: {status}");
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(5).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(format!(
+                "redis-server exited before it was ready on port {port}: {status}; its log ends:\n{}",
+                tail.join("\n")
+            ));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -44,20 +55,32 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts a server on a free port, ready (it answered `PONG`).
+    /// Starts a server on a free port, ready (it answered `PONG`). A port another process takes
+    /// between the pick and the server's bind is given up for another, up to 3 times.
     pub fn start() -> RedisServer {
-        Self::start_on(free_port())
+        Self::start_on_a_free_port("redis", false)
     }
 
     /// Starts on a given port (to restart a server where clients expect it).
     pub fn start_on(port: u16) -> RedisServer {
-        Self::spawn(port, scratch_dir("redis"), false)
+        Self::spawn(port, scratch_dir("redis"), false).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// A server that fsyncs every write to an append-only file in `dir`, so a kill loses
     /// nothing: restart it with [`RedisServer::restart_persistent`].
     pub fn start_persistent() -> RedisServer {
-        Self::spawn(free_port(), scratch_dir("redis-aof"), true)
+        Self::start_on_a_free_port("redis-aof", true)
+    }
+
+    fn start_on_a_free_port(what: &str, persistent: bool) -> RedisServer {
+        let mut errors = Vec::new();
+        for _ in 0..3 {
+            match Self::spawn(free_port(), scratch_dir(what), persistent) {
+                Ok(server) => return server,
+                Err(e) => errors.push(e),
+            }
+        }
+        panic!("redis-server did not start on 3 free ports:\n{}", errors.join("\n"));
     }
 
     /// Kills this persistent server and starts a new one on the same port and data.
@@ -67,27 +90,34 @@ impl RedisServer {
         let dir = std::mem::replace(&mut self.dir, PathBuf::new());
         let port = self.port;
         drop(self);
-        Self::spawn(port, dir, true)
+        Self::spawn(port, dir, true).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn spawn(port: u16, dir: PathBuf, persistent: bool) -> RedisServer {
+    fn spawn(port: u16, dir: PathBuf, persistent: bool) -> Result<RedisServer, String> {
         let aof: &[&str] = if persistent {
             &["--appendonly", "yes", "--appendfsync", "always"]
         } else {
             &["--appendonly", "no"]
         };
+        let log = dir.join(format!("redis-{port}.log"));
         let mut child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
             .args(aof)
             .arg("--dir")
             .arg(&dir)
+            .arg("--logfile")
+            .arg(&log)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start redis-server (install the Debian package redis-server)");
-        wait_for_port(port, "redis-server", &mut child);
-        wait_for_redis_ready(port, &mut child);
-        RedisServer { port, child, dir }
+        match wait_for_redis_ready(port, &mut child, &log) {
+            Ok(()) => Ok(RedisServer { port, child, dir }),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                Err(e)
+            }
+        }
     }
 
     /// `redis://127.0.0.1:<port>/0`.
@@ -367,5 +397,19 @@ impl Drop for InfluxServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redis_that_cannot_start_says_why() {
+        // Another process listens on the port (and never answers).
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = taken.local_addr().expect("addr").port();
+        let error = RedisServer::spawn(port, scratch_dir("redis"), false).err().expect("the port is taken");
+        assert!(error.contains("Address already in use"), "{error}");
     }
 }
