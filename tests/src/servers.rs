@@ -34,11 +34,10 @@ fn wait_for_redis_ready(port: u16, child: &mut Child, log: &std::path::Path) -> 
         }
         if let Ok(Some(status)) = child.try_wait() {
             let text = std::fs::read_to_string(log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(5).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(5)..].join("\n");
             return Err(format!(
-                "redis-server exited before it was ready on port {port}: {status}; its log ends:\n{}",
-                tail.join("\n")
+                "redis-server exited before it was ready on port {port}: {status}; its log ends:\n{tail}"
             ));
         }
         std::thread::sleep(Duration::from_millis(20));

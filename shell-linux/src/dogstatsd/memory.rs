@@ -600,11 +600,7 @@ impl Memory {
             let start = bucket.start;
             bucket.contexts.retain(|&hash, _| deferred.contains(&(start, hash)));
         }
-        let mut i = 0;
-        self.buckets.retain(|bucket| {
-            i += 1;
-            i > done || !bucket.contexts.is_empty()
-        });
+        self.buckets.retain(|bucket| bucket.start >= end || !bucket.contexts.is_empty());
         let deferred_hashes: std::collections::HashSet<u64> =
             deferred.iter().map(|&(_, hash)| hash).collect();
         self.keys.retain(|hash, key| key.newest >= end || deferred_hashes.contains(hash));
