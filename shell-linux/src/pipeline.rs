@@ -280,7 +280,7 @@ impl Aggregation {
         let mut read = 0;
         // Pages can shift when records arrive meanwhile: a record seen twice is skipped (by a
         // hash of its id; a collision only leaves a record for the next step).
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = std::collections::HashSet::with_hasher(chouette_core::hash::BuildPassThrough);
         let page_size = RAW_PAGE.min(self.max_per_step);
         while read < self.max_per_step {
             let want = page_size.min(self.max_per_step - read);
@@ -300,11 +300,13 @@ impl Aggregation {
                 }
                 let Some(value) = &record.value else {
                     step.orphans += 1;
-                    commit.delete_raw.push(record.id.clone());
+                    commit.delete_raw.push(record.id);
                     continue;
                 };
-                scratch.clear();
-                scratch.resize(raw_scratch_len(value.len()), 0);
+                // Grown, never cleared: the parser writes before it reads.
+                if scratch.len() < raw_scratch_len(value.len()) {
+                    scratch.resize(raw_scratch_len(value.len()), 0);
+                }
                 let raw = match parse_raw_metric(value, &mut scratch) {
                     Ok(raw) => raw,
                     Err(error) => {
@@ -321,7 +323,7 @@ impl Aggregation {
                     Ok(()) => {
                         step.aggregated += 1;
                         step.late += aggregator.stats().late - before;
-                        commit.delete_raw.push(record.id.clone());
+                        commit.delete_raw.push(record.id);
                     }
                     Err(refused) if refused.error.is_capacity() => {
                         // Valid, but no room in this step: left in the queue for the next one.
@@ -486,8 +488,7 @@ fn refuse(commit: &mut AggregationCommit, step: &mut Counters, record: &Record, 
 }
 
 fn id_hash(id: &[u8]) -> u64 {
-    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    BuildHasherDefault::<DefaultHasher>::default().hash_one(id)
+    chouette_core::hash::hash_bytes(0, id)
 }
 
 /// What to do with one dispatched batch.

@@ -442,6 +442,28 @@ both!(
 
 // ---- Redis only ----
 
+/// The page after a full one is read ahead on a second connection; it is used only if nothing
+/// ran on the store since, so a write in between is always seen.
+#[test]
+fn redis_a_page_read_ahead_is_dropped_after_a_write() {
+    let (mut store, _server) = redis_store();
+    let records: Vec<NewRecord> = (0..30).map(|i| rec(&format!("r{i:02}"), f64::from(i), "v")).collect();
+    store.add(Queue::RawMetrics, &records).unwrap();
+    // Read ahead and used: the pages are the same as read one at a time.
+    let first = store.read_page(Queue::RawMetrics, f64::INFINITY, 0, 10).unwrap();
+    let second = store.read_page(Queue::RawMetrics, f64::INFINITY, 10, 10).unwrap();
+    assert_eq!(ids(&first), (0..10).map(|i| format!("r{i:02}")).collect::<Vec<_>>());
+    assert_eq!(ids(&second), (10..20).map(|i| format!("r{i:02}")).collect::<Vec<_>>());
+    // The third page was read ahead; a delete in between must show in it.
+    store.delete(Queue::RawMetrics, &[b"r20".to_vec(), b"r25".to_vec()]).unwrap();
+    let third = store.read_page(Queue::RawMetrics, f64::INFINITY, 20, 10).unwrap();
+    assert_eq!(ids(&third), ["r21", "r22", "r23", "r24", "r26", "r27", "r28", "r29"]);
+    // A page other than the one read ahead is read as asked.
+    let _ = store.read_page(Queue::RawMetrics, f64::INFINITY, 0, 5).unwrap();
+    let other = store.read_page(Queue::RawMetrics, f64::INFINITY, 2, 3).unwrap();
+    assert_eq!(ids(&other), ["r02", "r03", "r04"]);
+}
+
 #[test]
 fn redis_reads_the_original_client_layout_and_orphans() {
     let (mut store, server) = redis_store();

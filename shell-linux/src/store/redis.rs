@@ -119,6 +119,42 @@ pub struct RedisStore {
     conn: Option<Connection>,
     /// Whether `EVAL` may be used (cleared when the server refuses it).
     scripting: bool,
+    /// Commands run on `conn` so far: a page read ahead is used only if none ran since.
+    calls: u64,
+    /// The next page of [`Store::read_page`], read on a second connection meanwhile.
+    read_ahead: ReadAhead,
+}
+
+/// Which page: the arguments of [`Store::read_page`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct PageKey {
+    queue: Queue,
+    max_score: f64,
+    offset: usize,
+    limit: usize,
+}
+
+type PageResult = Result<Vec<Record>, StoreError>;
+
+/// Reads the page after the one [`Store::read_page`] returns, on a thread of its own with its own
+/// connection, while the caller works on the page it has: the drain's reads (Redis's work and
+/// the reply parsing) overlap its parsing and aggregation instead of alternating with them.
+///
+/// The page read ahead is used only by the very next call, only if it asks for exactly that page
+/// and no other command ran on the store meanwhile (a commit, say); otherwise it is dropped and
+/// the page read again. A page read ahead is what a read at that instant would have returned: the
+/// drain already tolerates records arriving between pages (they can shift a page; it skips ids
+/// seen twice). At most two pages are in memory at once ([`MAX_PAGE_BYTES`] each). If the thread
+/// cannot start or its read fails, the page is read on the main connection, which reports any
+/// error.
+#[derive(Default)]
+struct ReadAhead {
+    /// Requests to the reading thread, once started.
+    requests: Option<std::sync::mpsc::Sender<(PageKey, std::sync::mpsc::SyncSender<PageResult>)>>,
+    /// The page being read ahead: its key, `calls` when it was asked, and where it arrives.
+    pending: Option<(PageKey, u64, std::sync::mpsc::Receiver<PageResult>)>,
+    /// The thread could not be started: not tried again.
+    failed: bool,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -156,12 +192,92 @@ impl RedisStore {
         let username = info.redis.username.take();
         let password = info.redis.password.take();
         let db = std::mem::take(&mut info.redis.db);
-        Ok(RedisStore { info, username, password, db, timeouts, description, conn: None, scripting: true })
+        Ok(RedisStore {
+            info,
+            username,
+            password,
+            db,
+            timeouts,
+            description,
+            conn: None,
+            scripting: true,
+            calls: 0,
+            read_ahead: ReadAhead::default(),
+        })
     }
 
     /// The timeouts in use.
     pub fn timeouts(&self) -> RedisTimeouts {
         self.timeouts
+    }
+
+    /// A store with the same server, credentials and timeouts, not connected yet.
+    fn sibling(&self) -> RedisStore {
+        RedisStore {
+            info: self.info.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            db: self.db,
+            timeouts: self.timeouts,
+            description: self.description.clone(),
+            conn: None,
+            scripting: self.scripting,
+            calls: 0,
+            read_ahead: ReadAhead { failed: true, ..ReadAhead::default() },
+        }
+    }
+
+    /// The page `key` if it was read ahead for this call (see [`ReadAhead`]), waiting for it if
+    /// the read is still under way.
+    fn take_read_ahead(&mut self, key: &PageKey) -> Option<Vec<Record>> {
+        let (pending, calls, page) = self.read_ahead.pending.take()?;
+        if pending != *key || calls != self.calls {
+            return None;
+        }
+        match page.recv() {
+            Ok(Ok(records)) => Some(records),
+            // Read again on the main connection, which reports the error.
+            Ok(Err(_)) | Err(_) => None,
+        }
+    }
+
+    /// Starts reading the page `key` on the reading thread (started on first use).
+    fn start_read_ahead(&mut self, key: PageKey) {
+        if self.read_ahead.requests.is_none() && !self.read_ahead.failed {
+            let mut reader = self.sibling();
+            let (tx, rx) = std::sync::mpsc::channel::<(PageKey, std::sync::mpsc::SyncSender<PageResult>)>();
+            let started = std::thread::Builder::new().name("redis-read-ahead".into()).spawn(move || {
+                // Ends when the store is dropped (the sender with it).
+                for (key, reply) in rx {
+                    let _ = reply.send(reader.read_page_now(key));
+                }
+            });
+            match started {
+                Ok(_) => self.read_ahead.requests = Some(tx),
+                Err(error) => {
+                    log::warn!(
+                        "error={error}: cannot start the read-ahead thread; pages are read one at a time"
+                    );
+                    self.read_ahead.failed = true;
+                }
+            }
+        }
+        let Some(requests) = &self.read_ahead.requests else { return };
+        let (reply, page) = std::sync::mpsc::sync_channel(1);
+        if requests.send((key, reply)).is_ok() {
+            self.read_ahead.pending = Some((key, self.calls, page));
+        } else {
+            // The thread is gone (it panicked): reads go on one at a time.
+            self.read_ahead.requests = None;
+            self.read_ahead.failed = true;
+        }
+    }
+
+    /// [`Store::read_page`] on this store's own connection.
+    fn read_page_now(&mut self, key: PageKey) -> PageResult {
+        let mut max = String::from("(");
+        push_score(&mut max, key.max_score);
+        self.read_range(key.queue, "-inf", &max, key.offset, key.limit)
     }
 
     /// Connects, sets the socket timeouts, then authenticates and selects the db.
@@ -192,6 +308,7 @@ impl RedisStore {
         mut f: impl FnMut(&mut Connection) -> Result<T, RedisError>,
     ) -> Result<T, StoreError> {
         let mut retried = false;
+        self.calls += 1;
         loop {
             let reused = self.conn.is_some();
             let conn = match &mut self.conn {
@@ -713,9 +830,17 @@ impl Store for RedisStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let mut max = String::from("(");
-        push_score(&mut max, max_score);
-        self.read_range(queue, "-inf", &max, offset, limit)
+        let key = PageKey { queue, max_score, offset, limit };
+        let page = match self.take_read_ahead(&key) {
+            Some(page) => page,
+            None => self.read_page_now(key)?,
+        };
+        // A full page, or one cut for bytes, likely has a next page: read it meanwhile.
+        let loaded: usize = page.iter().filter_map(|r| r.value.as_ref()).map(Vec::len).sum();
+        if !page.is_empty() && (page.len() == limit || loaded + queue.max_record_bytes() > MAX_PAGE_BYTES) {
+            self.start_read_ahead(PageKey { offset: offset + page.len(), ..key });
+        }
+        Ok(page)
     }
 
     fn read_above(&mut self, queue: Queue, min_score: f64, limit: usize) -> Result<Vec<Record>, StoreError> {
