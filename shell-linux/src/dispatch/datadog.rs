@@ -36,6 +36,10 @@ impl DatadogSeries {
 }
 
 impl Output for DatadogSeries {
+    fn sorts_entries(&self) -> bool {
+        true
+    }
+
     fn destination(&self) -> Destination {
         Destination::Metrics
     }

@@ -77,6 +77,10 @@ pub fn query_escape(text: &str) -> String {
 }
 
 impl Output for InfluxOutput {
+    fn sorts_entries(&self) -> bool {
+        true
+    }
+
     fn destination(&self) -> Destination {
         Destination::Influxdb
     }

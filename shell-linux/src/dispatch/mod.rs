@@ -736,7 +736,21 @@ impl<T: Transport> Dispatcher<T> {
             failure: None,
             last_refusal: String::new(),
         };
+        let sorts = output.sorts_entries();
+        let mut sorted = Vec::new();
         let mut send = |group: &[usize]| {
+            // Metrics in the order of their encoded bytes: by name, then tags. Neighbours then
+            // share most of their bytes, which deflate turns into short back-references (about
+            // half the compressed size of the queue's order, which is by random id). Which
+            // records a payload holds does not change; logs and events keep their order.
+            let group = if sorts {
+                sorted.clear();
+                sorted.extend_from_slice(group);
+                sorted.sort_unstable_by(|&a, &b| entries.get(a).cmp(entries.get(b)));
+                &sorted[..]
+            } else {
+                group
+            };
             payload.clear();
             payload.extend_from_slice(framing.open);
             for (k, &i) in group.iter().enumerate() {

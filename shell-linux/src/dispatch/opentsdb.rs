@@ -55,6 +55,10 @@ impl OpentsdbOutput {
 }
 
 impl Output for OpentsdbOutput {
+    fn sorts_entries(&self) -> bool {
+        true
+    }
+
     fn destination(&self) -> Destination {
         Destination::Opentsdb
     }

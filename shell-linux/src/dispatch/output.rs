@@ -91,6 +91,13 @@ pub trait Output: Send {
     /// How payloads are compressed.
     fn encoding(&self) -> Encoding;
 
+    /// Whether a payload's entries may be put in the order of their encoded bytes (metrics:
+    /// their order carries no meaning, and sorted they compress to about half), rather than
+    /// the queue's order (logs, events: kept as they came).
+    fn sorts_entries(&self) -> bool {
+        false
+    }
+
     /// Headers besides `Content-Encoding` (content type, credentials).
     fn headers(&self) -> Vec<(&'static str, String)>;
 

@@ -670,10 +670,11 @@ fn opentsdb_details_dead_letter_exactly_the_refused_points() {
         .map(|(i, _)| i)
         .collect();
     assert_eq!(dead, [2, 6]);
+    // Entries are sorted by their bytes (name first): the two "m" points lead.
     let payload = &d.transport().payloads[0];
     assert!(
         payload.starts_with(
-            r#"[{"metric": "other", "timestamp": 1795310770, "value": 0, "tags": {"host": "h", "i": "0"}}, "#
+            r#"[{"metric": "m", "timestamp": 1795310770, "value": 2, "tags": {"host": "h", "i": "2"}}, {"metric": "m", "#
         ),
         "{payload}"
     );
