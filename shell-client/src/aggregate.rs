@@ -8,7 +8,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chouette_core::aggregate::AggregatorConfig;
-use chouette_core::hash::{hash_bytes, BuildPassThrough};
+use chouette_core::hash::BuildPassThrough;
 use chouette_core::wire::write::Writer;
 use chouette_core::{Member, MetricType, Timestamp};
 
@@ -40,9 +40,9 @@ impl Series {
     fn matches(&self, bucket: i64, kind: MetricType, name: &str, tags: &[(&str, &str)]) -> bool {
         self.bucket == bucket
             && self.kind == kind
-            && &*self.name == name
+            && same(&self.name, name)
             && self.tags.len() == tags.len()
-            && self.tags.iter().zip(tags).all(|((a, b), (c, d))| &**a == *c && &**b == *d)
+            && self.tags.iter().zip(tags).all(|((a, b), (c, d))| same(a, c) && same(b, d))
     }
 
     /// The aggregated value of a `Sum`.
@@ -70,15 +70,97 @@ pub(crate) struct Table {
     capacity: usize,
     len: usize,
     map: HashMap<u64, Vec<Series>, BuildPassThrough>,
+    /// The last whole second seen and its bucket start (see [`Table::bucket_of_cached`]).
+    last_second: (i64, i64),
 }
 
+/// The series' key hash: each part (name, every tag key and value) is hashed on its own, seeded
+/// by its position, and the results summed, so the multiplies of the parts run in parallel
+/// instead of in one chain. Short parts (up to 16 bytes, most names and tags) are read as two
+/// overlapping words, without the byte copy into a stack word that made the core's `hash_bytes`
+/// stall here (a store-forwarding miss per part). Only the map's buckets depend on it: equal
+/// hashes are told apart by [`Series::matches`].
+#[inline]
 fn hash(bucket: i64, kind: MetricType, name: &str, tags: &[(&str, &str)]) -> u64 {
-    let mut h = hash_bytes(bucket as u64 ^ ((kind as u64) << 56), name.as_bytes());
+    let mut sum = part_hash(bucket as u64 ^ ((kind as u64) << 56), name.as_bytes());
+    let mut seed = P0;
     for (k, v) in tags {
-        h = hash_bytes(h ^ 0x6b, k.as_bytes());
-        h = hash_bytes(h ^ 0x76, v.as_bytes());
+        seed = seed.wrapping_add(P2);
+        sum = sum.wrapping_add(part_hash(seed, k.as_bytes()));
+        sum = sum.wrapping_add(part_hash(seed ^ P1, v.as_bytes()));
     }
-    h
+    mum(sum ^ P0, P1 ^ tags.len() as u64)
+}
+
+const P0: u64 = 0xa076_1d64_78bd_642f;
+const P1: u64 = 0xe703_7ed1_a0b4_28db;
+const P2: u64 = 0x8ebc_6af0_9c88_c6e3;
+
+#[inline(always)]
+fn mum(a: u64, b: u64) -> u64 {
+    let r = u128::from(a).wrapping_mul(u128::from(b));
+    (r as u64) ^ ((r >> 64) as u64)
+}
+
+/// The first 8 bytes of `b` (at least 8), as a little-endian word.
+#[inline(always)]
+fn word_at(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()).map_or(0, u64::from_le_bytes)
+}
+
+#[inline(always)]
+fn half_at(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 4)
+        .and_then(|w| <[u8; 4]>::try_from(w).ok())
+        .map_or(0, |w| u64::from(u32::from_le_bytes(w)))
+}
+
+/// Two words that together hold every byte of `b` (`b.len() <= 16`); with the length, they
+/// identify `b` exactly (overlapping reads, as wyhash does).
+#[inline(always)]
+fn short_words(b: &[u8]) -> (u64, u64) {
+    let len = b.len();
+    if len >= 8 {
+        (word_at(b, 0), word_at(b, len - 8))
+    } else if len >= 4 {
+        (half_at(b, 0), half_at(b, len - 4))
+    } else if len > 0 {
+        ((u64::from(b[0]) << 16) | (u64::from(b[len / 2]) << 8) | u64::from(b[len - 1]), 0)
+    } else {
+        (0, 0)
+    }
+}
+
+#[inline(always)]
+fn part_hash(seed: u64, b: &[u8]) -> u64 {
+    let len = b.len() as u64;
+    if b.len() <= 16 {
+        let (x, y) = short_words(b);
+        return mum(x ^ P1 ^ len, y ^ seed ^ P0);
+    }
+    let mut state = seed ^ P0;
+    let mut chunks = b.chunks_exact(16);
+    for chunk in &mut chunks {
+        state = mum(word_at(chunk, 0) ^ P1, word_at(chunk, 8) ^ state);
+    }
+    // The last 16 bytes (overlapping what the loop read), so no byte copy here either.
+    let tail = b.len() - 16;
+    mum(word_at(b, tail) ^ P1 ^ len, word_at(b, tail + 8) ^ state)
+}
+
+/// `a == b`, inline for short strings (two overlapping word compares instead of a `memcmp`
+/// call); exact, since [`short_words`] covers every byte.
+#[inline(always)]
+fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() <= 16 {
+        short_words(a) == short_words(b)
+    } else {
+        a == b
+    }
 }
 
 impl Table {
@@ -86,11 +168,27 @@ impl Table {
         let interval = u32::try_from(interval_secs).unwrap_or(u32::MAX).max(1);
         let buckets = AggregatorConfig::new(interval).unwrap_or(AggregatorConfig::DEFAULT);
         let interval = i64::from(buckets.interval_secs());
-        Table { buckets, interval, capacity, len: 0, map: HashMap::default() }
+        Table { buckets, interval, capacity, len: 0, map: HashMap::default(), last_second: (-1, -1) }
     }
 
     pub fn bucket_of(&self, secs: f64) -> i64 {
         self.buckets.bucket_of(Timestamp::from_secs_f64(secs)).start_secs()
+    }
+
+    /// [`Table::bucket_of`], remembering the last whole second's bucket: calls come many per
+    /// second, and this spares each the core's division.
+    #[inline]
+    fn bucket_of_cached(&mut self, secs: f64) -> i64 {
+        // For non-negative `secs`, truncation is the floor the core takes.
+        let whole = secs as i64;
+        if secs >= 0.0 && whole == self.last_second.0 {
+            return self.last_second.1;
+        }
+        let bucket = self.bucket_of(secs);
+        if secs >= 0.0 {
+            self.last_second = (whole, bucket);
+        }
+        bucket
     }
 
     /// Adds one call. `false` when the table is full (the caller counts the drop).
@@ -102,7 +200,7 @@ impl Table {
         tags: &[(&str, &str)],
         input: Input<'_>,
     ) -> bool {
-        let bucket = self.bucket_of(ts);
+        let bucket = self.bucket_of_cached(ts);
         let h = hash(bucket, kind, name, tags);
         let chain = self.map.entry(h).or_default();
         let series = match chain.iter_mut().position(|s| s.matches(bucket, kind, name, tags)) {
@@ -247,6 +345,31 @@ mod tests {
         }
         assert_eq!(got[0].bucket, 100);
         assert_eq!(t.len, 0);
+    }
+
+    #[test]
+    fn short_string_compare_and_hash_see_every_byte() {
+        let base: Vec<u8> = (b'a'..=b'z').chain(b'A'..=b'Z').collect();
+        for len in 0..=40 {
+            let a = std::str::from_utf8(&base[..len]).unwrap();
+            assert!(same(a, a));
+            assert!(!same(a, std::str::from_utf8(&base[..len + 1]).unwrap()));
+            for at in 0..len {
+                let mut other = base[..len].to_vec();
+                other[at] = b'_';
+                let b = std::str::from_utf8(&other).unwrap();
+                assert!(!same(a, b), "{a} vs {b}");
+                assert_ne!(part_hash(1, a.as_bytes()), part_hash(1, b.as_bytes()), "{a} vs {b}");
+            }
+        }
+        // Tag order, key/value swaps and splits between the name and a tag give other series.
+        let h = |name, tags| hash(0, MetricType::Count, name, tags);
+        let one = h("m", &[("a", "b"), ("c", "d")]);
+        assert_ne!(one, h("m", &[("c", "d"), ("a", "b")]));
+        assert_ne!(one, h("m", &[("b", "a"), ("c", "d")]));
+        assert_ne!(h("ab", &[]), h("a", &[("b", "")]));
+        assert_ne!(one, hash(10, MetricType::Count, "m", &[("a", "b"), ("c", "d")]));
+        assert_ne!(one, hash(0, MetricType::Rate, "m", &[("a", "b"), ("c", "d")]));
     }
 
     #[test]
