@@ -302,11 +302,7 @@ impl Client {
         }
         if let Some(table) = &shared.table {
             // Only the bucket matters here: whole seconds are enough and cheaper to get.
-            let ts = ts.unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0.0, |d| d.as_secs() as f64)
-            });
+            let ts = ts.unwrap_or_else(crate::aggregate::now_whole_secs);
             if shared.closed.load(Ordering::Relaxed) {
                 shared.stats.add_dropped(1);
                 return;
