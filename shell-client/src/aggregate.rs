@@ -58,14 +58,7 @@ impl Series {
 /// Whole Unix seconds now: all the aggregating mode needs of the clock for a call's bucket.
 #[inline]
 pub(crate) fn now_whole_secs() -> f64 {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        rustix::time::clock_gettime(rustix::time::ClockId::Realtime).tv_sec as f64
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs() as f64)
-    }
+    crate::render::wall_clock().0 as f64
 }
 
 /// The value handed to [`Table::record`].

@@ -323,7 +323,7 @@ impl Client {
         // A few copies on the app's thread; the JSON is rendered by the writer thread.
         let len = crate::compact::encoded_len(name, value, tags);
         let pushed = shared.buffer.try_push(&shared.closed, Kind::Compact, ts, len, |out| {
-            crate::compact::encode(out, kind, name, value, tags)
+            crate::compact::encode(out, len, kind, name, value, tags)
         });
         if let Err(why) = pushed {
             shared.stats.add_refused(why);

@@ -99,11 +99,34 @@ pub(crate) fn id_seed() -> u64 {
 /// Now, as float Unix seconds (Python's `time.time()`).
 /// Whole microseconds (Python's `time.time()` carries sub-microsecond noise; the extra digits say
 /// nothing and cost a slow float formatting on the app's thread).
+#[inline]
 pub(crate) fn now_secs() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| {
-        // u64 micros (not `as_micros`' u128, whose conversion to f64 is a slow library call).
-        (d.as_secs().saturating_mul(1_000_000) + u64::from(d.subsec_micros())) as f64 / 1e6
-    })
+    let (secs, micros) = wall_clock();
+    // u64 micros (not a u128, whose conversion to f64 is a slow library call).
+    (secs.saturating_mul(1_000_000) + u64::from(micros)) as f64 / 1e6
+}
+
+/// The wall clock (`CLOCK_REALTIME`) as whole Unix seconds and microseconds; zero before 1970.
+///
+/// On Linux through rustix's vDSO call, which gives the seconds and nanoseconds directly: std's
+/// `SystemTime::now().duration_since(UNIX_EPOCH)` spent as long again as the clock itself in
+/// non-inlined conversions, on the app's thread, at every call.
+#[inline]
+pub(crate) fn wall_clock() -> (u64, u32) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+        match u64::try_from(now.tv_sec) {
+            Ok(secs) => (secs, (now.tv_nsec / 1000) as u32),
+            Err(_) => (0, 0),
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or((0, 0), |d| (d.as_secs(), d.subsec_micros()))
+    }
 }
 
 #[cfg(test)]
