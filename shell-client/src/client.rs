@@ -1,16 +1,17 @@
 //! The client: the calls the app makes, and the handle to the writer thread.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use chouette_core::{Member, MetricType};
 
-use crate::aggregate::{Input, Table};
-use crate::buffer::{Buffer, Kind, Stats, StatsSnapshot};
-use crate::config::{ClientConfig, ConfigError, Mode};
+use crate::aggregate::Input;
+use crate::buffer::{Kind, StatsSnapshot};
+use crate::config::{ClientConfig, ConfigError};
 use crate::render::{now_secs, Number, RawValue};
+use crate::shared::{shared, Shared};
 use crate::worker;
 
 /// How long dropping the last [`Client`] clone waits for the buffer to be written.
@@ -26,31 +27,6 @@ pub enum ShutdownError {
         /// How many.
         unsent: u64,
     },
-}
-
-/// State shared by the app's threads and the writer thread.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub config: ClientConfig,
-    pub buffer: Buffer,
-    pub table: Option<Mutex<Table>>,
-    pub stats: Stats,
-    pub stop: AtomicBool,
-    /// No writer drains the buffer any more (inert client, or after shutdown): calls drop.
-    pub closed: AtomicBool,
-    pub deadline: Mutex<Option<Instant>>,
-    pub done: Mutex<Option<u64>>,
-    pub done_cv: Condvar,
-}
-
-impl Shared {
-    pub(crate) fn push(&self, kind: Kind, score: f64, json: &[u8]) {
-        if let Err(why) =
-            self.buffer.try_push(&self.closed, kind, score, json.len(), |out| out.extend_from_slice(json))
-        {
-            self.stats.add_refused(why);
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -300,25 +276,15 @@ impl Client {
                 return;
             }
         }
-        if let Some(table) = &shared.table {
-            // Only the bucket matters here: whole seconds are enough and cheaper to get.
-            let ts = ts.unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0.0, |d| d.as_secs() as f64)
-            });
-            if shared.closed.load(Ordering::Relaxed) {
-                shared.stats.add_dropped(1);
-                return;
-            }
+        if let Some(tables) = &shared.aggregates {
+            let ts = ts.unwrap_or_else(crate::aggregate::now_whole_secs);
             let input = match value {
                 RawValue::Number(n) => Input::Number(n),
                 RawValue::Members(m) => Input::Members(m),
                 RawValue::MemberTexts(_) | RawValue::Samples(_) => return,
             };
             let name = shared.config.sanitize.name(name);
-            let ok = table.lock().unwrap_or_else(|p| p.into_inner()).record(ts, kind, &name, tags, input);
-            if !ok {
+            if !tables.record(&shared.closed, ts, kind, &name, tags, input) {
                 shared.stats.add_dropped(1);
             }
             return;
@@ -327,31 +293,11 @@ impl Client {
         // A few copies on the app's thread; the JSON is rendered by the writer thread.
         let len = crate::compact::encoded_len(name, value, tags);
         let pushed = shared.buffer.try_push(&shared.closed, Kind::Compact, ts, len, |out| {
-            crate::compact::encode(out, kind, name, value, tags)
+            crate::compact::encode(out, len, kind, name, value, tags)
         });
         if let Err(why) = pushed {
             shared.stats.add_refused(why);
         }
-    }
-}
-
-fn shared(config: ClientConfig, closed: bool) -> Shared {
-    let table = match config.mode {
-        Mode::Raw => None,
-        Mode::Aggregating { interval } => {
-            Some(Mutex::new(Table::new(interval.as_secs(), config.buffer_records)))
-        }
-    };
-    Shared {
-        buffer: Buffer::new(config.buffer_records, config.buffer_bytes, config.batch_records),
-        table,
-        stats: Stats::default(),
-        stop: AtomicBool::new(false),
-        closed: AtomicBool::new(closed),
-        deadline: Mutex::new(None),
-        done: Mutex::new(None),
-        done_cv: Condvar::new(),
-        config,
     }
 }
 

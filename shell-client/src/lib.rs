@@ -19,6 +19,7 @@ mod process;
 mod recorder;
 mod render;
 mod sanitize;
+mod shared;
 mod worker;
 
 use std::sync::OnceLock;

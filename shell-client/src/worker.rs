@@ -12,8 +12,8 @@ use chouette_core::MetricType;
 
 use crate::aggregate::{Series, State};
 use crate::buffer::{Batch, Entry, Kind, StatsSnapshot};
-use crate::client::Shared;
 use crate::render::{id_seed, now_secs, raw_metric, render, Number, RawValue};
+use crate::shared::Shared;
 
 /// The writer thread's name; the log bridge ignores records logged on it.
 pub(crate) const THREAD_NAME: &str = "chouette-client";
@@ -88,13 +88,9 @@ pub(crate) fn run(shared: &Shared, redis: redis::Client) {
             }
             let stopping = shared.stop.load(Ordering::SeqCst);
             let agg_due = next_agg.is_some_and(|at| Instant::now() >= at);
-            if let (Some(table), true) = (&shared.table, agg_due || stopping) {
+            if let (Some(tables), true) = (&shared.aggregates, agg_due || stopping) {
                 next_agg = agg_interval.map(next_boundary);
-                let closed = table.lock().unwrap_or_else(|p| p.into_inner()).take_closed(
-                    now_secs(),
-                    AGGREGATE_GRACE_SECS,
-                    stopping,
-                );
+                let closed = tables.take_closed(now_secs(), AGGREGATE_GRACE_SECS, stopping);
                 for series in &closed {
                     render_series(shared, series, &mut pending.batch);
                 }
@@ -141,10 +137,7 @@ pub(crate) fn run(shared: &Shared, redis: redis::Client) {
             let past = deadline(shared).is_some_and(|d| Instant::now() >= d);
             let empty = pending.written == pending.batch.len()
                 && shared.buffer.lock().is_empty()
-                && shared
-                    .table
-                    .as_ref()
-                    .is_none_or(|t| t.lock().unwrap_or_else(|p| p.into_inner()).next_close(0.0).is_none());
+                && shared.aggregates.as_ref().is_none_or(|t| t.next_close(0.0).is_none());
             if empty || past {
                 let mut unsent = pending.unsent();
                 {
@@ -153,9 +146,10 @@ pub(crate) fn run(shared: &Shared, redis: redis::Client) {
                     unsent += buffer.app_records(0..buffer.len());
                     buffer.clear();
                 }
-                if let Some(table) = &shared.table {
-                    // Calls that raced with the last flush: counted per series.
-                    unsent += table.lock().unwrap_or_else(|p| p.into_inner()).discard();
+                if let Some(tables) = &shared.aggregates {
+                    // Calls that raced with the last flush: counted per series. `closed` is set
+                    // above, and read by calls under their shard's lock: none lands after this.
+                    unsent += tables.discard();
                 }
                 shared.stats.add_dropped(unsent);
                 *shared.done.lock().unwrap_or_else(|p| p.into_inner()) = Some(unsent);

@@ -315,6 +315,58 @@ fn aggregating_mode_writes_one_record_per_series_per_interval() {
     assert_eq!(c.stats().dropped, 0);
 }
 
+/// Calls from several threads on the same and on different series (spread over the client's
+/// tables) all arrive, exactly once: one record per series with the exact sum.
+#[test]
+fn aggregating_mode_counts_calls_from_many_threads_exactly_once() {
+    let redis = RedisServer::start();
+    let c =
+        Client::new(ClientConfig::new(redis.url()).aggregating(Duration::from_secs(3600))).expect("client");
+    const THREADS: u64 = 4;
+    const CALLS: u64 = 25_000;
+    const SHOPS: [&str; 5] = ["eu", "us", "asia", "africa", "oceania"];
+    std::thread::scope(|scope| {
+        for t in 0..THREADS {
+            let c = c.clone();
+            scope.spawn(move || {
+                for i in 0..CALLS {
+                    let shop = SHOPS[((i + t) % 5) as usize];
+                    c.at(7200.0 + (i % 60) as f64).count(
+                        "agg.requests",
+                        i % 3,
+                        &[("route", "/pay"), ("shop", shop)],
+                    );
+                }
+            });
+        }
+    });
+    c.shutdown(Duration::from_secs(5)).expect("flushed");
+    let mut con = redis.client();
+    let mut got: Vec<(String, u64)> = app_jsons(&mut con)
+        .iter()
+        .map(|j| {
+            let v = json(j);
+            assert_eq!((v["metric"].as_str(), v["timestamp"].as_f64()), (Some("agg.requests"), Some(7200.0)));
+            (v["tags"]["shop"].as_str().unwrap().to_owned(), v["value"].as_u64().unwrap())
+        })
+        .collect();
+    got.sort();
+    let mut expected: Vec<(String, u64)> = SHOPS
+        .iter()
+        .enumerate()
+        .map(|(s, shop)| {
+            let sum = (0..THREADS)
+                .flat_map(|t| (0..CALLS).filter(move |i| (i + t) % 5 == s as u64))
+                .map(|i| i % 3)
+                .sum();
+            (shop.to_string(), sum)
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(got, expected);
+    assert_eq!(c.stats().dropped, 0);
+}
+
 #[test]
 fn process_metrics_are_written_on_their_timer() {
     let redis = RedisServer::start();
