@@ -1129,7 +1129,11 @@ mod tests {
         let path = dir.0.join("chouette.redb");
         let mut store = EmbeddedStore::open(&path).unwrap();
         let records: Vec<NewRecord> = (0..3)
-            .map(|i| NewRecord { id: format!("id{i}").into_bytes(), score: 100.0 + f64::from(i), value: vec![1] })
+            .map(|i| NewRecord {
+                id: format!("id{i}").into_bytes(),
+                score: 100.0 + f64::from(i),
+                value: vec![1],
+            })
             .collect();
         store.add(Queue::WrappedMetrics, &records).unwrap();
         let before = std::fs::read(&path).unwrap();
