@@ -94,14 +94,17 @@ class Probe:
     """What /proc says about one process over the measured window."""
 
     def __init__(self, name, proc):
-        self.name, self.proc, self.rss = name, proc, []
+        self.name, self.proc, self.rss, self.anon, self.file = name, proc, [], [], []
 
     def start(self):
         pid = self.proc.pid
         self.t0, self.ticks0, (self.ns0, _), self.sw0 = time.time(), cpu_ticks(pid), run_ns(pid), switches(pid)
 
     def sample(self):
-        self.rss.append(status_kb(self.proc.pid, "VmRSS"))
+        pid = self.proc.pid
+        self.rss.append(status_kb(pid, "VmRSS"))
+        self.anon.append(status_kb(pid, "RssAnon"))
+        self.file.append(status_kb(pid, "RssFile"))
 
     def stop(self):
         pid = self.proc.pid
@@ -228,7 +231,8 @@ def main():
             rows[probe.name] = {
                 "cpu_ms": (probe.ticks1 - probe.ticks0) * 1000 / CLK / intervals,
                 "run_ms": (probe.ns1 - probe.ns0) / 1e6 / intervals,
-                "rss": statistics.median(probe.rss) / 1024, "rss_max": max(probe.rss) / 1024, "hwm": probe.hwm / 1024,
+                "rss": statistics.median(probe.rss) / 1024, "anon": statistics.median(probe.anon) / 1024,
+                "file": statistics.median(probe.file) / 1024, "rss_max": max(probe.rss) / 1024, "hwm": probe.hwm / 1024,
                 "threads": probe.threads, "wakeups": (probe.sw1 - probe.sw0) / intervals,
             }
         rows["chouette"]["values"] = host / intervals
@@ -244,9 +248,11 @@ def main():
         print("|---|---:|---:|---:|")
         print(f"| what it does | captures, commits to the embedded store (fsync), ships to VictoriaMetrics, deletes once acknowledged "
               f"| reads, appends to local csv files | |")
-        print(f"| CPU ms (utime+stime) | {a['cpu_ms']:.2f} | {c['cpu_ms']:.2f} | {ratio('cpu_ms')} |")
-        print(f"| CPU ms (schedstat, live threads) | {a['run_ms']:.2f} | {c['run_ms']:.2f} | {ratio('run_ms')} |")
+        print(f"| CPU ms (utime+stime, every thread; ±{1000 / CLK / intervals:.1f}) | {a['cpu_ms']:.2f} | {c['cpu_ms']:.2f} | {ratio('cpu_ms')} |")
+        print(f"| CPU ms (schedstat: live threads only, finer) | {a['run_ms']:.2f} | {c['run_ms']:.2f} | {ratio('run_ms')} |")
         print(f"| RSS MB, steady (median VmRSS) | {a['rss']:.1f} | {c['rss']:.1f} | {ratio('rss')} |")
+        print(f"| of which anonymous (RssAnon: heap, stacks) | {a['anon']:.1f} | {c['anon']:.1f} | {ratio('anon')} |")
+        print(f"| of which file-backed (RssFile: code, libraries) | {a['file']:.1f} | {c['file']:.1f} | {ratio('file')} |")
         print(f"| RSS MB, largest sampled VmRSS | {a['rss_max']:.1f} | {c['rss_max']:.1f} | {ratio('rss_max')} |")
         print(f"| RSS MB, peak since start (VmHWM) | {a['hwm']:.1f} | {c['hwm']:.1f} | {ratio('hwm')} |")
         print(f"| values (host) | {a['values']:.1f} | {c['values']:.1f} | {ratio('values')} |")

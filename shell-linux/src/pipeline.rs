@@ -36,18 +36,18 @@ pub const MAX_RAW_PER_STEP: usize = 100_000;
 pub type StepAggregator = Aggregator<32768, 1024, { 2 << 20 }>;
 
 /// The step's aggregator when the raw queue holds at most [`SMALL_STEP_RECORDS`] records and the
-/// DogStatsD listener nothing (the agent's own self-metrics, a collector's samples): 1024
-/// series-buckets, 64 sketches, 64 KiB of names and tags, about 330 KB. Building
+/// DogStatsD listener nothing (the agent's own self-metrics, a collector's samples): 256
+/// series-buckets, 16 sketches, 32 KiB of names and tags, about 100 KB. Building
 /// [`StepAggregator`] touches its 7.3 MB (on a thread's stack, then on the heap): about 8 ms of
 /// CPU, at every aggregation tick of an idle agent. A step it has no room for is done again by
 /// the full one.
-pub type SmallStepAggregator = Aggregator<SMALL_STEP_SERIES, 64, 65536>;
+pub type SmallStepAggregator = Aggregator<SMALL_STEP_SERIES, 16, 32768>;
 
 /// [`SmallStepAggregator`]'s series-buckets.
-pub const SMALL_STEP_SERIES: usize = 1024;
+pub const SMALL_STEP_SERIES: usize = 256;
 
-/// Most raw records queued for a step to use [`SmallStepAggregator`].
-pub const SMALL_STEP_RECORDS: u64 = 256;
+/// Most raw records queued for a step to use [`SmallStepAggregator`] (one series each at most).
+pub const SMALL_STEP_RECORDS: u64 = SMALL_STEP_SERIES as u64;
 
 /// Raw records read per round trip within a step.
 pub const RAW_PAGE: usize = 10_000;
@@ -276,10 +276,10 @@ impl Aggregation {
                 && oldest_memory.is_none()
                 && store.len(Queue::RawMetrics)? <= SMALL_STEP_RECORDS;
             self.aggregator = if small {
-                Some(Box::new(SmallStepAggregator::new(config)) as Box<dyn StepAggregate>)
+                new_aggregator(config, SmallStepAggregator::new).map(|a| a as Box<dyn StepAggregate>)
             } else {
                 self.full_next = false;
-                new_aggregator(config).map(|a| a as Box<dyn StepAggregate>)
+                new_aggregator(config, StepAggregator::new).map(|a| a as Box<dyn StepAggregate>)
             };
         }
         // The small aggregator without room for all of it: the step is done again by the full
@@ -526,16 +526,19 @@ fn aggregator_is_small(aggregator: &Option<Box<dyn StepAggregate>>) -> bool {
     aggregator.as_ref().is_some_and(|a| a.capacity() <= SMALL_STEP_SERIES)
 }
 
-/// Builds the 5 MB aggregator on the heap. `Box::new` may build the value on the stack first and
+/// Builds an aggregator (7.3 MB, or 100 KB for a small step) on the heap. `Box::new` may build the value on the stack first and
 /// copy it, and a frame that large is probed page by page: doing it on a short-lived thread keeps
 /// those stack pages out of the agent's resident memory (no frame of the agent's own thread ever
 /// holds an aggregator). `None` if the thread cannot be started (the step is retried next tick).
 #[inline(never)]
-fn new_aggregator(config: AggregatorConfig) -> Option<Box<StepAggregator>> {
-    let build = move || Box::new(StepAggregator::new(config));
+fn new_aggregator<A: Send + 'static>(
+    config: AggregatorConfig,
+    new: fn(AggregatorConfig) -> A,
+) -> Option<Box<A>> {
+    let build = move || Box::new(new(config));
     let spawned = std::thread::Builder::new()
         .name("chouette-alloc".into())
-        .stack_size(std::mem::size_of::<StepAggregator>() * 2 + (1 << 20))
+        .stack_size(std::mem::size_of::<A>() * 2 + (1 << 20))
         .spawn(build);
     match spawned.map(|handle| handle.join()) {
         Ok(Ok(aggregator)) => Some(aggregator),
@@ -978,6 +981,12 @@ mod drain_tests {
     }
 
     #[test]
+    fn the_small_aggregator_fits_its_budget() {
+        let size = std::mem::size_of::<SmallStepAggregator>();
+        assert!(size <= 128 * 1024, "{size}");
+    }
+
+    #[test]
     fn a_few_records_are_aggregated_by_the_small_aggregator() {
         let mut s = store_with(0);
         gauges(&mut s.1, "few", 3, 10);
@@ -1000,7 +1009,7 @@ mod drain_tests {
     fn a_step_too_big_for_the_small_aggregator_is_done_whole_by_the_full_one() {
         let mut s = store_with(0);
         // 250 series with two 150-byte tags each: about 80 KB of names and tags, more than the
-        // small aggregator's 64 KiB, all in one bucket.
+        // small aggregator's 32 KiB, all in one bucket.
         gauges(&mut s.1, "big", 250, 150);
         let mut agg = Aggregation::new(10, Duration::ZERO, WrapConfig::default());
         let mut counters = Counters::default();
