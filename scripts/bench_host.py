@@ -15,7 +15,9 @@ time:
   local csv files (no fsync, nothing shipped).
 
 Measured from /proc after WARMUP seconds (the start-up and first intervals are not steady):
-CPU = utime + stime of /proc/PID/stat (every thread, exited ones included), and the sum of
+CPU = task-clock of `perf stat -p` over the window when perf is installed (every thread, short-lived
+ones included: the most precise), utime + stime of /proc/PID/stat (every thread, exited ones
+included, but in clock ticks of 10 ms, and adjusted by the kernel), and the sum of
 /proc/PID/task/*/schedstat run times (nanoseconds, live threads) as a finer check; RSS: VmRSS
 sampled every second (median and largest), VmHWM at the end (the peak since start). Values per
 interval: the agent's from VictoriaMetrics (samples with a timestamp in the window, host and
@@ -96,8 +98,13 @@ class Probe:
     def __init__(self, name, proc):
         self.name, self.proc, self.rss, self.anon, self.file = name, proc, [], [], []
 
-    def start(self):
+    def start(self, tmp, duration):
         pid = self.proc.pid
+        self.perf_out, self.perf = os.path.join(tmp, f"perf-{self.name}.csv"), None
+        if shutil.which("perf"):
+            # Every thread, short-lived ones included (the agent's aggregator is built on one).
+            self.perf = subprocess.Popen(["perf", "stat", "-e", "task-clock", "-x", ",", "-o", self.perf_out, "-p", str(pid),
+                                          "sleep", str(duration)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.t0, self.ticks0, (self.ns0, _), self.sw0 = time.time(), cpu_ticks(pid), run_ns(pid), switches(pid)
 
     def sample(self):
@@ -110,6 +117,17 @@ class Probe:
         pid = self.proc.pid
         self.t1, self.ticks1, (self.ns1, self.threads), self.sw1 = time.time(), cpu_ticks(pid), run_ns(pid), switches(pid)
         self.hwm = status_kb(pid, "VmHWM")
+        self.perf_ms = None
+        if self.perf is not None:
+            self.perf.wait()
+            try:
+                with open(self.perf_out) as f:
+                    for line in f:
+                        fields = line.strip().split(",")
+                        if len(fields) > 2 and fields[2] == "task-clock":
+                            self.perf_ms = float(fields[0])
+            except (OSError, ValueError):
+                pass
 
 
 def collectd_config(tmp, interval):
@@ -212,9 +230,9 @@ def main():
                     raise SystemExit(f"{name} exited ({p.returncode}) during the warm-up; see --keep's logs")
             probes = [Probe("chouette", agent), Probe("collectd", collectd)]
             for probe in probes:
-                probe.start()
+                probe.start(tmp, args.duration)
             t0 = time.time()
-            while time.time() - t0 < args.duration:
+            while time.time() - t0 < args.duration - 0.5:
                 time.sleep(1)
                 for probe in probes:
                     probe.sample()
@@ -230,6 +248,7 @@ def main():
         for probe in probes:
             rows[probe.name] = {
                 "cpu_ms": (probe.ticks1 - probe.ticks0) * 1000 / CLK / intervals,
+                "perf_ms": probe.perf_ms / intervals if probe.perf_ms is not None else None,
                 "run_ms": (probe.ns1 - probe.ns0) / 1e6 / intervals,
                 "rss": statistics.median(probe.rss) / 1024, "anon": statistics.median(probe.anon) / 1024,
                 "file": statistics.median(probe.file) / 1024, "rss_max": max(probe.rss) / 1024, "hwm": probe.hwm / 1024,
@@ -248,6 +267,8 @@ def main():
         print("|---|---:|---:|---:|")
         print(f"| what it does | captures, commits to the embedded store (fsync), ships to VictoriaMetrics, deletes once acknowledged "
               f"| reads, appends to local csv files | |")
+        if a["perf_ms"] is not None and c["perf_ms"] is not None:
+            print(f"| CPU ms (perf task-clock, every thread) | {a['perf_ms']:.2f} | {c['perf_ms']:.2f} | {a['perf_ms'] / c['perf_ms']:.2f} |")
         print(f"| CPU ms (utime+stime, every thread; ±{1000 / CLK / intervals:.1f}) | {a['cpu_ms']:.2f} | {c['cpu_ms']:.2f} | {ratio('cpu_ms')} |")
         print(f"| CPU ms (schedstat: live threads only, finer) | {a['run_ms']:.2f} | {c['run_ms']:.2f} | {ratio('run_ms')} |")
         print(f"| RSS MB, steady (median VmRSS) | {a['rss']:.1f} | {c['rss']:.1f} | {ratio('rss')} |")
