@@ -5,7 +5,7 @@
 # interval, RSS (steady and peak), values per interval, and the ratios agent / collectd.
 # Installs nothing: says what is missing. Run by hand (about 2.5 minutes), not in CI.
 #
-#   scripts/bench-host.sh [--duration 120] [--warmup 25] [--interval 10] [--keep]
+#   scripts/bench-host.sh [--duration 120] [--warmup 25] [--interval 10] [--dogstatsd] [--keep]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 

@@ -9,7 +9,7 @@ time:
   on a free loopback port as its Datadog backend (`RELEASE_INTERVAL` = INTERVAL): per interval it
   captures, commits the points durably to its outbox, ships them (gzip, HTTP) and deletes them
   once acknowledged, plus its aggregation and self-metrics ticks. The DogStatsD listener is off
-  (`DOGSTATSD_PORT=0`): this measures host collection, and a fixed port would collide.
+  (`DOGSTATSD_PORT=0`): this measures host collection (`--dogstatsd` leaves it on, on a free port).
 - collectd (`collectd -f`, a generated config: `Interval` INTERVAL, plugins cpu, memory, df,
   load, interface, csv into a temporary directory): per interval it reads, and appends lines to
   local csv files (no fsync, nothing shipped).
@@ -24,7 +24,7 @@ interval: the agent's from VictoriaMetrics (samples with a timestamp in the wind
 self-metrics apart), collectd's from its csv lines in the window (one value per data source).
 
 Usage: scripts/bench-host.sh [--duration 120] [--warmup 25] [--interval 10]
-       [--chouette-bin PATH] [--keep]
+       [--dogstatsd] [--chouette-bin PATH] [--keep]
 """
 import argparse, glob, json, os, shutil, signal, socket, statistics, subprocess, tempfile, time
 import urllib.parse, urllib.request
@@ -193,6 +193,8 @@ def main():
     ap.add_argument("--warmup", type=float, default=25, help="seconds before measuring")
     ap.add_argument("--interval", type=int, default=10, help="collection interval of both, seconds")
     ap.add_argument("--chouette-bin", default=os.path.join(TARGET, "release", "chouette"))
+    ap.add_argument("--dogstatsd", action="store_true",
+                    help="leave the agent's DogStatsD listener on (on a free UDP port), as by default")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, csv, store)")
     args = ap.parse_args()
     collectd_bin = shutil.which("collectd") or ("/usr/sbin/collectd" if os.path.exists("/usr/sbin/collectd") else None)
@@ -217,7 +219,8 @@ def main():
         env = {"PATH": os.environ["PATH"], "CHOUETTE_STATE_DIR": os.path.join(tmp, "state"),
                "DATADOG_URL": f"http://127.0.0.1:{vport}/datadog/api", "COLLECTOR_PLUGINS": '["host"]',
                "HOST_COLLECTOR_METRICS": '["cpu","fs","la","ram","network"]', "CAPTURE_INTERVAL": every,
-               "RELEASE_INTERVAL": every, "AGGREGATE_INTERVAL": every, "DOGSTATSD_PORT": "0",
+               "RELEASE_INTERVAL": every, "AGGREGATE_INTERVAL": every,
+               "DOGSTATSD_PORT": str(free_port()) if args.dogstatsd else "0",
                "HOST": "bench", "LOG_LEVEL": "WARNING"}
         with open(os.path.join(tmp, "agent.log"), "w") as agent_log, open(os.path.join(tmp, "collectd.log"), "w") as cd_log:
             agent = subprocess.Popen([args.chouette_bin], env=env, stdout=agent_log, stderr=subprocess.STDOUT)
@@ -261,7 +264,8 @@ def main():
         a, c = rows["chouette"], rows["collectd"]
         ratio = lambda key: f"{a[key] / c[key]:.2f}" if c[key] else "-"
         print(f"host collection every {args.interval} s, {t1 - t0:.0f} s measured after {args.warmup:.0f} s of warm-up "
-              f"({intervals:.1f} intervals); agent: {describe_binary(args.chouette_bin)} {args.chouette_bin}")
+              f"({intervals:.1f} intervals); agent: {describe_binary(args.chouette_bin)} {args.chouette_bin}, "
+              f"DogStatsD listener {'on' if args.dogstatsd else 'off'}")
         print()
         print("| per interval | chouette | collectd | chouette / collectd |")
         print("|---|---:|---:|---:|")
