@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use chouette_core::aggregate::{Aggregator, AggregatorConfig};
-use chouette_core::metric::Timestamp;
+use chouette_core::aggregate::{Aggregator, AggregatorConfig, Flushed, Refused};
+use chouette_core::metric::{Sample, Timestamp};
 use chouette_core::wire::raw::{
     encode_raw_metric, parse_raw_metric, raw_scratch_len, Number, RawRecord, RawValue,
 };
@@ -34,6 +34,20 @@ pub const MAX_RAW_PER_STEP: usize = 100_000;
 /// listener's contexts, `DOGSTATSD_MAX_CONTEXTS`), 1024 pooled sketches, 2 MiB of names and
 /// tags: about 7.3 MB, allocated for a run of steps and freed when idle.
 pub type StepAggregator = Aggregator<32768, 1024, { 2 << 20 }>;
+
+/// The step's aggregator when the raw queue holds at most [`SMALL_STEP_RECORDS`] records and the
+/// DogStatsD listener nothing (the agent's own self-metrics, a collector's samples): 256
+/// series-buckets, 16 sketches, 32 KiB of names and tags, about 100 KB. Building
+/// [`StepAggregator`] touches its 7.3 MB (on a thread's stack, then on the heap): about 8 ms of
+/// CPU, at every aggregation tick of an idle agent. A step it has no room for is done again by
+/// the full one.
+pub type SmallStepAggregator = Aggregator<SMALL_STEP_SERIES, 16, 32768>;
+
+/// [`SmallStepAggregator`]'s series-buckets.
+pub const SMALL_STEP_SERIES: usize = 256;
+
+/// Most raw records queued for a step to use [`SmallStepAggregator`] (one series each at most).
+pub const SMALL_STEP_RECORDS: u64 = SMALL_STEP_SERIES as u64;
 
 /// Raw records read per round trip within a step.
 pub const RAW_PAGE: usize = 10_000;
@@ -126,7 +140,9 @@ pub struct Aggregation {
     /// The bucket arithmetic (interval, grace, future horizon): the core's.
     config: AggregatorConfig,
     /// Allocated for a run of steps, freed by [`Aggregation::release_memory`] when idle.
-    aggregator: Option<Box<StepAggregator>>,
+    aggregator: Option<Box<dyn StepAggregate>>,
+    /// The small aggregator had no room for a step: the next one builds the full one.
+    full_next: bool,
     watermark: Option<f64>,
     ids: IdGenerator,
     max_per_step: usize,
@@ -149,6 +165,7 @@ impl Aggregation {
             wrap,
             config,
             aggregator: None,
+            full_next: false,
             watermark: None,
             ids: id_generator(),
             max_per_step: MAX_RAW_PER_STEP,
@@ -255,8 +272,20 @@ impl Aggregation {
         };
         let end = bucket.end().as_secs_f64();
         if self.aggregator.is_none() {
-            self.aggregator = new_aggregator(config);
+            let small = !self.full_next
+                && oldest_memory.is_none()
+                && store.len(Queue::RawMetrics)? <= SMALL_STEP_RECORDS;
+            self.aggregator = if small {
+                new_aggregator(config, SmallStepAggregator::new).map(|a| a as Box<dyn StepAggregate>)
+            } else {
+                self.full_next = false;
+                new_aggregator(config, StepAggregator::new).map(|a| a as Box<dyn StepAggregate>)
+            };
         }
+        // The small aggregator without room for all of it: the step is done again by the full
+        // one (nothing is committed; the listener's memory is merged again, as after a failure).
+        let small = aggregator_is_small(&self.aggregator);
+        let mut overflowed = false;
         let Some(aggregator) = self.aggregator.as_mut() else {
             return Ok(StepOutcome::Idle);
         };
@@ -265,9 +294,10 @@ impl Aggregation {
         // The listener's lines of this bucket (and older ones, late) first: they are in memory,
         // and the raw records fill what room is left (the rest waits for the next step).
         let merged = match &self.memory {
-            Some(memory) => lock(memory).merge_into(&mut **aggregator, now, end),
+            Some(memory) => aggregator.merge_from(&mut lock(memory), now, end),
             None => Merged::default(),
         };
+        overflowed |= small && !merged.deferred.is_empty();
         let mut commit = AggregationCommit {
             aggregated_until: end,
             outboxes: self.outboxes.clone(),
@@ -318,22 +348,28 @@ impl Aggregation {
                 // Bucketing and point timestamps both follow the ZSET score (the original
                 // bucketed by score and stamped by the JSON timestamp; the client writes both).
                 sample.timestamp = Timestamp::from_secs_f64(record.score);
-                let before = aggregator.stats().late;
+                let before = aggregator.late();
                 match aggregator.record(at(now), sample) {
                     Ok(()) => {
                         step.aggregated += 1;
-                        step.late += aggregator.stats().late - before;
+                        step.late += aggregator.late() - before;
                         commit.delete_raw.push(record.id);
                     }
                     Err(refused) if refused.error.is_capacity() => {
                         // Valid, but no room in this step: left in the queue for the next one.
+                        overflowed |= small;
                     }
                     Err(refused) => refuse(&mut commit, &mut step, &record, value, refused.error.as_str()),
                 }
             }
-            if last_page {
+            if last_page || overflowed {
                 break;
             }
+        }
+        if overflowed {
+            self.aggregator = None;
+            self.full_next = true;
+            return Ok(StepOutcome::Progress { consumed: swept });
         }
         if read == 0 && merged.contexts == 0 {
             if let (Some(memory), false) = (&self.memory, merged.refused.is_empty()) {
@@ -456,16 +492,55 @@ fn sweep_future(
     Ok(moved)
 }
 
-/// Builds the 5 MB aggregator on the heap. `Box::new` may build the value on the stack first and
+/// What a step needs of its aggregator, whatever its capacity.
+trait StepAggregate: Send {
+    fn close_before(&mut self, at: Timestamp);
+    fn late(&self) -> u64;
+    fn record<'a>(&mut self, now: Timestamp, sample: Sample<'a>) -> Result<(), Refused<'a>>;
+    fn poll_flush(&mut self) -> Option<Flushed<'_>>;
+    fn merge_from(&mut self, memory: &mut Memory, now: f64, end: f64) -> Merged;
+    /// Series-buckets it holds at most.
+    fn capacity(&self) -> usize;
+}
+
+impl<const S: usize, const K: usize, const B: usize> StepAggregate for Aggregator<S, K, B> {
+    fn close_before(&mut self, at: Timestamp) {
+        Aggregator::close_before(self, at);
+    }
+    fn late(&self) -> u64 {
+        self.stats().late
+    }
+    fn record<'a>(&mut self, now: Timestamp, sample: Sample<'a>) -> Result<(), Refused<'a>> {
+        Aggregator::record(self, now, sample)
+    }
+    fn poll_flush(&mut self) -> Option<Flushed<'_>> {
+        Aggregator::poll_flush(self)
+    }
+    fn merge_from(&mut self, memory: &mut Memory, now: f64, end: f64) -> Merged {
+        memory.merge_into(self, now, end)
+    }
+    fn capacity(&self) -> usize {
+        S
+    }
+}
+
+fn aggregator_is_small(aggregator: &Option<Box<dyn StepAggregate>>) -> bool {
+    aggregator.as_ref().is_some_and(|a| a.capacity() <= SMALL_STEP_SERIES)
+}
+
+/// Builds an aggregator (7.3 MB, or 100 KB for a small step) on the heap. `Box::new` may build the value on the stack first and
 /// copy it, and a frame that large is probed page by page: doing it on a short-lived thread keeps
 /// those stack pages out of the agent's resident memory (no frame of the agent's own thread ever
 /// holds an aggregator). `None` if the thread cannot be started (the step is retried next tick).
 #[inline(never)]
-fn new_aggregator(config: AggregatorConfig) -> Option<Box<StepAggregator>> {
-    let build = move || Box::new(StepAggregator::new(config));
+fn new_aggregator<A: Send + 'static>(
+    config: AggregatorConfig,
+    new: fn(AggregatorConfig) -> A,
+) -> Option<Box<A>> {
+    let build = move || Box::new(new(config));
     let spawned = std::thread::Builder::new()
         .name("chouette-alloc".into())
-        .stack_size(std::mem::size_of::<StepAggregator>() * 2 + (1 << 20))
+        .stack_size(std::mem::size_of::<A>() * 2 + (1 << 20))
         .spawn(build);
     match spawned.map(|handle| handle.join()) {
         Ok(Ok(aggregator)) => Some(aggregator),
@@ -886,6 +961,90 @@ mod drain_tests {
 
     fn far() -> Instant {
         Instant::now() + Duration::from_secs(3600)
+    }
+
+    /// `n` gauges of distinct series `<prefix>.<i>` in the bucket [1000, 1010), each with two tags
+    /// of its own of about `tag_bytes` bytes.
+    fn gauges(store: &mut EmbeddedStore, prefix: &str, n: u64, tag_bytes: usize) {
+        let tag = "x".repeat(tag_bytes);
+        let mut ids = id_generator();
+        let records: Vec<NewRecord> = (0..n)
+            .map(|i| {
+                let tag = format!("{i}{tag}");
+                let tags = [("a", tag.as_str()), ("b", tag.as_str())];
+                let value =
+                    raw_record(&format!("{prefix}.{i}"), MetricType::Gauge, Number::from(i), 1001.0, &tags)
+                        .expect("raw");
+                NewRecord { id: ids.next_id().to_vec(), score: 1001.0, value }
+            })
+            .collect();
+        store.add(Queue::RawMetrics, &records).expect("add");
+    }
+
+    #[test]
+    fn the_small_aggregator_fits_its_budget() {
+        let size = std::mem::size_of::<SmallStepAggregator>();
+        assert!(size <= 128 * 1024, "{size}");
+    }
+
+    #[test]
+    fn a_few_records_are_aggregated_by_the_small_aggregator() {
+        let mut s = store_with(0);
+        gauges(&mut s.1, "few", 3, 10);
+        let mut agg = Aggregation::new(10, Duration::ZERO, WrapConfig::default());
+        let mut counters = Counters::default();
+        assert_eq!(
+            agg.step(&mut s.1, 1020.0, &mut counters).expect("step"),
+            StepOutcome::Progress { consumed: 3 }
+        );
+        assert!(aggregator_is_small(&agg.aggregator));
+        assert_eq!((counters.aggregated, counters.late, counters.wrapped), (3, 0, 3));
+        assert_eq!(agg.step(&mut s.1, 1020.0, &mut counters).expect("step"), StepOutcome::Idle);
+        assert_eq!(
+            (s.1.len(Queue::RawMetrics).expect("len"), s.1.len(Queue::WrappedMetrics).expect("len")),
+            (0, 3)
+        );
+    }
+
+    #[test]
+    fn a_step_too_big_for_the_small_aggregator_is_done_whole_by_the_full_one() {
+        let mut s = store_with(0);
+        // 250 series with two 150-byte tags each: about 80 KB of names and tags, more than the
+        // small aggregator's 32 KiB, all in one bucket.
+        gauges(&mut s.1, "big", 250, 150);
+        let mut agg = Aggregation::new(10, Duration::ZERO, WrapConfig::default());
+        let mut counters = Counters::default();
+        // The small aggregator runs out of room: nothing committed, nothing counted.
+        assert_eq!(
+            agg.step(&mut s.1, 1020.0, &mut counters).expect("step"),
+            StepOutcome::Progress { consumed: 0 }
+        );
+        assert_eq!(counters, Counters::default());
+        assert_eq!(
+            (s.1.len(Queue::RawMetrics).expect("len"), s.1.len(Queue::WrappedMetrics).expect("len")),
+            (250, 0)
+        );
+        // The full one takes the whole bucket in one step, none of it late.
+        assert_eq!(
+            agg.step(&mut s.1, 1020.0, &mut counters).expect("step"),
+            StepOutcome::Progress { consumed: 250 }
+        );
+        assert!(!aggregator_is_small(&agg.aggregator));
+        assert_eq!((counters.aggregated, counters.late, counters.wrapped), (250, 0, 250));
+        assert_eq!(
+            (s.1.len(Queue::RawMetrics).expect("len"), s.1.len(Queue::WrappedMetrics).expect("len")),
+            (0, 250)
+        );
+        // Later small steps use the small one again.
+        agg.release_memory();
+        gauges(&mut s.1, "later", 2, 10);
+        let mut later = Counters::default();
+        assert_eq!(
+            agg.step(&mut s.1, 1020.0, &mut later).expect("step"),
+            StepOutcome::Progress { consumed: 2 }
+        );
+        assert!(aggregator_is_small(&agg.aggregator));
+        assert_eq!((later.aggregated, later.late), (2, 2));
     }
 
     #[test]

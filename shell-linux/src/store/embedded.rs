@@ -2,7 +2,11 @@
 //! Redis is configured so the agent runs on a machine with nothing installed.
 //!
 //! Every mutation is one redb write transaction, committed durably (fsync) before the call
-//! returns: after a crash, a step is either wholly applied or not at all.
+//! returns: after a crash, a step is either wholly applied or not at all. One exception: the
+//! status hash (what `chouette status` prints, written at every release tick) is committed
+//! without an fsync while another commit was durable within [`STATUS_DURABLE_EVERY`]; the next
+//! durable commit (or closing the store) persists it with everything before it, and a crash loses
+//! at most that long of status updates, never a queued record.
 //!
 //! # On-disk format
 //!
@@ -121,6 +125,11 @@ impl std::fmt::Display for DbError {
     }
 }
 
+/// The longest the status hash goes without a durable commit ([`Store::put_status`]): a crash
+/// loses at most this long of status updates. Bounded too because redb frees the pages of
+/// non-durable commits only at a durable one.
+pub const STATUS_DURABLE_EVERY: Duration = Duration::from_secs(60);
+
 /// redb's page cache: 8 MiB, sized for a board (redb's default is 1 GiB, which a long backlog
 /// would fill with pages read once). Queues are read oldest first, once: a small cache costs
 /// little; the agent's RSS stays near its working set.
@@ -161,10 +170,23 @@ pub struct EmbeddedStore {
     reopen_after: Instant,
     /// The wait after the next failed try (doubles; back to [`REOPEN_RETRY`] after a commit).
     reopen_backoff: Duration,
+    /// When the last durable commit was made (the status may skip its fsync shortly after one).
+    last_durable: Instant,
+    /// Whether a commit since the last durable one was not durable (persisted when closing).
+    unpersisted: bool,
 }
 
 impl Drop for EmbeddedStore {
     fn drop(&mut self) {
+        if self.unpersisted && self.db.is_some() {
+            // An empty durable commit persists the status written without an fsync.
+            if let Err(error) = self.write("close", |_| Ok(())) {
+                log::debug!(
+                    "path={} error={error}: the last status update is not persisted",
+                    self.path.display()
+                );
+            }
+        }
         self.db = None;
         stop_watching(&self.path);
     }
@@ -433,6 +455,8 @@ impl EmbeddedStore {
             description,
             reopen_after: Instant::now(),
             reopen_backoff: REOPEN_RETRY,
+            last_durable: Instant::now(),
+            unpersisted: false,
         })
     }
 
@@ -505,21 +529,39 @@ impl EmbeddedStore {
         }
     }
 
-    /// Runs `f` in one write transaction and commits it; any error aborts it.
+    /// Runs `f` in one write transaction and commits it durably; any error aborts it.
     fn write<T>(
         &mut self,
         op: &'static str,
         f: impl FnOnce(&WriteTransaction) -> Result<T, DbError>,
     ) -> Result<T, StoreError> {
+        self.write_durable(op, true, f)
+    }
+
+    /// [`EmbeddedStore::write`], without an fsync when not `durable` (persisted by the next
+    /// durable commit; lost in a crash before it).
+    fn write_durable<T>(
+        &mut self,
+        op: &'static str,
+        durable: bool,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, DbError>,
+    ) -> Result<T, StoreError> {
         let db = self.db(op)?;
         let run = || {
-            let txn = db.begin_write()?;
+            let mut txn = db.begin_write()?;
+            if !durable {
+                txn.set_durability(redb::Durability::None);
+            }
             let out = f(&txn)?;
             txn.commit()?;
             Ok::<T, DbError>(out)
         };
         let out = run().map_err(|e| self.fail(op, e))?;
         self.reopen_backoff = REOPEN_RETRY;
+        self.unpersisted = !durable;
+        if durable {
+            self.last_durable = Instant::now();
+        }
         Ok(out)
     }
 
@@ -847,6 +889,15 @@ impl Store for EmbeddedStore {
         let (index_def, ids_def) = tables(queue);
         // Keys at or below the threshold: strictly below the next score key.
         let end = score_key(threshold).checked_add(1);
+        // Most ticks expire nothing: a read says so without a write transaction, whose commit
+        // costs a header write and an fdatasync (14 queues at every aggregation tick).
+        let expired = self.read_txn("cleanup", |txn| {
+            let first = txn.open_table(index_def)?.first()?.map(|(key, _)| key.value().0);
+            Ok(first.is_some_and(|key| end.is_none_or(|end| key < end)))
+        })?;
+        if !expired {
+            return Ok(0);
+        }
         self.write("cleanup", |txn| {
             let mut index = txn.open_table(index_def)?;
             let mut ids = txn.open_table(ids_def)?;
@@ -883,7 +934,9 @@ impl Store for EmbeddedStore {
         if fields.is_empty() {
             return Ok(());
         }
-        self.write("put status", |txn| {
+        // Status only: no fsync of its own while other commits are durable (module docs).
+        let durable = self.last_durable.elapsed() >= STATUS_DURABLE_EVERY;
+        self.write_durable("put status", durable, |txn| {
             let mut status = txn.open_table(STATUS)?;
             for (field, value) in fields {
                 status.insert(*field, value.as_str())?;
@@ -1112,6 +1165,52 @@ mod tests {
             message,
             format!("truncated: {} bytes, its header describes {}", bytes.len() - 1, bytes.len())
         );
+    }
+
+    #[test]
+    fn a_cleanup_that_expires_nothing_writes_nothing() {
+        let dir = Scratch::new("cleanup");
+        let path = dir.0.join("chouette.redb");
+        let mut store = EmbeddedStore::open(&path).unwrap();
+        let records: Vec<NewRecord> = (0..3)
+            .map(|i| NewRecord {
+                id: format!("id{i}").into_bytes(),
+                score: 100.0 + f64::from(i),
+                value: vec![1],
+            })
+            .collect();
+        store.add(Queue::WrappedMetrics, &records).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        // Nothing at or below 99.5, and an empty queue: no write transaction, the file unchanged
+        // (a commit rewrites the header and its checksum).
+        assert_eq!(store.cleanup(Queue::WrappedMetrics, 99.5).unwrap(), 0);
+        assert_eq!(store.cleanup(Queue::Logs, f64::INFINITY).unwrap(), 0);
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        assert_eq!(store.cleanup(Queue::WrappedMetrics, 101.0).unwrap(), 2);
+        assert_ne!(std::fs::read(&path).unwrap(), before);
+        assert_eq!(store.cleanup(Queue::WrappedMetrics, f64::INFINITY).unwrap(), 1);
+        assert_eq!(store.len(Queue::WrappedMetrics).unwrap(), 0);
+    }
+
+    #[test]
+    fn the_status_written_without_fsync_is_persisted_when_the_store_closes() {
+        let dir = Scratch::new("status");
+        let path = dir.0.join("chouette.redb");
+        let mut store = EmbeddedStore::open(&path).unwrap();
+        let record = NewRecord { id: b"r1".to_vec(), score: 5.0, value: b"{}".to_vec() };
+        store.add(Queue::WrappedMetrics, std::slice::from_ref(&record)).unwrap();
+        // Just after a durable commit: the status skips its fsync.
+        store.put_status(&[("last_dispatch", "metrics: 202".to_string())]).unwrap();
+        assert!(store.unpersisted);
+        assert_eq!(store.status().unwrap(), [("last_dispatch".to_string(), "metrics: 202".to_string())]);
+        drop(store);
+        let mut store = EmbeddedStore::open(&path).unwrap();
+        assert_eq!(store.status().unwrap(), [("last_dispatch".to_string(), "metrics: 202".to_string())]);
+        assert_eq!(store.read(Queue::WrappedMetrics, f64::INFINITY, 10).unwrap().len(), 1);
+        // Long after the last durable commit: the status is durable itself.
+        store.last_durable = Instant::now() - STATUS_DURABLE_EVERY;
+        store.put_status(&[("last_dispatch", "metrics: 500".to_string())]).unwrap();
+        assert!(!store.unpersisted);
     }
 
     #[test]
