@@ -429,6 +429,10 @@ impl Aggregation {
             // Everything was refused for capacity (cannot happen with a fresh aggregator).
             return Ok(Self::idle_unless(swept));
         }
+        if read >= page_size {
+            // A backlog: the next step's first page is read while this step returns.
+            store.read_soon(Queue::RawMetrics, page_size);
+        }
         Ok(StepOutcome::Progress { consumed: consumed + swept })
     }
 

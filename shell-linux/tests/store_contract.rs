@@ -464,6 +464,25 @@ fn redis_a_page_read_ahead_is_dropped_after_a_write() {
     assert_eq!(ids(&other), ["r02", "r03", "r04"]);
 }
 
+/// `read_soon` reads the queue's first page ahead; it answers a first page below any score.
+#[test]
+fn redis_the_first_page_read_soon_answers_any_bucket_and_a_write_drops_it() {
+    let (mut store, _server) = redis_store();
+    let records: Vec<NewRecord> = (0..30).map(|i| rec(&format!("r{i:02}"), f64::from(i), "v")).collect();
+    store.add(Queue::RawMetrics, &records).unwrap();
+    store.read_soon(Queue::RawMetrics, 10);
+    let below_5 = store.read_page(Queue::RawMetrics, 5.0, 0, 10).unwrap();
+    assert_eq!(ids(&below_5), ["r00", "r01", "r02", "r03", "r04"]);
+    assert!(below_5.iter().all(|r| r.value.as_deref() == Some(&b"v"[..])));
+    store.read_soon(Queue::RawMetrics, 10);
+    let below_all = store.read_page(Queue::RawMetrics, 100.0, 0, 10).unwrap();
+    assert_eq!(ids(&below_all), (0..10).map(|i| format!("r{i:02}")).collect::<Vec<_>>());
+    store.read_soon(Queue::RawMetrics, 10);
+    store.delete(Queue::RawMetrics, &[b"r01".to_vec()]).unwrap();
+    let after_delete = store.read_page(Queue::RawMetrics, 3.0, 0, 10).unwrap();
+    assert_eq!(ids(&after_delete), ["r00", "r02"]);
+}
+
 #[test]
 fn redis_reads_the_original_client_layout_and_orphans() {
     let (mut store, server) = redis_store();

@@ -423,6 +423,14 @@ pub trait Store: Send {
     /// bounded by bytes as [`Store::read_page`] is.
     fn read_above(&mut self, queue: Queue, min_score: f64, limit: usize) -> Result<Vec<Record>, StoreError>;
 
+    /// A hint: the first page of `queue` ([`Store::read_page`] at offset 0, `limit` records, any
+    /// `max_score`) will be read soon. A store may start reading it meanwhile (the Redis store
+    /// reads it on a second connection); any write in between makes it read again. Does nothing
+    /// by default.
+    fn read_soon(&mut self, queue: Queue, limit: usize) {
+        let _ = (queue, limit);
+    }
+
     /// Moves records whose values are too large to load ([`Record::oversize`]) to the
     /// dead-letter queue with reason `too_large`, atomically per record, without loading the
     /// values into the agent where the store allows it (Redis: a server-side script; without

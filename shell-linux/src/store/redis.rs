@@ -119,8 +119,6 @@ pub struct RedisStore {
     conn: Option<Connection>,
     /// Whether `EVAL` may be used (cleared when the server refuses it).
     scripting: bool,
-    /// Commands run on `conn` so far: a page read ahead is used only if none ran since.
-    calls: u64,
     /// The next page of [`Store::read_page`], read on a second connection meanwhile.
     read_ahead: ReadAhead,
 }
@@ -140,9 +138,11 @@ type PageResult = Result<Vec<Record>, StoreError>;
 /// connection, while the caller works on the page it has: the drain's reads (Redis's work and
 /// the reply parsing) overlap its parsing and aggregation instead of alternating with them.
 ///
-/// The page read ahead is used only by the very next call, only if it asks for exactly that page
-/// and no other command ran on the store meanwhile (a commit, say); otherwise it is dropped and
-/// the page read again. A page read ahead is what a read at that instant would have returned: the
+/// The page read ahead is used only by the very next read, only if it asks for that page, and
+/// only if no write went through the store meanwhile (a commit, say); otherwise it is dropped and
+/// the page read again. Besides the next page of a step, the drain asks ([`Store::read_soon`])
+/// for the first page of the queue after a step's commit: the next step's first page, whatever
+/// its bucket, is a prefix of it. A page read ahead is what a read at that instant would have returned: the
 /// drain already tolerates records arriving between pages (they can shift a page; it skips ids
 /// seen twice). At most two pages are in memory at once ([`MAX_PAGE_BYTES`] each). If the thread
 /// cannot start or its read fails, the page is read on the main connection, which reports any
@@ -151,8 +151,8 @@ type PageResult = Result<Vec<Record>, StoreError>;
 struct ReadAhead {
     /// Requests to the reading thread, once started.
     requests: Option<std::sync::mpsc::Sender<(PageKey, std::sync::mpsc::SyncSender<PageResult>)>>,
-    /// The page being read ahead: its key, `calls` when it was asked, and where it arrives.
-    pending: Option<(PageKey, u64, std::sync::mpsc::Receiver<PageResult>)>,
+    /// The page being read ahead: its key, and where it arrives. Dropped by any write.
+    pending: Option<(PageKey, std::sync::mpsc::Receiver<PageResult>)>,
     /// The thread could not be started: not tried again.
     failed: bool,
 }
@@ -201,7 +201,6 @@ impl RedisStore {
             description,
             conn: None,
             scripting: true,
-            calls: 0,
             read_ahead: ReadAhead::default(),
         })
     }
@@ -222,7 +221,6 @@ impl RedisStore {
             description: self.description.clone(),
             conn: None,
             scripting: self.scripting,
-            calls: 0,
             read_ahead: ReadAhead { failed: true, ..ReadAhead::default() },
         }
     }
@@ -230,12 +228,20 @@ impl RedisStore {
     /// The page `key` if it was read ahead for this call (see [`ReadAhead`]), waiting for it if
     /// the read is still under way.
     fn take_read_ahead(&mut self, key: &PageKey) -> Option<Vec<Record>> {
-        let (pending, calls, page) = self.read_ahead.pending.take()?;
-        if pending != *key || calls != self.calls {
+        let (pending, page) = self.read_ahead.pending.take()?;
+        // The first page below +inf answers a first page below any score: records below it
+        // come first in the ZSET, so they are a prefix of it (the page's byte cut included).
+        let prefix = pending.max_score == f64::INFINITY && pending.offset == 0 && key.offset == 0;
+        if !(pending == *key || prefix && pending.queue == key.queue && pending.limit == key.limit) {
             return None;
         }
         match page.recv() {
-            Ok(Ok(records)) => Some(records),
+            Ok(Ok(mut records)) => {
+                if let Some(end) = records.iter().position(|r| r.score >= key.max_score) {
+                    records.truncate(end);
+                }
+                Some(records)
+            }
             // Read again on the main connection, which reports the error.
             Ok(Err(_)) | Err(_) => None,
         }
@@ -265,7 +271,7 @@ impl RedisStore {
         let Some(requests) = &self.read_ahead.requests else { return };
         let (reply, page) = std::sync::mpsc::sync_channel(1);
         if requests.send((key, reply)).is_ok() {
-            self.read_ahead.pending = Some((key, self.calls, page));
+            self.read_ahead.pending = Some((key, page));
         } else {
             // The thread is gone (it panicked): reads go on one at a time.
             self.read_ahead.requests = None;
@@ -308,7 +314,6 @@ impl RedisStore {
         mut f: impl FnMut(&mut Connection) -> Result<T, RedisError>,
     ) -> Result<T, StoreError> {
         let mut retried = false;
-        self.calls += 1;
         loop {
             let reused = self.conn.is_some();
             let conn = match &mut self.conn {
@@ -819,6 +824,13 @@ impl Store for RedisStore {
         self.run("ping", |conn| redis::cmd("PING").query::<()>(conn))
     }
 
+    fn read_soon(&mut self, queue: Queue, limit: usize) {
+        if limit > 0 {
+            self.read_ahead.pending = None;
+            self.start_read_ahead(PageKey { queue, max_score: f64::INFINITY, offset: 0, limit });
+        }
+    }
+
     fn read_page(
         &mut self,
         queue: Queue,
@@ -854,6 +866,7 @@ impl Store for RedisStore {
     }
 
     fn dead_letter_oversize(&mut self, queue: Queue, records: &[Record]) -> Result<u64, StoreError> {
+        self.read_ahead.pending = None; // a write: what was read ahead may be stale
         let op = "dead letter too large";
         let dead = queue.dead_letter();
         let mut moved = 0;
@@ -909,6 +922,7 @@ impl Store for RedisStore {
     }
 
     fn commit_aggregation(&mut self, commit: &AggregationCommit) -> Result<(), StoreError> {
+        self.read_ahead.pending = None; // a write: what was read ahead may be stale
         let op = "commit aggregation";
         check_score(&self.description, op, "aggregated_until", commit.aggregated_until)?;
         self.check_scores(op, commit.wrapped.iter().map(|r| r.score))?;
@@ -935,6 +949,7 @@ impl Store for RedisStore {
     }
 
     fn add(&mut self, queue: Queue, records: &[NewRecord]) -> Result<(), StoreError> {
+        self.read_ahead.pending = None; // a write: what was read ahead may be stale
         self.check_scores("add", records.iter().map(|r| r.score))?;
         self.transaction("add", |pipe| {
             add_records(pipe, queue, records.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())));
@@ -942,20 +957,24 @@ impl Store for RedisStore {
     }
 
     fn add_to_each(&mut self, queues: &[Queue], records: &[NewRecord]) -> Result<(), StoreError> {
+        self.read_ahead.pending = None; // a write: what was read ahead may be stale
         self.check_scores("add", records.iter().map(|r| r.score))?;
         self.transaction("add", |pipe| add_to_queues(pipe, queues, records))
     }
 
     fn delete(&mut self, queue: Queue, ids: &[Vec<u8>]) -> Result<(), StoreError> {
+        self.read_ahead.pending = None; // a write: what was read ahead may be stale
         self.transaction("delete", |pipe| remove_ids(pipe, queue, ids.iter().map(Vec::as_slice)))
     }
 
     fn dead_letter(&mut self, queue: Queue, records: &[DeadRecord]) -> Result<(), StoreError> {
+        self.read_ahead.pending = None; // a write: what was read ahead may be stale
         self.check_scores("dead letter", records.iter().map(|r| r.score))?;
         self.transaction("dead letter", |pipe| move_dead(pipe, queue, records))
     }
 
     fn cleanup(&mut self, queue: Queue, threshold: f64) -> Result<u64, StoreError> {
+        self.read_ahead.pending = None; // a write: what was read ahead may be stale
         check_score(&self.description, "cleanup", "threshold", threshold)?;
         let mut script = redis::cmd("EVAL");
         script
@@ -989,6 +1008,7 @@ impl Store for RedisStore {
     }
 
     fn put_status(&mut self, fields: &[(&str, String)]) -> Result<(), StoreError> {
+        self.read_ahead.pending = None; // a write: what was read ahead may be stale
         if fields.is_empty() {
             return Ok(());
         }
@@ -1014,6 +1034,7 @@ impl Store for RedisStore {
         device: &str,
         state: &[u8],
     ) -> Result<(), StoreError> {
+        self.read_ahead.pending = None; // a write: what was read ahead may be stale
         let op = "commit link";
         self.check_scores(op, records.iter().map(|r| r.score))?;
         for attempt in 0..REDRIVE_ATTEMPTS {
@@ -1085,6 +1106,7 @@ impl Store for RedisStore {
     }
 
     fn redrive(&mut self, dead: Queue, live: Queue, moves: &[DeadMove]) -> Result<u64, StoreError> {
+        self.read_ahead.pending = None; // a write: what was read ahead may be stale
         self.check_scores("redrive", moves.iter().filter_map(|m| m.requeue.as_ref()).map(|r| r.score))?;
         if moves.is_empty() {
             return Ok(0);
