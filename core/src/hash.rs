@@ -23,13 +23,51 @@ pub fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
         word.copy_from_slice(chunk);
         state = mum(state ^ u64::from_le_bytes(word), P1);
     }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut word = [0u8; 8];
-        word[..rest.len()].copy_from_slice(rest);
-        state = mum(state ^ u64::from_le_bytes(word), P2);
+    if bytes.len() % 8 != 0 {
+        state = mum(state ^ tail_word(bytes), P2);
     }
     mum(state ^ bytes.len() as u64, P1 ^ P2)
+}
+
+/// The last `bytes.len() % 8` bytes of `bytes` (at least one) as a little-endian word padded
+/// with zeros: the same value as copying them into a zeroed `[u8; 8]`, read with at most two
+/// fixed-size loads instead of a variable-length copy (a `memcpy` call, then a store-forwarding
+/// stall on the reload, was a sixth of `record`'s time).
+#[inline(always)]
+fn tail_word(bytes: &[u8]) -> u64 {
+    let len = bytes.len();
+    let rest = len % 8;
+    if len >= 8 {
+        // The last 8 bytes hold the tail in their high end: shift it down.
+        return load_u64(&bytes[len - 8..]) >> (8 * (8 - rest));
+    }
+    // `len == rest`, 1..=7: two overlapping loads; overlapping bytes agree.
+    if rest >= 4 {
+        let lo = u64::from(load_u32(bytes));
+        let hi = u64::from(load_u32(&bytes[rest - 4..]));
+        lo | hi << (8 * (rest - 4))
+    } else if rest >= 2 {
+        let lo = u64::from(load_u16(bytes));
+        let hi = u64::from(load_u16(&bytes[rest - 2..]));
+        lo | hi << (8 * (rest - 2))
+    } else {
+        u64::from(bytes[0])
+    }
+}
+
+#[inline(always)]
+fn load_u64(bytes: &[u8]) -> u64 {
+    bytes.first_chunk().map_or(0, |w| u64::from_le_bytes(*w))
+}
+
+#[inline(always)]
+fn load_u32(bytes: &[u8]) -> u32 {
+    bytes.first_chunk().map_or(0, |w| u32::from_le_bytes(*w))
+}
+
+#[inline(always)]
+fn load_u16(bytes: &[u8]) -> u16 {
+    bytes.first_chunk().map_or(0, |w| u16::from_le_bytes(*w))
 }
 
 /// Hashes the concatenation of `parts`, equal to `hash_bytes(seed, &parts.concat())`.
@@ -116,6 +154,39 @@ mod tests {
         assert_ne!(hash_bytes(0, b""), hash_bytes(1, b""));
         assert_ne!(hash_bytes(0, b"abcdefgh1"), hash_bytes(0, b"abcdefgh2"));
         assert_eq!(hash_bytes(7, b"same"), hash_bytes(7, b"same"));
+    }
+
+    /// The reference definition of [`hash_bytes`]: whole words, then the tail copied into a
+    /// zeroed word. The fast tail read must give the same value for every length.
+    fn hash_bytes_reference(seed: u64, bytes: &[u8]) -> u64 {
+        let mut state = seed ^ P0;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            state = mum(state ^ u64::from_le_bytes(word), P1);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            state = mum(state ^ u64::from_le_bytes(word), P2);
+        }
+        mum(state ^ bytes.len() as u64, P1 ^ P2)
+    }
+
+    #[test]
+    fn the_tail_read_matches_the_reference_for_every_length() {
+        let text: [u8; 40] = core::array::from_fn(|i| (i as u8).wrapping_mul(37).wrapping_add(11));
+        for start in 0..8 {
+            for end in start..text.len() {
+                let bytes = &text[start..end];
+                assert_eq!(hash_bytes(5, bytes), hash_bytes_reference(5, bytes), "{start}..{end}");
+            }
+        }
+        // Fixed values, so the hash of names and members cannot drift between versions.
+        assert_eq!(hash_bytes(0, b""), hash_bytes_reference(0, b""));
+        assert_eq!(hash_bytes(0, b"abc"), 0xd334_bd81_44aa_d9c0);
     }
 
     #[test]
