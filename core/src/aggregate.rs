@@ -389,12 +389,20 @@ impl AggregatorStats {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Status {
-    Empty,
-    Live,
-    /// Handed out by `poll_flush`; removed by the sweep once the flush is complete.
-    Flushed,
+/// A slot's control word ([`Aggregator::ctrl`]): empty, flushed, or a live entry's fingerprint.
+type Ctrl = u16;
+/// The slot holds no entry: a probe stops here.
+const CTRL_EMPTY: Ctrl = 0;
+/// The entry was handed out by `poll_flush`; the sweep removes it once the flush is complete.
+const CTRL_FLUSHED: Ctrl = 1;
+
+/// The fingerprint of a live entry whose probe hash (series and bucket, [`Aggregator::probe`]) is
+/// `mixed`: 15 of its low bits, never [`CTRL_EMPTY`] or [`CTRL_FLUSHED`]. The slot index comes
+/// from the high bits, so the two are nearly independent: a probe reads the entry itself for
+/// about one in 32768 slots of another series.
+#[inline(always)]
+const fn fingerprint(mixed: u64) -> Ctrl {
+    (mixed as Ctrl) | 2
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -435,7 +443,6 @@ struct Entry {
     name_len: u16,
     tag_count: u8,
     kind: MetricType,
-    status: Status,
     state: State,
 }
 
@@ -448,10 +455,14 @@ impl Entry {
         name_len: 0,
         tag_count: 0,
         kind: MetricType::Count,
-        status: Status::Empty,
         state: State::Sum { sum: 0.0, n: 0 },
     };
 }
+
+/// The entries, each on a cache line of its own (an entry is 64 bytes).
+#[derive(Clone)]
+#[repr(C, align(64))]
+struct Lines<const SERIES: usize>([Entry; SERIES]);
 
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)] // the pool holds the large variants on purpose
@@ -474,7 +485,11 @@ struct BucketInfo {
 /// `docs/capacity.md` and checked by tests.
 pub struct Aggregator<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize> {
     config: AggregatorConfig,
-    table: [Entry; SERIES],
+    /// One control word per table slot ([`CTRL_EMPTY`], [`CTRL_FLUSHED`] or a live entry's
+    /// [`fingerprint`]): a probe scans this small array (2 bytes a slot, 32 slots a cache line)
+    /// and reads an entry, a cache line of its own, only when the fingerprint matches.
+    ctrl: [Ctrl; SERIES],
+    table: Lines<SERIES>,
     occupied: usize,
     pool: [Slot; SKETCHES],
     free_slots: [u16; SKETCHES],
@@ -521,7 +536,8 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
         }
         Aggregator {
             config,
-            table: [Entry::EMPTY; SERIES],
+            ctrl: [CTRL_EMPTY; SERIES],
+            table: Lines([Entry::EMPTY; SERIES]),
             occupied: 0,
             pool: [const { Slot::Free }; SKETCHES],
             free_slots,
@@ -655,9 +671,9 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
         match place {
             Place::Found(index) => {
                 // Works on a copy, so a refusal (no free sketch, overflow) changes nothing.
-                let mut state = self.table[index].state;
+                let mut state = self.table.0[index].state;
                 self.merge_into(&mut state, partial)?;
-                self.table[index].state = state;
+                self.table.0[index].state = state;
             }
             Place::Vacant(vacant) => {
                 let mut state = match partial {
@@ -893,14 +909,24 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
         Ok(self.buckets.len() - 1)
     }
 
-    #[inline]
-    fn home(hash: u64, bucket: u32) -> usize {
-        let mixed = hash_u64(hash, bucket as u64);
+    /// The probe hash of a series in a bucket: its high bits pick the home slot
+    /// ([`home`](Self::home)), its low bits the [`fingerprint`].
+    #[inline(always)]
+    fn probe(hash: u64, bucket: u32) -> u64 {
+        hash_u64(hash, bucket as u64)
+    }
+
+    #[inline(always)]
+    fn home(mixed: u64) -> usize {
         ((mixed as u128 * SERIES as u128) >> 64) as usize
     }
 
     /// Finds the live entry for this series and bucket, or the empty slot where it would go
     /// (`Err(None)` when the table is full).
+    ///
+    /// The hash is not keyed (the core has no random source): keys crafted to collide make
+    /// their probes longer, up to a scan of the table, but never overflow anything, and the
+    /// table's capacity bounds the work.
     fn find(
         &self,
         hash: u64,
@@ -908,21 +934,24 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
         sample: &Sample<'_>,
         tag_count: u8,
     ) -> Result<usize, Option<usize>> {
-        let mut i = Self::home(hash, bucket);
+        let mixed = Self::probe(hash, bucket);
+        let fingerprint = fingerprint(mixed);
+        let mut i = Self::home(mixed);
         for _ in 0..SERIES {
-            let entry = &self.table[i];
-            match entry.status {
-                Status::Empty => return Err(Some(i)),
-                Status::Live
-                    if entry.hash == hash
-                        && entry.bucket == bucket
-                        && entry.kind == sample.kind
-                        && entry.tag_count == tag_count
-                        && self.name_of(entry) == sample.name.as_bytes() =>
+            let ctrl = self.ctrl[i];
+            if ctrl == CTRL_EMPTY {
+                return Err(Some(i));
+            }
+            if ctrl == fingerprint {
+                let entry = &self.table.0[i];
+                if entry.hash == hash
+                    && entry.bucket == bucket
+                    && entry.kind == sample.kind
+                    && entry.tag_count == tag_count
+                    && self.name_of(entry) == sample.name.as_bytes()
                 {
-                    return Ok(i)
+                    return Ok(i);
                 }
-                _ => {}
             }
             i += 1;
             if i == SERIES {
@@ -930,6 +959,12 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
             }
         }
         Err(None)
+    }
+
+    /// Whether slot `i` holds a live entry (neither empty nor flushed).
+    #[inline(always)]
+    fn is_live(&self, i: usize) -> bool {
+        self.ctrl[i] > CTRL_FLUSHED
     }
 
     fn name_of(&self, entry: &Entry) -> &[u8] {
@@ -1080,7 +1115,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
     }
 
     fn update(&mut self, index: usize, sample: &Sample<'_>) -> Result<(), RecordError> {
-        match (&mut self.table[index].state, sample.value) {
+        match (&mut self.table.0[index].state, sample.value) {
             (State::Sum { sum, n }, Value::Number(v)) => {
                 *sum = finite_sum(*sum, v)?;
                 *n += 1;
@@ -1109,7 +1144,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
                     }
                     let _ = histogram.insert(v);
                     self.pool[slot as usize] = Slot::Histogram(histogram);
-                    self.table[index].state = State::Pooled { slot, samples: 0 };
+                    self.table.0[index].state = State::Pooled { slot, samples: 0 };
                 }
             }
             (State::Pooled { slot, .. }, Value::Number(v)) => {
@@ -1120,14 +1155,14 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
             }
             (State::Members { .. } | State::Pooled { .. }, Value::Set(members)) => {
                 // Works on a copy, so a refusal (no free sketch) changes nothing.
-                let mut state = self.table[index].state;
+                let mut state = self.table.0[index].state;
                 self.add_members(&mut state, members)?;
-                self.table[index].state = state;
+                self.table.0[index].state = state;
             }
             (State::Samples { .. } | State::Pooled { .. }, Value::Samples(samples)) => {
-                let mut state = self.table[index].state;
+                let mut state = self.table.0[index].state;
                 self.add_samples(&mut state, samples)?;
-                self.table[index].state = state;
+                self.table.0[index].state = state;
             }
             _ => return Err(RecordError::WrongValueKind),
         }
@@ -1201,7 +1236,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
             }
         }
         self.keys_used = start + needed;
-        self.table[index] = Entry {
+        self.table.0[index] = Entry {
             hash,
             bucket,
             key_off: (start + RECORD_HEADER) as u32,
@@ -1209,9 +1244,9 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
             name_len: sample.name.len() as u16,
             tag_count,
             kind: sample.kind,
-            status: Status::Live,
             state,
         };
+        self.ctrl[index] = fingerprint(Self::probe(hash, bucket));
         self.occupied += 1;
         Ok(index)
     }
@@ -1284,7 +1319,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
             }
             let index = self.index_of(bucket.start);
             let found = (self.cursor..SERIES)
-                .find(|&i| self.table[i].status == Status::Live && self.table[i].bucket == index);
+                .find(|&i| self.is_live(i) && self.table.0[i].bucket == index);
             match found {
                 Some(index) => {
                     self.cursor = index + 1;
@@ -1320,7 +1355,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
     }
 
     fn retire(&mut self, index: usize) {
-        let entry = self.table[index];
+        let entry = self.table.0[index];
         if let State::Pooled { slot, .. } = entry.state {
             self.release_slot(slot);
         }
@@ -1328,7 +1363,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
         if let Some(bucket) = self.buckets.iter_mut().find(|b| b.start == start) {
             bucket.entries = bucket.entries.saturating_sub(1);
         }
-        self.table[index].status = Status::Flushed;
+        self.ctrl[index] = CTRL_FLUSHED;
         self.flushed_pending += 1;
         self.keys_dead += RECORD_HEADER + entry.key_len as usize;
         let header = entry.key_off as usize - RECORD_HEADER;
@@ -1340,7 +1375,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
     fn sweep(&mut self) {
         if self.flushed_pending > 0 {
             for i in 0..SERIES {
-                while self.table[i].status == Status::Flushed {
+                while self.ctrl[i] == CTRL_FLUSHED {
                     self.delete_at(i);
                 }
             }
@@ -1353,26 +1388,28 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
 
     fn delete_at(&mut self, hole: usize) {
         let mut hole = hole;
-        if self.table[hole].status != Status::Empty {
+        if self.ctrl[hole] != CTRL_EMPTY {
             self.occupied -= 1;
         }
-        self.table[hole].status = Status::Empty;
+        self.ctrl[hole] = CTRL_EMPTY;
         let mut j = hole;
         loop {
             j = if j + 1 == SERIES { 0 } else { j + 1 };
-            let entry = self.table[j];
-            if entry.status == Status::Empty {
+            let ctrl = self.ctrl[j];
+            if ctrl == CTRL_EMPTY {
                 return;
             }
-            let home = Self::home(entry.hash, entry.bucket);
+            let entry = self.table.0[j];
+            let home = Self::home(Self::probe(entry.hash, entry.bucket));
             // Move `j` into the hole unless its home lies cyclically in (hole, j].
             let stays = if hole <= j { hole < home && home <= j } else { hole < home || home <= j };
             if stays {
                 continue;
             }
-            self.table[hole] = entry;
-            self.table[j].status = Status::Empty;
-            if entry.status == Status::Live {
+            self.table.0[hole] = entry;
+            self.ctrl[hole] = ctrl;
+            self.ctrl[j] = CTRL_EMPTY;
+            if ctrl > CTRL_FLUSHED {
                 let header = entry.key_off as usize - RECORD_HEADER;
                 self.keys[header..header + 4].copy_from_slice(&(hole as u32).to_le_bytes());
             }
@@ -1393,14 +1430,13 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
             ]);
             let len = u16::from_le_bytes([self.keys[read + 4], self.keys[read + 5]]) as usize;
             let total = RECORD_HEADER + len;
-            let live = (owner as usize) < SERIES && {
-                let entry = &self.table[owner as usize];
-                entry.status == Status::Live && entry.key_off as usize == read + RECORD_HEADER
-            };
+            let live = (owner as usize) < SERIES
+                && self.is_live(owner as usize)
+                && self.table.0[owner as usize].key_off as usize == read + RECORD_HEADER;
             if live {
                 if write != read {
                     self.keys.copy_within(read..read + total, write);
-                    self.table[owner as usize].key_off = (write + RECORD_HEADER) as u32;
+                    self.table.0[owner as usize].key_off = (write + RECORD_HEADER) as u32;
                 }
                 write += total;
             }
@@ -1411,7 +1447,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
     }
 
     fn view(&self, index: usize) -> Flushed<'_> {
-        let entry = &self.table[index];
+        let entry = &self.table.0[index];
         let start = entry.key_off as usize;
         let key = &self.keys[start..start + entry.key_len as usize];
         let name = core::str::from_utf8(&key[..entry.name_len as usize]).unwrap_or("");
