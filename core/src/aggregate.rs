@@ -472,6 +472,21 @@ enum Slot {
     Set(SetCounter),
 }
 
+/// The bucket of the last timestamp that opened one, so that the samples of a bucket skip the
+/// two integer divisions of [`AggregatorConfig::bucket_start`] and of its index: every `ts` in
+/// `[lo, hi)` is in the bucket starting at `start`. Kept only for starts exact in `f64`
+/// ([`EXACT_SECS`]); empty (`lo == hi`) until then.
+#[derive(Debug, Clone, Copy)]
+struct RecentBucket {
+    lo: f64,
+    hi: f64,
+    start: i64,
+    index: u32,
+}
+
+/// Whole seconds below which every integer is exact in `f64` (2^53).
+const EXACT_SECS: i64 = 1 << 53;
+
 #[derive(Debug, Clone, Copy)]
 struct BucketInfo {
     start: i64,
@@ -498,6 +513,7 @@ pub struct Aggregator<const SERIES: usize, const SKETCHES: usize, const KEY_BYTE
     keys_used: usize,
     keys_dead: usize,
     buckets: heapless::Vec<BucketInfo, MAX_OPEN_BUCKETS>,
+    recent: RecentBucket,
     /// Start of the oldest bucket still open: every bucket before it was closed.
     watermark: i64,
     cursor: usize,
@@ -546,6 +562,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
             keys_used: 0,
             keys_dead: 0,
             buckets: heapless::Vec::new(),
+            recent: RecentBucket { lo: 0.0, hi: 0.0, start: 0, index: 0 },
             watermark: i64::MIN,
             cursor: 0,
             emitted: None,
@@ -853,13 +870,27 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
         if ts > self.config.future_horizon(now).as_secs_f64() {
             return Err(RecordError::TooFarInFuture);
         }
-        let mut bucket = self.config.bucket_start(ts);
+        let interval = self.config.interval_secs as i64;
+        let recent = self.recent;
+        let (mut bucket, mut index) = if ts >= recent.lo && ts < recent.hi {
+            (recent.start, Some(recent.index))
+        } else {
+            let start = self.config.bucket_start(ts);
+            let index = u32::try_from(start / interval).ok();
+            if let Some(index) = index {
+                if (0..EXACT_SECS).contains(&start) && start + interval <= EXACT_SECS {
+                    self.recent =
+                        RecentBucket { lo: start as f64, hi: (start + interval) as f64, start, index };
+                }
+            }
+            (start, index)
+        };
         let late = bucket < self.watermark;
         if late {
             bucket = self.watermark;
+            index = u32::try_from(bucket / interval).ok();
         }
-        let bucket_index = u32::try_from(bucket / self.config.interval_secs as i64)
-            .map_err(|_| RecordError::InvalidTimestamp)?;
+        let bucket_index = index.ok_or(RecordError::InvalidTimestamp)?;
         let bucket_pos = self.bucket_position(bucket)?;
 
         // Series identity: name and type, then the sorted, deduplicated tag hashes.
@@ -2291,6 +2322,23 @@ mod tests {
                 (MetricType::Histogram, 0.0)
             ]
         );
+    }
+
+    #[test]
+    fn the_remembered_bucket_ends_exactly_at_the_next_bucket() {
+        // Every timestamp lands in the bucket bucket_start gives, whatever came before it.
+        let mut agg = Agg::new(AggregatorConfig::new(10).expect("10 s"));
+        let times = [100.0, 109.999_999, 110.0, 99.999_999, 100.0, 119.5, 90.0, 110.25, 0.0, 9.999];
+        for &at in &times {
+            agg.record(ts(200.0), num("c", MetricType::Count, &[], 1.0, at)).unwrap();
+        }
+        agg.close_all();
+        let mut counts = heapless::Vec::<(f64, f64), 8>::new();
+        while let Some(flushed) = agg.poll_flush() {
+            counts.push((flushed.timestamp.as_secs_f64(), flushed.sum())).unwrap();
+        }
+        counts.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        assert_eq!(&counts[..], &[(0.0, 2.0), (90.0, 2.0), (100.0, 3.0), (110.0, 3.0)]);
     }
 
     #[test]
