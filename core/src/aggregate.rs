@@ -60,7 +60,7 @@
 
 use core::fmt;
 
-use crate::hash::{hash_bytes, hash_parts, hash_u64};
+use crate::hash::{hash_bytes, hash_joined, hash_u64};
 use crate::limits::{
     INLINE_MEMBERS, INLINE_SAMPLES, MAX_NAME_BYTES, MAX_OPEN_BUCKETS, MAX_TAGS, MAX_TAG_BYTES,
 };
@@ -514,6 +514,8 @@ pub struct Aggregator<const SERIES: usize, const SKETCHES: usize, const KEY_BYTE
     keys_dead: usize,
     buckets: heapless::Vec<BucketInfo, MAX_OPEN_BUCKETS>,
     recent: RecentBucket,
+    /// Room for one sample's tag hashes while `record` sorts them (not zeroed on every call).
+    tag_scratch: [u64; MAX_TAGS],
     /// Start of the oldest bucket still open: every bucket before it was closed.
     watermark: i64,
     cursor: usize,
@@ -563,6 +565,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
             keys_dead: 0,
             buckets: heapless::Vec::new(),
             recent: RecentBucket { lo: 0.0, hi: 0.0, start: 0, index: 0 },
+            tag_scratch: [0; MAX_TAGS],
             watermark: i64::MIN,
             cursor: 0,
             emitted: None,
@@ -864,7 +867,8 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
     /// goes; and whether the bucket was late (folded into the oldest open one). Opens the bucket.
     fn locate(&mut self, now: Timestamp, sample: &Sample<'_>) -> Result<(Place, bool), RecordError> {
         let ts = sample.timestamp.as_secs_f64();
-        if !ts.is_finite() || ts < 0.0 {
+        // Finite and not negative (NaN fails both comparisons); `-0.0` is accepted.
+        if !(ts >= 0.0 && ts < f64::INFINITY) {
             return Err(RecordError::InvalidTimestamp);
         }
         if ts > self.config.future_horizon(now).as_secs_f64() {
@@ -894,11 +898,10 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
         let bucket_pos = self.bucket_position(bucket)?;
 
         // Series identity: name and type, then the sorted, deduplicated tag hashes.
-        let mut tag_hashes = [0u64; MAX_TAGS];
+        let tag_hashes = &mut self.tag_scratch[..sample.tags.len()];
         for (slot, tag) in tag_hashes.iter_mut().zip(sample.tags) {
             *slot = tag_hash(tag);
         }
-        let tag_hashes = &mut tag_hashes[..sample.tags.len()];
         insertion_sort(tag_hashes);
         let mut series = hash_bytes(sample.kind as u64, sample.name.as_bytes());
         let mut distinct = 0u8;
@@ -979,7 +982,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
                     && entry.bucket == bucket
                     && entry.kind == sample.kind
                     && entry.tag_count == tag_count
-                    && self.name_of(entry) == sample.name.as_bytes()
+                    && bytes_eq(self.name_of(entry), sample.name.as_bytes())
                 {
                     return Ok(i);
                 }
@@ -1805,24 +1808,15 @@ fn finite_sum(a: f64, b: f64) -> Result<f64, RecordError> {
     }
 }
 
-/// Hashes a tag by its written form split at the first colon, so `{key: "a", value: "b"}` and
-/// the bare `"a:b"` are one tag.
+/// Hashes a tag by its written form (`key:value`, or the bare `key`), so `{key: "a", value: "b"}`
+/// and the bare `"a:b"` are one tag: one pass over its bytes, with no search for a colon.
 #[inline]
 fn tag_hash(tag: &Tag<'_>) -> u64 {
-    const KEY_SEED: u64 = 0x7461_6773;
-    const VALUE_SEED: u64 = 0x7661_6c75;
-    const BARE: u64 = 0x6261_7265;
-    let (key, value) = match tag.key.split_once(':') {
-        None => (tag.key, tag.value.map(|v| hash_bytes(VALUE_SEED, v.as_bytes()))),
-        Some((key, rest)) => {
-            let value = match tag.value {
-                Some(v) => hash_parts(VALUE_SEED, &[rest.as_bytes(), b":", v.as_bytes()]),
-                None => hash_bytes(VALUE_SEED, rest.as_bytes()),
-            };
-            (key, Some(value))
-        }
-    };
-    hash_u64(hash_bytes(KEY_SEED, key.as_bytes()), value.unwrap_or(BARE))
+    const TAG_SEED: u64 = 0x7461_6773;
+    match tag.value {
+        None => hash_bytes(TAG_SEED, tag.key.as_bytes()),
+        Some(value) => hash_joined(TAG_SEED, tag.key.as_bytes(), b':', value.as_bytes()),
+    }
 }
 
 /// Orders tags as Python orders their `k:v` strings (bytewise).
@@ -1832,6 +1826,30 @@ fn cmp_written(a: &Tag<'_>, b: &Tag<'_>) -> core::cmp::Ordering {
         tag.key.bytes().chain(value.map(|_| b':')).chain(value.unwrap_or("").bytes())
     }
     bytes(a).cmp(bytes(b))
+}
+
+/// `a == b`, a word at a time (the last word overlapping the one before): names are short, and
+/// a call to `memcmp` cost more than the comparison.
+#[inline(always)]
+fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    fn word(bytes: &[u8], at: usize) -> u64 {
+        bytes.get(at..).and_then(|b| b.first_chunk()).map_or(0, |w| u64::from_le_bytes(*w))
+    }
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    let mut at = 0;
+    while at + 8 < n {
+        if word(a, at) != word(b, at) {
+            return false;
+        }
+        at += 8;
+    }
+    word(a, n - 8) == word(b, n - 8)
 }
 
 fn insertion_sort(values: &mut [u64]) {
@@ -2339,6 +2357,20 @@ mod tests {
         }
         counts.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
         assert_eq!(&counts[..], &[(0.0, 2.0), (90.0, 2.0), (100.0, 3.0), (110.0, 3.0)]);
+    }
+
+    #[test]
+    fn word_at_a_time_equality_sees_every_byte() {
+        let text: [u8; 24] = core::array::from_fn(|i| b'a' + i as u8);
+        for n in 0..text.len() {
+            assert!(bytes_eq(&text[..n], &text[..n]));
+            assert!(!bytes_eq(&text[..n], &text[..n + 1]));
+            for at in 0..n {
+                let mut other = text;
+                other[at] ^= 0x20;
+                assert!(!bytes_eq(&text[..n], &other[..n]), "{n} {at}");
+            }
+        }
     }
 
     #[test]
