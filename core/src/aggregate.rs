@@ -868,7 +868,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
     fn locate(&mut self, now: Timestamp, sample: &Sample<'_>) -> Result<(Place, bool), RecordError> {
         let ts = sample.timestamp.as_secs_f64();
         // Finite and not negative (NaN fails both comparisons); `-0.0` is accepted.
-        if !(ts >= 0.0 && ts < f64::INFINITY) {
+        if !(0.0..f64::INFINITY).contains(&ts) {
             return Err(RecordError::InvalidTimestamp);
         }
         if ts > self.config.future_horizon(now).as_secs_f64() {
@@ -1352,8 +1352,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
                 continue;
             }
             let index = self.index_of(bucket.start);
-            let found = (self.cursor..SERIES)
-                .find(|&i| self.is_live(i) && self.table.0[i].bucket == index);
+            let found = (self.cursor..SERIES).find(|&i| self.is_live(i) && self.table.0[i].bucket == index);
             match found {
                 Some(index) => {
                     self.cursor = index + 1;

@@ -23,7 +23,7 @@ pub fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
         word.copy_from_slice(chunk);
         state = mum(state ^ u64::from_le_bytes(word), P1);
     }
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         state = mum(state ^ tail_word(bytes), P2);
     }
     mum(state ^ bytes.len() as u64, P1 ^ P2)
@@ -156,7 +156,7 @@ pub(crate) fn hash_joined(seed: u64, a: &[u8], sep: u8, b: &[u8]) -> u64 {
     for chunk in &mut chunks {
         state = mum(state ^ load_u64(chunk), P1);
     }
-    if b_rest.len() % 8 != 0 {
+    if !b_rest.len().is_multiple_of(8) {
         pending = tail_word(b_rest);
         fill = b_rest.len() % 8;
     }
