@@ -23,6 +23,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECORDS = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
 SERIES, SPAN = 1000, 300
 TARGET = os.path.join(ROOT, "target", "release")
+# The agent under test: the static musl build bench-agent.sh passes, else the glibc release build.
+AGENT = os.environ.get("CHOUETTE_BIN") or os.path.join(TARGET, "chouette")
 CLK = os.sysconf("SC_CLK_TCK")
 
 
@@ -111,7 +113,7 @@ def capture_run(rport, env):
     redis_cmd(rport, "FLUSHALL")
     fill(f"redis://127.0.0.1:{rport}/0")
     env = dict(env, DATADOG_URL=f"http://127.0.0.1:{server.server_address[1]}/datadog/api")
-    agent = subprocess.Popen([os.path.join(TARGET, "chouette")], env=env, stdout=subprocess.DEVNULL)
+    agent = subprocess.Popen([AGENT], env=env, stdout=subprocess.DEVNULL)
     try:
         while int(redis_cmd(rport, "ZCARD", "chouette:metrics:raw.keys") or 0):
             if agent.poll() is not None:
@@ -166,7 +168,7 @@ def main():
         redis_cmd(rport, "FLUSHALL")
         fill_s = fill(url)
         t0 = time.time()
-        agent = subprocess.Popen([os.path.join(TARGET, "chouette")], env=env, stdout=subprocess.DEVNULL)
+        agent = subprocess.Popen([AGENT], env=env, stdout=subprocess.DEVNULL)
         drained = dispatched = None
         while True:
             raw = int(redis_cmd(rport, "ZCARD", "chouette:metrics:raw.keys") or 0)
@@ -197,7 +199,7 @@ def main():
         idle_rss = proc_status(agent.pid, "VmRSS")
         agent.send_signal(15); agent.wait(timeout=30); agent = None
         redis_cmd(rport, "FLUSHALL")
-        agent = subprocess.Popen([os.path.join(TARGET, "chouette")], env=env, stdout=subprocess.DEVNULL)
+        agent = subprocess.Popen([AGENT], env=env, stdout=subprocess.DEVNULL)
         time.sleep(3)
         cpu0 = cpu_secs(agent.pid)
         time.sleep(15)
@@ -220,6 +222,8 @@ def main():
             ("idle RSS after draining the backlog", f"{idle_rss / 1024:.1f} MB", "≤ 8 MB"),
             ("idle CPU over 15 s after draining", f"{idle_cpu:.3f} CPU-s", "≤ 0.02 CPU-s"),
         ]
+        kind = "static musl build" if os.environ.get("CHOUETTE_BIN") else "glibc release build"
+        print(f"agent: {kind} ({AGENT})\n")
         print("| measure | result | target |\n|---|---|---|")
         for name, value, target in rows:
             print(f"| {name} | {value} | {target} |")
