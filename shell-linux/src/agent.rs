@@ -382,6 +382,7 @@ fn aggregate_tick(
         match aggregation.step(store, wall_clock(), counters)? {
             StepOutcome::Idle => {
                 aggregation.release_memory();
+                store.idle();
                 return_freed_memory();
                 break;
             }

@@ -431,6 +431,11 @@ pub trait Store: Send {
         let _ = (queue, limit);
     }
 
+    /// The agent has nothing to aggregate for now: a store may free what it keeps for a backlog
+    /// (the Redis store closes its read-ahead connection and thread, and their buffers sized for
+    /// the largest page). Does nothing by default.
+    fn idle(&mut self) {}
+
     /// Moves records whose values are too large to load ([`Record::oversize`]) to the
     /// dead-letter queue with reason `too_large`, atomically per record, without loading the
     /// values into the agent where the store allows it (Redis: a server-side script; without

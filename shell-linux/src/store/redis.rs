@@ -824,6 +824,11 @@ impl Store for RedisStore {
         self.run("ping", |conn| redis::cmd("PING").query::<()>(conn))
     }
 
+    fn idle(&mut self) {
+        // The thread ends with its channel; it is started again by the next backlog.
+        self.read_ahead = ReadAhead::default();
+    }
+
     fn read_soon(&mut self, queue: Queue, limit: usize) {
         if limit > 0 {
             self.read_ahead.pending = None;
