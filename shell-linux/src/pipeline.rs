@@ -532,8 +532,8 @@ fn aggregator_is_small(aggregator: &Option<Box<dyn StepAggregate>>) -> bool {
     aggregator.as_ref().is_some_and(|a| a.capacity() <= SMALL_STEP_SERIES)
 }
 
-/// Builds an aggregator (7.3 MB, or 100 KB for a small step) on the heap. `Box::new` may build the value on the stack first and
-/// copy it, and a frame that large is probed page by page: doing it on a short-lived thread keeps
+/// Builds an aggregator (7.3 MB, or 100 KB for a small step) on the heap. `Box::new` may build
+/// the value on the stack first and copy it, and a frame that large is probed page by page: doing it on a short-lived thread keeps
 /// those stack pages out of the agent's resident memory (no frame of the agent's own thread ever
 /// holds an aggregator). `None` if the thread cannot be started (the step is retried next tick).
 #[inline(never)]
@@ -544,7 +544,9 @@ fn new_aggregator<A: Send + 'static>(
     let build = move || Box::new(new(config));
     let spawned = std::thread::Builder::new()
         .name("chouette-alloc".into())
-        .stack_size(std::mem::size_of::<A>() * 2 + (1 << 20))
+        // Unoptimised builds keep up to three copies of the value in the frame: reserved, not
+        // resident, so the margin costs nothing.
+        .stack_size(std::mem::size_of::<A>() * 4 + (1 << 20))
         .spawn(build);
     match spawned.map(|handle| handle.join()) {
         Ok(Ok(aggregator)) => Some(aggregator),
