@@ -483,6 +483,25 @@ fn redis_the_first_page_read_soon_answers_any_bucket_and_a_write_drops_it() {
     assert_eq!(ids(&after_delete), ["r00", "r02"]);
 }
 
+/// Stopped and resumed while waiting for Redis (SIGSTOP/SIGCONT, as a cgroup freeze does), the
+/// socket's read fails with EINTR: the call is retried, not failed.
+#[test]
+fn redis_a_stop_and_continue_while_waiting_is_not_an_error() {
+    let (mut store, server) = redis_store();
+    store.add(Queue::RawMetrics, &[rec("a", 1.0, "v")]).unwrap();
+    // Redis answers nobody for 1.5 s; meanwhile this process is stopped and resumed.
+    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(1500).query(&mut server.client()).unwrap();
+    let pid = std::process::id();
+    let mut signals = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("sleep 0.3; kill -STOP {pid}; sleep 0.2; kill -CONT {pid}"))
+        .spawn()
+        .unwrap();
+    let len = store.len(Queue::RawMetrics);
+    signals.wait().unwrap();
+    assert_eq!(len.unwrap(), 1);
+}
+
 #[test]
 fn redis_reads_the_original_client_layout_and_orphans() {
     let (mut store, server) = redis_store();

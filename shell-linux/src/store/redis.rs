@@ -328,7 +328,7 @@ impl RedisStore {
                 Err(e) => {
                     if breaks_connection(&e) {
                         self.conn = None;
-                        if reused && !retried && e.is_connection_dropped() {
+                        if !retried && (reused && e.is_connection_dropped() || interrupted(&e)) {
                             log::debug!("store={} op={op} error={e}; reconnecting once", self.description);
                             retried = true;
                             continue;
@@ -509,6 +509,15 @@ fn is_transient(e: &RedisError) -> bool {
                 | ErrorKind::ClusterDown
                 | ErrorKind::MasterDown
         )
+}
+
+/// A socket call cut short by a signal (`EINTR`). Linux does that to sockets with a timeout
+/// (`SO_RCVTIMEO`, which the store sets) when the process is stopped and resumed (SIGSTOP or a
+/// cgroup freeze, then SIGCONT), even with no signal handler: the connection is dropped (a
+/// transaction sent in part is discarded by Redis) and the call retried on a fresh one.
+fn interrupted(e: &RedisError) -> bool {
+    // redis-rs keeps the I/O error private; its message is the OS error's (EINTR is 4 on Linux).
+    e.is_io_error() && e.to_string().contains(&std::io::Error::from_raw_os_error(4).to_string())
 }
 
 /// Whether the connection can no longer be trusted: after an I/O error or a timeout, a late reply
