@@ -142,9 +142,9 @@ type PageResult = Result<Vec<Record>, StoreError>;
 /// only if no write went through the store meanwhile (a commit, say); otherwise it is dropped and
 /// the page read again. Besides the next page of a step, the drain asks ([`Store::read_soon`])
 /// for the first page of the queue after a step's commit: the next step's first page, whatever
-/// its bucket, is a prefix of it. A page read ahead is what a read at that instant would have returned: the
-/// drain already tolerates records arriving between pages (they can shift a page; it skips ids
-/// seen twice). At most two pages are in memory at once ([`MAX_PAGE_BYTES`] each). If the thread
+/// its bucket, is a prefix of it. A page read ahead is what a read at that instant would have
+/// returned: the drain already tolerates records arriving between pages (they can shift a page;
+/// it skips ids seen twice). At most two pages are in memory at once ([`MAX_PAGE_BYTES`] each). If the thread
 /// cannot start or its read fails, the page is read on the main connection, which reports any
 /// error.
 #[derive(Default)]
@@ -245,6 +245,11 @@ impl RedisStore {
             // Read again on the main connection, which reports the error.
             Ok(Err(_)) | Err(_) => None,
         }
+    }
+
+    /// Before a write: a page read ahead may not show it, so it is not used.
+    fn forget_read_ahead(&mut self) {
+        self.read_ahead.pending = None;
     }
 
     /// Starts reading the page `key` on the reading thread (started on first use).
@@ -880,7 +885,7 @@ impl Store for RedisStore {
     }
 
     fn dead_letter_oversize(&mut self, queue: Queue, records: &[Record]) -> Result<u64, StoreError> {
-        self.read_ahead.pending = None; // a write: what was read ahead may be stale
+        self.forget_read_ahead();
         let op = "dead letter too large";
         let dead = queue.dead_letter();
         let mut moved = 0;
@@ -936,7 +941,7 @@ impl Store for RedisStore {
     }
 
     fn commit_aggregation(&mut self, commit: &AggregationCommit) -> Result<(), StoreError> {
-        self.read_ahead.pending = None; // a write: what was read ahead may be stale
+        self.forget_read_ahead();
         let op = "commit aggregation";
         check_score(&self.description, op, "aggregated_until", commit.aggregated_until)?;
         self.check_scores(op, commit.wrapped.iter().map(|r| r.score))?;
@@ -963,7 +968,7 @@ impl Store for RedisStore {
     }
 
     fn add(&mut self, queue: Queue, records: &[NewRecord]) -> Result<(), StoreError> {
-        self.read_ahead.pending = None; // a write: what was read ahead may be stale
+        self.forget_read_ahead();
         self.check_scores("add", records.iter().map(|r| r.score))?;
         self.transaction("add", |pipe| {
             add_records(pipe, queue, records.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())));
@@ -971,24 +976,24 @@ impl Store for RedisStore {
     }
 
     fn add_to_each(&mut self, queues: &[Queue], records: &[NewRecord]) -> Result<(), StoreError> {
-        self.read_ahead.pending = None; // a write: what was read ahead may be stale
+        self.forget_read_ahead();
         self.check_scores("add", records.iter().map(|r| r.score))?;
         self.transaction("add", |pipe| add_to_queues(pipe, queues, records))
     }
 
     fn delete(&mut self, queue: Queue, ids: &[Vec<u8>]) -> Result<(), StoreError> {
-        self.read_ahead.pending = None; // a write: what was read ahead may be stale
+        self.forget_read_ahead();
         self.transaction("delete", |pipe| remove_ids(pipe, queue, ids.iter().map(Vec::as_slice)))
     }
 
     fn dead_letter(&mut self, queue: Queue, records: &[DeadRecord]) -> Result<(), StoreError> {
-        self.read_ahead.pending = None; // a write: what was read ahead may be stale
+        self.forget_read_ahead();
         self.check_scores("dead letter", records.iter().map(|r| r.score))?;
         self.transaction("dead letter", |pipe| move_dead(pipe, queue, records))
     }
 
     fn cleanup(&mut self, queue: Queue, threshold: f64) -> Result<u64, StoreError> {
-        self.read_ahead.pending = None; // a write: what was read ahead may be stale
+        self.forget_read_ahead();
         check_score(&self.description, "cleanup", "threshold", threshold)?;
         let mut script = redis::cmd("EVAL");
         script
@@ -1022,7 +1027,7 @@ impl Store for RedisStore {
     }
 
     fn put_status(&mut self, fields: &[(&str, String)]) -> Result<(), StoreError> {
-        self.read_ahead.pending = None; // a write: what was read ahead may be stale
+        self.forget_read_ahead();
         if fields.is_empty() {
             return Ok(());
         }
@@ -1048,7 +1053,7 @@ impl Store for RedisStore {
         device: &str,
         state: &[u8],
     ) -> Result<(), StoreError> {
-        self.read_ahead.pending = None; // a write: what was read ahead may be stale
+        self.forget_read_ahead();
         let op = "commit link";
         self.check_scores(op, records.iter().map(|r| r.score))?;
         for attempt in 0..REDRIVE_ATTEMPTS {
@@ -1120,7 +1125,7 @@ impl Store for RedisStore {
     }
 
     fn redrive(&mut self, dead: Queue, live: Queue, moves: &[DeadMove]) -> Result<u64, StoreError> {
-        self.read_ahead.pending = None; // a write: what was read ahead may be stale
+        self.forget_read_ahead();
         self.check_scores("redrive", moves.iter().filter_map(|m| m.requeue.as_ref()).map(|r| r.score))?;
         if moves.is_empty() {
             return Ok(0);
