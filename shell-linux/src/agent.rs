@@ -186,7 +186,7 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
 }
 
 /// The longest sleep of the run loop: its deadlines, the sources' threads (the [`Waker`]) and
-/// SIGTERM/SIGINT ([`SignalWaker`]) wake it earlier; waking more often only costs CPU (an idle
+/// SIGTERM/SIGINT (`SignalWaker`) wake it earlier; waking more often only costs CPU (an idle
 /// agent woke 4 times a second).
 ///
 /// [`Waker`]: crate::source::Waker
