@@ -443,24 +443,24 @@ both!(
 // ---- Redis only ----
 
 /// The page after a full one is read ahead on a second connection; it is used only if nothing
-/// ran on the store since, so a write in between is always seen.
+/// was written to its queue since, so a write in between is always seen.
 #[test]
 fn redis_a_page_read_ahead_is_dropped_after_a_write() {
     let (mut store, _server) = redis_store();
     let records: Vec<NewRecord> = (0..30).map(|i| rec(&format!("r{i:02}"), f64::from(i), "v")).collect();
     store.add(Queue::RawMetrics, &records).unwrap();
     // Read ahead and used: the pages are the same as read one at a time.
-    let first = store.read_page(Queue::RawMetrics, f64::INFINITY, 0, 10).unwrap();
-    let second = store.read_page(Queue::RawMetrics, f64::INFINITY, 10, 10).unwrap();
+    let first = store.read_page(Queue::RawMetrics, 100.0, 0, 10).unwrap();
+    let second = store.read_page(Queue::RawMetrics, 100.0, 10, 10).unwrap();
     assert_eq!(ids(&first), (0..10).map(|i| format!("r{i:02}")).collect::<Vec<_>>());
     assert_eq!(ids(&second), (10..20).map(|i| format!("r{i:02}")).collect::<Vec<_>>());
     // The third page was read ahead; a delete in between must show in it.
     store.delete(Queue::RawMetrics, &[b"r20".to_vec(), b"r25".to_vec()]).unwrap();
-    let third = store.read_page(Queue::RawMetrics, f64::INFINITY, 20, 10).unwrap();
+    let third = store.read_page(Queue::RawMetrics, 100.0, 20, 10).unwrap();
     assert_eq!(ids(&third), ["r21", "r22", "r23", "r24", "r26", "r27", "r28", "r29"]);
     // A page other than the one read ahead is read as asked.
-    let _ = store.read_page(Queue::RawMetrics, f64::INFINITY, 0, 5).unwrap();
-    let other = store.read_page(Queue::RawMetrics, f64::INFINITY, 2, 3).unwrap();
+    let _ = store.read_page(Queue::RawMetrics, 100.0, 0, 5).unwrap();
+    let other = store.read_page(Queue::RawMetrics, 100.0, 2, 3).unwrap();
     assert_eq!(ids(&other), ["r02", "r03", "r04"]);
 }
 
@@ -481,6 +481,53 @@ fn redis_the_first_page_read_soon_answers_any_bucket_and_a_write_drops_it() {
     store.delete(Queue::RawMetrics, &[b"r01".to_vec()]).unwrap();
     let after_delete = store.read_page(Queue::RawMetrics, 3.0, 0, 10).unwrap();
     assert_eq!(ids(&after_delete), ["r00", "r02"]);
+}
+
+/// While a step reads, the next step's first page is read ahead from the step's bound up. A
+/// step's commit keeps it (it removes only records below that bound); a late record below the
+/// bound, or a write to the raw queue, makes the next step read again.
+#[test]
+fn redis_the_next_steps_first_page_is_read_ahead_and_a_late_record_is_not_missed() {
+    let (mut store, server) = redis_store();
+    let records: Vec<NewRecord> = (0..40).map(|i| rec(&format!("r{i:02}"), f64::from(i), "v")).collect();
+    store.add(Queue::RawMetrics, &records).unwrap();
+    let zcounts = |server: &chouette_tests::RedisServer| -> u64 {
+        let info: String = redis::cmd("INFO").arg("commandstats").query(&mut server.client()).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_zcount:calls="))
+            .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+    };
+    let step = |store: &mut RedisStore, end: f64| {
+        let page = store.read_page(Queue::RawMetrics, end, 0, 20).unwrap();
+        let commit = AggregationCommit {
+            delete_raw: page.iter().map(|r| r.id.clone()).collect(),
+            aggregated_until: end,
+            ..Default::default()
+        };
+        store.commit_aggregation(&commit).unwrap();
+        ids(&page)
+    };
+    assert_eq!(step(&mut store, 10.0), (0..10).map(|i| format!("r{i:02}")).collect::<Vec<_>>());
+    // Read ahead from 10 up, kept through the commit, cut at the next bound: used (one ZCOUNT
+    // checked that nothing is left below 10).
+    assert_eq!(step(&mut store, 20.0), (10..20).map(|i| format!("r{i:02}")).collect::<Vec<_>>());
+    assert_eq!(zcounts(&server), 1);
+    // A late record below 20, written by a client meanwhile: the page read ahead from 20 up
+    // does not answer, the step reads again and gets it.
+    redis::pipe()
+        .atomic()
+        .zadd("chouette:metrics:raw.keys", "late", 15.0)
+        .hset("chouette:metrics:raw.values", "late", "v")
+        .query::<()>(&mut server.client())
+        .unwrap();
+    let with_late = step(&mut store, 30.0);
+    assert_eq!(with_late[0], "late");
+    assert_eq!(&with_late[1..], (20..30).map(|i| format!("r{i:02}")).collect::<Vec<_>>());
+    // A write to the raw queue through the store between two steps drops the page read ahead.
+    store.delete(Queue::RawMetrics, &[b"r35".to_vec()]).unwrap();
+    let last = step(&mut store, 40.0);
+    assert_eq!(last, ["r30", "r31", "r32", "r33", "r34", "r36", "r37", "r38", "r39"]);
+    assert!(store.read(Queue::RawMetrics, f64::INFINITY, 10).unwrap().is_empty());
 }
 
 /// Stopped and resumed while waiting for Redis (SIGSTOP/SIGCONT, as a cgroup freeze does), the
@@ -851,6 +898,8 @@ fn redis_authenticates_and_selects_the_db() {
     let mut store = RedisStore::connect(&url, RedisTimeouts::default()).unwrap();
     assert_eq!(store.describe(), format!("redis://127.0.0.1:{}/2", server.port));
     store.add(Queue::RawMetrics, &[rec("a", 1.0, "{}")]).unwrap();
+    // Pages are read on a connection of their own, authenticated and on db 2 as well.
+    assert_eq!(ids(&store.read(Queue::RawMetrics, f64::INFINITY, 10).unwrap()), ["a"]);
     let mut raw = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
     let n: u64 = raw.zcard("chouette:metrics:raw.keys").unwrap();
     assert_eq!(n, 1);

@@ -4,6 +4,7 @@
 
 pub mod embedded;
 pub mod redis;
+mod resp;
 
 use std::fmt;
 

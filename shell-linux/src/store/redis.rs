@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use redis::{Cmd, Connection, ConnectionAddr, ConnectionInfo, ErrorKind, Pipeline, RedisError, Value};
 
+use super::resp::{Failure, PageReader};
 use super::{
     check_score, dead_letter_envelope, oversize_envelope, AggregationCommit, DeadMove, DeadRecord, NewRecord,
     Queue, Record, Store, StoreError, AGGREGATED_UNTIL_KEY, LINK_STATE_KEY, MAX_PAGE_BYTES, STATUS_KEY,
@@ -121,12 +122,19 @@ pub struct RedisStore {
     scripting: bool,
     /// The next page of [`Store::read_page`], read on a second connection meanwhile.
     read_ahead: ReadAhead,
+    /// The plain connection page reads go through ([`PageReader`]), once opened.
+    pages: Option<PageReader>,
+    /// Whether pages are read on a plain connection (cleared for TLS, which has none).
+    plain_reads: bool,
 }
 
-/// Which page: the arguments of [`Store::read_page`].
+/// Which page: the arguments of [`Store::read_page`], and where its score range starts.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct PageKey {
     queue: Queue,
+    /// Inclusive; `-inf` for every page [`Store::read_page`] asks for.
+    min_score: f64,
+    /// Exclusive.
     max_score: f64,
     offset: usize,
     limit: usize,
@@ -134,28 +142,51 @@ struct PageKey {
 
 type PageResult = Result<Vec<Record>, StoreError>;
 
-/// Reads the page after the one [`Store::read_page`] returns, on a thread of its own with its own
-/// connection, while the caller works on the page it has: the drain's reads (Redis's work and
-/// the reply parsing) overlap its parsing and aggregation instead of alternating with them.
+/// A page asked of the reading thread, and where it arrives.
+struct Pending {
+    key: PageKey,
+    page: std::sync::mpsc::Receiver<PageResult>,
+}
+
+/// Reads pages the drain will ask for next, on a thread of its own with its own connection,
+/// while the caller works on the page it has: the drain's reads (Redis's work and the reply
+/// parsing) overlap its parsing, aggregation and commit instead of alternating with them.
 ///
-/// The page read ahead is used only by the very next read, only if it asks for that page, and
-/// only if no write went through the store meanwhile (a commit, say); otherwise it is dropped and
-/// the page read again. Besides the next page of a step, the drain asks ([`Store::read_soon`])
-/// for the first page of the queue after a step's commit: the next step's first page, whatever
-/// its bucket, is a prefix of it. A page read ahead is what a read at that instant would have
-/// returned: the drain already tolerates records arriving between pages (they can shift a page;
-/// it skips ids seen twice). At most two pages are in memory at once ([`MAX_PAGE_BYTES`] each). If the thread
-/// cannot start or its read fails, the page is read on the main connection, which reports any
-/// error.
+/// Two pages at most are read ahead, besides the one the caller holds:
+/// - **the next page of the step**: after a full page (or one cut for bytes), the page at the
+///   next offset under the same bound;
+/// - **the next step's first page**: after a page of a step with a backlog, the first page from
+///   the step's bound up (`min_score` = the bound): the next step's records, read while this
+///   step parses and commits. It answers the next step's first page once nothing below its
+///   `min_score` is left in the queue (one `ZCOUNT`, on the main connection, checks it: late
+///   records added meanwhile make it read again), cut at that step's bound. After a step's
+///   commit, [`Store::read_soon`] asks for the queue's first page instead if none is pending.
+///
+/// A write through the store drops every page read ahead of the queues it touches (a page
+/// read before records were removed would show them again), with one exception: a step's
+/// commit ([`Store::commit_aggregation`]) removes only raw records below its
+/// `aggregated_until`, so a next step's first page from that score up is kept. Records *added*
+/// between a read ahead and its use may be missing from it, as they may be from any page read
+/// at that instant: the drain reads on until a page comes back short and skips ids seen twice,
+/// and what a step misses waits for the next one. (Re-scoring an existing id, which no client
+/// does, is not accounted for.) If the thread cannot start or its read fails, the page is read
+/// on the main connection, which reports any error. Each page is bounded by [`MAX_PAGE_BYTES`].
 #[derive(Default)]
 struct ReadAhead {
     /// Requests to the reading thread, once started.
     requests: Option<std::sync::mpsc::Sender<(PageKey, std::sync::mpsc::SyncSender<PageResult>)>>,
-    /// The page being read ahead: its key, and where it arrives. Dropped by any write.
-    pending: Option<(PageKey, std::sync::mpsc::Receiver<PageResult>)>,
+    /// The next page of the step being read.
+    next_page: Option<Pending>,
+    /// The first page of the next step (or of the queue, from [`Store::read_soon`]).
+    next_step: Option<Pending>,
     /// The thread could not be started: not tried again.
     failed: bool,
 }
+
+/// A step with at least this share of a page (1/10) has a backlog behind it, likely: its
+/// next step's first page is read ahead. Fewer records (the host's own few per interval) read
+/// nothing ahead, which would cost a thread and a read per step for nothing.
+const NEXT_STEP_SHARE: usize = 10;
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -202,6 +233,8 @@ impl RedisStore {
             conn: None,
             scripting: true,
             read_ahead: ReadAhead::default(),
+            pages: None,
+            plain_reads: true,
         })
     }
 
@@ -222,38 +255,65 @@ impl RedisStore {
             conn: None,
             scripting: self.scripting,
             read_ahead: ReadAhead { failed: true, ..ReadAhead::default() },
+            pages: None,
+            plain_reads: self.plain_reads,
         }
     }
 
     /// The page `key` if it was read ahead for this call (see [`ReadAhead`]), waiting for it if
     /// the read is still under way.
-    fn take_read_ahead(&mut self, key: &PageKey) -> Option<Vec<Record>> {
-        let (pending, page) = self.read_ahead.pending.take()?;
-        // The first page below +inf answers a first page below any score: records below it
-        // come first in the ZSET, so they are a prefix of it (the page's byte cut included).
-        let prefix = pending.max_score == f64::INFINITY && pending.offset == 0 && key.offset == 0;
-        if !(pending == *key || prefix && pending.queue == key.queue && pending.limit == key.limit) {
-            return None;
-        }
-        match page.recv() {
-            Ok(Ok(mut records)) => {
-                if let Some(end) = records.iter().position(|r| r.score >= key.max_score) {
-                    records.truncate(end);
-                }
-                Some(records)
+    fn take_read_ahead(&mut self, key: &PageKey) -> Result<Option<Vec<Record>>, StoreError> {
+        if let Some(pending) = self.read_ahead.next_page.take() {
+            if pending.key == *key {
+                return Ok(received(pending));
             }
-            // Read again on the main connection, which reports the error.
-            Ok(Err(_)) | Err(_) => None,
+        }
+        if key.offset != 0 || key.min_score != f64::NEG_INFINITY {
+            return Ok(None);
+        }
+        let Some(pending) = self.read_ahead.next_step.take() else { return Ok(None) };
+        let first = &pending.key;
+        if first.queue != key.queue
+            || first.limit != key.limit
+            || first.offset != 0
+            || first.max_score != f64::INFINITY
+        {
+            return Ok(None);
+        }
+        // Records below its start would come first: the page is the queue's first only if
+        // there are none (any records below `key`'s bound come first in the ZSET, so the page
+        // cut at that bound is a prefix of it, the byte cut included).
+        if first.min_score > f64::NEG_INFINITY && self.count_below(first.queue, first.min_score)? > 0 {
+            return Ok(None);
+        }
+        let Some(mut records) = received(pending) else { return Ok(None) };
+        if let Some(end) = records.iter().position(|r| r.score >= key.max_score) {
+            records.truncate(end);
+        }
+        Ok(Some(records))
+    }
+
+    /// How many records of `queue` score below `score`.
+    fn count_below(&mut self, queue: Queue, score: f64) -> Result<u64, StoreError> {
+        let mut max = String::from("(");
+        push_score(&mut max, score);
+        let keys = keys(queue);
+        self.run("read", |conn| redis::cmd("ZCOUNT").arg(keys).arg("-inf").arg(&max).query(conn))
+    }
+
+    /// Before a write to `queues`: a page of theirs read ahead may not show it, so it is not
+    /// used.
+    fn forget_read_ahead(&mut self, queues: &[Queue]) {
+        let ahead = &mut self.read_ahead;
+        for slot in [&mut ahead.next_page, &mut ahead.next_step] {
+            if slot.as_ref().is_some_and(|p| queues.contains(&p.key.queue)) {
+                *slot = None;
+            }
         }
     }
 
-    /// Before a write: a page read ahead may not show it, so it is not used.
-    fn forget_read_ahead(&mut self) {
-        self.read_ahead.pending = None;
-    }
-
-    /// Starts reading the page `key` on the reading thread (started on first use).
-    fn start_read_ahead(&mut self, key: PageKey) {
+    /// Asks the reading thread (started on first use) for the page `key`; `None` if it cannot.
+    fn start_read_ahead(&mut self, key: PageKey) -> Option<Pending> {
         if self.read_ahead.requests.is_none() && !self.read_ahead.failed {
             let mut reader = self.sibling();
             let (tx, rx) = std::sync::mpsc::channel::<(PageKey, std::sync::mpsc::SyncSender<PageResult>)>();
@@ -273,22 +333,25 @@ impl RedisStore {
                 }
             }
         }
-        let Some(requests) = &self.read_ahead.requests else { return };
+        let requests = self.read_ahead.requests.as_ref()?;
         let (reply, page) = std::sync::mpsc::sync_channel(1);
         if requests.send((key, reply)).is_ok() {
-            self.read_ahead.pending = Some((key, page));
+            Some(Pending { key, page })
         } else {
             // The thread is gone (it panicked): reads go on one at a time.
             self.read_ahead.requests = None;
             self.read_ahead.failed = true;
+            None
         }
     }
 
-    /// [`Store::read_page`] on this store's own connection.
+    /// [`Store::read_page`] (from `key.min_score` up) on this store's own connection.
     fn read_page_now(&mut self, key: PageKey) -> PageResult {
         let mut max = String::from("(");
         push_score(&mut max, key.max_score);
-        self.read_range(key.queue, "-inf", &max, key.offset, key.limit)
+        let mut min = String::new();
+        push_score(&mut min, key.min_score);
+        self.read_range(key.queue, &min, &max, key.offset, key.limit)
     }
 
     /// Connects, sets the socket timeouts, then authenticates and selects the db.
@@ -345,6 +408,68 @@ impl RedisStore {
         }
     }
 
+    /// Runs `f` on the plain page-reading connection (opening it if needed), with the retry of
+    /// [`RedisStore::run`]; `None` if there is none (TLS): the caller reads through redis-rs.
+    fn read_plain<T>(
+        &mut self,
+        mut f: impl FnMut(&mut PageReader) -> Result<T, Failure>,
+    ) -> Option<Result<T, StoreError>> {
+        let op = "read";
+        let mut retried = false;
+        loop {
+            let reused = self.pages.is_some();
+            let reader = match &mut self.pages {
+                Some(reader) => reader,
+                None if !self.plain_reads => return None,
+                None => {
+                    let user = self.username.as_deref();
+                    match PageReader::connect(
+                        &self.info.addr,
+                        user,
+                        self.password.as_deref(),
+                        self.db,
+                        self.timeouts,
+                    ) {
+                        Ok(Some(reader)) => self.pages.insert(reader),
+                        Ok(None) => {
+                            self.plain_reads = false;
+                            return None;
+                        }
+                        Err(e) => return Some(Err(self.read_error(op, &e))),
+                    }
+                }
+            };
+            match f(reader) {
+                Ok(value) => return Some(Ok(value)),
+                Err(e) => {
+                    if !matches!(e, Failure::Server(_)) {
+                        self.pages = None;
+                        if !retried
+                            && (reused
+                                || matches!(&e, Failure::Io(io) if io.kind() == std::io::ErrorKind::Interrupted))
+                            && e.worth_a_retry()
+                        {
+                            log::debug!("store={} op={op} error={e}; reconnecting once", self.description);
+                            retried = true;
+                            continue;
+                        }
+                    }
+                    return Some(Err(self.read_error(op, &e)));
+                }
+            }
+        }
+    }
+
+    fn read_error(&self, op: &'static str, e: &Failure) -> StoreError {
+        let store = self.description.clone();
+        let detail = e.to_string();
+        if e.is_transient() {
+            StoreError::Unavailable { store, op, detail }
+        } else {
+            StoreError::Failed { store, op, detail }
+        }
+    }
+
     fn error(&self, op: &'static str, e: &RedisError) -> StoreError {
         let store = self.description.clone();
         let detail = e.to_string();
@@ -365,13 +490,29 @@ impl RedisStore {
         offset: usize,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
-        let mut range = redis::cmd("ZRANGEBYSCORE");
-        range.arg(keys(queue)).arg(min).arg(max).arg("LIMIT").arg(offset).arg(limit).arg("WITHSCORES");
         let mut records = Vec::new();
-        self.run("read", |conn| {
+        let plain = self.read_plain(|reader| {
             records.clear();
-            parse_with_scores(range.query::<Value>(conn)?, &mut records)
-        })?;
+            reader.range(keys(queue), min, max, offset, limit, &mut records)
+        });
+        match plain {
+            Some(result) => result?,
+            None => {
+                let mut range = redis::cmd("ZRANGEBYSCORE");
+                range
+                    .arg(keys(queue))
+                    .arg(min)
+                    .arg(max)
+                    .arg("LIMIT")
+                    .arg(offset)
+                    .arg(limit)
+                    .arg("WITHSCORES");
+                self.run("read", |conn| {
+                    records.clear();
+                    parse_with_scores(range.query::<Value>(conn)?, &mut records)
+                })?;
+            }
+        }
         self.fetch_values(queue, &mut records)?;
         Ok(records)
     }
@@ -385,11 +526,16 @@ impl RedisStore {
             return Ok(());
         }
         let values = values(queue);
-        let mut lengths = redis::pipe();
-        for r in records.iter() {
-            lengths.cmd("HSTRLEN").arg(values).arg(&r.id);
-        }
-        let lengths: Vec<u64> = self.run("read", |conn| lengths.query(conn))?;
+        let lengths = match self.read_plain(|reader| reader.lengths(values, records)) {
+            Some(lengths) => lengths?,
+            None => {
+                let mut lengths = redis::pipe();
+                for r in records.iter() {
+                    lengths.cmd("HSTRLEN").arg(values).arg(&r.id);
+                }
+                self.run("read", |conn| lengths.query::<Vec<u64>>(conn))?
+            }
+        };
         if lengths.len() != records.len() {
             let e = protocol_error("HSTRLEN replies", &Value::Int(lengths.len() as i64));
             return Err(self.error("read", &e));
@@ -409,6 +555,10 @@ impl RedisStore {
             page_bytes += len;
         }
         records.truncate(keep);
+        let max_record = queue.max_record_bytes();
+        if let Some(result) = self.read_plain(|reader| reader.values(values, records, max_record)) {
+            return result;
+        }
         let mut hmget = redis::cmd("HMGET");
         hmget.arg(values);
         let mut wanted = 0;
@@ -483,6 +633,12 @@ impl RedisStore {
 }
 
 /// `redis://host:port/db`, `rediss://host:port/db` or `redis+unix://path?db=N`: never credentials.
+/// The page a reading thread sent; `None` if its read failed (read again on the main
+/// connection, which reports the error).
+fn received(pending: Pending) -> Option<Vec<Record>> {
+    pending.page.recv().ok()?.ok()
+}
+
 fn describe_info(info: &ConnectionInfo) -> String {
     let db = info.redis.db;
     let bracket = |host: &str| {
@@ -844,9 +1000,10 @@ impl Store for RedisStore {
     }
 
     fn read_soon(&mut self, queue: Queue, limit: usize) {
-        if limit > 0 {
-            self.read_ahead.pending = None;
-            self.start_read_ahead(PageKey { queue, max_score: f64::INFINITY, offset: 0, limit });
+        if limit > 0 && self.read_ahead.next_step.is_none() {
+            let key =
+                PageKey { queue, min_score: f64::NEG_INFINITY, max_score: f64::INFINITY, offset: 0, limit };
+            self.read_ahead.next_step = self.start_read_ahead(key);
         }
     }
 
@@ -861,15 +1018,27 @@ impl Store for RedisStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let key = PageKey { queue, max_score, offset, limit };
-        let page = match self.take_read_ahead(&key) {
+        let key = PageKey { queue, min_score: f64::NEG_INFINITY, max_score, offset, limit };
+        let page = match self.take_read_ahead(&key)? {
             Some(page) => page,
             None => self.read_page_now(key)?,
         };
-        // A full page, or one cut for bytes, likely has a next page: read it meanwhile.
+        // A full page, or one cut for bytes, likely has a next page: read it meanwhile. Not
+        // for a whole queue's pages (a dispatch's): their reader deletes before it reads on,
+        // which would drop it unused.
         let loaded: usize = page.iter().filter_map(|r| r.value.as_ref()).map(Vec::len).sum();
-        if !page.is_empty() && (page.len() == limit || loaded + queue.max_record_bytes() > MAX_PAGE_BYTES) {
-            self.start_read_ahead(PageKey { offset: offset + page.len(), ..key });
+        let cut = page.len() == limit || loaded + queue.max_record_bytes() > MAX_PAGE_BYTES;
+        if !page.is_empty() && cut && max_score < f64::INFINITY {
+            self.read_ahead.next_page = self.start_read_ahead(PageKey { offset: offset + page.len(), ..key });
+        }
+        // A backlog: the next step starts where this one ends (see `ReadAhead`).
+        let from = PageKey { min_score: max_score, max_score: f64::INFINITY, offset: 0, ..key };
+        let pending = self.read_ahead.next_step.as_ref().map(|p| p.key);
+        if max_score < f64::INFINITY
+            && (offset + page.len()) * NEXT_STEP_SHARE >= limit
+            && pending != Some(from)
+        {
+            self.read_ahead.next_step = self.start_read_ahead(from);
         }
         Ok(page)
     }
@@ -885,7 +1054,7 @@ impl Store for RedisStore {
     }
 
     fn dead_letter_oversize(&mut self, queue: Queue, records: &[Record]) -> Result<u64, StoreError> {
-        self.forget_read_ahead();
+        self.forget_read_ahead(&[queue, queue.dead_letter()]);
         let op = "dead letter too large";
         let dead = queue.dead_letter();
         let mut moved = 0;
@@ -941,7 +1110,16 @@ impl Store for RedisStore {
     }
 
     fn commit_aggregation(&mut self, commit: &AggregationCommit) -> Result<(), StoreError> {
-        self.forget_read_ahead();
+        // Raw records below `aggregated_until` are removed: the next step's first page from
+        // there up stays true (see `ReadAhead`).
+        let kept = self
+            .read_ahead
+            .next_step
+            .take()
+            .filter(|p| p.key.queue == Queue::RawMetrics && p.key.min_score >= commit.aggregated_until);
+        self.forget_read_ahead(&[Queue::RawMetrics, Queue::RawMetrics.dead_letter()]);
+        self.forget_read_ahead(&commit.outboxes);
+        self.read_ahead.next_step = kept;
         let op = "commit aggregation";
         check_score(&self.description, op, "aggregated_until", commit.aggregated_until)?;
         self.check_scores(op, commit.wrapped.iter().map(|r| r.score))?;
@@ -968,7 +1146,7 @@ impl Store for RedisStore {
     }
 
     fn add(&mut self, queue: Queue, records: &[NewRecord]) -> Result<(), StoreError> {
-        self.forget_read_ahead();
+        self.forget_read_ahead(&[queue]);
         self.check_scores("add", records.iter().map(|r| r.score))?;
         self.transaction("add", |pipe| {
             add_records(pipe, queue, records.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())));
@@ -976,24 +1154,24 @@ impl Store for RedisStore {
     }
 
     fn add_to_each(&mut self, queues: &[Queue], records: &[NewRecord]) -> Result<(), StoreError> {
-        self.forget_read_ahead();
+        self.forget_read_ahead(queues);
         self.check_scores("add", records.iter().map(|r| r.score))?;
         self.transaction("add", |pipe| add_to_queues(pipe, queues, records))
     }
 
     fn delete(&mut self, queue: Queue, ids: &[Vec<u8>]) -> Result<(), StoreError> {
-        self.forget_read_ahead();
+        self.forget_read_ahead(&[queue]);
         self.transaction("delete", |pipe| remove_ids(pipe, queue, ids.iter().map(Vec::as_slice)))
     }
 
     fn dead_letter(&mut self, queue: Queue, records: &[DeadRecord]) -> Result<(), StoreError> {
-        self.forget_read_ahead();
+        self.forget_read_ahead(&[queue, queue.dead_letter()]);
         self.check_scores("dead letter", records.iter().map(|r| r.score))?;
         self.transaction("dead letter", |pipe| move_dead(pipe, queue, records))
     }
 
     fn cleanup(&mut self, queue: Queue, threshold: f64) -> Result<u64, StoreError> {
-        self.forget_read_ahead();
+        self.forget_read_ahead(&[queue]);
         check_score(&self.description, "cleanup", "threshold", threshold)?;
         let mut script = redis::cmd("EVAL");
         script
@@ -1027,7 +1205,6 @@ impl Store for RedisStore {
     }
 
     fn put_status(&mut self, fields: &[(&str, String)]) -> Result<(), StoreError> {
-        self.forget_read_ahead();
         if fields.is_empty() {
             return Ok(());
         }
@@ -1053,7 +1230,7 @@ impl Store for RedisStore {
         device: &str,
         state: &[u8],
     ) -> Result<(), StoreError> {
-        self.forget_read_ahead();
+        self.forget_read_ahead(outboxes);
         let op = "commit link";
         self.check_scores(op, records.iter().map(|r| r.score))?;
         for attempt in 0..REDRIVE_ATTEMPTS {
@@ -1125,7 +1302,7 @@ impl Store for RedisStore {
     }
 
     fn redrive(&mut self, dead: Queue, live: Queue, moves: &[DeadMove]) -> Result<u64, StoreError> {
-        self.forget_read_ahead();
+        self.forget_read_ahead(&[dead, live]);
         self.check_scores("redrive", moves.iter().filter_map(|m| m.requeue.as_ref()).map(|r| r.score))?;
         if moves.is_empty() {
             return Ok(0);

@@ -1,0 +1,501 @@
+//! The Redis store's page reads on a plain RESP2 connection of their own: `ZRANGEBYSCORE … WITHSCORES`,
+//! the `HSTRLEN` guard and `HMGET`, with the replies read straight into the page's [`Record`]s.
+//!
+//! Why not redis-rs for these: its reply parser builds a `Value` per id, score, length and value,
+//! which the store then copied out; in the drain's profile that parser alone took 28 % of the
+//! agent's CPU, on the path every raw record takes. Everything else (writes, transactions,
+//! scripts) stays on redis-rs. A TLS URL (`rediss://`) has no plain connection: the store reads
+//! through redis-rs there ([`PageReader::connect`] says `None`).
+//!
+//! The connection speaks RESP2 (no `HELLO`), authenticates and selects the db like the store's
+//! own, with the same timeouts. It is dropped after any failure but a server error reply; the
+//! store reconnects on its next read.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
+
+use redis::ConnectionAddr;
+
+use super::redis::RedisTimeouts;
+use super::Record;
+
+/// Where replies are read from: big enough for a page's headers in few reads.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// Why a read failed.
+#[derive(Debug)]
+pub(super) enum Failure {
+    /// The connection failed, timed out or closed: dropped.
+    Io(io::Error),
+    /// Redis answered an error (`-ERR …`, `-LOADING …`): the connection is still in step.
+    Server(String),
+    /// A reply other than the command's: the connection is out of step, dropped.
+    Protocol(String),
+}
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Self {
+        Failure::Io(e)
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Io(e) => write!(f, "{e}"),
+            Failure::Server(message) => write!(f, "{message}"),
+            Failure::Protocol(what) => write!(f, "unexpected reply: {what}"),
+        }
+    }
+}
+
+impl Failure {
+    /// Whether a fresh connection may do better: the server closed this one (a Redis restart)
+    /// or a stop and continue cut a call short (`EINTR`, see `redis.rs`).
+    pub(super) fn worth_a_retry(&self) -> bool {
+        let Failure::Io(e) = self else { return false };
+        matches!(
+            e.kind(),
+            io::ErrorKind::UnexpectedEof
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::Interrupted
+        )
+    }
+
+    /// Whether it may pass by itself: I/O, or Redis loading its data or failing over.
+    pub(super) fn is_transient(&self) -> bool {
+        match self {
+            Failure::Io(_) => true,
+            Failure::Server(message) => ["LOADING", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN"]
+                .iter()
+                .any(|code| message.starts_with(code)),
+            Failure::Protocol(_) => false,
+        }
+    }
+}
+
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One plain connection for page reads.
+pub(super) struct PageReader {
+    conn: BufReader<Stream>,
+    /// The commands being sent (reused).
+    out: Vec<u8>,
+    /// A reply header being read (reused).
+    line: Vec<u8>,
+}
+
+impl PageReader {
+    /// Connects to `addr` (TCP or a Unix socket; `None` for TLS), then `AUTH` and `SELECT` as
+    /// needed.
+    pub(super) fn connect(
+        addr: &ConnectionAddr,
+        username: Option<&str>,
+        password: Option<&str>,
+        db: i64,
+        timeouts: RedisTimeouts,
+    ) -> Result<Option<PageReader>, Failure> {
+        let stream = match addr {
+            ConnectionAddr::Tcp(host, port) => {
+                let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"));
+                let mut connected = None;
+                for socket in (host.as_str(), *port).to_socket_addrs()? {
+                    match TcpStream::connect_timeout(&socket, timeouts.connect) {
+                        Ok(s) => {
+                            connected = Some(s);
+                            break;
+                        }
+                        Err(e) => last = e,
+                    }
+                }
+                let tcp = connected.ok_or(last)?;
+                tcp.set_nodelay(true)?;
+                tcp.set_read_timeout(Some(timeouts.read))?;
+                tcp.set_write_timeout(Some(timeouts.write))?;
+                Stream::Tcp(tcp)
+            }
+            ConnectionAddr::Unix(path) => {
+                let unix = UnixStream::connect(path)?;
+                unix.set_read_timeout(Some(timeouts.read))?;
+                unix.set_write_timeout(Some(timeouts.write))?;
+                Stream::Unix(unix)
+            }
+            _ => return Ok(None),
+        };
+        let mut reader = PageReader {
+            conn: BufReader::with_capacity(READ_BUFFER, stream),
+            out: Vec::new(),
+            line: Vec::new(),
+        };
+        if let Some(password) = password {
+            match username {
+                Some(user) => reader.command(&[b"AUTH", user.as_bytes(), password.as_bytes()]),
+                None => reader.command(&[b"AUTH", password.as_bytes()]),
+            }
+            reader.send()?;
+            reader.ok()?;
+        }
+        if db != 0 {
+            reader.command(&[b"SELECT", db.to_string().as_bytes()]);
+            reader.send()?;
+            reader.ok()?;
+        }
+        Ok(Some(reader))
+    }
+
+    /// `ZRANGEBYSCORE key min max LIMIT offset limit WITHSCORES`: ids and scores, into `out`.
+    pub(super) fn range(
+        &mut self,
+        key: &str,
+        min: &str,
+        max: &str,
+        offset: usize,
+        limit: usize,
+        out: &mut Vec<Record>,
+    ) -> Result<(), Failure> {
+        let (offset, limit) = (offset.to_string(), limit.to_string());
+        let args: [&[u8]; 8] = [
+            b"ZRANGEBYSCORE",
+            key.as_bytes(),
+            min.as_bytes(),
+            max.as_bytes(),
+            b"LIMIT",
+            offset.as_bytes(),
+            limit.as_bytes(),
+            b"WITHSCORES",
+        ];
+        self.command(&args);
+        self.send()?;
+        let n = self.array()?;
+        if n % 2 != 0 {
+            return Err(Failure::Protocol(format!("WITHSCORES reply of odd length {n}")));
+        }
+        out.reserve(n / 2);
+        for _ in 0..n / 2 {
+            let id = self.bulk()?.ok_or_else(|| Failure::Protocol("a nil id".to_owned()))?;
+            let score = self.bulk()?.ok_or_else(|| Failure::Protocol("a nil score".to_owned()))?;
+            let score = std::str::from_utf8(&score)
+                .ok()
+                .and_then(|s| s.parse::<f64>().ok())
+                .ok_or_else(|| Failure::Protocol(format!("score {:?}", String::from_utf8_lossy(&score))))?;
+            out.push(Record { id, score, value: None, oversize: None });
+        }
+        Ok(())
+    }
+
+    /// One `HSTRLEN hash id` per record, in one pipeline: the lengths of their values (0 for
+    /// an id the HASH does not hold).
+    pub(super) fn lengths(&mut self, hash: &str, records: &[Record]) -> Result<Vec<u64>, Failure> {
+        for r in records {
+            self.command(&[b"HSTRLEN", hash.as_bytes(), &r.id]);
+        }
+        self.send()?;
+        let mut lengths = Vec::with_capacity(records.len());
+        let mut refused = None;
+        // Every reply is read, even after an error, to stay in step.
+        for _ in records {
+            match self.integer() {
+                Ok(n) => lengths.push(u64::try_from(n).unwrap_or(0)),
+                Err(Failure::Server(message)) => refused = refused.or(Some(message)),
+                Err(other) => return Err(other),
+            }
+        }
+        refused.map_or(Ok(lengths), |message| Err(Failure::Server(message)))
+    }
+
+    /// `HMGET hash ids…` of the records not marked [`Record::oversize`]: their values (`None`
+    /// for an id the HASH does not hold). A value found longer than `max_record` (it grew since
+    /// its length was read) is not loaded either: it is read past, and the record marked.
+    pub(super) fn values(
+        &mut self,
+        hash: &str,
+        records: &mut [Record],
+        max_record: usize,
+    ) -> Result<(), Failure> {
+        let wanted = records.iter().filter(|r| r.oversize.is_none()).count();
+        if wanted == 0 {
+            return Ok(());
+        }
+        self.out.clear();
+        push_header(&mut self.out, b'*', 2 + wanted);
+        push_arg(&mut self.out, b"HMGET");
+        push_arg(&mut self.out, hash.as_bytes());
+        for r in records.iter().filter(|r| r.oversize.is_none()) {
+            push_arg(&mut self.out, &r.id);
+        }
+        self.send()?;
+        let n = self.array()?;
+        if n != wanted {
+            return Err(Failure::Protocol(format!("HMGET reply of {n} values for {wanted} ids")));
+        }
+        for record in records.iter_mut().filter(|r| r.oversize.is_none()) {
+            match self.bulk_header()? {
+                None => record.value = None,
+                Some(len) if len > max_record => {
+                    self.skip(len + 2)?;
+                    record.oversize = Some(len as u64);
+                }
+                Some(len) => record.value = Some(self.bulk_body(len)?),
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends one command to the ones to send.
+    fn command(&mut self, args: &[&[u8]]) {
+        push_header(&mut self.out, b'*', args.len());
+        for arg in args {
+            push_arg(&mut self.out, arg);
+        }
+    }
+
+    /// Sends the commands appended since the last send.
+    fn send(&mut self) -> io::Result<()> {
+        let result = self.conn.get_mut().write_all(&self.out);
+        self.out.clear();
+        result
+    }
+
+    /// The next reply's first line, without its type byte and CRLF, and the type byte; an
+    /// error reply is returned as [`Failure::Server`].
+    fn header(&mut self) -> Result<u8, Failure> {
+        self.line.clear();
+        let read = self.conn.read_until(b'\n', &mut self.line)?;
+        if read == 0 {
+            return Err(Failure::Io(io::ErrorKind::UnexpectedEof.into()));
+        }
+        if self.line.len() < 3 || !self.line.ends_with(b"\r\n") {
+            return Err(Failure::Protocol(format!("line {:?}", String::from_utf8_lossy(&self.line))));
+        }
+        self.line.truncate(self.line.len() - 2);
+        let kind = self.line.remove(0);
+        if kind == b'-' {
+            return Err(Failure::Server(String::from_utf8_lossy(&self.line).into_owned()));
+        }
+        Ok(kind)
+    }
+
+    /// The header's number.
+    fn number(&self) -> Result<i64, Failure> {
+        std::str::from_utf8(&self.line)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| Failure::Protocol(format!("number {:?}", String::from_utf8_lossy(&self.line))))
+    }
+
+    /// A `+OK`.
+    fn ok(&mut self) -> Result<(), Failure> {
+        match self.header()? {
+            b'+' => Ok(()),
+            other => Err(Failure::Protocol(format!("type {:?} for a status", other as char))),
+        }
+    }
+
+    /// An integer reply.
+    fn integer(&mut self) -> Result<i64, Failure> {
+        match self.header()? {
+            b':' => self.number(),
+            other => Err(Failure::Protocol(format!("type {:?} for an integer", other as char))),
+        }
+    }
+
+    /// An array's length (a nil array is empty).
+    fn array(&mut self) -> Result<usize, Failure> {
+        match self.header()? {
+            b'*' => Ok(usize::try_from(self.number()?).unwrap_or(0)),
+            other => Err(Failure::Protocol(format!("type {:?} for an array", other as char))),
+        }
+    }
+
+    /// A bulk string's length, `None` for nil.
+    fn bulk_header(&mut self) -> Result<Option<usize>, Failure> {
+        match self.header()? {
+            b'$' => Ok(usize::try_from(self.number()?).ok()),
+            other => Err(Failure::Protocol(format!("type {:?} for a bulk string", other as char))),
+        }
+    }
+
+    /// A bulk string's `len` bytes and CRLF.
+    fn bulk_body(&mut self, len: usize) -> Result<Vec<u8>, Failure> {
+        let mut body = vec![0; len + 2];
+        self.conn.read_exact(&mut body)?;
+        if !body.ends_with(b"\r\n") {
+            return Err(Failure::Protocol("a bulk string without its CRLF".to_owned()));
+        }
+        body.truncate(len);
+        Ok(body)
+    }
+
+    /// A bulk string, `None` for nil.
+    fn bulk(&mut self) -> Result<Option<Vec<u8>>, Failure> {
+        match self.bulk_header()? {
+            Some(len) => self.bulk_body(len).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads past `n` bytes without keeping them.
+    fn skip(&mut self, mut n: usize) -> Result<(), Failure> {
+        while n > 0 {
+            let available = self.conn.fill_buf()?;
+            if available.is_empty() {
+                return Err(Failure::Io(io::ErrorKind::UnexpectedEof.into()));
+            }
+            let take = available.len().min(n);
+            self.conn.consume(take);
+            n -= take;
+        }
+        Ok(())
+    }
+}
+
+fn push_header(out: &mut Vec<u8>, kind: u8, n: usize) {
+    out.push(kind);
+    // Infallible: writing to a Vec.
+    let _ = write!(out, "{n}\r\n");
+}
+
+fn push_arg(out: &mut Vec<u8>, arg: &[u8]) {
+    push_header(out, b'$', arg.len());
+    out.extend_from_slice(arg);
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::Commands;
+
+    fn reader(server: &chouette_tests::RedisServer) -> PageReader {
+        let info = redis::IntoConnectionInfo::into_connection_info(server.url()).unwrap();
+        PageReader::connect(&info.addr, None, None, 0, RedisTimeouts::default()).unwrap().unwrap()
+    }
+
+    fn record(id: &[u8]) -> Record {
+        Record { id: id.to_vec(), score: 0.0, value: None, oversize: None }
+    }
+
+    #[test]
+    fn ids_scores_and_values_of_any_bytes_are_read_as_stored() {
+        let server = chouette_tests::RedisServer::start();
+        let mut raw = server.client();
+        let odd_id: &[u8] = b"a\r\n$3\r\nid\x00\xff";
+        let _: () = raw.zadd("k", odd_id, 1.5).unwrap();
+        let _: () = raw.zadd("k", "plain", f64::INFINITY).unwrap();
+        let _: () = raw.zadd("k", "orphan", -2.25).unwrap();
+        let _: () = raw.hset("h", odd_id, b"v\r\n*2\r\n:1\r\n".as_slice()).unwrap();
+        let _: () = raw.hset("h", "plain", "").unwrap();
+        let mut reader = reader(&server);
+        let mut page = Vec::new();
+        reader.range("k", "-inf", "+inf", 0, 10, &mut page).unwrap();
+        let ids: Vec<&[u8]> = page.iter().map(|r| r.id.as_slice()).collect();
+        assert_eq!(ids, [b"orphan".as_slice(), odd_id, b"plain"]);
+        assert_eq!(page.iter().map(|r| r.score).collect::<Vec<_>>(), [-2.25, 1.5, f64::INFINITY]);
+        assert_eq!(reader.lengths("h", &page).unwrap(), [0, 11, 0]);
+        reader.values("h", &mut page, 100).unwrap();
+        assert_eq!(page[0].value, None);
+        assert_eq!(page[1].value.as_deref(), Some(b"v\r\n*2\r\n:1\r\n".as_slice()));
+        assert_eq!(page[2].value.as_deref(), Some(b"".as_slice()));
+        // An offset and a limit, and an empty range.
+        let mut second = Vec::new();
+        reader.range("k", "-inf", "(1e300", 1, 5, &mut second).unwrap();
+        assert_eq!(second.len(), 1);
+        second.clear();
+        reader.range("k", "(1e300", "(1e301", 0, 5, &mut second).unwrap();
+        assert!(second.is_empty());
+    }
+
+    /// A value that grew past the limit after its length was read is not loaded: read past in
+    /// pieces, the record marked, and the values after it still read right.
+    #[test]
+    fn a_value_grown_past_the_limit_is_read_past_and_the_stream_stays_in_step() {
+        let server = chouette_tests::RedisServer::start();
+        let mut raw = server.client();
+        let big = vec![b'x'; 300_000];
+        let _: () = raw.hset("h", "a", "first").unwrap();
+        let _: () = raw.hset("h", "b", big.as_slice()).unwrap();
+        let _: () = raw.hset("h", "c", "third").unwrap();
+        let mut reader = reader(&server);
+        let mut page = vec![record(b"a"), record(b"b"), record(b"c")];
+        reader.values("h", &mut page, 65_536).unwrap();
+        assert_eq!(page[0].value.as_deref(), Some(b"first".as_slice()));
+        assert_eq!((page[1].value.as_deref(), page[1].oversize), (None, Some(300_000)));
+        assert_eq!(page[2].value.as_deref(), Some(b"third".as_slice()));
+        // Records already marked are not asked for.
+        page[0].value = None;
+        page[2].value = None;
+        reader.values("h", &mut page, 65_536).unwrap();
+        assert_eq!(page[2].value.as_deref(), Some(b"third".as_slice()));
+        assert_eq!(page[1].oversize, Some(300_000));
+    }
+
+    /// An error reply (a key of the wrong type) is a server failure, every reply of the
+    /// pipeline is read, and the connection answers the next command right.
+    #[test]
+    fn an_error_reply_keeps_the_connection_in_step() {
+        let server = chouette_tests::RedisServer::start();
+        let mut raw = server.client();
+        let _: () = raw.set("s", "a string").unwrap();
+        let _: () = raw.hset("h", "a", "va").unwrap();
+        let mut reader = reader(&server);
+        let page = vec![record(b"a"), record(b"b")];
+        match reader.lengths("s", &page) {
+            Err(e @ Failure::Server(_)) => {
+                assert!(e.to_string().starts_with("WRONGTYPE"), "{e}");
+                assert!(!e.is_transient() && !e.worth_a_retry());
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut out = Vec::new();
+        assert!(matches!(reader.range("h", "-inf", "+inf", 0, 1, &mut out), Err(Failure::Server(_))));
+        assert_eq!(reader.lengths("h", &page).unwrap(), [2, 0]);
+    }
+
+    /// Redis gone: an I/O failure, worth a retry on a fresh connection.
+    #[test]
+    fn a_closed_connection_is_an_io_failure_worth_a_retry() {
+        let server = chouette_tests::RedisServer::start();
+        let mut reader = reader(&server);
+        let _: () = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("normal")
+            .arg("SKIPME")
+            .arg("yes")
+            .query(&mut server.client())
+            .unwrap();
+        let failure = reader.lengths("h", &[record(b"a")]).unwrap_err();
+        assert!(
+            matches!(failure, Failure::Io(_)) && failure.worth_a_retry() && failure.is_transient(),
+            "{failure:?}"
+        );
+    }
+}
