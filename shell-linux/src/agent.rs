@@ -501,7 +501,7 @@ fn write_status_snapshot(store: &mut dyn Store, db: &std::path::Path) {
 /// One malloc arena for every thread (glibc builds). glibc gives each thread that allocates its
 /// own arena and keeps what is freed there, out of `malloc_trim`'s reach once fragmented: the
 /// Redis read-ahead thread's pages alone left the agent at 13 MB after a drain instead of 8
-/// (`scripts/bench-agent.sh`). musl (the shipped static builds) has a single heap anyway; the
+/// (`scripts/bench-agent.sh`). The static builds (zig's libc allocator) keep no per-thread arenas; the
 /// agent's threads allocate little, so they do not contend for it.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -518,8 +518,9 @@ fn limit_malloc_arenas() {
 }
 
 /// Hands memory freed after a burst (a drained backlog) back to the OS. glibc keeps freed heap
-/// for reuse, so an agent that drained a million records would otherwise stay at its peak RSS;
-/// musl (the shipped static builds) returns it by itself.
+/// for reuse, so an agent that drained a million records would otherwise stay at its peak RSS.
+/// The shipped static builds use zig's libc allocator, which unmaps blocks of 64 KiB and more
+/// when they are freed and keeps smaller ones in its 64 KiB slabs for reuse (nothing to call).
 fn return_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

@@ -995,8 +995,10 @@ impl Store for RedisStore {
     }
 
     fn idle(&mut self) {
-        // The thread ends with its channel; it is started again by the next backlog.
+        // The thread ends with its channel; it is started again by the next backlog. The page
+        // connection's buffers (a page's worth of commands) go too: reopened by the next read.
         self.read_ahead = ReadAhead::default();
+        self.pages = None;
     }
 
     fn read_soon(&mut self, queue: Queue, limit: usize) {
