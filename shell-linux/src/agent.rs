@@ -501,8 +501,8 @@ fn write_status_snapshot(store: &mut dyn Store, db: &std::path::Path) {
 /// One malloc arena for every thread (glibc builds). glibc gives each thread that allocates its
 /// own arena and keeps what is freed there, out of `malloc_trim`'s reach once fragmented: the
 /// Redis read-ahead thread's pages alone left the agent at 13 MB after a drain instead of 8
-/// (`scripts/bench-agent.sh`). The static builds (zig's libc allocator) keep no per-thread arenas; the
-/// agent's threads allocate little, so they do not contend for it.
+/// (`scripts/bench-agent.sh`). The static builds use zig's libc allocator, whose per-CPU heaps
+/// take from each other's free lists: nothing to set there.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
