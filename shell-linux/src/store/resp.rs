@@ -23,6 +23,10 @@ use super::Record;
 /// Where replies are read from: big enough for a page's headers in few reads.
 const READ_BUFFER: usize = 64 * 1024;
 
+/// Commands are sent once this many bytes are waiting: a page's 10,000 `HSTRLEN` (about 1 MB)
+/// go out in pieces instead of being held whole.
+const SEND_AT: usize = 64 * 1024;
+
 /// Why a read failed.
 #[derive(Debug)]
 pub(super) enum Failure {
@@ -157,14 +161,14 @@ impl PageReader {
         };
         if let Some(password) = password {
             match username {
-                Some(user) => reader.command(&[b"AUTH", user.as_bytes(), password.as_bytes()]),
-                None => reader.command(&[b"AUTH", password.as_bytes()]),
+                Some(user) => reader.command(&[b"AUTH", user.as_bytes(), password.as_bytes()])?,
+                None => reader.command(&[b"AUTH", password.as_bytes()])?,
             }
             reader.send()?;
             reader.ok()?;
         }
         if db != 0 {
-            reader.command(&[b"SELECT", db.to_string().as_bytes()]);
+            reader.command(&[b"SELECT", db.to_string().as_bytes()])?;
             reader.send()?;
             reader.ok()?;
         }
@@ -192,7 +196,7 @@ impl PageReader {
             limit.as_bytes(),
             b"WITHSCORES",
         ];
-        self.command(&args);
+        self.command(&args)?;
         self.send()?;
         let n = self.array()?;
         if n % 2 != 0 {
@@ -215,7 +219,7 @@ impl PageReader {
     /// an id the HASH does not hold).
     pub(super) fn lengths(&mut self, hash: &str, records: &[Record]) -> Result<Vec<u64>, Failure> {
         for r in records {
-            self.command(&[b"HSTRLEN", hash.as_bytes(), &r.id]);
+            self.command(&[b"HSTRLEN", hash.as_bytes(), &r.id])?;
         }
         self.send()?;
         let mut lengths = Vec::with_capacity(records.len());
@@ -250,6 +254,7 @@ impl PageReader {
         push_arg(&mut self.out, hash.as_bytes());
         for r in records.iter().filter(|r| r.oversize.is_none()) {
             push_arg(&mut self.out, &r.id);
+            self.send_if_full()?;
         }
         self.send()?;
         let n = self.array()?;
@@ -269,12 +274,20 @@ impl PageReader {
         Ok(())
     }
 
-    /// Appends one command to the ones to send.
-    fn command(&mut self, args: &[&[u8]]) {
+    /// Appends one command to the ones to send (sending what waits once it is [`SEND_AT`]).
+    fn command(&mut self, args: &[&[u8]]) -> io::Result<()> {
         push_header(&mut self.out, b'*', args.len());
         for arg in args {
             push_arg(&mut self.out, arg);
         }
+        self.send_if_full()
+    }
+
+    fn send_if_full(&mut self) -> io::Result<()> {
+        if self.out.len() >= SEND_AT {
+            self.send()?;
+        }
+        Ok(())
     }
 
     /// Sends the commands appended since the last send.
