@@ -419,6 +419,10 @@ fn release_pass(
     counters.destinations.insert(destination.name(), dispatcher.stats(destination));
     counters.record_latencies(destination.name(), &latencies);
     let result = drained?;
+    if !result.more {
+        // The outbox is empty (or waits for a backoff): the buffers sized for a batch go.
+        dispatcher.release_buffers();
+    }
     // The agent-wide counters (and their self-metrics) are Datadog's, as before there were
     // other outputs; every output has its own `dispatch.<name>.*` fields and metrics.
     match destination {

@@ -564,6 +564,14 @@ impl<T: Transport> Dispatcher<T> {
         Dispatcher { transport, config, lanes, entries: Vec::new(), payload: Vec::new() }
     }
 
+    /// Frees the buffers kept from one request to the next (they grow to a batch's size: a few
+    /// MB for 10,000 points). The agent calls it when an outbox is empty, so an agent idle
+    /// after a backlog does not keep them (about 3 MB of its RSS, measured).
+    pub fn release_buffers(&mut self) {
+        self.entries = Vec::new();
+        self.payload = Vec::new();
+    }
+
     /// Replaces every destination's backoff (tests: a fixed seed, a short base).
     pub fn with_backoff(mut self, backoff: Backoff) -> Self {
         for lane in &mut self.lanes {

@@ -110,6 +110,19 @@ fn delivers_in_one_request_with_host_global_tags_and_key_header() {
     assert_eq!(d.ready_at(Destination::Metrics), None);
 }
 
+/// The buffers kept between requests are freed on request, and the next send grows them again.
+#[test]
+fn released_buffers_are_freed_and_sending_goes_on() {
+    let mut d = Dispatcher::new(scripted(|_| Ok(202)), config());
+    assert_eq!(d.send_metrics(&metrics(100)).delivered_points, 100);
+    assert!(d.entries.capacity() > 0 && d.payload.capacity() > 0);
+    d.release_buffers();
+    assert_eq!((d.entries.capacity(), d.payload.capacity()), (0, 0));
+    let report = d.send_metrics(&metrics(50));
+    assert_eq!((report.requests, report.delivered_points), (1, 50));
+    assert_eq!(points_in(&d.transport().bodies[1]), 50);
+}
+
 #[test]
 fn bulk_size_bounds_points_per_request() {
     let mut c = config();
