@@ -40,6 +40,7 @@
 //! what is unsettled without counting a failure ([`Outcome::OutOfTime`]).
 
 mod backoff;
+mod compress;
 pub mod datadog;
 pub mod events;
 pub mod gzip;
@@ -50,6 +51,7 @@ mod settle;
 mod transport;
 
 pub use backoff::{Backoff, DEFAULT_BASE, DEFAULT_CAP, MIN_DELAY};
+pub use compress::Compressor;
 pub use datadog::{DatadogLogs, DatadogSeries};
 pub use events::{events_enabled, DatadogEvents, DatadogServiceChecks};
 pub use influxdb::InfluxOutput;
@@ -349,6 +351,7 @@ struct Outbox {
 /// State one call's `send` closure works with.
 struct Attempt<'a, T> {
     transport: &'a mut T,
+    compressor: &'a mut Compressor,
     output: &'a dyn Output,
     headers: Vec<(&'static str, String)>,
     level: u8,
@@ -367,14 +370,10 @@ impl<T: Transport> Attempt<'_, T> {
             return Verdict::Deferred;
         }
         let encoding = self.output.encoding();
-        let body = match encoding {
-            Encoding::Deflate => zlib::compress(json, self.level),
-            Encoding::Gzip => gzip::compress(json, self.level),
-            Encoding::Identity => json.to_vec(),
-        };
-        if body.len() > self.output.limits().max_compressed {
+        let limit = self.output.limits().max_compressed;
+        let Some(body) = self.compressor.compress(json, encoding, self.level, limit) else {
             return Verdict::TooLarge { reason: "too_large".to_owned() };
-        }
+        };
         let mut headers: Vec<(&str, &str)> = Vec::with_capacity(self.headers.len() + 1);
         if encoding != Encoding::Identity {
             headers.push(("Content-Encoding", encoding.header()));
@@ -384,10 +383,11 @@ impl<T: Transport> Attempt<'_, T> {
         let url = self.output.url();
         let records = group.len();
         let started = Instant::now();
-        let answer = self.transport.post_payload(url, &headers, &body, json);
+        let answer = self.transport.post_payload(url, &headers, body, json);
         self.report.latencies.push(started.elapsed());
         self.report.sent_points += units;
-        let verdict = self.read(answer, url, records, units, &body, group, units_of, entries);
+        let bytes = body.len();
+        let verdict = self.read(answer, url, records, units, bytes, group, units_of, entries);
         if verdict == Verdict::Stop {
             self.report.failed_points += units;
         }
@@ -402,7 +402,7 @@ impl<T: Transport> Attempt<'_, T> {
         url: &str,
         records: usize,
         units: u64,
-        body: &[u8],
+        bytes: usize,
         group: &[usize],
         units_of: &[u64],
         entries: &Entries<'_>,
@@ -413,20 +413,18 @@ impl<T: Transport> Attempt<'_, T> {
                 self.report.last_status = Some(status.to_string());
                 match status {
                     200..=299 => {
-                        self.report.delivered_bytes += body.len() as u64;
+                        self.report.delivered_bytes += bytes as u64;
                         self.report.delivered_points += units;
                         log::debug!(
-                            "status={status} url={} records={records} units={units} bytes={} : delivered",
-                            redact_url(url),
-                            body.len()
+                            "status={status} url={} records={records} units={units} bytes={bytes} : delivered",
+                            redact_url(url)
                         );
                         Verdict::Delivered
                     }
                     413 => {
                         log::info!(
-                            "status=413 url={} records={records} bytes={} : payload too large, splitting",
-                            redact_url(url),
-                            body.len()
+                            "status=413 url={} records={records} bytes={bytes} : payload too large, splitting",
+                            redact_url(url)
                         );
                         Verdict::TooLarge { reason: "http_413".to_owned() }
                     }
@@ -440,7 +438,7 @@ impl<T: Transport> Attempt<'_, T> {
                             self.output.read_refusal(status, &response.body, entries, group)
                         {
                             if let Verdict::Partial { dead, .. } = &verdict {
-                                self.report.delivered_bytes += body.len() as u64;
+                                self.report.delivered_bytes += bytes as u64;
                                 let refused: u64 = dead.iter().map(|&i| units_of[i]).sum();
                                 self.report.delivered_points += units.saturating_sub(refused);
                                 log::debug!(
@@ -538,6 +536,8 @@ pub struct Dispatcher<T> {
     entries: Vec<u8>,
     /// The payload being posted.
     payload: Vec<u8>,
+    /// Deflate state and body buffer, reused from one request to the next.
+    compressor: Compressor,
 }
 
 impl<T: Transport> Dispatcher<T> {
@@ -561,7 +561,14 @@ impl<T: Transport> Dispatcher<T> {
                 },
             })
             .collect();
-        Dispatcher { transport, config, lanes, entries: Vec::new(), payload: Vec::new() }
+        Dispatcher {
+            transport,
+            config,
+            lanes,
+            entries: Vec::new(),
+            payload: Vec::new(),
+            compressor: Compressor::new(),
+        }
     }
 
     /// Replaces every destination's backoff (tests: a fixed seed, a short base).
@@ -668,7 +675,7 @@ impl<T: Transport> Dispatcher<T> {
 
     /// One call: encode each record once, plan payloads within the limits, settle them.
     fn call(&mut self, index: usize, now: Instant, deadline: Option<Instant>, records: &[Record]) -> Report {
-        let Dispatcher { transport, config, lanes, entries, payload } = self;
+        let Dispatcher { transport, config, lanes, entries, payload, compressor } = self;
         let Lane { output, outbox } = &mut lanes[index];
         let mut out: Vec<Option<Disposition>> = vec![None; records.len()];
         let mut spans = vec![0..0; records.len()];
@@ -728,6 +735,7 @@ impl<T: Transport> Dispatcher<T> {
         let entries = Entries { bytes: entries, spans: &spans };
         let mut attempt = Attempt {
             transport,
+            compressor,
             output,
             headers: output.headers(),
             level: config.compression_level,
