@@ -39,6 +39,7 @@
 //! A call given a deadline ([`Dispatcher::send_until`]) stops sending when it passes and keeps
 //! what is unsettled without counting a failure ([`Outcome::OutOfTime`]).
 
+mod ahead;
 mod backoff;
 mod compress;
 pub mod datadog;
@@ -50,6 +51,7 @@ pub mod output;
 mod settle;
 mod transport;
 
+pub use ahead::drain_reading_ahead;
 pub use backoff::{Backoff, DEFAULT_BASE, DEFAULT_CAP, MIN_DELAY};
 pub use compress::Compressor;
 pub use datadog::{DatadogLogs, DatadogSeries};
