@@ -410,13 +410,11 @@ fn release_pass(
         _ => config.metrics_bulk_size.max(1),
     };
     let mut latencies = Vec::new();
-    // The next batch is read from the store while this one is posted (dispatch/ahead.rs).
-    let drained =
-        crate::dispatch::drain_reading_ahead(store, destination.queue(), batch, deadline, |records| {
-            let report = dispatcher.send_until(destination, records, deadline);
-            latencies.extend(report.latencies.iter().map(|d| d.as_secs_f64() * 1000.0));
-            report
-        });
+    let drained = pipeline::drain(store, destination.queue(), batch, deadline, |records| {
+        let report = dispatcher.send_until(destination, records, deadline);
+        latencies.extend(report.latencies.iter().map(|d| d.as_secs_f64() * 1000.0));
+        report
+    });
     // The destination's own counters, even when the store failed halfway.
     counters.destinations.insert(destination.name(), dispatcher.stats(destination));
     counters.record_latencies(destination.name(), &latencies);

@@ -18,6 +18,13 @@
 //!   meanwhile) is left out, so nothing is sent twice.
 //!
 //! At most two batches are held at once (the one being sent and the one read ahead).
+//!
+//! Not yet the agent's release pass: the Redis store reads ahead itself after every full page
+//! (`RedisStore::read_page`) and drops that page at the next write, so in a dispatch drain,
+//! where a delete follows every read, its read-ahead is never used. Here it would read a third
+//! page while this drain holds two: `scripts/bench-agent.sh 300000` measured 28.8 MB of peak
+//! RSS instead of 22.0 (the budget is 24). With that store read-ahead off for the outbox queues,
+//! the peak was 22.2 MB and the dispatch 16 to 39 % faster than `pipeline::drain`.
 
 use std::collections::HashSet;
 use std::time::Instant;

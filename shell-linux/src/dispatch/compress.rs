@@ -99,7 +99,7 @@ impl Compressor {
                     log::debug!(
                         "status={status:?} : the kept deflate state failed; payload compressed in one shot"
                     );
-                    self.state = Box::default();
+                    *self.state = CompressorOxide::default();
                     self.body.truncate(start);
                     let one_shot = match format {
                         DataFormat::Zlib => miniz_oxide::deflate::compress_to_vec_zlib(input, level),
