@@ -538,8 +538,6 @@ pub struct Dispatcher<T> {
     entries: Vec<u8>,
     /// The payload being posted.
     payload: Vec<u8>,
-    /// Deflate state and body buffer, reused from one request to the next.
-    compressor: Compressor,
 }
 
 impl<T: Transport> Dispatcher<T> {
@@ -563,14 +561,7 @@ impl<T: Transport> Dispatcher<T> {
                 },
             })
             .collect();
-        Dispatcher {
-            transport,
-            config,
-            lanes,
-            entries: Vec::new(),
-            payload: Vec::new(),
-            compressor: Compressor::new(),
-        }
+        Dispatcher { transport, config, lanes, entries: Vec::new(), payload: Vec::new() }
     }
 
     /// Replaces every destination's backoff (tests: a fixed seed, a short base).
@@ -677,7 +668,7 @@ impl<T: Transport> Dispatcher<T> {
 
     /// One call: encode each record once, plan payloads within the limits, settle them.
     fn call(&mut self, index: usize, now: Instant, deadline: Option<Instant>, records: &[Record]) -> Report {
-        let Dispatcher { transport, config, lanes, entries, payload, compressor } = self;
+        let Dispatcher { transport, config, lanes, entries, payload } = self;
         let Lane { output, outbox } = &mut lanes[index];
         let mut out: Vec<Option<Disposition>> = vec![None; records.len()];
         let mut spans = vec![0..0; records.len()];
@@ -735,9 +726,11 @@ impl<T: Transport> Dispatcher<T> {
         let destination = output.destination();
         let mut report = Report::default();
         let entries = Entries { bytes: entries, spans: &spans };
+        // One deflate state for this call's requests (see compress.rs).
+        let mut compressor = Compressor::new();
         let mut attempt = Attempt {
             transport,
-            compressor,
+            compressor: &mut compressor,
             output,
             headers: output.headers(),
             level: config.compression_level,
