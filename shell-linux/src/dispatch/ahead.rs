@@ -23,8 +23,10 @@
 //! (`RedisStore::read_page`) and drops that page at the next write, so in a dispatch drain,
 //! where a delete follows every read, its read-ahead is never used. Here it would read a third
 //! page while this drain holds two: `scripts/bench-agent.sh 300000` measured 28.8 MB of peak
-//! RSS instead of 22.0 (the budget is 24). With that store read-ahead off for the outbox queues,
-//! the peak was 22.2 MB and the dispatch 16 to 39 % faster than `pipeline::drain`.
+//! RSS instead of 22.0 (the budget is 24). With that store read-ahead off for the outbox queues
+//! (one condition in `RedisStore::read_page`), the peak stays at 22.5 MB, and 541,800 wrapped
+//! points went to VictoriaMetrics at 123k points/s through this drain against 102k through
+//! `pipeline::drain` (two runs each, 1 % apart).
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -133,8 +135,15 @@ where
     })
 }
 
-/// `page` without the records whose id is in `sent`.
+/// `page` without the records whose id is in `sent`. Both stores order a queue by score, then
+/// id: a page that starts after `sent`'s last record (the usual case) is returned as it is,
+/// without hashing its ids.
 fn without(mut page: Vec<Record>, sent: &[Record]) -> Vec<Record> {
+    let Some(last) = sent.last() else { return page };
+    let after = |r: &Record| r.score > last.score || (r.score == last.score && r.id > last.id);
+    if page.iter().all(after) {
+        return page;
+    }
     let ids: HashSet<&[u8]> = sent.iter().map(|r| r.id.as_slice()).collect();
     page.retain(|r| !ids.contains(r.id.as_slice()));
     page
@@ -288,6 +297,12 @@ mod tests {
         let batch: Vec<Record> = (0..10).map(record).collect();
         let page: Vec<Record> = (9..19).map(record).collect();
         assert_eq!(ids(&without(page, &batch)), (10..19).map(|i| format!("r{i:04}")).collect::<Vec<_>>());
+        // Out of order (a store that does not sort ties by id): still found by id.
+        let page: Vec<Record> = [12, 3, 11].into_iter().map(record).collect();
+        assert_eq!(ids(&without(page, &batch)), vec!["r0012", "r0011"]);
+        // The usual case: the page follows the batch, nothing removed.
+        let page: Vec<Record> = (10..20).map(record).collect();
+        assert_eq!(without(page, &batch).len(), 10);
     }
 
     #[test]
