@@ -7,7 +7,7 @@ use miniz_oxide::deflate::compress_to_vec;
 use miniz_oxide::inflate::decompress_to_vec_with_limit;
 
 /// The header: magic, deflate, no flags, no mtime, no extra flags, OS unknown.
-pub(super) const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
 
 /// `input` as a gzip member, deflated at `level` (0 to 10).
 pub fn compress(input: &[u8], level: u8) -> Vec<u8> {

@@ -41,7 +41,6 @@
 
 mod ahead;
 mod backoff;
-mod compress;
 pub mod datadog;
 pub mod events;
 pub mod gzip;
@@ -53,7 +52,6 @@ mod transport;
 
 pub use ahead::drain_reading_ahead;
 pub use backoff::{Backoff, DEFAULT_BASE, DEFAULT_CAP, MIN_DELAY};
-pub use compress::Compressor;
 pub use datadog::{DatadogLogs, DatadogSeries};
 pub use events::{events_enabled, DatadogEvents, DatadogServiceChecks};
 pub use influxdb::InfluxOutput;
@@ -353,7 +351,6 @@ struct Outbox {
 /// State one call's `send` closure works with.
 struct Attempt<'a, T> {
     transport: &'a mut T,
-    compressor: &'a mut Compressor,
     output: &'a dyn Output,
     headers: Vec<(&'static str, String)>,
     level: u8,
@@ -372,10 +369,14 @@ impl<T: Transport> Attempt<'_, T> {
             return Verdict::Deferred;
         }
         let encoding = self.output.encoding();
-        let limit = self.output.limits().max_compressed;
-        let Some(body) = self.compressor.compress(json, encoding, self.level, limit) else {
-            return Verdict::TooLarge { reason: "too_large".to_owned() };
+        let body = match encoding {
+            Encoding::Deflate => zlib::compress(json, self.level),
+            Encoding::Gzip => gzip::compress(json, self.level),
+            Encoding::Identity => json.to_vec(),
         };
+        if body.len() > self.output.limits().max_compressed {
+            return Verdict::TooLarge { reason: "too_large".to_owned() };
+        }
         let mut headers: Vec<(&str, &str)> = Vec::with_capacity(self.headers.len() + 1);
         if encoding != Encoding::Identity {
             headers.push(("Content-Encoding", encoding.header()));
@@ -385,11 +386,10 @@ impl<T: Transport> Attempt<'_, T> {
         let url = self.output.url();
         let records = group.len();
         let started = Instant::now();
-        let answer = self.transport.post_payload(url, &headers, body, json);
+        let answer = self.transport.post_payload(url, &headers, &body, json);
         self.report.latencies.push(started.elapsed());
         self.report.sent_points += units;
-        let bytes = body.len();
-        let verdict = self.read(answer, url, records, units, bytes, group, units_of, entries);
+        let verdict = self.read(answer, url, records, units, &body, group, units_of, entries);
         if verdict == Verdict::Stop {
             self.report.failed_points += units;
         }
@@ -404,7 +404,7 @@ impl<T: Transport> Attempt<'_, T> {
         url: &str,
         records: usize,
         units: u64,
-        bytes: usize,
+        body: &[u8],
         group: &[usize],
         units_of: &[u64],
         entries: &Entries<'_>,
@@ -415,18 +415,20 @@ impl<T: Transport> Attempt<'_, T> {
                 self.report.last_status = Some(status.to_string());
                 match status {
                     200..=299 => {
-                        self.report.delivered_bytes += bytes as u64;
+                        self.report.delivered_bytes += body.len() as u64;
                         self.report.delivered_points += units;
                         log::debug!(
-                            "status={status} url={} records={records} units={units} bytes={bytes} : delivered",
-                            redact_url(url)
+                            "status={status} url={} records={records} units={units} bytes={} : delivered",
+                            redact_url(url),
+                            body.len()
                         );
                         Verdict::Delivered
                     }
                     413 => {
                         log::info!(
-                            "status=413 url={} records={records} bytes={bytes} : payload too large, splitting",
-                            redact_url(url)
+                            "status=413 url={} records={records} bytes={} : payload too large, splitting",
+                            redact_url(url),
+                            body.len()
                         );
                         Verdict::TooLarge { reason: "http_413".to_owned() }
                     }
@@ -440,7 +442,7 @@ impl<T: Transport> Attempt<'_, T> {
                             self.output.read_refusal(status, &response.body, entries, group)
                         {
                             if let Verdict::Partial { dead, .. } = &verdict {
-                                self.report.delivered_bytes += bytes as u64;
+                                self.report.delivered_bytes += body.len() as u64;
                                 let refused: u64 = dead.iter().map(|&i| units_of[i]).sum();
                                 self.report.delivered_points += units.saturating_sub(refused);
                                 log::debug!(
@@ -726,11 +728,8 @@ impl<T: Transport> Dispatcher<T> {
         let destination = output.destination();
         let mut report = Report::default();
         let entries = Entries { bytes: entries, spans: &spans };
-        // One deflate state for this call's requests (see compress.rs).
-        let mut compressor = Compressor::new();
         let mut attempt = Attempt {
             transport,
-            compressor: &mut compressor,
             output,
             headers: output.headers(),
             level: config.compression_level,
