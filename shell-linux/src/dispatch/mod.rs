@@ -39,7 +39,6 @@
 //! A call given a deadline ([`Dispatcher::send_until`]) stops sending when it passes and keeps
 //! what is unsettled without counting a failure ([`Outcome::OutOfTime`]).
 
-mod ahead;
 mod backoff;
 pub mod datadog;
 pub mod events;
@@ -50,7 +49,6 @@ pub mod output;
 mod settle;
 mod transport;
 
-pub use ahead::drain_reading_ahead;
 pub use backoff::{Backoff, DEFAULT_BASE, DEFAULT_CAP, MIN_DELAY};
 pub use datadog::{DatadogLogs, DatadogSeries};
 pub use events::{events_enabled, DatadogEvents, DatadogServiceChecks};
