@@ -632,13 +632,13 @@ impl RedisStore {
     }
 }
 
-/// `redis://host:port/db`, `rediss://host:port/db` or `redis+unix://path?db=N`: never credentials.
 /// The page a reading thread sent; `None` if its read failed (read again on the main
 /// connection, which reports the error).
 fn received(pending: Pending) -> Option<Vec<Record>> {
     pending.page.recv().ok()?.ok()
 }
 
+/// `redis://host:port/db`, `rediss://host:port/db` or `redis+unix://path?db=N`: never credentials.
 fn describe_info(info: &ConnectionInfo) -> String {
     let db = info.redis.db;
     let bracket = |host: &str| {
