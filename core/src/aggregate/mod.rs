@@ -1,0 +1,324 @@
+//! The flush-bucket aggregator: samples in, one summary per series per bucket out.
+//!
+//! ```text
+//! record(now, sample) ──► table of (series, bucket) entries ──► handle_timeout(now) closes buckets
+//!                                                          └──► poll_flush() → Flushed views
+//! ```
+//!
+//! Buckets are aligned to multiples of the flush interval, like the original (`[k·I, (k+1)·I)`).
+//! A bucket closes once `now ≥ end + grace`; only then are its series flushed, each exactly once.
+//! A sample for a bucket that already closed is *late*: it is folded into the oldest open bucket
+//! and counted ([`AggregatorStats::late`]), never emitted as a second point for a flushed bucket.
+//!
+//! Bucket time lives here, in [`AggregatorConfig`]: which [`Bucket`] holds a timestamp
+//! ([`bucket_of`](AggregatorConfig::bucket_of)), when it closes
+//! ([`is_closed`](AggregatorConfig::is_closed)), what is too far in the future
+//! ([`future_horizon`](AggregatorConfig::future_horizon)). Two ways to drive the clock:
+//!
+//! - live, as a client or a board does: `record(now, ..)` as samples come, `handle_timeout(now)`
+//!   at [`poll_timeout`](Aggregator::poll_timeout), `poll_flush()`;
+//! - bucket by bucket, as the agent does over a durable queue: it asks
+//!   [`next_closed_bucket`](AggregatorConfig::next_closed_bucket) which bucket is due, calls
+//!   [`close_before(bucket.start())`](Aggregator::close_before) (older samples are late and fold
+//!   into it), records that bucket's samples, then `close_before(bucket.end())` and `poll_flush()`.
+//!
+//! ```
+//! use chouette_core::aggregate::{AggregatorConfig, SmallAggregator};
+//! use chouette_core::metric::{MetricType, Sample, Timestamp, Value};
+//!
+//! let at = Timestamp::from_secs_f64;
+//! let config = AggregatorConfig::new(1).expect("1 s buckets").with_grace_secs(2);
+//! // Counts waiting in a durable queue; the clock says 104.
+//! let queued = [100.25, 100.75, 101.5, 102.5];
+//! let mut aggregator = SmallAggregator::new(config);
+//! let bucket = config.next_closed_bucket(at(queued[0]), None, at(104.0)).expect("closed");
+//! assert_eq!((bucket.start(), bucket.end()), (at(100.0), at(101.0)));
+//! aggregator.close_before(bucket.start());
+//! for &ts in queued.iter().filter(|&&ts| ts < 101.0) {
+//!     let one = Value::Number(1.0);
+//!     let sample = Sample { name: "c", kind: MetricType::Count, tags: &[], value: one, timestamp: at(ts) };
+//!     aggregator.record(at(104.0), sample).expect("room");
+//! }
+//! aggregator.close_before(bucket.end());
+//! let point = aggregator.poll_flush().map(|flushed| (flushed.timestamp, flushed.sum()));
+//! assert_eq!(point, Some((at(100.0), 2.0)));
+//! assert!(aggregator.poll_flush().is_none());
+//! // From the watermark on: [101, 102) is due; [102, 103) closes at 105.
+//! let next = config.next_closed_bucket(at(101.5), Some(bucket.end()), at(104.0));
+//! assert_eq!(next.map(|b| b.start()), Some(at(101.0)));
+//! assert_eq!(config.next_closed_bucket(at(102.5), Some(at(102.0)), at(104.0)), None);
+//! ```
+//!
+//! Capacity is in the type: `SERIES` (series-bucket entries, the hash table), `SKETCHES` (pooled
+//! histogram sketches and set counters, for series that outgrow their inline storage) and
+//! `KEY_BYTES` (the arena holding names and tags). Whatever does not fit is refused: `record`
+//! hands the sample back with the reason, and the refusal is counted.
+//!
+//! Series identity is the name, the type and the set of tags (order-free, duplicates collapse),
+//! compared by name and by a 64-bit hash of the sorted tags, as Datadog's agent does for its
+//! context keys.
+//!
+//! ## Where things are
+//!
+//! - `clock.rs`: [`AggregatorConfig`] and [`Bucket`] (bucket time), and the
+//!   aggregator's open buckets (closing, the watermark, the last bucket seen).
+//! - `table.rs`: the series table: where a series-bucket lives (`locate`, probing by fingerprint),
+//!   inserting and deleting entries.
+//! - `keys.rs`: the key arena holding each entry's name and sorted tags, and its compaction.
+//! - `fold.rs`: per-type folding of samples and [`Partial`]s into an entry's state, and the
+//!   pool of sketches for the entries that outgrow their inline storage.
+//! - `flush.rs`: closed buckets handed out as [`Flushed`] views, and what they become as points.
+//! - `errors.rs`: [`RecordError`], [`Refused`], [`AggregatorStats`].
+//! - `tests.rs`: the aggregator's behaviour through its public surface.
+
+mod clock;
+mod errors;
+mod flush;
+mod fold;
+mod keys;
+mod table;
+#[cfg(test)]
+mod tests;
+
+pub use clock::{AggregatorConfig, Bucket, ConfigError};
+pub use errors::{AggregatorStats, RecordError, Refused};
+pub use flush::{Flushed, FlushedState};
+pub use fold::Partial;
+
+use crate::limits::{MAX_NAME_BYTES, MAX_OPEN_BUCKETS, MAX_TAGS, MAX_TAG_BYTES};
+use crate::metric::{Member, MetricType, Sample, Timestamp, Value};
+
+use clock::{BucketInfo, RecentBucket};
+use fold::Slot;
+use table::{Ctrl, Entry, Lines, Place, CTRL_EMPTY};
+
+/// The aggregator. See the [module docs](self).
+///
+/// Memory is `size_of::<Self>()`, fixed at compile time; the figures for the aliases are in
+/// `docs/capacity.md` and checked by tests.
+pub struct Aggregator<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize> {
+    config: AggregatorConfig,
+    /// One control word per table slot ([`CTRL_EMPTY`], [`CTRL_FLUSHED`](table::CTRL_FLUSHED) or a live entry's
+    /// [`fingerprint`](table::fingerprint)): a probe scans this small array (2 bytes a slot, 32 slots a cache line)
+    /// and reads an entry, a cache line of its own, only when the fingerprint matches.
+    ctrl: [Ctrl; SERIES],
+    table: Lines<SERIES>,
+    occupied: usize,
+    pool: [Slot; SKETCHES],
+    free_slots: [u16; SKETCHES],
+    free_len: usize,
+    keys: [u8; KEY_BYTES],
+    keys_used: usize,
+    keys_dead: usize,
+    buckets: heapless::Vec<BucketInfo, MAX_OPEN_BUCKETS>,
+    recent: RecentBucket,
+    /// Room for one sample's tag hashes while `record` sorts them (not zeroed on every call).
+    tag_scratch: [u64; MAX_TAGS],
+    /// Start of the oldest bucket still open: every bucket before it was closed.
+    watermark: i64,
+    cursor: usize,
+    emitted: Option<usize>,
+    flushed_pending: usize,
+    stats: AggregatorStats,
+}
+
+/// 32 series-buckets, 2 pooled sketches, 4 KiB of names and tags: a microcontroller.
+pub type SmallAggregator = Aggregator<32, 2, 4096>;
+
+/// 1024 series-buckets, 64 pooled sketches, 64 KiB of names and tags: a small Linux board.
+pub type BoardAggregator = Aggregator<1024, 64, 65536>;
+
+/// 10240 series-buckets, 1024 pooled sketches, 1 MiB of names and tags: a gateway.
+pub type GatewayAggregator = Aggregator<10240, 1024, { 1 << 20 }>;
+
+impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
+    Aggregator<SERIES, SKETCHES, KEY_BYTES>
+{
+    const CAPACITY_OK: () = {
+        assert!(SERIES > 0 && SERIES < u32::MAX as usize, "SERIES must be in 1..u32::MAX");
+        assert!(SKETCHES <= u16::MAX as usize, "SKETCHES must fit in u16");
+        assert!(KEY_BYTES < u32::MAX as usize, "KEY_BYTES must fit in u32");
+    };
+
+    /// An empty aggregator. `const`, so it can live in a `static` on a board.
+    pub const fn new(config: AggregatorConfig) -> Self {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::CAPACITY_OK;
+        let mut free_slots = [0u16; SKETCHES];
+        let mut i = 0;
+        while i < SKETCHES {
+            free_slots[i] = (SKETCHES - 1 - i) as u16;
+            i += 1;
+        }
+        Aggregator {
+            config,
+            ctrl: [CTRL_EMPTY; SERIES],
+            table: Lines([Entry::EMPTY; SERIES]),
+            occupied: 0,
+            pool: [const { Slot::Free }; SKETCHES],
+            free_slots,
+            free_len: SKETCHES,
+            keys: [0; KEY_BYTES],
+            keys_used: 0,
+            keys_dead: 0,
+            buckets: heapless::Vec::new(),
+            recent: RecentBucket { lo: 0.0, hi: 0.0, start: 0, index: 0 },
+            tag_scratch: [0; MAX_TAGS],
+            watermark: i64::MIN,
+            cursor: 0,
+            emitted: None,
+            flushed_pending: 0,
+            stats: AggregatorStats {
+                offered: 0,
+                recorded: 0,
+                late: 0,
+                flushed: 0,
+                refused: [0; RecordError::ALL.len()],
+            },
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AggregatorConfig {
+        &self.config
+    }
+
+    /// What was offered, recorded, refused (per reason), folded late and flushed.
+    pub fn stats(&self) -> &AggregatorStats {
+        &self.stats
+    }
+
+    /// Series-bucket entries in use (live or awaiting the end of a flush).
+    pub fn len(&self) -> usize {
+        self.occupied
+    }
+
+    /// Whether no entry is in use.
+    pub fn is_empty(&self) -> bool {
+        self.occupied == 0
+    }
+
+    /// Records one sample at `now`. A refused sample comes back with the reason, and is counted.
+    pub fn record<'a>(&mut self, now: Timestamp, sample: Sample<'a>) -> Result<(), Refused<'a>> {
+        self.stats.offered += 1;
+        match self.try_record(now, &sample) {
+            Ok(()) => {
+                self.stats.recorded += 1;
+                Ok(())
+            }
+            Err(error) => {
+                self.stats.refused[error.index()] += 1;
+                Err(Refused { sample, error })
+            }
+        }
+    }
+
+    fn try_record(&mut self, now: Timestamp, sample: &Sample<'_>) -> Result<(), RecordError> {
+        check_key(sample)?;
+        match (sample.kind, sample.value) {
+            (MetricType::Set, Value::Set(_)) => {}
+            (MetricType::Histogram | MetricType::Distribution, Value::Samples(samples)) => {
+                let mut any = false;
+                for member in samples.iter() {
+                    match member {
+                        Member::Num(v) if v.is_finite() => any = true,
+                        Member::Num(_) => return Err(RecordError::NonFinite),
+                        Member::Str(_) => return Err(RecordError::WrongValueKind),
+                    }
+                }
+                if !any {
+                    return Err(RecordError::WrongValueKind);
+                }
+            }
+            (MetricType::Set, Value::Number(_)) | (_, Value::Set(_) | Value::Samples(_)) => {
+                return Err(RecordError::WrongValueKind)
+            }
+            (_, Value::Number(v)) if !v.is_finite() => return Err(RecordError::NonFinite),
+            (_, Value::Number(_)) => {}
+        }
+        let (place, late) = self.locate(now, sample)?;
+        match place {
+            Place::Found(index) => self.update(index, sample)?,
+            Place::Vacant(vacant) => {
+                let initial = self.initial_state(sample)?;
+                self.insert_vacant(vacant, sample, initial)?;
+            }
+        }
+        if late {
+            self.stats.late += 1;
+        }
+        Ok(())
+    }
+
+    /// Merges `partial`, what another aggregator folded for this series (`key`: name, type and
+    /// tags; its `timestamp` picks the bucket, its `value` is ignored), as if its samples had
+    /// been recorded here one by one: sums add, the later gauge wins, histograms and set
+    /// counters merge. Late partials fold into the oldest open bucket, as late samples do.
+    ///
+    /// This is how samples aggregated elsewhere (a DogStatsD listener's memory) join the samples
+    /// of the same series and bucket recorded here: one point. Counted in the stats as one
+    /// sample offered; a refusal changes nothing.
+    pub fn merge(
+        &mut self,
+        now: Timestamp,
+        key: &Sample<'_>,
+        partial: Partial<'_>,
+    ) -> Result<(), RecordError> {
+        self.stats.offered += 1;
+        match self.try_merge(now, key, partial) {
+            Ok(()) => {
+                self.stats.recorded += 1;
+                Ok(())
+            }
+            Err(error) => {
+                self.stats.refused[error.index()] += 1;
+                Err(error)
+            }
+        }
+    }
+
+    fn try_merge(
+        &mut self,
+        now: Timestamp,
+        key: &Sample<'_>,
+        partial: Partial<'_>,
+    ) -> Result<(), RecordError> {
+        check_key(key)?;
+        partial.check(key.kind)?;
+        let (place, late) = self.locate(now, key)?;
+        match place {
+            Place::Found(index) => {
+                // Works on a copy, so a refusal (no free sketch, overflow) changes nothing.
+                let mut state = self.table.0[index].state;
+                self.merge_into(&mut state, partial)?;
+                self.table.0[index].state = state;
+            }
+            Place::Vacant(vacant) => {
+                let mut state = partial.empty_state();
+                self.merge_into(&mut state, partial)?;
+                self.insert_vacant(vacant, key, state)?;
+            }
+        }
+        if late {
+            self.stats.late += 1;
+        }
+        Ok(())
+    }
+}
+
+/// The checks on a sample's name and tags, whatever its value.
+fn check_key(sample: &Sample<'_>) -> Result<(), RecordError> {
+    if sample.name.is_empty() {
+        return Err(RecordError::EmptyName);
+    }
+    if sample.name.len() > MAX_NAME_BYTES {
+        return Err(RecordError::NameTooLong);
+    }
+    if sample.tags.len() > MAX_TAGS {
+        return Err(RecordError::TooManyTags);
+    }
+    if sample.tags.iter().any(|t| t.encoded_len() > MAX_TAG_BYTES) {
+        return Err(RecordError::TagTooLong);
+    }
+    Ok(())
+}
