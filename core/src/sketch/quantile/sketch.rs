@@ -1,31 +1,13 @@
-//! The relative-error quantile sketch ([`QuantileSketch`]) and the exact-then-sketch
-//! [`Histogram`] built on it.
-//!
-//! # Key mapping
-//!
-//! DDSketch's logarithmic mapping with `gamma = 2^(1/35)` (1.0200), computed without any
-//! logarithm: a positive value `x = 2^e * m` (`m` in `[1, 2)`) gets the raw key
-//! `ceil(log_gamma x) = 35 * e + #{ i in 0..35 : 2^(i/35) < m }`, where the 35 thresholds
-//! `2^(i/35)` are a table of 52-bit mantissas built at compile time. A 128-entry table on the top
-//! 7 mantissa bits gives the candidate threshold, and one integer comparison settles it (two
-//! thresholds are never within 1/128 of each other). Integer comparisons on the bit pattern make
-//! the mapping exactly monotone over all finite `f64`:
-//!
-//! - `x >= MIN_POSITIVE` (1e-9): key `raw - raw(1e-9) + 1`, so keys are `>= 1`;
-//! - `|x| < 1e-9`, zero included: key 0 (estimated as 0, an absolute error below 1e-9);
-//! - negative values mirror: `key(-x) = -key(x)`.
-//!
-//! A bin `k` holds the values in `(gamma^(k-1), gamma^k]` and is estimated by its midpoint
-//! `2 * gamma^k / (gamma + 1)`, whose relative error is at most
-//! `(gamma - 1) / (gamma + 1)` = 0.990% ([`RELATIVE_ACCURACY`]) for every value of the bin: the
-//! 1% guarantee with a little room for rounding.
+//! The quantile sketch: [`QuantileSketch`], its bins and exact statistics, the [`SketchParts`] it
+//! is sent as, and [`SketchError`].
 
 use core::fmt;
 
 #[cfg(test)]
 extern crate std;
 
-use crate::limits::{EXACT_SAMPLES, SKETCH_BINS};
+use super::layout::{KeyRange, Layout};
+use super::mapping::{key_of, value_of_key};
 
 /// Why a value was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,137 +30,6 @@ impl fmt::Display for SketchError {
 }
 
 impl core::error::Error for SketchError {}
-
-/// Bins per octave: `gamma = 2^(1/35)`.
-const PER_OCTAVE: i32 = 35;
-/// Smallest magnitude with a logarithmic bin; smaller magnitudes share the zero bin.
-const MIN_POSITIVE: f64 = 1e-9;
-const MANT_BITS: u32 = 52;
-const MANT_MASK: u64 = (1 << MANT_BITS) - 1;
-const EXP_ONE: u64 = 1023 << MANT_BITS;
-/// Bits of the mantissa used to index [`CHUNK_FIRST`].
-const CHUNK_BITS: u32 = 7;
-
-/// `e^x` by its Taylor series (only used at compile time, for `x` in `[0, ln 2)`).
-const fn exp_series(x: f64) -> f64 {
-    // Horner form from the smallest term up: 1 + x (1 + x/2 (1 + x/3 (...))).
-    let mut sum = 1.0;
-    let mut n = 30;
-    while n > 0 {
-        sum = 1.0 + x * sum / n as f64;
-        n -= 1;
-    }
-    sum
-}
-
-/// Mantissa bits of the thresholds `2^(i/35)`, `i = 0..35`, then `2^52` (above every mantissa).
-const THRESHOLDS: [u64; PER_OCTAVE as usize + 1] = {
-    let mut t = [0u64; PER_OCTAVE as usize + 1];
-    let mut i = 1;
-    while i < PER_OCTAVE as usize {
-        let v = exp_series(core::f64::consts::LN_2 * i as f64 / PER_OCTAVE as f64);
-        t[i] = v.to_bits() & MANT_MASK;
-        i += 1;
-    }
-    t[PER_OCTAVE as usize] = 1 << MANT_BITS;
-    t
-};
-
-/// The thresholds as values in `[1, 2)`.
-const THRESHOLD_VALUES: [f64; PER_OCTAVE as usize] = {
-    let mut t = [0f64; PER_OCTAVE as usize];
-    let mut i = 0;
-    while i < PER_OCTAVE as usize {
-        t[i] = f64::from_bits(THRESHOLDS[i] | EXP_ONE);
-        i += 1;
-    }
-    t
-};
-
-/// For each chunk of `2^52 / 128` mantissas: the number of thresholds strictly below the chunk.
-const CHUNK_FIRST: [u8; 1 << CHUNK_BITS] = {
-    let mut lut = [0u8; 1 << CHUNK_BITS];
-    let mut c = 0;
-    while c < lut.len() {
-        let start = (c as u64) << (MANT_BITS - CHUNK_BITS);
-        let mut n = 0;
-        while n < PER_OCTAVE as usize && THRESHOLDS[n] < start {
-            n += 1;
-        }
-        lut[c] = n as u8;
-        c += 1;
-    }
-    lut
-};
-
-/// `gamma`, the ratio between consecutive bin bounds.
-const GAMMA: f64 = THRESHOLD_VALUES[1];
-/// The midpoint of a bin is `hi * 2 / (1 + gamma)`; doubled so that `hi / 2` stays normal.
-const MIDPOINT_FACTOR: f64 = 4.0 / (1.0 + GAMMA);
-
-/// Worst-case relative error of a bin's estimate, `(gamma - 1) / (gamma + 1)` = 0.0099017.
-pub const RELATIVE_ACCURACY: f64 = (GAMMA - 1.0) / (GAMMA + 1.0);
-
-// Checked at compile time: the accuracy target, and at most one threshold per lookup chunk.
-const _: () = {
-    assert!(RELATIVE_ACCURACY < 0.01 && RELATIVE_ACCURACY > 0.0098);
-    let mut i = 1;
-    while i < THRESHOLDS.len() {
-        assert!(THRESHOLDS[i] - THRESHOLDS[i - 1] > 1 << (MANT_BITS - CHUNK_BITS));
-        i += 1;
-    }
-};
-
-/// `ceil(log_gamma a)` for a positive normal `a`.
-#[inline(always)]
-const fn raw_key(a: f64) -> i32 {
-    let bits = a.to_bits();
-    let exponent = (bits >> MANT_BITS) as i32 - 1023;
-    let mant = bits & MANT_MASK;
-    let first = CHUNK_FIRST[(mant >> (MANT_BITS - CHUNK_BITS)) as usize] as usize;
-    let within = first as i32 + (mant > THRESHOLDS[first]) as i32;
-    exponent * PER_OCTAVE + within
-}
-
-/// Raw key of `MIN_POSITIVE`; stored keys are shifted so that it becomes 1.
-const RAW_KEY_MIN: i32 = raw_key(MIN_POSITIVE);
-
-/// The bin key of a finite value (monotone over all finite `f64`).
-#[inline(always)]
-fn key_of(value: f64) -> i32 {
-    let a = value.abs();
-    if a < MIN_POSITIVE {
-        return 0;
-    }
-    let key = raw_key(a) - RAW_KEY_MIN + 1;
-    if value < 0.0 {
-        -key
-    } else {
-        key
-    }
-}
-
-/// `2^n` for `n` in the normal exponent range.
-fn pow2(n: i32) -> f64 {
-    f64::from_bits(((n + 1023) as u64) << MANT_BITS)
-}
-
-/// The estimate of every value in bin `key`: its midpoint `2 * gamma^k / (gamma + 1)`.
-fn value_of_key(key: i32) -> f64 {
-    if key == 0 {
-        return 0.0;
-    }
-    let raw = key.abs() + RAW_KEY_MIN - 1;
-    let exponent = raw.div_euclid(PER_OCTAVE);
-    let within = raw.rem_euclid(PER_OCTAVE) as usize;
-    // hi = 2^exponent * THRESHOLD_VALUES[within]; exponent can be 1024 for the top bin.
-    let v = THRESHOLD_VALUES[within] * MIDPOINT_FACTOR * pow2(exponent - 1);
-    if key < 0 {
-        -v
-    } else {
-        v
-    }
-}
 
 /// A DDSketch-style relative-error quantile sketch in `2 * BINS + 48` bytes.
 ///
@@ -230,7 +81,7 @@ pub struct QuantileSketch<const BINS: usize> {
     /// Each unit of a bin stands for about `2^scale` values.
     scale: u8,
     count: u64,
-    sum: f64,
+    pub(super) sum: f64,
     min: f64,
     max: f64,
 }
@@ -384,10 +235,10 @@ impl<const BINS: usize> QuantileSketch<BINS> {
         Some(self.value_at_rank(rank))
     }
 
-    /// Numpy-style interpolated quantile over the bin units (used by [`Histogram`]): the
-    /// interpolation between two estimates within 1% of two same-signed values is itself within
-    /// 1% of the interpolation of the values.
-    fn quantile_interpolated(&self, q: f64) -> Option<f64> {
+    /// Numpy-style interpolated quantile over the bin units (used by
+    /// [`Histogram`](super::Histogram)): the interpolation between two estimates within 1% of two
+    /// same-signed values is itself within 1% of the interpolation of the values.
+    pub(super) fn quantile_interpolated(&self, q: f64) -> Option<f64> {
         if self.count == 0 || !(0.0..=1.0).contains(&q) {
             return None;
         }
@@ -671,341 +522,19 @@ impl<const BINS: usize> QuantileSketch<BINS> {
     }
 }
 
-/// The lowest and highest key of some bins.
-type KeyRange = (i32, i32);
-
-/// Where the two windows of a [`QuantileSketch`] sit (see its docs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Layout {
-    neg_lo: i32,
-    pos_lo: i32,
-    split: usize,
-}
-
-impl Layout {
-    /// Windows covering the negative key range `neg` and the positive key range `pos`, each
-    /// centred in its share of the free bins; over `BINS` keys in all, the highest `BINS` occupied
-    /// keys are kept.
-    fn plan<const BINS: usize>(neg: Option<KeyRange>, pos: Option<KeyRange>) -> Layout {
-        let bins = BINS as i64;
-        let span = |range: Option<KeyRange>| range.map_or(0, |(lo, hi)| i64::from(hi) - i64::from(lo) + 1);
-        let (n, p) = (span(neg), span(pos));
-        let (split, neg_lo, pos_lo) = if n + p <= bins {
-            let free = bins - n - p;
-            let split = match (neg, pos) {
-                (Some(_), Some(_)) => n + free / 2,
-                (Some(_), None) => bins,
-                (None, _) => 0,
-            };
-            // The negative window ends at key -1 at most, the positive one starts at key 1 at least.
-            let neg_lo = neg.map_or(-split, |(lo, _)| (i64::from(lo) - (split - n) / 2).min(-split));
-            let pos_free = bins - split - p;
-            let pos_lo = pos.map_or(1, |(lo, _)| (i64::from(lo) - pos_free / 2).max(1));
-            (split, neg_lo, pos_lo)
-        } else if let (Some((_, hi)), true) = (pos, p >= bins) {
-            (0, 0, i64::from(hi) - bins + 1)
-        } else {
-            // Only negatives collapse: the positive window keeps its span exactly.
-            let split = bins - p;
-            let neg_hi = neg.map_or(-1, |(_, hi)| i64::from(hi));
-            (split, neg_hi - split + 1, pos.map_or(1, |(lo, _)| i64::from(lo)))
-        };
-        Layout { neg_lo: neg_lo as i32, pos_lo: pos_lo as i32, split: split as usize }
-    }
-
-    /// The key of bin `index`.
-    fn key_at(&self, index: usize) -> i32 {
-        if index < self.split {
-            self.neg_lo + index as i32
-        } else {
-            self.pos_lo + (index - self.split) as i32
-        }
-    }
-
-    /// Whether `key` has a bin of its own.
-    fn contains<const BINS: usize>(&self, key: i32) -> bool {
-        let split = self.split as i64;
-        if key < 0 {
-            (0..split).contains(&(i64::from(key) - i64::from(self.neg_lo)))
-        } else {
-            (0..BINS as i64 - split).contains(&(i64::from(key) - i64::from(self.pos_lo)))
-        }
-    }
-
-    /// The bin of `key`: its own, or the lowest kept bin for a key below the windows (collapsed).
-    /// Monotone in `key`.
-    fn index_of<const BINS: usize>(&self, key: i32) -> usize {
-        let split = self.split as i64;
-        let index = if key < 0 && split > 0 {
-            (i64::from(key) - i64::from(self.neg_lo)).clamp(0, split - 1)
-        } else if key <= 0 || split == BINS as i64 {
-            // Below the lowest window (collapsed), or no window for it (never asked).
-            if key <= 0 {
-                0
-            } else {
-                split - 1
-            }
-        } else {
-            split + (i64::from(key) - i64::from(self.pos_lo)).clamp(0, BINS as i64 - split - 1)
-        };
-        index.clamp(0, BINS as i64 - 1) as usize
-    }
-}
-
-/// A histogram's values: exact up to [`EXACT_SAMPLES`], then a [`QuantileSketch`] in the same
-/// memory (2064 bytes on 64-bit targets).
-///
-/// In exact mode the samples are kept sorted (binary search and a shift on insert, at most
-/// `EXACT_SAMPLES` moves), so [`quantile`](Self::quantile) takes `&self`. Percentiles are numpy's
-/// linear interpolation, computed with the same floating-point operations as the original Python
-/// agent: `idx = (n - 1) * p`; `sorted[idx]` when `idx` is integral, else
-/// `sorted[floor] * (ceil - idx) + sorted[ceil] * (idx - floor)`. After the switch, the same
-/// interpolation runs over the sketch's estimates, so results stay within 1% of numpy's for
-/// same-signed data. `count`, `sum`, `min` and `max` are exact in both modes (the sum in arrival
-/// order; merges add the two sums).
-#[derive(Debug, Clone)]
-pub struct Histogram(Repr);
-
-#[derive(Debug, Clone)]
-enum Repr {
-    Exact { sorted: [f64; EXACT_SAMPLES], len: u16, sum: f64 },
-    Sketch(QuantileSketch<SKETCH_BINS>),
-}
-
-impl Default for Histogram {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Histogram {
-    /// An empty histogram, in exact mode (usable in a `static`).
-    pub const fn new() -> Self {
-        const { assert!(EXACT_SAMPLES >= 1 && EXACT_SAMPLES <= u16::MAX as usize) };
-        Histogram(Repr::Exact { sorted: [0.0; EXACT_SAMPLES], len: 0, sum: 0.0 })
-    }
-
-    /// Records one value. NaN and infinities are refused and change nothing.
-    pub fn insert(&mut self, value: f64) -> Result<(), SketchError> {
-        if !value.is_finite() {
-            return Err(SketchError::NonFinite);
-        }
-        if let Repr::Exact { sorted, len, sum } = &mut self.0 {
-            let n = usize::from(*len);
-            if n < EXACT_SAMPLES {
-                insert_sorted(sorted, n, value);
-                *len += 1;
-                *sum += value;
-                return Ok(());
-            }
-            self.switch_to_sketch();
-        }
-        match &mut self.0 {
-            Repr::Sketch(sketch) => sketch.insert(value),
-            Repr::Exact { .. } => unreachable!("switched to the sketch above"),
-        }
-    }
-
-    /// Moves the exact samples into a sketch, keeping the exact sum.
-    fn switch_to_sketch(&mut self) -> &mut QuantileSketch<SKETCH_BINS> {
-        if let Repr::Exact { sorted, len, sum } = &self.0 {
-            let mut sketch = QuantileSketch::new();
-            for &value in &sorted[..usize::from(*len)] {
-                // Exact samples are finite.
-                let _ = sketch.insert(value);
-            }
-            sketch.sum = *sum;
-            self.0 = Repr::Sketch(sketch);
-        }
-        match &mut self.0 {
-            Repr::Sketch(sketch) => sketch,
-            Repr::Exact { .. } => unreachable!("switched to the sketch above"),
-        }
-    }
-
-    /// The samples, sorted, while the histogram is exact.
-    pub fn exact(&self) -> Option<&[f64]> {
-        match &self.0 {
-            Repr::Exact { sorted, len, .. } => Some(&sorted[..usize::from(*len)]),
-            Repr::Sketch(_) => None,
-        }
-    }
-
-    /// The sketch, once the histogram outgrew its exact samples.
-    pub fn sketch(&self) -> Option<&QuantileSketch<SKETCH_BINS>> {
-        match &self.0 {
-            Repr::Sketch(sketch) => Some(sketch),
-            Repr::Exact { .. } => None,
-        }
-    }
-
-    /// A histogram holding `sketch` (for example rebuilt from the serial link).
-    pub fn from_sketch(sketch: QuantileSketch<SKETCH_BINS>) -> Self {
-        Histogram(Repr::Sketch(sketch))
-    }
-
-    /// Adds `other`'s values. Two exact histograms stay exact while their samples fit.
-    pub fn merge(&mut self, other: &Histogram) {
-        match &other.0 {
-            Repr::Exact { sorted: theirs, len: their_len, sum: their_sum } => {
-                let m = usize::from(*their_len);
-                if let Repr::Exact { sorted, len, sum } = &mut self.0 {
-                    let n = usize::from(*len);
-                    if n + m <= EXACT_SAMPLES {
-                        merge_sorted(sorted, n, &theirs[..m]);
-                        *len += *their_len;
-                        *sum += *their_sum;
-                        return;
-                    }
-                }
-                let sketch = self.switch_to_sketch();
-                let sum = sketch.sum;
-                for &value in &theirs[..m] {
-                    let _ = sketch.insert(value);
-                }
-                sketch.sum = sum + *their_sum;
-            }
-            Repr::Sketch(theirs) => self.switch_to_sketch().merge(theirs),
-        }
-    }
-
-    /// The `p`-quantile by linear interpolation (see the type's docs), or `None` when empty or
-    /// `p` is outside `[0, 1]`.
-    pub fn quantile(&self, p: f64) -> Option<f64> {
-        match &self.0 {
-            Repr::Exact { sorted, len, .. } => {
-                let n = usize::from(*len);
-                if n == 0 || !(0.0..=1.0).contains(&p) {
-                    return None;
-                }
-                let index = (n - 1) as f64 * p;
-                let floor = index as usize;
-                if floor as f64 == index {
-                    return Some(sorted[floor]);
-                }
-                let ceil = floor + 1;
-                Some(sorted[floor] * (ceil as f64 - index) + sorted[ceil] * (index - floor as f64))
-            }
-            Repr::Sketch(sketch) => sketch.quantile_interpolated(p),
-        }
-    }
-
-    /// Values recorded (exact).
-    pub fn count(&self) -> u64 {
-        match &self.0 {
-            Repr::Exact { len, .. } => u64::from(*len),
-            Repr::Sketch(sketch) => sketch.count(),
-        }
-    }
-
-    /// Sum of the values recorded (exact, in arrival order).
-    pub fn sum(&self) -> f64 {
-        match &self.0 {
-            Repr::Exact { sum, .. } => *sum,
-            Repr::Sketch(sketch) => sketch.sum(),
-        }
-    }
-
-    /// Smallest value recorded.
-    pub fn min(&self) -> Option<f64> {
-        match &self.0 {
-            Repr::Exact { sorted, len, .. } => sorted[..usize::from(*len)].first().copied(),
-            Repr::Sketch(sketch) => sketch.min(),
-        }
-    }
-
-    /// Largest value recorded.
-    pub fn max(&self) -> Option<f64> {
-        match &self.0 {
-            Repr::Exact { sorted, len, .. } => sorted[..usize::from(*len)].last().copied(),
-            Repr::Sketch(sketch) => sketch.max(),
-        }
-    }
-
-    /// `sum / count`, or `None` when empty.
-    pub fn avg(&self) -> Option<f64> {
-        let count = self.count();
-        (count > 0).then(|| self.sum() / count as f64)
-    }
-
-    /// Whether the samples are still kept exactly.
-    pub fn is_exact(&self) -> bool {
-        matches!(self.0, Repr::Exact { .. })
-    }
-
-    /// Forgets every value and returns to exact mode.
-    pub fn clear(&mut self) {
-        *self = Self::new();
-    }
-}
-
-/// Inserts `value` into the sorted `buf[..n]` (after equal values); `n < buf.len()`.
-fn insert_sorted(buf: &mut [f64], n: usize, value: f64) {
-    let at = buf[..n].partition_point(|&v| v <= value);
-    buf.copy_within(at..n, at + 1);
-    buf[at] = value;
-}
-
-/// Merges the sorted `theirs` into the sorted `buf[..n]`, from the back, in place.
-fn merge_sorted(buf: &mut [f64], n: usize, theirs: &[f64]) {
-    let (mut i, mut j, mut k) = (n, theirs.len(), n + theirs.len());
-    while j > 0 {
-        if i > 0 && buf[i - 1] > theirs[j - 1] {
-            buf[k - 1] = buf[i - 1];
-            i -= 1;
-        } else {
-            buf[k - 1] = theirs[j - 1];
-            j -= 1;
-        }
-        k -= 1;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     extern crate std;
 
     use super::*;
+    use crate::limits::SKETCH_BINS;
+    use crate::sketch::quantile::test_support::{positive, sorted, within_one_percent, Rng, Sketch};
     use proptest::prelude::*;
     use std::vec::Vec;
-
-    type Sketch = QuantileSketch<SKETCH_BINS>;
-
-    /// splitmix64: a small deterministic generator for test data.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-
-        /// Uniform in `[0, 1)`.
-        fn unit(&mut self) -> f64 {
-            (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-        }
-    }
-
-    fn next_up(x: f64) -> f64 {
-        assert!(x > 0.0);
-        f64::from_bits(x.to_bits() + 1)
-    }
-
-    fn next_down(x: f64) -> f64 {
-        assert!(x > 0.0);
-        f64::from_bits(x.to_bits() - 1)
-    }
 
     /// `sorted[floor(q * (n - 1))]`: the rank convention of `QuantileSketch::quantile`.
     fn lower_rank(sorted: &[f64], q: f64) -> f64 {
         sorted[(q * (sorted.len() - 1) as f64) as usize]
-    }
-
-    fn within_one_percent(estimate: f64, truth: f64) -> bool {
-        (estimate - truth).abs() <= 0.01 * truth.abs()
     }
 
     fn sketch_of(values: &[f64]) -> Sketch {
@@ -1014,104 +543,6 @@ mod tests {
             sketch.insert(v).unwrap();
         }
         sketch
-    }
-
-    fn sorted(values: &[f64]) -> Vec<f64> {
-        let mut sorted = values.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        sorted
-    }
-
-    #[test]
-    fn mapping_tables_are_consistent() {
-        // gamma = 2^(1/35), and the accuracy is just under 1%.
-        assert!((std::primitive::f64::powi(GAMMA, 35) - 2.0).abs() < 1e-12);
-        // Thresholds strictly increase, never two in one chunk of the lookup table.
-        for pair in THRESHOLDS.windows(2) {
-            assert!(pair[1] - pair[0] > 1 << (MANT_BITS - CHUNK_BITS));
-        }
-        for (i, &t) in THRESHOLD_VALUES.iter().enumerate() {
-            let exact = std::primitive::f64::exp2(i as f64 / 35.0);
-            assert!((t - exact).abs() <= 2.0 * f64::EPSILON, "{i}: {t} vs {exact}");
-        }
-        assert_eq!(key_of(MIN_POSITIVE), 1);
-        assert_eq!(key_of(next_down(MIN_POSITIVE)), 0);
-        assert_eq!(key_of(0.0), 0);
-        assert_eq!(key_of(-0.0), 0);
-        assert_eq!(key_of(-MIN_POSITIVE), -1);
-        assert!(key_of(f64::MAX) > 0 && key_of(f64::MAX) < 40_000);
-        assert!(value_of_key(key_of(f64::MAX)).is_finite());
-    }
-
-    #[test]
-    fn keys_match_the_exact_logarithm() {
-        let mut rng = Rng(1);
-        for _ in 0..20_000 {
-            let x = std::primitive::f64::exp2(rng.unit() * 120.0 - 30.0);
-            let exact = std::primitive::f64::ceil(std::primitive::f64::log2(x) * 35.0) as i32;
-            let ours = raw_key(x);
-            // Equal except within rounding of a bin boundary.
-            assert!((ours - exact).abs() <= 1, "{x}");
-            if ours != exact {
-                let bound = std::primitive::f64::exp2(f64::from(ours.min(exact)) / 35.0);
-                assert!((x / bound - 1.0).abs() < 1e-12, "{x}");
-            }
-        }
-    }
-
-    #[test]
-    fn keys_are_monotone_across_boundaries_and_signs() {
-        let mut values = Vec::new();
-        for exponent in [-40, -31, -30, -29, -1, 0, 1, 20, 1023] {
-            for &t in &THRESHOLD_VALUES {
-                let b = t * std::primitive::f64::exp2(f64::from(exponent));
-                if b.is_finite() && b > 0.0 {
-                    values.extend([next_down(b), b, next_up(b)]);
-                }
-            }
-        }
-        values.extend([0.0, f64::MIN_POSITIVE, 5e-324, MIN_POSITIVE, next_down(MIN_POSITIVE), f64::MAX]);
-        let negatives: Vec<f64> = values.iter().map(|v| -v).collect();
-        values.extend(negatives);
-        values.sort_by(f64::total_cmp);
-        for pair in values.windows(2) {
-            assert!(key_of(pair[0]) <= key_of(pair[1]), "{} {}", pair[0], pair[1]);
-        }
-        // A boundary is the top of its bin: the next value up starts a new one.
-        let b = THRESHOLD_VALUES[7];
-        assert_eq!(key_of(next_down(b)), key_of(b));
-        assert_eq!(key_of(next_up(b)), key_of(b) + 1);
-    }
-
-    #[test]
-    fn every_value_is_within_accuracy_of_its_bin_estimate() {
-        let check = |x: f64| {
-            let estimate = value_of_key(key_of(x));
-            let error = (estimate - x).abs() / x.abs();
-            assert!(error <= RELATIVE_ACCURACY * (1.0 + 1e-9), "{x}: {estimate} ({error})");
-            assert!(error <= 0.01);
-        };
-        // Both ends of every bin in a range of octaves, including the extremes of f64.
-        for exponent in (-30..=1023).step_by(7).chain([-30, 1022, 1023]) {
-            for &t in &THRESHOLD_VALUES {
-                let hi = t * std::primitive::f64::exp2(f64::from(exponent));
-                if hi >= MIN_POSITIVE && hi.is_finite() {
-                    check(hi);
-                    check(next_up(hi));
-                    check(-hi);
-                }
-            }
-        }
-        check(f64::MAX);
-        check(MIN_POSITIVE);
-        // Random values over every magnitude from 1e-9 up.
-        let mut rng = Rng(7);
-        for _ in 0..100_000 {
-            let x = std::primitive::f64::exp2(rng.unit() * 1050.0 - 29.8);
-            if x.is_finite() {
-                check(x);
-            }
-        }
     }
 
     /// p50/p95/p99 (and a few more) of the sketch against an exact sort.
@@ -1285,24 +716,9 @@ mod tests {
         assert_eq!(std::format!("{}", SketchError::NonFinite), "value is NaN or infinite");
     }
 
-    #[test]
-    fn sizes_fit_the_budget() {
-        assert!(core::mem::size_of::<Sketch>() <= 2048);
-        assert_eq!(core::mem::size_of::<Sketch>(), 2048);
-        assert!(core::mem::size_of::<Histogram>() <= 2048 + 64);
-        assert_eq!(core::mem::size_of::<Histogram>(), 2064);
-        static EMPTY: QuantileSketch<SKETCH_BINS> = QuantileSketch::new();
-        static EMPTY_HISTOGRAM: Histogram = Histogram::new();
-        assert_eq!(EMPTY.count() + EMPTY_HISTOGRAM.count(), 0);
-    }
-
     fn ints() -> impl Strategy<Value = Vec<f64>> {
         // Integers (and their negatives) so that sums are exact in any order.
         proptest::collection::vec((-1_000_000i32..1_000_000).prop_map(f64::from), 0..300)
-    }
-
-    fn positive() -> impl Strategy<Value = Vec<f64>> {
-        proptest::collection::vec((1u32..1_000_000_000).prop_map(|v| f64::from(v) * 1e-6), 0..300)
     }
 
     /// Both signs and zeros, magnitudes 1e-2..1e2: about 930 keys, no collapse.
@@ -1334,13 +750,6 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(128))]
-
-        #[test]
-        fn keys_are_monotone(a in any::<f64>(), b in any::<f64>()) {
-            prop_assume!(a.is_finite() && b.is_finite());
-            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-            prop_assert!(key_of(lo) <= key_of(hi));
-        }
 
         #[test]
         fn merge_equals_inserting_everything(a in positive(), b in positive()) {
@@ -1407,147 +816,6 @@ mod tests {
                 if key_of(truth) > lowest_kept {
                     prop_assert!(within_one_percent(sketch.quantile(q).unwrap(), truth),
                         "q={} lowest kept {}", q, lowest_kept);
-                }
-            }
-        }
-    }
-
-    // Histogram.
-
-    fn histogram_of(values: &[f64]) -> Histogram {
-        let mut h = Histogram::new();
-        for &v in values {
-            h.insert(v).unwrap();
-        }
-        h
-    }
-
-    /// The original agent's percentile, computed from a full sort.
-    fn numpy_percentile(values: &[f64], p: f64) -> f64 {
-        let sorted = sorted(values);
-        let index = (sorted.len() - 1) as f64 * p;
-        let (floor, ceil) = (std::primitive::f64::floor(index), std::primitive::f64::ceil(index));
-        if floor == ceil {
-            return sorted[index as usize];
-        }
-        sorted[floor as usize] * (ceil - index) + sorted[ceil as usize] * (index - floor)
-    }
-
-    #[test]
-    fn histogram_exact_percentiles_match_python() {
-        let h = histogram_of(&[10.0, 3.0, 1.0, 2.0, 9.0, 8.0, 7.0, 6.0, 5.0, 4.0]);
-        assert_eq!(h.quantile(0.5), Some(5.5));
-        assert_eq!(h.quantile(0.75), Some(7.75));
-        assert_eq!(h.quantile(0.9), Some(9.1));
-        assert_eq!(h.quantile(0.95), Some(9.549999999999999));
-        assert_eq!(h.quantile(0.99), Some(9.91));
-        assert_eq!(h.quantile(0.0), Some(1.0));
-        assert_eq!(h.quantile(1.0), Some(10.0));
-        assert_eq!(h.avg(), Some(5.5));
-        let h = histogram_of(&[3.0, 1.0, 2.0, 1.0, 2.0, 3.0, 1.0, 2.0]);
-        assert_eq!(h.quantile(0.5), Some(2.0));
-        assert_eq!(h.quantile(0.95), Some(3.0));
-        let h = histogram_of(&[5.0]);
-        for p in [0.0, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0] {
-            assert_eq!(h.quantile(p), Some(5.0));
-        }
-        assert_eq!((h.count(), h.sum(), h.min(), h.max()), (1, 5.0, Some(5.0), Some(5.0)));
-        let empty = Histogram::new();
-        assert_eq!((empty.quantile(0.5), empty.avg(), empty.min()), (None, None, None));
-    }
-
-    #[test]
-    fn histogram_switches_to_the_sketch_keeping_stats_exact() {
-        let mut rng = Rng(11);
-        let values: Vec<f64> = (0..5_000).map(|_| 0.001 + rng.unit() * 3.7).collect();
-        let mut h = Histogram::new();
-        let mut sum = 0.0;
-        for (i, &v) in values.iter().enumerate() {
-            h.insert(v).unwrap();
-            sum += v;
-            assert_eq!(h.is_exact(), i < EXACT_SAMPLES);
-            assert_eq!(h.sum(), sum);
-            assert_eq!(h.count(), i as u64 + 1);
-            if i == EXACT_SAMPLES - 1 || i == EXACT_SAMPLES {
-                let seen = &values[..=i];
-                let min = seen.iter().copied().fold(f64::INFINITY, f64::min);
-                let max = seen.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                assert_eq!((h.min(), h.max()), (Some(min), Some(max)));
-            }
-        }
-        assert_eq!(h.avg(), Some(sum / 5_000.0));
-        for p in [0.5, 0.75, 0.9, 0.95, 0.99] {
-            let truth = numpy_percentile(&values, p);
-            assert!(within_one_percent(h.quantile(p).unwrap(), truth), "p={p}");
-        }
-        assert_eq!(h.insert(f64::NAN), Err(SketchError::NonFinite));
-        assert_eq!(h.count(), 5_000);
-        h.clear();
-        assert!(h.is_exact() && h.count() == 0);
-    }
-
-    #[test]
-    fn histogram_merges() {
-        let a: Vec<f64> = (0..100).map(f64::from).collect();
-        let b: Vec<f64> = (50..200).map(|i| f64::from(i) * 0.5).collect();
-        let c: Vec<f64> = (0..1000).map(|i| f64::from(i) + 0.25).collect();
-        let all_ab: Vec<f64> = a.iter().chain(&b).copied().collect();
-        // Exact + exact, fits.
-        let mut h = histogram_of(&a);
-        h.merge(&histogram_of(&b));
-        assert!(h.is_exact());
-        let direct = histogram_of(&all_ab);
-        for p in [0.0, 0.1, 0.5, 0.95, 0.99, 1.0] {
-            assert_eq!(h.quantile(p), direct.quantile(p));
-        }
-        assert_eq!((h.count(), h.sum(), h.min(), h.max()), (250, direct.sum(), Some(0.0), Some(99.5)));
-        // Exact + exact, overflows; exact + sketch; sketch + exact; sketch + sketch.
-        let mut over = histogram_of(&all_ab);
-        over.merge(&histogram_of(&all_ab));
-        assert!(!over.is_exact());
-        assert_eq!((over.count(), over.sum()), (500, 2.0 * direct.sum()));
-        for (left, right) in [(&a, &c), (&c, &a), (&c, &c)] {
-            let mut h = histogram_of(left);
-            h.merge(&histogram_of(right));
-            let all: Vec<f64> = left.iter().chain(right.iter()).copied().collect();
-            assert!(!h.is_exact());
-            assert_eq!(h.count(), all.len() as u64);
-            assert_eq!(h.sum(), all.iter().sum::<f64>());
-            assert_eq!(h.min(), Some(if left == &c && right == &c { 0.25 } else { 0.0 }));
-            assert_eq!(h.max(), Some(999.25));
-            for p in [0.5, 0.9, 0.95, 0.99] {
-                assert!(within_one_percent(h.quantile(p).unwrap(), numpy_percentile(&all, p)), "p={p}");
-            }
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
-
-        #[test]
-        fn histogram_exact_mode_is_numpy(
-            values in proptest::collection::vec(-1e6f64..1e6, 1..=EXACT_SAMPLES),
-            p in 0.0f64..=1.0,
-        ) {
-            let h = histogram_of(&values);
-            prop_assert!(h.is_exact());
-            prop_assert_eq!(h.quantile(p), Some(numpy_percentile(&values, p)));
-        }
-
-        #[test]
-        fn histogram_merge_is_commutative(a in positive(), b in positive()) {
-            let (ha, hb) = (histogram_of(&a), histogram_of(&b));
-            let mut ab = ha.clone();
-            ab.merge(&hb);
-            let mut ba = hb.clone();
-            ba.merge(&ha);
-            prop_assert_eq!(ab.count(), ba.count());
-            prop_assert_eq!(ab.sum(), ba.sum());
-            prop_assert_eq!(ab.min(), ba.min());
-            prop_assert_eq!(ab.max(), ba.max());
-            if ab.is_exact() {
-                for p in [0.5, 0.95, 0.99] {
-                    prop_assert_eq!(ab.quantile(p), ba.quantile(p));
                 }
             }
         }
