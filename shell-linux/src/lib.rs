@@ -3,6 +3,8 @@
 //! and ships them, with the logs, to Datadog or any Datadog-compatible backend.
 //!
 //! Layers:
+//! - [`limits`]: every fixed capacity of the agent (pages, batches, buffers, payload limits), with
+//!   what each bounds, what it costs and why that number.
 //! - [`config`]: the environment (the original's variables, same defaults) into a [`config::Config`].
 //! - [`store`]: the [`store::Store`] trait, over Redis ([`store::redis`]) or redb ([`store::embedded`]).
 //! - [`dispatch`]: HTTP to Datadog: compression, status handling, splitting, bisecting, backoff.
@@ -17,6 +19,7 @@ pub mod collect;
 pub mod config;
 pub mod dispatch;
 pub mod dogstatsd;
+pub mod limits;
 pub mod logging;
 pub mod notify;
 pub mod pipeline;

@@ -19,21 +19,17 @@ use chouette_core::MetricType;
 
 use crate::dispatch::{DestinationStats, Disposition, Outcome, Report};
 use crate::dogstatsd::memory::{Memory, Merged};
-use crate::store::{
-    AggregationCommit, DeadRecord, NewRecord, Queue, Record, Store, StoreError, MAX_PAGE_BYTES,
+use crate::limits::{
+    MAX_LATENCIES, MAX_PAGE_BYTES, MAX_RAW_PER_STEP, RAW_PAGE, SMALL_STEP_KEY_BYTES, SMALL_STEP_RECORDS,
+    SMALL_STEP_SERIES, SMALL_STEP_SKETCHES, STEP_KEY_BYTES, STEP_SERIES, STEP_SKETCHES,
 };
-
-/// Most raw records one aggregation step commits. The step reads them in pages of
-/// [`RAW_PAGE`], keeping only their ids (about 40 bytes each) until the commit.
-///
-/// A bucket holding more raw records than this is committed in several steps; the records after
-/// the first step's share are then late and folded into the next bucket (counted as late).
-pub const MAX_RAW_PER_STEP: usize = 100_000;
+use crate::store::{AggregationCommit, DeadRecord, NewRecord, Queue, Record, Store, StoreError};
 
 /// The step's aggregator: 32,768 series-buckets (a bucket's app series plus the DogStatsD
 /// listener's contexts, `DOGSTATSD_MAX_CONTEXTS`), 1024 pooled sketches, 2 MiB of names and
-/// tags: about 7.3 MB, allocated for a run of steps and freed when idle.
-pub type StepAggregator = Aggregator<32768, 1024, { 2 << 20 }>;
+/// tags: about 7.3 MB, allocated for a run of steps and freed when idle. Its sizes are in
+/// [`crate::limits`].
+pub type StepAggregator = Aggregator<STEP_SERIES, STEP_SKETCHES, STEP_KEY_BYTES>;
 
 /// The step's aggregator when the raw queue holds at most [`SMALL_STEP_RECORDS`] records and the
 /// DogStatsD listener nothing (the agent's own self-metrics, a collector's samples): 256
@@ -41,22 +37,7 @@ pub type StepAggregator = Aggregator<32768, 1024, { 2 << 20 }>;
 /// [`StepAggregator`] touches its 7.3 MB (on a thread's stack, then on the heap): about 8 ms of
 /// CPU, at every aggregation tick of an idle agent. A step it has no room for is done again by
 /// the full one.
-pub type SmallStepAggregator = Aggregator<SMALL_STEP_SERIES, 16, 32768>;
-
-/// [`SmallStepAggregator`]'s series-buckets.
-pub const SMALL_STEP_SERIES: usize = 256;
-
-/// Most raw records queued for a step to use [`SmallStepAggregator`] (one series each at most).
-pub const SMALL_STEP_RECORDS: u64 = SMALL_STEP_SERIES as u64;
-
-/// Raw records read per round trip within a step. 5,000 drained a 300k backlog faster than
-/// 10,000 and 2,500 (203-220k records/s against 155-192k and 147-150k: the static build on
-/// `scripts/bench-agent.sh`'s backlog, side by side), and the pages read ahead hold half the
-/// memory: the agent idle after that drain at 10.0 MB instead of 12.8.
-pub const RAW_PAGE: usize = 5_000;
-
-/// Most log records per release request (the intake's limit is 1000 entries).
-pub const LOGS_PER_BATCH: usize = 1000;
+pub type SmallStepAggregator = Aggregator<SMALL_STEP_SERIES, SMALL_STEP_SKETCHES, SMALL_STEP_KEY_BYTES>;
 
 /// Counters the agent reports as self-metrics and in `chouette status`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -99,9 +80,6 @@ pub struct Counters {
     /// [`MAX_LATENCIES`] each), sent as the `chouette.dispatch.request.time` histogram.
     pub latencies: BTreeMap<&'static str, Vec<f64>>,
 }
-
-/// Most request durations kept per destination between two reports.
-pub const MAX_LATENCIES: usize = 1000;
 
 impl Counters {
     /// Keeps `durations_ms` of requests to `destination` for the next self-metrics.

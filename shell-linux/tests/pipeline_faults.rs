@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use chouette_agent::limits;
 use chouette_agent::pipeline::{self, Aggregation, Counters, StepOutcome};
 use chouette_agent::store::redis::{RedisStore, RedisTimeouts};
 use chouette_agent::store::{Queue, Record, Store, StoreError};
@@ -207,7 +208,7 @@ fn a_read_failing_between_two_pages_counts_the_first_page_once() {
     let redis = RedisServer::start();
     let mut con = redis.client();
     let b = bucket();
-    let n = pipeline::RAW_PAGE + 5000;
+    let n = limits::RAW_PAGE + 5000;
     let records: Vec<_> = (0..n)
         .map(|i| {
             let ts = b + (i % 10) as f64;
@@ -215,7 +216,7 @@ fn a_read_failing_between_two_pages_counts_the_first_page_once() {
         })
         .collect();
     write_raw(&mut con, &records);
-    let mut store = FailingPage { inner: store(&redis), fail_at_offset: Some(pipeline::RAW_PAGE) };
+    let mut store = FailingPage { inner: store(&redis), fail_at_offset: Some(limits::RAW_PAGE) };
     let mut agg = aggregation();
     let mut counters = Counters::default();
     assert!(agg.step(&mut store, now(), &mut counters).is_err());
@@ -313,7 +314,7 @@ fn records_too_large_to_load_are_dead_lettered_whole_and_pages_stay_bounded() {
     let mut store = store(&redis);
     let page = store.read_page(Queue::RawMetrics, f64::INFINITY, 0, 10_000).unwrap();
     let loaded: usize = page.iter().filter_map(|r| r.value.as_ref()).map(Vec::len).sum();
-    assert!(page.len() < 200 && loaded <= chouette_agent::store::MAX_PAGE_BYTES, "{} {loaded}", page.len());
+    assert!(page.len() < 200 && loaded <= chouette_agent::limits::MAX_PAGE_BYTES, "{} {loaded}", page.len());
     let big = page.iter().find(|r| r.id == b"big-0005").expect("big-0005 is in the first page");
     assert!(big.value.is_none());
     assert_eq!(big.oversize, Some(oversize_value.len() as u64));

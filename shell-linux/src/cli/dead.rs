@@ -6,7 +6,7 @@
 //! their original id, score and exact bytes, and `chouette dead purge` deletes them.
 //!
 //! Both page through a dead-letter queue with a cursor ([`Store::scan`], pages of about
-//! [`PAGE_BYTES`], never the whole queue) and move each page with [`Store::redrive`]: one atomic step
+//! [`DEAD_PAGE_BYTES`], never the whole queue) and move each page with [`Store::redrive`]: one atomic step
 //! that moves a record only if the dead-letter queue still holds it unchanged, so a crash or a
 //! concurrent run never loses nor duplicates a record.
 //!
@@ -18,19 +18,8 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use super::CliError;
+use crate::limits::{DEAD_MAX_PAGE_RECORDS, DEAD_PAGE_BYTES, DEAD_PAGE_RECORDS};
 use crate::store::{DeadMove, NewRecord, Queue, Record, Store, StoreError};
-
-/// Records read (and moved) in the first step. Later steps double while a page holds less than
-/// [`PAGE_BYTES`] / 2 and halve when it holds more than twice that, between 1 and
-/// [`MAX_PAGE_RECORDS`]: small records move in few large batches (one fsync each with the
-/// embedded store), and 1 MiB logs a few at a time.
-pub const PAGE_RECORDS: usize = 16;
-
-/// The most records one step reads and moves.
-pub const MAX_PAGE_RECORDS: usize = 4096;
-
-/// The bytes (ids and envelopes) one step aims at: what `chouette dead` holds in memory.
-pub const PAGE_BYTES: usize = 4 << 20;
 
 /// Records `chouette dead list` prints after the summary, unless `--limit` says otherwise.
 pub const DEFAULT_LIMIT: usize = 20;
@@ -423,16 +412,16 @@ fn for_each_page(
     mut each: impl FnMut(&mut dyn Store, Vec<Record>) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     let mut after: Option<(f64, Vec<u8>)> = None;
-    let mut size = PAGE_RECORDS;
+    let mut size = DEAD_PAGE_RECORDS;
     loop {
         let page = store.scan(dead, after.as_ref().map(|(s, id)| (*s, id.as_slice())), size)?;
         // Until an empty page: a short page is not the end when records moved meanwhile.
         let Some(last) = page.last() else { return Ok(()) };
         after = Some((last.score, last.id.clone()));
         let bytes: usize = page.iter().map(|r| r.id.len() + r.value.as_ref().map_or(0, Vec::len)).sum();
-        if bytes < PAGE_BYTES / 2 && page.len() == size {
-            size = (size * 2).min(MAX_PAGE_RECORDS);
-        } else if bytes > PAGE_BYTES * 2 {
+        if bytes < DEAD_PAGE_BYTES / 2 && page.len() == size {
+            size = (size * 2).min(DEAD_MAX_PAGE_RECORDS);
+        } else if bytes > DEAD_PAGE_BYTES * 2 {
             size = (size / 2).max(1);
         }
         each(store, page)?;

@@ -2,7 +2,7 @@
 //! with a minimal HTTP/1.1 client and timeouts.
 //!
 //! `GET /containers/json`, then `GET /containers/{id}/stats?stream=false&one-shot=true` per
-//! container on a small bounded pool ([`POOL`] threads). `one-shot` (API ≥ 1.41) skips the
+//! container on a small bounded pool ([`DOCKER_POOL`] threads). `one-shot` (API ≥ 1.41) skips the
 //! second sample the daemon otherwise waits ~1 s for; older daemons ignore it.
 //!
 //! | metric | value | tags | unit |
@@ -18,15 +18,10 @@ use std::time::{Duration, Instant};
 use super::json::{Json, JsonDoc};
 use super::{CollectError, Collector, PluginConfigError, PluginVars, Point};
 use crate::config::vars;
-
-/// Most concurrent stats requests.
-pub const POOL: usize = 4;
+use crate::limits::{DOCKER_MAX_BODY_BYTES, DOCKER_POOL};
 
 /// Per-request timeout.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Largest response body read (a stats document is a few KB; a list of many containers more).
-pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 /// The `docker` collector's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +105,7 @@ impl Collector for Docker {
         let mut out = Vec::new();
         let mut failed = 0usize;
         let this = &*self;
-        for chunk in ids.chunks(POOL) {
+        for chunk in ids.chunks(DOCKER_POOL) {
             let results: Vec<_> = std::thread::scope(|scope| {
                 let handles: Vec<_> = chunk
                     .iter()
@@ -177,7 +172,7 @@ pub fn http_get_unix(socket: &Path, target: &str, timeout: Duration) -> std::io:
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
-        if raw.len() > MAX_BODY_BYTES + 64 * 1024 {
+        if raw.len() > DOCKER_MAX_BODY_BYTES + 64 * 1024 {
             return Err(bad("docker response too large"));
         }
         if let Some(done) = complete_response(&raw)? {
@@ -239,7 +234,7 @@ fn complete_response(raw: &[u8]) -> std::io::Result<Option<(u16, Vec<u8>)>> {
         return Ok(dechunk(body)?.map(|b| (status, b)));
     }
     match length {
-        Some(n) if n > MAX_BODY_BYTES => Err(bad("docker body too large")),
+        Some(n) if n > DOCKER_MAX_BODY_BYTES => Err(bad("docker body too large")),
         Some(n) if body.len() >= n => Ok(Some((status, body[..n].to_vec()))),
         _ => Ok(None),
     }
@@ -253,7 +248,7 @@ fn dechunk(mut body: &[u8]) -> std::io::Result<Option<Vec<u8>>> {
         let size_text = std::str::from_utf8(&body[..eol]).map_err(|_| bad("bad chunk size"))?;
         let size_text = size_text.split(';').next().unwrap_or("").trim();
         let size = usize::from_str_radix(size_text, 16).map_err(|_| bad("bad chunk size"))?;
-        if size > MAX_BODY_BYTES || out.len() + size > MAX_BODY_BYTES {
+        if size > DOCKER_MAX_BODY_BYTES || out.len() + size > DOCKER_MAX_BODY_BYTES {
             return Err(bad("docker body too large"));
         }
         let rest = &body[eol + 2..];

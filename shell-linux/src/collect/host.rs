@@ -20,6 +20,7 @@ use chouette_boards::linux::{self, CpuTimes, StatVfs};
 
 use super::{under, CollectError, Collector, PluginConfigError, PluginVars, Point};
 use crate::config::vars;
+use crate::limits::HOST_MAX_PATH_BYTES;
 
 /// Where filesystem sizes come from: the real `statvfs` or a test double.
 pub type StatFs = fn(&Path) -> std::io::Result<StatVfs>;
@@ -36,9 +37,6 @@ pub fn statvfs(path: &Path) -> std::io::Result<StatVfs> {
         f_ffree: s.f_ffree,
     })
 }
-
-/// Longest mount point or device name decoded (`PATH_MAX`); a longer one is used as written.
-const PATH_MAX: usize = 4096;
 
 /// The metric groups `HOST_COLLECTOR_METRICS` may name.
 pub const GROUPS: [&str; 5] = ["cpu", "fs", "la", "ram", "network"];
@@ -106,7 +104,7 @@ impl Host {
         let filesystems = self.read("/proc/filesystems").ok();
         let mut seen = BTreeSet::new();
         let mut failures = Vec::new();
-        let (mut device_buf, mut path_buf) = ([0u8; PATH_MAX], [0u8; PATH_MAX]);
+        let (mut device_buf, mut path_buf) = ([0u8; HOST_MAX_PATH_BYTES], [0u8; HOST_MAX_PATH_BYTES]);
         for mount in linux::mounts(&mounts) {
             let is_physical = match &filesystems {
                 Some(list) => linux::is_physical_listed(&mount, list),

@@ -24,12 +24,10 @@ use std::time::Duration;
 use super::json::{Json, JsonDoc};
 use super::{CollectError, Collector, PluginConfigError, PluginVars, Point};
 use crate::config::vars::{self, Var};
+use crate::limits::K8S_MAX_BODY_BYTES;
 
 /// The request timeout (the original's 5 s).
 pub const TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Largest summary read.
-pub const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Which metrics to emit.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -122,7 +120,7 @@ impl K8s {
         };
         let mut body = Vec::new();
         std::io::Read::read_to_end(
-            &mut std::io::Read::take(response.into_reader(), MAX_BODY_BYTES),
+            &mut std::io::Read::take(response.into_reader(), K8S_MAX_BODY_BYTES),
             &mut body,
         )
         .map_err(|e| CollectError::io(self.url.clone(), e))?;

@@ -37,19 +37,10 @@ use super::output::{Encoding, Framing, Limits, Output};
 use super::{Destination, DispatchConfig};
 use crate::collect::json::{Json, JsonDoc};
 use crate::config::Config;
-
-/// Largest event, as encoded: 1 MiB, what the store loads of one record of its queue. A
-/// DogStatsD event is one datagram (8 KiB by default, `DOGSTATSD_BUFFER_SIZE`); Datadog keeps
-/// 4000 characters of its text.
-pub const EVENT_MAX_BYTES: usize = 1024 * 1024;
-/// Largest service checks payload before compression: 4 MiB, the Agent's
-/// `serializer_max_uncompressed_payload_size`.
-pub const SERVICE_CHECKS_MAX_UNCOMPRESSED_BYTES: usize = 4 * 1024 * 1024;
-/// Largest service checks payload after compression: 2.5 MiB, the Agent's
-/// `serializer_max_payload_size`.
-pub const SERVICE_CHECKS_MAX_COMPRESSED_BYTES: usize = 2_621_440;
-/// Most service checks in one payload: 1000 (about 200 KB), so a retried payload stays small.
-pub const SERVICE_CHECKS_MAX_ENTRIES: usize = 1000;
+use crate::limits::{
+    EVENT_MAX_BYTES, SERVICE_CHECKS_MAX_COMPRESSED_BYTES, SERVICE_CHECKS_MAX_ENTRIES,
+    SERVICE_CHECKS_MAX_UNCOMPRESSED_BYTES,
+};
 
 /// Whether the agent sends DogStatsD events and service checks anywhere: when Datadog is an
 /// output (`API_KEY` or `DATADOG_URL` set, or a dry run with no other output), exactly when the

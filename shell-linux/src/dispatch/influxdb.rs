@@ -17,9 +17,10 @@
 use chouette_core::wire::line::encode_lines;
 
 use super::output::{encode_wrapped_entry, Encoding, Entries, Framing, Limits, Output};
-use super::{Destination, DispatchConfig, Verdict, DEFAULT_SERIES_MAX_UNCOMPRESSED_BYTES};
+use super::{Destination, DispatchConfig, Verdict};
 use crate::collect::json::{Json, JsonDoc};
 use crate::config::{InfluxApi, InfluxConfig};
+use crate::limits::DEFAULT_SERIES_MAX_UNCOMPRESSED_BYTES;
 
 /// Wrapped metrics to InfluxDB.
 pub struct InfluxOutput {

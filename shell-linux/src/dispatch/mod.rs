@@ -58,32 +58,21 @@ pub use output::{Encoding, Entries, Framing, Limits, Output};
 pub use settle::{settle, Disposition, Outcome, Settler, Verdict};
 pub use transport::{
     inflate, DryRunTransport, HttpResponse, Transport, TransportError, TransportSetupError, UreqTransport,
-    MAX_RESPONSE_BODY_BYTES,
 };
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use chouette_core::limits::V1_MAX_COMPRESSED_BYTES;
 use chouette_core::wire::series::{SeriesLimits, EMPTY_PAYLOAD_BYTES};
 use chouette_core::wire::wrapped::MAX_POINTS;
 use chouette_core::wire::{zlib, ParseError};
 
 use crate::config::{redact_url, Config, LogsApi, Secret};
+use crate::limits::{
+    DEFAULT_LOGS_MAX_BYTES, DEFAULT_LOGS_MAX_ENTRIES, DEFAULT_LOG_MAX_ENTRY_BYTES,
+    DEFAULT_SERIES_MAX_COMPRESSED_BYTES, DEFAULT_SERIES_MAX_UNCOMPRESSED_BYTES,
+};
 use crate::store::{Queue, Record};
-
-/// Default largest series payload before compression: 5 MB. Far under v1's 62 MiB, so a payload
-/// that must be retried stays small on a slow uplink; 10,000 points are about 1 MB.
-pub const DEFAULT_SERIES_MAX_UNCOMPRESSED_BYTES: usize = 5_000_000;
-/// Largest series payload after compression: v1's 3.2 MB.
-pub const DEFAULT_SERIES_MAX_COMPRESSED_BYTES: usize = V1_MAX_COMPRESSED_BYTES;
-/// Logs intake: largest payload before compression, 5 MB.
-pub const DEFAULT_LOGS_MAX_BYTES: usize = 5_000_000;
-/// Logs intake: most entries in one payload, 1000.
-pub const DEFAULT_LOGS_MAX_ENTRIES: usize = 1000;
-/// Logs intake: largest single log, 1 MB (the intake truncates bigger ones; we dead-letter them
-/// whole instead, so nothing is silently cut).
-pub const DEFAULT_LOG_MAX_ENTRY_BYTES: usize = 1_000_000;
 
 /// Where and how to send: built from [`Config`] with [`DispatchConfig::from_config`].
 #[derive(Debug, Clone)]

@@ -15,9 +15,10 @@ use chouette_core::wire::opentsdb::{encode_points, Sanitize};
 use chouette_core::wire::write::Writer;
 
 use super::output::{encode_wrapped_entry, Encoding, Entries, Framing, Limits, Output};
-use super::{Destination, DispatchConfig, Verdict, DEFAULT_SERIES_MAX_UNCOMPRESSED_BYTES};
+use super::{Destination, DispatchConfig, Verdict};
 use crate::collect::json::{Json, JsonDoc};
 use crate::config::{Compression, OpentsdbConfig, SanitizeMode};
+use crate::limits::DEFAULT_SERIES_MAX_UNCOMPRESSED_BYTES;
 
 /// Wrapped metrics to OpenTSDB or Apptuit.
 pub struct OpentsdbOutput {

@@ -9,9 +9,7 @@ use chouette_core::wire::json::{Scanner, Token};
 use chouette_core::wire::zlib;
 
 use crate::config::Config;
-
-/// Most bytes of a response body kept (for the log line of a refused request).
-pub const MAX_RESPONSE_BODY_BYTES: usize = 4096;
+use crate::limits::MAX_RESPONSE_BODY_BYTES;
 
 /// What the backend answered.
 #[derive(Debug, Clone, PartialEq, Eq)]

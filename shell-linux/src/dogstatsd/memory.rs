@@ -20,21 +20,18 @@ use std::collections::{BTreeMap, HashMap};
 
 use chouette_core::aggregate::{AggregatorConfig, Partial};
 use chouette_core::hash::{hash_bytes, hash_u64, BuildPassThrough};
-use chouette_core::limits::{EXACT_SAMPLES, MAX_NAME_BYTES, MAX_TAGS, MAX_TAG_BYTES};
+use chouette_core::limits::{MAX_NAME_BYTES, MAX_TAGS, MAX_TAG_BYTES};
 use chouette_core::metric::{Member, MetricType, OutputType, Sample, Tag, Timestamp, Value as CoreValue};
 use chouette_core::sketch::{hash_member, Histogram, SetCounter};
 use chouette_core::wire::dogstatsd::{
     parse_datagram, sample_weight, scaled_count, Kind, Message, Tags, Value,
 };
 
-/// Histogram samples kept as a plain list, unsorted, before a context moves to a [`Histogram`]:
-/// as many as the histogram keeps exactly (2 KB), so a sample costs a push, not a sorted insert.
-const INLINE_SAMPLES: usize = EXACT_SAMPLES;
-/// Set members kept as a plain list of hashes before a context moves to a [`SetCounter`] (3 KB).
-const INLINE_MEMBERS: usize = 8;
-/// Heaviest sample weight (`1/rate`) recorded: a histogram line at a lower rate is refused
-/// (`sample_rate_too_low`) rather than inserted millions of times.
-pub const MAX_WEIGHT: u32 = 10_000;
+use crate::limits::{
+    DOGSTATSD_INLINE_MEMBERS, DOGSTATSD_INLINE_SAMPLES, MAX_EVENTS, MAX_HELD_BUCKETS, MAX_TIMESTAMPED,
+    MAX_WEIGHT,
+};
+
 /// Longest bad line kept for `chouette status`, in bytes.
 pub const LAST_BAD_LINE_BYTES: usize = 200;
 /// `|T` timestamps further ahead of the receipt are refused (`timestamp_in_future`), as the
@@ -43,14 +40,6 @@ pub const MAX_FUTURE_SECS: u32 = AggregatorConfig::DEFAULT.max_future_secs();
 /// How long a `|T` point is held after its first line before it is written: lines of the same
 /// series and second within it make one point.
 pub const TIMESTAMPED_HOLD: f64 = 1.0;
-/// Most `|T` points waiting for the listener's next turn; more are refused (`timestamped_full`).
-pub const MAX_TIMESTAMPED: usize = 100_000;
-/// Most events and service checks waiting for the listener's next turn; more are ignored, counted
-/// (`events_full`).
-pub const MAX_EVENTS: usize = 10_000;
-/// Most buckets held: while the aggregation step cannot commit (the store is down), lines past
-/// this many buckets fold into the newest one (late) instead of opening more.
-pub const MAX_HELD_BUCKETS: usize = 6;
 /// Contexts listed by [`Memory::top`].
 pub const TOP_CONTEXTS: usize = 10;
 
@@ -703,7 +692,7 @@ fn apply(state: &mut State, value: Value<'_>, line: &Line<'_>, weight: u32) {
         }
         (state @ State::Samples(_), Value::Number(v)) => {
             if let State::Samples(values) = state {
-                if values.len() + weight as usize <= INLINE_SAMPLES {
+                if values.len() + weight as usize <= DOGSTATSD_INLINE_SAMPLES {
                     values.extend(std::iter::repeat_n(v, weight as usize));
                     return;
                 }
@@ -729,7 +718,7 @@ fn apply(state: &mut State, value: Value<'_>, line: &Line<'_>, weight: u32) {
                 if hashes.contains(&h) {
                     return;
                 }
-                if hashes.len() < INLINE_MEMBERS {
+                if hashes.len() < DOGSTATSD_INLINE_MEMBERS {
                     hashes.push(h);
                     return;
                 }
@@ -775,6 +764,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use chouette_core::aggregate::{AggregatorConfig, BoardAggregator};
+    use chouette_core::limits::EXACT_SAMPLES;
     use chouette_core::wrap::WrapConfig;
 
     use super::*;

@@ -29,6 +29,7 @@ use chouette_core::wire::EncodeError;
 use chouette_core::MetricType;
 
 use crate::config::vars::{self, VarError};
+use crate::limits::DOGSTATSD_BATCH;
 use crate::pipeline::{lock, raw_record, IdGenerator};
 use crate::source::{Sink, Source};
 use crate::store::{NewRecord, Queue, StoreError};
@@ -41,8 +42,6 @@ const POLL: Duration = Duration::from_millis(200);
 const DRAIN_BUDGET: Duration = Duration::from_millis(500);
 /// How often a receive thread publishes its socket's counters (one system call each).
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
-/// Datagrams read per system call.
-pub const BATCH: usize = 64;
 /// Self-metric names' prefix.
 pub const METRIC_PREFIX: &str = "chouette.dogstatsd.";
 
@@ -163,7 +162,7 @@ impl Listener {
         let options = SocketOptions {
             max_datagram: settings.max_datagram,
             recv_buffer: settings.recv_buffer,
-            batch: BATCH,
+            batch: DOGSTATSD_BATCH,
         };
         let mut sockets = Vec::new();
         let mut udp_port = None;

@@ -36,14 +36,7 @@ use std::time::Duration;
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 
-/// Most datagrams read by one `recvmmsg` call: [`SocketOptions::batch`] is capped to this. The
-/// call's headers live on the reading thread's stack (80 bytes each: 20 KiB).
-pub const MAX_BATCH: usize = 256;
-
-/// Largest [`SocketOptions::max_datagram`]: 64 KiB, above any UDP datagram (65,507 bytes of
-/// payload over IPv4) and the largest buffer DogStatsD clients use for Unix sockets. Bounds the
-/// buffers at `MAX_BATCH` × 64 KiB = 16 MiB.
-pub const MAX_DATAGRAM_BYTES: usize = 64 * 1024;
+use crate::limits::{DOGSTATSD_BATCH, DOGSTATSD_MAX_BATCH, MAX_DATAGRAM_BYTES};
 
 /// Where to listen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,14 +69,14 @@ pub struct SocketOptions {
     pub max_datagram: usize,
     /// Receive buffer to request (`SO_RCVBUF`), in bytes; 0 keeps the kernel's default.
     pub recv_buffer: usize,
-    /// Datagrams read per `recvmmsg` call (1 to [`MAX_BATCH`]).
+    /// Datagrams read per `recvmmsg` call (1 to [`DOGSTATSD_MAX_BATCH`]).
     pub batch: usize,
 }
 
 impl Default for SocketOptions {
     /// The contract's defaults: 8 KiB datagrams, an 8 MiB receive buffer, 64 per call.
     fn default() -> Self {
-        SocketOptions { max_datagram: 8192, recv_buffer: 8 * 1024 * 1024, batch: 64 }
+        SocketOptions { max_datagram: 8192, recv_buffer: 8 * 1024 * 1024, batch: DOGSTATSD_BATCH }
     }
 }
 
@@ -289,7 +282,7 @@ impl Receiver {
             Socket::Udp(udp) => udp.local_addr().map_or(name, |address| Endpoint::Udp(address).to_string()),
             Socket::Unix { .. } => name,
         };
-        let batch = options.batch.min(MAX_BATCH);
+        let batch = options.batch.min(DOGSTATSD_MAX_BATCH);
         let slot_bytes = options.max_datagram + 1;
         Ok(Receiver {
             socket,
@@ -452,7 +445,7 @@ mod sys {
     use std::mem::MaybeUninit;
     use std::os::fd::{AsRawFd, BorrowedFd};
 
-    use super::MAX_BATCH;
+    use super::DOGSTATSD_MAX_BATCH;
 
     /// Control bytes per datagram, in u64 words: one `cmsghdr` (16 bytes on 64-bit, 12 on
     /// 32-bit) and its u32, padded: `CMSG_SPACE(4)` is 24 or 16. Twice that, in case the
@@ -552,14 +545,14 @@ mod sys {
     ) -> io::Result<usize> {
         let slots = out
             .len()
-            .min(MAX_BATCH)
+            .min(DOGSTATSD_MAX_BATCH)
             .min(buffers.len().checked_div(slot_bytes).unwrap_or(0))
             .min(control.len() / CONTROL_WORDS);
         if slots == 0 {
             return Ok(0);
         }
-        let mut iovecs = [const { MaybeUninit::<libc::iovec>::uninit() }; MAX_BATCH];
-        let mut headers = [const { MaybeUninit::<libc::mmsghdr>::uninit() }; MAX_BATCH];
+        let mut iovecs = [const { MaybeUninit::<libc::iovec>::uninit() }; DOGSTATSD_MAX_BATCH];
+        let mut headers = [const { MaybeUninit::<libc::mmsghdr>::uninit() }; DOGSTATSD_MAX_BATCH];
         let buffer_slots = buffers.chunks_exact_mut(slot_bytes);
         let control_slots = control.chunks_exact_mut(CONTROL_WORDS);
         for (slot, (buffer, control)) in buffer_slots.zip(control_slots).take(slots).enumerate() {
@@ -943,7 +936,7 @@ mod tests {
         let options =
             SocketOptions { max_datagram: MAX_DATAGRAM_BYTES, batch: 1000, ..SocketOptions::default() };
         let receiver = Receiver::bind(&loopback(), &options).expect("the largest");
-        assert_eq!(receiver.buffers.len(), MAX_BATCH * (MAX_DATAGRAM_BYTES + 1));
+        assert_eq!(receiver.buffers.len(), DOGSTATSD_MAX_BATCH * (MAX_DATAGRAM_BYTES + 1));
 
         let endpoint = Endpoint::Unix { path: PathBuf::from("/nonexistent-dir/dsd.socket"), mode: 0o622 };
         let error = Receiver::bind(&endpoint, &SocketOptions::default()).expect_err("no directory");

@@ -30,6 +30,7 @@ use chouette_core::sketch::{Histogram, QuantileSketch};
 use chouette_core::wire::wrapped::encode_wrapped;
 use chouette_core::wrap::{self, Outputs, Summary, WrapConfig};
 
+use crate::limits::{MAX_QUEUED_FRAMES, SERIAL_WINDOW_FRAMES, TIME_SAMPLES};
 use crate::pipeline::IdGenerator;
 use crate::store::NewRecord;
 
@@ -44,13 +45,6 @@ pub const TIME_EVERY_MS: u64 = 60_000;
 pub const HELLO_RETRY_MS: u64 = 2_000;
 /// Damaged frames get at most one `NACK damaged` this often.
 pub const DAMAGED_NACK_EVERY_MS: u64 = 200;
-/// Frames queued while data waits for the clock (the device's window is 4; retransmissions
-/// repeat them): beyond this the oldest are dropped (the device sends them again).
-pub const MAX_QUEUED_FRAMES: usize = 64;
-/// The credit the gateway grants: frames in flight.
-pub const WINDOW: u8 = 4;
-/// Time samples kept (the smallest round trip wins).
-pub const TIME_SAMPLES: usize = 8;
 /// The offset used to stamp points moves only when the best estimate moved further than this:
 /// consecutive intervals then stay exactly one interval apart (a backend keeping one point per
 /// series and second would merge two intervals stamped into the same second), while a clock
@@ -423,7 +417,7 @@ impl Session {
     }
 
     fn ack_frame(&self, boot_id: u32, seq: u16) -> Vec<u8> {
-        frame(Kind::Ack, boot_id, seq, &encode(&Ack { window: WINDOW }))
+        frame(Kind::Ack, boot_id, seq, &encode(&Ack { window: SERIAL_WINDOW_FRAMES }))
     }
 
     fn points(&mut self, payload: &[u8], now_ms: u64) -> Result<Vec<NewRecord>, PointsError> {

@@ -26,6 +26,7 @@ use chouette_core::wrap::WrapConfig;
 use super::port::{Event, Reconnecting};
 use super::session::{Action, Commit, Session};
 use super::{DeviceStats, Endpoint};
+use crate::limits::SERIAL_READ_BYTES;
 use crate::source::{Sink, Source, Waker};
 use crate::store::StoreError;
 
@@ -239,7 +240,7 @@ impl Worker {
                 None => return,
             }
         };
-        let mut buf = [0u8; 4096];
+        let mut buf = [0u8; SERIAL_READ_BYTES];
         while !self.stopped() {
             if self.port.is_connected() {
                 self.act(&mut session);

@@ -66,17 +66,15 @@ use redb::{
 
 use super::{
     check_score, dead_letter_envelope, oversize_envelope, AggregationCommit, DeadMove, DeadRecord, NewRecord,
-    Queue, Record, Store, StoreError, AGGREGATED_UNTIL_KEY, MAX_PAGE_BYTES, STATUS_KEY,
+    Queue, Record, Store, StoreError, AGGREGATED_UNTIL_KEY, STATUS_KEY,
 };
+use crate::limits::{CLEANUP_BATCH, MAX_PAGE_BYTES, PROBE_BYTES, REDB_CACHE_BYTES};
 
 type Index = TableDefinition<'static, (u64, &'static [u8]), &'static [u8]>;
 type Ids = TableDefinition<'static, &'static [u8], u64>;
 
 const META: TableDefinition<'static, &str, f64> = TableDefinition::new(keys::META_TABLE);
 const STATUS: TableDefinition<'static, &str, &str> = TableDefinition::new(STATUS_KEY);
-
-/// How many entries cleanup collects before deleting them (bounds its memory).
-const CLEANUP_BATCH: usize = 10_000;
 
 /// After an I/O error, how long calls fail at once before the store tries to reopen the file;
 /// doubled after each failed try, up to [`REOPEN_RETRY_MAX`] (a reopen after an I/O error
@@ -85,9 +83,6 @@ pub const REOPEN_RETRY: Duration = Duration::from_secs(1);
 /// The longest wait between two tries to reopen: how late, at worst, the store resumes once
 /// space is back.
 pub const REOPEN_RETRY_MAX: Duration = Duration::from_secs(30);
-/// The size of the probe a reopen writes (then removes) to prove writes work again: more than
-/// a delete or a status update of the next tick needs.
-pub const PROBE_BYTES: usize = 64 * 1024;
 
 const LINK_STATE: TableDefinition<'static, &str, &[u8]> = TableDefinition::new(keys::LINK_STATE);
 const PROBE: TableDefinition<'static, &str, &[u8]> = TableDefinition::new(keys::PROBE_TABLE);
@@ -129,11 +124,6 @@ impl std::fmt::Display for DbError {
 /// loses at most this long of status updates. Bounded too because redb frees the pages of
 /// non-durable commits only at a durable one.
 pub const STATUS_DURABLE_EVERY: Duration = Duration::from_secs(60);
-
-/// redb's page cache: 8 MiB, sized for a board (redb's default is 1 GiB, which a long backlog
-/// would fill with pages read once). Queues are read oldest first, once: a small cache costs
-/// little; the agent's RSS stays near its working set.
-pub const CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 /// The two tables of a queue.
 const fn tables(queue: Queue) -> (Index, Ids) {
@@ -313,7 +303,7 @@ fn open_checked(path: &Path) -> Result<Database, OpenFailure> {
     watch_for_redb_panics(path);
     let opened = checked.and_then(|()| {
         redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
+            .set_cache_size(REDB_CACHE_BYTES)
             .create_file(file.try_clone().map_err(|e| other(&e))?)
             .map_err(|e| match e {
                 DatabaseError::UpgradeRequired(_) | DatabaseError::Storage(StorageError::Corrupted(_)) => {

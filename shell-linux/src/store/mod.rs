@@ -10,6 +10,8 @@ use std::fmt;
 
 use chouette_core::keys;
 
+use crate::limits::{MAX_DEAD_RECORD_BYTES, MAX_LOG_RECORD_BYTES, MAX_METRIC_RECORD_BYTES};
+
 /// The queues the agent reads and writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Queue {
@@ -134,27 +136,28 @@ impl Queue {
         }
     }
 
-    /// The largest value this queue's reads load (see [`Record::oversize`]): 64 KiB for a
-    /// metric record (a raw or wrapped metric is a few hundred bytes; 64 KiB is a histogram of
-    /// thousands of samples), 1 MiB for a log (the Datadog intake's own limit per log), 16 MiB
-    /// for a dead letter (an envelope escapes its value: up to six bytes per byte of a log).
+    /// The largest value this queue's reads load (see [`Record::oversize`]; the numbers and their
+    /// reasons are in [`crate::limits`]): 64 KiB for a metric record (a raw or wrapped metric is
+    /// a few hundred bytes; 64 KiB is a histogram of thousands of samples), 1 MiB for a log (the
+    /// Datadog intake's own limit per log), 16 MiB for a dead letter (an envelope escapes its
+    /// value: up to six bytes per byte of a log).
     /// A larger value is never loaded by a read: the agent dead-letters it with reason
     /// `too_large` ([`Store::dead_letter_oversize`]), which moves the bytes inside the store.
     pub const fn max_record_bytes(self) -> usize {
         match self {
             Queue::RawMetrics | Queue::WrappedMetrics | Queue::InfluxMetrics | Queue::OpentsdbMetrics => {
-                64 * 1024
+                MAX_METRIC_RECORD_BYTES
             }
             // An event or a check is one datagram (DOGSTATSD_BUFFER_SIZE, 8 KiB by default) in
             // JSON: a log's limit leaves room for any buffer size an operator sets.
-            Queue::Logs | Queue::Events | Queue::ServiceChecks => 1024 * 1024,
+            Queue::Logs | Queue::Events | Queue::ServiceChecks => MAX_LOG_RECORD_BYTES,
             Queue::DeadRawMetrics
             | Queue::DeadWrappedMetrics
             | Queue::DeadLogs
             | Queue::DeadInfluxMetrics
             | Queue::DeadOpentsdbMetrics
             | Queue::DeadEvents
-            | Queue::DeadServiceChecks => 16 * 1024 * 1024,
+            | Queue::DeadServiceChecks => MAX_DEAD_RECORD_BYTES,
         }
     }
 
@@ -206,11 +209,6 @@ impl Record {
         Record { id: id.into(), score, value: Some(value.into()), oversize: None }
     }
 }
-
-/// The most value bytes one page read loads ([`Store::read_page`]): a page ends early, after at
-/// least one record, when its values would exceed this. 8 MiB holds 10,000 typical raw records
-/// (about 150 bytes each) many times over, so it only bites when records are large.
-pub const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
 
 /// One record to add to a queue.
 #[derive(Debug, Clone, PartialEq)]
@@ -410,8 +408,9 @@ pub trait Store: Send {
     /// deduplicate by id).
     ///
     /// Bounded by bytes as well: values over [`Queue::max_record_bytes`] are not loaded (see
-    /// [`Record::oversize`]), and the page ends early once its values reach [`MAX_PAGE_BYTES`]
-    /// (so a short page is not the last one: read on until a page comes back empty).
+    /// [`Record::oversize`]), and the page ends early once its values reach
+    /// [`MAX_PAGE_BYTES`](crate::limits::MAX_PAGE_BYTES) (so a short page is not the last one:
+    /// read on until a page comes back empty).
     fn read_page(
         &mut self,
         queue: Queue,

@@ -33,17 +33,9 @@ use redis::{Cmd, Connection, ConnectionAddr, ConnectionInfo, ErrorKind, Pipeline
 use super::resp::{Failure, PageReader};
 use super::{
     check_score, dead_letter_envelope, oversize_envelope, AggregationCommit, DeadMove, DeadRecord, NewRecord,
-    Queue, Record, Store, StoreError, AGGREGATED_UNTIL_KEY, LINK_STATE_KEY, MAX_PAGE_BYTES, STATUS_KEY,
+    Queue, Record, Store, StoreError, AGGREGATED_UNTIL_KEY, LINK_STATE_KEY, STATUS_KEY,
 };
-
-/// The most ids (or id/value pairs) one Redis command carries; longer lists become several
-/// commands in the same transaction. Bounds one command's size (~64 KiB of uuids per 1024),
-/// keeping each well under Redis's argument limits and its per-command latency short.
-pub const ARGS_PER_COMMAND: usize = 8192;
-
-/// The most records one cleanup script call removes (one atomic step of [`Store::cleanup`]);
-/// bounds how long Redis is blocked by the script.
-pub const CLEANUP_BATCH: usize = 10_000;
+use crate::limits::{ARGS_PER_COMMAND, CLEANUP_BATCH, MAX_PAGE_BYTES, NEXT_STEP_SHARE};
 
 /// Removes up to ARGV[2] members of KEYS[1] (ZSET) scored at or below ARGV[1], and the same
 /// fields of KEYS[2] (HASH), atomically. Returns how many were removed. `unpack` is limited by
@@ -182,11 +174,6 @@ struct ReadAhead {
     /// The thread could not be started: not tried again.
     failed: bool,
 }
-
-/// A step with at least this share of a page (1/10) has a backlog behind it, likely: its
-/// next step's first page is read ahead. Fewer records (the host's own few per interval) read
-/// nothing ahead, which would cost a thread and a read per step for nothing.
-const NEXT_STEP_SHARE: usize = 10;
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -19,13 +19,7 @@ use redis::ConnectionAddr;
 
 use super::redis::RedisTimeouts;
 use super::Record;
-
-/// Where replies are read from: big enough for a page's headers in few reads.
-const READ_BUFFER: usize = 64 * 1024;
-
-/// Commands are sent once this many bytes are waiting: a page's 10,000 `HSTRLEN` (about 1 MB)
-/// go out in pieces instead of being held whole.
-const SEND_AT: usize = 64 * 1024;
+use crate::limits::{RESP_READ_BUFFER_BYTES, RESP_SEND_AT_BYTES};
 
 /// Why a read failed.
 #[derive(Debug)]
@@ -155,7 +149,7 @@ impl PageReader {
             _ => return Ok(None),
         };
         let mut reader = PageReader {
-            conn: BufReader::with_capacity(READ_BUFFER, stream),
+            conn: BufReader::with_capacity(RESP_READ_BUFFER_BYTES, stream),
             out: Vec::new(),
             line: Vec::new(),
         };
@@ -274,7 +268,7 @@ impl PageReader {
         Ok(())
     }
 
-    /// Appends one command to the ones to send (sending what waits once it is [`SEND_AT`]).
+    /// Appends one command to the ones to send (sending what waits once it is [`RESP_SEND_AT_BYTES`]).
     fn command(&mut self, args: &[&[u8]]) -> io::Result<()> {
         push_header(&mut self.out, b'*', args.len());
         for arg in args {
@@ -284,7 +278,7 @@ impl PageReader {
     }
 
     fn send_if_full(&mut self) -> io::Result<()> {
-        if self.out.len() >= SEND_AT {
+        if self.out.len() >= RESP_SEND_AT_BYTES {
             self.send()?;
         }
         Ok(())
