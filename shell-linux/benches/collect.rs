@@ -42,7 +42,7 @@ fn run(label: &str, root: PathBuf) {
 
 fn main() {
     let fixture = std::env::temp_dir().join(format!("chouette-bench-host-{}", std::process::id()));
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/linux");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../boards/tests/data/linux");
     if let Err(e) = fixture_root(&data, &fixture) {
         eprintln!("cannot build the fixture tree: {e}");
         return;

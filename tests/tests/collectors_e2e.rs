@@ -12,7 +12,8 @@ use chouette_tests::agent_binary;
 use chouette_tests::{RedisServer, VictoriaMetrics};
 use redis::Commands;
 
-const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shell-linux/tests/data/");
+/// The board captures, kept once, in `chouette-boards`.
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../boards/tests/data/");
 
 fn scratch(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("chouette-collectors-{}-{tag}", std::process::id()));
@@ -55,7 +56,7 @@ fn dramatiq_queue_sizes_with_scan_on_a_real_redis() {
 /// A fake `tegrastats` printing the original's test line every 100 ms.
 fn fake_tegrastats(dir: &Path) -> PathBuf {
     let script = dir.join("tegrastats");
-    let line = format!("{DATA}chouette/tegrastats_line.txt");
+    let line = format!("{DATA}tegrastats_line.txt");
     std::fs::write(&script, format!("#!/bin/sh\nwhile true; do cat {line}; echo; sleep 0.1; done\n"))
         .expect("script");
     let _ = Command::new("chmod").arg("+x").arg(&script).status();

@@ -215,7 +215,7 @@ impl Collector for Host {
     }
 }
 
-/// Builds a fake root from the fixture files of `tests/data/linux` (tests, benches).
+/// Builds a fake root from the fixture files of `boards/tests/data/linux` (tests, benches).
 #[doc(hidden)]
 pub fn fixture_root(fixtures: &Path, root: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(root.join("proc/net"))?;
@@ -252,7 +252,7 @@ mod tests {
             std::process::id(),
             std::thread::current().id()
         ));
-        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/linux");
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../boards/tests/data/linux");
         fixture_root(&fixtures, &root).expect("fake root");
         root
     }

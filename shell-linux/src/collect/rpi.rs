@@ -184,7 +184,7 @@ impl Collector for Rpi {
 mod tests {
     use super::*;
 
-    const RPI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/rpi/");
+    const RPI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../boards/tests/data/rpi/");
 
     fn fake_sysfs(tag: &str) -> PathBuf {
         let root = std::env::temp_dir().join(format!("chouette-rpi-{}-{tag}", std::process::id()));

@@ -292,7 +292,7 @@ mod tests {
     fn fake_tool(name: &str, count: u32) -> String {
         let dir = std::env::temp_dir().join(format!("chouette-tegra-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
-        let line = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/chouette/tegrastats_line.txt");
+        let line = concat!(env!("CARGO_MANIFEST_DIR"), "/../boards/tests/data/tegrastats_line.txt");
         let script = dir.join("tegrastats");
         let body = format!(
             "#!/bin/sh\n# ignores its arguments, as an older tegrastats would\ni=0\nwhile [ $i -lt {count} ]; do cat {line}; echo; sleep 0.1; i=$((i+1)); done\n"
@@ -319,7 +319,7 @@ mod tests {
         let expected: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/tests/data/chouette/tegrastats_line.expected.json"
+                "/../boards/tests/data/tegrastats_line.expected.json"
             ))
             .expect("fixture"),
         )
@@ -388,7 +388,7 @@ mod tests {
         assert_eq!(t.groups, ["nvidia", "ram"]);
     }
 
-    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tegrastats/");
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../boards/tests/data/");
 
     /// A collector whose child never starts: only [`Tegrastats::points`] is used.
     fn parser_only(groups: &[&str]) -> Tegrastats {
@@ -432,7 +432,13 @@ mod tests {
     #[test]
     fn every_fixture_has_ram_and_temperatures() {
         let t = parser_only(&["ram", "temp"]);
-        for entry in std::fs::read_dir(FIXTURES).expect("dir").flatten() {
+        // The numbered board captures (the folder holds other boards' fixtures too).
+        let captures = std::fs::read_dir(FIXTURES).expect("dir").flatten().filter(|entry| {
+            entry.file_name().to_str().is_some_and(|name| name.starts_with(|c: char| c.is_ascii_digit()))
+        });
+        let mut seen = 0;
+        for entry in captures {
+            seen += 1;
             let text = std::fs::read_to_string(entry.path()).expect("fixture");
             for line in text.lines().filter(|l| l.contains("RAM ")) {
                 let points = t.points(line);
@@ -444,6 +450,7 @@ mod tests {
                 assert!(temps.iter().all(|p| p.value > -256.0), "{line}");
             }
         }
+        assert_eq!(seen, 12, "the twelve numbered tegrastats captures");
         assert!(t
             .points("VRAM 6266/7860MB CPU [20%@345]")
             .iter()
