@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# Runs every check of the project: format, lints, tests (both feature sets), docs, the no_std
-# proofs. This is the README's test command and what CI runs.
+# Runs every check of the project: format, lints, tests, docs, the no_std proofs. This is the
+# README's test command and what CI runs.
+#
+# The core has two feature sets, without `alloc` (boards, firmware, the probe) and with it (the
+# agent). Cargo unifies features across the packages one command builds, and the agent turns
+# `alloc` on, so a workspace run always builds the core with it: the core is also linted and
+# tested alone, which builds it without (core/tests/features.rs checks which one was built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,16 +14,16 @@ step() { printf '\n== %s\n' "$*"; }
 step "format"
 cargo fmt --all -- --check
 
-step "clippy (default features, then alloc)"
+step "clippy: the workspace (the core with alloc), then the core alone (without)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo clippy --workspace --all-targets --locked --features chouette-core/alloc -- -D warnings
+cargo clippy -p chouette-core --all-targets --locked -- -D warnings
 
-step "tests"
-cargo test --workspace --locked
-cargo test --workspace --locked --features chouette-core/alloc
+step "tests: the core alone (without alloc), then the workspace (the core with alloc)"
+CHOUETTE_EXPECT_ALLOC=0 cargo test -p chouette-core --locked
+CHOUETTE_EXPECT_ALLOC=1 cargo test --workspace --locked
 
 step "docs"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --features chouette-core/alloc
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 step "no_std proofs"
 scripts/check-no-std.sh

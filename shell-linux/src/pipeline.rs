@@ -901,7 +901,7 @@ pub struct DrainResult {
 }
 
 #[cfg(test)]
-mod drain_tests {
+mod tests {
     use super::*;
     use crate::store::embedded::EmbeddedStore;
 
@@ -1134,11 +1134,6 @@ mod drain_tests {
         assert!(fields.contains(&("dispatch.logs.requests".into(), "7".into())));
         assert!(fields.contains(&("dispatch.logs.last_status".into(), "404".into())));
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     #[test]
     fn ids_are_uuid4_shaped_and_distinct() {
