@@ -8,6 +8,19 @@
 //! - [`ChouetteLogger`]: the `log` bridge; [`ChouetteRecorder`]: the `metrics` bridge.
 //! - [`SanitizeMode`]: name and tag-key rules.
 //! - [`global`] and the free functions: a process-wide client configured from the environment.
+//!
+//! ## Files, from the app's call to Redis
+//!
+//! - `config.rs` (the settings), `sanitize.rs` (name and tag-key rules);
+//! - `client.rs`: the calls the app makes, on the app's threads; `compact.rs`: a raw-mode call
+//!   in its compact form (a few copies, no JSON); `aggregate.rs`: the aggregating mode's tables;
+//! - `buffer.rs`: the bounded buffer between the app's threads and the writer thread;
+//!   `shared.rs`: everything both sides hold (the buffer, the tables, the counters, the shutdown
+//!   handshake), so that `worker.rs` never imports `client.rs` (which starts it);
+//! - `worker.rs`: the writer thread (batches into `MULTI; ZADD; HSET; EXEC`, retries, flushes
+//!   aggregates, process metrics from `process.rs`); `render.rs`: records as the Python client
+//!   writes them, and ids;
+//! - `logger.rs` and `recorder.rs`: the `log` and `metrics` bridges onto [`Client`].
 
 mod aggregate;
 mod buffer;

@@ -1,6 +1,6 @@
 //! The state shared by the app's threads (the calls, in `client.rs`) and the writer thread
 //! (`worker.rs`): the buffer, the aggregating mode's tables, the counters and the shutdown
-//! handshake. Its own module, so neither of the two imports the other for it.
+//! handshake. Its own module, so the writer thread does not import the client that starts it.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Condvar, Mutex};

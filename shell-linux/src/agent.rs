@@ -99,17 +99,9 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
     let mut aggregation =
         Aggregation::new(interval_secs, config.grace, config.wrap.clone()).with_outboxes(outboxes.clone());
     if config.dogstatsd.enabled() {
-        let forward = crate::dispatch::events_enabled(config);
-        let memory = Memory::new(interval_secs, config.dogstatsd.max_contexts).forward_events(forward);
-        let memory = Arc::new(Mutex::new(memory));
-        aggregation = aggregation.with_memory(Arc::clone(&memory));
-        let listener = crate::dogstatsd::Listener::start(
-            &config.dogstatsd,
-            memory,
-            interval_secs,
-            config.release_interval,
-        );
-        sources.push(Box::new(listener));
+        let (listener, memory) = start_dogstatsd(config, interval_secs);
+        aggregation = aggregation.with_memory(memory);
+        sources.push(listener);
     }
     let mut counters = Counters::default();
     let mut reported = Counters::default();
@@ -173,17 +165,46 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<(), AgentError> {
         waker.sleep(nap);
     }
     crate::notify::stopping("stopping: signal received");
-    for mut source in sources.drain(..) {
-        let mut sink = Sink::new(store.as_mut(), &outboxes, config.send_self_metrics);
-        if let Err(error) = source.stop(&mut sink) {
-            log::error!("source={}: {error}: could not hand over what it held when stopping", source.name());
-        }
-        drop(source); // stops its threads and children (the collectors' tegrastats) and reaps them
-    }
+    stop_sources(sources, store.as_mut(), &outboxes, config);
     flush_memory(store.as_mut(), &mut aggregation, config, &mut counters);
     log::info!("signal received: stopped after the current step; queued data stays in the store");
     let _ = write_status(store.as_mut(), &counters, wall_clock());
     Ok(())
+}
+
+/// The DogStatsD listener, a source, and the memory its receive threads aggregate into, which the
+/// aggregation step merges bucket by bucket.
+fn start_dogstatsd(
+    config: &Config,
+    interval_secs: u32,
+) -> (Box<dyn crate::source::Source>, Arc<Mutex<Memory>>) {
+    let forward = crate::dispatch::events_enabled(config);
+    let memory = Memory::new(interval_secs, config.dogstatsd.max_contexts).forward_events(forward);
+    let memory = Arc::new(Mutex::new(memory));
+    let listener = crate::dogstatsd::Listener::start(
+        &config.dogstatsd,
+        Arc::clone(&memory),
+        interval_secs,
+        config.release_interval,
+    );
+    (Box::new(listener), memory)
+}
+
+/// Lets each source hand over what it holds, then stops its threads and children (the
+/// collectors' tegrastats) and reaps them.
+fn stop_sources(
+    sources: Vec<Box<dyn crate::source::Source>>,
+    store: &mut dyn Store,
+    outboxes: &[Queue],
+    config: &Config,
+) {
+    for mut source in sources {
+        let mut sink = Sink::new(store, outboxes, config.send_self_metrics);
+        if let Err(error) = source.stop(&mut sink) {
+            log::error!("source={}: {error}: could not hand over what it held when stopping", source.name());
+        }
+        drop(source);
+    }
 }
 
 /// The longest sleep of the run loop: its deadlines, the sources' threads (the [`Waker`]) and
