@@ -722,27 +722,35 @@ fn redis_commit_link_retries_when_another_client_writes_an_outbox_meanwhile() {
     // The WATCH aborts the EXEC whenever another client touches a watched key between the type
     // check and the EXEC; the commit retries, and every frame lands exactly once.
     let (mut store, server) = redis_store();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let writes = std::sync::Arc::new(AtomicU64::new(0));
     let writer = {
-        let stop = stop.clone();
+        let (stop, writes) = (stop.clone(), writes.clone());
         let mut raw = server.client();
         std::thread::spawn(move || {
-            let mut n = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) {
+                let n = writes.load(Ordering::Relaxed);
                 let _: () = raw.zadd("chouette:metrics:wrapped.keys", format!("other-{n}"), 0).unwrap();
                 let _: () = raw.zrem("chouette:metrics:wrapped.keys", format!("other-{n}")).unwrap();
-                n += 1;
+                writes.fetch_add(1, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(1));
             }
-            n
         })
     };
+    // The commits start once the other client writes (on a busy machine its thread may start
+    // after 50 commits are done, and nothing would be raced).
+    let started = Instant::now();
+    while writes.load(Ordering::Relaxed) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the other client never wrote");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     for i in 0..50 {
         let point = rec(&format!("p{i:02}"), f64::from(i), "v");
         store.commit_link(&[Queue::WrappedMetrics], &[point], "dev", format!("seq{i}").as_bytes()).unwrap();
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    assert!(writer.join().unwrap() > 0);
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
     let expected: Vec<String> = (0..50).map(|i| format!("p{i:02}")).collect();
     assert_eq!(ids(&store.read(Queue::WrappedMetrics, f64::INFINITY, 100).unwrap()), expected);
     assert_eq!(store.link_state("dev").unwrap().as_deref(), Some(&b"seq49"[..]));
