@@ -1,11 +1,24 @@
 //! The serial link's framing: golden frames, split independence, corruption, resynchronisation.
 
 use chouette_core::link::{
-    cobs, encode_frame, max_frame_bytes, FrameError, Framer, Header, Kind, MAX_PAYLOAD,
+    cobs, encode_frame, max_frame_bytes, FrameError, Framer, Header, Kind, HEADER_BYTES, MAX_PAYLOAD,
+    TRAILER_BYTES,
 };
 use proptest::prelude::*;
 
 type Owned = (Header, Vec<u8>);
+
+#[test]
+fn the_longest_frame_is_as_documented() {
+    // docs/link.md ("12 to 512 bytes; on the wire at most 516") and the Framer's docs quote these.
+    assert_eq!(HEADER_BYTES + TRAILER_BYTES, 12);
+    assert_eq!(HEADER_BYTES + MAX_PAYLOAD + TRAILER_BYTES, 512);
+    assert_eq!(max_frame_bytes(MAX_PAYLOAD), 516);
+    let mut out = vec![0u8; 1024];
+    let payload = [0x55u8; MAX_PAYLOAD];
+    let header = Header { kind: Kind::Data, boot_id: u32::MAX, seq: u16::MAX };
+    assert!(encode_frame(header, &payload, &mut out).expect("encode") <= 516);
+}
 
 fn frame(kind: Kind, boot_id: u32, seq: u16, payload: &[u8]) -> Vec<u8> {
     let mut out = vec![0u8; max_frame_bytes(payload.len())];

@@ -133,7 +133,7 @@ pub struct FramerStats {
 }
 
 /// Reassembles frames from bytes fed in chunks of any size. `N` is the buffer: at least
-/// [`max_frame_bytes`]`(MAX_PAYLOAD)` (518) to read every frame.
+/// [`max_frame_bytes`]`(MAX_PAYLOAD)` (516) to read every frame.
 pub struct Framer<const N: usize> {
     buf: [u8; N],
     len: usize,
