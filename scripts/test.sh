@@ -40,4 +40,7 @@ step "fuzz targets compile"
 cargo check --manifest-path fuzz/Cargo.toml --locked
 cargo check --manifest-path boards/fuzz/Cargo.toml --locked
 
+step "the JSON comparison compiles (json-eval/: the core's scanner against serde-json-core)"
+cargo check --manifest-path json-eval/Cargo.toml --all-targets --locked
+
 step "all checks passed"

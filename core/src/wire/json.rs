@@ -12,6 +12,8 @@
 //!   a value ([`Scanner::skip_value`]) is iterative and validates what it skips.
 //! - Every error carries the byte offset where it was found ([`JsonError`]).
 //!
+//! Why not serde + serde-json-core: the README's "JSON records" section, measured in `json-eval/`.
+//!
 //! ```
 //! use chouette_core::wire::json::{Scanner, Token};
 //!
