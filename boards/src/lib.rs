@@ -8,7 +8,7 @@
 //! - [`tegrastats`]: one parser for every JetPack `tegrastats` line format, plus the original plugin's
 //!   metrics and Datadog's `nvidia.jetson.*` set.
 //! - [`rpi`]: Raspberry Pi thermal zone, `vcgencmd`, DS18B20 `w1_slave` parsers, and I2C drivers
-//!   (TMP102, LM75, BME280) generic over `embedded_hal::i2c::I2c`.
+//!   (TMP102, LM75, BME280 temperature, pressure and humidity) generic over `embedded_hal::i2c::I2c`.
 //! - [`linux`]: `/proc/stat`, `/proc/meminfo`, `/proc/loadavg`, `/proc/mounts`, `/proc/filesystems`,
 //!   `/proc/net/dev` and `statvfs` arithmetic, as psutil computes them.
 //!

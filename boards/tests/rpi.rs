@@ -1,8 +1,8 @@
 //! Raspberry Pi parsers on the captured sample files, and the I2C drivers against embedded-hal-mock.
 
 use chouette_boards::rpi::{
-    parse_measure_temp, parse_thermal_zone, parse_throttled, parse_w1_slave, Bme280, Bme280Error, Lm75,
-    Lm75Resolution, Throttled, Tmp102, W1Error, W1ErrorCounts,
+    parse_measure_temp, parse_thermal_zone, parse_throttled, parse_w1_slave, Bme280, Bme280Calibration, Lm75,
+    Lm75Resolution, SensorError, Throttled, Tmp102, W1Error, W1ErrorCounts,
 };
 use chouette_boards::MilliCelsius;
 use embedded_hal_mock::eh1::i2c::{Mock as I2cMock, Transaction};
@@ -96,31 +96,97 @@ fn lm75_over_i2c() {
 }
 
 #[test]
-fn i2c_errors_are_returned() {
-    use embedded_hal::i2c::ErrorKind;
-    let expectations = [Transaction::write_read(0x48, vec![0x00], vec![0, 0]).with_error(ErrorKind::Other)];
+fn i2c_errors_and_garbled_reads_are_returned() {
+    use embedded_hal::i2c::{ErrorKind, NoAcknowledgeSource};
+    let nack = ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address);
+    let expectations = [
+        Transaction::write_read(0x48, vec![0x00], vec![0, 0]).with_error(ErrorKind::Other),
+        Transaction::write_read(0x48, vec![0x00], vec![0, 0]).with_error(nack),
+        // A bus stuck high.
+        Transaction::write_read(0x48, vec![0x00], vec![0xFF, 0xFF]),
+    ];
     let mut dev = Tmp102::new(I2cMock::new(&expectations), 0x48);
-    assert_eq!(dev.read_temperature(), Err(ErrorKind::Other));
+    assert_eq!(dev.read_temperature(), Err(SensorError::I2c(ErrorKind::Other)));
+    assert_eq!(dev.read_temperature(), Err(SensorError::I2c(nack)));
+    assert_eq!(dev.read_temperature(), Err(SensorError::Implausible("temperature")));
     dev.release().done();
+    // An LM75 reading beyond 125 C.
+    let expectations = [Transaction::write_read(0x48, vec![0x00], vec![0x7F, 0x80])];
+    let mut dev = Lm75::new(I2cMock::new(&expectations), 0x48, Lm75Resolution::Bits9);
+    assert_eq!(dev.read_temperature(), Err(SensorError::Implausible("temperature")));
+    dev.release().done();
+}
+
+/// The BMP280 datasheet's worked example (temperature and pressure words) with a BME280's typical
+/// humidity words, as the chip's registers hold them: 0x88–0xA1 and 0xE1–0xE7.
+fn bme280_calibration_registers() -> (Vec<u8>, Vec<u8>) {
+    let words: [u16; 12] = [27504, 26435, 64536, 36477, 54851, 3024, 2855, 140, 65529, 15500, 50936, 6000];
+    let mut tp: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    tp.extend([0x00, 75]); // 0xA0 (unused), dig_H1
+    (tp, vec![0x6A, 0x01, 0x00, 0x14, 0x24, 0x03, 0x1E])
+}
+
+/// The setup [`Bme280::new`] sends after reading the id and the calibration.
+fn bme280_setup(address: u8) -> [Transaction; 4] {
+    [
+        Transaction::write(address, vec![0xF4, 0x00]),
+        Transaction::write(address, vec![0xF2, 0x01]),
+        Transaction::write(address, vec![0xF5, 0xA0]),
+        Transaction::write(address, vec![0xF4, 0x27]),
+    ]
 }
 
 #[test]
 fn bme280_datasheet_values_over_i2c() {
-    // dig_T1 = 27504 (0x6B70), dig_T2 = 26435 (0x6743), dig_T3 = -1000 (0xFC18), little endian.
-    let calib = vec![0x70, 0x6B, 0x43, 0x67, 0x18, 0xFC];
-    // adc_T = 519888 = 0x7EED0 → msb 0x7E, lsb 0xED, xlsb 0x00.
+    let (tp, h) = bme280_calibration_registers();
+    // adc_P = 415148 (0x655AC), adc_T = 519888 (0x7EED0), adc_H = 0x6B00.
+    let data = vec![0x65, 0x5A, 0xC0, 0x7E, 0xED, 0x00, 0x6B, 0x00];
+    let mut expectations = vec![
+        Transaction::write_read(0x76, vec![0xD0], vec![0x60]),
+        Transaction::write_read(0x76, vec![0x88], tp),
+        Transaction::write_read(0x76, vec![0xE1], h),
+    ];
+    expectations.extend(bme280_setup(0x76));
+    expectations.extend([
+        Transaction::write_read(0x76, vec![0xF7], data),
+        // The reset values: the chip is not measuring (it was reset, say).
+        Transaction::write_read(0x76, vec![0xF7], vec![0x80, 0, 0, 0x80, 0, 0, 0x80, 0]),
+    ]);
+    let mut dev = Bme280::new(I2cMock::new(&expectations), 0x76).unwrap();
+    let cal = dev.calibration();
+    assert_eq!((cal.t1, cal.t2, cal.t3, cal.p1, cal.p[7]), (27504, 26435, -1000, 36477, 6000));
+    assert_eq!((cal.h1, cal.h2, cal.h3, cal.h4, cal.h5, cal.h6), (75, 362, 0, 324, 50, 30));
+    let reading = dev.read().unwrap();
+    assert_eq!(reading.temperature, MilliCelsius(25080));
+    assert_eq!((reading.pressure_pa_x256, reading.humidity_percent_x1024), (25_767_233, 37_404));
+    assert_eq!(dev.read_temperature(), Err(SensorError::MeasurementSkipped));
+    dev.release().done();
+}
+
+#[test]
+fn bme280_with_a_kept_calibration_reads_without_setup() {
+    let (tp, h) = bme280_calibration_registers();
+    let cal = Bme280Calibration::from_registers(tp.try_into().unwrap(), h.try_into().unwrap());
+    let data = vec![0x65, 0x5A, 0xC0, 0x7E, 0xED, 0x00, 0x6B, 0x00];
+    let expectations = [Transaction::write_read(0x77, vec![0xF7], data)];
+    let mut dev = Bme280::with_calibration(I2cMock::new(&expectations), 0x77, cal);
+    assert_eq!(dev.read().unwrap().temperature, MilliCelsius(25080));
+    dev.release().done();
+}
+
+#[test]
+fn bme280_nack_in_the_middle_of_setup() {
+    use embedded_hal::i2c::{ErrorKind, NoAcknowledgeSource};
+    let nack = ErrorKind::NoAcknowledge(NoAcknowledgeSource::Data);
+    let (tp, _) = bme280_calibration_registers();
     let expectations = [
         Transaction::write_read(0x76, vec![0xD0], vec![0x60]),
-        Transaction::write_read(0x76, vec![0x88], calib),
-        Transaction::write(0x76, vec![0xF4, 0x23]),
-        Transaction::write_read(0x76, vec![0xFA], vec![0x7E, 0xED, 0x00]),
-        Transaction::write_read(0x76, vec![0xFA], vec![0x80, 0x00, 0x00]),
+        Transaction::write_read(0x76, vec![0x88], tp),
+        Transaction::write_read(0x76, vec![0xE1], vec![0; 7]).with_error(nack),
     ];
-    let mut dev = Bme280::new(I2cMock::new(&expectations), 0x76).unwrap();
-    assert_eq!((dev.calibration().t1, dev.calibration().t2, dev.calibration().t3), (27504, 26435, -1000));
-    assert_eq!(dev.read_temperature(), Ok(MilliCelsius(25080)));
-    assert_eq!(dev.read_temperature(), Err(Bme280Error::MeasurementSkipped));
-    dev.release().done();
+    let mut mock = I2cMock::new(&expectations);
+    assert_eq!(Bme280::new(mock.clone(), 0x76).unwrap_err(), SensorError::I2c(nack));
+    mock.done();
 }
 
 #[test]
@@ -128,6 +194,24 @@ fn bme280_rejects_a_bmp280() {
     let expectations = [Transaction::write_read(0x77, vec![0xD0], vec![0x58])];
     let mut mock = I2cMock::new(&expectations);
     let err = Bme280::new(mock.clone(), 0x77).unwrap_err();
-    assert_eq!(err, Bme280Error::WrongChip(0x58));
+    assert_eq!(err, SensorError::WrongChip(0x58));
     mock.done();
+}
+
+proptest::proptest! {
+    /// Whatever a faulty bus returns as calibration and data, decoding neither panics nor
+    /// overflows (tests check overflow), and what it accepts is within the operating ranges.
+    #[test]
+    fn bme280_decode_any_bytes(
+        tp in proptest::array::uniform26(proptest::num::u8::ANY),
+        h in proptest::array::uniform7(proptest::num::u8::ANY),
+        data in proptest::array::uniform8(proptest::num::u8::ANY),
+    ) {
+        let cal = Bme280Calibration::from_registers(tp, h);
+        if let Ok(r) = cal.decode::<()>(data) {
+            proptest::prop_assert!((-40_000..=85_000).contains(&r.temperature.0));
+            proptest::prop_assert!((300.0..=1100.0).contains(&r.pressure_hpa()));
+            proptest::prop_assert!((0.0..=100.0).contains(&r.humidity_percent()));
+        }
+    }
 }

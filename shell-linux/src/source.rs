@@ -153,6 +153,11 @@ pub fn build(
     waker: &Waker,
 ) -> Result<Vec<Box<dyn Source>>, crate::collect::PluginConfigError> {
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
+    let i2c = &crate::config::vars::RPI_I2C_SENSORS;
+    let i2c_listed = i2c.list(&config.plugin_vars).map_or(true, |sensors| !sensors.is_empty());
+    if i2c_listed && !config.collector_plugins.iter().any(|p| p == "rpi") {
+        log::warn!("{} lists sensors but COLLECTOR_PLUGINS does not list rpi: none is read", i2c.name);
+    }
     if !config.collector_plugins.is_empty() {
         let every = config.capture_interval.max(Duration::from_secs(1));
         let runner = crate::collect::Runner::new(crate::collect::build(config)?, every);

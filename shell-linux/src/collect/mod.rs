@@ -132,7 +132,11 @@ pub struct PluginConfigError {
 
 impl From<crate::config::vars::VarError> for PluginConfigError {
     fn from(e: crate::config::vars::VarError) -> PluginConfigError {
-        let value = if e.secret { "(not shown)".to_owned() } else { crate::config::redact_url(&e.value) };
+        let value = if e.secret {
+            "(not shown)".to_owned()
+        } else {
+            crate::config::shown_plugin_value(&e.name, &e.value)
+        };
         PluginConfigError { variable: e.name, value, expected: e.expected }
     }
 }

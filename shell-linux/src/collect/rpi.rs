@@ -7,11 +7,14 @@
 //! | `vcgencmd get_throttled` | `Chouette.rpi.throttled`, 0 or 1 per flag | `flag:` one of `under_voltage`, `freq_capped`, `throttled`, `soft_temp_limit` and the four `*_occurred` | |
 //! | `/sys/bus/w1/devices/28-*/w1_slave` (DS18B20) | `Chouette.rpi.w1.temperature` | `sensor:<28-...>` | °C |
 //! | refused DS18B20 reads, cumulative | `Chouette.rpi.w1.rejected` | `sensor:`, `reason:crc/power_on_reset/all_zero/empty/malformed` | reads |
+//! | TMP102, LM75, BME280 on `/dev/i2c-*` (`RPI_I2C_SENSORS`) | `Chouette.rpi.i2c.temperature` | `model:tmp102/lm75/lm75a/bme280`, `bus:<device file name, i2c-1>`, `address:<0x48>` | °C |
+//! | BME280 | `Chouette.rpi.i2c.pressure`, `Chouette.rpi.i2c.humidity` | the same | hPa, % |
+//! | failed I2C reads, cumulative | `Chouette.rpi.i2c.errors` | the same, `reason:open/nack/busy/bus/wrong_chip/skipped/implausible` | reads |
 //!
 //! The parsers are `chouette_boards::rpi`'s. The `flag:` values are `Throttled::flags()`' names (the ARM
 //! frequency cap is `freq_capped`, `freq_capped_occurred`). The `reason:` values are this collector's:
 //! `crc` is `W1Error::CrcMismatch` (boards' `W1ErrorCounts` calls it `crc_mismatch`), the others are
-//! the boards names.
+//! the boards names. The I2C sensors are [`i2c`]'s: read only when `RPI_I2C_SENSORS` lists them.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -22,6 +25,10 @@ use chouette_boards::rpi::{self as boards, W1Error};
 
 use super::{under, CollectError, Collector, PluginConfigError, PluginVars, Point};
 use crate::config::vars;
+
+pub mod i2c;
+
+use i2c::{I2cSensors, LinuxBuses, SensorSpec};
 
 /// Longest a `vcgencmd` call may take.
 pub const VCGENCMD_TIMEOUT: Duration = Duration::from_secs(2);
@@ -44,12 +51,24 @@ pub struct Settings {
     pub root: PathBuf,
     /// `VCGENCMD_PATH`.
     pub vcgencmd: PathBuf,
+    /// `RPI_I2C_SENSORS`, each entry checked ([`i2c::parse_sensors`]).
+    pub i2c_sensors: Vec<SensorSpec>,
 }
 
 impl Settings {
-    /// From the plugin variables, through their table entries.
+    /// From the plugin variables, through their table entries. A bad `RPI_I2C_SENSORS` entry is
+    /// an error naming it.
     pub fn from_vars(vars: &PluginVars) -> Result<Settings, PluginConfigError> {
-        Ok(Settings { root: super::root(vars)?, vcgencmd: PathBuf::from(vars::VCGENCMD_PATH.string(vars)?) })
+        let var = &vars::RPI_I2C_SENSORS;
+        let i2c_sensors = i2c::parse_sensors(&var.list(vars)?).map_err(|detail| match var.read(vars) {
+            Some(raw) => PluginConfigError::from(var.error(raw, &detail)),
+            None => PluginConfigError::new(var.name, "", detail),
+        })?;
+        Ok(Settings {
+            root: super::root(vars)?,
+            vcgencmd: PathBuf::from(vars::VCGENCMD_PATH.string(vars)?),
+            i2c_sensors,
+        })
     }
 }
 
@@ -58,18 +77,30 @@ pub struct Rpi {
     root: PathBuf,
     vcgencmd: PathBuf,
     rejected: BTreeMap<(String, &'static str), u64>,
+    i2c: I2cSensors<LinuxBuses>,
 }
 
 impl Rpi {
     /// From its [`Settings`].
     pub fn from_vars(vars: &PluginVars) -> Result<Rpi, PluginConfigError> {
         let settings = Settings::from_vars(vars)?;
-        Ok(Rpi::new(settings.root, settings.vcgencmd))
+        if !settings.i2c_sensors.is_empty() {
+            let names: Vec<String> = settings.i2c_sensors.iter().map(ToString::to_string).collect();
+            log::info!("plugin=rpi sensors={names:?}: reading I2C sensors");
+        }
+        Ok(Rpi::new(settings.root, settings.vcgencmd).with_i2c_sensors(settings.i2c_sensors))
     }
 
-    /// A collector reading sysfs under `root` and running `vcgencmd` when it exists.
+    /// A collector reading sysfs under `root` and running `vcgencmd` when it exists (no I2C
+    /// sensor).
     pub fn new(root: PathBuf, vcgencmd: PathBuf) -> Rpi {
-        Rpi { root, vcgencmd, rejected: BTreeMap::new() }
+        Rpi { root, vcgencmd, rejected: BTreeMap::new(), i2c: I2cSensors::new(LinuxBuses, Vec::new()) }
+    }
+
+    /// Reads these I2C sensors too, on `/dev/i2c-*`.
+    pub fn with_i2c_sensors(mut self, sensors: Vec<SensorSpec>) -> Rpi {
+        self.i2c = I2cSensors::new(LinuxBuses, sensors);
+        self
     }
 
     /// Refused DS18B20 reads so far, per (sensor, reason).
@@ -176,6 +207,7 @@ impl Collector for Rpi {
                     .tag("reason", *reason),
             );
         }
+        self.i2c.collect(&mut out);
         Ok(out)
     }
 }

@@ -229,4 +229,51 @@ fn plugin_settings_come_from_their_table_entries() {
     );
     assert!(err(dramatiq::Settings::from_vars(&none, None).unwrap_err())
         .starts_with("DRAMATIQ_REDIS_URL=\"\": dramatiq needs a Redis"));
+
+    // RPI_I2C_SENSORS: none by default; a bad entry is named.
+    assert!(rpi::Settings::from_vars(&none).unwrap().i2c_sensors.is_empty());
+    let sensors = set(&[("RPI_I2C_SENSORS", r#"["tmp102@/dev/i2c-1:0x48", "bme280@/dev/i2c-1:0x76"]"#)]);
+    assert_eq!(rpi::Settings::from_vars(&sensors).unwrap().i2c_sensors.len(), 2);
+    assert_eq!(
+        err(rpi::Settings::from_vars(&set(&[("RPI_I2C_SENSORS", r#"["tmp102@/dev/i2c-1:48"]"#)]))
+            .unwrap_err()),
+        r#"RPI_I2C_SENSORS="[\"tmp102@/dev/i2c-1:48\"]": a JSON list of MODEL@DEVICE:ADDRESS entries (default []) (entry "tmp102@/dev/i2c-1:48": address "48": write it in hexadecimal as i2cdetect shows it, e.g. 0x48)"#
+    );
+}
+
+/// An I2C sensor on a bus device that does not exist: the rpi collector counts it (its own
+/// `Chouette.rpi.i2c.errors`, not a failed capture) and the other collectors' points still come.
+#[test]
+fn an_absent_i2c_bus_is_counted_and_the_other_collectors_go_on() {
+    let specs = rpi::i2c::parse_sensors(&["tmp102@/dev/i2c-nonexistent-99:0x48".to_owned()]).expect("entry");
+    let rpi =
+        rpi::Rpi::new("/nonexistent-root".into(), "/nonexistent/vcgencmd".into()).with_i2c_sensors(specs);
+    let collectors: Vec<Box<dyn Collector>> = vec![Box::new(rpi), Box::new(Good)];
+    let mut runner = Runner::new(collectors, Duration::from_secs(5));
+    let (mut store, dir) = store("i2c");
+    for (second, count) in [(0, 1), (1, 2)] {
+        let outboxes = [crate::store::Queue::WrappedMetrics];
+        let now = 1_700_000_000.0 + f64::from(second);
+        runner.tick(&mut crate::source::Sink::new(&mut store, &outboxes, true), now).expect("tick");
+        let stored = values(&mut store);
+        let at = |metric: &str, tags: &str, value: &str| {
+            format!(
+                r#"{{"metric": "{metric}", "tags": [{tags}], "points": [[{now:.1}, {value}]], "type": "gauge"}}"#
+            )
+        };
+        for expected in [
+            at("Chouette.test.other", "", "2.5"),
+            at(
+                "Chouette.rpi.i2c.errors",
+                r#""address:0x48", "bus:i2c-nonexistent-99", "model:tmp102", "reason:open""#,
+                &count.to_string(),
+            ),
+        ] {
+            assert!(stored.contains(&expected), "{expected} not in {stored:#?}");
+        }
+        // Not a failed capture: no chouette.collector.errors.
+        assert!(runner.errors().is_empty(), "{:?}", runner.errors());
+    }
+    drop(runner);
+    let _ = std::fs::remove_dir_all(dir);
 }

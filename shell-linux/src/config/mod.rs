@@ -228,7 +228,7 @@ pub enum NoOutput {
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let plugin_vars: BTreeMap<&str, String> =
-            self.plugin_vars.iter().map(|(k, v)| (k.as_str(), redact_url(v))).collect();
+            self.plugin_vars.iter().map(|(k, v)| (k.as_str(), shown_plugin_value(k, v))).collect();
         f.debug_struct("Config")
             .field("api_key", &self.api_key)
             .field("global_tags", &self.global_tags)
@@ -459,6 +459,18 @@ pub fn redact_url(text: &str) -> String {
     match credentials_span(text) {
         Some(span) => format!("{}***{}", &text[..span.start], &text[span.end..]),
         None => text.to_owned(),
+    }
+}
+
+/// A plugin variable's value as shown in errors and `Debug`: a URL variable's (`*_URL`, the ones
+/// whose credentials are also scrubbed from the log, [`Config::secrets`]) with its credentials
+/// hidden ([`redact_url`]); any other unchanged (an `@` in `RPI_I2C_SENSORS`' entries is not a
+/// password).
+pub fn shown_plugin_value(name: &str, value: &str) -> String {
+    if name.to_ascii_uppercase().ends_with("URL") {
+        redact_url(value)
+    } else {
+        value.to_owned()
     }
 }
 
@@ -1232,6 +1244,7 @@ mod tests {
             ("K8S_METRICS", "[\"pods\"]", "a JSON object of lists"),
             ("K8S_METRICS", "{\"pods\": \"cpu\"}", "pods: not a JSON list"),
             ("K8S_STATS_SERVICE_PORT", "0", "a TCP port"),
+            ("RPI_I2C_SENSORS", "tmp102@/dev/i2c-1:0x48", "a JSON list of MODEL@DEVICE:ADDRESS entries"),
             ("REDIS_URL", "http://redis:6379", "redis://"),
             ("REDIS_URL", "redis://", "redis://"),
             ("REDIS_PORT", "65536", "a TCP port"),
@@ -1414,6 +1427,16 @@ mod tests {
         // A bad REDIS_URL with a password: redacted.
         let text = err(&[("REDIS_URL", "http://u:hunter2@x")]);
         assert!(!text.contains("hunter2"), "{text}");
+        // Plugin variables: the URL ones redacted, the others (an `@` in an I2C entry) shown.
+        let c = parse(&[
+            ("DRAMATIQ_REDIS_URL", "redis://:hunter2@broker/0"),
+            ("RPI_I2C_SENSORS", r#"["tmp102@/dev/i2c-1:0x48"]"#),
+        ])
+        .unwrap();
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("hunter2") && debug.contains("redis://***@broker/0"), "{debug}");
+        assert!(debug.contains("tmp102@/dev/i2c-1:0x48"), "{debug}");
+        assert_eq!(shown_plugin_value("dramatiq_redis_url", "u:pw@h"), "***@h");
     }
 
     #[test]

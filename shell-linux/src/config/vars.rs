@@ -561,6 +561,18 @@ pub const VCGENCMD_PATH: Var = var(
     "rpi: the vcgencmd tool (skipped when absent)",
     Collectors,
 );
+/// `RPI_I2C_SENSORS`.
+pub const RPI_I2C_SENSORS: Var = var(
+    "RPI_I2C_SENSORS",
+    Value("[]"),
+    Kind::List { of: "MODEL@DEVICE:ADDRESS entries", among: &[], any_case: false },
+    "rpi: I2C sensors to read (with rpi in COLLECTOR_PLUGINS), e.g. [\"tmp102@/dev/i2c-1:0x48\", \
+     \"bme280@/dev/i2c-1:0x76\"]. MODEL is \
+     tmp102, lm75 (9-bit), lm75a (11-bit LM75A/B, alias lm75b) or bme280 (temperature, pressure, \
+     humidity); ADDRESS is hex as i2cdetect shows it. A bad entry stops the agent at startup; a \
+     sensor that fails is counted (Chouette.rpi.i2c.errors) and retried. Empty, no I2C access",
+    Collectors,
+);
 
 // ---- Serial link --------------------------------------------------------------------------
 
@@ -715,6 +727,7 @@ pub const VARS: &[Var] = &[
     DOCKER_SOCKET_PATH,
     DRAMATIQ_REDIS_URL,
     VCGENCMD_PATH,
+    RPI_I2C_SENSORS,
     SERIAL_DEVICES,
     SERIAL_BAUD,
     DOGSTATSD_PORT,
