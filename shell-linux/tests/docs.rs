@@ -62,3 +62,28 @@ fn the_readme_quotes_the_raw_page_and_step_bounds() {
     );
     assert!(readme.contains(&page), "README.md should say {page:?} (limits.rs)");
 }
+
+#[test]
+fn every_module_with_children_is_a_folder_with_mod_rs() {
+    // The layout the README's contributing section describes: `x/mod.rs`, never `x.rs` beside `x/`.
+    fn walk(dir: &Path, found: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if path.with_extension("rs").is_file() {
+                    found.push(path.display().to_string());
+                }
+                walk(&path, found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for krate in ["core", "shell-linux", "shell-client", "shell-mcu", "boards", "tests", "firmware", "probe"]
+    {
+        walk(&root().join(krate).join("src"), &mut found);
+    }
+    assert!(
+        found.is_empty(),
+        "modules written as `x.rs` beside a folder `x/` (make them `x/mod.rs`): {found:?}"
+    );
+}
