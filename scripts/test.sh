@@ -39,5 +39,6 @@ scripts/test-install.sh
 step "fuzz targets compile"
 cargo check --manifest-path fuzz/Cargo.toml --locked
 cargo check --manifest-path boards/fuzz/Cargo.toml --locked
+cargo check --manifest-path shell-linux/fuzz/Cargo.toml --locked
 
 step "all checks passed"
