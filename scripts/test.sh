@@ -39,6 +39,7 @@ scripts/test-install.sh
 step "fuzz targets compile"
 cargo check --manifest-path fuzz/Cargo.toml --locked
 cargo check --manifest-path boards/fuzz/Cargo.toml --locked
+cargo check --manifest-path shell-linux/fuzz/Cargo.toml --locked
 
 step "the JSON comparison compiles (json-eval/: the core's scanner against serde-json-core)"
 cargo check --manifest-path json-eval/Cargo.toml --all-targets --locked

@@ -7,6 +7,11 @@
 //! less): `NaN`/`Infinity` are refused as serde_json refuses them, a repeated key's last value
 //! wins as in serde_json's map, numbers read as `f64`. Nesting is limited to the scanner's
 //! [`MAX_DEPTH`](chouette_core::wire::json::MAX_DEPTH) (32; the Docker and kubelet fixtures nest 6 deep at most).
+//! Two values serde_json refuses with their whole document are read here as nothing, the rest
+//! of the document still read: a number beyond `f64` (`1e400`: [`JsonDoc::as_f64`] says `None`,
+//! never an infinity) and a string with a lone surrogate escape (`"\ud800"`: `as_str` says
+//! `None`; as a key, its object has no [`Json::members`]). The fuzz target `collect_json`
+//! (`shell-linux/fuzz`) checks this parity, both ways.
 //!
 //! The collectors' point builders are generic over [`JsonDoc`], so their parity tests still feed
 //! them `serde_json::Value`s (the impl for those exists only in tests).
@@ -21,7 +26,7 @@ pub trait JsonDoc: Sized {
     fn get(&self, key: &str) -> Option<Self>;
     /// The text of a string.
     fn as_str(&self) -> Option<Cow<'_, str>>;
-    /// The value of a number.
+    /// The value of a number (finite: `None` for one beyond `f64`'s range).
     fn as_f64(&self) -> Option<f64>;
     /// The elements of an array (`None` if not an array).
     fn elements(&self) -> Option<Vec<Self>>;
@@ -123,7 +128,7 @@ impl JsonDoc for Json<'_> {
 
     fn as_f64(&self) -> Option<f64> {
         match self.open()? {
-            (_, Token::Number(n)) => n.parse().ok(),
+            (_, Token::Number(n)) => n.parse().ok().filter(|n: &f64| n.is_finite()),
             _ => None,
         }
     }
@@ -238,5 +243,19 @@ mod tests {
             assert!(serde_json::from_slice::<serde_json::Value>(bad).is_err(), "serde_json takes {bad:?}");
             assert!(Json::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
+    }
+
+    /// Found writing the fuzz target `collect_json` (its parity check with serde_json): `1e400`
+    /// read as an infinity, where serde_json refuses the document. Such a value now reads as nothing, and the rest of
+    /// the document is still read (as a lone surrogate in a string).
+    #[test]
+    fn what_serde_json_refuses_alone_reads_as_nothing() {
+        let text = br#"{"big": 1e400, "small": -1e400, "odd": "\ud800", "ok": 2}"#;
+        assert!(serde_json::from_slice::<serde_json::Value>(text).is_err());
+        let doc = Json::parse(text).expect("json");
+        assert_eq!(doc.get("big").map(|v| v.as_f64()), Some(None));
+        assert_eq!(doc.get("small").map(|v| v.as_f64()), Some(None));
+        assert_eq!(doc.get("odd").map(|v| v.as_str().is_none()), Some(true));
+        assert_eq!(doc.get("ok").and_then(|v| v.as_f64()), Some(2.0));
     }
 }

@@ -4,6 +4,12 @@
 
 pub mod embedded;
 pub mod redis;
+// Public (hidden) only for the fuzz targets (`shell-linux/fuzz`), which feed the page reader's
+// reply parsing arbitrary bytes over a slice: see `store/resp.rs`.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod resp;
+#[cfg(not(feature = "fuzzing"))]
 mod resp;
 
 use std::fmt;

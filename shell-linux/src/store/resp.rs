@@ -10,6 +10,16 @@
 //! The connection speaks RESP2 (no `HELLO`), authenticates and selects the db like the store's
 //! own, with the same timeouts. It is dropped after any failure but a server error reply; the
 //! store reconnects on its next read.
+//!
+//! The reader is generic over its stream (`Read + Write`): the store's is a socket ([`Stream`]),
+//! the fuzz targets' (`shell-linux/fuzz`, `resp_reply`) a byte slice of replies. For them only,
+//! the `fuzzing` feature makes this module public (hidden from the docs).
+//!
+//! What a reply declares is not trusted with memory: an array is at most the page's `LIMIT`, a
+//! value's bytes are allocated up front only within the caller's `max_record` (a longer one is
+//! read past), and an id's or a score's only within [`RESP_READ_BUFFER_BYTES`], past which their
+//! memory grows with the bytes that arrive. A corrupt header (`$1099511627776`) ends in an EOF,
+//! a timeout or a protocol failure, never in an allocation of that size.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -23,7 +33,7 @@ use crate::limits::{RESP_READ_BUFFER_BYTES, RESP_SEND_AT_BYTES};
 
 /// Why a read failed.
 #[derive(Debug)]
-pub(super) enum Failure {
+pub enum Failure {
     /// The connection failed, timed out or closed: dropped.
     Io(io::Error),
     /// Redis answered an error (`-ERR …`, `-LOADING …`): the connection is still in step.
@@ -51,7 +61,7 @@ impl std::fmt::Display for Failure {
 impl Failure {
     /// Whether a fresh connection may do better: the server closed this one (a Redis restart)
     /// or a stop and continue cut a call short (`EINTR`, see `redis.rs`).
-    pub(super) fn worth_a_retry(&self) -> bool {
+    pub fn worth_a_retry(&self) -> bool {
         let Failure::Io(e) = self else { return false };
         matches!(
             e.kind(),
@@ -64,7 +74,7 @@ impl Failure {
     }
 
     /// Whether it may pass by itself: I/O, or Redis loading its data or failing over.
-    pub(super) fn is_transient(&self) -> bool {
+    pub fn is_transient(&self) -> bool {
         match self {
             Failure::Io(_) => true,
             Failure::Server(message) => ["LOADING", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN"]
@@ -75,8 +85,11 @@ impl Failure {
     }
 }
 
-enum Stream {
+/// The store's connection: TCP or a Unix socket.
+pub enum Stream {
+    /// A TCP connection.
     Tcp(TcpStream),
+    /// A Unix socket.
     Unix(UnixStream),
 }
 
@@ -102,19 +115,20 @@ impl Write for Stream {
     }
 }
 
-/// One plain connection for page reads.
-pub(super) struct PageReader {
-    conn: BufReader<Stream>,
+/// One plain connection for page reads, over `S`: a socket ([`PageReader::connect`]) or any
+/// stream ([`PageReader::new`]).
+pub struct PageReader<S = Stream> {
+    conn: BufReader<S>,
     /// The commands being sent (reused).
     out: Vec<u8>,
     /// A reply header being read (reused).
     line: Vec<u8>,
 }
 
-impl PageReader {
+impl PageReader<Stream> {
     /// Connects to `addr` (TCP or a Unix socket; `None` for TLS), then `AUTH` and `SELECT` as
     /// needed.
-    pub(super) fn connect(
+    pub fn connect(
         addr: &ConnectionAddr,
         username: Option<&str>,
         password: Option<&str>,
@@ -148,11 +162,7 @@ impl PageReader {
             }
             _ => return Ok(None),
         };
-        let mut reader = PageReader {
-            conn: BufReader::with_capacity(RESP_READ_BUFFER_BYTES, stream),
-            out: Vec::new(),
-            line: Vec::new(),
-        };
+        let mut reader = PageReader::new(stream);
         if let Some(password) = password {
             match username {
                 Some(user) => reader.command(&[b"AUTH", user.as_bytes(), password.as_bytes()])?,
@@ -168,9 +178,22 @@ impl PageReader {
         }
         Ok(Some(reader))
     }
+}
 
-    /// `ZRANGEBYSCORE key min max LIMIT offset limit WITHSCORES`: ids and scores, into `out`.
-    pub(super) fn range(
+impl<S: Read + Write> PageReader<S> {
+    /// A reader of the replies `stream` gives, which sends its commands to `stream` (no `AUTH`
+    /// nor `SELECT`: [`PageReader::connect`] sends those).
+    pub fn new(stream: S) -> PageReader<S> {
+        PageReader {
+            conn: BufReader::with_capacity(RESP_READ_BUFFER_BYTES, stream),
+            out: Vec::new(),
+            line: Vec::new(),
+        }
+    }
+
+    /// `ZRANGEBYSCORE key min max LIMIT offset limit WITHSCORES`: ids and scores, into `out`
+    /// (at most `limit`: a longer reply is out of step).
+    pub fn range(
         &mut self,
         key: &str,
         min: &str,
@@ -179,7 +202,7 @@ impl PageReader {
         limit: usize,
         out: &mut Vec<Record>,
     ) -> Result<(), Failure> {
-        let (offset, limit) = (offset.to_string(), limit.to_string());
+        let (offset, limit_arg) = (offset.to_string(), limit.to_string());
         let args: [&[u8]; 8] = [
             b"ZRANGEBYSCORE",
             key.as_bytes(),
@@ -187,7 +210,7 @@ impl PageReader {
             max.as_bytes(),
             b"LIMIT",
             offset.as_bytes(),
-            limit.as_bytes(),
+            limit_arg.as_bytes(),
             b"WITHSCORES",
         ];
         self.command(&args)?;
@@ -195,6 +218,9 @@ impl PageReader {
         let n = self.array()?;
         if n % 2 != 0 {
             return Err(Failure::Protocol(format!("WITHSCORES reply of odd length {n}")));
+        }
+        if n / 2 > limit {
+            return Err(Failure::Protocol(format!("WITHSCORES reply of {n} for LIMIT {limit}")));
         }
         out.reserve(n / 2);
         for _ in 0..n / 2 {
@@ -211,7 +237,7 @@ impl PageReader {
 
     /// One `HSTRLEN hash id` per record, in one pipeline: the lengths of their values (0 for
     /// an id the HASH does not hold).
-    pub(super) fn lengths(&mut self, hash: &str, records: &[Record]) -> Result<Vec<u64>, Failure> {
+    pub fn lengths(&mut self, hash: &str, records: &[Record]) -> Result<Vec<u64>, Failure> {
         for r in records {
             self.command(&[b"HSTRLEN", hash.as_bytes(), &r.id])?;
         }
@@ -232,12 +258,7 @@ impl PageReader {
     /// `HMGET hash ids…` of the records not marked [`Record::oversize`]: their values (`None`
     /// for an id the HASH does not hold). A value found longer than `max_record` (it grew since
     /// its length was read) is not loaded either: it is read past, and the record marked.
-    pub(super) fn values(
-        &mut self,
-        hash: &str,
-        records: &mut [Record],
-        max_record: usize,
-    ) -> Result<(), Failure> {
+    pub fn values(&mut self, hash: &str, records: &mut [Record], max_record: usize) -> Result<(), Failure> {
         let wanted = records.iter().filter(|r| r.oversize.is_none()).count();
         if wanted == 0 {
             return Ok(());
@@ -259,10 +280,10 @@ impl PageReader {
             match self.bulk_header()? {
                 None => record.value = None,
                 Some(len) if len > max_record => {
-                    self.skip(len + 2)?;
+                    self.skip(len as u64 + 2)?;
                     record.oversize = Some(len as u64);
                 }
-                Some(len) => record.value = Some(self.bulk_body(len)?),
+                Some(len) => record.value = Some(self.bulk_body(len, max_record)?),
             }
         }
         Ok(())
@@ -350,10 +371,17 @@ impl PageReader {
         }
     }
 
-    /// A bulk string's `len` bytes and CRLF.
-    fn bulk_body(&mut self, len: usize) -> Result<Vec<u8>, Failure> {
-        let mut body = vec![0; len + 2];
-        self.conn.read_exact(&mut body)?;
+    /// A bulk string's `len` bytes and CRLF. At most `up_front` bytes are allocated before
+    /// they arrive: past that, memory grows with the bytes read, so a corrupt length ends in an
+    /// EOF (or a timeout), not in an allocation of that size.
+    fn bulk_body(&mut self, len: usize, up_front: usize) -> Result<Vec<u8>, Failure> {
+        // In u64: `len + 2` cannot overflow on a 32-bit board either.
+        let wanted = len as u64 + 2;
+        let mut body = Vec::with_capacity(len.min(up_front) + 2);
+        (&mut self.conn).take(wanted).read_to_end(&mut body)?;
+        if (body.len() as u64) < wanted {
+            return Err(Failure::Io(io::ErrorKind::UnexpectedEof.into()));
+        }
         if !body.ends_with(b"\r\n") {
             return Err(Failure::Protocol("a bulk string without its CRLF".to_owned()));
         }
@@ -361,24 +389,24 @@ impl PageReader {
         Ok(body)
     }
 
-    /// A bulk string, `None` for nil.
+    /// A bulk string (an id or a score, short), `None` for nil.
     fn bulk(&mut self) -> Result<Option<Vec<u8>>, Failure> {
         match self.bulk_header()? {
-            Some(len) => self.bulk_body(len).map(Some),
+            Some(len) => self.bulk_body(len, RESP_READ_BUFFER_BYTES).map(Some),
             None => Ok(None),
         }
     }
 
     /// Reads past `n` bytes without keeping them.
-    fn skip(&mut self, mut n: usize) -> Result<(), Failure> {
+    fn skip(&mut self, mut n: u64) -> Result<(), Failure> {
         while n > 0 {
             let available = self.conn.fill_buf()?;
             if available.is_empty() {
                 return Err(Failure::Io(io::ErrorKind::UnexpectedEof.into()));
             }
-            let take = available.len().min(n);
+            let take = usize::try_from(n).map_or(available.len(), |n| available.len().min(n));
             self.conn.consume(take);
-            n -= take;
+            n -= take as u64;
         }
         Ok(())
     }
@@ -408,6 +436,76 @@ mod tests {
 
     fn record(id: &[u8]) -> Record {
         Record { id: id.to_vec(), score: 0.0, value: None, oversize: None }
+    }
+
+    /// A server that answers `replies`, whatever it is sent.
+    struct Replies<'a>(&'a [u8]);
+
+    impl Read for Replies<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.0.read(buf)
+        }
+    }
+
+    impl Write for Replies<'_> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn is_eof(failure: &Failure) -> bool {
+        matches!(failure, Failure::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof)
+    }
+
+    #[test]
+    fn replies_read_from_any_stream() {
+        let replies = b"*4\r\n$1\r\na\r\n$3\r\n1.5\r\n$1\r\nb\r\n$3\r\ninf\r\n\
+                        :3\r\n:0\r\n\
+                        *2\r\n$3\r\nabc\r\n$-1\r\n";
+        let mut reader = PageReader::new(Replies(replies));
+        let mut page = Vec::new();
+        reader.range("k", "-inf", "+inf", 0, 2, &mut page).unwrap();
+        assert_eq!(
+            page.iter().map(|r| (r.id.as_slice(), r.score)).collect::<Vec<_>>(),
+            [(b"a".as_slice(), 1.5), (b"b", f64::INFINITY)]
+        );
+        assert_eq!(reader.lengths("h", &page).unwrap(), [3, 0]);
+        reader.values("h", &mut page, 100).unwrap();
+        assert_eq!((page[0].value.as_deref(), page[1].value.as_deref()), (Some(b"abc".as_slice()), None));
+    }
+
+    /// Found by reading for the fuzz target `resp_reply`: an id's declared length was allocated
+    /// (zeroed) before its bytes came, so `$1099511627776` (1 TiB) aborted the agent on an
+    /// allocation failure. Memory now follows the bytes that arrive: here, an EOF.
+    #[test]
+    fn a_declared_length_of_a_tebibyte_is_not_allocated() {
+        for replies in [&b"*2\r\n$1099511627776\r\nab"[..], b"*2\r\n$1\r\na\r\n$1099511627776\r\n1"] {
+            let mut reader = PageReader::new(Replies(replies));
+            let failure = reader.range("k", "-inf", "+inf", 0, 10, &mut Vec::new()).unwrap_err();
+            assert!(is_eof(&failure), "{failure:?}");
+        }
+        // A value that long is over any `max_record`: read past, not loaded.
+        let mut reader = PageReader::new(Replies(b"*1\r\n$1099511627776\r\nxyz"));
+        let failure = reader.values("h", &mut [record(b"a")], 65_536).unwrap_err();
+        assert!(is_eof(&failure), "{failure:?}");
+    }
+
+    /// Found by reading for `resp_reply`: `ZRANGEBYSCORE`'s array length reserved that many
+    /// records before reading one, and `*9223372036854775806` panicked (capacity overflow).
+    /// A reply longer than the `LIMIT` asked for is out of step.
+    #[test]
+    fn a_range_longer_than_its_limit_is_out_of_step() {
+        for replies in [&b"*9223372036854775806\r\n"[..], b"*6\r\n$1\r\na\r\n$1\r\n1\r\n"] {
+            let mut reader = PageReader::new(Replies(replies));
+            match reader.range("k", "-inf", "+inf", 0, 2, &mut Vec::new()) {
+                Err(Failure::Protocol(what)) => assert!(what.contains("for LIMIT 2"), "{what}"),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]
