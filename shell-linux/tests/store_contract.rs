@@ -483,6 +483,51 @@ fn redis_the_first_page_read_soon_answers_any_bucket_and_a_write_drops_it() {
     assert_eq!(ids(&after_delete), ["r00", "r02"]);
 }
 
+/// After a page of small values, the next page of a metric queue is read without asking the
+/// values' lengths first, and comes out the same as with them: values over the record limit
+/// marked and not loaded, the page cut at the same record for bytes. The page after a cut asks
+/// the lengths again.
+#[test]
+fn redis_pages_read_without_lengths_first_keep_every_bound() {
+    use chouette_agent::limits::MAX_PAGE_BYTES;
+    let (mut store, server) = redis_store();
+    let calls = |command: &str| -> u64 {
+        let info: String = redis::cmd("INFO").arg("commandstats").query(&mut server.client()).unwrap();
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+    };
+    let limit = Queue::RawMetrics.max_record_bytes();
+    let small: Vec<NewRecord> = (0..10).map(|i| rec(&format!("a{i:03}"), f64::from(i), "small")).collect();
+    store.add(Queue::RawMetrics, &small).unwrap();
+    let first = store.read_page(Queue::RawMetrics, f64::INFINITY, 0, 10).unwrap();
+    assert_eq!(first.len(), 10);
+    assert_eq!(calls("hstrlen"), 10);
+    // 200 records of 60 KiB (12 MB: more than a page's bytes), three of them over the limit.
+    let big: Vec<NewRecord> = (0..200)
+        .map(|i| {
+            let pad = if i % 70 == 5 { limit + 1 } else { 60 * 1024 };
+            NewRecord { id: format!("b{i:03}").into_bytes(), score: 100.0 + f64::from(i), value: vec![b'x'; pad] }
+        })
+        .collect();
+    store.add(Queue::RawMetrics, &big).unwrap();
+    let unguarded = store.read_page(Queue::RawMetrics, f64::INFINITY, 10, 300).unwrap();
+    assert_eq!(calls("hstrlen"), 10, "the lengths were asked");
+    let mut fresh = RedisStore::connect(&server.url(), RedisTimeouts::default()).unwrap();
+    let guarded = fresh.read_page(Queue::RawMetrics, f64::INFINITY, 10, 300).unwrap();
+    assert_eq!(calls("hstrlen"), 10 + 200);
+    assert_eq!(unguarded, guarded);
+    let loaded: usize = unguarded.iter().filter_map(|r| r.value.as_ref()).map(Vec::len).sum();
+    assert!(unguarded.len() < 200 && loaded <= MAX_PAGE_BYTES && loaded + limit > MAX_PAGE_BYTES);
+    let marked: Vec<_> = unguarded.iter().filter(|r| r.oversize.is_some()).map(|r| r.value.is_none()).collect();
+    assert_eq!(marked, [true, true], "{} records", unguarded.len());
+    // The page after: its lengths are asked again.
+    let next = store.read_page(Queue::RawMetrics, f64::INFINITY, 10 + unguarded.len(), 300).unwrap();
+    assert_eq!(calls("hstrlen"), 10 + 200 + (200 - unguarded.len() as u64));
+    assert_eq!(unguarded.len() + next.len(), 200);
+}
+
 /// While a step reads, the next step's first page is read ahead from the step's bound up. A
 /// step's commit keeps it (it removes only records below that bound); a late record below the
 /// bound, or a write to the raw queue, makes the next step read again.

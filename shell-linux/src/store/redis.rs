@@ -35,7 +35,9 @@ use super::{
     check_score, dead_letter_envelope, oversize_envelope, AggregationCommit, DeadMove, DeadRecord, NewRecord,
     Queue, Record, Store, StoreError, AGGREGATED_UNTIL_KEY, LINK_STATE_KEY, STATUS_KEY,
 };
-use crate::limits::{ARGS_PER_COMMAND, CLEANUP_BATCH, MAX_PAGE_BYTES, NEXT_STEP_SHARE};
+use crate::limits::{
+    ARGS_PER_COMMAND, CLEANUP_BATCH, MAX_METRIC_RECORD_BYTES, MAX_PAGE_BYTES, NEXT_STEP_SHARE, UNGUARDED_PAGE_SHARE,
+};
 
 /// Removes up to ARGV[2] members of KEYS[1] (ZSET) scored at or below ARGV[1], and the same
 /// fields of KEYS[2] (HASH), atomically. Returns how many were removed. `unpack` is limited by
@@ -118,6 +120,10 @@ pub struct RedisStore {
     pages: Option<PageReader>,
     /// Whether pages are read on a plain connection (cleared for TLS, which has none).
     plain_reads: bool,
+    /// Per queue ([`Queue::ALL`]'s order), the longest value of the last page this store read:
+    /// whether the next page may load its values without asking their lengths first
+    /// ([`RedisStore::unguarded`]).
+    longest: [Option<u64>; Queue::ALL.len()],
 }
 
 /// Which page: the arguments of [`Store::read_page`], and where its score range starts.
@@ -222,6 +228,7 @@ impl RedisStore {
             read_ahead: ReadAhead::default(),
             pages: None,
             plain_reads: true,
+            longest: [None; Queue::ALL.len()],
         })
     }
 
@@ -244,6 +251,7 @@ impl RedisStore {
             read_ahead: ReadAhead { failed: true, ..ReadAhead::default() },
             pages: None,
             plain_reads: self.plain_reads,
+            longest: [None; Queue::ALL.len()],
         }
     }
 
@@ -508,11 +516,23 @@ impl RedisStore {
     /// in a pipeline, then one `HMGET` of the values within [`Queue::max_record_bytes`]; a larger
     /// value is marked [`Record::oversize`] and not loaded. The page ends (records are dropped
     /// from the end) once the loaded bytes would pass [`MAX_PAGE_BYTES`], after one record at least.
+    /// When the queue's last page showed small values ([`RedisStore::unguarded`]), the lengths
+    /// are not asked: the values come in `HMGET`s and the same bounds apply as they are read.
     fn fetch_values(&mut self, queue: Queue, records: &mut Vec<Record>) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }
         let values = values(queue);
+        let max_record = queue.max_record_bytes();
+        if self.unguarded(queue, records.len()) {
+            let read = |reader: &mut PageReader| {
+                reader.values_unguarded(values, records, max_record, MAX_PAGE_BYTES)
+            };
+            if let Some(longest) = self.read_plain(read) {
+                self.longest[queue_index(queue)] = Some(longest?);
+                return Ok(());
+            }
+        }
         let lengths = match self.read_plain(|reader| reader.lengths(values, records)) {
             Some(lengths) => lengths?,
             None => {
@@ -527,11 +547,10 @@ impl RedisStore {
             let e = protocol_error("HSTRLEN replies", &Value::Int(lengths.len() as i64));
             return Err(self.error("read", &e));
         }
-        let max_record = queue.max_record_bytes() as u64;
         let mut page_bytes = 0u64;
         let mut keep = records.len();
         for (i, (record, &len)) in records.iter_mut().zip(&lengths).enumerate() {
-            if len > max_record {
+            if len > max_record as u64 {
                 record.oversize = Some(len);
                 continue;
             }
@@ -542,7 +561,7 @@ impl RedisStore {
             page_bytes += len;
         }
         records.truncate(keep);
-        let max_record = queue.max_record_bytes();
+        self.longest[queue_index(queue)] = lengths.iter().copied().max();
         if let Some(result) = self.read_plain(|reader| reader.values(values, records, max_record)) {
             return result;
         }
@@ -571,6 +590,20 @@ impl RedisStore {
             };
         }
         Ok(())
+    }
+
+    /// Whether a page of `records` records of `queue` may load its values without asking their
+    /// lengths first: a metric queue whose last page read here showed small values (see
+    /// [`UNGUARDED_PAGE_SHARE`]). Values larger than expected are still not loaded, and the page
+    /// still ends at [`MAX_PAGE_BYTES`] ([`PageReader::values_unguarded`]); what that costs is
+    /// Redis sending them, which the lengths would have spared.
+    fn unguarded(&self, queue: Queue, records: usize) -> bool {
+        let max_record = queue.max_record_bytes() as u64;
+        max_record <= MAX_METRIC_RECORD_BYTES as u64
+            && self.longest[queue_index(queue)].is_some_and(|longest| {
+                longest <= max_record
+                    && longest.saturating_mul(records as u64) <= (MAX_PAGE_BYTES / UNGUARDED_PAGE_SHARE) as u64
+            })
     }
 
     /// One batch of [`Store::cleanup`] with plain commands: the ids at or below `threshold`,
@@ -617,6 +650,11 @@ impl RedisStore {
     ) -> Result<(), StoreError> {
         scores.try_for_each(|score| check_score(&self.description, op, "a record score", score))
     }
+}
+
+/// `queue`'s place in [`Queue::ALL`].
+fn queue_index(queue: Queue) -> usize {
+    Queue::ALL.iter().position(|q| *q == queue).unwrap_or(0)
 }
 
 /// The page a reading thread sent; `None` if its read failed (read again on the main

@@ -29,7 +29,7 @@ use redis::ConnectionAddr;
 
 use super::redis::RedisTimeouts;
 use super::Record;
-use crate::limits::{RESP_READ_BUFFER_BYTES, RESP_SEND_AT_BYTES};
+use crate::limits::{RESP_READ_BUFFER_BYTES, RESP_SEND_AT_BYTES, UNGUARDED_IDS_PER_REQUEST};
 
 /// Why a read failed.
 #[derive(Debug)]
@@ -287,6 +287,64 @@ impl<S: Read + Write> PageReader<S> {
             }
         }
         Ok(())
+    }
+
+    /// `HMGET hash ids…` of every record without asking their lengths first, in requests of
+    /// [`UNGUARDED_IDS_PER_REQUEST`] ids, each sent once the previous one is read. Values over
+    /// `max_record` are read past and marked [`Record::oversize`], as in [`PageReader::values`].
+    /// The page ends (records are dropped from the end) before the first value that would take
+    /// the loaded bytes past `max_page`, after one record at least: the values after it in the
+    /// same request are read past, and no further request is sent. Returns the longest value
+    /// seen, loaded or not.
+    pub fn values_unguarded(
+        &mut self,
+        hash: &str,
+        records: &mut Vec<Record>,
+        max_record: usize,
+        max_page: usize,
+    ) -> Result<u64, Failure> {
+        let (mut loaded, mut longest, mut keep) = (0usize, 0u64, records.len());
+        let mut start = 0;
+        while start < keep {
+            let end = (start + UNGUARDED_IDS_PER_REQUEST).min(records.len());
+            let chunk = &mut records[start..end];
+            self.out.clear();
+            push_header(&mut self.out, b'*', 2 + chunk.len());
+            push_arg(&mut self.out, b"HMGET");
+            push_arg(&mut self.out, hash.as_bytes());
+            for r in chunk.iter() {
+                push_arg(&mut self.out, &r.id);
+                self.send_if_full()?;
+            }
+            self.send()?;
+            let n = self.array()?;
+            if n != chunk.len() {
+                return Err(Failure::Protocol(format!("HMGET reply of {n} values for {} ids", chunk.len())));
+            }
+            for (i, record) in chunk.iter_mut().enumerate() {
+                let Some(len) = self.bulk_header()? else {
+                    record.value = None;
+                    record.oversize = None;
+                    continue;
+                };
+                longest = longest.max(len as u64);
+                if start + i >= keep {
+                    self.skip(len as u64 + 2)?;
+                } else if len > max_record {
+                    self.skip(len as u64 + 2)?;
+                    (record.value, record.oversize) = (None, Some(len as u64));
+                } else if start + i > 0 && loaded + len > max_page {
+                    self.skip(len as u64 + 2)?;
+                    keep = start + i;
+                } else {
+                    loaded += len;
+                    (record.value, record.oversize) = (Some(self.bulk_body(len, max_record)?), None);
+                }
+            }
+            start = end;
+        }
+        records.truncate(keep);
+        Ok(longest)
     }
 
     /// Appends one command to the ones to send (sending what waits once it is [`RESP_SEND_AT_BYTES`]).
@@ -560,6 +618,81 @@ mod tests {
         reader.values("h", &mut page, 65_536).unwrap();
         assert_eq!(page[2].value.as_deref(), Some(b"third".as_slice()));
         assert_eq!(page[1].oversize, Some(300_000));
+    }
+
+    fn calls(server: &chouette_tests::RedisServer, command: &str) -> u64 {
+        let info: String = redis::cmd("INFO").arg("commandstats").query(&mut server.client()).unwrap();
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+    }
+
+    /// Without lengths first: values over the record limit are read past and marked, a
+    /// missing one is `None`, the longest is reported, and the ids go in requests of
+    /// [`UNGUARDED_IDS_PER_REQUEST`].
+    #[test]
+    fn values_without_lengths_keep_the_record_limit_and_go_in_bounded_requests() {
+        let server = chouette_tests::RedisServer::start();
+        let mut raw = server.client();
+        let n = 2 * UNGUARDED_IDS_PER_REQUEST + 500;
+        let mut pipe = redis::pipe();
+        for i in 0..n {
+            let value = match i {
+                7 => vec![b'x'; 70_000],
+                1500 => vec![b'y'; 300_000],
+                _ => format!("value-{i}").into_bytes(),
+            };
+            if i != 9 {
+                pipe.hset("h", format!("id-{i}"), value).ignore();
+            }
+        }
+        pipe.query::<()>(&mut raw).unwrap();
+        let mut reader = reader(&server);
+        let mut page: Vec<Record> = (0..n).map(|i| record(format!("id-{i}").as_bytes())).collect();
+        let longest = reader.values_unguarded("h", &mut page, 65_536, 8 << 20).unwrap();
+        assert_eq!((longest, page.len()), (300_000, n));
+        for (i, r) in page.iter().enumerate() {
+            let expected = match i {
+                7 => (None, Some(70_000)),
+                1500 => (None, Some(300_000)),
+                9 => (None, None),
+                _ => (Some(format!("value-{i}").into_bytes()), None),
+            };
+            assert_eq!((r.value.clone(), r.oversize), expected, "record {i}");
+        }
+        assert_eq!((calls(&server, "hmget"), calls(&server, "hstrlen")), (3, 0));
+    }
+
+    /// The page ends before the first value that would pass the page's bytes (after one record
+    /// at least), as with lengths first; what follows in that request is read past, and no
+    /// further request is sent.
+    #[test]
+    fn values_without_lengths_end_the_page_at_its_bytes_and_stay_in_step() {
+        let server = chouette_tests::RedisServer::start();
+        let mut raw = server.client();
+        let n = 2 * UNGUARDED_IDS_PER_REQUEST;
+        let mut pipe = redis::pipe();
+        for i in 0..n {
+            pipe.hset("h", format!("id-{i}"), vec![b'0' + (i % 10) as u8; 1000]).ignore();
+        }
+        pipe.query::<()>(&mut raw).unwrap();
+        let mut reader = reader(&server);
+        let mut page: Vec<Record> = (0..n).map(|i| record(format!("id-{i}").as_bytes())).collect();
+        // 10.5 values' worth of bytes: 10 are loaded.
+        let longest = reader.values_unguarded("h", &mut page, 65_536, 10_500).unwrap();
+        assert_eq!((longest, page.len()), (1000, 10));
+        assert!(page.iter().all(|r| r.value.as_ref().is_some_and(|v| v.len() == 1000)));
+        assert_eq!(calls(&server, "hmget"), 1);
+        // A first value over the page's bytes is loaded all the same: a page holds one at least.
+        let mut page = vec![record(b"id-1"), record(b"id-2")];
+        reader.values_unguarded("h", &mut page, 65_536, 10).unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].value.as_deref(), Some(vec![b'1'; 1000].as_slice()));
+        // The connection is in step.
+        let mut page = vec![record(b"id-3")];
+        reader.values("h", &mut page, 65_536).unwrap();
+        assert_eq!(page[0].value.as_deref(), Some(vec![b'3'; 1000].as_slice()));
     }
 
     /// An error reply (a key of the wrong type) is a server failure, every reply of the
