@@ -36,16 +36,15 @@ pub const MAX_DEAD_RECORD_BYTES: usize = 16 * 1024 * 1024;
 
 /// Redis page reads of a metric queue: a page's values are loaded without asking their lengths
 /// first (`HSTRLEN` per id, a third of Redis's work in a drain) when the queue's previous page
-/// showed that they are small: its longest value times the page's records fits in this share
-/// (1/2) of [`MAX_PAGE_BYTES`], and none was over the record limit. Otherwise, and for the first
-/// page after a start, the lengths are asked first, as for the logs, events and dead letters
-/// (their records may be up to 1 MiB or 16 MiB, so they always are).
-pub const UNGUARDED_PAGE_SHARE: usize = 2;
-
-/// Redis page reads without lengths first: the ids of one `HMGET`, each sent once the previous
-/// one is read. Bounds what Redis sends that the page then does not load when values turn out
-/// larger than the previous page's (at most 1000 times the record limit, 64 MiB, in the worst
-/// case; a few hundred KB for typical records); costs one round trip per 1000 records.
+/// showed that they are small: none over the record limit, and its longest value times the
+/// page's records within [`MAX_PAGE_BYTES`] (so such a page is not cut for bytes either).
+/// Otherwise, and for the first page after a start, the lengths are asked first, as always for
+/// the logs, events and dead letters (whose records may be up to 1 MiB or 16 MiB).
+///
+/// This is the number of ids in one `HMGET` of such a page; each is sent once the previous one
+/// is read. It bounds what Redis sends that the page does not load when values turn out larger
+/// than the previous page's (at most 1000 times the record limit, 64 MiB, in the worst case; a
+/// few hundred KB for typical records), and costs one round trip per 1000 records.
 pub const UNGUARDED_IDS_PER_REQUEST: usize = 1000;
 
 /// Redis: the most ids (or id/value pairs) one command carries; longer lists become several

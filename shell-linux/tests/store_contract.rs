@@ -508,7 +508,11 @@ fn redis_pages_read_without_lengths_first_keep_every_bound() {
     let big: Vec<NewRecord> = (0..200)
         .map(|i| {
             let pad = if i % 70 == 5 { limit + 1 } else { 60 * 1024 };
-            NewRecord { id: format!("b{i:03}").into_bytes(), score: 100.0 + f64::from(i), value: vec![b'x'; pad] }
+            NewRecord {
+                id: format!("b{i:03}").into_bytes(),
+                score: 100.0 + f64::from(i),
+                value: vec![b'x'; pad],
+            }
         })
         .collect();
     store.add(Queue::RawMetrics, &big).unwrap();
@@ -520,7 +524,8 @@ fn redis_pages_read_without_lengths_first_keep_every_bound() {
     assert_eq!(unguarded, guarded);
     let loaded: usize = unguarded.iter().filter_map(|r| r.value.as_ref()).map(Vec::len).sum();
     assert!(unguarded.len() < 200 && loaded <= MAX_PAGE_BYTES && loaded + limit > MAX_PAGE_BYTES);
-    let marked: Vec<_> = unguarded.iter().filter(|r| r.oversize.is_some()).map(|r| r.value.is_none()).collect();
+    let marked: Vec<_> =
+        unguarded.iter().filter(|r| r.oversize.is_some()).map(|r| r.value.is_none()).collect();
     assert_eq!(marked, [true, true], "{} records", unguarded.len());
     // The page after: its lengths are asked again.
     let next = store.read_page(Queue::RawMetrics, f64::INFINITY, 10 + unguarded.len(), 300).unwrap();

@@ -36,7 +36,7 @@ use super::{
     Queue, Record, Store, StoreError, AGGREGATED_UNTIL_KEY, LINK_STATE_KEY, STATUS_KEY,
 };
 use crate::limits::{
-    ARGS_PER_COMMAND, CLEANUP_BATCH, MAX_METRIC_RECORD_BYTES, MAX_PAGE_BYTES, NEXT_STEP_SHARE, UNGUARDED_PAGE_SHARE,
+    ARGS_PER_COMMAND, CLEANUP_BATCH, MAX_METRIC_RECORD_BYTES, MAX_PAGE_BYTES, NEXT_STEP_SHARE,
 };
 
 /// Removes up to ARGV[2] members of KEYS[1] (ZSET) scored at or below ARGV[1], and the same
@@ -594,15 +594,14 @@ impl RedisStore {
 
     /// Whether a page of `records` records of `queue` may load its values without asking their
     /// lengths first: a metric queue whose last page read here showed small values (see
-    /// [`UNGUARDED_PAGE_SHARE`]). Values larger than expected are still not loaded, and the page
+    /// [`crate::limits::UNGUARDED_IDS_PER_REQUEST`]). Values larger than expected are still not loaded, and the page
     /// still ends at [`MAX_PAGE_BYTES`] ([`PageReader::values_unguarded`]); what that costs is
     /// Redis sending them, which the lengths would have spared.
     fn unguarded(&self, queue: Queue, records: usize) -> bool {
         let max_record = queue.max_record_bytes() as u64;
         max_record <= MAX_METRIC_RECORD_BYTES as u64
             && self.longest[queue_index(queue)].is_some_and(|longest| {
-                longest <= max_record
-                    && longest.saturating_mul(records as u64) <= (MAX_PAGE_BYTES / UNGUARDED_PAGE_SHARE) as u64
+                longest <= max_record && longest.saturating_mul(records as u64) <= MAX_PAGE_BYTES as u64
             })
     }
 
