@@ -28,9 +28,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use redis::{Cmd, Connection, ConnectionAddr, ConnectionInfo, ErrorKind, Pipeline, RedisError, Value};
+use redis::{Connection, ConnectionAddr, ConnectionInfo, ErrorKind, RedisError, Value};
 
-use super::resp::{Failure, PageReader};
+use super::resp::{Commands, Failure, PageReader};
 use super::{
     check_score, dead_letter_envelope, oversize_envelope, AggregationCommit, DeadMove, DeadRecord, NewRecord,
     Queue, Record, Store, StoreError, AGGREGATED_UNTIL_KEY, LINK_STATE_KEY, STATUS_KEY,
@@ -407,9 +407,9 @@ impl RedisStore {
     /// [`RedisStore::run`]; `None` if there is none (TLS): the caller reads through redis-rs.
     fn read_plain<T>(
         &mut self,
+        op: &'static str,
         mut f: impl FnMut(&mut PageReader) -> Result<T, Failure>,
     ) -> Option<Result<T, StoreError>> {
-        let op = "read";
         let mut retried = false;
         loop {
             let reused = self.pages.is_some();
@@ -486,7 +486,7 @@ impl RedisStore {
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
         let mut records = Vec::new();
-        let plain = self.read_plain(|reader| {
+        let plain = self.read_plain("read", |reader| {
             records.clear();
             reader.range(keys(queue), min, max, offset, limit, &mut records)
         });
@@ -528,12 +528,12 @@ impl RedisStore {
             let read = |reader: &mut PageReader| {
                 reader.values_unguarded(values, records, max_record, MAX_PAGE_BYTES)
             };
-            if let Some(longest) = self.read_plain(read) {
+            if let Some(longest) = self.read_plain("read", read) {
                 self.longest[queue_index(queue)] = Some(longest?);
                 return Ok(());
             }
         }
-        let lengths = match self.read_plain(|reader| reader.lengths(values, records)) {
+        let lengths = match self.read_plain("read", |reader| reader.lengths(values, records)) {
             Some(lengths) => lengths?,
             None => {
                 let mut lengths = redis::pipe();
@@ -562,7 +562,7 @@ impl RedisStore {
         }
         records.truncate(keep);
         self.longest[queue_index(queue)] = lengths.iter().copied().max();
-        if let Some(result) = self.read_plain(|reader| reader.values(values, records, max_record)) {
+        if let Some(result) = self.read_plain("read", |reader| reader.values(values, records, max_record)) {
             return result;
         }
         let mut hmget = redis::cmd("HMGET");
@@ -611,7 +611,7 @@ impl RedisStore {
         let mut range = redis::cmd("ZRANGEBYSCORE");
         range.arg(keys(queue)).arg("-inf").arg(score_arg(threshold)).arg("LIMIT").arg(0).arg(CLEANUP_BATCH);
         let ids: Vec<Vec<u8>> = self.run("cleanup", |conn| range.query(conn))?;
-        self.transaction("cleanup", |pipe| remove_ids(pipe, queue, ids.iter().map(Vec::as_slice)))?;
+        self.transaction("cleanup", |w| remove_ids(w, queue, ids.iter().map(Vec::as_slice)))?;
         Ok(ids.len() as u64)
     }
 
@@ -631,8 +631,13 @@ impl RedisStore {
         refused
     }
 
-    /// Runs one `MULTI … EXEC` built by `build` (nothing is sent when it adds no command).
-    fn transaction(&mut self, op: &'static str, build: impl FnOnce(&mut Pipeline)) -> Result<(), StoreError> {
+    /// Runs one `MULTI … EXEC` built by `build` (nothing is sent when it adds no command): on
+    /// the plain connection, sent in pieces as it is written ([`PageReader::transaction`]), or
+    /// through redis-rs where there is none (TLS).
+    fn transaction(&mut self, op: &'static str, build: impl Fn(&mut dyn Commands)) -> Result<(), StoreError> {
+        if let Some(result) = self.read_plain(op, |reader| reader.transaction(&build)) {
+            return result;
+        }
         let mut pipe = redis::pipe();
         pipe.atomic();
         build(&mut pipe);
@@ -737,75 +742,67 @@ fn score_arg(score: f64) -> String {
 
 /// [`add_records`] of `records` into every queue of `queues` (the outboxes a bucket or a frame
 /// goes to).
-fn add_to_queues(pipe: &mut Pipeline, queues: &[Queue], records: &[NewRecord]) {
+fn add_to_queues(w: &mut dyn Commands, queues: &[Queue], records: &[NewRecord]) {
     for &queue in queues {
-        add_records(pipe, queue, records.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())));
+        add_records(w, queue, records.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())));
     }
 }
 
 /// `ZADD keys s1 id1 …` and `HSET values id1 v1 …`, in chunks.
 fn add_records<'a>(
-    pipe: &mut Pipeline,
+    w: &mut dyn Commands,
     queue: Queue,
     records: impl Iterator<Item = (&'a [u8], f64, &'a [u8])>,
 ) {
     let (keys, values) = (keys(queue), values(queue));
-    let mut zadd: Option<Cmd> = None;
-    let mut hset: Option<Cmd> = None;
-    let mut n = 0;
+    let records: Vec<_> = records.collect();
     let mut score = String::new();
-    for (id, s, value) in records {
-        let z = zadd.get_or_insert_with(|| {
-            let mut c = redis::cmd("ZADD");
-            c.arg(keys);
-            c
-        });
-        score.clear();
-        push_score(&mut score, s);
-        z.arg(score.as_str()).arg(id);
-        let h = hset.get_or_insert_with(|| {
-            let mut c = redis::cmd("HSET");
-            c.arg(values);
-            c
-        });
-        h.arg(id).arg(value);
-        n += 1;
-        if n == ARGS_PER_COMMAND {
-            flush(pipe, &mut zadd);
-            flush(pipe, &mut hset);
-            n = 0;
+    for chunk in records.chunks(ARGS_PER_COMMAND) {
+        w.begin(2 + 2 * chunk.len());
+        w.arg(b"ZADD");
+        w.arg(keys.as_bytes());
+        for &(id, s, _) in chunk {
+            score.clear();
+            push_score(&mut score, s);
+            w.arg(score.as_bytes());
+            w.arg(id);
+        }
+        w.begin(2 + 2 * chunk.len());
+        w.arg(b"HSET");
+        w.arg(values.as_bytes());
+        for &(id, _, value) in chunk {
+            w.arg(id);
+            w.arg(value);
         }
     }
-    flush(pipe, &mut zadd);
-    flush(pipe, &mut hset);
 }
 
 /// `ZREM keys id…` and `HDEL values id…`, in chunks.
-fn remove_ids<'a>(pipe: &mut Pipeline, queue: Queue, ids: impl Iterator<Item = &'a [u8]>) {
+fn remove_ids<'a>(w: &mut dyn Commands, queue: Queue, ids: impl Iterator<Item = &'a [u8]>) {
     let (keys, values) = (keys(queue), values(queue));
     let ids: Vec<&[u8]> = ids.collect();
     for chunk in ids.chunks(ARGS_PER_COMMAND) {
-        pipe.cmd("ZREM").arg(keys).arg(chunk).ignore();
-        pipe.cmd("HDEL").arg(values).arg(chunk).ignore();
-    }
-}
-
-fn flush(pipe: &mut Pipeline, cmd: &mut Option<Cmd>) {
-    if let Some(cmd) = cmd.take() {
-        pipe.add_command(cmd).ignore();
+        for (command, key) in [(b"ZREM".as_slice(), keys), (b"HDEL".as_slice(), values)] {
+            w.begin(2 + chunk.len());
+            w.arg(command);
+            w.arg(key.as_bytes());
+            for id in chunk {
+                w.arg(id);
+            }
+        }
     }
 }
 
 /// Moves `records` from `queue` to its dead-letter queue, in the envelope of
 /// [`dead_letter_envelope`].
-fn move_dead(pipe: &mut Pipeline, queue: Queue, records: &[DeadRecord]) {
+fn move_dead(w: &mut dyn Commands, queue: Queue, records: &[DeadRecord]) {
     if records.is_empty() {
         return;
     }
-    remove_ids(pipe, queue, records.iter().map(|r| r.id.as_slice()));
+    remove_ids(w, queue, records.iter().map(|r| r.id.as_slice()));
     let envelopes: Vec<Vec<u8>> = records.iter().map(|r| dead_letter_envelope(queue, r)).collect();
     add_records(
-        pipe,
+        w,
         queue.dead_letter(),
         records.iter().zip(&envelopes).map(|(r, e)| (r.id.as_slice(), r.score, e.as_slice())),
     );
@@ -1110,10 +1107,10 @@ impl Store for RedisStore {
                 self.run(op, |conn| redis::cmd("HGET").arg(values(queue)).arg(&record.id).query(conn))?;
             let Some(value) = value else { continue };
             let envelope = oversize_envelope(queue, &value);
-            self.transaction(op, |pipe| {
-                remove_ids(pipe, queue, std::iter::once(record.id.as_slice()));
+            self.transaction(op, |w| {
+                remove_ids(w, queue, std::iter::once(record.id.as_slice()));
                 add_records(
-                    pipe,
+                    w,
                     dead,
                     std::iter::once((record.id.as_slice(), record.score, envelope.as_slice())),
                 );
@@ -1150,11 +1147,14 @@ impl Store for RedisStore {
         check_score(&self.description, op, "aggregated_until", commit.aggregated_until)?;
         self.check_scores(op, commit.wrapped.iter().map(|r| r.score))?;
         self.check_scores(op, commit.dead.iter().map(|r| r.score))?;
-        self.transaction(op, |pipe| {
-            add_to_queues(pipe, &commit.outboxes, &commit.wrapped);
-            remove_ids(pipe, Queue::RawMetrics, commit.delete_raw.iter().map(Vec::as_slice));
-            move_dead(pipe, Queue::RawMetrics, &commit.dead);
-            pipe.cmd("SET").arg(AGGREGATED_UNTIL_KEY).arg(score_arg(commit.aggregated_until)).ignore();
+        self.transaction(op, |w| {
+            add_to_queues(w, &commit.outboxes, &commit.wrapped);
+            remove_ids(w, Queue::RawMetrics, commit.delete_raw.iter().map(Vec::as_slice));
+            move_dead(w, Queue::RawMetrics, &commit.dead);
+            w.begin(3);
+            w.arg(b"SET");
+            w.arg(AGGREGATED_UNTIL_KEY.as_bytes());
+            w.arg(score_arg(commit.aggregated_until).as_bytes());
         })
     }
 
@@ -1174,26 +1174,26 @@ impl Store for RedisStore {
     fn add(&mut self, queue: Queue, records: &[NewRecord]) -> Result<(), StoreError> {
         self.forget_read_ahead(&[queue]);
         self.check_scores("add", records.iter().map(|r| r.score))?;
-        self.transaction("add", |pipe| {
-            add_records(pipe, queue, records.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())));
+        self.transaction("add", |w| {
+            add_records(w, queue, records.iter().map(|r| (r.id.as_slice(), r.score, r.value.as_slice())));
         })
     }
 
     fn add_to_each(&mut self, queues: &[Queue], records: &[NewRecord]) -> Result<(), StoreError> {
         self.forget_read_ahead(queues);
         self.check_scores("add", records.iter().map(|r| r.score))?;
-        self.transaction("add", |pipe| add_to_queues(pipe, queues, records))
+        self.transaction("add", |w| add_to_queues(w, queues, records))
     }
 
     fn delete(&mut self, queue: Queue, ids: &[Vec<u8>]) -> Result<(), StoreError> {
         self.forget_read_ahead(&[queue]);
-        self.transaction("delete", |pipe| remove_ids(pipe, queue, ids.iter().map(Vec::as_slice)))
+        self.transaction("delete", |w| remove_ids(w, queue, ids.iter().map(Vec::as_slice)))
     }
 
     fn dead_letter(&mut self, queue: Queue, records: &[DeadRecord]) -> Result<(), StoreError> {
         self.forget_read_ahead(&[queue, queue.dead_letter()]);
         self.check_scores("dead letter", records.iter().map(|r| r.score))?;
-        self.transaction("dead letter", |pipe| move_dead(pipe, queue, records))
+        self.transaction("dead letter", |w| move_dead(w, queue, records))
     }
 
     fn cleanup(&mut self, queue: Queue, threshold: f64) -> Result<u64, StoreError> {

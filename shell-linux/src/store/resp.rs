@@ -347,6 +347,88 @@ impl<S: Read + Write> PageReader<S> {
         Ok(longest)
     }
 
+    /// `MULTI`, the commands `build` writes (sent in pieces as they are written), `EXEC`; then
+    /// every reply is read. Nothing is sent when `build` writes no command. A command Redis
+    /// refuses when queued (`OOM`, `READONLY`, a wrong number of arguments) discards the whole
+    /// transaction (`EXECABORT`); one that fails when run (`WRONGTYPE`) does not undo the
+    /// others, as with any Redis transaction. Either is [`Failure::Server`] with the first
+    /// error's message, and the connection stays in step.
+    pub fn transaction(&mut self, build: impl FnOnce(&mut dyn Commands)) -> Result<(), Failure> {
+        self.out.clear();
+        push_header(&mut self.out, b'*', 1);
+        push_arg(&mut self.out, b"MULTI");
+        let mut writer = Writer { reader: self, commands: 0, error: None };
+        build(&mut writer);
+        let (commands, error) = (writer.commands, writer.error);
+        if let Some(e) = error {
+            return Err(Failure::Io(e));
+        }
+        if commands == 0 {
+            self.out.clear();
+            return Ok(());
+        }
+        push_header(&mut self.out, b'*', 1);
+        push_arg(&mut self.out, b"EXEC");
+        self.send()?;
+        // A refused MULTI would leave the commands run one by one: the connection is dropped.
+        match self.ok() {
+            Err(Failure::Server(message)) => {
+                return Err(Failure::Protocol(format!("MULTI refused: {message}")))
+            }
+            other => other?,
+        }
+        let mut refused = None;
+        for _ in 0..commands {
+            match self.ok() {
+                Ok(()) => {}
+                Err(Failure::Server(message)) => {
+                    refused.get_or_insert(message);
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        match self.header() {
+            Ok(b'*') => {
+                let n = self.number()?;
+                if usize::try_from(n).ok() != Some(commands) {
+                    return Err(Failure::Protocol(format!("EXEC reply of {n} for {commands} commands")));
+                }
+                for _ in 0..commands {
+                    self.skip_reply(&mut refused)?;
+                }
+            }
+            Ok(other) => return Err(Failure::Protocol(format!("type {:?} for EXEC", other as char))),
+            // EXECABORT: the first refusal says why.
+            Err(Failure::Server(message)) => return Err(Failure::Server(refused.unwrap_or(message))),
+            Err(other) => return Err(other),
+        }
+        refused.map_or(Ok(()), |message| Err(Failure::Server(message)))
+    }
+
+    /// Reads past one reply of any type (an error reply's message goes to `refused` if it
+    /// holds none yet).
+    fn skip_reply(&mut self, refused: &mut Option<String>) -> Result<(), Failure> {
+        match self.header() {
+            Ok(b'+' | b':') => Ok(()),
+            Ok(b'$') => match self.number()? {
+                n if n < 0 => Ok(()),
+                n => self.skip(n as u64 + 2),
+            },
+            Ok(b'*') => {
+                for _ in 0..self.number()?.max(0) {
+                    self.skip_reply(refused)?;
+                }
+                Ok(())
+            }
+            Ok(other) => Err(Failure::Protocol(format!("type {:?}", other as char))),
+            Err(Failure::Server(message)) => {
+                refused.get_or_insert(message);
+                Ok(())
+            }
+            Err(other) => Err(other),
+        }
+    }
+
     /// Appends one command to the ones to send (sending what waits once it is [`RESP_SEND_AT_BYTES`]).
     fn command(&mut self, args: &[&[u8]]) -> io::Result<()> {
         push_header(&mut self.out, b'*', args.len());
@@ -467,6 +549,52 @@ impl<S: Read + Write> PageReader<S> {
             n -= take as u64;
         }
         Ok(())
+    }
+}
+
+/// Commands written one argument at a time: into a redis-rs pipeline, or straight onto a plain
+/// connection in pieces ([`PageReader::transaction`]), so a step's commit of tens of thousands
+/// of ids is never held whole, twice, as redis-rs would (its arguments, then the packed bytes).
+pub trait Commands {
+    /// Starts a command of `args` arguments, its name first.
+    fn begin(&mut self, args: usize);
+    /// The next argument of the command begun.
+    fn arg(&mut self, arg: &[u8]);
+}
+
+impl Commands for redis::Pipeline {
+    fn begin(&mut self, _: usize) {
+        self.add_command(redis::Cmd::new()).ignore();
+    }
+
+    fn arg(&mut self, arg: &[u8]) {
+        redis::Pipeline::arg(self, arg);
+    }
+}
+
+/// The commands of a [`PageReader::transaction`], sent as they are written.
+struct Writer<'a, S> {
+    reader: &'a mut PageReader<S>,
+    commands: usize,
+    /// The first failed send: nothing more is sent, and the transaction fails with it.
+    error: Option<io::Error>,
+}
+
+impl<S: Read + Write> Commands for Writer<'_, S> {
+    fn begin(&mut self, args: usize) {
+        self.commands += 1;
+        push_header(&mut self.reader.out, b'*', args);
+    }
+
+    fn arg(&mut self, arg: &[u8]) {
+        push_arg(&mut self.reader.out, arg);
+        if self.reader.out.len() >= RESP_SEND_AT_BYTES {
+            if self.error.is_some() {
+                self.reader.out.clear();
+            } else if let Err(e) = self.reader.send() {
+                self.error = Some(e);
+            }
+        }
     }
 }
 
@@ -693,6 +821,76 @@ mod tests {
         let mut page = vec![record(b"id-3")];
         reader.values("h", &mut page, 65_536).unwrap();
         assert_eq!(page[0].value.as_deref(), Some(vec![b'3'; 1000].as_slice()));
+    }
+
+    /// A transaction larger than one send is applied whole; one with no command sends nothing.
+    #[test]
+    fn a_transaction_is_sent_in_pieces_and_applied_whole() {
+        let server = chouette_tests::RedisServer::start();
+        let mut raw = server.client();
+        let mut reader = reader(&server);
+        let ids: Vec<String> = (0..20_000).map(|i| format!("id-{i:05}")).collect();
+        reader
+            .transaction(|w| {
+                w.begin(2 + 2 * ids.len());
+                w.arg(b"HSET");
+                w.arg(b"h");
+                for id in &ids {
+                    w.arg(id.as_bytes());
+                    w.arg(b"v");
+                }
+                w.begin(3);
+                w.arg(b"SET");
+                w.arg(b"k");
+                w.arg(b"done");
+            })
+            .unwrap();
+        assert_eq!(raw.hlen::<_, usize>("h").unwrap(), 20_000);
+        assert_eq!(raw.get::<_, String>("k").unwrap(), "done");
+        reader.transaction(|_| {}).unwrap();
+        assert_eq!((calls(&server, "multi"), calls(&server, "exec")), (1, 1));
+    }
+
+    /// A command refused when queued discards the transaction (`EXECABORT`), reported with its
+    /// own message; one failing when run leaves the others applied. Either way the connection
+    /// answers the next command right.
+    #[test]
+    fn a_refused_transaction_is_a_server_failure_and_the_connection_stays_in_step() {
+        let server = chouette_tests::RedisServer::start();
+        let mut raw = server.client();
+        let _: () = raw.set("text", "x").unwrap();
+        let mut reader = reader(&server);
+        let refused = reader.transaction(|w| {
+            w.begin(3);
+            w.arg(b"SET");
+            w.arg(b"a");
+            w.arg(b"1");
+            w.begin(2);
+            w.arg(b"HSET");
+            w.arg(b"h");
+        });
+        assert!(
+            matches!(&refused, Err(Failure::Server(m)) if m.contains("wrong number of arguments")),
+            "{refused:?}"
+        );
+        assert!(!raw.exists::<_, bool>("a").unwrap());
+        let failed = reader.transaction(|w| {
+            w.begin(4);
+            w.arg(b"ZADD");
+            w.arg(b"text");
+            w.arg(b"1");
+            w.arg(b"m");
+            w.begin(3);
+            w.arg(b"SET");
+            w.arg(b"b");
+            w.arg(b"2");
+        });
+        assert!(matches!(&failed, Err(Failure::Server(m)) if m.starts_with("WRONGTYPE")), "{failed:?}");
+        assert_eq!(raw.get::<_, String>("b").unwrap(), "2");
+        let _: () = raw.hset("h", "f", "value").unwrap();
+        let mut page = vec![record(b"f")];
+        reader.values("h", &mut page, 65_536).unwrap();
+        assert_eq!(page[0].value.as_deref(), Some(b"value".as_slice()));
     }
 
     /// An error reply (a key of the wrong type) is a server failure, every reply of the
