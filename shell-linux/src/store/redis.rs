@@ -3,8 +3,8 @@
 //!
 //! Every queue is a ZSET `<prefix>.keys` (member = id, score = timestamp) and a HASH
 //! `<prefix>.values` (field = id, value = JSON). Mutations are single `MULTI … EXEC`
-//! transactions, sent as one pipeline: if the agent dies before Redis has the whole
-//! transaction, the connection closes and Redis discards it, so a `kill -9` at any instant leaves
+//! transactions, sent as one pipeline (written in pieces as it is built, `resp.rs`): if the agent
+//! dies before Redis has the whole transaction, the connection closes and Redis discards it, so a `kill -9` at any instant leaves
 //! all or none of a step applied. Long argument lists are split into several commands inside
 //! the same transaction ([`ARGS_PER_COMMAND`]).
 //!
@@ -403,8 +403,9 @@ impl RedisStore {
         }
     }
 
-    /// Runs `f` on the plain page-reading connection (opening it if needed), with the retry of
-    /// [`RedisStore::run`]; `None` if there is none (TLS): the caller reads through redis-rs.
+    /// Runs `f` on the plain connection of page reads and transactions (opening it if needed),
+    /// with the retry of [`RedisStore::run`]; `None` if there is none (TLS): the caller goes
+    /// through redis-rs.
     fn read_plain<T>(
         &mut self,
         op: &'static str,
@@ -594,9 +595,9 @@ impl RedisStore {
 
     /// Whether a page of `records` records of `queue` may load its values without asking their
     /// lengths first: a metric queue whose last page read here showed small values (see
-    /// [`crate::limits::UNGUARDED_IDS_PER_REQUEST`]). Values larger than expected are still not loaded, and the page
-    /// still ends at [`MAX_PAGE_BYTES`] ([`PageReader::values_unguarded`]); what that costs is
-    /// Redis sending them, which the lengths would have spared.
+    /// [`crate::limits::UNGUARDED_IDS_PER_REQUEST`]). Values larger than expected are still not
+    /// loaded, and the page still ends at [`MAX_PAGE_BYTES`] ([`PageReader::values_unguarded`]):
+    /// what that costs is Redis sending them, which the lengths would have spared.
     fn unguarded(&self, queue: Queue, records: usize) -> bool {
         let max_record = queue.max_record_bytes() as u64;
         max_record <= MAX_METRIC_RECORD_BYTES as u64
