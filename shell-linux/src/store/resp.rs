@@ -855,6 +855,45 @@ mod tests {
         assert_eq!((calls(&server, "multi"), calls(&server, "exec")), (1, 1));
     }
 
+    /// The redis-rs pipeline the store falls back to without a plain connection (TLS) carries
+    /// the very bytes the plain connection sends.
+    #[test]
+    fn a_transaction_packs_the_same_through_redis_rs() {
+        let build = |w: &mut dyn super::Commands| {
+            w.begin(4);
+            w.arg(b"ZADD");
+            w.arg(b"k");
+            w.arg(b"1.5");
+            w.arg(b"id\r\n\x00");
+            w.begin(3);
+            w.arg(b"SET");
+            w.arg(b"");
+            w.arg(&[0xff; 70_000]);
+        };
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        build(&mut pipe);
+        struct Sent(Vec<u8>);
+        impl Read for Sent {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Ok(0)
+            }
+        }
+        impl Write for Sent {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut reader = PageReader::new(Sent(Vec::new()));
+        // No replies: the read fails once everything is sent.
+        assert!(reader.transaction(build).is_err());
+        assert_eq!(reader.conn.get_ref().0, pipe.get_packed_pipeline());
+    }
+
     /// A command refused when queued discards the transaction (`EXECABORT`), reported with its
     /// own message; one failing when run leaves the others applied. Either way the connection
     /// answers the next command right.
