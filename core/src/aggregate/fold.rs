@@ -376,6 +376,12 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
                     let _ = histogram.insert(v);
                 }
             }
+            (State::Members { samples, n, hashes }, Value::Set(members))
+                if members.iter().all(|m| hashes[..usize::from(*n)].contains(&hash_member(m))) =>
+            {
+                // Every member is already known (the common case): no copy of the state.
+                *samples += 1;
+            }
             (State::Members { .. } | State::Pooled { .. }, Value::Set(members)) => {
                 // Works on a copy, so a refusal (no free sketch) changes nothing.
                 let mut state = self.table.0[index].state;
