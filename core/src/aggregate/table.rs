@@ -311,24 +311,25 @@ pub(super) fn tag_hash(tag: &Tag<'_>) -> u64 {
 /// a call to `memcmp` cost more than the comparison.
 #[inline(always)]
 pub(super) fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
-    fn word(bytes: &[u8], at: usize) -> u64 {
-        bytes.get(at..).and_then(|b| b.first_chunk()).map_or(0, |w| u64::from_le_bytes(*w))
-    }
-    let n = a.len();
-    if n != b.len() {
+    if a.len() != b.len() {
         return false;
     }
-    if n < 8 {
+    let (Some(last_a), Some(last_b)) = (a.last_chunk::<8>(), b.last_chunk::<8>()) else {
         return a.iter().zip(b).all(|(x, y)| x == y);
-    }
-    let mut at = 0;
-    while at + 8 < n {
-        if word(a, at) != word(b, at) {
+    };
+    let (mut a, mut b) = (a, b);
+    while a.len() > 8 {
+        let (Some((word_a, rest_a)), Some((word_b, rest_b))) =
+            (a.split_first_chunk::<8>(), b.split_first_chunk::<8>())
+        else {
+            break;
+        };
+        if word_a != word_b {
             return false;
         }
-        at += 8;
+        (a, b) = (rest_a, rest_b);
     }
-    word(a, n - 8) == word(b, n - 8)
+    last_a == last_b
 }
 
 pub(super) fn insertion_sort(values: &mut [u64]) {
