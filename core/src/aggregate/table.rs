@@ -100,15 +100,26 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
         for (slot, tag) in tag_hashes.iter_mut().zip(sample.tags) {
             *slot = tag_hash(tag);
         }
-        insertion_sort(tag_hashes);
         let mut series = hash_bytes(sample.kind as u64, sample.name.as_bytes());
         let mut distinct = 0u8;
-        let mut previous = None;
-        for &h in tag_hashes.iter() {
-            if previous != Some(h) {
-                series = hash_u64(series, h);
-                distinct += 1;
-                previous = Some(h);
+        if let [a, b] = *tag_hashes {
+            // Two tags, the common case: no sort loop.
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            series = hash_u64(series, lo);
+            distinct = 1;
+            if hi != lo {
+                series = hash_u64(series, hi);
+                distinct = 2;
+            }
+        } else {
+            insertion_sort(tag_hashes);
+            let mut previous = None;
+            for &h in tag_hashes.iter() {
+                if previous != Some(h) {
+                    series = hash_u64(series, h);
+                    distinct += 1;
+                    previous = Some(h);
+                }
             }
         }
         let place = match self.find(series, bucket_index, sample, distinct) {
