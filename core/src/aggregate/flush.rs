@@ -67,13 +67,13 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
         self.ctrl[index] = CTRL_FLUSHED;
         self.flushed_pending += 1;
         self.keys_dead += RECORD_HEADER + entry.key_len as usize;
-        let header = self.key_offs[index] as usize - RECORD_HEADER;
+        let header = entry.key_off as usize - RECORD_HEADER;
         self.keys[header..header + 4].copy_from_slice(&NO_OWNER.to_le_bytes());
     }
 
     pub(super) fn view(&self, index: usize) -> Flushed<'_> {
         let entry = &self.table.0[index];
-        let start = self.key_offs[index] as usize;
+        let start = entry.key_off as usize;
         let key = &self.keys[start..start + entry.key_len as usize];
         let name = core::str::from_utf8(&key[..entry.name_len as usize]).unwrap_or("");
         let mut tags = heapless::Vec::new();

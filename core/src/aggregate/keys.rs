@@ -4,6 +4,7 @@
 use crate::limits::MAX_TAGS;
 use crate::metric::{Sample, Tag};
 
+use super::table::Entry;
 use super::{Aggregator, RecordError};
 
 /// Separates the name and the tags in the key arena: never part of UTF-8 text.
@@ -70,6 +71,11 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
         Ok(((start + RECORD_HEADER) as u32, key_len as u16))
     }
 
+    pub(super) fn name_of(&self, entry: &Entry) -> &[u8] {
+        let start = entry.key_off as usize;
+        &self.keys[start..start + entry.name_len as usize]
+    }
+
     /// Moves every live key record to the front of the arena, fixing its owner's offset.
     pub(super) fn compact_keys(&mut self) {
         let mut read = 0;
@@ -85,11 +91,11 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
             let total = RECORD_HEADER + len;
             let live = (owner as usize) < SERIES
                 && self.is_live(owner as usize)
-                && self.key_offs[owner as usize] as usize == read + RECORD_HEADER;
+                && self.table.0[owner as usize].key_off as usize == read + RECORD_HEADER;
             if live {
                 if write != read {
                     self.keys.copy_within(read..read + total, write);
-                    self.key_offs[owner as usize] = (write + RECORD_HEADER) as u32;
+                    self.table.0[owner as usize].key_off = (write + RECORD_HEADER) as u32;
                 }
                 write += total;
             }

@@ -103,10 +103,6 @@ pub struct Aggregator<const SERIES: usize, const SKETCHES: usize, const KEY_BYTE
     /// and reads an entry, a cache line of its own, only when the fingerprint matches.
     ctrl: [Ctrl; SERIES],
     table: Lines<SERIES>,
-    /// Each slot's key offset in the arena (where its name starts), beside the control words
-    /// rather than in the entry: a probe reads the stored name it compares without waiting for
-    /// the entry's cache line, so the two cache misses of a lookup overlap instead of adding up.
-    key_offs: [u32; SERIES],
     occupied: usize,
     pool: [Slot; SKETCHES],
     free_slots: [u16; SKETCHES],
@@ -158,7 +154,6 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
             config,
             ctrl: [CTRL_EMPTY; SERIES],
             table: Lines([Entry::EMPTY; SERIES]),
-            key_offs: [0; SERIES],
             occupied: 0,
             pool: [const { Slot::Free }; SKETCHES],
             free_slots,

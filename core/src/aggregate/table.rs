@@ -30,6 +30,7 @@ pub(super) struct Entry {
     pub(super) hash: u64,
     /// Bucket start divided by the interval (`u32`: up to year 2106 at a 1 s interval).
     pub(super) bucket: u32,
+    pub(super) key_off: u32,
     pub(super) key_len: u16,
     pub(super) name_len: u16,
     pub(super) tag_count: u8,
@@ -41,6 +42,7 @@ impl Entry {
     pub(super) const EMPTY: Entry = Entry {
         hash: 0,
         bucket: 0,
+        key_off: 0,
         key_len: 0,
         name_len: 0,
         tag_count: 0,
@@ -168,7 +170,6 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
     ) -> Result<usize, Option<usize>> {
         let mixed = Self::probe(hash, bucket);
         let fingerprint = fingerprint(mixed);
-        let name = sample.name.as_bytes();
         let mut i = Self::home(mixed);
         for _ in 0..SERIES {
             let ctrl = self.ctrl[i];
@@ -176,16 +177,12 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
                 return Err(Some(i));
             }
             if ctrl == fingerprint {
-                // The stored name is read at the sample's length, its address from `key_offs`,
-                // not from the entry: neither load waits for the other.
                 let entry = &self.table.0[i];
-                let at = self.key_offs[i] as usize;
                 if entry.hash == hash
                     && entry.bucket == bucket
                     && entry.kind == sample.kind
                     && entry.tag_count == tag_count
-                    && usize::from(entry.name_len) == name.len()
-                    && self.keys.get(at..at + name.len()).is_some_and(|stored| bytes_eq(stored, name))
+                    && bytes_eq(self.name_of(entry), sample.name.as_bytes())
                 {
                     return Ok(i);
                 }
@@ -229,10 +226,10 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
                 return Err(error);
             }
         };
-        self.key_offs[index] = key_off;
         self.table.0[index] = Entry {
             hash,
             bucket,
+            key_off,
             key_len,
             name_len: sample.name.len() as u16,
             tag_count,
@@ -281,11 +278,10 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
                 continue;
             }
             self.table.0[hole] = entry;
-            self.key_offs[hole] = self.key_offs[j];
             self.ctrl[hole] = ctrl;
             self.ctrl[j] = CTRL_EMPTY;
             if ctrl > CTRL_FLUSHED {
-                let header = self.key_offs[hole] as usize - RECORD_HEADER;
+                let header = entry.key_off as usize - RECORD_HEADER;
                 self.keys[header..header + 4].copy_from_slice(&(hole as u32).to_le_bytes());
             }
             hole = j;
