@@ -16,17 +16,24 @@ fn mum(a: u64, b: u64) -> u64 {
 /// Hashes `bytes` with `seed`.
 #[inline]
 pub fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
-    let mut state = seed ^ P0;
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        state = mum(state ^ u64::from_le_bytes(word), P1);
-    }
+    let mut state = mix_words(seed ^ P0, bytes);
     if !bytes.len().is_multiple_of(8) {
         state = mum(state ^ tail_word(bytes), P2);
     }
     mum(state ^ bytes.len() as u64, P1 ^ P2)
+}
+
+/// Mixes the whole 8-byte words of `bytes` into `state`, one at a time: the strings hashed here
+/// are short (names and tags, a few words), where an unrolled loop's set-up cost more than the
+/// loop (`chunks_exact` was unrolled by two).
+#[inline(always)]
+fn mix_words(mut state: u64, bytes: &[u8]) -> u64 {
+    let mut rest = bytes;
+    while let Some((word, tail)) = rest.split_first_chunk::<8>() {
+        state = mum(state ^ u64::from_le_bytes(*word), P1);
+        rest = tail;
+    }
+    state
 }
 
 /// The last `bytes.len() % 8` bytes of `bytes` (at least one) as a little-endian word padded
@@ -124,11 +131,7 @@ pub fn hash_parts(seed: u64, parts: &[&[u8]]) -> u64 {
 /// the [`hash_parts`] of a tag's written form `key:value` without its loop over parts.
 #[inline]
 pub(crate) fn hash_joined(seed: u64, a: &[u8], sep: u8, b: &[u8]) -> u64 {
-    let mut state = seed ^ P0;
-    let mut chunks = a.chunks_exact(8);
-    for chunk in &mut chunks {
-        state = mum(state ^ load_u64(chunk), P1);
-    }
+    let mut state = mix_words(seed ^ P0, a);
     // The tail of `a` and the separator: 1 to 8 bytes.
     let rest = a.len() % 8;
     let mut pending = if rest == 0 { 0 } else { tail_word(a) };
@@ -152,10 +155,7 @@ pub(crate) fn hash_joined(seed: u64, a: &[u8], sep: u8, b: &[u8]) -> u64 {
         }
     }
     // `fill == 0` here unless `b` is used up.
-    let mut chunks = b_rest.chunks_exact(8);
-    for chunk in &mut chunks {
-        state = mum(state ^ load_u64(chunk), P1);
-    }
+    state = mix_words(state, b_rest);
     if !b_rest.len().is_multiple_of(8) {
         pending = tail_word(b_rest);
         fill = b_rest.len() % 8;

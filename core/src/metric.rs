@@ -166,6 +166,7 @@ impl<'a> SetMembers<'a> {
     }
 
     /// The members, in the order given (duplicates included).
+    #[inline]
     pub fn iter(&self) -> MembersIter<'a> {
         MembersIter(self.0)
     }
@@ -188,6 +189,7 @@ pub struct MembersIter<'a>(MembersRepr<'a>);
 impl<'a> Iterator for MembersIter<'a> {
     type Item = Member<'a>;
 
+    #[inline]
     fn next(&mut self) -> Option<Member<'a>> {
         match &mut self.0 {
             MembersRepr::Slice(slice) => {

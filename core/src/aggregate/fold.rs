@@ -156,11 +156,10 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
             State::Pooled { slot, .. } if matches!(self.pool[slot as usize], Slot::Histogram(_)) => Ok(slot),
             State::Samples { n, values } => {
                 let slot = self.take_slot()?;
-                let mut histogram = Histogram::new();
+                let histogram = histogram_in(&mut self.pool[slot as usize]);
                 for &v in &values[..usize::from(n)] {
                     let _ = histogram.insert(v);
                 }
-                self.pool[slot as usize] = Slot::Histogram(histogram);
                 *state = State::Pooled { slot, samples: 0 };
                 Ok(slot)
             }
@@ -179,11 +178,10 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
             }
             State::Members { samples, n, hashes } => {
                 let slot = self.take_slot()?;
-                let mut counter = SetCounter::new();
+                let counter = set_in(&mut self.pool[slot as usize]);
                 for &h in &hashes[..usize::from(*n)] {
                     counter.insert_hash(h);
                 }
-                self.pool[slot as usize] = Slot::Set(counter);
                 *state = State::Pooled { slot, samples: samples.saturating_add(more) };
                 Ok(slot)
             }
@@ -253,14 +251,13 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
                     return Ok(());
                 }
                 let slot = self.take_slot()?;
-                let mut histogram = Histogram::new();
+                let histogram = histogram_in(&mut self.pool[slot as usize]);
                 for &v in &values[..*n as usize] {
                     let _ = histogram.insert(v);
                 }
                 for v in numbers() {
                     let _ = histogram.insert(v);
                 }
-                self.pool[slot as usize] = Slot::Histogram(histogram);
                 *state = State::Pooled { slot, samples: 0 };
                 Ok(())
             }
@@ -308,14 +305,13 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
                     return Ok(());
                 }
                 let slot = self.take_slot()?;
-                let mut counter = SetCounter::new();
+                let counter = set_in(&mut self.pool[slot as usize]);
                 for &h in &hashes[..*n as usize] {
                     counter.insert_hash(h);
                 }
                 for member in members.iter() {
                     counter.insert(member);
                 }
-                self.pool[slot as usize] = Slot::Set(counter);
                 *state = State::Pooled { slot, samples: *samples + 1 };
                 Ok(())
             }
@@ -361,12 +357,11 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
                     // Inline storage is full: move the samples into a pooled histogram.
                     let values = *values;
                     let slot = self.take_slot()?;
-                    let mut histogram = Histogram::new();
+                    let histogram = histogram_in(&mut self.pool[slot as usize]);
                     for value in values {
                         let _ = histogram.insert(value);
                     }
                     let _ = histogram.insert(v);
-                    self.pool[slot as usize] = Slot::Histogram(histogram);
                     self.table.0[index].state = State::Pooled { slot, samples: 0 };
                 }
             }
@@ -375,6 +370,12 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
                     finite_sum(histogram.sum(), v)?;
                     let _ = histogram.insert(v);
                 }
+            }
+            (State::Members { samples, n, hashes }, Value::Set(members))
+                if members.iter().all(|m| hashes[..usize::from(*n)].contains(&hash_member(m))) =>
+            {
+                // Every member is already known (the common case): no copy of the state.
+                *samples += 1;
             }
             (State::Members { .. } | State::Pooled { .. }, Value::Set(members)) => {
                 // Works on a copy, so a refusal (no free sketch) changes nothing.
@@ -487,6 +488,25 @@ impl Partial<'_> {
         } else {
             Err(RecordError::NonFinite)
         }
+    }
+}
+
+/// A new, empty histogram in pool slot `slot`, built where it stays: built on the stack and
+/// moved into the pool, its 2 KiB cost a `memset` and a `memcpy` on every spill.
+fn histogram_in(slot: &mut Slot) -> &mut Histogram {
+    *slot = Slot::Histogram(Histogram::new());
+    match slot {
+        Slot::Histogram(histogram) => histogram,
+        _ => unreachable!("just written"),
+    }
+}
+
+/// A new, empty set counter in pool slot `slot`, built where it stays (see [`histogram_in`]).
+fn set_in(slot: &mut Slot) -> &mut SetCounter {
+    *slot = Slot::Set(SetCounter::new());
+    match slot {
+        Slot::Set(counter) => counter,
+        _ => unreachable!("just written"),
     }
 }
 

@@ -102,15 +102,26 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
         for (slot, tag) in tag_hashes.iter_mut().zip(sample.tags) {
             *slot = tag_hash(tag);
         }
-        insertion_sort(tag_hashes);
         let mut series = hash_bytes(sample.kind as u64, sample.name.as_bytes());
         let mut distinct = 0u8;
-        let mut previous = None;
-        for &h in tag_hashes.iter() {
-            if previous != Some(h) {
-                series = hash_u64(series, h);
-                distinct += 1;
-                previous = Some(h);
+        if let [a, b] = *tag_hashes {
+            // Two tags, the common case: no sort loop.
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            series = hash_u64(series, lo);
+            distinct = 1;
+            if hi != lo {
+                series = hash_u64(series, hi);
+                distinct = 2;
+            }
+        } else {
+            insertion_sort(tag_hashes);
+            let mut previous = None;
+            for &h in tag_hashes.iter() {
+                if previous != Some(h) {
+                    series = hash_u64(series, h);
+                    distinct += 1;
+                    previous = Some(h);
+                }
             }
         }
         let place = match self.find(series, bucket_index, sample, distinct) {
@@ -307,24 +318,25 @@ pub(super) fn tag_hash(tag: &Tag<'_>) -> u64 {
 /// a call to `memcmp` cost more than the comparison.
 #[inline(always)]
 pub(super) fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
-    fn word(bytes: &[u8], at: usize) -> u64 {
-        bytes.get(at..).and_then(|b| b.first_chunk()).map_or(0, |w| u64::from_le_bytes(*w))
-    }
-    let n = a.len();
-    if n != b.len() {
+    if a.len() != b.len() {
         return false;
     }
-    if n < 8 {
+    let (Some(last_a), Some(last_b)) = (a.last_chunk::<8>(), b.last_chunk::<8>()) else {
         return a.iter().zip(b).all(|(x, y)| x == y);
-    }
-    let mut at = 0;
-    while at + 8 < n {
-        if word(a, at) != word(b, at) {
+    };
+    let (mut a, mut b) = (a, b);
+    while a.len() > 8 {
+        let (Some((word_a, rest_a)), Some((word_b, rest_b))) =
+            (a.split_first_chunk::<8>(), b.split_first_chunk::<8>())
+        else {
+            break;
+        };
+        if word_a != word_b {
             return false;
         }
-        at += 8;
+        (a, b) = (rest_a, rest_b);
     }
-    word(a, n - 8) == word(b, n - 8)
+    last_a == last_b
 }
 
 pub(super) fn insertion_sort(values: &mut [u64]) {

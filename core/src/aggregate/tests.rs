@@ -69,6 +69,22 @@ fn tag_order_and_duplicates_do_not_split_a_series() {
 }
 
 #[test]
+fn two_tags_take_a_short_path_that_agrees_with_the_general_one() {
+    // Two tags are ordered without the sort loop; one and three tags take the loop.
+    let mut agg = Agg::new(AggregatorConfig::DEFAULT);
+    let (a, b) = (Tag::new("a", "1"), Tag::new("b", "2"));
+    let shapes: [&[Tag<'_>]; 5] = [&[a], &[a, a], &[b, a], &[a, b], &[a, b, b]];
+    for tags in shapes {
+        agg.record(ts(0.0), num("x", MetricType::Count, tags, 1.0, 1.0)).unwrap();
+    }
+    agg.handle_timeout(ts(100.0));
+    let mut points = drain(&mut agg, &WrapConfig::default());
+    points.sort_unstable_by(|x, y| x.2.cmp(&y.2));
+    let found: heapless::Vec<(&str, f64), 4> = points.iter().map(|p| (p.2.as_str(), p.4)).collect();
+    assert_eq!(&found[..], &[("a:1", 2.0), ("a:1,b:2", 3.0)]);
+}
+
+#[test]
 fn types_are_part_of_the_series_identity() {
     let mut agg = Agg::new(AggregatorConfig::DEFAULT);
     agg.record(ts(0.0), num("x", MetricType::Count, &[], 1.0, 1.0)).unwrap();

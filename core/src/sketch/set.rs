@@ -14,6 +14,7 @@ const NUM_SEED: u64 = 0x7365_745f_6e75_6d23;
 /// Strings hash their UTF-8 bytes; numbers hash their `f64` bits with another seed, with `-0.0`
 /// normalised to `0.0` (so `0`, `0.0` and `-0` are one member, as are `1` and `1.0`, which are
 /// the same `f64`) and every NaN to one canonical NaN.
+#[inline]
 pub fn hash_member(member: Member<'_>) -> u64 {
     match member {
         Member::Str(text) => hash_bytes(STR_SEED, text.as_bytes()),
