@@ -491,19 +491,12 @@ fn redis_the_first_page_read_soon_answers_any_bucket_and_a_write_drops_it() {
 fn redis_pages_read_without_lengths_first_keep_every_bound() {
     use chouette_agent::limits::MAX_PAGE_BYTES;
     let (mut store, server) = redis_store();
-    let calls = |command: &str| -> u64 {
-        let info: String = redis::cmd("INFO").arg("commandstats").query(&mut server.client()).unwrap();
-        let prefix = format!("cmdstat_{command}:calls=");
-        info.lines()
-            .find_map(|l| l.strip_prefix(prefix.as_str()))
-            .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
-    };
     let limit = Queue::RawMetrics.max_record_bytes();
     let small: Vec<NewRecord> = (0..10).map(|i| rec(&format!("a{i:03}"), f64::from(i), "small")).collect();
     store.add(Queue::RawMetrics, &small).unwrap();
     let first = store.read_page(Queue::RawMetrics, f64::INFINITY, 0, 10).unwrap();
     assert_eq!(first.len(), 10);
-    assert_eq!(calls("hstrlen"), 10);
+    assert_eq!(server.command_calls("hstrlen"), 10);
     // 200 records of 60 KiB (12 MB: more than a page's bytes), three of them over the limit.
     let big: Vec<NewRecord> = (0..200)
         .map(|i| {
@@ -517,10 +510,10 @@ fn redis_pages_read_without_lengths_first_keep_every_bound() {
         .collect();
     store.add(Queue::RawMetrics, &big).unwrap();
     let unguarded = store.read_page(Queue::RawMetrics, f64::INFINITY, 10, 300).unwrap();
-    assert_eq!(calls("hstrlen"), 10, "the lengths were asked");
+    assert_eq!(server.command_calls("hstrlen"), 10, "the lengths were asked");
     let mut fresh = RedisStore::connect(&server.url(), RedisTimeouts::default()).unwrap();
     let guarded = fresh.read_page(Queue::RawMetrics, f64::INFINITY, 10, 300).unwrap();
-    assert_eq!(calls("hstrlen"), 10 + 200);
+    assert_eq!(server.command_calls("hstrlen"), 10 + 200);
     assert_eq!(unguarded, guarded);
     let loaded: usize = unguarded.iter().filter_map(|r| r.value.as_ref()).map(Vec::len).sum();
     assert!(unguarded.len() < 200 && loaded <= MAX_PAGE_BYTES && loaded + limit > MAX_PAGE_BYTES);
@@ -529,7 +522,7 @@ fn redis_pages_read_without_lengths_first_keep_every_bound() {
     assert_eq!(marked, [true, true], "{} records", unguarded.len());
     // The page after: its lengths are asked again.
     let next = store.read_page(Queue::RawMetrics, f64::INFINITY, 10 + unguarded.len(), 300).unwrap();
-    assert_eq!(calls("hstrlen"), 10 + 200 + (200 - unguarded.len() as u64));
+    assert_eq!(server.command_calls("hstrlen"), 10 + 200 + (200 - unguarded.len() as u64));
     assert_eq!(unguarded.len() + next.len(), 200);
 }
 
@@ -541,12 +534,6 @@ fn redis_the_next_steps_first_page_is_read_ahead_and_a_late_record_is_not_missed
     let (mut store, server) = redis_store();
     let records: Vec<NewRecord> = (0..40).map(|i| rec(&format!("r{i:02}"), f64::from(i), "v")).collect();
     store.add(Queue::RawMetrics, &records).unwrap();
-    let zcounts = |server: &chouette_tests::RedisServer| -> u64 {
-        let info: String = redis::cmd("INFO").arg("commandstats").query(&mut server.client()).unwrap();
-        info.lines()
-            .find_map(|l| l.strip_prefix("cmdstat_zcount:calls="))
-            .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
-    };
     let step = |store: &mut RedisStore, end: f64| {
         let page = store.read_page(Queue::RawMetrics, end, 0, 20).unwrap();
         let commit = AggregationCommit {
@@ -561,7 +548,7 @@ fn redis_the_next_steps_first_page_is_read_ahead_and_a_late_record_is_not_missed
     // Read ahead from 10 up, kept through the commit, cut at the next bound: used (one ZCOUNT
     // checked that nothing is left below 10).
     assert_eq!(step(&mut store, 20.0), (10..20).map(|i| format!("r{i:02}")).collect::<Vec<_>>());
-    assert_eq!(zcounts(&server), 1);
+    assert_eq!(server.command_calls("zcount"), 1);
     // A late record below 20, written by a client meanwhile: the page read ahead from 20 up
     // does not answer, the step reads again and gets it.
     redis::pipe()

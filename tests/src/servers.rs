@@ -129,6 +129,16 @@ impl RedisServer {
         redis::Client::open(self.url()).expect("redis url").get_connection().expect("connect to test redis")
     }
 
+    /// How many times `command` (lower case, as `INFO commandstats` names it) has run since
+    /// the server started or its stats were reset; 0 if never.
+    pub fn command_calls(&self, command: &str) -> u64 {
+        let info: String = redis::cmd("INFO").arg("commandstats").query(&mut self.client()).expect("INFO");
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .map_or(0, |rest| rest.split(',').next().unwrap_or_default().parse().expect("a call count"))
+    }
+
     /// Stops the server (a kill, like a crash), keeping the port for `start_on`.
     pub fn kill(mut self) -> u16 {
         let _ = self.child.kill();

@@ -752,14 +752,6 @@ mod tests {
         assert_eq!(page[1].oversize, Some(300_000));
     }
 
-    fn calls(server: &chouette_tests::RedisServer, command: &str) -> u64 {
-        let info: String = redis::cmd("INFO").arg("commandstats").query(&mut server.client()).unwrap();
-        let prefix = format!("cmdstat_{command}:calls=");
-        info.lines()
-            .find_map(|l| l.strip_prefix(prefix.as_str()))
-            .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
-    }
-
     /// Without lengths first: values over the record limit are read past and marked, a
     /// missing one is `None`, the longest is reported, and the ids go in requests of
     /// [`UNGUARDED_IDS_PER_REQUEST`].
@@ -793,7 +785,7 @@ mod tests {
             };
             assert_eq!((r.value.clone(), r.oversize), expected, "record {i}");
         }
-        assert_eq!((calls(&server, "hmget"), calls(&server, "hstrlen")), (3, 0));
+        assert_eq!((server.command_calls("hmget"), server.command_calls("hstrlen")), (3, 0));
     }
 
     /// The page ends before the first value that would pass the page's bytes (after one record
@@ -815,7 +807,7 @@ mod tests {
         let longest = reader.values_unguarded("h", &mut page, 65_536, 10_500).unwrap();
         assert_eq!((longest, page.len()), (1000, 10));
         assert!(page.iter().all(|r| r.value.as_ref().is_some_and(|v| v.len() == 1000)));
-        assert_eq!(calls(&server, "hmget"), 1);
+        assert_eq!(server.command_calls("hmget"), 1);
         // A first value over the page's bytes is loaded all the same: a page holds one at least.
         let mut page = vec![record(b"id-1"), record(b"id-2")];
         reader.values_unguarded("h", &mut page, 65_536, 10).unwrap();
@@ -852,7 +844,7 @@ mod tests {
         assert_eq!(raw.hlen::<_, usize>("h").unwrap(), 20_000);
         assert_eq!(raw.get::<_, String>("k").unwrap(), "done");
         reader.transaction(|_| {}).unwrap();
-        assert_eq!((calls(&server, "multi"), calls(&server, "exec")), (1, 1));
+        assert_eq!((server.command_calls("multi"), server.command_calls("exec")), (1, 1));
     }
 
     /// The redis-rs pipeline the store falls back to without a plain connection (TLS) carries
