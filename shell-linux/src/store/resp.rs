@@ -628,8 +628,8 @@ mod tests {
         Record { id: id.to_vec(), score: 0.0, value: None, oversize: None }
     }
 
-    /// A server that answers `replies`, whatever it is sent.
-    struct Replies<'a>(&'a [u8]);
+    /// A server that answers `replies`, whatever it is sent; it keeps what it was sent.
+    struct Replies<'a>(&'a [u8], Vec<u8>);
 
     impl Read for Replies<'_> {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -639,6 +639,7 @@ mod tests {
 
     impl Write for Replies<'_> {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.1.extend_from_slice(buf);
             Ok(buf.len())
         }
 
@@ -656,7 +657,7 @@ mod tests {
         let replies = b"*4\r\n$1\r\na\r\n$3\r\n1.5\r\n$1\r\nb\r\n$3\r\ninf\r\n\
                         :3\r\n:0\r\n\
                         *2\r\n$3\r\nabc\r\n$-1\r\n";
-        let mut reader = PageReader::new(Replies(replies));
+        let mut reader = PageReader::new(Replies(replies, Vec::new()));
         let mut page = Vec::new();
         reader.range("k", "-inf", "+inf", 0, 2, &mut page).unwrap();
         assert_eq!(
@@ -674,12 +675,12 @@ mod tests {
     #[test]
     fn a_declared_length_of_a_tebibyte_is_not_allocated() {
         for replies in [&b"*2\r\n$1099511627776\r\nab"[..], b"*2\r\n$1\r\na\r\n$1099511627776\r\n1"] {
-            let mut reader = PageReader::new(Replies(replies));
+            let mut reader = PageReader::new(Replies(replies, Vec::new()));
             let failure = reader.range("k", "-inf", "+inf", 0, 10, &mut Vec::new()).unwrap_err();
             assert!(is_eof(&failure), "{failure:?}");
         }
         // A value that long is over any `max_record`: read past, not loaded.
-        let mut reader = PageReader::new(Replies(b"*1\r\n$1099511627776\r\nxyz"));
+        let mut reader = PageReader::new(Replies(b"*1\r\n$1099511627776\r\nxyz", Vec::new()));
         let failure = reader.values("h", &mut [record(b"a")], 65_536).unwrap_err();
         assert!(is_eof(&failure), "{failure:?}");
     }
@@ -690,7 +691,7 @@ mod tests {
     #[test]
     fn a_range_longer_than_its_limit_is_out_of_step() {
         for replies in [&b"*9223372036854775806\r\n"[..], b"*6\r\n$1\r\na\r\n$1\r\n1\r\n"] {
-            let mut reader = PageReader::new(Replies(replies));
+            let mut reader = PageReader::new(Replies(replies, Vec::new()));
             match reader.range("k", "-inf", "+inf", 0, 2, &mut Vec::new()) {
                 Err(Failure::Protocol(what)) => assert!(what.contains("for LIMIT 2"), "{what}"),
                 other => panic!("{other:?}"),
@@ -865,25 +866,10 @@ mod tests {
         let mut pipe = redis::pipe();
         pipe.atomic();
         build(&mut pipe);
-        struct Sent(Vec<u8>);
-        impl Read for Sent {
-            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-                Ok(0)
-            }
-        }
-        impl Write for Sent {
-            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-                self.0.extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        let mut reader = PageReader::new(Sent(Vec::new()));
+        let mut reader = PageReader::new(Replies(b"", Vec::new()));
         // No replies: the read fails once everything is sent.
         assert!(reader.transaction(build).is_err());
-        assert_eq!(reader.conn.get_ref().0, pipe.get_packed_pipeline());
+        assert_eq!(reader.conn.get_ref().1, pipe.get_packed_pipeline());
     }
 
     /// A command refused when queued discards the transaction (`EXECABORT`), reported with its
