@@ -1152,10 +1152,8 @@ impl Store for RedisStore {
             add_to_queues(w, &commit.outboxes, &commit.wrapped);
             remove_ids(w, Queue::RawMetrics, commit.delete_raw.iter().map(Vec::as_slice));
             move_dead(w, Queue::RawMetrics, &commit.dead);
-            w.begin(3);
-            w.arg(b"SET");
-            w.arg(AGGREGATED_UNTIL_KEY.as_bytes());
-            w.arg(score_arg(commit.aggregated_until).as_bytes());
+            let until = score_arg(commit.aggregated_until);
+            w.command(&[b"SET", AGGREGATED_UNTIL_KEY.as_bytes(), until.as_bytes()]);
         })
     }
 

@@ -564,6 +564,14 @@ pub trait Commands {
     fn begin(&mut self, args: usize);
     /// The next argument of the command begun.
     fn arg(&mut self, arg: &[u8]);
+
+    /// A whole command of known arguments, its name first.
+    fn command(&mut self, args: &[&[u8]]) {
+        self.begin(args.len());
+        for arg in args {
+            self.arg(arg);
+        }
+    }
 }
 
 impl Commands for redis::Pipeline {
@@ -836,10 +844,7 @@ mod tests {
                     w.arg(id.as_bytes());
                     w.arg(b"v");
                 }
-                w.begin(3);
-                w.arg(b"SET");
-                w.arg(b"k");
-                w.arg(b"done");
+                w.command(&[b"SET", b"k", b"done"]);
             })
             .unwrap();
         assert_eq!(raw.hlen::<_, usize>("h").unwrap(), 20_000);
@@ -853,11 +858,7 @@ mod tests {
     #[test]
     fn a_transaction_packs_the_same_through_redis_rs() {
         let build = |w: &mut dyn super::Commands| {
-            w.begin(4);
-            w.arg(b"ZADD");
-            w.arg(b"k");
-            w.arg(b"1.5");
-            w.arg(b"id\r\n\x00");
+            w.command(&[b"ZADD", b"k", b"1.5", b"id\r\n\x00"]);
             w.begin(3);
             w.arg(b"SET");
             w.arg(b"");
@@ -882,13 +883,8 @@ mod tests {
         let _: () = raw.set("text", "x").unwrap();
         let mut reader = reader(&server);
         let refused = reader.transaction(|w| {
-            w.begin(3);
-            w.arg(b"SET");
-            w.arg(b"a");
-            w.arg(b"1");
-            w.begin(2);
-            w.arg(b"HSET");
-            w.arg(b"h");
+            w.command(&[b"SET", b"a", b"1"]);
+            w.command(&[b"HSET", b"h"]);
         });
         assert!(
             matches!(&refused, Err(Failure::Server(m)) if m.contains("wrong number of arguments")),
@@ -896,15 +892,8 @@ mod tests {
         );
         assert!(!raw.exists::<_, bool>("a").unwrap());
         let failed = reader.transaction(|w| {
-            w.begin(4);
-            w.arg(b"ZADD");
-            w.arg(b"text");
-            w.arg(b"1");
-            w.arg(b"m");
-            w.begin(3);
-            w.arg(b"SET");
-            w.arg(b"b");
-            w.arg(b"2");
+            w.command(&[b"ZADD", b"text", b"1", b"m"]);
+            w.command(&[b"SET", b"b", b"2"]);
         });
         assert!(matches!(&failed, Err(Failure::Server(m)) if m.starts_with("WRONGTYPE")), "{failed:?}");
         assert_eq!(raw.get::<_, String>("b").unwrap(), "2");
