@@ -957,3 +957,54 @@ fn redis_authenticates_and_selects_the_db() {
     assert!(!err.is_transient(), "{err}");
     assert!(!err.to_string().contains("wrong@"), "{err}");
 }
+
+/// `scan` pages through a long run of equal scores while another client keeps adding records of
+/// lower scores, which shifts every rank: each record of the run is returned once, whether the
+/// cursor is still there (a listing) or was removed with its page (a requeue, a purge).
+#[test]
+fn redis_scan_through_ties_while_lower_scores_are_written() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    const TIES: usize = 2_000;
+    let (mut store, server) = redis_store();
+    for remove_pages in [false, true] {
+        let mut con = server.client();
+        redis::cmd("FLUSHALL").query::<()>(&mut con).unwrap();
+        let run: Vec<NewRecord> = (0..TIES).map(|i| rec(&format!("t{i:05}"), 1000.0, "v")).collect();
+        store.add(Queue::Logs, &run).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (stop, mut con) = (Arc::clone(&stop), server.client());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    // Ids that sort before and after the run's, at scores below it.
+                    let members: Vec<(f64, String)> =
+                        (0..10).map(|i| ((n % 900) as f64, format!("{}{n:08}", ["a", "z"][i % 2]))).collect();
+                    con.zadd_multiple::<_, _, _, ()>("chouette:logs:wrapped.keys", &members).unwrap();
+                    n += 1;
+                }
+                n
+            })
+        };
+        let mut seen = Vec::new();
+        let mut after: Option<(f64, Vec<u8>)> = None;
+        loop {
+            let page = store.scan(Queue::Logs, after.as_ref().map(|(s, id)| (*s, id.as_slice())), 7).unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some((last.score, last.id.clone()));
+            let run_ids: Vec<Vec<u8>> =
+                page.iter().filter(|r| r.score == 1000.0).map(|r| r.id.clone()).collect();
+            if remove_pages {
+                store.delete(Queue::Logs, &run_ids).unwrap();
+            }
+            seen.extend(run_ids.into_iter().map(|id| String::from_utf8(id).unwrap()));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let batches = writer.join().unwrap();
+        assert!(batches > 10, "the writer wrote {batches} batches only");
+        let want: Vec<String> = (0..TIES).map(|i| format!("t{i:05}")).collect();
+        assert_eq!(seen.len(), want.len(), "remove_pages={remove_pages}: a record missed or seen twice");
+        assert_eq!(seen, want, "remove_pages={remove_pages}");
+    }
+}

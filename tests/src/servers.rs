@@ -13,8 +13,9 @@ use crate::util::{free_port, http_get, http_request, percent_encode, scratch_dir
 
 /// Waits until Redis answers `PING` with `PONG`: a server that listens may still be loading its
 /// append-only file and answer every command with `LOADING` (a `BusyLoadingError` in a test
-/// that wrote too early made the restart test flaky). `Err` with the end of its log if it exits
-/// first (a port taken meanwhile by another process: the caller may try another).
+/// that wrote too early made the restart test flaky), and the server answering is this child
+/// (`INFO server`'s `process_id`). `Err` with the end of its log if it exits first, or if another
+/// process's server answers there (a port taken meanwhile: the caller may try another).
 fn wait_for_redis_ready(port: u16, child: &mut Child, log: &std::path::Path) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let url = format!("redis://127.0.0.1:{port}/0");
@@ -28,7 +29,26 @@ fn wait_for_redis_ready(port: u16, child: &mut Child, log: &std::path::Path) -> 
                 redis::cmd("PING").query::<String>(&mut con)
             });
         match pong {
-            Ok(reply) if reply == "PONG" => return Ok(()),
+            // Ours, not a server another process started on the port meanwhile: a test sharing
+            // it would see that process's tests' keys.
+            Ok(reply) if reply == "PONG" => {
+                let pid = redis::Client::open(url.as_str())
+                    .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
+                    .and_then(|mut con| redis::cmd("INFO").arg("server").query::<String>(&mut con))
+                    .ok()
+                    .and_then(|info| {
+                        info.lines().find_map(|l| l.strip_prefix("process_id:")?.trim().parse::<u32>().ok())
+                    });
+                if pid == Some(child.id()) {
+                    return Ok(());
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "port {port} answers for another redis-server (process {pid:?}, ours is {})",
+                    child.id()
+                ));
+            }
             Ok(reply) => last = reply,
             Err(e) => last = e.to_string(),
         }

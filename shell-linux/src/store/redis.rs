@@ -862,29 +862,45 @@ fn parse_with_scores(reply: Value, out: &mut Vec<Record>) -> Result<(), RedisErr
 }
 
 impl RedisStore {
-    /// How many members of `keys` have exactly `score` and an id at or before `id`. Members of
-    /// equal score are ordered by their bytes, so this is found by binary search over ranks
-    /// (`ZRANGE key r r`): O(log n) round trips, whatever the run's length (wrapped points of a
-    /// bucket all share its start as score).
+    /// How many members of `keys` have exactly `score` and an id at or before `id` (members of
+    /// equal score are ordered by their bytes).
+    ///
+    /// While the cursor is still a member of that score, its rank and the count below its score
+    /// are read in one transaction: exact, O(log n), whatever the run's length (wrapped points of
+    /// a bucket all share its start as score). Once it is gone (moved by a requeue, purged), a
+    /// binary search over the ties alone, `ZRANGEBYSCORE key s s LIMIT k 1`. Ranks over the whole
+    /// set would not do: a record added or removed at a lower score meanwhile (the agent
+    /// dead-lettering) shifts them between probes, and the search then skipped records.
     fn ties_up_to(&mut self, keys: &str, score: f64, id: &[u8]) -> Result<u64, StoreError> {
         let s = score_arg(score);
-        let (below, mut hi): (u64, u64) = self.run("scan", |conn| {
+        let (below, rank, at): (u64, Option<u64>, Option<f64>) = self.run("scan", |conn| {
             redis::pipe()
+                .atomic()
                 .cmd("ZCOUNT")
                 .arg(keys)
                 .arg("-inf")
                 .arg(format!("({s}"))
-                .cmd("ZCOUNT")
+                .cmd("ZRANK")
                 .arg(keys)
-                .arg("-inf")
-                .arg(&s)
+                .arg(id)
+                .cmd("ZSCORE")
+                .arg(keys)
+                .arg(id)
                 .query(conn)
         })?;
-        let mut lo = below;
+        if let (Some(rank), Some(at)) = (rank, at) {
+            if at == score && rank >= below {
+                return Ok(rank - below + 1);
+            }
+        }
+        let mut hi: u64 =
+            self.run("scan", |conn| redis::cmd("ZCOUNT").arg(keys).arg(&s).arg(&s).query(conn))?;
+        let mut lo = 0;
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let member: Vec<Vec<u8>> =
-                self.run("scan", |conn| redis::cmd("ZRANGE").arg(keys).arg(mid).arg(mid).query(conn))?;
+            let member: Vec<Vec<u8>> = self.run("scan", |conn| {
+                redis::cmd("ZRANGEBYSCORE").arg(keys).arg(&s).arg(&s).arg("LIMIT").arg(mid).arg(1).query(conn)
+            })?;
             match member.first() {
                 Some(member) if member.as_slice() <= id => lo = mid + 1,
                 Some(_) => hi = mid,
@@ -892,7 +908,7 @@ impl RedisStore {
                 None => hi = mid,
             }
         }
-        Ok(lo - below)
+        Ok(lo)
     }
 }
 
