@@ -811,6 +811,99 @@ fn redis_commit_link_survives_a_kill_and_fails_while_down() {
     assert_eq!(store.link_state("dev").unwrap().as_deref(), Some(&b"s2"[..]));
 }
 
+/// A relay to `upstream` that loses the reply to the first `MULTI … EXEC` sent after a `WATCH`:
+/// the transaction reaches Redis and is applied, then the client's connection is closed before
+/// any reply to it comes back (a connection lost at the worst moment). Other connections, and
+/// that one until then, are relayed as they are.
+fn relay_losing_a_watched_exec_reply(upstream: u16) -> u16 {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let done = Arc::new(AtomicBool::new(false));
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let server = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+            // Set once this connection's transaction is on its way: its replies are dropped.
+            let cut = Arc::new(AtomicBool::new(false));
+            let (mut from_server, mut to_client, c) =
+                (server.try_clone().unwrap(), client.try_clone().unwrap(), cut.clone());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while let Ok(n @ 1..) = from_server.read(&mut buf) {
+                    if c.load(Ordering::SeqCst) || to_client.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+            let (mut from_client, mut to_server, done) = (client, server, done.clone());
+            std::thread::spawn(move || {
+                let (mut buf, mut seen) = ([0u8; 65536], Vec::<u8>::new());
+                while let Ok(n @ 1..) = from_client.read(&mut buf) {
+                    seen.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&seen);
+                    let armed =
+                        !done.load(Ordering::SeqCst) && text.contains("WATCH") && text.contains("MULTI");
+                    if armed {
+                        cut.store(true, Ordering::SeqCst);
+                    }
+                    if to_server.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                    if armed && text.contains("EXEC") {
+                        done.store(true, Ordering::SeqCst);
+                        // Applied by Redis, and its reply never relayed.
+                        std::thread::sleep(Duration::from_millis(200));
+                        let _ = from_client.shutdown(Shutdown::Both);
+                        let _ = to_server.shutdown(Shutdown::Both);
+                        return;
+                    }
+                    if !armed && seen.len() > 1 << 20 {
+                        seen.drain(..seen.len() - 16);
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A requeue whose transaction was applied but whose reply was lost: the store reconnects and
+/// tries again, finds the records gone from the dead-letter queue and back in the live one with
+/// the requeued bytes, and counts them as moved (they were counted as skipped: a requeue
+/// reported "changed meanwhile" for records it had moved itself).
+#[test]
+fn redis_a_requeue_whose_reply_is_lost_counts_what_it_moved() {
+    let server = chouette_tests::RedisServer::start();
+    let mut direct = RedisStore::connect(&server.url(), RedisTimeouts::default()).unwrap();
+    let records: Vec<NewRecord> = (0..50).map(|i| rec(&format!("r{i:02}"), f64::from(i), "v")).collect();
+    direct.add(Queue::Logs, &records).unwrap();
+    let refused: Vec<DeadRecord> =
+        records.iter().map(|r| dead(std::str::from_utf8(&r.id).unwrap(), r.score, "v", "http_400")).collect();
+    direct.dead_letter(Queue::Logs, &refused).unwrap();
+    let relay = relay_losing_a_watched_exec_reply(server.port);
+    let mut store =
+        RedisStore::connect(&format!("redis://127.0.0.1:{relay}/0"), RedisTimeouts::default()).unwrap();
+    let read = store.scan(Queue::DeadLogs, None, 100).unwrap();
+    assert_eq!(read.len(), 50);
+    let moves: Vec<DeadMove> = read
+        .iter()
+        .map(|r| DeadMove {
+            id: r.id.clone(),
+            envelope: r.value.clone().unwrap(),
+            requeue: Some(NewRecord { id: r.id.clone(), score: r.score, value: b"v".to_vec() }),
+        })
+        .collect();
+    assert_eq!(store.redrive(Queue::DeadLogs, Queue::Logs, &moves).unwrap(), 50);
+    assert_eq!(direct.len(Queue::DeadLogs).unwrap(), 0);
+    assert_eq!(direct.read(Queue::Logs, f64::INFINITY, 100).unwrap().len(), 50);
+    // Once moved, moving again moves nothing, lost reply or not.
+    assert_eq!(store.redrive(Queue::DeadLogs, Queue::Logs, &moves).unwrap(), 0);
+}
+
 // ---- Embedded only ----
 
 #[test]

@@ -915,14 +915,20 @@ impl RedisStore {
 /// One attempt of [`Store::redrive`] on `conn`: WATCH the dead-letter HASH, keep the moves whose
 /// envelope is still there unchanged, then MULTI/EXEC. `None` when a concurrent change aborted
 /// the transaction.
+///
+/// `after_a_lost_reply`: an earlier attempt's connection was lost once its transaction may have
+/// been sent, so it may have been applied. A move whose record is gone from `dead` is then
+/// counted as done if it is in `live` with exactly its requeued bytes (a purge: if it is gone),
+/// so the count says what this run moved, not "changed meanwhile".
 fn redrive_once(
     conn: &mut Connection,
     dead: Queue,
     live: Queue,
     moves: &[DeadMove],
+    after_a_lost_reply: bool,
 ) -> Result<Option<u64>, RedisError> {
     redis::cmd("WATCH").arg(keys(dead)).arg(values(dead)).query::<()>(conn)?;
-    let result = watched_move(conn, dead, live, moves);
+    let result = watched_move(conn, dead, live, moves, after_a_lost_reply);
     if result.is_err() {
         // A WATCH left behind would abort the connection's next transaction.
         let _ = redis::cmd("UNWATCH").query::<()>(conn);
@@ -935,6 +941,7 @@ fn watched_move(
     dead: Queue,
     live: Queue,
     moves: &[DeadMove],
+    after_a_lost_reply: bool,
 ) -> Result<Option<u64>, RedisError> {
     let dead_values = values(dead);
     let mut hmget = redis::cmd("HMGET");
@@ -943,15 +950,25 @@ fn watched_move(
         hmget.arg(&m.id);
     }
     let current: Vec<Option<Vec<u8>>> = hmget.query(conn)?;
+    if current.len() != moves.len() {
+        return Err(protocol_error("HMGET replies", &Value::Int(current.len() as i64)));
+    }
     let unchanged: Vec<&DeadMove> = moves
         .iter()
         .zip(&current)
         .filter(|(m, now)| now.as_deref() == Some(m.envelope.as_slice()))
         .map(|(m, _)| m)
         .collect();
+    let done_before = if after_a_lost_reply {
+        let gone: Vec<&DeadMove> =
+            moves.iter().zip(&current).filter(|(_, now)| now.is_none()).map(|(m, _)| m).collect();
+        moved_already(conn, live, &gone)?
+    } else {
+        0
+    };
     if unchanged.is_empty() {
         redis::cmd("UNWATCH").query::<()>(conn)?;
-        return Ok(Some(0));
+        return Ok(Some(done_before));
     }
     let mut pipe = redis::pipe();
     pipe.atomic();
@@ -966,8 +983,27 @@ fn watched_move(
     remove_ids(&mut pipe, dead, unchanged.iter().map(|m| m.id.as_slice()));
     match pipe.query::<Value>(conn)? {
         Value::Nil => Ok(None),
-        _ => Ok(Some(unchanged.len() as u64)),
+        _ => Ok(Some(unchanged.len() as u64 + done_before)),
     }
+}
+
+/// How many of `gone` (moves whose record has left the dead-letter queue) are done: a requeue
+/// whose record is in `live` with exactly its requeued bytes, or a purge.
+fn moved_already(conn: &mut Connection, live: Queue, gone: &[&DeadMove]) -> Result<u64, RedisError> {
+    let requeued: Vec<&NewRecord> = gone.iter().filter_map(|m| m.requeue.as_ref()).collect();
+    let purged = (gone.len() - requeued.len()) as u64;
+    if requeued.is_empty() {
+        return Ok(purged);
+    }
+    let mut hmget = redis::cmd("HMGET");
+    hmget.arg(values(live));
+    for r in &requeued {
+        hmget.arg(&r.id);
+    }
+    let found: Vec<Option<Vec<u8>>> = hmget.query(conn)?;
+    let back =
+        requeued.iter().zip(&found).filter(|(r, now)| now.as_deref() == Some(r.value.as_slice())).count();
+    Ok(purged + back as u64)
 }
 
 /// One attempt of [`Store::commit_link`] on `conn`. Redis does not roll a `MULTI … EXEC` back
@@ -1348,8 +1384,17 @@ impl Store for RedisStore {
         if moves.is_empty() {
             return Ok(0);
         }
+        // Set once a connection was lost and the attempt made again (by `run`): the lost
+        // attempt's transaction may have been applied.
+        let mut after_a_lost_reply = false;
         for attempt in 0..REDRIVE_ATTEMPTS {
-            if let Some(moved) = self.run("redrive", |conn| redrive_once(conn, dead, live, moves))? {
+            let mut calls = 0;
+            let moved = self.run("redrive", |conn| {
+                calls += 1;
+                after_a_lost_reply |= calls > 1;
+                redrive_once(conn, dead, live, moves, after_a_lost_reply)
+            })?;
+            if let Some(moved) = moved {
                 return Ok(moved);
             }
             // Aborted by a concurrent write (the agent dead-lettering): let the burst pass.
