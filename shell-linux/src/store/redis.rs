@@ -1001,6 +1001,9 @@ fn moved_already(conn: &mut Connection, live: Queue, gone: &[&DeadMove]) -> Resu
         hmget.arg(&r.id);
     }
     let found: Vec<Option<Vec<u8>>> = hmget.query(conn)?;
+    if found.len() != requeued.len() {
+        return Err(protocol_error("HMGET replies", &Value::Int(found.len() as i64)));
+    }
     let back =
         requeued.iter().zip(&found).filter(|(r, now)| now.as_deref() == Some(r.value.as_slice())).count();
     Ok(purged + back as u64)
