@@ -39,15 +39,19 @@ fn wait_for_redis_ready(port: u16, child: &mut Child, log: &std::path::Path) -> 
                     .and_then(|info| {
                         info.lines().find_map(|l| l.strip_prefix("process_id:")?.trim().parse::<u32>().ok())
                     });
-                if pid == Some(child.id()) {
-                    return Ok(());
+                match pid {
+                    Some(pid) if pid == child.id() => return Ok(()),
+                    Some(pid) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err(format!(
+                            "port {port} answers for another redis-server (process {pid}, ours is {})",
+                            child.id()
+                        ));
+                    }
+                    // Not told (a slow answer): asked again.
+                    None => last = "no process_id in INFO server".to_owned(),
                 }
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "port {port} answers for another redis-server (process {pid:?}, ours is {})",
-                    child.id()
-                ));
             }
             Ok(reply) => last = reply,
             Err(e) => last = e.to_string(),
