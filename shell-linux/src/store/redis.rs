@@ -943,16 +943,7 @@ fn watched_move(
     moves: &[DeadMove],
     after_a_lost_reply: bool,
 ) -> Result<Option<u64>, RedisError> {
-    let dead_values = values(dead);
-    let mut hmget = redis::cmd("HMGET");
-    hmget.arg(dead_values);
-    for m in moves {
-        hmget.arg(&m.id);
-    }
-    let current: Vec<Option<Vec<u8>>> = hmget.query(conn)?;
-    if current.len() != moves.len() {
-        return Err(protocol_error("HMGET replies", &Value::Int(current.len() as i64)));
-    }
+    let current = hmget(conn, values(dead), moves.iter().map(|m| m.id.as_slice()))?;
     let unchanged: Vec<&DeadMove> = moves
         .iter()
         .zip(&current)
@@ -995,18 +986,31 @@ fn moved_already(conn: &mut Connection, live: Queue, gone: &[&DeadMove]) -> Resu
     if requeued.is_empty() {
         return Ok(purged);
     }
-    let mut hmget = redis::cmd("HMGET");
-    hmget.arg(values(live));
-    for r in &requeued {
-        hmget.arg(&r.id);
-    }
-    let found: Vec<Option<Vec<u8>>> = hmget.query(conn)?;
-    if found.len() != requeued.len() {
-        return Err(protocol_error("HMGET replies", &Value::Int(found.len() as i64)));
-    }
+    let found = hmget(conn, values(live), requeued.iter().map(|r| r.id.as_slice()))?;
     let back =
         requeued.iter().zip(&found).filter(|(r, now)| now.as_deref() == Some(r.value.as_slice())).count();
     Ok(purged + back as u64)
+}
+
+/// `HMGET hash ids…`: one value (or `None`) per id, in order; a reply of another length is a
+/// protocol error (a zip over it would drop ids silently).
+fn hmget<'a>(
+    conn: &mut Connection,
+    hash: &str,
+    ids: impl Iterator<Item = &'a [u8]>,
+) -> Result<Vec<Option<Vec<u8>>>, RedisError> {
+    let mut cmd = redis::cmd("HMGET");
+    cmd.arg(hash);
+    let mut asked = 0;
+    for id in ids {
+        cmd.arg(id);
+        asked += 1;
+    }
+    let found: Vec<Option<Vec<u8>>> = cmd.query(conn)?;
+    if found.len() != asked {
+        return Err(protocol_error("HMGET replies", &Value::Int(found.len() as i64)));
+    }
+    Ok(found)
 }
 
 /// One attempt of [`Store::commit_link`] on `conn`. Redis does not roll a `MULTI … EXEC` back
