@@ -21,24 +21,26 @@ fn wait_for_redis_ready(port: u16, child: &mut Child, log: &std::path::Path) -> 
     let url = format!("redis://127.0.0.1:{port}/0");
     let mut last = String::new();
     while Instant::now() < deadline {
+        // The PING, then on the same connection (once it answered) the server's process id.
         let pong = redis::Client::open(url.as_str())
             .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
             .and_then(|mut con| {
                 // Whatever else listens there may never answer.
                 con.set_read_timeout(Some(Duration::from_secs(1)))?;
-                redis::cmd("PING").query::<String>(&mut con)
+                let reply = redis::cmd("PING").query::<String>(&mut con)?;
+                let info = match reply.as_str() {
+                    "PONG" => redis::cmd("INFO").arg("server").query::<String>(&mut con).ok(),
+                    _ => None,
+                };
+                Ok((reply, info))
             });
         match pong {
             // Ours, not a server another process started on the port meanwhile: a test sharing
             // it would see that process's tests' keys.
-            Ok(reply) if reply == "PONG" => {
-                let pid = redis::Client::open(url.as_str())
-                    .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
-                    .and_then(|mut con| redis::cmd("INFO").arg("server").query::<String>(&mut con))
-                    .ok()
-                    .and_then(|info| {
-                        info.lines().find_map(|l| l.strip_prefix("process_id:")?.trim().parse::<u32>().ok())
-                    });
+            Ok((reply, info)) if reply == "PONG" => {
+                let pid = info.and_then(|info| {
+                    info.lines().find_map(|l| l.strip_prefix("process_id:")?.trim().parse::<u32>().ok())
+                });
                 match pid {
                     Some(pid) if pid == child.id() => return Ok(()),
                     Some(pid) => {
@@ -53,7 +55,7 @@ fn wait_for_redis_ready(port: u16, child: &mut Child, log: &std::path::Path) -> 
                     None => last = "no process_id in INFO server".to_owned(),
                 }
             }
-            Ok(reply) => last = reply,
+            Ok((reply, _)) => last = reply,
             Err(e) => last = e.to_string(),
         }
         if let Ok(Some(status)) = child.try_wait() {
