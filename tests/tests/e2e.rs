@@ -202,43 +202,45 @@ fn kill_9_at_random_moments_loses_and_doubles_nothing() {
     let vm = VictoriaMetrics::start();
     let mut con = redis.client();
     let base = bucket_base() - 3000.0;
-    // 25 rounds: write 6000 count records spread over 300 buckets and 20 series (values 1..=7),
+    // Rounds: write 6000 count records spread over 3000 buckets and 20 series (values 1..=7),
     // start the agent, kill -9 it at a random moment. Later rounds write records for buckets
     // already emitted: they must be folded in as late, never sent as second points.
+    // At least 25 rounds, and more (up to 60) until 20 kills have landed while work was still
+    // queued. A round whose agent finished before its kill narrows the window the next
+    // moments are drawn from: the kills follow the agent's pace on a loaded machine.
     let mut want: BTreeMap<String, f64> = BTreeMap::new();
-    let mut rounds: Vec<Vec<(String, f64, String)>> = vec![Vec::new(); 25];
-    for i in 0..150_000u64 {
-        let series = format!("k.s{}", i % 20);
-        let value = (i % 7 + 1) as f64;
-        let ts = base + ((i * 7919) % 3000) as f64 + 0.5;
-        *want.entry(series.clone()).or_default() += value;
-        rounds[(i % 25) as usize].push((
-            format!("r-{i:08}"),
-            ts,
-            raw_json(&series, "count", &value.to_string(), ts, "{}"),
-        ));
-    }
     let mut env = agent_env(&redis, &vm);
     env.retain(|(k, _)| *k != "LOG_LEVEL");
     let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut kills = 0;
-    let mut mid_work = 0;
-    for round in &rounds {
-        write_raw(&mut con, round);
+    let mut window_ms = 150;
+    let (mut kills, mut mid_work) = (0u64, 0u64);
+    while kills < 25 || (mid_work < 20 && kills < 60) {
+        let round: Vec<(String, f64, String)> = (kills * 6000..(kills + 1) * 6000)
+            .map(|i| {
+                let series = format!("k.s{}", i % 20);
+                let value = (i % 7 + 1) as f64;
+                let ts = base + ((i * 7919) % 3000) as f64 + 0.5;
+                *want.entry(series.clone()).or_default() += value;
+                (format!("r-{i:08}"), ts, raw_json(&series, "count", &value.to_string(), ts, "{}"))
+            })
+            .collect();
+        write_raw(&mut con, &round);
         let agent = Agent::start(agent_binary!(), &env);
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        std::thread::sleep(Duration::from_millis(20 + seed % 150));
+        std::thread::sleep(Duration::from_millis(20 + seed % window_ms));
         agent.kill9();
         kills += 1;
         if zcard(&mut con, "chouette:metrics:raw.keys") + zcard(&mut con, "chouette:metrics:wrapped.keys") > 0
         {
             mid_work += 1;
+        } else {
+            window_ms = (window_ms * 2 / 3).max(10);
         }
     }
-    eprintln!("{kills} kills, {mid_work} with work still queued");
-    assert!(mid_work >= 20, "only {mid_work} kills landed while work was queued");
+    eprintln!("{kills} kills, {mid_work} with work still queued, last window {window_ms} ms");
+    assert!(mid_work >= 20, "only {mid_work} of {kills} kills landed while work was queued");
     let agent = Agent::start(agent_binary!(), &env);
     wait_drained(&mut con, Duration::from_secs(120));
     assert!(agent.stop().success());
