@@ -198,6 +198,12 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
         self.occupied == 0
     }
 
+    /// Start (seconds) of the oldest bucket still open: every earlier bucket is closed, and
+    /// samples for them are late. `None` until something was closed.
+    pub fn open_from_secs(&self) -> Option<i64> {
+        (self.watermark != i64::MIN).then_some(self.watermark)
+    }
+
     /// Records one sample at `now`. A refused sample comes back with the reason, and is counted.
     pub fn record<'a>(&mut self, now: Timestamp, sample: Sample<'a>) -> Result<(), Refused<'a>> {
         self.stats.offered += 1;

@@ -334,8 +334,10 @@ fn close_before_closes_exactly_the_buckets_that_end_by_then() {
     // closed both, and bucket 8's samples were then folded into bucket 9).
     let config = AggregatorConfig::new(1).unwrap().with_grace_secs(5);
     let mut agg = Agg::new(config);
+    assert_eq!(agg.open_from_secs(), None);
     let bucket = config.bucket_of(ts(7.5));
     agg.close_before(bucket.start());
+    assert_eq!(agg.open_from_secs(), Some(7));
     agg.record(ts(100.0), num("c", MetricType::Count, &[], 1.0, 6.5)).unwrap();
     agg.record(ts(100.0), num("c", MetricType::Count, &[], 2.0, 7.5)).unwrap();
     agg.record(ts(100.0), num("c", MetricType::Count, &[], 4.0, 8.5)).unwrap();
@@ -346,6 +348,7 @@ fn close_before_closes_exactly_the_buckets_that_end_by_then() {
     assert_eq!((points[0].3, points[0].4), (7.0, 3.0));
     // An earlier `at` reopens nothing; the grace plays no part.
     agg.close_before(ts(3.0));
+    assert_eq!(agg.open_from_secs(), Some(8));
     agg.close_before(ts(9.0));
     let points = drain(&mut agg, &WrapConfig::default());
     assert_eq!((points.len(), points[0].3, points[0].4), (1, 8.0, 4.0));
