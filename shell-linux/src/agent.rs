@@ -511,17 +511,41 @@ pub fn status_snapshot_path(db: &std::path::Path) -> std::path::PathBuf {
     db.with_extension("status")
 }
 
+/// Rewrites the snapshot in place under an exclusive `flock`, which `chouette status` takes
+/// shared to read it ([`read_status_snapshot`]): a reader never sees half of it. Writing a new
+/// file and renaming it over the old one cost the ext4 journal a truncation, an allocation and a
+/// directory update every tick: 7 % of an idle agent's CPU (perf, host collection every second).
 fn write_status_snapshot(store: &mut dyn Store, db: &std::path::Path) {
     let mut text = Vec::new();
     if crate::cli::render_status(store, &mut text).is_err() {
         return;
     }
     let path = status_snapshot_path(db);
-    let tmp = path.with_extension("status.tmp");
-    let written = std::fs::write(&tmp, &text).and_then(|()| std::fs::rename(&tmp, &path));
-    if let Err(error) = written {
+    if let Err(error) = rewrite_locked(&path, &text) {
         log::debug!("path={}: cannot write the status snapshot: {error}", path.display());
     }
+}
+
+fn rewrite_locked(path: &std::path::Path, text: &[u8]) -> std::io::Result<()> {
+    use rustix::fs::{flock, FlockOperation};
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(path)?;
+    flock(&file, FlockOperation::LockExclusive)?;
+    // Closing the file releases the lock, whatever fails.
+    file.write_all_at(text, 0)?;
+    file.set_len(text.len() as u64)
+}
+
+/// The running agent's last status snapshot, read under a shared `flock` (never while the agent
+/// rewrites it).
+pub fn read_status_snapshot(db: &std::path::Path) -> std::io::Result<String> {
+    use rustix::fs::{flock, FlockOperation};
+    use std::io::Read;
+    let mut file = std::fs::File::open(status_snapshot_path(db))?;
+    flock(&file, FlockOperation::LockShared)?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// One malloc arena for every thread (glibc builds). glibc gives each thread that allocates its
@@ -558,5 +582,34 @@ fn return_freed_memory() {
         unsafe {
             malloc_trim(0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_snapshot_is_rewritten_in_place_and_read_whole() {
+        let dir = std::env::temp_dir().join(format!("chouette-snapshot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let db = dir.join("chouette.redb");
+        assert!(read_status_snapshot(&db).is_err(), "none yet");
+        let path = status_snapshot_path(&db);
+        rewrite_locked(&path, "a longer first status\nline two\n".as_bytes()).expect("write");
+        assert_eq!(read_status_snapshot(&db).expect("read"), "a longer first status\nline two\n");
+        // A shorter one leaves nothing of the first behind.
+        rewrite_locked(&path, b"short\n").expect("rewrite");
+        assert_eq!(read_status_snapshot(&db).expect("read"), "short\n");
+        // A reader waits while the writer holds the lock.
+        let held = std::fs::File::open(&path).expect("open");
+        rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).expect("lock");
+        let reader = std::thread::spawn(move || read_status_snapshot(&db).expect("read"));
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!reader.is_finished(), "blocked behind the writer's lock");
+        drop(held);
+        assert_eq!(reader.join().expect("reader"), "short\n");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -69,8 +69,7 @@ fn status() -> ExitCode {
         Err(error) => {
             // The embedded store's file is locked while the agent runs: show its last snapshot.
             if let StoreConfig::Embedded { path } = &config.store {
-                let snapshot = agent::status_snapshot_path(path);
-                if let Ok(text) = std::fs::read_to_string(&snapshot) {
+                if let Ok(text) = agent::read_status_snapshot(path) {
                     println!(
                         "(the running agent holds {}; its last status snapshot follows)",
                         path.display()

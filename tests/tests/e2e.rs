@@ -314,6 +314,7 @@ fn runs_on_a_fresh_machine_with_the_embedded_store_and_prints_a_dry_run() {
         .expect("chouette status");
     let printed = String::from_utf8_lossy(&status.stdout);
     assert!(status.status.success(), "{printed}");
+    assert!(printed.starts_with("(the running agent holds"), "read from its snapshot: {printed}");
     assert!(printed.contains("raw metrics") && printed.contains("last_dispatch"), "{printed}");
     let out = agent.output();
     assert!(agent.stop().success());
