@@ -202,7 +202,7 @@ fn kill_9_at_random_moments_loses_and_doubles_nothing() {
     let vm = VictoriaMetrics::start();
     let mut con = redis.client();
     let base = bucket_base() - 3000.0;
-    // Rounds: write 6000 count records spread over 3000 buckets and 20 series (values 1..=7),
+    // Rounds: write 6000 count records spread over 300 buckets and 20 series (values 1..=7),
     // start the agent, kill -9 it at a random moment. Later rounds write records for buckets
     // already emitted: they must be folded in as late, never sent as second points.
     // At least 25 rounds, and more (up to 60) until 20 kills have landed while work was still
