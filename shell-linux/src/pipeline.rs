@@ -263,31 +263,27 @@ impl Aggregation {
             return Ok(Self::idle_unless(swept));
         };
         let end = bucket.end().as_secs_f64();
-        if std::mem::take(&mut self.kept) {
-            // Kept through an idle tick: reused only if a fresh small aggregator would have been
-            // chosen (the backlog fits, the listener holds nothing), and it is as good as fresh:
-            // empty, and nothing closed after this bucket's start (a clock that went back).
-            let fresh_enough = self.aggregator.as_ref().is_some_and(|a| {
-                a.is_empty() && a.open_from_secs().is_none_or(|open| open <= bucket.start_secs())
-            });
-            if !fresh_enough
-                || self.full_next
-                || oldest_memory.is_some()
-                || store.len(Queue::RawMetrics)? > SMALL_STEP_RECORDS
-            {
-                self.aggregator = None;
-            }
-        }
-        if self.aggregator.is_none() {
+        let kept = std::mem::take(&mut self.kept);
+        if self.aggregator.is_none() || kept {
             let small = !self.full_next
                 && oldest_memory.is_none()
                 && store.len(Queue::RawMetrics)? <= SMALL_STEP_RECORDS;
-            self.aggregator = if small {
-                new_aggregator(config, SmallStepAggregator::new).map(|a| a as Box<dyn StepAggregate>)
-            } else {
-                self.full_next = false;
-                new_aggregator(config, StepAggregator::new).map(|a| a as Box<dyn StepAggregate>)
-            };
+            // Kept through an idle tick: reused if a small one is what this step would build, and
+            // it is as good as fresh: empty, and nothing closed after this bucket's start (a clock
+            // that went back).
+            let reusable = small
+                && aggregator_is_small(&self.aggregator)
+                && self.aggregator.as_ref().is_some_and(|a| {
+                    a.is_empty() && a.open_from_secs().is_none_or(|open| open <= bucket.start_secs())
+                });
+            if !reusable {
+                self.aggregator = if small {
+                    new_aggregator(config, SmallStepAggregator::new).map(|a| a as Box<dyn StepAggregate>)
+                } else {
+                    self.full_next = false;
+                    new_aggregator(config, StepAggregator::new).map(|a| a as Box<dyn StepAggregate>)
+                };
+            }
         }
         // The small aggregator without room for all of it: the step is done again by the full
         // one (nothing is committed; the listener's memory is merged again, as after a failure).
@@ -1044,8 +1040,9 @@ mod tests {
         agg.aggregator.as_ref().map(|a| a.recorded())
     }
 
-    #[test]
-    fn the_small_aggregator_is_kept_through_an_idle_tick_and_reused() {
+    /// A store and an aggregation after one tick: 3 gauges of the bucket [1000, 1010)
+    /// aggregated by the small aggregator, then idle, the aggregator kept.
+    fn after_an_idle_tick() -> (TempStore, Aggregation) {
         let mut s = store_with(0);
         let mut agg = Aggregation::new(10, Duration::ZERO, WrapConfig::default());
         let mut counters = Counters::default();
@@ -1058,6 +1055,12 @@ mod tests {
         agg.release_memory();
         assert_eq!(recorded(&agg), Some(3));
         assert!(aggregator_is_small(&agg.aggregator));
+        (s, agg)
+    }
+
+    #[test]
+    fn the_small_aggregator_is_kept_through_an_idle_tick_and_reused() {
+        let (mut s, mut agg) = after_an_idle_tick();
         // The next tick's bucket: the same aggregator, and its records are on time.
         gauges_at(&mut s.1, "second", 4, 10, 1011.0);
         let mut second = Counters::default();
@@ -1078,13 +1081,7 @@ mod tests {
 
     #[test]
     fn a_kept_small_aggregator_gives_way_to_the_full_one_for_a_backlog() {
-        let mut s = store_with(0);
-        let mut agg = Aggregation::new(10, Duration::ZERO, WrapConfig::default());
-        let mut counters = Counters::default();
-        gauges_at(&mut s.1, "first", 3, 10, 1001.0);
-        agg.step(&mut s.1, 1020.0, &mut counters).expect("step");
-        agg.release_memory();
-        assert!(aggregator_is_small(&agg.aggregator));
+        let (mut s, mut agg) = after_an_idle_tick();
         // More than the small one takes: the full one does the first step, nothing is wasted.
         gauges_at(&mut s.1, "backlog", SMALL_STEP_RECORDS + 1, 10, 1011.0);
         let mut backlog = Counters::default();
@@ -1098,13 +1095,7 @@ mod tests {
 
     #[test]
     fn a_kept_small_aggregator_that_closed_a_later_bucket_is_not_reused() {
-        let mut s = store_with(0);
-        let mut agg = Aggregation::new(10, Duration::ZERO, WrapConfig::default());
-        let mut counters = Counters::default();
-        gauges_at(&mut s.1, "first", 3, 10, 1001.0);
-        agg.step(&mut s.1, 1020.0, &mut counters).expect("step");
-        agg.release_memory();
-        assert_eq!(recorded(&agg), Some(3));
+        let (mut s, mut agg) = after_an_idle_tick();
         // The watermark the step reads is gone (a fresh store's state, a clock gone back): the
         // next bucket starts before what the kept aggregator closed.
         agg.watermark = Some(f64::NEG_INFINITY);
