@@ -867,12 +867,15 @@ pub fn cleanup(
 /// the sender keeps something after a failure (backing off), or `deadline` passes (then
 /// [`DrainResult::more`] is set: come back as soon as the rest of the loop had its turn).
 /// `send` should itself stop sending at `deadline` (the dispatcher's `send_until`).
+///
+/// A backlog (a first page that is full, of at least [`OVERLAP_MIN_PAGE`] records) is sent on a
+/// thread of its own while this one reads the next page: see [`drain_overlapped`].
 pub fn drain(
     store: &mut dyn Store,
     queue: Queue,
     batch: usize,
     deadline: Instant,
-    mut send: impl FnMut(&[Record]) -> Report,
+    mut send: impl FnMut(&[Record]) -> Report + Send,
 ) -> Result<DrainResult, StoreError> {
     let mut result = DrainResult::default();
     loop {
@@ -884,32 +887,152 @@ pub fn drain(
         if records.is_empty() {
             break;
         }
+        let records = if records.len() == batch && batch >= OVERLAP_MIN_PAGE {
+            match drain_overlapped(store, queue, batch, deadline, &mut send, records, &mut result) {
+                Overlapped::Done(go_on) => {
+                    if go_on? {
+                        continue;
+                    }
+                    break;
+                }
+                Overlapped::NoThread(records) => records,
+            }
+        } else {
+            records
+        };
         let report = send(&records);
-        let (delivered, dead, _kept) = apply_report(store, queue, &records, &report)?;
-        result.delivered += delivered as u64;
-        result.dead += dead as u64;
-        result.points += report.delivered_points;
-        result.bytes += report.delivered_bytes;
-        result.retried += report.retried;
-        result.deferred += report.deferred;
-        result.requests += u64::from(report.requests);
-        if report.last_status.is_some() {
-            result.last_status = report.last_status.clone();
-        }
-        match report.outcome {
-            Outcome::Settled if delivered + dead > 0 => {}
-            Outcome::Settled => break, // nothing settled, nothing failed: do not spin
-            Outcome::OutOfTime => {
-                result.more = true;
-                break;
-            }
-            Outcome::Stopped | Outcome::Refused { .. } => {
-                result.backing_off = true;
-                break;
-            }
+        if !settle_page(store, queue, &records, &report, &mut result)? {
+            break;
         }
     }
     Ok(result)
+}
+
+/// The smallest full page [`drain`] overlaps with reading the next: below it, a thread costs more
+/// than the overlap saves.
+pub const OVERLAP_MIN_PAGE: usize = 100;
+
+/// How [`drain_overlapped`] ended.
+enum Overlapped {
+    /// The pages are settled: `Ok(true)` to read on from the queue's head, `Ok(false)` to stop.
+    Done(Result<bool, StoreError>),
+    /// No thread could be started: the first page, still to send.
+    NoThread(Vec<Record>),
+}
+
+/// Drains a backlog starting with `first` (the queue's first page, full): `send` runs on a thread
+/// of its own while this one reads the next page, the records after the one in flight. The
+/// rules of the serial loop are kept: a page goes out only after the one before it is settled
+/// and its delivered records deleted (if the store fails, at most one page is sent again later),
+/// and nothing is sent once `deadline` has passed or after a page that stopped the drain (the
+/// page read ahead then stays in the store, untouched). Each page is read past the one in
+/// flight, by offset; a record that is not after it in the queue's order (score, then id: one
+/// added meanwhile would shift the pages) is left for a later read, never sent twice.
+fn drain_overlapped(
+    store: &mut dyn Store,
+    queue: Queue,
+    batch: usize,
+    deadline: Instant,
+    send: &mut (impl FnMut(&[Record]) -> Report + Send),
+    first: Vec<Record>,
+    result: &mut DrainResult,
+) -> Overlapped {
+    std::thread::scope(|scope| {
+        let (to_sender, pages) = std::sync::mpsc::sync_channel::<Vec<Record>>(1);
+        let (to_drain, reports) = std::sync::mpsc::sync_channel::<(Vec<Record>, Report)>(1);
+        let spawned = std::thread::Builder::new().name("chouette-send".into()).spawn_scoped(scope, move || {
+            for page in pages {
+                let report = send(&page);
+                if to_drain.send((page, report)).is_err() {
+                    break;
+                }
+            }
+        });
+        if let Err(error) = spawned {
+            log::debug!("cannot start a sending thread ({error}): sending page by page");
+            return Overlapped::NoThread(first);
+        }
+        let mut in_flight = Some(first);
+        let mut outcome = Ok(true);
+        while let Some(page) = in_flight.take() {
+            let (offset, last) = match page.last() {
+                Some(last) => (page.len(), (last.score, last.id.clone())),
+                None => break,
+            };
+            if to_sender.send(page).is_err() {
+                break; // the thread ended: its panic is the scope's
+            }
+            // Read ahead while the page is sent; settle it either way.
+            let next = (Instant::now() < deadline).then(|| store.read_page(queue, f64::INFINITY, offset, batch));
+            let Ok((page, report)) = reports.recv() else {
+                break;
+            };
+            match settle_page(store, queue, &page, &report, result) {
+                Ok(true) => {}
+                stop => {
+                    outcome = stop;
+                    break;
+                }
+            }
+            match next {
+                None => {
+                    result.more = true; // the deadline passed: come back
+                    outcome = Ok(false);
+                }
+                Some(Err(error)) => outcome = Err(error),
+                Some(Ok(_)) if Instant::now() >= deadline => {
+                    result.more = true; // read in time, but not to be sent any more
+                    outcome = Ok(false);
+                }
+                Some(Ok(mut next)) => {
+                    next.retain(|record| is_after(record, &last));
+                    in_flight = (!next.is_empty()).then_some(next);
+                }
+            }
+        }
+        Overlapped::Done(outcome)
+    })
+}
+
+/// Whether `record` comes after `last` in a queue's order: by score, then by id.
+fn is_after(record: &Record, last: &(f64, Vec<u8>)) -> bool {
+    match record.score.partial_cmp(&last.0) {
+        Some(std::cmp::Ordering::Greater) => true,
+        Some(std::cmp::Ordering::Equal) => record.id > last.1,
+        _ => false,
+    }
+}
+
+/// Applies one page's report and adds it to `result`: whether to read on.
+fn settle_page(
+    store: &mut dyn Store,
+    queue: Queue,
+    records: &[Record],
+    report: &Report,
+    result: &mut DrainResult,
+) -> Result<bool, StoreError> {
+    let (delivered, dead, _kept) = apply_report(store, queue, records, report)?;
+    result.delivered += delivered as u64;
+    result.dead += dead as u64;
+    result.points += report.delivered_points;
+    result.bytes += report.delivered_bytes;
+    result.retried += report.retried;
+    result.deferred += report.deferred;
+    result.requests += u64::from(report.requests);
+    if report.last_status.is_some() {
+        result.last_status = report.last_status.clone();
+    }
+    Ok(match report.outcome {
+        Outcome::Settled => delivered + dead > 0, // nothing settled, nothing failed: do not spin
+        Outcome::OutOfTime => {
+            result.more = true;
+            false
+        }
+        Outcome::Stopped | Outcome::Refused { .. } => {
+            result.backing_off = true;
+            false
+        }
+    })
 }
 
 /// What one drain did.
@@ -1191,6 +1314,78 @@ mod tests {
         assert!(result.more && !result.backing_off);
         assert_eq!(s.1.len(Queue::Logs).expect("len"), 10);
         assert_eq!(s.1.len(Queue::DeadLogs).expect("len"), 1);
+    }
+
+    /// Drains `s` in pages of 100 (overlapped): the ids of each page sent, and the thread that
+    /// sent it. `each(call, records)` answers each page.
+    fn drain_in_hundreds(
+        s: &mut TempStore,
+        each: impl Fn(usize, &[Record]) -> Report + Sync,
+    ) -> (Result<DrainResult, StoreError>, Vec<Vec<Vec<u8>>>, Vec<Option<String>>) {
+        let (mut pages, mut threads) = (Vec::new(), Vec::new());
+        let result = drain(&mut s.1, Queue::Logs, 100, far(), |records| {
+            pages.push(records.iter().map(|r| r.id.clone()).collect::<Vec<_>>());
+            threads.push(std::thread::current().name().map(str::to_owned));
+            each(pages.len(), records)
+        });
+        (result, pages, threads)
+    }
+
+    #[test]
+    fn a_backlog_is_sent_on_a_thread_of_its_own_each_record_once_in_order() {
+        let mut s = store_with(1050);
+        let (result, pages, threads) =
+            drain_in_hundreds(&mut s, |_, r| report(r, |_| Disposition::Delivered, Outcome::Settled));
+        let result = result.expect("drain");
+        assert_eq!((result.delivered, result.requests, result.more), (1050, 11, false));
+        assert_eq!(pages.len(), 11);
+        assert_eq!(pages[10].len(), 50);
+        let sent: Vec<Vec<u8>> = pages.concat();
+        let expected: Vec<Vec<u8>> = (0..1050).map(|i| format!("r{i:04}").into_bytes()).collect();
+        assert_eq!(sent, expected, "each record once, oldest first");
+        assert!(threads.iter().all(|t| t.as_deref() == Some("chouette-send")), "{threads:?}");
+        assert_eq!(s.1.len(Queue::Logs).expect("len"), 0);
+    }
+
+    #[test]
+    fn a_refusal_in_a_backlog_sends_nothing_after_it_and_keeps_the_page_read_ahead() {
+        let mut s = store_with(1050);
+        let (result, pages, _) = drain_in_hundreds(&mut s, |call, r| match call {
+            3 => report(r, |_| Disposition::Kept, Outcome::Refused { reason: "http_400".into() }),
+            _ => report(r, |_| Disposition::Delivered, Outcome::Settled),
+        });
+        let result = result.expect("drain");
+        assert_eq!(pages.len(), 3, "no page after the refused one");
+        assert_eq!((result.delivered, result.retried, result.deferred), (200, 100, 0));
+        assert!(result.backing_off && !result.more);
+        let left = s.1.read(Queue::Logs, f64::INFINITY, 2000).expect("read");
+        assert_eq!(left.len(), 850);
+        assert_eq!(left[0].id, b"r0200", "the refused page and everything after it stay");
+    }
+
+    #[test]
+    fn out_of_time_in_a_backlog_applies_the_page_in_flight_and_sends_no_more() {
+        let mut s = store_with(1050);
+        let (result, pages, _) = drain_in_hundreds(&mut s, |call, r| match call {
+            2 => report(r, |i| if i < 40 { Disposition::Delivered } else { Disposition::Kept }, Outcome::OutOfTime),
+            _ => report(r, |_| Disposition::Delivered, Outcome::Settled),
+        });
+        let result = result.expect("drain");
+        assert_eq!(pages.len(), 2);
+        assert_eq!((result.delivered, result.deferred), (140, 60));
+        assert!(result.more && !result.backing_off);
+        assert_eq!(s.1.len(Queue::Logs).expect("len"), 910);
+    }
+
+    #[test]
+    fn a_page_read_ahead_keeps_only_what_comes_after_the_page_in_flight() {
+        let record = |score: f64, id: &[u8]| Record { id: id.to_vec(), score, value: None, oversize: None };
+        let last = (5.0, b"m".to_vec());
+        assert!(is_after(&record(6.0, b"a"), &last));
+        assert!(is_after(&record(5.0, b"n"), &last));
+        assert!(!is_after(&record(5.0, b"m"), &last), "the last one itself");
+        assert!(!is_after(&record(5.0, b"l"), &last));
+        assert!(!is_after(&record(4.0, b"z"), &last));
     }
 
     #[test]
