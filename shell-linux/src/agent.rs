@@ -432,8 +432,8 @@ fn release_pass(
         _ => config.metrics_bulk_size.max(1),
     };
     let mut latencies = Vec::new();
-    let drained = pipeline::drain(store, destination.queue(), batch, deadline, |records| {
-        let report = dispatcher.send_until(destination, records, deadline);
+    let drained = pipeline::drain(store, destination.queue(), batch, deadline, |records, gate| {
+        let report = dispatcher.send_gated(destination, records, deadline, gate);
         latencies.extend(report.latencies.iter().map(|d| d.as_secs_f64() * 1000.0));
         report
     });

@@ -866,16 +866,20 @@ pub fn cleanup(
 /// Drains `queue` through `send` in batches of `batch`, oldest first, until the queue is empty,
 /// the sender keeps something after a failure (backing off), or `deadline` passes (then
 /// [`DrainResult::more`] is set: come back as soon as the rest of the loop had its turn).
-/// `send` should itself stop sending at `deadline` (the dispatcher's `send_until`).
+/// `send` should itself stop sending at `deadline` (the dispatcher's `send_until`), and ask its
+/// gate (its second argument) before its first request ([`Dispatcher::send_gated`]): if the gate
+/// answers false, it must send nothing (its report is dropped).
 ///
 /// A backlog (a first page that is full, of at least [`OVERLAP_MIN_PAGE`] records) is sent on a
 /// thread of its own while this one reads the next page: see [`drain_overlapped`].
+///
+/// [`Dispatcher::send_gated`]: crate::dispatch::Dispatcher::send_gated
 pub fn drain(
     store: &mut dyn Store,
     queue: Queue,
     batch: usize,
     deadline: Instant,
-    mut send: impl FnMut(&[Record]) -> Report + Send,
+    mut send: impl FnMut(&[Record], &mut dyn FnMut() -> bool) -> Report + Send,
 ) -> Result<DrainResult, StoreError> {
     let mut result = DrainResult::default();
     loop {
@@ -900,7 +904,7 @@ pub fn drain(
         } else {
             records
         };
-        let report = send(&records);
+        let report = send(&records, &mut || true);
         if !settle_page(store, queue, &records, &report, &mut result)? {
             break;
         }
@@ -920,29 +924,37 @@ enum Overlapped {
     NoThread(Vec<Record>),
 }
 
+/// A page for the sending thread, and its gate: `None` to send at once, or what the drain
+/// answers once the page before it is settled (`true`: send; `false`, or no answer: send nothing).
+type Handed = (Vec<Record>, Option<std::sync::mpsc::Receiver<bool>>);
+
 /// Drains a backlog starting with `first` (the queue's first page, full): `send` runs on a thread
-/// of its own while this one reads the next page, the records after the one in flight. The
-/// rules of the serial loop are kept: a page goes out only after the one before it is settled
-/// and its delivered records deleted (if the store fails, at most one page is sent again later),
-/// and nothing is sent once `deadline` has passed or after a page that stopped the drain (the
-/// page read ahead then stays in the store, untouched). Each page is read past the one in
-/// flight, by offset; a record that is not after it in the queue's order (score, then id: one
-/// added meanwhile would shift the pages) is left for a later read, never sent twice.
+/// of its own, and while it sends a page this thread reads the next one (the records after it,
+/// by offset), then settles the page once its report is back. The next page is handed over at
+/// once, so the sender encodes and compresses it while the page before is deleted; its gate
+/// opens only once that delete is done. So the rules of the serial loop hold: a page goes out
+/// only after the one before it is settled and its delivered records deleted (if the store
+/// fails, at most one page is sent again later), and nothing is sent after a page that stopped
+/// the drain, once `deadline` has passed, or after a store error (the page read ahead then stays
+/// in the store, untouched, and its report is dropped). A record of a page read ahead that is
+/// not after the page in flight in the queue's order (score, then id: one added meanwhile
+/// shifts the pages) is left for a later read, never sent twice.
 fn drain_overlapped(
     store: &mut dyn Store,
     queue: Queue,
     batch: usize,
     deadline: Instant,
-    send: &mut (impl FnMut(&[Record]) -> Report + Send),
+    send: &mut (impl FnMut(&[Record], &mut dyn FnMut() -> bool) -> Report + Send),
     first: Vec<Record>,
     result: &mut DrainResult,
 ) -> Overlapped {
+    use std::sync::mpsc::sync_channel;
     std::thread::scope(|scope| {
-        let (to_sender, pages) = std::sync::mpsc::sync_channel::<Vec<Record>>(1);
-        let (to_drain, reports) = std::sync::mpsc::sync_channel::<(Vec<Record>, Report)>(1);
+        let (to_sender, pages) = sync_channel::<Handed>(1);
+        let (to_drain, reports) = sync_channel::<(Vec<Record>, Report)>(1);
         let spawned = std::thread::Builder::new().name("chouette-send".into()).spawn_scoped(scope, move || {
-            for page in pages {
-                let report = send(&page);
+            for (page, gate) in pages {
+                let report = send(&page, &mut || gate.as_ref().is_none_or(|gate| gate.recv() == Ok(true)));
                 if to_drain.send((page, report)).is_err() {
                     break;
                 }
@@ -952,45 +964,50 @@ fn drain_overlapped(
             log::debug!("cannot start a sending thread ({error}): sending page by page");
             return Overlapped::NoThread(first);
         }
-        let mut in_flight = Some(first);
-        let mut outcome = Ok(true);
-        while let Some(page) = in_flight.take() {
-            let (offset, last) = match page.last() {
-                Some(last) => (page.len(), (last.score, last.id.clone())),
-                None => break,
-            };
-            if to_sender.send(page).is_err() {
-                break; // the thread ended: its panic is the scope's
-            }
-            // Read ahead while the page is sent; settle it either way.
+        let mut offset = first.len();
+        let mut last = first.last().map(|r| (r.score, r.id.clone()));
+        if to_sender.send((first, None)).is_err() {
+            return Overlapped::Done(Ok(true)); // the thread ended: its panic is the scope's
+        }
+        loop {
+            // Read ahead while the page in flight is sent.
             let next = (Instant::now() < deadline).then(|| store.read_page(queue, f64::INFINITY, offset, batch));
             let Ok((page, report)) = reports.recv() else {
-                break;
+                return Overlapped::Done(Ok(true));
             };
-            match settle_page(store, queue, &page, &report, result) {
-                Ok(true) => {}
-                stop => {
-                    outcome = stop;
-                    break;
+            let goes_on = report.outcome == Outcome::Settled
+                && report.dispositions.iter().any(|d| *d != Disposition::Kept);
+            let mut next = match next {
+                Some(Err(error)) => {
+                    let settled = settle_page(store, queue, &page, &report, result);
+                    return Overlapped::Done(settled.and(Err(error)));
                 }
-            }
-            match next {
-                None => {
+                _ if !goes_on => return Overlapped::Done(settle_page(store, queue, &page, &report, result)),
+                Some(Ok(next)) if Instant::now() < deadline => next,
+                _ => {
+                    let settled = settle_page(store, queue, &page, &report, result);
                     result.more = true; // the deadline passed: come back
-                    outcome = Ok(false);
+                    return Overlapped::Done(settled.map(|_| false));
                 }
-                Some(Err(error)) => outcome = Err(error),
-                Some(Ok(_)) if Instant::now() >= deadline => {
-                    result.more = true; // read in time, but not to be sent any more
-                    outcome = Ok(false);
-                }
-                Some(Ok(mut next)) => {
-                    next.retain(|record| is_after(record, &last));
-                    in_flight = (!next.is_empty()).then_some(next);
-                }
+            };
+            next.retain(|record| last.as_ref().is_some_and(|last| is_after(record, last)));
+            if next.is_empty() {
+                // The queue's end (or only records to read again from its head).
+                return Overlapped::Done(settle_page(store, queue, &page, &report, result));
+            }
+            offset = next.len();
+            last = next.last().map(|r| (r.score, r.id.clone()));
+            let (open, gate) = sync_channel(1);
+            if to_sender.send((std::mem::take(&mut next), Some(gate))).is_err() {
+                return Overlapped::Done(Ok(true));
+            }
+            let settled = settle_page(store, queue, &page, &report, result);
+            let _ = open.send(matches!(settled, Ok(true)));
+            if !matches!(settled, Ok(true)) {
+                let _ = reports.recv(); // sent nothing: dropped
+                return Overlapped::Done(settled);
             }
         }
-        Overlapped::Done(outcome)
     })
 }
 
@@ -1278,7 +1295,7 @@ mod tests {
     fn a_refused_endpoint_stops_the_drain_and_keeps_everything() {
         let mut s = store_with(25);
         let mut calls = 0;
-        let result = drain(&mut s.1, Queue::Logs, 10, far(), |records| {
+        let result = drain(&mut s.1, Queue::Logs, 10, far(), |records, _| {
             calls += 1;
             report(records, |_| Disposition::Kept, Outcome::Refused { reason: "http_400".into() })
         })
@@ -1294,7 +1311,7 @@ mod tests {
     fn out_of_time_applies_what_settled_and_asks_to_come_back() {
         let mut s = store_with(25);
         let mut calls = 0;
-        let result = drain(&mut s.1, Queue::Logs, 10, far(), |records| {
+        let result = drain(&mut s.1, Queue::Logs, 10, far(), |records, _| {
             calls += 1;
             if calls == 1 {
                 report(records, |_| Disposition::Delivered, Outcome::Settled)
@@ -1323,7 +1340,10 @@ mod tests {
         each: impl Fn(usize, &[Record]) -> Report + Sync,
     ) -> (Result<DrainResult, StoreError>, Vec<Vec<Vec<u8>>>, Vec<Option<String>>) {
         let (mut pages, mut threads) = (Vec::new(), Vec::new());
-        let result = drain(&mut s.1, Queue::Logs, 100, far(), |records| {
+        let result = drain(&mut s.1, Queue::Logs, 100, far(), |records, gate| {
+            if !gate() {
+                return report(records, |_| Disposition::Kept, Outcome::OutOfTime);
+            }
             pages.push(records.iter().map(|r| r.id.clone()).collect::<Vec<_>>());
             threads.push(std::thread::current().name().map(str::to_owned));
             each(pages.len(), records)
@@ -1377,6 +1397,128 @@ mod tests {
         assert_eq!(s.1.len(Queue::Logs).expect("len"), 910);
     }
 
+    /// A queue in memory that logs its deletes (after a pause, so a page sent before its gate
+    /// opened would show), and fails the `fail_at`-th one.
+    struct Logged {
+        records: Vec<Record>,
+        log: Arc<Mutex<Vec<String>>>,
+        deletes: usize,
+        fail_at: usize,
+    }
+
+    impl Logged {
+        fn new(n: usize, fail_at: usize) -> Self {
+            let records = (0..n)
+                .map(|i| Record {
+                    id: format!("r{i:04}").into_bytes(),
+                    score: i as f64,
+                    value: Some(b"{}".to_vec()),
+                    oversize: None,
+                })
+                .collect();
+            Logged { records, log: Arc::default(), deletes: 0, fail_at }
+        }
+    }
+
+    impl Store for Logged {
+        fn describe(&self) -> String {
+            "logged".into()
+        }
+        fn ping(&mut self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn read_page(&mut self, _: Queue, _: f64, offset: usize, limit: usize) -> Result<Vec<Record>, StoreError> {
+            Ok(self.records.iter().skip(offset).take(limit).cloned().collect())
+        }
+        fn delete(&mut self, _: Queue, ids: &[Vec<u8>]) -> Result<(), StoreError> {
+            self.deletes += 1;
+            if self.deletes == self.fail_at {
+                return Err(StoreError::Unavailable { store: "logged".into(), op: "delete", detail: "gone".into() });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            let first = String::from_utf8_lossy(&ids[0]).into_owned();
+            self.log.lock().expect("log").push(format!("delete {first}"));
+            self.records.retain(|r| !ids.contains(&r.id));
+            Ok(())
+        }
+        fn read_above(&mut self, _: Queue, _: f64, _: usize) -> Result<Vec<Record>, StoreError> {
+            unimplemented!()
+        }
+        fn dead_letter_oversize(&mut self, _: Queue, _: &[Record]) -> Result<u64, StoreError> {
+            unimplemented!()
+        }
+        fn oldest_score(&mut self, _: Queue) -> Result<Option<f64>, StoreError> {
+            unimplemented!()
+        }
+        fn commit_aggregation(&mut self, _: &AggregationCommit) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        fn aggregated_until(&mut self) -> Result<Option<f64>, StoreError> {
+            unimplemented!()
+        }
+        fn add(&mut self, _: Queue, _: &[NewRecord]) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        fn add_to_each(&mut self, _: &[Queue], _: &[NewRecord]) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        fn dead_letter(&mut self, _: Queue, _: &[DeadRecord]) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        fn cleanup(&mut self, _: Queue, _: f64) -> Result<u64, StoreError> {
+            unimplemented!()
+        }
+        fn len(&mut self, _: Queue) -> Result<u64, StoreError> {
+            Ok(self.records.len() as u64)
+        }
+        fn put_status(&mut self, _: &[(&str, String)]) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        fn status(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+            unimplemented!()
+        }
+    }
+
+    /// Drains `store` in pages of 100, logging each page posted after its gate; returns the
+    /// drain's result and how many pages were handed to the sender.
+    fn drain_logged(store: &mut Logged) -> (Result<DrainResult, StoreError>, usize) {
+        let log = Arc::clone(&store.log);
+        let mut handed = 0;
+        let result = drain(store, Queue::Logs, 100, far(), |records, gate| {
+            handed += 1;
+            if !gate() {
+                return report(records, |_| Disposition::Kept, Outcome::OutOfTime);
+            }
+            let first = String::from_utf8_lossy(&records[0].id).into_owned();
+            log.lock().expect("log").push(format!("post {first}"));
+            report(records, |_| Disposition::Delivered, Outcome::Settled)
+        });
+        (result, handed)
+    }
+
+    #[test]
+    fn a_page_goes_out_only_after_the_one_before_it_is_deleted() {
+        let mut store = Logged::new(400, 0);
+        let (result, handed) = drain_logged(&mut store);
+        assert_eq!(result.expect("drain").delivered, 400);
+        assert_eq!(handed, 4);
+        let log = store.log.lock().expect("log").clone();
+        let expected: Vec<String> =
+            (0..4).flat_map(|k| [format!("post r{:04}", k * 100), format!("delete r{:04}", k * 100)]).collect();
+        assert_eq!(log, expected);
+    }
+
+    #[test]
+    fn a_failed_delete_keeps_the_next_page_unsent_though_it_was_prepared() {
+        let mut store = Logged::new(400, 2);
+        let (result, handed) = drain_logged(&mut store);
+        assert!(matches!(result, Err(StoreError::Unavailable { .. })), "{result:?}");
+        assert_eq!(handed, 3, "the third page was handed over, to be encoded meanwhile");
+        let log = store.log.lock().expect("log").clone();
+        assert_eq!(log, ["post r0000", "delete r0000", "post r0100"], "and never posted");
+        assert_eq!(store.records.len(), 300, "the page whose delete failed stays, to be sent again");
+    }
+
     #[test]
     fn a_page_read_ahead_keeps_only_what_comes_after_the_page_in_flight() {
         let record = |score: f64, id: &[u8]| Record { id: id.to_vec(), score, value: None, oversize: None };
@@ -1392,10 +1534,10 @@ mod tests {
     fn a_passed_deadline_reads_nothing_and_asks_to_come_back() {
         let mut s = store_with(5);
         let result =
-            drain(&mut s.1, Queue::Logs, 10, Instant::now(), |_| unreachable!("no call")).expect("drain");
+            drain(&mut s.1, Queue::Logs, 10, Instant::now(), |_, _| unreachable!("no call")).expect("drain");
         assert!(result.more);
         assert_eq!(result.requests, 0);
-        let empty = drain(&mut s.1, Queue::Logs, 10, far(), |r| {
+        let empty = drain(&mut s.1, Queue::Logs, 10, far(), |r, _| {
             report(r, |_| Disposition::Delivered, Outcome::Settled)
         })
         .expect("drain");

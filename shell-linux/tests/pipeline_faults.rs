@@ -431,7 +431,7 @@ fn a_log_too_large_to_load_is_dead_lettered_whole_and_the_others_are_sent() {
         Dispatcher::new(DryRunTransport::new(printed.clone()), DispatchConfig::for_base_url("", None));
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let result =
-        pipeline::drain(&mut store, Queue::Logs, 1000, deadline, |records| dispatcher.send_logs(records))
+        pipeline::drain(&mut store, Queue::Logs, 1000, deadline, |records, _| dispatcher.send_logs(records))
             .unwrap();
     assert_eq!((result.delivered, result.dead), (2, 1));
     let printed = String::from_utf8(printed.0.lock().unwrap().clone()).unwrap();

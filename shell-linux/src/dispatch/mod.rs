@@ -345,6 +345,8 @@ struct Attempt<'a, T> {
     report: &'a mut Report,
     failure: Option<Failure>,
     last_refusal: String,
+    /// Asked once, before the first request ([`Dispatcher::send_gated`]).
+    gate: Option<&'a mut dyn FnMut() -> bool>,
 }
 
 impl<T: Transport> Attempt<'_, T> {
@@ -363,6 +365,11 @@ impl<T: Transport> Attempt<'_, T> {
         };
         if body.len() > self.output.limits().max_compressed {
             return Verdict::TooLarge { reason: "too_large".to_owned() };
+        }
+        if let Some(gate) = self.gate.take() {
+            if !gate() {
+                return Verdict::Deferred; // nothing sent, nothing counted: all kept
+            }
         }
         let mut headers: Vec<(&str, &str)> = Vec::with_capacity(self.headers.len() + 1);
         if encoding != Encoding::Identity {
@@ -643,6 +650,31 @@ impl<T: Transport> Dispatcher<T> {
         self.send_at(destination, Instant::now(), Some(deadline), records)
     }
 
+    /// [`Dispatcher::send_until`], asking `gate` before the call's first request, once the first
+    /// payload is encoded and compressed: the caller may still be settling the batch before
+    /// (deleting what it delivered), and a batch goes out only after that. If `gate` answers
+    /// false, no request is made and nothing is counted: everything is kept
+    /// ([`Outcome::OutOfTime`]), for the caller to drop the report.
+    pub fn send_gated(
+        &mut self,
+        destination: Destination,
+        records: &[Record],
+        deadline: Instant,
+        gate: &mut dyn FnMut() -> bool,
+    ) -> Report {
+        let now = Instant::now();
+        let Some(index) = self.ready_lane(destination, now) else {
+            return self.send_at(destination, now, Some(deadline), records);
+        };
+        self.call(index, now, Some(deadline), records, Some(gate))
+    }
+
+    /// The lane of `destination` if it may send now (not backing off).
+    fn ready_lane(&self, destination: Destination, now: Instant) -> Option<usize> {
+        let index = self.lanes.iter().position(|lane| lane.output.destination() == destination)?;
+        (!self.lanes[index].outbox.backoff.is_waiting(now)).then_some(index)
+    }
+
     /// [`Dispatcher::send_until`] at an explicit `now` (the backoff clock), deadline optional.
     /// A destination this dispatcher does not send to keeps everything.
     pub fn send_at(
@@ -660,11 +692,18 @@ impl<T: Transport> Dispatcher<T> {
             self.lanes[index].outbox.stats.retried += report.retried;
             return report;
         }
-        self.call(index, now, deadline, records)
+        self.call(index, now, deadline, records, None)
     }
 
     /// One call: encode each record once, plan payloads within the limits, settle them.
-    fn call(&mut self, index: usize, now: Instant, deadline: Option<Instant>, records: &[Record]) -> Report {
+    fn call(
+        &mut self,
+        index: usize,
+        now: Instant,
+        deadline: Option<Instant>,
+        records: &[Record],
+        gate: Option<&mut dyn FnMut() -> bool>,
+    ) -> Report {
         let Dispatcher { transport, config, lanes, entries, payload } = self;
         let Lane { output, outbox } = &mut lanes[index];
         let mut out: Vec<Option<Disposition>> = vec![None; records.len()];
@@ -732,6 +771,10 @@ impl<T: Transport> Dispatcher<T> {
             report: &mut report,
             failure: None,
             last_refusal: String::new(),
+            gate: match gate {
+                Some(gate) => Some(&mut *gate),
+                None => None,
+            },
         };
         let sorts = output.sorts_entries();
         let mut sorted = Vec::new();

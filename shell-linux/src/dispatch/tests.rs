@@ -723,3 +723,35 @@ fn each_output_counts_points_sent_accepted_and_failed() {
     let stats = d.stats(Destination::Metrics);
     assert_eq!((stats.points_sent, stats.points_failed, stats.points_delivered), (10, 5, 5));
 }
+
+#[test]
+fn a_closed_gate_sends_nothing_and_counts_nothing_an_open_one_is_asked_once() {
+    let mut d = Dispatcher::new(scripted(|b: &str| Ok(if b.contains("poison") { 400 } else { 202 })), config());
+    let far = Instant::now() + Duration::from_secs(60);
+    let before = d.stats(Destination::Metrics);
+    let mut asked = 0;
+    let report = d.send_gated(Destination::Metrics, &metrics(10), far, &mut || {
+        asked += 1;
+        false
+    });
+    assert_conserved(&report, 10);
+    assert_eq!((asked, report.requests, report.outcome.clone()), (1, 0, Outcome::OutOfTime));
+    assert!(report.dispositions.iter().all(|d| *d == Disposition::Kept));
+    assert!(d.transport().bodies.is_empty());
+    assert_eq!(d.stats(Destination::Metrics), before, "nothing counted");
+    assert_eq!(d.ready_at(Destination::Metrics), None, "no backoff");
+
+    // Open: asked once, before the first request, however many a bisection makes.
+    let mut records = metrics(8);
+    records[5] = metric(5, "poison");
+    let mut asked = 0;
+    let report = d.send_gated(Destination::Metrics, &records, far, &mut || {
+        asked += 1;
+        true
+    });
+    assert_conserved(&report, 8);
+    assert!(report.requests > 2, "{report:?}");
+    assert_eq!(asked, 1);
+    assert_eq!(report.dead, 1);
+    assert_eq!(d.stats(Destination::Metrics).delivered, 7);
+}
