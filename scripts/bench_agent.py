@@ -3,7 +3,8 @@
 release build of `chouette` into a real VictoriaMetrics. Prints a table.
 
 Measures: drain (raw records aggregated per second, until the raw queue is empty), dispatch
-(points delivered per second, until the wrapped queue is empty), peak RSS while draining, idle
+(points delivered per second, until the wrapped queue is empty, on a backlog of its own whose
+records each make their own point: DISPATCH_SPAN), peak RSS while draining, idle
 RSS and idle CPU seconds over 15 s, compressed bytes per point dispatched.
 
 Each rate is also printed as a ratio of a ceiling measured in the same run, on the same machine
@@ -25,6 +26,10 @@ import http.client, http.server, json, os, socket, subprocess, sys, tempfile, th
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECORDS = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
 SERIES, SPAN = 1000, 300
+# The dispatch is measured on a backlog of its own: the same records over 300 buckets instead of
+# 30, so that each becomes its own point (about 540k points for 300k records, against 56k): a
+# dispatch of several seconds, which the 50 ms polling measures to about 1 %.
+DISPATCH_SPAN = 3000
 TARGET = os.path.join(ROOT, "target", "release")
 # The agent under test: the static musl build bench-agent.sh passes, else the glibc release build.
 AGENT = os.environ.get("CHOUETTE_BIN") or os.path.join(TARGET, "chouette")
@@ -94,9 +99,9 @@ def points_in(encoding, body):
     return sum(len(s.get("points", [])) for s in json.loads(raw).get("series", []))
 
 
-def fill(url):
+def fill(url, span=SPAN):
     t = time.time()
-    subprocess.run([os.path.join(TARGET, "examples", "fill_raw"), url, str(RECORDS), str(SERIES), str(SPAN), "30"],
+    subprocess.run([os.path.join(TARGET, "examples", "fill_raw"), url, str(RECORDS), str(SERIES), str(span), "30"],
                    check=True, stdout=subprocess.DEVNULL)
     return time.time() - t
 
@@ -127,7 +132,7 @@ def capture_run(rport, env):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     Capture.bodies = []
     redis_cmd(rport, "FLUSHALL")
-    fill(f"redis://127.0.0.1:{rport}/0")
+    fill(f"redis://127.0.0.1:{rport}/0", DISPATCH_SPAN)
     env = dict(env, DATADOG_URL=f"http://127.0.0.1:{server.server_address[1]}/datadog/api")
     agent = subprocess.Popen([AGENT], env=env, stdout=subprocess.DEVNULL)
     try:
@@ -144,6 +149,26 @@ def capture_run(rport, env):
     series = [b for b in Capture.bodies if b[0].endswith("/v1/series")]
     points = sum(points_in(enc, body) for _, enc, _, body in series)
     return points / dispatch_s, series, points
+
+
+def dispatch_run(rport, env):
+    """The agent drains the dispatch backlog into VictoriaMetrics: (points/s, points, seconds)."""
+    redis_cmd(rport, "FLUSHALL")
+    fill(f"redis://127.0.0.1:{rport}/0", DISPATCH_SPAN)
+    agent = subprocess.Popen([AGENT], env=env, stdout=subprocess.DEVNULL)
+    try:
+        while int(redis_cmd(rport, "ZCARD", "chouette:metrics:raw.keys") or 0):
+            if agent.poll() is not None:
+                raise SystemExit("the agent exited")
+            time.sleep(0.05)
+        t = time.time()
+        wait_empty(rport, agent)
+        dispatch_s = max(time.time() - t, 1e-3)
+    finally:
+        agent.send_signal(15); agent.wait(timeout=30)
+    # The agent writes its status as it stops.
+    points = int(redis_cmd(rport, "HGET", "chouette:agent:status", "dispatched_metrics") or 0)
+    return points / dispatch_s, points, dispatch_s
 
 
 def vm_ceiling(vport, bodies, points):
@@ -181,12 +206,13 @@ def main():
                "HOST": "bench", "GLOBAL_TAGS": '["env:bench"]', **{k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}}
         instant_rate, bodies, captured_points = capture_run(rport, env)
         vm_rate = vm_ceiling(vport, bodies, captured_points)
+        dispatch_rate, points, dispatch_s = dispatch_run(rport, env)
         redis_cmd(rport, "FLUSHALL")
         fill_s = fill(url)
         redis_cmd(rport, "CONFIG", "RESETSTAT")
         t0, redis_cpu0 = time.time(), cpu_secs(redis.pid)
         agent = subprocess.Popen([AGENT], env=env, stdout=subprocess.DEVNULL)
-        drained = dispatched = None
+        drained = None
         while True:
             raw = int(redis_cmd(rport, "ZCARD", "chouette:metrics:raw.keys") or 0)
             wrapped = int(redis_cmd(rport, "ZCARD", "chouette:metrics:wrapped.keys") or 0)
@@ -194,7 +220,7 @@ def main():
                 drained, redis_cpu = time.time(), cpu_secs(redis.pid) - redis_cpu0
                 drain_commands = command_shares(redis_cmd(rport, "INFO", "commandstats"))
             if drained is not None and wrapped == 0:
-                dispatched = time.time(); break
+                break
             if agent.poll() is not None:
                 raise SystemExit("the agent exited")
             if time.time() - t0 > 900:
@@ -208,7 +234,7 @@ def main():
             if int(status.get("dispatched_metrics", "0")) > 0:
                 break
             time.sleep(0.1)
-        points = int(status.get("dispatched_metrics", "0"))
+        sent_points = int(status.get("dispatched_metrics", "0"))
         sent_bytes = int(status.get("dispatched_metrics_bytes", "0"))
         time.sleep(2)
         cpu0, t_idle = cpu_secs(agent.pid), time.time()
@@ -224,8 +250,7 @@ def main():
         fresh_cpu = cpu_secs(agent.pid) - cpu0
         fresh_rss = proc_status(agent.pid, "VmRSS")
         drain_s = drained - t0
-        dispatch_s = max(dispatched - drained, 1e-3)
-        drain_rate, dispatch_rate = RECORDS / drain_s, points / dispatch_s
+        drain_rate = RECORDS / drain_s
         rows = [
             ("backlog", f"{RECORDS:,} raw records, {SERIES} series, 5 types, over {SPAN} s (filled in {fill_s:.1f} s)", ""),
             ("drain ceiling: Redis CPU for ZRANGE+HMGET+ZREM+HDEL", f"{redis_cpu_ceiling:,.0f} records/CPU-s (a client doing only that: {redis_wall_ceiling:,.0f} records/s)", ""),
@@ -236,7 +261,7 @@ def main():
             ("dispatch ceiling: VictoriaMetrics ingesting the same payloads back to back", f"{vm_rate:,.0f} points/s ({len(bodies)} payloads, {captured_points:,} points)", ""),
             ("dispatch (wrapped → VictoriaMetrics)", f"{dispatch_rate:,.0f} points/s ({points:,} points, {dispatch_s:.2f} s) = {dispatch_rate / vm_rate:.2f} of the ceiling", "≥ 150,000 points/s"),
             ("dispatch into an instant intake (the agent's own limit)", f"{instant_rate:,.0f} points/s = {instant_rate / vm_rate:.2f} of VictoriaMetrics' ceiling", ""),
-            ("compressed bytes per point", f"{sent_bytes / max(points, 1):.2f} B", "≤ 7 B (original: about 15 B)"),
+            ("compressed bytes per point", f"{sent_bytes / max(sent_points, 1):.2f} B", "≤ 7 B (original: about 15 B)"),
             ("idle RSS, fresh agent (nothing queued)", f"{fresh_rss / 1024:.1f} MB", "≤ 8 MB"),
             ("idle CPU over 15 s, fresh agent", f"{fresh_cpu:.3f} CPU-s", "≤ 0.02 CPU-s"),
             ("idle RSS after draining the backlog", f"{idle_rss / 1024:.1f} MB", "≤ 8 MB"),

@@ -617,6 +617,32 @@ fn redis_reads_the_original_client_layout_and_orphans() {
 }
 
 #[test]
+fn redis_pages_of_a_whole_queue_are_read_by_rank_as_by_score() {
+    // A dispatch reads pages of the whole queue by offset: by rank (ZRANGE), which Redis 7.0
+    // reaches without walking past the offset. The pages must be ZRANGEBYSCORE's, +inf excluded.
+    let (mut store, server) = redis_store();
+    let mut raw = server.client();
+    let mut pipe = redis::pipe();
+    for i in 0..23u32 {
+        let score = [f64::NEG_INFINITY, -2.5, 0.0, 7.0, 7.0, 1e9][(i % 6) as usize];
+        let id = format!("id{:02}", (i * 7) % 23);
+        pipe.zadd("chouette:logs:wrapped.keys", &id, score).hset("chouette:logs:wrapped.values", &id, "{}");
+    }
+    pipe.zadd("chouette:logs:wrapped.keys", "last", f64::INFINITY).hset("chouette:logs:wrapped.values", "last", "{}");
+    pipe.query::<()>(&mut raw).unwrap();
+    for offset in 0..25 {
+        for limit in [1, 5, 30] {
+            let expected: Vec<String> = raw
+                .zrangebyscore_limit("chouette:logs:wrapped.keys", "-inf", "(+inf", offset as isize, limit)
+                .unwrap();
+            let page = store.read_page(Queue::Logs, f64::INFINITY, offset, limit as usize).unwrap();
+            assert_eq!(ids(&page), expected, "offset {offset}, limit {limit}");
+        }
+    }
+    assert_eq!(store.read_page(Queue::Logs, f64::INFINITY, 0, 30).unwrap().len(), 23, "not the +inf one");
+}
+
+#[test]
 fn redis_writes_are_readable_by_the_original_agent() {
     let (mut store, server) = redis_store();
     store.add(Queue::WrappedMetrics, &[rec("w1", 1795310771.0, r#"{"metric": "req"}"#)]).unwrap();

@@ -206,18 +206,30 @@ impl<S: Read + Write> PageReader<S> {
         limit: usize,
         out: &mut Vec<Record>,
     ) -> Result<(), Failure> {
-        let (offset, limit_arg) = (offset.to_string(), limit.to_string());
-        let args: [&[u8]; 8] = [
-            b"ZRANGEBYSCORE",
-            key.as_bytes(),
-            min.as_bytes(),
-            max.as_bytes(),
-            b"LIMIT",
-            offset.as_bytes(),
-            limit_arg.as_bytes(),
-            b"WITHSCORES",
-        ];
-        self.command(&args)?;
+        if limit == 0 {
+            return Ok(());
+        }
+        // The whole queue (a dispatch's pages): by rank, which Redis reaches in O(log N), where
+        // ZRANGEBYSCORE's LIMIT walks past `offset` members one by one (before Redis 7.4). The
+        // same members in the same order, but for a score of +inf, dropped below (always last).
+        let whole = min == "-inf" && max == "(+inf";
+        if whole {
+            let (start, stop) = (offset.to_string(), (offset + limit - 1).to_string());
+            self.command(&[b"ZRANGE", key.as_bytes(), start.as_bytes(), stop.as_bytes(), b"WITHSCORES"])?;
+        } else {
+            let (offset, limit_arg) = (offset.to_string(), limit.to_string());
+            let args: [&[u8]; 8] = [
+                b"ZRANGEBYSCORE",
+                key.as_bytes(),
+                min.as_bytes(),
+                max.as_bytes(),
+                b"LIMIT",
+                offset.as_bytes(),
+                limit_arg.as_bytes(),
+                b"WITHSCORES",
+            ];
+            self.command(&args)?;
+        }
         self.send()?;
         let n = self.array()?;
         if n % 2 != 0 {
@@ -234,7 +246,9 @@ impl<S: Read + Write> PageReader<S> {
                 .ok()
                 .and_then(|s| s.parse::<f64>().ok())
                 .ok_or_else(|| Failure::Protocol(format!("score {:?}", String::from_utf8_lossy(&score))))?;
-            out.push(Record { id, score, value: None, oversize: None });
+            if !(whole && score == f64::INFINITY) {
+                out.push(Record { id, score, value: None, oversize: None });
+            }
         }
         Ok(())
     }
