@@ -871,7 +871,9 @@ pub fn cleanup(
 /// answers false, it must send nothing (its report is dropped).
 ///
 /// A backlog (a first page that is full, of at least [`OVERLAP_MIN_PAGE`] records) is sent on a
-/// thread of its own while this one reads the next page: see [`drain_overlapped`].
+/// thread of its own while this one reads the next page and deletes what the page before it
+/// delivered; a page is still posted only once the one before it is settled (its gate opens
+/// then), so a store failure sends at most one page again later.
 ///
 /// [`Dispatcher::send_gated`]: crate::dispatch::Dispatcher::send_gated
 pub fn drain(
@@ -952,14 +954,16 @@ fn drain_overlapped(
     std::thread::scope(|scope| {
         let (to_sender, pages) = sync_channel::<Handed>(1);
         let (to_drain, reports) = sync_channel::<(Vec<Record>, Report)>(1);
-        let spawned = std::thread::Builder::new().name("chouette-send".into()).spawn_scoped(scope, move || {
-            for (page, gate) in pages {
-                let report = send(&page, &mut || gate.as_ref().is_none_or(|gate| gate.recv() == Ok(true)));
-                if to_drain.send((page, report)).is_err() {
-                    break;
+        let spawned =
+            std::thread::Builder::new().name("chouette-send".into()).spawn_scoped(scope, move || {
+                for (page, gate) in pages {
+                    let report =
+                        send(&page, &mut || gate.as_ref().is_none_or(|gate| gate.recv() == Ok(true)));
+                    if to_drain.send((page, report)).is_err() {
+                        break;
+                    }
                 }
-            }
-        });
+            });
         if let Err(error) = spawned {
             log::debug!("cannot start a sending thread ({error}): sending page by page");
             return Overlapped::NoThread(first);
@@ -971,7 +975,8 @@ fn drain_overlapped(
         }
         loop {
             // Read ahead while the page in flight is sent.
-            let next = (Instant::now() < deadline).then(|| store.read_page(queue, f64::INFINITY, offset, batch));
+            let next =
+                (Instant::now() < deadline).then(|| store.read_page(queue, f64::INFINITY, offset, batch));
             let Ok((page, report)) = reports.recv() else {
                 return Overlapped::Done(Ok(true));
             };
@@ -1333,12 +1338,12 @@ mod tests {
         assert_eq!(s.1.len(Queue::DeadLogs).expect("len"), 1);
     }
 
-    /// Drains `s` in pages of 100 (overlapped): the ids of each page sent, and the thread that
-    /// sent it. `each(call, records)` answers each page.
-    fn drain_in_hundreds(
-        s: &mut TempStore,
-        each: impl Fn(usize, &[Record]) -> Report + Sync,
-    ) -> (Result<DrainResult, StoreError>, Vec<Vec<Vec<u8>>>, Vec<Option<String>>) {
+    /// What [`drain_in_hundreds`] saw: the drain's result, the ids of each page sent, and the
+    /// thread that sent it.
+    type Drained = (Result<DrainResult, StoreError>, Vec<Vec<Vec<u8>>>, Vec<Option<String>>);
+
+    /// Drains `s` in pages of 100 (overlapped). `each(call, records)` answers each page.
+    fn drain_in_hundreds(s: &mut TempStore, each: impl Fn(usize, &[Record]) -> Report + Sync) -> Drained {
         let (mut pages, mut threads) = (Vec::new(), Vec::new());
         let result = drain(&mut s.1, Queue::Logs, 100, far(), |records, gate| {
             if !gate() {
@@ -1387,7 +1392,11 @@ mod tests {
     fn out_of_time_in_a_backlog_applies_the_page_in_flight_and_sends_no_more() {
         let mut s = store_with(1050);
         let (result, pages, _) = drain_in_hundreds(&mut s, |call, r| match call {
-            2 => report(r, |i| if i < 40 { Disposition::Delivered } else { Disposition::Kept }, Outcome::OutOfTime),
+            2 => report(
+                r,
+                |i| if i < 40 { Disposition::Delivered } else { Disposition::Kept },
+                Outcome::OutOfTime,
+            ),
             _ => report(r, |_| Disposition::Delivered, Outcome::Settled),
         });
         let result = result.expect("drain");
@@ -1427,13 +1436,23 @@ mod tests {
         fn ping(&mut self) -> Result<(), StoreError> {
             Ok(())
         }
-        fn read_page(&mut self, _: Queue, _: f64, offset: usize, limit: usize) -> Result<Vec<Record>, StoreError> {
+        fn read_page(
+            &mut self,
+            _: Queue,
+            _: f64,
+            offset: usize,
+            limit: usize,
+        ) -> Result<Vec<Record>, StoreError> {
             Ok(self.records.iter().skip(offset).take(limit).cloned().collect())
         }
         fn delete(&mut self, _: Queue, ids: &[Vec<u8>]) -> Result<(), StoreError> {
             self.deletes += 1;
             if self.deletes == self.fail_at {
-                return Err(StoreError::Unavailable { store: "logged".into(), op: "delete", detail: "gone".into() });
+                return Err(StoreError::Unavailable {
+                    store: "logged".into(),
+                    op: "delete",
+                    detail: "gone".into(),
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
             let first = String::from_utf8_lossy(&ids[0]).into_owned();
@@ -1503,8 +1522,9 @@ mod tests {
         assert_eq!(result.expect("drain").delivered, 400);
         assert_eq!(handed, 4);
         let log = store.log.lock().expect("log").clone();
-        let expected: Vec<String> =
-            (0..4).flat_map(|k| [format!("post r{:04}", k * 100), format!("delete r{:04}", k * 100)]).collect();
+        let expected: Vec<String> = (0..4)
+            .flat_map(|k| [format!("post r{:04}", k * 100), format!("delete r{:04}", k * 100)])
+            .collect();
         assert_eq!(log, expected);
     }
 

@@ -628,7 +628,11 @@ fn redis_pages_of_a_whole_queue_are_read_by_rank_as_by_score() {
         let id = format!("id{:02}", (i * 7) % 23);
         pipe.zadd("chouette:logs:wrapped.keys", &id, score).hset("chouette:logs:wrapped.values", &id, "{}");
     }
-    pipe.zadd("chouette:logs:wrapped.keys", "last", f64::INFINITY).hset("chouette:logs:wrapped.values", "last", "{}");
+    pipe.zadd("chouette:logs:wrapped.keys", "last", f64::INFINITY).hset(
+        "chouette:logs:wrapped.values",
+        "last",
+        "{}",
+    );
     pipe.query::<()>(&mut raw).unwrap();
     for offset in 0..25 {
         for limit in [1, 5, 30] {

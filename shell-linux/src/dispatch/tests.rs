@@ -726,7 +726,8 @@ fn each_output_counts_points_sent_accepted_and_failed() {
 
 #[test]
 fn a_closed_gate_sends_nothing_and_counts_nothing_an_open_one_is_asked_once() {
-    let mut d = Dispatcher::new(scripted(|b: &str| Ok(if b.contains("poison") { 400 } else { 202 })), config());
+    let mut d =
+        Dispatcher::new(scripted(|b: &str| Ok(if b.contains("poison") { 400 } else { 202 })), config());
     let far = Instant::now() + Duration::from_secs(60);
     let before = d.stats(Destination::Metrics);
     let mut asked = 0;
