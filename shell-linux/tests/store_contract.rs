@@ -644,6 +644,7 @@ fn redis_pages_of_a_whole_queue_are_read_by_rank_as_by_score() {
         }
     }
     assert_eq!(store.read_page(Queue::Logs, f64::INFINITY, 0, 30).unwrap().len(), 23, "not the +inf one");
+    assert_eq!(store.read_page(Queue::Logs, f64::INFINITY, 20, usize::MAX).unwrap().len(), 3, "no overflow");
 }
 
 #[test]

@@ -214,7 +214,8 @@ impl<S: Read + Write> PageReader<S> {
         // same members in the same order, but for a score of +inf, dropped below (always last).
         let whole = min == "-inf" && max == "(+inf";
         if whole {
-            let (start, stop) = (offset.to_string(), (offset + limit - 1).to_string());
+            let stop = offset.saturating_add(limit - 1).min(i64::MAX as usize);
+            let (start, stop) = (offset.to_string(), stop.to_string());
             self.command(&[b"ZRANGE", key.as_bytes(), start.as_bytes(), stop.as_bytes(), b"WITHSCORES"])?;
         } else {
             let (offset, limit_arg) = (offset.to_string(), limit.to_string());
