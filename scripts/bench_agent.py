@@ -126,14 +126,11 @@ def wait_empty(rport, agent, key="chouette:metrics:wrapped.keys"):
         time.sleep(0.05)
 
 
-def capture_run(rport, env):
-    """The agent drains the backlog into a capturing intake: returns (points/s, bodies)."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Capture)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    Capture.bodies = []
+def timed_dispatch(rport, env):
+    """Fills the dispatch backlog and runs the agent over it (stopped after, so it writes its
+    status): the seconds from the raw queue's end to the wrapped queue's."""
     redis_cmd(rport, "FLUSHALL")
     fill(f"redis://127.0.0.1:{rport}/0", DISPATCH_SPAN)
-    env = dict(env, DATADOG_URL=f"http://127.0.0.1:{server.server_address[1]}/datadog/api")
     agent = subprocess.Popen([AGENT], env=env, stdout=subprocess.DEVNULL)
     try:
         while int(redis_cmd(rport, "ZCARD", "chouette:metrics:raw.keys") or 0):
@@ -142,9 +139,19 @@ def capture_run(rport, env):
             time.sleep(0.05)
         t = time.time()
         wait_empty(rport, agent)
-        dispatch_s = max(time.time() - t, 1e-3)
+        return max(time.time() - t, 1e-3)
     finally:
         agent.send_signal(15); agent.wait(timeout=30)
+
+
+def capture_run(rport, env):
+    """The agent drains the backlog into a capturing intake: returns (points/s, bodies)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Capture)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    Capture.bodies = []
+    try:
+        dispatch_s = timed_dispatch(rport, dict(env, DATADOG_URL=f"http://127.0.0.1:{server.server_address[1]}/datadog/api"))
+    finally:
         server.shutdown()
     series = [b for b in Capture.bodies if b[0].endswith("/v1/series")]
     points = sum(points_in(enc, body) for _, enc, _, body in series)
@@ -153,20 +160,7 @@ def capture_run(rport, env):
 
 def dispatch_run(rport, env):
     """The agent drains the dispatch backlog into VictoriaMetrics: (points/s, points, seconds)."""
-    redis_cmd(rport, "FLUSHALL")
-    fill(f"redis://127.0.0.1:{rport}/0", DISPATCH_SPAN)
-    agent = subprocess.Popen([AGENT], env=env, stdout=subprocess.DEVNULL)
-    try:
-        while int(redis_cmd(rport, "ZCARD", "chouette:metrics:raw.keys") or 0):
-            if agent.poll() is not None:
-                raise SystemExit("the agent exited")
-            time.sleep(0.05)
-        t = time.time()
-        wait_empty(rport, agent)
-        dispatch_s = max(time.time() - t, 1e-3)
-    finally:
-        agent.send_signal(15); agent.wait(timeout=30)
-    # The agent writes its status as it stops.
+    dispatch_s = timed_dispatch(rport, env)
     points = int(redis_cmd(rport, "HGET", "chouette:agent:status", "dispatched_metrics") or 0)
     return points / dispatch_s, points, dispatch_s
 
