@@ -662,17 +662,7 @@ impl<T: Transport> Dispatcher<T> {
         deadline: Instant,
         gate: &mut dyn FnMut() -> bool,
     ) -> Report {
-        let now = Instant::now();
-        let Some(index) = self.ready_lane(destination, now) else {
-            return self.send_at(destination, now, Some(deadline), records);
-        };
-        self.call(index, now, Some(deadline), records, Some(gate))
-    }
-
-    /// The lane of `destination` if it may send now (not backing off).
-    fn ready_lane(&self, destination: Destination, now: Instant) -> Option<usize> {
-        let index = self.lanes.iter().position(|lane| lane.output.destination() == destination)?;
-        (!self.lanes[index].outbox.backoff.is_waiting(now)).then_some(index)
+        self.send_with(destination, Instant::now(), Some(deadline), records, Some(gate))
     }
 
     /// [`Dispatcher::send_until`] at an explicit `now` (the backoff clock), deadline optional.
@@ -684,6 +674,18 @@ impl<T: Transport> Dispatcher<T> {
         deadline: Option<Instant>,
         records: &[Record],
     ) -> Report {
+        self.send_with(destination, now, deadline, records, None)
+    }
+
+    /// [`Dispatcher::send_at`], with the gate of [`Dispatcher::send_gated`] if there is one.
+    fn send_with(
+        &mut self,
+        destination: Destination,
+        now: Instant,
+        deadline: Option<Instant>,
+        records: &[Record],
+        gate: Option<&mut dyn FnMut() -> bool>,
+    ) -> Report {
         let Some(index) = self.lanes.iter().position(|lane| lane.output.destination() == destination) else {
             return Report::all_kept(records.len());
         };
@@ -692,7 +694,7 @@ impl<T: Transport> Dispatcher<T> {
             self.lanes[index].outbox.stats.retried += report.retried;
             return report;
         }
-        self.call(index, now, deadline, records, None)
+        self.call(index, now, deadline, records, gate)
     }
 
     /// One call: encode each record once, plan payloads within the limits, settle them.
