@@ -67,7 +67,7 @@ fn records() -> Vec<Record> {
                 k % 3,
                 i % 997
             );
-            Record { id: format!("{:08x}-d10d-490c-a59c-a89e{:08x}", i * 2654435761 % (1 << 32), i).into_bytes(), score: 1796121860.0, value: Some(value.into_bytes()), oversize: None }
+            Record { id: format!("{:08x}-d10d-490c-a59c-a89e{:08x}", i * 2654435761 % (1 << 32), i).into(), score: 1796121860.0, value: Some(value.into()), oversize: None }
         })
         .collect()
 }

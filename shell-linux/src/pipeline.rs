@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use chouette_core::aggregate::{Aggregator, AggregatorConfig, Flushed, Refused};
 use chouette_core::metric::{Sample, Timestamp};
 use chouette_core::wire::raw::{
@@ -320,7 +322,7 @@ impl Aggregation {
             let page = store.read_page(Queue::RawMetrics, end, read, want)?;
             read += page.len();
             // A short page is the last one unless the store cut it for bytes (`read_page`).
-            let page_bytes: usize = page.iter().filter_map(|r| r.value.as_ref()).map(Vec::len).sum();
+            let page_bytes: usize = page.iter().filter_map(|r| r.value.as_ref()).map(|v| v.len()).sum();
             let last_page =
                 page.len() < want && page_bytes <= MAX_PAGE_BYTES - Queue::RawMetrics.max_record_bytes();
             for record in page {
@@ -476,9 +478,9 @@ fn sweep_future(
         let dead: Vec<DeadRecord> = records
             .into_iter()
             .map(|r| DeadRecord {
-                id: r.id,
+                id: r.id.to_vec(),
                 score: r.score,
-                value: r.value.unwrap_or_default(),
+                value: r.value.map(Vec::from).unwrap_or_default(),
                 reason: "future".to_string(),
             })
             .collect();
@@ -579,7 +581,7 @@ fn new_aggregator<A: Send + 'static>(
 fn refuse(commit: &mut AggregationCommit, step: &mut Counters, record: &Record, value: &[u8], reason: &str) {
     *step.refused.entry(reason.to_string()).or_default() += 1;
     commit.dead.push(DeadRecord {
-        id: record.id.clone(),
+        id: record.id.to_vec(),
         score: record.score,
         value: value.to_vec(),
         reason: reason.to_string(),
@@ -607,9 +609,9 @@ pub fn apply_report(
             // Not loaded by the read: moved inside the store, reason `too_large`.
             Disposition::Dead { .. } if record.oversize.is_some() => oversize.push(record.clone()),
             Disposition::Dead { reason } => dead.push(DeadRecord {
-                id: record.id.clone(),
+                id: record.id.to_vec(),
                 score: record.score,
-                value: record.value.clone().unwrap_or_default(),
+                value: record.value.as_deref().unwrap_or_default().to_vec(),
                 reason: reason.clone(),
             }),
             Disposition::Kept => kept += 1,
@@ -1017,7 +1019,7 @@ fn drain_overlapped(
 }
 
 /// Whether `record` comes after `last` in a queue's order: by score, then by id.
-fn is_after(record: &Record, last: &(f64, Vec<u8>)) -> bool {
+fn is_after(record: &Record, last: &(f64, Bytes)) -> bool {
     match record.score.partial_cmp(&last.0) {
         Some(std::cmp::Ordering::Greater) => true,
         Some(std::cmp::Ordering::Equal) => record.id > last.1,
@@ -1340,7 +1342,7 @@ mod tests {
 
     /// What [`drain_in_hundreds`] saw: the drain's result, the ids of each page sent, and the
     /// thread that sent it.
-    type Drained = (Result<DrainResult, StoreError>, Vec<Vec<Vec<u8>>>, Vec<Option<String>>);
+    type Drained = (Result<DrainResult, StoreError>, Vec<Vec<Bytes>>, Vec<Option<String>>);
 
     /// Drains `s` in pages of 100 (overlapped). `each(call, records)` answers each page.
     fn drain_in_hundreds(s: &mut TempStore, each: impl Fn(usize, &[Record]) -> Report + Sync) -> Drained {
@@ -1365,8 +1367,8 @@ mod tests {
         assert_eq!((result.delivered, result.requests, result.more), (1050, 11, false));
         assert_eq!(pages.len(), 11);
         assert_eq!(pages[10].len(), 50);
-        let sent: Vec<Vec<u8>> = pages.concat();
-        let expected: Vec<Vec<u8>> = (0..1050).map(|i| format!("r{i:04}").into_bytes()).collect();
+        let sent: Vec<Bytes> = pages.concat();
+        let expected: Vec<Bytes> = (0..1050).map(|i| format!("r{i:04}").into()).collect();
         assert_eq!(sent, expected, "each record once, oldest first");
         assert!(threads.iter().all(|t| t.as_deref() == Some("chouette-send")), "{threads:?}");
         assert_eq!(s.1.len(Queue::Logs).expect("len"), 0);
@@ -1385,7 +1387,7 @@ mod tests {
         assert!(result.backing_off && !result.more);
         let left = s.1.read(Queue::Logs, f64::INFINITY, 2000).expect("read");
         assert_eq!(left.len(), 850);
-        assert_eq!(left[0].id, b"r0200", "the refused page and everything after it stay");
+        assert_eq!(left[0].id, &b"r0200"[..], "the refused page and everything after it stay");
     }
 
     #[test]
@@ -1419,9 +1421,9 @@ mod tests {
         fn new(n: usize, fail_at: usize) -> Self {
             let records = (0..n)
                 .map(|i| Record {
-                    id: format!("r{i:04}").into_bytes(),
+                    id: format!("r{i:04}").into(),
                     score: i as f64,
-                    value: Some(b"{}".to_vec()),
+                    value: Some(b"{}".to_vec().into()),
                     oversize: None,
                 })
                 .collect();
@@ -1445,7 +1447,7 @@ mod tests {
         ) -> Result<Vec<Record>, StoreError> {
             Ok(self.records.iter().skip(offset).take(limit).cloned().collect())
         }
-        fn delete(&mut self, _: Queue, ids: &[Vec<u8>]) -> Result<(), StoreError> {
+        fn delete(&mut self, _: Queue, ids: &[Bytes]) -> Result<(), StoreError> {
             self.deletes += 1;
             if self.deletes == self.fail_at {
                 return Err(StoreError::Unavailable {
@@ -1541,8 +1543,9 @@ mod tests {
 
     #[test]
     fn a_page_read_ahead_keeps_only_what_comes_after_the_page_in_flight() {
-        let record = |score: f64, id: &[u8]| Record { id: id.to_vec(), score, value: None, oversize: None };
-        let last = (5.0, b"m".to_vec());
+        let record =
+            |score: f64, id: &[u8]| Record { id: id.to_vec().into(), score, value: None, oversize: None };
+        let last = (5.0, Bytes::from_static(b"m"));
         assert!(is_after(&record(6.0, b"a"), &last));
         assert!(is_after(&record(5.0, b"n"), &last));
         assert!(!is_after(&record(5.0, b"m"), &last), "the last one itself");

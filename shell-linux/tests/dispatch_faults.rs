@@ -26,13 +26,13 @@ fn dispatcher(intake: &FakeIntake, request_timeout: Duration) -> Dispatcher<Ureq
 fn metric(i: usize, name: &str) -> Record {
     Record {
         oversize: None,
-        id: format!("m{i}").into_bytes(),
+        id: format!("m{i}").into(),
         score: 1795310770.0,
         value: Some(
             format!(
                 r#"{{"metric": "{name}", "tags": ["i:{i}"], "points": [[1795310770.0, {i}]], "type": "count", "interval": 10}}"#
             )
-            .into_bytes(),
+            .into(),
         ),
     }
 }
@@ -44,13 +44,13 @@ fn metrics(n: usize) -> Vec<Record> {
 fn log_record(i: usize) -> Record {
     Record {
         oversize: None,
-        id: format!("l{i}").into_bytes(),
+        id: format!("l{i}").into(),
         score: 1795310770.0,
         value: Some(
             format!(
                 r#"{{"date": "2026-11-22T01:25:26.038424+00:00", "ddsource": "svc", "ddtags": ["a:b"], "level": "INFO", "message": {{"msg": "hi {i}"}}, "service": "svc"}}"#
             )
-            .into_bytes(),
+            .into(),
         ),
     }
 }

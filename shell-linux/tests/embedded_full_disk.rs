@@ -62,7 +62,7 @@ fn a_full_disk_loses_nothing_committed_and_the_store_works_again_once_space_is_b
     let commit = AggregationCommit {
         wrapped: batch(900_000, 10),
         outboxes: vec![Queue::WrappedMetrics],
-        delete_raw: batch(0, 50).into_iter().map(|r| r.id).collect(),
+        delete_raw: batch(0, 50).into_iter().map(|r| r.id.into()).collect(),
         dead: Vec::new(),
         aggregated_until: 50.0,
     };

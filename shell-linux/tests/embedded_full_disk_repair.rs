@@ -12,11 +12,11 @@ mod full_disk;
 use std::time::{Duration, Instant};
 
 use chouette_agent::store::embedded::EmbeddedStore;
-use chouette_agent::store::{Queue, Store};
+use chouette_agent::store::{Bytes, Queue, Store};
 use full_disk::{batch, catch_sigxfsz, eventually, set_file_size_limit};
 
-fn ids(first: usize, n: usize) -> Vec<Vec<u8>> {
-    batch(first, n).into_iter().map(|r| r.id).collect()
+fn ids(first: usize, n: usize) -> Vec<Bytes> {
+    batch(first, n).into_iter().map(|r| r.id.into()).collect()
 }
 
 #[test]
@@ -51,8 +51,8 @@ fn failed_writes_and_repairs_on_a_full_disk_leave_a_store_that_reopens_whole() {
         let records = eventually("reading after space is back", Duration::from_secs(30), || {
             store.read(Queue::RawMetrics, f64::INFINITY, 10_000)
         });
-        let got: Vec<Vec<u8>> = records.into_iter().map(|r| r.id).collect();
-        let expected: Vec<Vec<u8>> = (0..5).flat_map(|chunk| ids(chunk * 100 + 50, 50)).collect();
+        let got: Vec<Bytes> = records.into_iter().map(|r| r.id).collect();
+        let expected: Vec<Bytes> = (0..5).flat_map(|chunk| ids(chunk * 100 + 50, 50)).collect();
         assert!(got == expected, "round {round}: {} records, expected the 250 committed", got.len());
         store.add(Queue::RawMetrics, &batch(10_000, 10)).expect("write after space is back");
         drop(store);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chouette_agent::limits;
 use chouette_agent::pipeline::{self, Aggregation, Counters, StepOutcome};
 use chouette_agent::store::redis::{RedisStore, RedisTimeouts};
-use chouette_agent::store::{Queue, Record, Store, StoreError};
+use chouette_agent::store::{Bytes, Queue, Record, Store, StoreError};
 use chouette_core::wrap::WrapConfig;
 use chouette_tests::{write_raw, RedisServer};
 use redis::Commands;
@@ -183,7 +183,7 @@ impl<S: Store> Store for FailingPage<S> {
     fn add_to_each(&mut self, q: &[Queue], r: &[chouette_agent::store::NewRecord]) -> Result<(), StoreError> {
         self.inner.add_to_each(q, r)
     }
-    fn delete(&mut self, q: Queue, ids: &[Vec<u8>]) -> Result<(), StoreError> {
+    fn delete(&mut self, q: Queue, ids: &[Bytes]) -> Result<(), StoreError> {
         self.inner.delete(q, ids)
     }
     fn dead_letter(&mut self, q: Queue, r: &[chouette_agent::store::DeadRecord]) -> Result<(), StoreError> {
@@ -313,9 +313,9 @@ fn records_too_large_to_load_are_dead_lettered_whole_and_pages_stay_bounded() {
     let oversize_value = records[5].2.clone();
     let mut store = store(&redis);
     let page = store.read_page(Queue::RawMetrics, f64::INFINITY, 0, 10_000).unwrap();
-    let loaded: usize = page.iter().filter_map(|r| r.value.as_ref()).map(Vec::len).sum();
+    let loaded: usize = page.iter().filter_map(|r| r.value.as_ref()).map(|v| v.len()).sum();
     assert!(page.len() < 200 && loaded <= chouette_agent::limits::MAX_PAGE_BYTES, "{} {loaded}", page.len());
-    let big = page.iter().find(|r| r.id == b"big-0005").expect("big-0005 is in the first page");
+    let big = page.iter().find(|r| r.id == b"big-0005"[..]).expect("big-0005 is in the first page");
     assert!(big.value.is_none());
     assert_eq!(big.oversize, Some(oversize_value.len() as u64));
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use chouette_agent::store::embedded::EmbeddedStore;
 use chouette_agent::store::redis::{RedisStore, RedisTimeouts};
 use chouette_agent::store::{
-    dead_letter_envelope, AggregationCommit, DeadMove, DeadRecord, NewRecord, Queue, Record, Store,
+    dead_letter_envelope, AggregationCommit, Bytes, DeadMove, DeadRecord, NewRecord, Queue, Record, Store,
     StoreError,
 };
 use chouette_tests::TempDir;
@@ -124,7 +124,12 @@ mod contract {
         store
             .add(Queue::WrappedMetrics, &[rec("a", 1.0, "a"), rec("b", 2.0, "b"), rec("c", 3.0, "c")])
             .unwrap();
-        store.delete(Queue::WrappedMetrics, &[b"a".to_vec(), b"c".to_vec(), b"missing".to_vec()]).unwrap();
+        store
+            .delete(
+                Queue::WrappedMetrics,
+                &[Bytes::from_static(b"a"), Bytes::from_static(b"c"), Bytes::from_static(b"missing")],
+            )
+            .unwrap();
         assert_eq!(ids(&store.read(Queue::WrappedMetrics, f64::INFINITY, 10).unwrap()), ["b"]);
         assert_eq!(store.len(Queue::WrappedMetrics).unwrap(), 1);
     }
@@ -137,7 +142,7 @@ mod contract {
         let commit = AggregationCommit {
             wrapped: vec![rec("w1", 0.0, "wrapped1"), rec("w2", 10.0, "wrapped2")],
             outboxes: vec![Queue::WrappedMetrics, Queue::InfluxMetrics, Queue::OpentsdbMetrics],
-            delete_raw: vec![b"r1".to_vec(), b"r2".to_vec()],
+            delete_raw: vec![Bytes::from_static(b"r1"), Bytes::from_static(b"r2")],
             dead: vec![dead("r3", 3.0, "raw3", "not_json")],
             aggregated_until: 3.5,
         };
@@ -179,7 +184,7 @@ mod contract {
         let envelope = dead_logs[0].value.clone().unwrap();
         assert_eq!(envelope, dead_letter_envelope(Queue::Logs, &refused));
         assert_eq!(
-            String::from_utf8(envelope).unwrap(),
+            String::from_utf8(envelope.to_vec()).unwrap(),
             r#"{"reason": "http_400", "queue": "chouette:logs:wrapped", "value": "{\"msg\": \"a \\\"b\\\"\"}"}"#
         );
         // An orphan id (no value) is dead-lettered with an empty value.
@@ -238,7 +243,7 @@ mod contract {
         let commit = AggregationCommit {
             wrapped,
             outboxes: vec![Queue::WrappedMetrics],
-            delete_raw: raw[..49_000].iter().map(|r| r.id.clone()).collect(),
+            delete_raw: raw[..49_000].iter().map(|r| r.id.clone().into()).collect(),
             dead: raw[49_000..]
                 .iter()
                 .map(|r| dead(std::str::from_utf8(&r.id).unwrap(), r.score, "{}", "x"))
@@ -266,7 +271,7 @@ mod contract {
         // Read only (a list), then reading while deleting (a requeue).
         let mut listed: Vec<Record> = Vec::new();
         loop {
-            let after = listed.last().map(|r| (r.score, r.id.as_slice()));
+            let after = listed.last().map(|r| (r.score, &r.id[..]));
             let page = store.scan(Queue::DeadLogs, after, 7).unwrap();
             if page.is_empty() {
                 break;
@@ -281,9 +286,9 @@ mod contract {
                 store.scan(Queue::DeadLogs, after.as_ref().map(|(s, id)| (*s, id.as_slice())), 7).unwrap();
             assert!(page.len() <= 7);
             let Some(last) = page.last() else { break };
-            after = Some((last.score, last.id.clone()));
+            after = Some((last.score, last.id.to_vec()));
             // Removing what was read (as a requeue does) does not shift the next page.
-            let odd: Vec<Vec<u8>> = page.iter().step_by(2).map(|r| r.id.clone()).collect();
+            let odd: Vec<Bytes> = page.iter().step_by(2).map(|r| r.id.clone()).collect();
             store.delete(Queue::DeadLogs, &odd).unwrap();
             seen.extend(page);
         }
@@ -311,10 +316,10 @@ mod contract {
         let moves: Vec<DeadMove> = read
             .iter()
             .map(|r| DeadMove {
-                id: r.id.clone(),
-                envelope: r.value.clone().unwrap(),
+                id: r.id.to_vec(),
+                envelope: r.value.as_deref().unwrap().to_vec(),
                 requeue: Some(NewRecord {
-                    id: r.id.clone(),
+                    id: r.id.to_vec(),
                     score: r.score,
                     value: format!("back-{}", String::from_utf8_lossy(&r.id)).into_bytes(),
                 }),
@@ -342,7 +347,7 @@ mod contract {
         assert_eq!(store.len(Queue::WrappedMetrics).unwrap(), 2);
         // A purge: removal only.
         let c = store.scan(Queue::DeadWrappedMetrics, None, 10).unwrap().remove(0);
-        let purge = DeadMove { id: c.id.clone(), envelope: c.value.unwrap(), requeue: None };
+        let purge = DeadMove { id: c.id.to_vec(), envelope: c.value.unwrap().to_vec(), requeue: None };
         assert_eq!(store.redrive(Queue::DeadWrappedMetrics, Queue::WrappedMetrics, &[purge]).unwrap(), 1);
         assert_eq!(store.len(Queue::DeadWrappedMetrics).unwrap(), 0);
         assert_eq!(store.len(Queue::WrappedMetrics).unwrap(), 2);
@@ -455,7 +460,7 @@ fn redis_a_page_read_ahead_is_dropped_after_a_write() {
     assert_eq!(ids(&first), (0..10).map(|i| format!("r{i:02}")).collect::<Vec<_>>());
     assert_eq!(ids(&second), (10..20).map(|i| format!("r{i:02}")).collect::<Vec<_>>());
     // The third page was read ahead; a delete in between must show in it.
-    store.delete(Queue::RawMetrics, &[b"r20".to_vec(), b"r25".to_vec()]).unwrap();
+    store.delete(Queue::RawMetrics, &[Bytes::from_static(b"r20"), Bytes::from_static(b"r25")]).unwrap();
     let third = store.read_page(Queue::RawMetrics, 100.0, 20, 10).unwrap();
     assert_eq!(ids(&third), ["r21", "r22", "r23", "r24", "r26", "r27", "r28", "r29"]);
     // A page other than the one read ahead is read as asked.
@@ -478,7 +483,7 @@ fn redis_the_first_page_read_soon_answers_any_bucket_and_a_write_drops_it() {
     let below_all = store.read_page(Queue::RawMetrics, 100.0, 0, 10).unwrap();
     assert_eq!(ids(&below_all), (0..10).map(|i| format!("r{i:02}")).collect::<Vec<_>>());
     store.read_soon(Queue::RawMetrics, 10);
-    store.delete(Queue::RawMetrics, &[b"r01".to_vec()]).unwrap();
+    store.delete(Queue::RawMetrics, &[Bytes::from_static(b"r01")]).unwrap();
     let after_delete = store.read_page(Queue::RawMetrics, 3.0, 0, 10).unwrap();
     assert_eq!(ids(&after_delete), ["r00", "r02"]);
 }
@@ -515,7 +520,7 @@ fn redis_pages_read_without_lengths_first_keep_every_bound() {
     let guarded = fresh.read_page(Queue::RawMetrics, f64::INFINITY, 10, 300).unwrap();
     assert_eq!(server.command_calls("hstrlen"), 10 + 200);
     assert_eq!(unguarded, guarded);
-    let loaded: usize = unguarded.iter().filter_map(|r| r.value.as_ref()).map(Vec::len).sum();
+    let loaded: usize = unguarded.iter().filter_map(|r| r.value.as_ref()).map(|v| v.len()).sum();
     assert!(unguarded.len() < 200 && loaded <= MAX_PAGE_BYTES && loaded + limit > MAX_PAGE_BYTES);
     let marked: Vec<_> =
         unguarded.iter().filter(|r| r.oversize.is_some()).map(|r| r.value.is_none()).collect();
@@ -561,7 +566,7 @@ fn redis_the_next_steps_first_page_is_read_ahead_and_a_late_record_is_not_missed
     assert_eq!(with_late[0], "late");
     assert_eq!(&with_late[1..], (20..30).map(|i| format!("r{i:02}")).collect::<Vec<_>>());
     // A write to the raw queue through the store between two steps drops the page read ahead.
-    store.delete(Queue::RawMetrics, &[b"r35".to_vec()]).unwrap();
+    store.delete(Queue::RawMetrics, &[Bytes::from_static(b"r35")]).unwrap();
     let last = step(&mut store, 40.0);
     assert_eq!(last, ["r30", "r31", "r32", "r33", "r34", "r36", "r37", "r38", "r39"]);
     assert!(store.read(Queue::RawMetrics, f64::INFINITY, 10).unwrap().is_empty());
@@ -607,11 +612,11 @@ fn redis_reads_the_original_client_layout_and_orphans() {
         [
             Record {
                 oversize: None,
-                id: id.as_bytes().to_vec(),
+                id: id.as_bytes().to_vec().into(),
                 score: 1600000000.25,
-                value: Some(json.as_bytes().to_vec())
+                value: Some(json.as_bytes().to_vec().into())
             },
-            Record { oversize: None, id: b"orphan".to_vec(), score: 1600000001.0, value: None },
+            Record { oversize: None, id: Bytes::from_static(b"orphan"), score: 1600000001.0, value: None },
         ]
     );
 }
@@ -923,9 +928,9 @@ fn redis_a_requeue_whose_reply_is_lost_counts_what_it_moved() {
     let moves: Vec<DeadMove> = read
         .iter()
         .map(|r| DeadMove {
-            id: r.id.clone(),
-            envelope: r.value.clone().unwrap(),
-            requeue: Some(NewRecord { id: r.id.clone(), score: r.score, value: b"v".to_vec() }),
+            id: r.id.to_vec(),
+            envelope: r.value.as_deref().unwrap().to_vec(),
+            requeue: Some(NewRecord { id: r.id.to_vec(), score: r.score, value: b"v".to_vec() }),
         })
         .collect();
     assert_eq!(store.redrive(Queue::DeadLogs, Queue::Logs, &moves).unwrap(), 50);
@@ -1016,7 +1021,7 @@ fn redis_commit_is_seen_all_or_nothing_by_a_concurrent_reader() {
     let commit = AggregationCommit {
         wrapped: (0..20_000).map(|i| rec(&format!("w{i}"), f64::from(i), "{}")).collect(),
         outboxes: vec![Queue::WrappedMetrics],
-        delete_raw: raw.iter().map(|r| r.id.clone()).collect(),
+        delete_raw: raw.iter().map(|r| r.id.clone().into()).collect(),
         dead: Vec::new(),
         aggregated_until: 50_000.0,
     };
@@ -1116,13 +1121,13 @@ fn redis_scan_through_ties_while_lower_scores_are_written() {
         loop {
             let page = store.scan(Queue::Logs, after.as_ref().map(|(s, id)| (*s, id.as_slice())), 7).unwrap();
             let Some(last) = page.last() else { break };
-            after = Some((last.score, last.id.clone()));
-            let run_ids: Vec<Vec<u8>> =
+            after = Some((last.score, last.id.to_vec()));
+            let run_ids: Vec<Bytes> =
                 page.iter().filter(|r| r.score == 1000.0).map(|r| r.id.clone()).collect();
             if remove_pages {
                 store.delete(Queue::Logs, &run_ids).unwrap();
             }
-            seen.extend(run_ids.into_iter().map(|id| String::from_utf8(id).unwrap()));
+            seen.extend(run_ids.into_iter().map(|id| String::from_utf8(id.to_vec()).unwrap()));
         }
         stop.store(true, Ordering::Relaxed);
         let batches = writer.join().unwrap();

@@ -326,12 +326,12 @@ fn embedded_dead_letters_round_trip_exact_bytes() {
     let live = store.read(Queue::RawMetrics, f64::INFINITY, 10).unwrap();
     assert_eq!(live.len(), 1);
     assert_eq!(
-        (live[0].id.as_slice(), live[0].score, live[0].value.as_deref()),
+        (&live[0].id[..], live[0].score, live[0].value.as_deref()),
         (&b"r1"[..], t + 0.5, Some(binary.as_slice()))
     );
     let dead = store.read(Queue::DeadRawMetrics, f64::INFINITY, 10).unwrap();
     assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].id, b"r2");
+    assert_eq!(dead[0].id, &b"r2"[..]);
     assert_eq!(store.len(Queue::DeadLogs).unwrap(), 0);
     assert_eq!(store.len(Queue::Logs).unwrap(), 0);
 }
@@ -483,7 +483,7 @@ fn requeue_pages_through_a_queue(store: &mut dyn Store) {
     let want: Vec<(Vec<u8>, f64, Option<Vec<u8>>)> =
         records.iter().skip(1).step_by(2).map(|r| (r.id.clone(), r.score, Some(r.value.clone()))).collect();
     let got: Vec<(Vec<u8>, f64, Option<Vec<u8>>)> =
-        live.into_iter().map(|r| (r.id, r.score, r.value)).collect();
+        live.into_iter().map(|r| (r.id.to_vec(), r.score, r.value.map(Vec::from))).collect();
     assert_eq!(got, want);
     assert_eq!(store.len(Queue::DeadLogs).unwrap(), 500);
     // Purge the other reason, older than 60 s: all of them (10 minutes old).

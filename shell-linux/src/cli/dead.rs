@@ -367,7 +367,7 @@ pub fn classify(dead: Queue, record: &Record) -> Letter {
         }),
         (Some(value), _) if value.is_empty() => Err("empty value (an orphan id)".into()),
         (Some(value), _) => {
-            Ok(NewRecord { id: record.id.clone(), score: record.score, value: value.clone() })
+            Ok(NewRecord { id: record.id.to_vec(), score: record.score, value: value.clone() })
         }
     };
     Letter { reason: envelope.reason, requeue, size: envelope.size }
@@ -417,8 +417,8 @@ fn for_each_page(
         let page = store.scan(dead, after.as_ref().map(|(s, id)| (*s, id.as_slice())), size)?;
         // Until an empty page: a short page is not the end when records moved meanwhile.
         let Some(last) = page.last() else { return Ok(()) };
-        after = Some((last.score, last.id.clone()));
-        let bytes: usize = page.iter().map(|r| r.id.len() + r.value.as_ref().map_or(0, Vec::len)).sum();
+        after = Some((last.score, last.id.to_vec()));
+        let bytes: usize = page.iter().map(|r| r.id.len() + r.value.as_ref().map_or(0, |v| v.len())).sum();
         if bytes < DEAD_PAGE_BYTES / 2 && page.len() == size {
             size = (size * 2).min(DEAD_MAX_PAGE_RECORDS);
         } else if bytes > DEAD_PAGE_BYTES * 2 {
@@ -449,7 +449,7 @@ fn preview(letter: &Letter, record: &Record) -> String {
         (Err(why), None) => return format!("({why})"),
         (Err(why), Some(raw)) => {
             if letter.reason == UNREADABLE {
-                raw.as_slice()
+                &raw[..]
             } else {
                 return format!("({why})");
             }
@@ -675,8 +675,8 @@ pub fn requeue(store: &mut dyn Store, args: &DeadArgs, now: f64, out: &mut dyn W
                         }
                         reasons.push(letter.reason);
                         moves.push(DeadMove {
-                            id: record.id,
-                            envelope: record.value.unwrap_or_default(),
+                            id: record.id.to_vec(),
+                            envelope: record.value.map(Vec::from).unwrap_or_default(),
                             requeue: Some(back),
                         });
                     }
@@ -759,7 +759,11 @@ pub fn purge(store: &mut dyn Store, args: &DeadArgs, now: f64, out: &mut dyn Wri
                 }
                 *outcome.done.entry((rank, name, letter.reason)).or_default() += 1;
                 match record.value {
-                    Some(envelope) => moves.push(DeadMove { id: record.id, envelope, requeue: None }),
+                    Some(envelope) => moves.push(DeadMove {
+                        id: record.id.to_vec(),
+                        envelope: envelope.to_vec(),
+                        requeue: None,
+                    }),
                     None => orphans.push(record.id),
                 }
             }
@@ -964,7 +968,7 @@ mod tests {
 
     fn stored(queue: Queue, value: &[u8], reason: &str) -> Record {
         let envelope = dead_letter_envelope(queue, &dead_record(value, reason));
-        Record { id: b"id-1".to_vec(), score: 1.5, value: Some(envelope), oversize: None }
+        Record { id: b"id-1".to_vec().into(), score: 1.5, value: Some(envelope.into()), oversize: None }
     }
 
     #[test]
@@ -982,23 +986,31 @@ mod tests {
 
     #[test]
     fn letters_that_cannot_be_requeued_say_why() {
-        let too_large = Record {
-            oversize: None,
-            id: b"x".to_vec(),
-            score: 2.0,
-            value: Some(
-                br#"{"reason": "too_large", "queue": "chouette:logs:wrapped", "size": 2000000}"#.to_vec(),
-            ),
-        };
+        let too_large =
+            Record {
+                oversize: None,
+                id: b"x".to_vec().into(),
+                score: 2.0,
+                value:
+                    Some(
+                        br#"{"reason": "too_large", "queue": "chouette:logs:wrapped", "size": 2000000}"#
+                            .to_vec()
+                            .into(),
+                    ),
+            };
         let letter = classify(Queue::DeadLogs, &too_large);
         assert_eq!(letter.reason, "too_large");
         assert_eq!(letter.size, Some(2_000_000));
         assert_eq!(letter.requeue, Err("the envelope holds no value (size 2000000 bytes)".into()));
 
-        let orphan = Record { oversize: None, id: b"x".to_vec(), score: 2.0, value: None };
+        let orphan = Record { oversize: None, id: b"x".to_vec().into(), score: 2.0, value: None };
         assert_eq!(classify(Queue::DeadLogs, &orphan).reason, NO_ENVELOPE);
-        let garbage =
-            Record { oversize: None, id: b"x".to_vec(), score: 2.0, value: Some(b"not json".to_vec()) };
+        let garbage = Record {
+            oversize: None,
+            id: b"x".to_vec().into(),
+            score: 2.0,
+            value: Some(b"not json".to_vec().into()),
+        };
         assert_eq!(classify(Queue::DeadLogs, &garbage).reason, UNREADABLE);
         // Dead-lettered from the logs queue, found in the raw dead-letter queue.
         let elsewhere = classify(Queue::DeadRawMetrics, &stored(Queue::Logs, b"{}", "http_400"));
@@ -1007,17 +1019,17 @@ mod tests {
         assert_eq!(empty.requeue, Err("empty value (an orphan id)".into()));
         let bad64 = Record {
             oversize: None,
-            id: b"x".to_vec(),
+            id: b"x".to_vec().into(),
             score: 2.0,
-            value: Some(br#"{"reason": "r", "value": "?", "value_base64": "@@@@"}"#.to_vec()),
+            value: Some(br#"{"reason": "r", "value": "?", "value_base64": "@@@@"}"#.to_vec().into()),
         };
         assert!(classify(Queue::DeadLogs, &bad64).requeue.is_err());
         // No queue field: taken as the dead-letter queue's own live queue.
         let bare = Record {
             oversize: None,
-            id: b"x".to_vec(),
+            id: b"x".to_vec().into(),
             score: 2.0,
-            value: Some(br#"{"reason": "r", "value": "v"}"#.to_vec()),
+            value: Some(br#"{"reason": "r", "value": "v"}"#.to_vec().into()),
         };
         assert_eq!(classify(Queue::DeadLogs, &bare).requeue.map(|r| r.value), Ok(b"v".to_vec()));
     }

@@ -253,7 +253,7 @@ mod tests {
         fn add_to_each(&mut self, _: &[Queue], _: &[NewRecord]) -> Result<(), StoreError> {
             unimplemented!()
         }
-        fn delete(&mut self, _: Queue, _: &[Vec<u8>]) -> Result<(), StoreError> {
+        fn delete(&mut self, _: Queue, _: &[bytes::Bytes]) -> Result<(), StoreError> {
             unimplemented!()
         }
         fn dead_letter(&mut self, _: Queue, _: &[DeadRecord]) -> Result<(), StoreError> {

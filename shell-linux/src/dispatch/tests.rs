@@ -46,13 +46,13 @@ fn config() -> DispatchConfig {
 fn metric(i: usize, name: &str) -> Record {
     Record {
         oversize: None,
-        id: format!("id{i}").into_bytes(),
+        id: format!("id{i}").into(),
         score: 1795310770.0,
         value: Some(
             format!(
                 r#"{{"metric": "{name}", "tags": ["i:{i}"], "points": [[1795310770.0, {i}]], "type": "gauge"}}"#
             )
-            .into_bytes(),
+            .into(),
         ),
     }
 }
@@ -64,13 +64,13 @@ fn metrics(n: usize) -> Vec<Record> {
 fn log_record(i: usize) -> Record {
     Record {
         oversize: None,
-        id: format!("log{i}").into_bytes(),
+        id: format!("log{i}").into(),
         score: 1795310770.0,
         value: Some(
             format!(
                 r#"{{"date": "2026-11-22T01:25:26.038424+00:00", "ddsource": "svc", "ddtags": ["a:b"], "level": "INFO", "message": {{"msg": "hello {i}"}}, "service": "svc"}}"#
             )
-            .into_bytes(),
+            .into(),
         ),
     }
 }
@@ -296,9 +296,9 @@ fn network_errors_keep_the_rest_of_the_batch() {
 #[test]
 fn unparseable_and_orphan_records_are_dead_at_once() {
     let mut records = metrics(4);
-    records[0].value = Some(b"{not json".to_vec());
+    records[0].value = Some(b"{not json".to_vec().into());
     records[1].value = None;
-    records[2].value = Some(br#"{"metric": "m", "type": "gauge"}"#.to_vec());
+    records[2].value = Some(br#"{"metric": "m", "type": "gauge"}"#.to_vec().into());
     let mut d = Dispatcher::new(scripted(|_| Ok(202)), config());
     let report = d.send_metrics(&records);
     assert_conserved(&report, 4);
@@ -315,7 +315,12 @@ fn unparseable_and_orphan_records_are_dead_at_once() {
 
 #[test]
 fn nothing_valid_means_no_request() {
-    let records = vec![Record { oversize: None, id: b"x".to_vec(), score: 0.0, value: Some(b"[]".to_vec()) }];
+    let records = vec![Record {
+        oversize: None,
+        id: b"x".to_vec().into(),
+        score: 0.0,
+        value: Some(b"[]".to_vec().into()),
+    }];
     let mut d = Dispatcher::new(scripted(|_| Ok(202)), config());
     let report = d.send_metrics(&records);
     assert_conserved(&report, 1);
@@ -340,9 +345,9 @@ fn logs_are_a_json_array_with_joined_ddtags_and_host_in_chunks_of_1000() {
 #[test]
 fn log_bisection_and_bad_logs() {
     let mut records: Vec<Record> = (0..64).map(log_record).collect();
-    records[5].value = Some(br#"{"message": "no date"}"#.to_vec());
+    records[5].value = Some(br#"{"message": "no date"}"#.to_vec().into());
     records[40].value =
-        Some(br#"{"date": "2026-11-22T01:25:26.038424+00:00", "message": "poison"}"#.to_vec());
+        Some(br#"{"date": "2026-11-22T01:25:26.038424+00:00", "message": "poison"}"#.to_vec().into());
     let mut d = Dispatcher::new(scripted(|b| Ok(if b.contains("poison") { 400 } else { 202 })), config());
     let report = d.send_logs(&records);
     assert_conserved(&report, 64);

@@ -58,6 +58,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use chouette_core::keys;
 use redb::{
     Database, DatabaseError, ReadableTable, ReadableTableMetadata, StorageError, TableDefinition,
@@ -705,24 +706,38 @@ fn collect_page<'a>(
     >,
     capacity: usize,
 ) -> Result<Vec<Record>, DbError> {
-    let mut out = Vec::with_capacity(capacity);
-    let mut page_bytes = 0;
+    // The page's ids in one buffer and its values in another, each record's a slice of them
+    // (as the Redis store's reader does): two allocations a page, not two a record.
+    let (mut ids, mut values) = (Vec::new(), Vec::new());
+    let mut spans = Vec::with_capacity(capacity);
     for entry in range {
         let (key, value) = entry?;
         let (score, id) = key.value();
         let value = value.value();
-        let mut record = Record { id: id.to_vec(), score: key_score(score), value: None, oversize: None };
+        let mut oversize = None;
+        let at = values.len();
         if value.len() > queue.max_record_bytes() {
-            record.oversize = Some(value.len() as u64);
-        } else if !out.is_empty() && page_bytes + value.len() > MAX_PAGE_BYTES {
+            oversize = Some(value.len() as u64);
+        } else if !spans.is_empty() && values.len() + value.len() > MAX_PAGE_BYTES {
             break;
         } else {
-            page_bytes += value.len();
-            record.value = Some(value.to_vec());
+            values.extend_from_slice(value);
         }
-        out.push(record);
+        let id_at = ids.len();
+        ids.extend_from_slice(id);
+        let value = oversize.is_none().then_some(at..values.len());
+        spans.push((id_at..ids.len(), key_score(score), value, oversize));
     }
-    Ok(out)
+    let (ids, values) = (Bytes::from(ids), Bytes::from(values));
+    Ok(spans
+        .into_iter()
+        .map(|(id, score, value, oversize)| Record {
+            id: ids.slice(id),
+            score,
+            value: value.map(|v| values.slice(v)),
+            oversize,
+        })
+        .collect())
 }
 
 fn move_dead(txn: &WriteTransaction, queue: Queue, records: &[DeadRecord]) -> Result<(), DbError> {
@@ -793,21 +808,20 @@ impl Store for EmbeddedStore {
                 let index = txn.open_table(index_def)?;
                 let ids = txn.open_table(ids_def)?;
                 for record in records {
-                    let Some(key) = ids.get(record.id.as_slice())?.map(|g| g.value()) else { continue };
-                    let Some(value) = index.get((key, record.id.as_slice()))?.map(|g| g.value().to_vec())
-                    else {
+                    let Some(key) = ids.get(&record.id[..])?.map(|g| g.value()) else { continue };
+                    let Some(value) = index.get((key, &record.id[..]))?.map(|g| g.value().to_vec()) else {
                         continue;
                     };
                     dead.push((record.id.clone(), key_score(key), value));
                 }
             }
-            remove(txn, queue, dead.iter().map(|(id, _, _)| id.as_slice()))?;
+            remove(txn, queue, dead.iter().map(|(id, _, _)| &id[..]))?;
             let envelopes: Vec<Vec<u8>> =
                 dead.iter().map(|(_, _, value)| oversize_envelope(queue, value)).collect();
             insert(
                 txn,
                 queue.dead_letter(),
-                dead.iter().zip(&envelopes).map(|((id, score, _), e)| (id.as_slice(), *score, e.as_slice())),
+                dead.iter().zip(&envelopes).map(|((id, score, _), e)| (&id[..], *score, e.as_slice())),
             )?;
             Ok(dead.len() as u64)
         })
@@ -828,7 +842,7 @@ impl Store for EmbeddedStore {
         self.check_scores(op, commit.dead.iter().map(|r| r.score))?;
         self.write(op, |txn| {
             insert_each(txn, &commit.outboxes, &commit.wrapped)?;
-            remove(txn, Queue::RawMetrics, commit.delete_raw.iter().map(Vec::as_slice))?;
+            remove(txn, Queue::RawMetrics, commit.delete_raw.iter().map(|id| &id[..]))?;
             move_dead(txn, Queue::RawMetrics, &commit.dead)?;
             txn.open_table(META)?.insert(AGGREGATED_UNTIL_KEY, commit.aggregated_until)?;
             Ok(())
@@ -859,11 +873,11 @@ impl Store for EmbeddedStore {
         self.write("add", |txn| insert_each(txn, queues, records))
     }
 
-    fn delete(&mut self, queue: Queue, ids: &[Vec<u8>]) -> Result<(), StoreError> {
+    fn delete(&mut self, queue: Queue, ids: &[Bytes]) -> Result<(), StoreError> {
         if ids.is_empty() {
             return Ok(());
         }
-        self.write("delete", |txn| remove(txn, queue, ids.iter().map(Vec::as_slice)).map(drop))
+        self.write("delete", |txn| remove(txn, queue, ids.iter().map(|id| &id[..])).map(drop))
     }
 
     fn dead_letter(&mut self, queue: Queue, records: &[DeadRecord]) -> Result<(), StoreError> {
@@ -1005,9 +1019,9 @@ impl Store for EmbeddedStore {
                 let (key, value) = entry?;
                 let (score, id) = key.value();
                 out.push(Record {
-                    id: id.to_vec(),
+                    id: id.to_vec().into(),
                     score: key_score(score),
-                    value: Some(value.value().to_vec()),
+                    value: Some(value.value().to_vec().into()),
                     oversize: None,
                 });
             }
@@ -1108,6 +1122,32 @@ mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
         }
+    }
+
+    /// As the Redis reader's pages: ids in one buffer, values in another, end to end (an
+    /// oversize value is not copied), so a backlog leaves no small-object slabs behind.
+    #[test]
+    fn a_pages_ids_and_values_are_each_read_into_one_buffer() {
+        let dir = Scratch::new("page");
+        let mut store = EmbeddedStore::open(&dir.0.join("chouette.redb")).unwrap();
+        let big = vec![b'x'; Queue::Logs.max_record_bytes() + 1];
+        let values: [&[u8]; 4] = [b"first", &big, b"", b"fourth"];
+        let records: Vec<NewRecord> = (0..4)
+            .map(|i| NewRecord {
+                id: format!("id-{i}").into_bytes(),
+                score: i as f64,
+                value: values[i].to_vec(),
+            })
+            .collect();
+        store.add(Queue::Logs, &records).unwrap();
+        let page = store.read_page(Queue::Logs, f64::INFINITY, 0, 10).unwrap();
+        let ids: Vec<&[u8]> = page.iter().map(|r| &r.id[..]).collect();
+        assert_eq!(ids, [b"id-0".as_slice(), b"id-1", b"id-2", b"id-3"]);
+        assert!(ids.windows(2).all(|w| w[0].as_ptr_range().end == w[1].as_ptr()));
+        assert_eq!((page[1].oversize, &page[1].value), (Some(big.len() as u64), &None));
+        let loaded = [&page[0], &page[2], &page[3]].map(|r| r.value.as_deref().unwrap());
+        assert_eq!(loaded, [b"first".as_slice(), b"", b"fourth"]);
+        assert!(loaded.windows(2).all(|w| w[0].as_ptr_range().end == w[1].as_ptr()));
     }
 
     #[test]

@@ -14,6 +14,9 @@ mod resp;
 
 use std::fmt;
 
+/// A record's id and value: a slice of the buffer its page was read into ([`Record`]).
+pub use bytes::Bytes;
+
 use chouette_core::keys;
 
 use crate::limits::{MAX_DEAD_RECORD_BYTES, MAX_LOG_RECORD_BYTES, MAX_METRIC_RECORD_BYTES};
@@ -198,12 +201,14 @@ impl fmt::Display for Queue {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     /// The record id (a uuid4 string for records the original client wrote; any bytes in general).
-    pub id: Vec<u8>,
+    /// Read from Redis, a slice of the buffer holding the whole page's ids.
+    pub id: Bytes,
     /// The ZSET score: the record's timestamp in float Unix seconds.
     pub score: f64,
     /// The JSON value, or `None` when the ZSET names an id the HASH does not hold (an orphan)
     /// or when the value is over [`Queue::max_record_bytes`] ([`Record::oversize`] is then set).
-    pub value: Option<Vec<u8>>,
+    /// Read from Redis, a slice of the buffer holding the whole page's values.
+    pub value: Option<Bytes>,
     /// The value's length when it is over the queue's [`Queue::max_record_bytes`]: the read did
     /// not load it (`value` is `None`). Such a record goes to [`Store::dead_letter_oversize`].
     pub oversize: Option<u64>,
@@ -212,7 +217,7 @@ pub struct Record {
 impl Record {
     /// A record holding `value`.
     pub fn new(id: impl Into<Vec<u8>>, score: f64, value: impl Into<Vec<u8>>) -> Record {
-        Record { id: id.into(), score, value: Some(value.into()), oversize: None }
+        Record { id: Bytes::from(id.into()), score, value: Some(Bytes::from(value.into())), oversize: None }
     }
 }
 
@@ -269,7 +274,7 @@ pub struct AggregationCommit {
     /// of `wrapped`, in the same atomic step, so no output can have a bucket another lacks.
     pub outboxes: Vec<Queue>,
     /// Raw record ids to delete from [`Queue::RawMetrics`] (the ones aggregated).
-    pub delete_raw: Vec<Vec<u8>>,
+    pub delete_raw: Vec<Bytes>,
     /// Raw records to move to [`Queue::DeadRawMetrics`] (deleted from the raw queue).
     pub dead: Vec<DeadRecord>,
     /// The new aggregation watermark: every raw score below it has been aggregated.
@@ -466,7 +471,7 @@ pub trait Store: Send {
     fn add_to_each(&mut self, queues: &[Queue], records: &[NewRecord]) -> Result<(), StoreError>;
 
     /// Deletes records from a queue (ZSET member and HASH field, atomically).
-    fn delete(&mut self, queue: Queue, ids: &[Vec<u8>]) -> Result<(), StoreError>;
+    fn delete(&mut self, queue: Queue, ids: &[Bytes]) -> Result<(), StoreError>;
 
     /// Moves records from `queue` to its dead-letter queue, atomically.
     fn dead_letter(&mut self, queue: Queue, records: &[DeadRecord]) -> Result<(), StoreError>;

@@ -28,6 +28,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use bytes::Bytes;
 use redis::{Connection, ConnectionAddr, ConnectionInfo, ErrorKind, RedisError, Value};
 
 use super::resp::{Commands, Failure, PageReader};
@@ -539,7 +540,7 @@ impl RedisStore {
             None => {
                 let mut lengths = redis::pipe();
                 for r in records.iter() {
-                    lengths.cmd("HSTRLEN").arg(values).arg(&r.id);
+                    lengths.cmd("HSTRLEN").arg(values).arg(&r.id[..]);
                 }
                 self.run("read", |conn| lengths.query::<Vec<u64>>(conn))?
             }
@@ -570,7 +571,7 @@ impl RedisStore {
         hmget.arg(values);
         let mut wanted = 0;
         for r in records.iter().filter(|r| r.oversize.is_none()) {
-            hmget.arg(&r.id);
+            hmget.arg(&r.id[..]);
             wanted += 1;
         }
         if wanted == 0 {
@@ -587,7 +588,7 @@ impl RedisStore {
         for (record, value) in records.iter_mut().filter(|r| r.oversize.is_none()).zip(found) {
             record.value = match value {
                 Value::Nil => None,
-                other => Some(into_bytes(other).map_err(|e| self.error("read", &e))?),
+                other => Some(into_bytes(other).map_err(|e| self.error("read", &e))?.into()),
             };
         }
         Ok(())
@@ -612,7 +613,7 @@ impl RedisStore {
         let mut range = redis::cmd("ZRANGEBYSCORE");
         range.arg(keys(queue)).arg("-inf").arg(score_arg(threshold)).arg("LIMIT").arg(0).arg(CLEANUP_BATCH);
         let ids: Vec<Vec<u8>> = self.run("cleanup", |conn| range.query(conn))?;
-        self.transaction("cleanup", |w| remove_ids(w, queue, ids.iter().map(Vec::as_slice)))?;
+        self.transaction("cleanup", |w| remove_ids(w, queue, ids.iter().map(|id| &id[..])))?;
         Ok(ids.len() as u64)
     }
 
@@ -856,7 +857,12 @@ fn parse_with_scores(reply: Value, out: &mut Vec<Record>) -> Result<(), RedisErr
                 None => return Err(protocol_error("WITHSCORES reply of odd length", &id)),
             },
         };
-        out.push(Record { score: parse_score(&score)?, id: into_bytes(id)?, value: None, oversize: None });
+        out.push(Record {
+            score: parse_score(&score)?,
+            id: into_bytes(id)?.into(),
+            value: None,
+            oversize: None,
+        });
     }
     Ok(())
 }
@@ -1109,7 +1115,7 @@ impl Store for RedisStore {
         // A full page, or one cut for bytes, likely has a next page: read it meanwhile. Not
         // for a whole queue's pages (a dispatch's): their reader deletes before it reads on,
         // which would drop it unused.
-        let loaded: usize = page.iter().filter_map(|r| r.value.as_ref()).map(Vec::len).sum();
+        let loaded: usize = page.iter().filter_map(|r| r.value.as_ref()).map(|v| v.len()).sum();
         let cut = page.len() == limit || loaded + queue.max_record_bytes() > MAX_PAGE_BYTES;
         if !page.is_empty() && cut && max_score < f64::INFINITY {
             self.read_ahead.next_page = self.start_read_ahead(PageKey { offset: offset + page.len(), ..key });
@@ -1151,7 +1157,7 @@ impl Store for RedisStore {
                     .arg(values(queue))
                     .arg(keys(dead))
                     .arg(values(dead))
-                    .arg(&record.id)
+                    .arg(&record.id[..])
                     .arg(queue.prefix());
                 match self.run(op, |conn| script.query::<u64>(conn)) {
                     Ok(n) => {
@@ -1164,16 +1170,12 @@ impl Store for RedisStore {
             }
             // Without scripting rights: read the value once and move it in one transaction.
             let value: Option<Vec<u8>> =
-                self.run(op, |conn| redis::cmd("HGET").arg(values(queue)).arg(&record.id).query(conn))?;
+                self.run(op, |conn| redis::cmd("HGET").arg(values(queue)).arg(&record.id[..]).query(conn))?;
             let Some(value) = value else { continue };
             let envelope = oversize_envelope(queue, &value);
             self.transaction(op, |w| {
-                remove_ids(w, queue, std::iter::once(record.id.as_slice()));
-                add_records(
-                    w,
-                    dead,
-                    std::iter::once((record.id.as_slice(), record.score, envelope.as_slice())),
-                );
+                remove_ids(w, queue, std::iter::once(&record.id[..]));
+                add_records(w, dead, std::iter::once((&record.id[..], record.score, envelope.as_slice())));
             })?;
             moved += 1;
         }
@@ -1209,7 +1211,7 @@ impl Store for RedisStore {
         self.check_scores(op, commit.dead.iter().map(|r| r.score))?;
         self.transaction(op, |w| {
             add_to_queues(w, &commit.outboxes, &commit.wrapped);
-            remove_ids(w, Queue::RawMetrics, commit.delete_raw.iter().map(Vec::as_slice));
+            remove_ids(w, Queue::RawMetrics, commit.delete_raw.iter().map(|id| &id[..]));
             move_dead(w, Queue::RawMetrics, &commit.dead);
             let until = score_arg(commit.aggregated_until);
             w.command(&[b"SET", AGGREGATED_UNTIL_KEY.as_bytes(), until.as_bytes()]);
@@ -1243,9 +1245,9 @@ impl Store for RedisStore {
         self.transaction("add", |w| add_to_queues(w, queues, records))
     }
 
-    fn delete(&mut self, queue: Queue, ids: &[Vec<u8>]) -> Result<(), StoreError> {
+    fn delete(&mut self, queue: Queue, ids: &[Bytes]) -> Result<(), StoreError> {
         self.forget_read_ahead(&[queue]);
-        self.transaction("delete", |w| remove_ids(w, queue, ids.iter().map(Vec::as_slice)))
+        self.transaction("delete", |w| remove_ids(w, queue, ids.iter().map(|id| &id[..])))
     }
 
     fn dead_letter(&mut self, queue: Queue, records: &[DeadRecord]) -> Result<(), StoreError> {
@@ -1379,7 +1381,7 @@ impl Store for RedisStore {
         // Ties added or removed between the search and the range can shift it: never return the
         // cursor or anything before it.
         if let Some((score, id)) = after {
-            records.retain(|r| (r.score, r.id.as_slice()) > (score, id));
+            records.retain(|r| (r.score, &r.id[..]) > (score, id));
         }
         self.fetch_values(queue, &mut records)?;
         Ok(records)
@@ -1457,9 +1459,9 @@ mod tests {
         let resp3 =
             Value::Array(vec![Value::Array(vec![Value::BulkString(b"b".to_vec()), Value::Double(-2.0)])]);
         parse_with_scores(resp3, &mut out).unwrap();
-        assert_eq!(out[0].id, b"a");
+        assert_eq!(out[0].id, &b"a"[..]);
         assert_eq!(out[0].score, 1.5);
-        assert_eq!(out[1].id, b"b");
+        assert_eq!(out[1].id, &b"b"[..]);
         assert_eq!(out[1].score, -2.0);
         let odd = Value::Array(vec![Value::BulkString(b"a".to_vec())]);
         assert!(parse_with_scores(odd, &mut out).is_err());

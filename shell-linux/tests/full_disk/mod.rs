@@ -37,7 +37,7 @@ pub fn batch(first: usize, n: usize) -> Vec<NewRecord> {
 /// Every id in `queue`, in order.
 pub fn all_ids(store: &mut EmbeddedStore, queue: Queue) -> Vec<String> {
     let records = store.read(queue, f64::INFINITY, usize::MAX).expect("read");
-    records.into_iter().map(|r| String::from_utf8(r.id).expect("utf-8 id")).collect()
+    records.into_iter().map(|r| String::from_utf8(r.id.to_vec()).expect("utf-8 id")).collect()
 }
 
 /// Retries `f` until it succeeds (the store reopens with a backoff), for at most `within`.
