@@ -201,13 +201,15 @@ impl fmt::Display for Queue {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     /// The record id (a uuid4 string for records the original client wrote; any bytes in general).
-    /// Read from Redis, a slice of the buffer holding the whole page's ids.
+    /// As a store's page reader reads it (Redis's plain page connection, the embedded store), a
+    /// slice of one buffer holding the whole page's ids.
     pub id: Bytes,
     /// The ZSET score: the record's timestamp in float Unix seconds.
     pub score: f64,
     /// The JSON value, or `None` when the ZSET names an id the HASH does not hold (an orphan)
     /// or when the value is over [`Queue::max_record_bytes`] ([`Record::oversize`] is then set).
-    /// Read from Redis, a slice of the buffer holding the whole page's values.
+    /// As a page reader reads it, a slice of one buffer holding the whole page's values (the
+    /// redis-rs fallback, used for `rediss://`, still reads one allocation a value).
     pub value: Option<Bytes>,
     /// The value's length when it is over the queue's [`Queue::max_record_bytes`]: the read did
     /// not load it (`value` is `None`). Such a record goes to [`Store::dead_letter_oversize`].

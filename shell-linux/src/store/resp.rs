@@ -27,6 +27,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::ops::Range;
 use std::os::unix::net::UnixStream;
 
 use bytes::Bytes;
@@ -337,11 +338,7 @@ impl<S: Read + Write> PageReader<S> {
                 }
             }
         }
-        self.value_hint = page.len().div_ceil(spans.len().max(1));
-        let page = Bytes::from(page);
-        for (i, span) in spans {
-            records[i].value = Some(page.slice(span));
-        }
+        self.give_values(records, page, spans);
         Ok(())
     }
 
@@ -405,13 +402,19 @@ impl<S: Read + Write> PageReader<S> {
             }
             start = end;
         }
+        self.give_values(records, page, spans);
+        records.truncate(keep);
+        Ok(longest)
+    }
+
+    /// Hands each record `i` of `spans` its value, the slice `span` of the page's buffer, and
+    /// keeps the page's mean value length for the next page's reserve.
+    fn give_values(&mut self, records: &mut [Record], page: Vec<u8>, spans: Vec<(usize, Range<usize>)>) {
         self.value_hint = page.len().div_ceil(spans.len().max(1));
         let page = Bytes::from(page);
         for (i, span) in spans {
             records[i].value = Some(page.slice(span));
         }
-        records.truncate(keep);
-        Ok(longest)
     }
 
     /// `MULTI`, the commands `build` writes (sent in pieces as they are written), `EXEC`; then
