@@ -19,7 +19,8 @@ Each rate is also printed as a ratio of a ceiling measured in the same run, on t
   capturing intake (answers at once), then those very payloads are posted to VictoriaMetrics back
   to back on one connection, in points per second of wall time. The capture run also gives the
   agent's dispatch rate with an instant backend.
-Usage: scripts/bench-agent.sh [RECORDS] (default 1000000).
+Usage: scripts/bench-agent.sh [RECORDS] (default 1000000). COMPRESSION_LEVEL, when set, is
+passed to the agent (as MALLOC_* variables are).
 """
 import http.client, http.server, json, os, socket, subprocess, sys, tempfile, threading, time, zlib
 
@@ -199,7 +200,7 @@ def main():
         redis_cpu_ceiling, redis_wall_ceiling = redis_ceiling(rport, redis.pid)
         env = {"PATH": os.environ["PATH"], "REDIS_URL": url, "DATADOG_URL": f"http://127.0.0.1:{vport}/datadog/api",
                "AGGREGATE_INTERVAL": "10", "RELEASE_INTERVAL": "3600", "SEND_SELF_METRICS": "false", "LOG_LEVEL": "WARNING",
-               "HOST": "bench", "GLOBAL_TAGS": '["env:bench"]', **{k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}}
+               "HOST": "bench", "GLOBAL_TAGS": '["env:bench"]', **{k: v for k, v in os.environ.items() if k.startswith("MALLOC_") or k == "COMPRESSION_LEVEL"}}
         instant_rate, bodies, captured_points = capture_run(rport, env)
         vm_rate = vm_ceiling(vport, bodies, captured_points)
         dispatch_rate, points, dispatch_s, dispatch_cpu = dispatch_run(rport, env)

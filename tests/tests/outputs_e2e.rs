@@ -189,6 +189,8 @@ fn an_output_down_for_a_while_gets_everything_once_back_and_never_slows_the_othe
     vars.push(("INFLUXDB_URL", format!("http://127.0.0.1:{influx_port}")));
     vars.push(("OPENTSDB_URL", tsdb.opentsdb_url().expect("opentsdb listener")));
     vars.push(("CHOUETTE_CONNECT_TIMEOUT", "1".into()));
+    // Stored bodies (zlib and gzip without compression): every backend takes them too.
+    vars.push(("COMPRESSION_LEVEL", "0".into()));
     let agent = Agent::start(agent_binary!(), &vars);
     // Datadog and OpenTSDB drain while InfluxDB is down; its outbox keeps all 600 points.
     wait_until("datadog and opentsdb drained", Duration::from_secs(60), || {

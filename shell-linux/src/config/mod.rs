@@ -178,6 +178,8 @@ pub struct Config {
     pub log_ttl: Duration,
     /// `METRICS_BULK_SIZE`: most points per request.
     pub metrics_bulk_size: usize,
+    /// `COMPRESSION_LEVEL`: zlib/gzip level of request bodies, 0 to 9.
+    pub compression_level: u8,
     /// `METRICS_WRAPPER`, `HISTOGRAM_AGGREGATES`, `HISTOGRAM_PERCENTILES`.
     pub wrap: WrapConfig,
     /// `SEND_SELF_METRICS`.
@@ -248,6 +250,7 @@ impl std::fmt::Debug for Config {
             .field("metric_ttl", &self.metric_ttl)
             .field("log_ttl", &self.log_ttl)
             .field("metrics_bulk_size", &self.metrics_bulk_size)
+            .field("compression_level", &self.compression_level)
             .field("wrap", &self.wrap)
             .field("send_self_metrics", &self.send_self_metrics)
             .field("log_level", &self.log_level)
@@ -700,6 +703,8 @@ impl Config {
         let metric_ttl = vars::METRIC_TTL.seconds(&env)?;
         let log_ttl = vars::LOG_TTL.seconds(&env)?;
         let metrics_bulk_size = vars::METRICS_BULK_SIZE.count(&env)? as usize;
+        // At most 9 (the table's range).
+        let compression_level = vars::COMPRESSION_LEVEL.count(&env)?.min(9) as u8;
         let connect_timeout = vars::CHOUETTE_CONNECT_TIMEOUT.seconds(&env)?;
         let request_timeout = vars::CHOUETTE_REQUEST_TIMEOUT.seconds(&env)?;
         let grace = vars::CHOUETTE_GRACE.seconds(&env)?;
@@ -744,6 +749,7 @@ impl Config {
             metric_ttl,
             log_ttl,
             metrics_bulk_size,
+            compression_level,
             wrap,
             send_self_metrics,
             log_level,
@@ -1068,6 +1074,7 @@ mod tests {
         assert_eq!(c.metric_ttl, Duration::from_secs(14_400));
         assert_eq!(c.log_ttl, Duration::from_secs(64_800));
         assert_eq!(c.metrics_bulk_size, 10_000);
+        assert_eq!(c.compression_level, 6);
         assert_eq!(c.wrap, WrapConfig::default());
         assert!(c.send_self_metrics);
         assert_eq!(c.log_level, log::LevelFilter::Info);
@@ -1159,6 +1166,7 @@ mod tests {
             ("METRIC_TTL", "60"),
             ("LOG_TTL", "120"),
             ("METRICS_BULK_SIZE", "1"),
+            ("COMPRESSION_LEVEL", "0"),
             ("METRICS_WRAPPER", "Simple"),
             ("HISTOGRAM_AGGREGATES", r#"["sum", "min"]"#),
             ("HISTOGRAM_PERCENTILES", "[0.5, 0.99, 1]"),
@@ -1189,6 +1197,8 @@ mod tests {
         assert_eq!(c.metric_ttl, Duration::from_secs(60));
         assert_eq!(c.log_ttl, Duration::from_secs(120));
         assert_eq!(c.metrics_bulk_size, 1);
+        assert_eq!(c.compression_level, 0);
+        assert_eq!(crate::dispatch::DispatchConfig::from_config(&c).compression_level, 0);
         assert_eq!(c.wrap.kind, WrapperKind::Simple);
         use chouette_core::wrap::HistogramAggregate as A;
         assert!(c.wrap.has_aggregate(A::Sum) && c.wrap.has_aggregate(A::Min));
@@ -1224,6 +1234,9 @@ mod tests {
             ("METRIC_TTL", "4h", "a whole number from 1"),
             ("LOG_TTL", "1.5", "a whole number from 1"),
             ("METRICS_BULK_SIZE", "0", "a whole number from 1"),
+            ("COMPRESSION_LEVEL", "10", "a whole number from 0 to 9"),
+            ("COMPRESSION_LEVEL", "-1", "a whole number from 0 to 9"),
+            ("COMPRESSION_LEVEL", "fast", "a whole number from 0 to 9"),
             ("CHOUETTE_CONNECT_TIMEOUT", "0", "a whole number from 1"),
             ("CHOUETTE_REQUEST_TIMEOUT", "x", "a whole number from 1"),
             ("CHOUETTE_GRACE", "-1", "≥ 0"),

@@ -103,7 +103,7 @@ pub struct DispatchConfig {
     pub logs_max_entries: usize,
     /// Largest single log, as encoded for the intake.
     pub log_max_entry_bytes: usize,
-    /// zlib level (6, what the original sent).
+    /// zlib (and gzip) level: `COMPRESSION_LEVEL`, 6 by default (what the original sent).
     pub compression_level: u8,
 }
 
@@ -127,6 +127,7 @@ impl DispatchConfig {
             global_tags: config.global_tags.clone(),
             host: config.host.clone().filter(|h| !h.is_empty()),
             max_points: config.metrics_bulk_size,
+            compression_level: config.compression_level,
             ..Self::for_base_url("", None)
         }
     }

@@ -367,6 +367,41 @@ fn a_payload_over_the_compressed_limit_is_split_before_sending() {
     assert!(report.requests > 1);
 }
 
+/// Keeps each request's body and the JSON it inflates to; accepts everything.
+struct Bodies(Vec<(Vec<u8>, Vec<u8>)>);
+
+impl Transport for Bodies {
+    fn post(
+        &mut self,
+        _url: &str,
+        _headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<HttpResponse, TransportError> {
+        self.0.push((body.to_vec(), inflate(body).expect("zlib body")));
+        Ok(HttpResponse::new(202, String::new()))
+    }
+}
+
+#[test]
+fn bodies_are_compressed_at_the_configured_level() {
+    let mut sizes = Vec::new();
+    for level in [0, 1, 6, 9] {
+        let mut c = config();
+        c.compression_level = level;
+        let mut d = Dispatcher::new(Bodies(Vec::new()), c);
+        let report = d.send_metrics(&metrics(200));
+        assert_eq!(report.delivered_points, 200);
+        let [(body, json)] = &d.transport.0[..] else { panic!("one request: {}", d.transport.0.len()) };
+        assert_eq!(*body, zlib::compress(json, level), "level {level}");
+        if level == 0 {
+            assert!(body.len() > json.len(), "level 0 stores: {} for {}", body.len(), json.len());
+        }
+        sizes.push(body.len());
+    }
+    // Stored, then smaller with each level (6 and 9 can tie on a small payload).
+    assert!(sizes[0] > sizes[1] && sizes[1] > sizes[2] && sizes[2] >= sizes[3], "{sizes:?}");
+}
+
 #[test]
 fn dry_run_renders_points_and_logs() {
     let mut d = Dispatcher::new(DryRunTransport::new(Vec::new()), config());
