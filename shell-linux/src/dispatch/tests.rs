@@ -590,6 +590,10 @@ where
         unreachable!("the dispatcher posts through post_payload")
     }
 
+    fn wants_plain(&self) -> bool {
+        true
+    }
+
     fn post_payload(
         &mut self,
         _url: &str,
@@ -785,4 +789,54 @@ fn a_closed_gate_sends_nothing_and_counts_nothing_an_open_one_is_asked_once() {
     assert_eq!(asked, 1);
     assert_eq!(report.dead, 1);
     assert_eq!(d.stats(Destination::Metrics).delivered, 7);
+}
+
+#[test]
+fn payloads_sort_by_keys_as_a_whole_byte_comparison_would() {
+    // Entries sharing long prefixes, prefixes of one another, equal ones, ties in the first 16
+    // bytes after the shared prefix, and an empty one: the keyed sort's order is the order of
+    // sorting the entries' bytes whole.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    for round in 0..500 {
+        let mut bytes = Vec::new();
+        let mut spans = Vec::new();
+        let shared = [&b""[..], b"{\"metric\":\"", b"{\"metric\":\"sensor.temperature.board."][round % 3];
+        for _ in 0..1 + next(60) {
+            let start = bytes.len();
+            if next(10) > 0 {
+                bytes.extend_from_slice(shared);
+            }
+            // Few, some long, tokens: long equal stretches, so runs of equal keys go on over
+            // several 16-byte digits.
+            let tokens: [&[u8]; 7] = [
+                b"a",
+                b"b",
+                b"\0",
+                b"\xff",
+                b"\",\"points\":[[1795310770,",
+                b"\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
+                b".",
+            ];
+            for _ in 0..next(12) {
+                bytes.extend_from_slice(tokens[next(7) as usize]);
+            }
+            spans.push(start..bytes.len());
+        }
+        let entries = Entries { bytes: &bytes, spans: &spans };
+        let mut group: Vec<usize> = (0..spans.len()).collect();
+        sort_by_bytes(&mut group, &entries);
+        let keyed: Vec<&[u8]> = group.iter().map(|&i| entries.get(i)).collect();
+        let mut whole: Vec<&[u8]> = (0..spans.len()).map(|i| entries.get(i)).collect();
+        whole.sort_unstable();
+        assert_eq!(keyed, whole, "round {round}");
+        let mut seen = group.clone();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..spans.len()).collect::<Vec<_>>(), "each record once");
+    }
 }
