@@ -954,6 +954,16 @@ enum Overlapped {
 /// it is settled (`true`: send; `false`, or no answer: send nothing).
 type Gate = Option<std::sync::mpsc::Receiver<bool>>;
 
+/// A page on its way through [`drain_overlapped`]'s stages: what was prepared from it (once
+/// prepared), its gate, and its report (once sent). One type for the three channels between the
+/// stages, so the binary carries one copy of the channel code.
+struct Handed<P> {
+    page: Vec<Record>,
+    prepared: Option<P>,
+    gate: Gate,
+    report: Option<Report>,
+}
+
 /// [`drain_prepared`]'s two stages, each run on a thread of its own by [`drain_overlapped`].
 struct Stages<'a, Prep, Send> {
     prepare: &'a mut Prep,
@@ -988,14 +998,14 @@ where
     use std::sync::mpsc::sync_channel;
     let Stages { prepare, send } = stages;
     std::thread::scope(|scope| {
-        let (to_preparer, pages) = sync_channel::<(Vec<Record>, Gate)>(1);
-        let (to_sender, prepared) = sync_channel::<(Vec<Record>, P, Gate)>(1);
-        let (to_drain, reports) = sync_channel::<(Vec<Record>, Report)>(1);
+        let (to_preparer, pages) = sync_channel::<Handed<P>>(1);
+        let (to_sender, prepared) = sync_channel::<Handed<P>>(1);
+        let (to_drain, reports) = sync_channel::<Handed<P>>(1);
         let preparing =
             std::thread::Builder::new().name("chouette-prepare".into()).spawn_scoped(scope, move || {
-                for (page, gate) in pages {
-                    let made = prepare(&page);
-                    if to_sender.send((page, made, gate)).is_err() {
+                for mut handed in pages {
+                    handed.prepared = Some(prepare(&handed.page));
+                    if to_sender.send(handed).is_err() {
                         break;
                     }
                 }
@@ -1006,10 +1016,12 @@ where
         }
         let sending =
             std::thread::Builder::new().name("chouette-send".into()).spawn_scoped(scope, move || {
-                for (page, made, gate) in prepared {
-                    let report =
-                        send(&page, made, &mut || gate.as_ref().is_none_or(|gate| gate.recv() == Ok(true)));
-                    if to_drain.send((page, report)).is_err() {
+                for mut handed in prepared {
+                    let Some(made) = handed.prepared.take() else { break };
+                    let gate = &handed.gate;
+                    let open = &mut || gate.as_ref().is_none_or(|gate| gate.recv() == Ok(true));
+                    handed.report = Some(send(&handed.page, made, open));
+                    if to_drain.send(handed).is_err() {
                         break;
                     }
                 }
@@ -1021,7 +1033,8 @@ where
         }
         let mut offset = first.len();
         let mut last = first.last().map(|r| (r.score, r.id.clone()));
-        if to_preparer.send((first, None)).is_err() {
+        let handed = Handed { page: first, prepared: None, gate: None, report: None };
+        if to_preparer.send(handed).is_err() {
             return Overlapped::Done(Ok(true)); // the thread ended: its panic is the scope's
         }
         loop {
@@ -1037,7 +1050,9 @@ where
                             offset = next.len();
                             last = next.last().map(|r| (r.score, r.id.clone()));
                             let (open, gate) = sync_channel(1);
-                            if to_preparer.send((next, Some(gate))).is_err() {
+                            let handed =
+                                Handed { page: next, prepared: None, gate: Some(gate), report: None };
+                            if to_preparer.send(handed).is_err() {
                                 return Overlapped::Done(Ok(true));
                             }
                             next_gate = Some(open);
@@ -1046,7 +1061,7 @@ where
                     Err(error) => read_error = Some(error),
                 }
             }
-            let Ok((page, report)) = reports.recv() else {
+            let Ok(Handed { page, report: Some(report), .. }) = reports.recv() else {
                 return Overlapped::Done(Ok(true));
             };
             let goes_on = report.outcome == Outcome::Settled
