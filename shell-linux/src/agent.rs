@@ -431,22 +431,12 @@ fn release_pass(
         Destination::Logs | Destination::Events | Destination::ServiceChecks => LOGS_PER_BATCH,
         _ => config.metrics_bulk_size.max(1),
     };
-    let Some(mut preparer) = dispatcher.preparer(destination) else {
-        return Ok(false);
-    };
     let mut latencies = Vec::new();
-    let drained = pipeline::drain_prepared(
-        store,
-        destination.queue(),
-        batch,
-        deadline,
-        |records| preparer.prepare(records),
-        |records, prepared, gate| {
-            let report = dispatcher.send_prepared(records, prepared, deadline, gate);
-            latencies.extend(report.latencies.iter().map(|d| d.as_secs_f64() * 1000.0));
-            report
-        },
-    );
+    let drained = pipeline::drain(store, destination.queue(), batch, deadline, |records, gate| {
+        let report = dispatcher.send_gated(destination, records, deadline, gate);
+        latencies.extend(report.latencies.iter().map(|d| d.as_secs_f64() * 1000.0));
+        report
+    });
     // The destination's own counters, even when the store failed halfway.
     counters.destinations.insert(destination.name(), dispatcher.stats(destination));
     counters.record_latencies(destination.name(), &latencies);

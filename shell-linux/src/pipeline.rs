@@ -872,7 +872,10 @@ pub fn cleanup(
 /// gate (its second argument) before its first request ([`Dispatcher::send_gated`]): if the gate
 /// answers false, it must send nothing (its report is dropped).
 ///
-/// [`drain_prepared`] with nothing to prepare.
+/// A backlog (a first page that is full, of at least [`OVERLAP_MIN_PAGE`] records) is sent on a
+/// thread of its own while this one reads the next page and deletes what the page before it
+/// delivered; a page is still posted only once the one before it is settled (its gate opens
+/// then), so a store failure sends at most one page again later.
 ///
 /// [`Dispatcher::send_gated`]: crate::dispatch::Dispatcher::send_gated
 pub fn drain(
@@ -881,29 +884,6 @@ pub fn drain(
     batch: usize,
     deadline: Instant,
     mut send: impl FnMut(&[Record], &mut dyn FnMut() -> bool) -> Report + Send,
-) -> Result<DrainResult, StoreError> {
-    drain_prepared(store, queue, batch, deadline, |_| (), |records, (), gate| send(records, gate))
-}
-
-/// [`drain`], each page first made ready by `prepare` (encoded and compressed:
-/// [`Preparer::prepare`]), then handed with what it made to `send`
-/// ([`Dispatcher::send_prepared`]).
-///
-/// A backlog (a first page that is full, of at least [`OVERLAP_MIN_PAGE`] records) flows
-/// through three threads: this one reads a page ahead and hands it to a preparing thread at
-/// once, which prepares it while the page before is posted by a sending thread; this thread
-/// then deletes what that page delivered. A page is still posted only once the one before it is
-/// settled (its gate opens then), so a store failure sends at most one page again later.
-///
-/// [`Preparer::prepare`]: crate::dispatch::Preparer::prepare
-/// [`Dispatcher::send_prepared`]: crate::dispatch::Dispatcher::send_prepared
-pub fn drain_prepared<P: Send>(
-    store: &mut dyn Store,
-    queue: Queue,
-    batch: usize,
-    deadline: Instant,
-    mut prepare: impl FnMut(&[Record]) -> P + Send,
-    mut send: impl FnMut(&[Record], P, &mut dyn FnMut() -> bool) -> Report + Send,
 ) -> Result<DrainResult, StoreError> {
     let mut result = DrainResult::default();
     loop {
@@ -916,8 +896,7 @@ pub fn drain_prepared<P: Send>(
             break;
         }
         let records = if records.len() == batch && batch >= OVERLAP_MIN_PAGE {
-            let stages = Stages { prepare: &mut prepare, send: &mut send };
-            match drain_overlapped(store, queue, batch, deadline, stages, records, &mut result) {
+            match drain_overlapped(store, queue, batch, deadline, &mut send, records, &mut result) {
                 Overlapped::Done(go_on) => {
                     if go_on? {
                         continue;
@@ -929,8 +908,7 @@ pub fn drain_prepared<P: Send>(
         } else {
             records
         };
-        let prepared = prepare(&records);
-        let report = send(&records, prepared, &mut || true);
+        let report = send(&records, &mut || true);
         if !settle_page(store, queue, &records, &report, &mut result)? {
             break;
         }
@@ -950,143 +928,92 @@ enum Overlapped {
     NoThread(Vec<Record>),
 }
 
-/// A page and its gate: `None` to send at once, or what the drain answers once the page before
-/// it is settled (`true`: send; `false`, or no answer: send nothing).
-type Gate = Option<std::sync::mpsc::Receiver<bool>>;
+/// A page for the sending thread, and its gate: `None` to send at once, or what the drain
+/// answers once the page before it is settled (`true`: send; `false`, or no answer: send nothing).
+type Handed = (Vec<Record>, Option<std::sync::mpsc::Receiver<bool>>);
 
-/// A page on its way through [`drain_overlapped`]'s stages: what was prepared from it (once
-/// prepared), its gate, and its report (once sent). One type for the three channels between the
-/// stages, so the binary carries one copy of the channel code.
-struct Handed<P> {
-    page: Vec<Record>,
-    prepared: Option<P>,
-    gate: Gate,
-    report: Option<Report>,
-}
-
-/// [`drain_prepared`]'s two stages, each run on a thread of its own by [`drain_overlapped`].
-struct Stages<'a, Prep, Send> {
-    prepare: &'a mut Prep,
-    send: &'a mut Send,
-}
-
-/// Drains a backlog starting with `first` (the queue's first page, full). The stages run on
-/// threads of their own: while one page is sent, the next is read here (the records after it,
-/// by offset) and handed to the preparing thread at once, and the page sent is settled here
-/// once its report is back. The next page's gate opens only once that delete is done. So the
-/// rules of the serial loop hold: a page goes out only after the one before it is settled and
-/// its delivered records deleted (if the store fails, at most one page is sent again later),
-/// and nothing is sent after a page that stopped the drain, once `deadline` has passed, or after
-/// a store error (the page read ahead then stays in the store, untouched, and its report is
-/// dropped). A record of a page read ahead that is not after the page in flight in the queue's
-/// order (score, then id: one added meanwhile shifts the pages) is left for a later read, never
-/// sent twice.
-fn drain_overlapped<P, Prep, Sender>(
+/// Drains a backlog starting with `first` (the queue's first page, full): `send` runs on a thread
+/// of its own, and while it sends a page this thread reads the next one (the records after it,
+/// by offset), then settles the page once its report is back. The next page is handed over at
+/// once, so the sender encodes and compresses it while the page before is deleted; its gate
+/// opens only once that delete is done. So the rules of the serial loop hold: a page goes out
+/// only after the one before it is settled and its delivered records deleted (if the store
+/// fails, at most one page is sent again later), and nothing is sent after a page that stopped
+/// the drain, once `deadline` has passed, or after a store error (the page read ahead then stays
+/// in the store, untouched, and its report is dropped). A record of a page read ahead that is
+/// not after the page in flight in the queue's order (score, then id: one added meanwhile
+/// shifts the pages) is left for a later read, never sent twice.
+fn drain_overlapped(
     store: &mut dyn Store,
     queue: Queue,
     batch: usize,
     deadline: Instant,
-    stages: Stages<'_, Prep, Sender>,
+    send: &mut (impl FnMut(&[Record], &mut dyn FnMut() -> bool) -> Report + Send),
     first: Vec<Record>,
     result: &mut DrainResult,
-) -> Overlapped
-where
-    P: Send,
-    Prep: FnMut(&[Record]) -> P + Send,
-    Sender: FnMut(&[Record], P, &mut dyn FnMut() -> bool) -> Report + Send,
-{
+) -> Overlapped {
     use std::sync::mpsc::sync_channel;
-    let Stages { prepare, send } = stages;
     std::thread::scope(|scope| {
-        let (to_preparer, pages) = sync_channel::<Handed<P>>(1);
-        let (to_sender, prepared) = sync_channel::<Handed<P>>(1);
-        let (to_drain, reports) = sync_channel::<Handed<P>>(1);
-        let preparing =
-            std::thread::Builder::new().name("chouette-prepare".into()).spawn_scoped(scope, move || {
-                for mut handed in pages {
-                    handed.prepared = Some(prepare(&handed.page));
-                    if to_sender.send(handed).is_err() {
-                        break;
-                    }
-                }
-            });
-        if let Err(error) = preparing {
-            log::debug!("cannot start a preparing thread ({error}): sending page by page");
-            return Overlapped::NoThread(first);
-        }
-        let sending =
+        let (to_sender, pages) = sync_channel::<Handed>(1);
+        let (to_drain, reports) = sync_channel::<(Vec<Record>, Report)>(1);
+        let spawned =
             std::thread::Builder::new().name("chouette-send".into()).spawn_scoped(scope, move || {
-                for mut handed in prepared {
-                    let Some(made) = handed.prepared.take() else { break };
-                    let gate = &handed.gate;
-                    let open = &mut || gate.as_ref().is_none_or(|gate| gate.recv() == Ok(true));
-                    handed.report = Some(send(&handed.page, made, open));
-                    if to_drain.send(handed).is_err() {
+                for (page, gate) in pages {
+                    let report =
+                        send(&page, &mut || gate.as_ref().is_none_or(|gate| gate.recv() == Ok(true)));
+                    if to_drain.send((page, report)).is_err() {
                         break;
                     }
                 }
             });
-        if let Err(error) = sending {
-            // Dropping `to_preparer` (at return) ends the preparing thread.
+        if let Err(error) = spawned {
             log::debug!("cannot start a sending thread ({error}): sending page by page");
             return Overlapped::NoThread(first);
         }
         let mut offset = first.len();
         let mut last = first.last().map(|r| (r.score, r.id.clone()));
-        let handed = Handed { page: first, prepared: None, gate: None, report: None };
-        if to_preparer.send(handed).is_err() {
+        if to_sender.send((first, None)).is_err() {
             return Overlapped::Done(Ok(true)); // the thread ended: its panic is the scope's
         }
         loop {
-            // Read ahead while the page in flight is sent, and hand the next page over at once
-            // to be prepared meanwhile; its gate stays shut until the page in flight is settled.
-            let mut next_gate = None;
-            let mut read_error = None;
-            if Instant::now() < deadline {
-                match store.read_page(queue, f64::INFINITY, offset, batch) {
-                    Ok(mut next) => {
-                        next.retain(|record| last.as_ref().is_some_and(|last| is_after(record, last)));
-                        if !next.is_empty() {
-                            offset = next.len();
-                            last = next.last().map(|r| (r.score, r.id.clone()));
-                            let (open, gate) = sync_channel(1);
-                            let handed =
-                                Handed { page: next, prepared: None, gate: Some(gate), report: None };
-                            if to_preparer.send(handed).is_err() {
-                                return Overlapped::Done(Ok(true));
-                            }
-                            next_gate = Some(open);
-                        }
-                    }
-                    Err(error) => read_error = Some(error),
-                }
-            }
-            let Ok(Handed { page, report: Some(report), .. }) = reports.recv() else {
+            // Read ahead while the page in flight is sent.
+            let next =
+                (Instant::now() < deadline).then(|| store.read_page(queue, f64::INFINITY, offset, batch));
+            let Ok((page, report)) = reports.recv() else {
                 return Overlapped::Done(Ok(true));
             };
             let goes_on = report.outcome == Outcome::Settled
                 && report.dispositions.iter().any(|d| *d != Disposition::Kept);
-            let settled = settle_page(store, queue, &page, &report, result);
-            let in_time = Instant::now() < deadline;
-            let open = goes_on && in_time && read_error.is_none() && matches!(settled, Ok(true));
-            let handed = next_gate.is_some();
-            if let Some(gate) = next_gate {
-                let _ = gate.send(open);
-                if !open {
-                    let _ = reports.recv(); // sent nothing: dropped
+            let mut next = match next {
+                Some(Err(error)) => {
+                    let settled = settle_page(store, queue, &page, &report, result);
+                    return Overlapped::Done(settled.and(Err(error)));
                 }
-            }
-            if open && handed {
-                continue;
-            }
-            return Overlapped::Done(match (read_error, settled) {
-                (Some(error), settled) => settled.and(Err(error)),
-                (None, settled) if goes_on && !in_time => {
+                _ if !goes_on => return Overlapped::Done(settle_page(store, queue, &page, &report, result)),
+                Some(Ok(next)) if Instant::now() < deadline => next,
+                _ => {
+                    let settled = settle_page(store, queue, &page, &report, result);
                     result.more = true; // the deadline passed: come back
-                    settled.map(|_| false)
+                    return Overlapped::Done(settled.map(|_| false));
                 }
-                (None, settled) => settled,
-            });
+            };
+            next.retain(|record| last.as_ref().is_some_and(|last| is_after(record, last)));
+            if next.is_empty() {
+                // The queue's end (or only records to read again from its head).
+                return Overlapped::Done(settle_page(store, queue, &page, &report, result));
+            }
+            offset = next.len();
+            last = next.last().map(|r| (r.score, r.id.clone()));
+            let (open, gate) = sync_channel(1);
+            if to_sender.send((std::mem::take(&mut next), Some(gate))).is_err() {
+                return Overlapped::Done(Ok(true));
+            }
+            let settled = settle_page(store, queue, &page, &report, result);
+            let _ = open.send(matches!(settled, Ok(true)));
+            if !matches!(settled, Ok(true)) {
+                let _ = reports.recv(); // sent nothing: dropped
+                return Overlapped::Done(settled);
+            }
         }
     })
 }
@@ -1444,58 +1371,6 @@ mod tests {
         let expected: Vec<Bytes> = (0..1050).map(|i| format!("r{i:04}").into()).collect();
         assert_eq!(sent, expected, "each record once, oldest first");
         assert!(threads.iter().all(|t| t.as_deref() == Some("chouette-send")), "{threads:?}");
-        assert_eq!(s.1.len(Queue::Logs).expect("len"), 0);
-    }
-
-    #[test]
-    fn a_backlog_page_is_prepared_while_the_page_before_is_sent_and_sent_with_its_own() {
-        let mut s = store_with(1050);
-        let (prepared_tx, prepared_rx) = std::sync::mpsc::channel::<Bytes>();
-        let (mut sent, mut overlapped, mut threads) = (Vec::new(), 0, Vec::new());
-        let (sent_to, overlapped_to) = (&mut sent, &mut overlapped);
-        let result = drain_prepared(
-            &mut s.1,
-            Queue::Logs,
-            100,
-            far(),
-            |records| {
-                threads.push(std::thread::current().name().map(str::to_owned));
-                let head = records[0].id.clone();
-                let _ = prepared_tx.send(head.clone());
-                head // what the sender must get with this very page
-            },
-            move |records, head: Bytes, gate| {
-                assert_eq!(head, records[0].id, "each page with what was prepared from it");
-                // The next page is prepared while this one is still out: wait for it here (a
-                // drain that prepared it only after this report would time out).
-                let number: usize = std::str::from_utf8(&head[1..]).expect("id").parse().expect("number");
-                if number + 100 < 1050 {
-                    let next = Bytes::from(format!("r{:04}", number + 100));
-                    let deadline = Instant::now() + Duration::from_secs(10);
-                    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-                        match prepared_rx.recv_timeout(left) {
-                            Ok(prepared) if prepared == next => {
-                                *overlapped_to += 1;
-                                break;
-                            }
-                            Ok(_) => {}
-                            Err(_) => break,
-                        }
-                    }
-                }
-                if !gate() {
-                    return report(records, |_| Disposition::Kept, Outcome::OutOfTime);
-                }
-                sent_to.extend(records.iter().map(|r| r.id.clone()));
-                report(records, |_| Disposition::Delivered, Outcome::Settled)
-            },
-        )
-        .expect("drain");
-        assert_eq!((result.delivered, result.requests), (1050, 11));
-        let expected: Vec<Bytes> = (0..1050).map(|i| format!("r{i:04}").into()).collect();
-        assert_eq!(sent, expected, "each record once, oldest first");
-        assert_eq!(overlapped, 10, "every page after the first prepared while the one before was out");
-        assert!(threads.iter().all(|t| t.as_deref() == Some("chouette-prepare")), "{threads:?}");
         assert_eq!(s.1.len(Queue::Logs).expect("len"), 0);
     }
 

@@ -22,7 +22,6 @@ pub(super) fn headers(config: &DispatchConfig) -> Vec<(&'static str, String)> {
 }
 
 /// Wrapped metrics to `{DATADOG_URL}/v1/series`: each record is one series entry.
-#[derive(Clone)]
 pub struct DatadogSeries {
     config: DispatchConfig,
     scratch: Vec<u8>,
@@ -107,7 +106,6 @@ impl Output for DatadogSeries {
 }
 
 /// Logs to `{DATADOG_LOGS_URL}/v1/input` (or `/api/v2/logs`): a JSON array of records.
-#[derive(Clone)]
 pub struct DatadogLogs {
     config: DispatchConfig,
 }

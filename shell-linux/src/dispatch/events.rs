@@ -245,7 +245,6 @@ fn encode_object(
 }
 
 /// DogStatsD events to `{DATADOG_URL}/v1/events`, one per request, uncompressed.
-#[derive(Clone)]
 pub struct DatadogEvents {
     config: DispatchConfig,
 }
@@ -289,7 +288,6 @@ impl Output for DatadogEvents {
 }
 
 /// DogStatsD service checks to `{DATADOG_URL}/v1/check_run`, a JSON array, zlib-compressed.
-#[derive(Clone)]
 pub struct DatadogServiceChecks {
     config: DispatchConfig,
 }

@@ -23,7 +23,6 @@ use crate::config::{InfluxApi, InfluxConfig};
 use crate::limits::DEFAULT_SERIES_MAX_UNCOMPRESSED_BYTES;
 
 /// Wrapped metrics to InfluxDB.
-#[derive(Clone)]
 pub struct InfluxOutput {
     url: String,
     authorization: Option<String>,

@@ -354,28 +354,16 @@ impl<T: Transport> Attempt<'_, T> {
     /// Compresses and posts `json` (the payload of `group`, holding `units` points or entries)
     /// and interprets the answer.
     fn post(&mut self, json: &[u8], group: &[usize], units_of: &[u64], entries: &Entries<'_>) -> Verdict {
-        if self.deadline.is_some_and(|d| Instant::now() >= d) {
-            return Verdict::Deferred;
-        }
-        let body = compress(self.output.encoding(), self.level, json);
-        self.post_body(&body, json, group, units_of, entries)
-    }
-
-    /// Posts `body`, the compressed payload of `group` (`json` uncompressed, or empty when the
-    /// transport does not read it: [`Transport::wants_plain`]), and interprets the answer.
-    fn post_body(
-        &mut self,
-        body: &[u8],
-        json: &[u8],
-        group: &[usize],
-        units_of: &[u64],
-        entries: &Entries<'_>,
-    ) -> Verdict {
         let units: u64 = group.iter().map(|&i| units_of[i]).sum();
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
             return Verdict::Deferred;
         }
         let encoding = self.output.encoding();
+        let body = match encoding {
+            Encoding::Deflate => zlib::compress(json, self.level),
+            Encoding::Gzip => gzip::compress(json, self.level),
+            Encoding::Identity => json.to_vec(),
+        };
         if body.len() > self.output.limits().max_compressed {
             return Verdict::TooLarge { reason: "too_large".to_owned() };
         }
@@ -393,10 +381,10 @@ impl<T: Transport> Attempt<'_, T> {
         let url = self.output.url();
         let records = group.len();
         let started = Instant::now();
-        let answer = self.transport.post_payload(url, &headers, body, json);
+        let answer = self.transport.post_payload(url, &headers, &body, json);
         self.report.latencies.push(started.elapsed());
         self.report.sent_points += units;
-        let verdict = self.read(answer, url, records, units, body, group, units_of, entries);
+        let verdict = self.read(answer, url, records, units, &body, group, units_of, entries);
         if verdict == Verdict::Stop {
             self.report.failed_points += units;
         }
@@ -710,8 +698,7 @@ impl<T: Transport> Dispatcher<T> {
         self.call(index, now, deadline, records, gate)
     }
 
-    /// One call: prepare the batch (encode each record once, plan payloads within the limits,
-    /// compress them), then settle it.
+    /// One call: encode each record once, plan payloads within the limits, settle them.
     fn call(
         &mut self,
         index: usize,
@@ -720,68 +707,64 @@ impl<T: Transport> Dispatcher<T> {
         records: &[Record],
         gate: Option<&mut dyn FnMut() -> bool>,
     ) -> Report {
-        let level = self.config.compression_level;
-        let entries = std::mem::take(&mut self.entries);
-        let prepared = prepare(&mut *self.lanes[index].output, level, records, entries, &mut self.payload);
-        self.settle_prepared(index, now, deadline, prepared, gate)
-    }
-
-    /// A [`Preparer`] for `destination` (`None` for one this dispatcher does not send to): a
-    /// copy of its output, to encode and compress batches on another thread while this
-    /// dispatcher posts the one before ([`Dispatcher::send_prepared`]).
-    pub fn preparer(&self, destination: Destination) -> Option<Preparer> {
-        let lane = self.lane(destination)?;
-        Some(Preparer {
-            output: lane.output.clone_output(),
-            level: self.config.compression_level,
-            payload: Vec::new(),
-        })
-    }
-
-    /// [`Dispatcher::send_gated`] for a batch already prepared by [`Preparer::prepare`] from
-    /// the same `records`: the same requests, answers and report, without the encoding and
-    /// compression of the batch's payloads (a payload split after a refusal is compressed
-    /// here, as it is made).
-    pub fn send_prepared(
-        &mut self,
-        records: &[Record],
-        prepared: Prepared,
-        deadline: Instant,
-        gate: &mut dyn FnMut() -> bool,
-    ) -> Report {
-        let destination = prepared.destination;
-        let Some(index) = self.lanes.iter().position(|lane| lane.output.destination() == destination) else {
-            return Report::all_kept(records.len());
-        };
-        debug_assert_eq!(prepared.out.len(), records.len(), "prepared from other records");
-        let now = Instant::now();
-        if self.lanes[index].outbox.backoff.is_waiting(now) {
-            let report = Report::all_kept(records.len());
-            self.lanes[index].outbox.stats.retried += report.retried;
-            return report;
-        }
-        self.settle_prepared(index, now, Some(deadline), prepared, Some(gate))
-    }
-
-    /// Settles a prepared batch: posts its payloads (each compressed ahead of time), splitting
-    /// and bisecting as the answers say.
-    fn settle_prepared(
-        &mut self,
-        index: usize,
-        now: Instant,
-        deadline: Option<Instant>,
-        prepared: Prepared,
-        gate: Option<&mut dyn FnMut() -> bool>,
-    ) -> Report {
-        let Dispatcher { transport, config, lanes, entries: spare, payload } = self;
+        let Dispatcher { transport, config, lanes, entries, payload } = self;
         let Lane { output, outbox } = &mut lanes[index];
-        let Prepared { destination, mut out, spans, units, entries: bytes, chunks, mut bodies, heads } =
-            prepared;
-        let output: &dyn Output = &**output;
+        let mut out: Vec<Option<Disposition>> = vec![None; records.len()];
+        let mut spans = vec![0..0; records.len()];
+        let mut units = vec![0u64; records.len()];
+        let mut valid = Vec::with_capacity(records.len());
+        let limits = output.limits();
         let framing = output.framing();
+        let room = limits.max_bytes.saturating_sub(framing.open.len() + framing.close.len());
+        entries.clear();
+        for (i, record) in records.iter().enumerate() {
+            let Some(value) = &record.value else {
+                out[i] = Some(dead("orphan"));
+                continue;
+            };
+            let start = entries.len();
+            match output.encode(value, entries) {
+                Ok(n) if entries.len() - start <= room => {
+                    spans[i] = start..entries.len();
+                    units[i] = n;
+                    valid.push(i);
+                }
+                Ok(_) => {
+                    entries.truncate(start);
+                    out[i] = Some(dead("too_large"));
+                }
+                Err(reason) => {
+                    entries.truncate(start);
+                    out[i] = Some(dead(&reason));
+                }
+            }
+        }
+
+        // Plan: cut the encoded records into payloads within the limits.
+        let mut chunks: Vec<Vec<usize>> = Vec::new();
+        let mut chunk = Vec::new();
+        let (mut bytes, mut chunk_units) = (0usize, 0u64);
+        for &i in &valid {
+            let len = spans[i].len() + framing.separator.len();
+            if !chunk.is_empty()
+                && (chunk_units + units[i] > limits.max_units.max(1)
+                    || bytes + len > room + framing.separator.len())
+            {
+                chunks.push(std::mem::take(&mut chunk));
+                (bytes, chunk_units) = (0, 0);
+            }
+            chunk.push(i);
+            bytes += len;
+            chunk_units += units[i];
+        }
+        if !chunk.is_empty() {
+            chunks.push(chunk);
+        }
+
+        let output: &dyn Output = &**output;
+        let destination = output.destination();
         let mut report = Report::default();
-        let entries = Entries { bytes: &bytes, spans: &spans };
-        let wants_plain = transport.wants_plain();
+        let entries = Entries { bytes: entries, spans: &spans };
         let mut attempt = Attempt {
             transport,
             output,
@@ -799,184 +782,34 @@ impl<T: Transport> Dispatcher<T> {
         let sorts = output.sorts_entries();
         let mut sorted = Vec::new();
         let mut send = |group: &[usize]| {
-            // A whole chunk's first request takes the body compressed when it was prepared.
-            let chunk = group.first().and_then(|&first| heads.get(first)).copied().unwrap_or(NO_CHUNK);
-            let ahead = match chunks.get(chunk as usize) {
-                Some(c) if c[..] == *group => bodies[chunk as usize].take(),
-                _ => None,
+            // Metrics in the order of their encoded bytes: by name, then tags. Neighbours then
+            // share most of their bytes, which deflate turns into short back-references (about
+            // half the compressed size of the queue's order, which is by random id). Which
+            // records a payload holds does not change; logs and events keep their order.
+            let group = if sorts {
+                sorted.clear();
+                sorted.extend_from_slice(group);
+                sort_by_bytes(&mut sorted, &entries);
+                &sorted[..]
+            } else {
+                group
             };
-            if let Some(body) = ahead {
-                payload.clear();
-                if wants_plain {
-                    write_payload(payload, &framing, &body.order, &entries);
-                }
-                return attempt.post_body(&body.compressed, payload, group, &units, &entries);
-            }
-            let group = payload_order(group, sorts, &entries, &mut sorted);
             payload.clear();
-            write_payload(payload, &framing, group, &entries);
+            payload.extend_from_slice(framing.open);
+            for (k, &i) in group.iter().enumerate() {
+                if k > 0 {
+                    payload.extend_from_slice(framing.separator);
+                }
+                payload.extend_from_slice(entries.get(i));
+            }
+            payload.extend_from_slice(framing.close);
             attempt.post(payload, group, &units, &entries)
         };
         let outcome = settle_chunks(&chunks, &mut send, &mut out);
         let (failure, refusal) = (attempt.failure, attempt.last_refusal);
         let call = Call { destination, url: output.url(), outcome, failure, refusal };
-        let report = finish(now, outbox, call, out, report);
-        // The entries' buffer serves the next call made here.
-        let mut bytes = bytes;
-        bytes.clear();
-        if bytes.capacity() > spare.capacity() {
-            *spare = bytes;
-        }
-        report
+        finish(now, outbox, call, out, report)
     }
-}
-
-/// Encodes, plans and compresses batches for one output: [`Dispatcher::preparer`]. It owns a
-/// copy of the output, so a thread can prepare the next batch while the dispatcher posts.
-pub struct Preparer {
-    output: Box<dyn Output>,
-    level: u8,
-    /// The payload being compressed, kept from one batch to the next.
-    payload: Vec<u8>,
-}
-
-impl Preparer {
-    /// Prepares `records` (a batch of this preparer's destination) for
-    /// [`Dispatcher::send_prepared`].
-    pub fn prepare(&mut self, records: &[Record]) -> Prepared {
-        prepare(&mut *self.output, self.level, records, Vec::new(), &mut self.payload)
-    }
-}
-
-/// A batch ready to post to one output ([`Preparer::prepare`]): each record encoded once (or
-/// dead at once: orphan, unparsable, too large), the entries cut into payloads within the
-/// output's limits, and each payload compressed, in the order its entries go out.
-pub struct Prepared {
-    destination: Destination,
-    /// One per record: dead before any request, or `None` (to send).
-    out: Vec<Option<Disposition>>,
-    /// Each record's entry in `entries` (empty for a record not encoded).
-    spans: Vec<std::ops::Range<usize>>,
-    /// Each record's points (or log entries).
-    units: Vec<u64>,
-    /// The entries, back to back.
-    entries: Vec<u8>,
-    /// The payloads' records, in the queue's order (what splitting and bisection cut).
-    chunks: Vec<Vec<usize>>,
-    /// Each chunk's payload as first posted, taken by that request.
-    bodies: Vec<Option<Body>>,
-    /// The chunk each record begins ([`NO_CHUNK`] for none).
-    heads: Vec<u32>,
-}
-
-/// A chunk's payload compressed, and its records in the order the payload holds them.
-struct Body {
-    order: Vec<usize>,
-    compressed: Vec<u8>,
-}
-
-/// In [`Prepared::heads`]: the record begins no chunk.
-const NO_CHUNK: u32 = u32::MAX;
-
-/// Encodes `records` once with `output` (into `entries`, a buffer to reuse), cuts the entries
-/// into payloads within the output's limits, and compresses each payload at `level`.
-fn prepare(
-    output: &mut dyn Output,
-    level: u8,
-    records: &[Record],
-    mut entries: Vec<u8>,
-    payload: &mut Vec<u8>,
-) -> Prepared {
-    let mut out: Vec<Option<Disposition>> = vec![None; records.len()];
-    let mut spans = vec![0..0; records.len()];
-    let mut units = vec![0u64; records.len()];
-    let mut valid = Vec::with_capacity(records.len());
-    let limits = output.limits();
-    let framing = output.framing();
-    let room = limits.max_bytes.saturating_sub(framing.open.len() + framing.close.len());
-    entries.clear();
-    for (i, record) in records.iter().enumerate() {
-        let Some(value) = &record.value else {
-            out[i] = Some(dead("orphan"));
-            continue;
-        };
-        let start = entries.len();
-        match output.encode(value, &mut entries) {
-            Ok(n) if entries.len() - start <= room => {
-                spans[i] = start..entries.len();
-                units[i] = n;
-                valid.push(i);
-            }
-            Ok(_) => {
-                entries.truncate(start);
-                out[i] = Some(dead("too_large"));
-            }
-            Err(reason) => {
-                entries.truncate(start);
-                out[i] = Some(dead(&reason));
-            }
-        }
-    }
-
-    // Plan: cut the encoded records into payloads within the limits.
-    let mut chunks: Vec<Vec<usize>> = Vec::new();
-    let mut chunk = Vec::new();
-    let (mut bytes, mut chunk_units) = (0usize, 0u64);
-    for &i in &valid {
-        let len = spans[i].len() + framing.separator.len();
-        if !chunk.is_empty()
-            && (chunk_units + units[i] > limits.max_units.max(1)
-                || bytes + len > room + framing.separator.len())
-        {
-            chunks.push(std::mem::take(&mut chunk));
-            (bytes, chunk_units) = (0, 0);
-        }
-        chunk.push(i);
-        bytes += len;
-        chunk_units += units[i];
-    }
-    if !chunk.is_empty() {
-        chunks.push(chunk);
-    }
-
-    // Compress each payload as its first request sends it.
-    let mut heads = vec![NO_CHUNK; records.len()];
-    let sorts = output.sorts_entries();
-    let encoding = output.encoding();
-    let view = Entries { bytes: &entries, spans: &spans };
-    let bodies = chunks
-        .iter()
-        .enumerate()
-        .map(|(k, chunk)| {
-            heads[chunk[0]] = k as u32;
-            let mut order = Vec::new();
-            let group = payload_order(chunk, sorts, &view, &mut order).to_vec();
-            payload.clear();
-            write_payload(payload, &framing, &group, &view);
-            Some(Body { order: group, compressed: compress(encoding, level, payload) })
-        })
-        .collect();
-    Prepared { destination: output.destination(), out, spans, units, entries, chunks, bodies, heads }
-}
-
-/// `group` in the order its payload holds it: for an output that sorts, by encoded bytes (by
-/// name, then tags: neighbours then share most of their bytes, which deflate turns into short
-/// back-references, about half the compressed size of the queue's order, which is by random
-/// id), sorted into `sorted`; else as it is. Which records a payload holds does not change;
-/// logs and events keep their order.
-fn payload_order<'g>(
-    group: &'g [usize],
-    sorts: bool,
-    entries: &Entries<'_>,
-    sorted: &'g mut Vec<usize>,
-) -> &'g [usize] {
-    if !sorts {
-        return group;
-    }
-    sorted.clear();
-    sorted.extend_from_slice(group);
-    sort_by_bytes(sorted, entries);
-    sorted
 }
 
 /// Sorts `group` by its entries' bytes, as `sort_unstable_by` comparing them whole would, at a
@@ -1037,27 +870,6 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
         at += 8;
     }
     at + a[at..n].iter().zip(&b[at..n]).take_while(|(x, y)| x == y).count()
-}
-
-/// The payload of `group`'s entries, in that order, framed, into `payload`.
-fn write_payload(payload: &mut Vec<u8>, framing: &Framing, group: &[usize], entries: &Entries<'_>) {
-    payload.extend_from_slice(framing.open);
-    for (k, &i) in group.iter().enumerate() {
-        if k > 0 {
-            payload.extend_from_slice(framing.separator);
-        }
-        payload.extend_from_slice(entries.get(i));
-    }
-    payload.extend_from_slice(framing.close);
-}
-
-/// `json` as `encoding` sends it, compressed at `level`.
-fn compress(encoding: Encoding, level: u8, json: &[u8]) -> Vec<u8> {
-    match encoding {
-        Encoding::Deflate => zlib::compress(json, level),
-        Encoding::Gzip => gzip::compress(json, level),
-        Encoding::Identity => json.to_vec(),
-    }
 }
 
 fn dead(reason: &str) -> Disposition {

@@ -21,7 +21,6 @@ use crate::config::{Compression, OpentsdbConfig, SanitizeMode};
 use crate::limits::DEFAULT_SERIES_MAX_UNCOMPRESSED_BYTES;
 
 /// Wrapped metrics to OpenTSDB or Apptuit.
-#[derive(Clone)]
 pub struct OpentsdbOutput {
     url: String,
     token: Option<String>,

@@ -74,21 +74,8 @@ impl<'a> Entries<'a> {
     }
 }
 
-/// A copy of an output as a box: what a preparing thread encodes with (its own scratch
-/// buffers), while the dispatcher posts with the original. Every `Output + Clone` has it.
-pub trait OutputClone {
-    /// A copy of this output, same configuration.
-    fn clone_output(&self) -> Box<dyn Output>;
-}
-
-impl<T: Output + Clone + 'static> OutputClone for T {
-    fn clone_output(&self) -> Box<dyn Output> {
-        Box::new(self.clone())
-    }
-}
-
 /// One backend: see the module docs.
-pub trait Output: Send + OutputClone {
+pub trait Output: Send {
     /// Which output this is (its name, outbox queue and variables).
     fn destination(&self) -> Destination;
 

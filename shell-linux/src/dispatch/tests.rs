@@ -590,10 +590,6 @@ where
         unreachable!("the dispatcher posts through post_payload")
     }
 
-    fn wants_plain(&self) -> bool {
-        true
-    }
-
     fn post_payload(
         &mut self,
         _url: &str,

@@ -92,13 +92,6 @@ pub trait Transport: Send {
         body: &[u8],
     ) -> Result<HttpResponse, TransportError>;
 
-    /// Whether [`Transport::post_payload`] reads `plain`. When not (posting over HTTP), a
-    /// payload compressed ahead of its request is not written out again uncompressed for it:
-    /// `plain` is then empty.
-    fn wants_plain(&self) -> bool {
-        false
-    }
-
     /// Posts `body`, the compressed form of `plain`: what the dispatcher calls. The dry run
     /// prints `plain` instead of inflating `body` again; others post `body`.
     fn post_payload(
@@ -122,10 +115,6 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
         body: &[u8],
     ) -> Result<HttpResponse, TransportError> {
         (**self).post(url, headers, body)
-    }
-
-    fn wants_plain(&self) -> bool {
-        (**self).wants_plain()
     }
 
     fn post_payload(
@@ -432,10 +421,6 @@ impl<W: Write + Send> Transport for DryRunTransport<W> {
             _ => inflate(body).map_err(|e| other(e.to_string()))?,
         };
         self.post_payload(url, headers, body, &json)
-    }
-
-    fn wants_plain(&self) -> bool {
-        true
     }
 
     fn post_payload(
