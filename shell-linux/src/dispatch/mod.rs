@@ -844,7 +844,7 @@ fn sort_from(keyed: &mut [(u128, usize)], entries: &Entries<'_>, from: usize) {
         bytes[..n].copy_from_slice(&rest[..n]);
         *key = u128::from_be_bytes(bytes);
     }
-    keyed.sort_unstable_by_key(|&(key, _)| key);
+    sort_keys(keyed);
     let next = from + 16;
     for run in keyed.chunk_by_mut(|a, b| a.0 == b.0) {
         if run.len() < 2 {
@@ -853,9 +853,17 @@ fn sort_from(keyed: &mut [(u128, usize)], entries: &Entries<'_>, from: usize) {
         if run.iter().any(|&(_, i)| entries.get(i).len() > next) {
             sort_from(run, entries, next);
         } else {
-            run.sort_unstable_by_key(|&(_, i)| entries.get(i).len());
+            for (key, i) in run.iter_mut() {
+                *key = entries.get(*i).len() as u128;
+            }
+            sort_keys(run);
         }
     }
+}
+
+/// Sorts `keyed` by key: one copy of the sort in the binary for both of [`sort_from`]'s sorts.
+fn sort_keys(keyed: &mut [(u128, usize)]) {
+    keyed.sort_unstable_by_key(|&(key, _)| key);
 }
 
 /// How many bytes `a` and `b` share at their start, compared 8 at a time.
