@@ -5,6 +5,8 @@
 set -euo pipefail
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+# The TLS Redis tests make their CA and certificates with it.
+command -v openssl >/dev/null || need_apt+=(openssl)
 command -v victoria-metrics >/dev/null || need_apt+=(victoria-metrics)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then apt=(apt-get); else apt=(sudo apt-get); fi

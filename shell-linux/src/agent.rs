@@ -63,7 +63,8 @@ pub fn wall_clock() -> f64 {
 pub fn open_store(config: &Config) -> Result<Box<dyn Store>, StoreError> {
     let store: Box<dyn Store> = match &config.store {
         StoreConfig::Redis { url, implicit } => {
-            let store = RedisStore::connect(url, crate::store::redis::RedisTimeouts::default())?;
+            let timeouts = crate::store::redis::RedisTimeouts::default();
+            let store = RedisStore::connect_with_tls(url, timeouts, &config.redis_tls)?;
             if *implicit {
                 log::warn!(
                     "store={}: no REDIS_URL/REDIS_HOST set, but the original's default host `redis` resolves: using it",

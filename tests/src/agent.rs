@@ -87,6 +87,11 @@ impl Agent {
         }
     }
 
+    /// The exit status if the agent has exited (by itself: a refused configuration or store).
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("wait")
+    }
+
     /// A kill -9.
     pub fn kill9(mut self) {
         let _ = self.child.kill();

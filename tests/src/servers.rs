@@ -75,8 +75,81 @@ fn wait_for_redis_ready(port: u16, child: &mut Child, log: &std::path::Path) -> 
 pub struct RedisServer {
     /// The loopback port it listens on.
     pub port: u16,
+    /// Its TLS listener, when started with [`RedisServer::start_tls`].
+    pub tls: Option<RedisTls>,
     child: Child,
     dir: PathBuf,
+}
+
+/// A TLS listener of a [`RedisServer`] (beside its plain port, which the tests write through):
+/// its port and the PEM files of a CA made for it, the server's certificate (for `localhost` and
+/// `127.0.0.1`) and a client certificate, all signed by that CA.
+pub struct RedisTls {
+    /// The TLS port.
+    pub port: u16,
+    /// The CA's certificate: what a client must trust.
+    pub ca: PathBuf,
+    /// A client certificate and its key, signed by the CA (for `tls-auth-clients yes`).
+    pub client_cert: PathBuf,
+    /// The client certificate's private key.
+    pub client_key: PathBuf,
+    /// A second CA's certificate, which signed nothing here: trusting it alone must fail.
+    pub other_ca: PathBuf,
+}
+
+/// Makes, with the `openssl` command, a CA, a server certificate for `localhost` and
+/// `127.0.0.1`, a client certificate, and a second, unrelated CA, in `dir` (P-256 keys, valid
+/// two days).
+fn make_test_pki(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl (install the Debian package openssl)");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    for (ca, subject) in [("ca", "/CN=Chouette test CA"), ("other-ca", "/CN=Chouette other CA")] {
+        let (k, c) = (format!("{ca}.key"), format!("{ca}.crt"));
+        let mut args = vec!["req", "-x509", "-days", "2", "-subj", subject, "-keyout", &k, "-out", &c];
+        args.extend(key);
+        args.extend([
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ]);
+        run(&args);
+    }
+    for (who, ext) in [
+        ("server", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"),
+        ("client", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        let (k, csr, c, e) =
+            (format!("{who}.key"), format!("{who}.csr"), format!("{who}.crt"), format!("{who}.ext"));
+        std::fs::write(dir.join(&e), ext).expect("write an extensions file");
+        let mut args = vec!["req", "-new", "-subj", "/CN=localhost", "-keyout", &k, "-out", &csr];
+        args.extend(key);
+        run(&args);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &e,
+            "-out",
+            &c,
+        ]);
+    }
 }
 
 impl RedisServer {
@@ -84,6 +157,50 @@ impl RedisServer {
     /// between the pick and the server's bind is given up for another, up to 3 times.
     pub fn start() -> RedisServer {
         Self::start_on_a_free_port("redis", false)
+    }
+
+    /// Starts a server that also listens with TLS ([`RedisServer::tls`]) on a second free port,
+    /// with a CA made for it; `client_auth`: clients must present a certificate the CA signed
+    /// (Redis's default, `tls-auth-clients yes`).
+    pub fn start_tls(client_auth: bool) -> RedisServer {
+        let mut errors = Vec::new();
+        for _ in 0..3 {
+            let dir = scratch_dir("redis-tls");
+            make_test_pki(&dir);
+            let tls = RedisTls {
+                port: free_port(),
+                ca: dir.join("ca.crt"),
+                client_cert: dir.join("client.crt"),
+                client_key: dir.join("client.key"),
+                other_ca: dir.join("other-ca.crt"),
+            };
+            let auth = if client_auth { "yes" } else { "no" };
+            let args: Vec<std::ffi::OsString> = vec![
+                "--tls-port".into(),
+                tls.port.to_string().into(),
+                "--tls-cert-file".into(),
+                dir.join("server.crt").into(),
+                "--tls-key-file".into(),
+                dir.join("server.key").into(),
+                "--tls-ca-cert-file".into(),
+                tls.ca.clone().into(),
+                "--tls-auth-clients".into(),
+                auth.into(),
+            ];
+            match Self::spawn_with(free_port(), dir, false, &args) {
+                Ok(mut server) => {
+                    server.tls = Some(tls);
+                    return server;
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        panic!("redis-server with TLS did not start on 3 pairs of free ports:\n{}", errors.join("\n"));
+    }
+
+    /// `rediss://localhost:<tls port>/0` (the name its certificate carries).
+    pub fn tls_url(&self) -> String {
+        format!("rediss://localhost:{}/0", self.tls.as_ref().expect("a server started with start_tls").port)
     }
 
     /// Starts on a given port (to restart a server where clients expect it).
@@ -119,6 +236,15 @@ impl RedisServer {
     }
 
     fn spawn(port: u16, dir: PathBuf, persistent: bool) -> Result<RedisServer, String> {
+        Self::spawn_with(port, dir, persistent, &[])
+    }
+
+    fn spawn_with(
+        port: u16,
+        dir: PathBuf,
+        persistent: bool,
+        extra: &[std::ffi::OsString],
+    ) -> Result<RedisServer, String> {
         let aof: &[&str] = if persistent {
             &["--appendonly", "yes", "--appendfsync", "always"]
         } else {
@@ -128,6 +254,7 @@ impl RedisServer {
         let mut child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
             .args(aof)
+            .args(extra)
             .arg("--dir")
             .arg(&dir)
             .arg("--logfile")
@@ -137,7 +264,7 @@ impl RedisServer {
             .spawn()
             .expect("start redis-server (install the Debian package redis-server)");
         match wait_for_redis_ready(port, &mut child, &log) {
-            Ok(()) => Ok(RedisServer { port, child, dir }),
+            Ok(()) => Ok(RedisServer { port, tls: None, child, dir }),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
                 Err(e)

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::{CollectError, Collector, PluginConfigError, PluginVars, Point};
 use crate::config::vars;
+use crate::store::redis::{with_tls_files, TlsFiles};
 
 /// Connect, read and write timeout.
 pub const TIMEOUT: Duration = Duration::from_secs(2);
@@ -21,20 +22,29 @@ pub const TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Settings {
     /// `DRAMATIQ_REDIS_URL`, else the agent's Redis store.
     pub url: String,
+    /// The store's TLS files (`REDIS_TLS_*`) when `url` is the store's; else none.
+    pub tls: TlsFiles,
 }
 
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings").field("url", &crate::config::redact_url(&self.url)).finish()
+        f.debug_struct("Settings")
+            .field("url", &crate::config::redact_url(&self.url))
+            .field("tls", &self.tls)
+            .finish()
     }
 }
 
 impl Settings {
-    /// From `DRAMATIQ_REDIS_URL` (through its table entry), else `store`, the agent's Redis URL.
-    pub fn from_vars(vars: &PluginVars, store: Option<&str>) -> Result<Settings, PluginConfigError> {
+    /// From `DRAMATIQ_REDIS_URL` (through its table entry), else `store`, the agent's Redis URL
+    /// and TLS files.
+    pub fn from_vars(
+        vars: &PluginVars,
+        store: Option<(&str, &TlsFiles)>,
+    ) -> Result<Settings, PluginConfigError> {
         match (vars::DRAMATIQ_REDIS_URL.text(vars)?, store) {
-            (Some(url), _) => Ok(Settings { url }),
-            (None, Some(url)) => Ok(Settings { url: url.to_owned() }),
+            (Some(url), _) => Ok(Settings { url, tls: TlsFiles::default() }),
+            (None, Some((url, tls))) => Ok(Settings { url: url.to_owned(), tls: tls.clone() }),
             (None, None) => Err(PluginConfigError::new(
                 vars::DRAMATIQ_REDIS_URL.name,
                 "",
@@ -53,10 +63,23 @@ pub struct Dramatiq {
 impl Dramatiq {
     /// A collector for the Redis at `url` (connected lazily, reconnected after errors).
     pub fn new(url: &str) -> Result<Dramatiq, PluginConfigError> {
-        let client = redis::Client::open(url).map_err(|e| {
-            let shown = crate::config::redact_url(url);
-            PluginConfigError::new("DRAMATIQ_REDIS_URL", &shown, format!("a Redis URL ({e})"))
+        Self::with_tls(url, &TlsFiles::default())
+    }
+
+    /// [`Dramatiq::new`] with TLS files (read now) for a `rediss://` URL.
+    pub fn with_tls(url: &str, tls: &TlsFiles) -> Result<Dramatiq, PluginConfigError> {
+        let shown = || crate::config::redact_url(url);
+        let mut client = redis::Client::open(url).map_err(|e| {
+            PluginConfigError::new("DRAMATIQ_REDIS_URL", &shown(), format!("a Redis URL ({e})"))
         })?;
+        if !tls.is_empty() {
+            let info = with_tls_files(client.get_connection_info().clone(), tls).map_err(|e| {
+                PluginConfigError::new("DRAMATIQ_REDIS_URL", &shown(), format!("its TLS files ({e})"))
+            })?;
+            client = redis::Client::open(info).map_err(|e| {
+                PluginConfigError::new("DRAMATIQ_REDIS_URL", &shown(), format!("a Redis URL ({e})"))
+            })?;
+        }
         Ok(Dramatiq { client, connection: None })
     }
 

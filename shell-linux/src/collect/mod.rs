@@ -184,11 +184,11 @@ pub fn build(config: &Config) -> Result<Vec<Box<dyn Collector>>, PluginConfigErr
             "rpi" => Box::new(rpi::Rpi::from_vars(vars)?),
             "dramatiq" => {
                 let store = match &config.store {
-                    StoreConfig::Redis { url, .. } => Some(url.as_str()),
+                    StoreConfig::Redis { url, .. } => Some((url.as_str(), &config.redis_tls)),
                     StoreConfig::Embedded { .. } => None,
                 };
                 let settings = dramatiq::Settings::from_vars(vars, store)?;
-                Box::new(dramatiq::Dramatiq::new(&settings.url)?)
+                Box::new(dramatiq::Dramatiq::with_tls(&settings.url, &settings.tls)?)
             }
             other => {
                 return Err(PluginConfigError::new("COLLECTOR_PLUGINS", other, "a known plugin name"));

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::store::embedded::EmbeddedStore;
+use crate::store::redis::TlsFiles;
 use crate::store::{Queue, Store};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -192,12 +193,13 @@ fn plugin_settings_come_from_their_table_entries() {
         k8s::K8sMetrics { node: vec!["inodes".into()], pods: vec!["memory".into(), "cpu".into()] }
     );
     assert_eq!(k.ca, None);
-    assert_eq!(
-        dramatiq::Settings::from_vars(&none, Some("redis://store:6379/0")).unwrap().url,
-        "redis://store:6379/0"
-    );
-    let own = set(&[("DRAMATIQ_REDIS_URL", "redis://broker/1")]);
-    assert_eq!(dramatiq::Settings::from_vars(&own, Some("redis://store/0")).unwrap().url, "redis://broker/1");
+    // The store's Redis, with its TLS files; a broker of its own, without them.
+    let tls = TlsFiles { ca: Some("/ca.pem".into()), ..TlsFiles::default() };
+    let on_store = dramatiq::Settings::from_vars(&none, Some(("rediss://store:6379/0", &tls))).unwrap();
+    assert_eq!((on_store.url.as_str(), &on_store.tls), ("rediss://store:6379/0", &tls));
+    let own = set(&[("DRAMATIQ_REDIS_URL", "rediss://broker/1")]);
+    let on_own = dramatiq::Settings::from_vars(&own, Some(("rediss://store/0", &tls))).unwrap();
+    assert_eq!((on_own.url.as_str(), &on_own.tls), ("rediss://broker/1", &TlsFiles::default()));
 
     // Set values, any case where the table says so.
     let h = host::Settings::from_vars(&set(&[

@@ -188,6 +188,9 @@ pub struct Config {
     pub log_level: log::LevelFilter,
     /// `REDIS_URL`, `REDIS_HOST`, `REDIS_PORT`, `CHOUETTE_STATE_DIR`.
     pub store: StoreConfig,
+    /// `REDIS_TLS_CA_FILE`, `REDIS_TLS_CERT_FILE`, `REDIS_TLS_KEY_FILE`: only with a `rediss://`
+    /// store; the certificate and its key together.
+    pub redis_tls: crate::store::redis::TlsFiles,
     /// `COLLECTOR_PLUGINS`: JSON list of plugin names (filled by the boards issue).
     pub collector_plugins: Vec<String>,
     /// The plugins' variables ([`vars::plugin_vars`]: `HOST_COLLECTOR_METRICS`, `K8S_METRICS`,
@@ -727,6 +730,7 @@ impl Config {
         };
 
         let store = store_config(&env, probe)?;
+        let redis_tls = redis_tls_files(&env, &store)?;
         let no_output = match (dry_run_flag, output_configured, &store) {
             (Some(false), false, _) => Some(NoOutput::DryRunFalseWithoutOutput),
             (None, false, StoreConfig::Redis { .. }) => Some(NoOutput::RedisWithoutOutput),
@@ -754,6 +758,7 @@ impl Config {
             send_self_metrics,
             log_level,
             store,
+            redis_tls,
             collector_plugins,
             plugin_vars,
             serial,
@@ -926,6 +931,35 @@ fn plugin_vars(env: &Vars) -> Result<BTreeMap<String, String>, ConfigError> {
         }
     }
     Ok(out)
+}
+
+/// The TLS files of a `rediss://` store: refused with another store (they would do nothing), and
+/// a client certificate without its key, or a key without its certificate.
+fn redis_tls_files(env: &Vars, store: &StoreConfig) -> Result<crate::store::redis::TlsFiles, ConfigError> {
+    let files = crate::store::redis::TlsFiles {
+        ca: vars::REDIS_TLS_CA_FILE.path(env)?,
+        cert: vars::REDIS_TLS_CERT_FILE.path(env)?,
+        key: vars::REDIS_TLS_KEY_FILE.path(env)?,
+    };
+    let vars = [vars::REDIS_TLS_CA_FILE, vars::REDIS_TLS_CERT_FILE, vars::REDIS_TLS_KEY_FILE];
+    let Some((var, raw)) = vars.iter().find_map(|v| Some((v, v.read_set(env)?))) else { return Ok(files) };
+    let tls_store = matches!(store, StoreConfig::Redis { url, .. } if url.starts_with("rediss://"));
+    if !tls_store {
+        let what = match store {
+            StoreConfig::Redis { .. } => "the Redis store is not TLS: use a rediss:// REDIS_URL",
+            StoreConfig::Embedded { .. } => "the store is the embedded one: set a rediss:// REDIS_URL",
+        };
+        return Err(var.error(raw, what).into());
+    }
+    match (vars::REDIS_TLS_CERT_FILE.read_set(env), vars::REDIS_TLS_KEY_FILE.read_set(env)) {
+        (Some(raw), None) => {
+            Err(vars::REDIS_TLS_CERT_FILE.error(raw, "needs REDIS_TLS_KEY_FILE, its key").into())
+        }
+        (None, Some(raw)) => {
+            Err(vars::REDIS_TLS_KEY_FILE.error(raw, "needs REDIS_TLS_CERT_FILE, its certificate").into())
+        }
+        _ => Ok(files),
+    }
 }
 
 fn store_config(env: &Vars, probe: &dyn HostProbe) -> Result<StoreConfig, ConfigError> {
@@ -1365,6 +1399,44 @@ mod tests {
         // Empty counts as unset.
         let c = parse(&[("API_KEY", ""), ("DATADOG_URL", " ")]).unwrap();
         assert!(c.dry_run);
+    }
+
+    #[test]
+    fn redis_tls_files_go_with_a_rediss_store_and_a_certificate_with_its_key() {
+        let tls = |ca: Option<&str>, cert: Option<&str>, key: Option<&str>| crate::store::redis::TlsFiles {
+            ca: ca.map(PathBuf::from),
+            cert: cert.map(PathBuf::from),
+            key: key.map(PathBuf::from),
+        };
+        let all = [
+            ("REDIS_TLS_CA_FILE", "/ca.pem"),
+            ("REDIS_TLS_CERT_FILE", "/c.pem"),
+            ("REDIS_TLS_KEY_FILE", "/k.pem"),
+        ];
+        let mut vars = vec![("REDIS_URL", "rediss://cache:6380/0")];
+        vars.extend(all);
+        assert_eq!(parse(&vars).unwrap().redis_tls, tls(Some("/ca.pem"), Some("/c.pem"), Some("/k.pem")));
+        let only_ca = [("REDIS_URL", "rediss://cache/0"), ("REDIS_TLS_CA_FILE", "/ca.pem")];
+        assert_eq!(parse(&only_ca).unwrap().redis_tls, tls(Some("/ca.pem"), None, None));
+        assert_eq!(parse(&[("REDIS_URL", "rediss://cache/0")]).unwrap().redis_tls, tls(None, None, None));
+
+        assert_eq!(
+            err(&[("REDIS_URL", "rediss://cache/0"), ("REDIS_TLS_CERT_FILE", "/c.pem")]),
+            r#"REDIS_TLS_CERT_FILE="/c.pem": a path (needs REDIS_TLS_KEY_FILE, its key)"#
+        );
+        assert_eq!(
+            err(&[("REDIS_URL", "rediss://cache/0"), ("REDIS_TLS_KEY_FILE", "/k.pem")]),
+            r#"REDIS_TLS_KEY_FILE="/k.pem": a path (needs REDIS_TLS_CERT_FILE, its certificate)"#
+        );
+        // Files that would do nothing: a plain Redis, the embedded store.
+        assert_eq!(
+            err(&[("REDIS_URL", "redis://:pw@cache/0"), ("REDIS_TLS_CA_FILE", "/ca.pem")]),
+            r#"REDIS_TLS_CA_FILE="/ca.pem": a path (the Redis store is not TLS: use a rediss:// REDIS_URL)"#
+        );
+        assert_eq!(
+            err(&[("CHOUETTE_STATE_DIR", "/s"), ("REDIS_TLS_KEY_FILE", "/k.pem")]),
+            r#"REDIS_TLS_KEY_FILE="/k.pem": a path (the store is the embedded one: set a rediss:// REDIS_URL)"#
+        );
     }
 
     #[test]

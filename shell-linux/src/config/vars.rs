@@ -180,7 +180,10 @@ impl Section {
                  resolves (the original's default), else the embedded store in CHOUETTE_STATE_DIR, \
                  else $STATE_DIRECTORY (systemd), else /var/lib/chouette if writable, else \
                  ./chouette-state. Percent-encode special characters in passwords (p@ss/word -> \
-                 p%40ss%2Fword)."
+                 p%40ss%2Fword). A rediss:// server's certificate is always verified, against the \
+                 public roots or REDIS_TLS_CA_FILE; a server with tls-auth-clients yes (Redis's \
+                 default with TLS) also needs REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE. The \
+                 dramatiq collector uses these files too when it reads the store's Redis."
             }
             Section::Collectors => {
                 "The JSON syntax of the plugins' variables is checked at startup; their meaning \
@@ -450,6 +453,30 @@ pub const REDIS_HOST: Var = var(
 );
 /// `REDIS_PORT`.
 pub const REDIS_PORT: Var = var("REDIS_PORT", Value("6379"), Kind::Port, "Redis port", Store);
+/// `REDIS_TLS_CA_FILE`.
+pub const REDIS_TLS_CA_FILE: Var = var(
+    "REDIS_TLS_CA_FILE",
+    Described("the public roots"),
+    Kind::Path,
+    "for a rediss:// store: PEM CA certificates its certificate must chain to, instead of the public roots",
+    Store,
+);
+/// `REDIS_TLS_CERT_FILE`.
+pub const REDIS_TLS_CERT_FILE: Var = var(
+    "REDIS_TLS_CERT_FILE",
+    Unset,
+    Kind::Path,
+    "for a rediss:// store: PEM client certificate, for a server with tls-auth-clients (with REDIS_TLS_KEY_FILE)",
+    Store,
+);
+/// `REDIS_TLS_KEY_FILE`.
+pub const REDIS_TLS_KEY_FILE: Var = var(
+    "REDIS_TLS_KEY_FILE",
+    Unset,
+    Kind::Path,
+    "for a rediss:// store: PEM private key of REDIS_TLS_CERT_FILE",
+    Store,
+);
 /// `CHOUETTE_STORAGE_TYPE`.
 pub const CHOUETTE_STORAGE_TYPE: Var = var(
     "CHOUETTE_STORAGE_TYPE",
@@ -727,6 +754,9 @@ pub const VARS: &[Var] = &[
     REDIS_URL,
     REDIS_HOST,
     REDIS_PORT,
+    REDIS_TLS_CA_FILE,
+    REDIS_TLS_CERT_FILE,
+    REDIS_TLS_KEY_FILE,
     CHOUETTE_STORAGE_TYPE,
     CHOUETTE_STATE_DIR,
     STATE_DIRECTORY,

@@ -102,6 +102,72 @@ impl Default for RedisTimeouts {
     }
 }
 
+/// The PEM files of a `rediss://` store's TLS, from `REDIS_TLS_CA_FILE`, `REDIS_TLS_CERT_FILE`
+/// and `REDIS_TLS_KEY_FILE`. None set: the server's certificate must chain to a public root
+/// (webpki's), and no client certificate is offered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The CA certificates the server's certificate must chain to, instead of the public roots.
+    pub ca: Option<std::path::PathBuf>,
+    /// A client certificate (its chain), for a server that asks for one (`tls-auth-clients`).
+    pub cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key.
+    pub key: Option<std::path::PathBuf>,
+}
+
+impl TlsFiles {
+    /// Whether no file is set.
+    pub fn is_empty(&self) -> bool {
+        self.ca.is_none() && self.cert.is_none() && self.key.is_none()
+    }
+}
+
+/// `info` (a `rediss://` server's) trusting `tls.ca` instead of the public roots for the server's
+/// certificate, and presenting `tls.cert` with `tls.key` when the server asks for a client
+/// certificate. The files are read now: `Err` names the variable and path of a missing or
+/// unreadable file, or of one without what it should hold.
+pub(crate) fn with_tls_files(info: ConnectionInfo, tls: &TlsFiles) -> Result<ConnectionInfo, String> {
+    let read = |var: &str, path: &Option<std::path::PathBuf>, what: &str| {
+        let Some(path) = path else { return Ok(None) };
+        let fail = |detail: String| format!("{var}={}: {detail}", path.display());
+        let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+        let found = if var == "REDIS_TLS_KEY_FILE" {
+            matches!(rustls_pemfile::private_key(&mut pem.as_slice()), Ok(Some(_)))
+        } else {
+            rustls_pemfile::certs(&mut pem.as_slice()).any(|c| c.is_ok())
+        };
+        if !found {
+            return Err(fail(format!("no PEM {what} in it")));
+        }
+        Ok(Some(pem))
+    };
+    let root_cert = read("REDIS_TLS_CA_FILE", &tls.ca, "certificate")?;
+    let cert = read("REDIS_TLS_CERT_FILE", &tls.cert, "certificate")?;
+    let key = read("REDIS_TLS_KEY_FILE", &tls.key, "private key")?;
+    let client_tls =
+        cert.zip(key).map(|(client_cert, client_key)| redis::ClientTlsConfig { client_cert, client_key });
+    let client = redis::Client::build_with_tls(info, redis::TlsCertificates { client_tls, root_cert })
+        .map_err(|e| e.to_string())?;
+    Ok(client.get_connection_info().clone())
+}
+
+/// `e` with what to set, when it is the TLS handshake refusing the server's certificate (no CA
+/// given, or the wrong one) or the server asking for a client certificate that was not given.
+fn with_tls_hint(mut e: StoreError, tls: &TlsFiles) -> StoreError {
+    let (StoreError::Unavailable { detail, .. } | StoreError::Failed { detail, .. }) = &mut e;
+    let hint = if detail.contains("UnknownIssuer") && tls.ca.is_none() {
+        " (the server's certificate is not from a public CA: set REDIS_TLS_CA_FILE to the CA that signed it)"
+    } else if detail.contains("UnknownIssuer") {
+        " (REDIS_TLS_CA_FILE holds no CA that signed the server's certificate)"
+    } else if detail.contains("CertificateRequired") && tls.cert.is_none() {
+        " (the server asks for a client certificate: set REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE)"
+    } else {
+        ""
+    };
+    detail.push_str(hint);
+    e
+}
+
 /// Queues in Redis. Holds one connection, opened lazily and replaced after a failure.
 pub struct RedisStore {
     /// Where to connect, without credentials or db: those are sent by [`RedisStore::open_connection`]
@@ -201,6 +267,27 @@ impl RedisStore {
         let mut store = Self::open(url, timeouts)?;
         store.ping()?;
         Ok(store)
+    }
+
+    /// [`RedisStore::connect`] to a `rediss://` server with the CA and client certificate of
+    /// `tls` (read now: a missing or unreadable file, or one without what it should hold, is a
+    /// [`StoreError::Failed`] naming its variable and path).
+    pub fn connect_with_tls(url: &str, timeouts: RedisTimeouts, tls: &TlsFiles) -> Result<Self, StoreError> {
+        let mut store = Self::open(url, timeouts)?;
+        if !tls.is_empty() {
+            store.use_tls_files(tls)?;
+        }
+        store.ping().map_err(|e| with_tls_hint(e, tls))?;
+        Ok(store)
+    }
+
+    /// Trusts `tls.ca` instead of the public roots for the server's certificate, and presents
+    /// `tls.cert` with `tls.key` when the server asks for a client certificate.
+    fn use_tls_files(&mut self, tls: &TlsFiles) -> Result<(), StoreError> {
+        let fail =
+            |detail| StoreError::Failed { store: self.description.clone(), op: "load the TLS files", detail };
+        self.info = with_tls_files(self.info.clone(), tls).map_err(fail)?;
+        Ok(())
     }
 
     /// Parses `url` like [`RedisStore::connect`] without connecting: the first call connects.
@@ -1425,6 +1512,55 @@ mod tests {
 
     fn describe(url: &str) -> String {
         RedisStore::open(url, RedisTimeouts::default()).unwrap().describe()
+    }
+
+    /// A TLS file that is missing, or holds no certificate (or no key), stops the store before
+    /// any connection, naming its variable and path.
+    #[test]
+    fn tls_files_are_read_first_and_a_bad_one_is_named() {
+        let dir = std::env::temp_dir().join(format!("chouette-tls-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = dir.join("not-pem.txt");
+        std::fs::write(&text, "not a certificate\n").unwrap();
+        // A certificate where the key should be (a well-formed PEM block, not a key).
+        let cert = dir.join("cert.pem");
+        std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nMIIBAA==\n-----END CERTIFICATE-----\n").unwrap();
+        let missing = dir.join("missing.pem");
+        let connect = |tls: TlsFiles| match RedisStore::connect_with_tls(
+            "rediss://localhost:1/0",
+            RedisTimeouts::default(),
+            &tls,
+        ) {
+            Err(StoreError::Failed { op, detail, .. }) => format!("{op}: {detail}"),
+            other => panic!("{other:?}"),
+        };
+        let shown = |p: &std::path::Path| p.display().to_string();
+        let got = connect(TlsFiles { ca: Some(missing.clone()), ..TlsFiles::default() });
+        assert!(
+            got.starts_with(&format!(
+                "load the TLS files: REDIS_TLS_CA_FILE={}: No such file",
+                shown(&missing)
+            )),
+            "{got}"
+        );
+        let got = connect(TlsFiles { ca: Some(text.clone()), ..TlsFiles::default() });
+        assert_eq!(
+            got,
+            format!("load the TLS files: REDIS_TLS_CA_FILE={}: no PEM certificate in it", shown(&text))
+        );
+        let got =
+            connect(TlsFiles { cert: Some(text.clone()), key: Some(cert.clone()), ..TlsFiles::default() });
+        assert_eq!(
+            got,
+            format!("load the TLS files: REDIS_TLS_CERT_FILE={}: no PEM certificate in it", shown(&text))
+        );
+        let got =
+            connect(TlsFiles { cert: Some(cert.clone()), key: Some(cert.clone()), ..TlsFiles::default() });
+        assert_eq!(
+            got,
+            format!("load the TLS files: REDIS_TLS_KEY_FILE={}: no PEM private key in it", shown(&cert))
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
