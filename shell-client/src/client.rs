@@ -178,8 +178,13 @@ impl Client {
     /// Starts a client (and its writer thread). The connection is made lazily by the thread, so
     /// this never waits for Redis.
     pub fn new(config: ClientConfig) -> Result<Client, ConfigError> {
-        let redis = redis::Client::open(config.redis_url.as_str())
-            .map_err(|source| ConfigError::RedisUrl { url: redact(&config.redis_url), source })?;
+        let url = config.redis_url.as_str();
+        let redis = if config.redis_tls.is_empty() {
+            redis::Client::open(url)
+        } else {
+            redis::Client::build_with_tls(url, config.redis_tls.certificates()?)
+        }
+        .map_err(|source| ConfigError::RedisUrl { url: redact(&config.redis_url), source })?;
         let shared = Arc::new(shared(config, false));
         let worker_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()

@@ -1,5 +1,6 @@
 //! Client configuration: where Redis is, global tags, sanitizing, buffer sizes, modes.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::sanitize::SanitizeMode;
@@ -42,6 +43,16 @@ pub enum ConfigError {
         /// Why.
         source: redis::RedisError,
     },
+    /// A TLS file ([`RedisTls`]) cannot be read, or holds no certificate (or key).
+    #[error("{var}={path}: {detail}")]
+    RedisTls {
+        /// Its variable (`REDIS_TLS_CA_FILE`, `REDIS_TLS_CERT_FILE` or `REDIS_TLS_KEY_FILE`).
+        var: &'static str,
+        /// Its path.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
     /// The background writer thread could not be started.
     #[error("cannot start the chouette-client writer thread: {0}")]
     Thread(std::io::Error),
@@ -59,12 +70,89 @@ pub enum Mode {
     },
 }
 
+/// PEM files for a `rediss://` Redis, as the agent reads them (`REDIS_TLS_CA_FILE`,
+/// `REDIS_TLS_CERT_FILE`, `REDIS_TLS_KEY_FILE`). None: the server's certificate must chain to a
+/// public root, and no client certificate is offered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedisTls {
+    /// The CA certificates the server's certificate must chain to, instead of the public roots.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate (its chain), for a server with `tls-auth-clients` (Redis's default).
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key.
+    pub key_file: Option<PathBuf>,
+}
+
+impl RedisTls {
+    /// Whether no file is set.
+    pub fn is_empty(&self) -> bool {
+        self.ca_file.is_none() && self.cert_file.is_none() && self.key_file.is_none()
+    }
+
+    /// The files read, for redis-rs: `Err` names the variable and path of a file that cannot
+    /// be read or holds no certificate (or no private key).
+    pub(crate) fn certificates(&self) -> Result<redis::TlsCertificates, ConfigError> {
+        let read = |var: &'static str, path: &Option<PathBuf>, key: bool| {
+            let Some(path) = path else { return Ok(None) };
+            let fail =
+                |detail: String| ConfigError::RedisTls { var, path: path.display().to_string(), detail };
+            let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+            let found = if key {
+                matches!(rustls_pemfile::private_key(&mut pem.as_slice()), Ok(Some(_)))
+            } else {
+                rustls_pemfile::certs(&mut pem.as_slice()).any(|c| c.is_ok())
+            };
+            if !found {
+                return Err(fail(format!(
+                    "no PEM {} in it",
+                    if key { "private key" } else { "certificate" }
+                )));
+            }
+            Ok(Some(pem))
+        };
+        let root_cert = read("REDIS_TLS_CA_FILE", &self.ca_file, false)?;
+        let cert = read("REDIS_TLS_CERT_FILE", &self.cert_file, false)?;
+        let key = read("REDIS_TLS_KEY_FILE", &self.key_file, true)?;
+        let client_tls =
+            cert.zip(key).map(|(client_cert, client_key)| redis::ClientTlsConfig { client_cert, client_key });
+        Ok(redis::TlsCertificates { client_tls, root_cert })
+    }
+}
+
+/// `REDIS_TLS_*`: only with a `rediss://` URL, and a certificate with its key.
+fn redis_tls_from_vars(
+    lookup: &impl Fn(&str) -> Option<(String, String)>,
+    url: &str,
+) -> Result<RedisTls, ConfigError> {
+    let read = |name: &str| lookup(name).filter(|(_, v)| !v.trim().is_empty());
+    let (ca, cert, key) =
+        (read("REDIS_TLS_CA_FILE"), read("REDIS_TLS_CERT_FILE"), read("REDIS_TLS_KEY_FILE"));
+    let invalid =
+        |(name, value): (String, String), expected| ConfigError::InvalidVar { name, value, expected };
+    if let Some(set) = ca.iter().chain(&cert).chain(&key).next() {
+        if !url.starts_with("rediss://") {
+            return Err(invalid(set.clone(), "to be unset: TLS files go with a rediss:// REDIS_URL"));
+        }
+    }
+    match (&cert, &key) {
+        (Some(c), None) => return Err(invalid(c.clone(), "a path, with REDIS_TLS_KEY_FILE (its key)")),
+        (None, Some(k)) => {
+            return Err(invalid(k.clone(), "a path, with REDIS_TLS_CERT_FILE (its certificate)"))
+        }
+        _ => {}
+    }
+    let path = |v: Option<(String, String)>| v.map(|(_, p)| PathBuf::from(p.trim()));
+    Ok(RedisTls { ca_file: path(ca), cert_file: path(cert), key_file: path(key) })
+}
+
 /// Everything a [`Client`](crate::Client) needs; build it with [`ClientConfig::new`] or
 /// [`ClientConfig::from_env`], then adjust with the `with_*` methods.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// The Redis URL (`redis://[:password@]host:port[/db]`, or `rediss://` for TLS).
     pub redis_url: String,
+    /// The TLS files of a `rediss://` URL.
+    pub redis_tls: RedisTls,
     /// Tags added to every metric and log (`CHOUETTE_TAGS`), as `(key, value)`.
     pub global_tags: Vec<(String, String)>,
     /// How metric names and tag keys are sanitized (`CHOUETTE_SANITIZE`).
@@ -98,6 +186,7 @@ impl ClientConfig {
     pub fn new(redis_url: impl Into<String>) -> Self {
         ClientConfig {
             redis_url: redis_url.into(),
+            redis_tls: RedisTls::default(),
             global_tags: Vec::new(),
             sanitize: SanitizeMode::None,
             buffer_records: DEFAULT_BUFFER_RECORDS,
@@ -144,6 +233,7 @@ impl ClientConfig {
             }
         };
         let mut config = ClientConfig::new(url);
+        config.redis_tls = redis_tls_from_vars(&lookup, &config.redis_url)?;
         if let Some((_, tags)) = lookup("CHOUETTE_TAGS") {
             config.global_tags = parse_tags(&tags);
         }
@@ -163,6 +253,12 @@ impl ClientConfig {
                 })?;
         }
         Ok(config)
+    }
+
+    /// Sets the TLS files of a `rediss://` URL.
+    pub fn with_redis_tls(mut self, tls: RedisTls) -> Self {
+        self.redis_tls = tls;
+        self
     }
 
     /// Adds global tags (`k:v` pairs) to every metric and log.
@@ -270,6 +366,40 @@ mod tests {
         assert_eq!(c.redis_url, "redis://x:7000/");
         let c = ClientConfig::from_vars(vars(&[])).unwrap();
         assert_eq!(c.redis_url, "redis://redis:6379/");
+    }
+
+    #[test]
+    fn tls_files_go_with_a_rediss_url_and_a_certificate_with_its_key() {
+        const URL: (&str, &str) = ("REDIS_URL", "rediss://h:6380/0");
+        let c = ClientConfig::from_vars(vars(&[
+            URL,
+            ("REDIS_TLS_CA_FILE", "/ca.pem"),
+            ("REDIS_TLS_CERT_FILE", "/c.pem"),
+            ("REDIS_TLS_KEY_FILE", "/k.pem"),
+        ]))
+        .unwrap();
+        let want = RedisTls {
+            ca_file: Some("/ca.pem".into()),
+            cert_file: Some("/c.pem".into()),
+            key_file: Some("/k.pem".into()),
+        };
+        assert_eq!(c.redis_tls, want);
+        assert!(ClientConfig::from_vars(vars(&[URL])).unwrap().redis_tls.is_empty());
+        let err = |v: &'static [(&'static str, &'static str)]| {
+            ClientConfig::from_vars(vars(v)).unwrap_err().to_string()
+        };
+        assert_eq!(
+            err(&[URL, ("REDIS_TLS_CERT_FILE", "/c.pem")]),
+            r#"REDIS_TLS_CERT_FILE="/c.pem" is invalid: expected a path, with REDIS_TLS_KEY_FILE (its key)"#
+        );
+        assert_eq!(
+            err(&[URL, ("REDIS_TLS_KEY_FILE", "/k.pem")]),
+            r#"REDIS_TLS_KEY_FILE="/k.pem" is invalid: expected a path, with REDIS_TLS_CERT_FILE (its certificate)"#
+        );
+        assert_eq!(
+            err(&[("REDIS_HOST", "h"), ("REDIS_TLS_CA_FILE", "/ca.pem")]),
+            r#"REDIS_TLS_CA_FILE="/ca.pem" is invalid: expected to be unset: TLS files go with a rediss:// REDIS_URL"#
+        );
     }
 
     #[test]

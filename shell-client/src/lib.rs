@@ -43,7 +43,7 @@ pub use chouette_core::wire::raw::{encode_raw_metric, RawRecord, RawValue};
 pub use chouette_core::{Member, MetricType};
 pub use client::{At, Client, ShutdownError, TimeUnit, Timed, DEFAULT_SHUTDOWN};
 pub use config::{
-    parse_tags, ClientConfig, ConfigError, Mode, DEFAULT_BATCH_RECORDS, DEFAULT_BUFFER_BYTES,
+    parse_tags, ClientConfig, ConfigError, Mode, RedisTls, DEFAULT_BATCH_RECORDS, DEFAULT_BUFFER_BYTES,
     DEFAULT_BUFFER_RECORDS, DEFAULT_REDIS_HOST, DEFAULT_REDIS_PORT,
 };
 pub use logger::{parse_level, ChouetteLogger, LogSetupError};
