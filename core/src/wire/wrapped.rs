@@ -96,6 +96,18 @@ pub struct WrappedRecord<'a> {
 }
 
 impl<'a> WrappedRecord<'a> {
+    /// An empty record (no name, no points), for [`parse_wrapped_into`] to fill.
+    pub const fn empty() -> Self {
+        WrappedRecord {
+            name: "",
+            kind: OutputType::Gauge,
+            tags: Vec::new(),
+            points: Vec::new(),
+            interval: None,
+            host: None,
+        }
+    }
+
     /// The metric name, suffix included (`req.95percentile`).
     pub fn name(&self) -> &'a str {
         self.name
@@ -170,6 +182,19 @@ fn classify(key: &JsonStr<'_>) -> Option<Field> {
 /// Strings with escapes are decoded into `scratch`; [`wrapped_scratch_len`]`(input.len())` bytes
 /// always suffice.
 pub fn parse_wrapped<'a>(input: &'a [u8], scratch: &'a mut [u8]) -> Result<WrappedRecord<'a>, ParseError> {
+    let mut rec = WrappedRecord::empty();
+    parse_wrapped_into(input, scratch, &mut rec)?;
+    Ok(rec)
+}
+
+/// [`parse_wrapped`] into `rec`, which it replaces, instead of returning a record: a record is
+/// over a kilobyte (its tags and points are inline), and returning one through a `Result` copied
+/// it twice. After an error, `rec` holds what was parsed so far.
+pub fn parse_wrapped_into<'a>(
+    input: &'a [u8],
+    scratch: &'a mut [u8],
+    rec: &mut WrappedRecord<'a>,
+) -> Result<(), ParseError> {
     let too_small = ParseError::ScratchTooSmall { required: wrapped_scratch_len(input.len()) };
     let decode_err = |e: JsonError| match e.kind {
         JsonErrorKind::ScratchTooSmall => too_small,
@@ -182,8 +207,10 @@ pub fn parse_wrapped<'a>(input: &'a [u8], scratch: &'a mut [u8]) -> Result<Wrapp
     }
     let mut name = None;
     let mut kind = None;
-    let mut tags: Vec<Tag<'a>, MAX_TAGS> = Vec::new();
-    let mut points: Vec<(Timestamp, f64), MAX_POINTS> = Vec::new();
+    let tags = &mut rec.tags;
+    let points = &mut rec.points;
+    tags.clear();
+    points.clear();
     let mut interval = None;
     let mut host = None;
     while let Some(key) = sc.next_key()? {
@@ -220,7 +247,7 @@ pub fn parse_wrapped<'a>(input: &'a [u8], scratch: &'a mut [u8]) -> Result<Wrapp
             }
             Some(Field::Points) => {
                 points.clear();
-                read_points(&mut sc, &mut points)?;
+                read_points(&mut sc, points)?;
             }
             Some(Field::Interval) => {
                 interval = match sc.value()? {
@@ -255,7 +282,8 @@ pub fn parse_wrapped<'a>(input: &'a [u8], scratch: &'a mut [u8]) -> Result<Wrapp
     if name.len() > MAX_NAME_BYTES {
         return Err(ParseError::NameTooLong { len: name.len() });
     }
-    Ok(WrappedRecord { name, kind, tags, points, interval, host })
+    (rec.name, rec.kind, rec.interval, rec.host) = (name, kind, interval, host);
+    Ok(())
 }
 
 fn read_points(
@@ -311,6 +339,26 @@ mod tests {
         let mut s = heapless::String::new();
         s.push_str(core::str::from_utf8(&buf[..n]).unwrap()).unwrap();
         s
+    }
+
+    /// A slot parsed into again holds the new record alone: nothing of the one before (its tags,
+    /// points, interval, host) survives, whichever fields the new one has.
+    #[test]
+    fn parsing_into_a_used_slot_gives_the_fresh_record() {
+        let first = br#"{"metric": "a", "tags": ["x:1", "y"], "points": [[1.0, 2], [3.0, 4]], "type": "rate", "interval": 10, "host": "h"}"#;
+        let second = br#"{"type": "gauge", "points": [[5.0, 6.5]], "metric": "b"}"#;
+        let mut rec = WrappedRecord::empty();
+        parse_wrapped_into(first, &mut [], &mut rec).unwrap();
+        assert_eq!(
+            (rec.tags().len(), rec.points().len(), rec.interval(), rec.host()),
+            (2, 2, Some(10), Some("h"))
+        );
+        parse_wrapped_into(second, &mut [], &mut rec).unwrap();
+        assert_eq!(rec, parse_wrapped(second, &mut []).unwrap());
+        assert_eq!(
+            (rec.name(), rec.tags().len(), rec.points(), rec.interval(), rec.host()),
+            ("b", 0, &[(Timestamp(5.0), 6.5)][..], None, None)
+        );
     }
 
     #[test]

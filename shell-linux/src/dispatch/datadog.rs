@@ -5,7 +5,7 @@ use chouette_core::wire::log::{encode_log_for_intake, parse_log};
 use chouette_core::wire::series::{
     PushError, SeriesEncoder, SeriesLimits, ENTRY_SEPARATOR, PAYLOAD_CLOSE, PAYLOAD_OPEN,
 };
-use chouette_core::wire::wrapped::{parse_wrapped, wrapped_scratch_len};
+use chouette_core::wire::wrapped::{parse_wrapped_into, wrapped_scratch_len, WrappedRecord};
 use chouette_core::wire::EncodeError;
 use chouette_core::Tag;
 
@@ -71,7 +71,8 @@ impl Output for DatadogSeries {
 
     fn encode(&mut self, value: &[u8], out: &mut Vec<u8>) -> Result<u64, String> {
         self.scratch.resize(wrapped_scratch_len(value.len()), 0);
-        let rec = parse_wrapped(value, &mut self.scratch).map_err(|e| parse_reason(&e))?;
+        let mut rec = WrappedRecord::empty();
+        parse_wrapped_into(value, &mut self.scratch, &mut rec).map_err(|e| parse_reason(&e))?;
         let tags: Vec<Tag<'_>> = self.config.global_tags.iter().map(|t| Tag::parse(t)).collect();
         // A host in the record is kept unless HOST overrides it (as the original did).
         let host = self.config.host.as_deref().or(rec.host());

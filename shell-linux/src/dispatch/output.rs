@@ -11,7 +11,7 @@
 //! outbox queue and variables) and a line in [`super::outputs`] that builds it from the
 //! configuration. The main loop, the pipeline and the dispatcher do not change.
 
-use chouette_core::wire::wrapped::{parse_wrapped, wrapped_scratch_len, WrappedRecord};
+use chouette_core::wire::wrapped::{parse_wrapped_into, wrapped_scratch_len, WrappedRecord};
 use chouette_core::wire::EncodeError;
 use chouette_core::Tag;
 
@@ -134,7 +134,8 @@ pub(super) fn encode_wrapped_entry(
     write: impl Fn(&WrappedRecord<'_>, &[Tag<'_>], &mut [u8]) -> Result<usize, EncodeError>,
 ) -> Result<u64, String> {
     scratch.resize(wrapped_scratch_len(value.len()), 0);
-    let rec = parse_wrapped(value, scratch).map_err(|e| parse_reason(&e))?;
+    let mut rec = WrappedRecord::empty();
+    parse_wrapped_into(value, scratch, &mut rec).map_err(|e| parse_reason(&e))?;
     let tags: Vec<Tag<'_>> = global_tags.iter().map(|t| Tag::parse(t)).collect();
     let start = out.len();
     out.resize(start + 2 * value.len() + 256, 0);
