@@ -77,11 +77,13 @@ if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'
     || skip "rustup cannot add rust-src to nightly, needed to build $target's std"
 fi
 # std from source, with the release profile's panic = "abort" and no unwind tables (see the
-# top); zig links, with its own musl crt objects rather than rustc's self-contained ones (not
+# top), and without std's `backtrace` feature (cargo's default for build-std): its symbolizer
+# (gimli, addr2line, object, rustc-demangle) was 164 KB of the aarch64 binary, useless in a
+# stripped binary, and the agent's panic hook prints no backtrace; zig links, with its own musl crt objects rather than rustc's self-contained ones (not
 # shipped for these targets in the nightly toolchain here).
 RUSTFLAGS="${RUSTFLAGS:-} -C link-self-contained=no -C force-unwind-tables=no" \
   cargo +nightly zigbuild --release --locked -p chouette-agent --bin chouette --target "$target" \
-  "${std_opt[@]}" -Zbuild-std=std,panic_abort || exit 1
+  "${std_opt[@]}" -Zbuild-std=std,panic_abort -Zbuild-std-features=panic-unwind || exit 1
 
 out="target/$target/release/chouette"
 [ -f "$out" ] || { note "the build succeeded but $out is missing"; exit 1; }

@@ -166,8 +166,20 @@ pub fn http_get(port: u16, path: &str) -> String {
 
 /// A plain HTTP/1.1 request on loopback; returns the status and the body.
 pub fn http_request(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    try_http_request(port, method, path, body).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`http_request`], with a failure to connect, send or read as an `Err` saying which (a
+/// readiness probe retries on those).
+pub(crate) fn try_http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<(u16, String), String> {
     use std::io::{Read, Write};
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut stream =
+        TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("{method} {path}: connecting: {e}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
@@ -177,18 +189,18 @@ pub fn http_request(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, S
     // then has it all, and does not reset the connection over unread bytes.
     let mut request = head.into_bytes();
     request.extend_from_slice(body);
-    stream.write_all(&request).expect("write request");
+    stream.write_all(&request).map_err(|e| format!("{method} {path}: writing the request: {e}"))?;
     let mut response = Vec::new();
     if let Err(e) = stream.read_to_end(&mut response) {
-        panic!("{method} {path}: reading the response: {e} (after {} bytes)", response.len());
+        return Err(format!("{method} {path}: reading the response: {e} (after {} bytes)", response.len()));
     }
     let text = String::from_utf8_lossy(&response).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        return (status, dechunk(body));
+        return Ok((status, dechunk(body)));
     }
-    (status, body.to_string())
+    Ok((status, body.to_string()))
 }
 
 fn dechunk(mut body: &str) -> String {
