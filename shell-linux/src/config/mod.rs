@@ -258,6 +258,7 @@ impl std::fmt::Debug for Config {
             .field("send_self_metrics", &self.send_self_metrics)
             .field("log_level", &self.log_level)
             .field("store", &self.store)
+            .field("redis_tls", &self.redis_tls)
             .field("collector_plugins", &self.collector_plugins)
             .field("plugin_vars", &plugin_vars)
             .field("serial", &self.serial)
