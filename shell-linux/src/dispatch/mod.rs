@@ -787,9 +787,7 @@ impl<T: Transport> Dispatcher<T> {
             // half the compressed size of the queue's order, which is by random id). Which
             // records a payload holds does not change; logs and events keep their order.
             let group = if sorts {
-                sorted.clear();
-                sorted.extend_from_slice(group);
-                sort_by_bytes(&mut sorted, &entries);
+                sort_by_bytes(group, &entries, &mut sorted);
                 &sorted[..]
             } else {
                 group
@@ -812,16 +810,16 @@ impl<T: Transport> Dispatcher<T> {
     }
 }
 
-/// Sorts `group` by its entries' bytes, as `sort_unstable_by` comparing them whole would, at a
-/// fraction of the cost (a most-significant-digit radix sort): the entries of a payload share
-/// long stretches (`{"metric":"`, a name's first words; a name's series differ only in their
-/// tags, at the end), which every comparison would read again. See [`sort_from`].
-fn sort_by_bytes(group: &mut [usize], entries: &Entries<'_>) {
+/// Writes `group` into `sorted` (cleared first) in the order of its entries' bytes, as
+/// `sort_unstable_by` comparing them whole would, at a fraction of the cost (a
+/// most-significant-digit radix sort): the entries of a payload share long stretches
+/// (`{"metric":"`, a name's first words; a name's series differ only in their tags, at the end),
+/// which every comparison would read again. See [`sort_from`].
+fn sort_by_bytes(group: &[usize], entries: &Entries<'_>, sorted: &mut Vec<usize>) {
     let mut keyed: Vec<(u128, usize)> = group.iter().map(|&i| (0, i)).collect();
     sort_from(&mut keyed, entries, 0);
-    for (slot, (_, i)) in group.iter_mut().zip(keyed) {
-        *slot = i;
-    }
+    sorted.clear();
+    sorted.extend(keyed.into_iter().map(|(_, i)| i));
 }
 
 /// Sorts `keyed` (records whose entries agree on their first `from` bytes): skips the bytes

@@ -825,8 +825,8 @@ fn payloads_sort_by_keys_as_a_whole_byte_comparison_would() {
             spans.push(start..bytes.len());
         }
         let entries = Entries { bytes: &bytes, spans: &spans };
-        let mut group: Vec<usize> = (0..spans.len()).collect();
-        sort_by_bytes(&mut group, &entries);
+        let mut group = Vec::new();
+        sort_by_bytes(&(0..spans.len()).collect::<Vec<_>>(), &entries, &mut group);
         let keyed: Vec<&[u8]> = group.iter().map(|&i| entries.get(i)).collect();
         let mut whole: Vec<&[u8]> = (0..spans.len()).map(|i| entries.get(i)).collect();
         whole.sort_unstable();
