@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use chouette_agent::collect::dramatiq::Dramatiq;
 use chouette_agent::collect::Collector;
+use chouette_agent::store::redis::TlsFiles;
 use chouette_tests::agent_binary;
 use chouette_tests::{RedisServer, VictoriaMetrics};
 use redis::Commands;
@@ -51,6 +52,27 @@ fn dramatiq_queue_sizes_with_scan_on_a_real_redis() {
     let redis = RedisServer::start_on(port);
     assert!(dramatiq.collect(2.0).expect("reconnected").is_empty());
     drop(redis);
+}
+
+/// The store's TLS files serve the collector too: a Redis that asks for client certificates,
+/// with a CA of its own, answers it.
+#[test]
+fn dramatiq_reads_a_tls_redis_with_the_store_files() {
+    let redis = RedisServer::start_tls(true);
+    let tls = redis.tls.as_ref().unwrap();
+    let _: () = redis.client().hset("dramatiq:mail.msgs", "a", "1").expect("hset");
+    let files = TlsFiles {
+        ca: Some(tls.ca.clone()),
+        cert: Some(tls.client_cert.clone()),
+        key: Some(tls.client_key.clone()),
+    };
+    let mut dramatiq = Dramatiq::with_tls(&redis.tls_url(), &files).expect("TLS files");
+    let got = dramatiq.collect(0.0).expect("collect over TLS");
+    assert_eq!((got.len(), got[0].value), (1, 1.0));
+    assert_eq!(got[0].tags[0], ("queue".into(), "mail".into()));
+    // Without them, the handshake is refused: an error, no points.
+    let mut bare = Dramatiq::new(&redis.tls_url()).expect("url");
+    assert!(bare.collect(0.0).is_err());
 }
 
 /// A fake `tegrastats` printing the original's test line every 100 ms.

@@ -10,7 +10,8 @@ use chouette_tests::agent_binary;
 use chouette_tests::{write_raw, Agent, RedisServer, VictoriaMetrics};
 use redis::Commands;
 
-/// The agent's variables for `redis`'s TLS port, trusting `ca`, with `extra` on top.
+/// The agent's variables for `redis`'s TLS port, VictoriaMetrics as the Datadog backend, with
+/// `extra` (the TLS files) on top.
 fn env(
     redis: &RedisServer,
     vm: &VictoriaMetrics,

@@ -68,18 +68,16 @@ impl Dramatiq {
 
     /// [`Dramatiq::new`] with TLS files (read now) for a `rediss://` URL.
     pub fn with_tls(url: &str, tls: &TlsFiles) -> Result<Dramatiq, PluginConfigError> {
-        let shown = || crate::config::redact_url(url);
-        let mut client = redis::Client::open(url).map_err(|e| {
-            PluginConfigError::new("DRAMATIQ_REDIS_URL", &shown(), format!("a Redis URL ({e})"))
-        })?;
-        if !tls.is_empty() {
-            let info = with_tls_files(client.get_connection_info().clone(), tls).map_err(|e| {
-                PluginConfigError::new("DRAMATIQ_REDIS_URL", &shown(), format!("its TLS files ({e})"))
-            })?;
-            client = redis::Client::open(info).map_err(|e| {
-                PluginConfigError::new("DRAMATIQ_REDIS_URL", &shown(), format!("a Redis URL ({e})"))
-            })?;
-        }
+        let refuse = |expected: String| {
+            PluginConfigError::new("DRAMATIQ_REDIS_URL", &crate::config::redact_url(url), expected)
+        };
+        let info = redis::IntoConnectionInfo::into_connection_info(url)
+            .map_err(|e| refuse(format!("a Redis URL ({e})")))?;
+        let client = if tls.is_empty() {
+            redis::Client::open(info).map_err(|e| refuse(format!("a Redis URL ({e})")))?
+        } else {
+            with_tls_files(info, tls).map_err(|e| refuse(format!("its TLS files ({e})")))?
+        };
         Ok(Dramatiq { client, connection: None })
     }
 

@@ -122,11 +122,11 @@ impl TlsFiles {
     }
 }
 
-/// `info` (a `rediss://` server's) trusting `tls.ca` instead of the public roots for the server's
-/// certificate, and presenting `tls.cert` with `tls.key` when the server asks for a client
-/// certificate. The files are read now: `Err` names the variable and path of a missing or
+/// A client of `info` (a `rediss://` server) trusting `tls.ca` instead of the public roots for
+/// the server's certificate, and presenting `tls.cert` with `tls.key` when the server asks for a
+/// client certificate. The files are read now: `Err` names the variable and path of a missing or
 /// unreadable file, or of one without what it should hold.
-pub(crate) fn with_tls_files(info: ConnectionInfo, tls: &TlsFiles) -> Result<ConnectionInfo, String> {
+pub(crate) fn with_tls_files(info: ConnectionInfo, tls: &TlsFiles) -> Result<redis::Client, String> {
     let read = |var: &str, path: &Option<std::path::PathBuf>, what: &str| {
         let Some(path) = path else { return Ok(None) };
         let fail = |detail: String| format!("{var}={}: {detail}", path.display());
@@ -146,9 +146,8 @@ pub(crate) fn with_tls_files(info: ConnectionInfo, tls: &TlsFiles) -> Result<Con
     let key = read("REDIS_TLS_KEY_FILE", &tls.key, "private key")?;
     let client_tls =
         cert.zip(key).map(|(client_cert, client_key)| redis::ClientTlsConfig { client_cert, client_key });
-    let client = redis::Client::build_with_tls(info, redis::TlsCertificates { client_tls, root_cert })
-        .map_err(|e| e.to_string())?;
-    Ok(client.get_connection_info().clone())
+    redis::Client::build_with_tls(info, redis::TlsCertificates { client_tls, root_cert })
+        .map_err(|e| e.to_string())
 }
 
 /// `e` with what to set, when it is the TLS handshake refusing the server's certificate (no CA
@@ -286,7 +285,7 @@ impl RedisStore {
     fn use_tls_files(&mut self, tls: &TlsFiles) -> Result<(), StoreError> {
         let fail =
             |detail| StoreError::Failed { store: self.description.clone(), op: "load the TLS files", detail };
-        self.info = with_tls_files(self.info.clone(), tls).map_err(fail)?;
+        self.info = with_tls_files(self.info.clone(), tls).map_err(fail)?.get_connection_info().clone();
         Ok(())
     }
 
