@@ -12,6 +12,7 @@ python3 - <<'PY'
 import json, pathlib
 targets = {  # benchmark id prefix -> (target elements/s, what)
     "aggregate/record_mixed_10k_series": (20e6, "record ≥ 20M samples/s"),
+    "aggregate/record_batch_mixed_10k_series": (20e6, "record ≥ 20M samples/s"),
     "parse_raw_metric": (3e6, "parse ≥ 3M records/s"),
     "series/encode_100k_points": (5e6, "encode ≥ 5M points/s"),
     "sketch/QuantileSketch::insert": (50e6, "sketch insert ≥ 50M values/s"),
@@ -35,8 +36,13 @@ for name, per, rate, unit, target in rows:
     ratio = f"{rate/target[0]:.2f}x ({target[1]})" if rate and target else ""
     print(f"| {name} | {per:.1f} | {rate_s} | {'' if not target else f'{target[0]/1e6:g} M/s'} | {ratio} |")
 rate_of = {name: rate for name, _, rate, _, _ in rows}
-spread, cached = rate_of.get("aggregate/record_mixed_10k_series"), rate_of.get("aggregate/record_mixed_100_series_in_cache")
-if spread and cached:
-    print(f"\nrecord over 10k series runs at {spread / cached:.2f} of its in-cache ceiling (the same samples folded into "
-          f"100 series, measured in the same run): the rest is memory")
+print()
+for call in ("record", "record_batch"):
+    spread, cached = rate_of.get(f"aggregate/{call}_mixed_10k_series"), rate_of.get(f"aggregate/{call}_mixed_100_series_in_cache")
+    if spread and cached:
+        print(f"{call} over 10k series runs at {spread / cached:.2f} of its in-cache ceiling (the same samples folded into "
+              f"100 series, measured in the same run): the rest is memory")
+one, batch = rate_of.get("aggregate/record_mixed_10k_series"), rate_of.get("aggregate/record_batch_mixed_10k_series")
+if one and batch:
+    print(f"record_batch over 10k series: {batch / one:.2f}x record one by one, the same run")
 PY

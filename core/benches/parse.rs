@@ -11,7 +11,7 @@ use chouette_core::wire::log::parse_log;
 use chouette_core::wire::raw::parse_raw_metric;
 use chouette_core::wire::wrapped::{encode_wrapped, parse_wrapped};
 use chouette_core::{MetricName, OutputType, Tag, Timestamp, Wrapped};
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 
 // RAW_MIX, shared with json-eval/ (its comparison times both parsers on the same records).
 include!("data/raw_mix.rs");
@@ -185,4 +185,17 @@ fn bench_dogstatsd_record(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_raw, bench_wrapped, bench_log, bench_dogstatsd, bench_dogstatsd_record);
-criterion_main!(benches);
+
+fn main() {
+    // The 10k-context aggregator (8192 pooled sketches) is built on the stack before it is
+    // boxed: the main thread's 8 MiB overflowed (`bench.sh` stopped here). A thread with room.
+    std::thread::Builder::new()
+        .stack_size(512 << 20)
+        .spawn(|| {
+            benches();
+            Criterion::default().configure_from_args().final_summary();
+        })
+        .expect("spawn bench thread")
+        .join()
+        .expect("bench thread");
+}

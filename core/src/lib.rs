@@ -1,5 +1,5 @@
 #![no_std]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 #![doc = include_str!("../README.md")]
 //!
@@ -27,6 +27,7 @@ pub mod keys;
 pub mod limits;
 pub mod link;
 pub mod metric;
+mod prefetch;
 pub mod sketch;
 pub mod wire;
 pub mod wrap;

@@ -260,3 +260,109 @@ fn many_flush_cycles_keep_every_series_findable() {
         assert!(agg.is_empty());
     }
 }
+
+/// A flushed series: its key, its bucket, and each output's name and value as bits (so a sum
+/// added in another order would show).
+type FlushedPoints = (String, i64, Vec<(String, u64)>);
+
+/// Every point an aggregator flushes, in the order it flushes them.
+fn flush_all<const S: usize, const K: usize, const B: usize>(
+    agg: &mut Aggregator<S, K, B>,
+    wrap: &WrapConfig,
+) -> Vec<FlushedPoints> {
+    let mut points = Vec::new();
+    while let Some(flushed) = agg.poll_flush() {
+        let outputs = flushed
+            .outputs(wrap)
+            .iter()
+            .map(|output| {
+                let w = flushed.wrapped(output);
+                (format!("{}{:?}", w.name, w.kind), w.value.to_bits())
+            })
+            .collect();
+        let key = series_key(flushed.name, flushed.kind, &flushed.tags);
+        points.push((key, flushed.timestamp.as_secs_f64() as i64, outputs));
+    }
+    points
+}
+
+/// `record_batch` against `record` one by one, on two aggregators fed the same ops: the same
+/// refusals (index and reason), the same stats, the same points in the same order. A batch runs
+/// up to each op that flushes, all at one `now`; some samples carry more tags than allowed.
+fn batch_is_record_one_by_one<const S: usize, const K: usize, const B: usize>(ops: &[Op], too_many: &[bool]) {
+    let config = AggregatorConfig::new(5).unwrap().with_grace_secs(1);
+    let (mut one, mut batch) =
+        (Box::new(Aggregator::<S, K, B>::new(config)), Box::new(Aggregator::<S, K, B>::new(config)));
+    let wrap = WrapConfig::default();
+    let mut now = 1_000_000.0;
+    let crowd = [TAGS[0]; chouette_core::limits::MAX_TAGS + 1];
+    let mut start = 0;
+    while start < ops.len() {
+        let end = ops[start..].iter().position(|op| op.flush).map_or(ops.len(), |at| start + at + 1);
+        let chunk = &ops[start..end];
+        let members: Vec<Vec<Member<'_>>> =
+            chunk.iter().map(|op| op.members.iter().map(|&i| MEMBERS[i]).collect()).collect();
+        let tags: Vec<Vec<Tag<'_>>> =
+            chunk.iter().map(|op| op.tags.iter().map(|&i| TAGS[i]).collect()).collect();
+        let samples: Vec<Sample<'_>> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, op)| Sample {
+                name: NAMES[op.name],
+                kind: op.kind,
+                tags: if too_many[(start + i) % too_many.len()] { &crowd } else { &tags[i] },
+                value: if op.kind == MetricType::Set {
+                    Value::Set(SetMembers::from_slice(&members[i]))
+                } else {
+                    Value::Number(op.value)
+                },
+                timestamp: Timestamp::from_secs_f64(now - op.age),
+            })
+            .collect();
+        let at = Timestamp::from_secs_f64(now);
+        let expected: Vec<(usize, RecordError)> = samples
+            .iter()
+            .enumerate()
+            .filter_map(|(i, sample)| one.record(at, *sample).err().map(|refused| (i, refused.error)))
+            .collect();
+        let mut got = Vec::new();
+        batch.record_batch(at, &samples, |i, refused| {
+            assert_eq!(refused.sample.name, samples[i].name);
+            got.push((i, refused.error));
+        });
+        assert_eq!(got, expected);
+        now += chunk.iter().map(|op| op.advance).sum::<f64>();
+        one.handle_timeout(Timestamp::from_secs_f64(now));
+        batch.handle_timeout(Timestamp::from_secs_f64(now));
+        assert_eq!(flush_all(&mut batch, &wrap), flush_all(&mut one, &wrap));
+        start = end;
+    }
+    one.close_all();
+    batch.close_all();
+    assert_eq!(flush_all(&mut batch, &wrap), flush_all(&mut one, &wrap));
+    let (a, b) = (one.stats(), batch.stats());
+    assert_eq!((a.offered, a.recorded, a.late, a.flushed), (b.offered, b.recorded, b.late, b.flushed));
+    for reason in RecordError::ALL {
+        assert_eq!(a.refused(reason), b.refused(reason), "{reason:?}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn record_batch_is_record_one_by_one(
+        ops in prop::collection::vec(op(), 1..400),
+        too_many in prop::collection::vec(prop::bool::weighted(0.03), 1..50),
+    ) {
+        batch_is_record_one_by_one::<256, 64, 16384>(&ops, &too_many);
+    }
+
+    #[test]
+    fn record_batch_is_record_one_by_one_under_refusals(
+        ops in prop::collection::vec(op(), 1..400),
+        too_many in prop::collection::vec(prop::bool::weighted(0.03), 1..50),
+    ) {
+        batch_is_record_one_by_one::<7, 1, 96>(&ops, &too_many);
+    }
+}

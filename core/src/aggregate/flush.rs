@@ -39,6 +39,12 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
                     self.cursor = index + 1;
                     self.emitted = Some(index);
                     self.stats.flushed += 1;
+                    if let State::Pooled { slot, .. } = self.table.0[index].state {
+                        if let Slot::Histogram(histogram) = &mut self.pool[slot as usize] {
+                            // Recording appends (`Histogram::push`): in order before it is read.
+                            histogram.settle();
+                        }
+                    }
                     return Some(self.view(index));
                 }
                 None => {

@@ -80,7 +80,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
                 let slot = self.pooled_histogram(state)?;
                 if let Slot::Histogram(histogram) = &mut self.pool[slot as usize] {
                     for &v in values {
-                        let _ = histogram.insert(v);
+                        let _ = histogram.push(v);
                     }
                 }
             }
@@ -158,7 +158,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
                 let slot = self.take_slot()?;
                 let histogram = histogram_in(&mut self.pool[slot as usize]);
                 for &v in &values[..usize::from(n)] {
-                    let _ = histogram.insert(v);
+                    let _ = histogram.push(v);
                 }
                 *state = State::Pooled { slot, samples: 0 };
                 Ok(slot)
@@ -236,7 +236,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
             State::Pooled { slot, .. } => {
                 if let Slot::Histogram(histogram) = &mut self.pool[*slot as usize] {
                     for v in numbers() {
-                        let _ = histogram.insert(v);
+                        let _ = histogram.push(v);
                     }
                 }
                 Ok(())
@@ -253,10 +253,10 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
                 let slot = self.take_slot()?;
                 let histogram = histogram_in(&mut self.pool[slot as usize]);
                 for &v in &values[..*n as usize] {
-                    let _ = histogram.insert(v);
+                    let _ = histogram.push(v);
                 }
                 for v in numbers() {
-                    let _ = histogram.insert(v);
+                    let _ = histogram.push(v);
                 }
                 *state = State::Pooled { slot, samples: 0 };
                 Ok(())
@@ -359,16 +359,16 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
                     let slot = self.take_slot()?;
                     let histogram = histogram_in(&mut self.pool[slot as usize]);
                     for value in values {
-                        let _ = histogram.insert(value);
+                        let _ = histogram.push(value);
                     }
-                    let _ = histogram.insert(v);
+                    let _ = histogram.push(v);
                     self.table.0[index].state = State::Pooled { slot, samples: 0 };
                 }
             }
             (State::Pooled { slot, .. }, Value::Number(v)) => {
                 if let Slot::Histogram(histogram) = &mut self.pool[*slot as usize] {
                     finite_sum(histogram.sum(), v)?;
-                    let _ = histogram.insert(v);
+                    let _ = histogram.push(v);
                 }
             }
             (State::Members { samples, n, hashes }, Value::Set(members))

@@ -61,12 +61,35 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
 {
     /// Where `sample`'s series and bucket live: its entry, or the vacant place a new entry
     /// goes; and whether the bucket was late (folded into the oldest open one). Opens the bucket.
+    /// `key` is the sample's [`series_key`](Self::series_key) when the caller already has it.
     pub(super) fn locate(
         &mut self,
         now: Timestamp,
         sample: &Sample<'_>,
+        key: Option<SeriesKey>,
     ) -> Result<(Place, bool), RecordError> {
-        let ts = sample.timestamp.as_secs_f64();
+        let BucketAt { start, index: bucket_index, late } = self.bucket_for(now, sample.timestamp)?;
+        let SeriesKey { series, distinct } = match key {
+            Some(key) => key,
+            None => self.series_key(sample),
+        };
+        let bucket_pos = self.bucket_position(start)?;
+        let place = match self.find(series, bucket_index, sample, distinct) {
+            Ok(index) => Place::Found(index),
+            Err(free) => Place::Vacant(Vacant { free, series, bucket_index, bucket_pos, distinct }),
+        };
+        Ok((place, late))
+    }
+
+    /// The bucket a sample at `timestamp` goes to. Changes nothing but the cache of the last
+    /// bucket seen: the same until the next [`close_before`](Self::close_before).
+    #[inline]
+    pub(super) fn bucket_for(
+        &mut self,
+        now: Timestamp,
+        timestamp: Timestamp,
+    ) -> Result<BucketAt, RecordError> {
+        let ts = timestamp.as_secs_f64();
         // Finite and not negative (NaN fails both comparisons); `-0.0` is accepted.
         if !(0.0..f64::INFINITY).contains(&ts) {
             return Err(RecordError::InvalidTimestamp);
@@ -94,10 +117,14 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
             bucket = self.watermark;
             index = u32::try_from(bucket / interval).ok();
         }
-        let bucket_index = index.ok_or(RecordError::InvalidTimestamp)?;
-        let bucket_pos = self.bucket_position(bucket)?;
+        let index = index.ok_or(RecordError::InvalidTimestamp)?;
+        Ok(BucketAt { start: bucket, index, late })
+    }
 
-        // Series identity: name and type, then the sorted, deduplicated tag hashes.
+    /// Series identity: name and type, then the sorted, deduplicated tag hashes. The sample
+    /// has at most [`MAX_TAGS`](crate::limits::MAX_TAGS) tags ([`check_key`](super::check_key)).
+    #[inline]
+    pub(super) fn series_key(&mut self, sample: &Sample<'_>) -> SeriesKey {
         let tag_hashes = &mut self.tag_scratch[..sample.tags.len()];
         for (slot, tag) in tag_hashes.iter_mut().zip(sample.tags) {
             *slot = tag_hash(tag);
@@ -124,11 +151,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
                 }
             }
         }
-        let place = match self.find(series, bucket_index, sample, distinct) {
-            Ok(index) => Place::Found(index),
-            Err(free) => Place::Vacant(Vacant { free, series, bucket_index, bucket_pos, distinct }),
-        };
-        Ok((place, late))
+        SeriesKey { series, distinct }
     }
 
     /// Inserts a new entry with `state` at a place [`locate`](Self::locate) found vacant.
@@ -293,6 +316,23 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
 pub(super) enum Place {
     Found(usize),
     Vacant(Vacant),
+}
+
+/// The bucket a sample goes to ([`Aggregator::bucket_for`]): its start, its index (start over
+/// the interval), and whether the sample was late (folded into the oldest open bucket).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct BucketAt {
+    pub(super) start: i64,
+    pub(super) index: u32,
+    pub(super) late: bool,
+}
+
+/// A series' identity ([`Aggregator::series_key`]): the hash of its name, type and sorted
+/// tags, and how many distinct tags it has.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SeriesKey {
+    pub(super) series: u64,
+    pub(super) distinct: u8,
 }
 
 pub(super) struct Vacant {

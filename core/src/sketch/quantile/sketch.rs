@@ -157,25 +157,43 @@ impl<const BINS: usize> QuantileSketch<BINS> {
         if self.scale != 0 && !self.keep_insert() {
             return Ok(());
         }
-        let split = usize::from(self.split);
-        let slot = if key < 0 {
-            let i = key.wrapping_sub(self.neg_lo) as u32 as usize;
-            (i < split).then_some(i)
-        } else if key == 0 {
+        if key == 0 {
             if self.zero == u32::MAX {
                 self.halve();
             }
             self.zero += 1;
             return Ok(());
-        } else {
-            let i = key.wrapping_sub(self.pos_lo) as u32 as usize;
-            (i < BINS - split).then_some(split + i)
-        };
-        match slot {
+        }
+        match self.bin_index(key) {
             Some(index) if self.bins[index] < u16::MAX => self.bins[index] += 1,
             _ => self.add_units(key, 1),
         }
         Ok(())
+    }
+
+    /// Where non-zero key `key` is counted in `bins` under the present layout, if it has a bin.
+    #[inline(always)]
+    fn bin_index(&self, key: i32) -> Option<usize> {
+        let split = usize::from(self.split);
+        if key < 0 {
+            let i = key.wrapping_sub(self.neg_lo) as u32 as usize;
+            (i < split).then_some(i)
+        } else {
+            let i = key.wrapping_sub(self.pos_lo) as u32 as usize;
+            (i < BINS - split).then_some(split + i)
+        }
+    }
+
+    /// Starts fetching the bin [`insert`](Self::insert)`(value)` will most likely count in
+    /// (for the aggregator's [`record_batch`](crate::aggregate::Aggregator::record_batch)).
+    #[inline]
+    pub(crate) fn prefetch_insert(&self, value: f64) {
+        let key = key_of(value);
+        if value.is_finite() && key != 0 {
+            if let Some(index) = self.bin_index(key) {
+                crate::prefetch::prefetch(&self.bins[index]);
+            }
+        }
     }
 
     #[cold]
