@@ -5,11 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${BENCH_SECS:-3}"
+# Only this run's results go in the table: criterion keeps every benchmark's last result in
+# target/criterion, renamed and removed ones included.
+started=$(date +%s)
 benches=(--bench aggregate --bench parse --bench encode --bench sketch --bench outputs)
 cargo bench -p chouette-core --features alloc "${benches[@]}" -- --warm-up-time 1 --measurement-time "$secs" >/dev/null 2>&1 \
   || cargo bench -p chouette-core --features alloc "${benches[@]}" -- --warm-up-time 1 --measurement-time "$secs"
-python3 - <<'PY'
-import json, pathlib
+STARTED="$started" python3 - <<'PY'
+import json, os, pathlib
 targets = {  # benchmark id prefix -> (target elements/s, what)
     "aggregate/record_mixed_10k_series": (20e6, "record ≥ 20M samples/s"),
     "aggregate/record_batch_mixed_10k_series": (20e6, "record ≥ 20M samples/s"),
@@ -19,7 +22,10 @@ targets = {  # benchmark id prefix -> (target elements/s, what)
     "sketch/Histogram::insert/": (50e6, "sketch insert ≥ 50M values/s"),
 }
 rows = []
+started = int(os.environ["STARTED"])
 for est in sorted(pathlib.Path("target/criterion").glob("**/new/estimates.json")):
+    if est.stat().st_mtime < started:
+        continue
     bench = json.loads((est.parent / "benchmark.json").read_text())
     mean_ns = json.loads(est.read_text())["mean"]["point_estimate"]
     tp = bench.get("throughput") or {}

@@ -93,14 +93,27 @@ use clock::{BucketInfo, RecentBucket};
 use fold::Slot;
 use table::{Ctrl, Entry, Lines, Place, SeriesKey, CTRL_EMPTY};
 
-/// A sample [`Aggregator::record_batch`] will record a few samples on: its series key, the
-/// slot its probe starts at, and the slot it was found at.
+/// A sample [`Aggregator::record_batch`] will record a few samples on: its series key (when it
+/// has one), the slot its probe starts at, and the slot it was found at (`usize::MAX` until
+/// then). A fingerprint of [`CTRL_EMPTY`] means there is nothing to fetch.
 #[derive(Clone, Copy)]
 struct Ahead {
-    key: SeriesKey,
-    home: usize,
+    series: u64,
+    /// The key's distinct tags, or `u8::MAX` for no key (more tags than a key may have).
+    distinct: u8,
     fingerprint: Ctrl,
-    slot: Option<usize>,
+    home: usize,
+    slot: usize,
+}
+
+impl Ahead {
+    const NOTHING: Ahead =
+        Ahead { series: 0, distinct: u8::MAX, fingerprint: CTRL_EMPTY, home: 0, slot: usize::MAX };
+
+    #[inline(always)]
+    fn key(&self) -> Option<SeriesKey> {
+        (self.distinct != u8::MAX).then_some(SeriesKey { series: self.series, distinct: self.distinct })
+    }
 }
 
 /// How many samples ahead of the one being recorded [`Aggregator::record_batch`] hashes a
@@ -257,36 +270,29 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
         samples: &[Sample<'a>],
         mut refused: impl FnMut(usize, Refused<'a>),
     ) {
-        let mut ahead = [None; HASH_AHEAD];
+        let mut ahead = [Ahead::NOTHING; HASH_AHEAD];
         for (slot, sample) in ahead.iter_mut().zip(samples) {
-            *slot = self.prepare(now, sample);
+            self.prepare(now, sample, slot);
         }
+        let n = samples.len();
         for (i, sample) in samples.iter().enumerate() {
             // Each stage works on lines the stage before it fetched.
-            if let Some(Some(ahead)) = ahead.get_mut((i + FIND_AHEAD) % HASH_AHEAD) {
-                if i + FIND_AHEAD < samples.len() {
-                    self.find_ahead(ahead);
-                }
+            if i + FIND_AHEAD < n {
+                self.find_ahead(&mut ahead[(i + FIND_AHEAD) % HASH_AHEAD]);
             }
-            if let Some(Some(ahead)) = ahead.get((i + KEY_AHEAD) % HASH_AHEAD) {
-                if i + KEY_AHEAD < samples.len() {
-                    self.fetch_key_and_sketch(ahead);
-                }
+            if i + KEY_AHEAD < n {
+                self.fetch_key_and_sketch(&ahead[(i + KEY_AHEAD) % HASH_AHEAD]);
             }
-            if let (Some(near), Some(Some(ahead))) =
-                (samples.get(i + PUSH_AHEAD), ahead.get((i + PUSH_AHEAD) % HASH_AHEAD))
-            {
-                self.fetch_push(ahead, near);
+            if let Some(near) = samples.get(i + PUSH_AHEAD) {
+                self.fetch_push(&ahead[(i + PUSH_AHEAD) % HASH_AHEAD], near);
             }
-            let key = match samples.get(i + HASH_AHEAD) {
-                Some(next) => {
-                    let next = self.prepare(now, next);
-                    core::mem::replace(&mut ahead[i % HASH_AHEAD], next)
-                }
-                None => ahead[i % HASH_AHEAD],
-            };
+            let slot = &mut ahead[i % HASH_AHEAD];
+            let key = slot.key();
+            if let Some(next) = samples.get(i + HASH_AHEAD) {
+                self.prepare(now, next, slot);
+            }
             self.stats.offered += 1;
-            match self.try_record(now, sample, key.map(|ahead| ahead.key)) {
+            match self.try_record(now, sample, key) {
                 Ok(()) => self.stats.recorded += 1,
                 Err(error) => {
                     self.stats.refused[error.index()] += 1;
@@ -296,24 +302,25 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
         }
     }
 
-    /// The first stage of [`record_batch`](Self::record_batch): the sample's series key, and
-    /// the control word and entry of the slot its probe starts at fetched. `None` for a sample
-    /// that will be refused before its key is needed.
+    /// The first stage of [`record_batch`](Self::record_batch), into `ahead`: the sample's
+    /// series key, and the control word and entry of the slot its probe starts at fetched.
+    /// No key for a sample that will be refused before its key is needed.
     #[inline(always)]
-    fn prepare(&mut self, now: Timestamp, sample: &Sample<'_>) -> Option<Ahead> {
+    fn prepare(&mut self, now: Timestamp, sample: &Sample<'_>, ahead: &mut Ahead) {
+        *ahead = Ahead::NOTHING;
         if sample.tags.len() > MAX_TAGS {
-            return None;
+            return;
         }
         let key = self.series_key(sample);
+        (ahead.series, ahead.distinct) = (key.series, key.distinct);
         let Ok(bucket) = self.bucket_for(now, sample.timestamp) else {
-            // Refused at its turn: nothing to fetch.
-            return Some(Ahead { key, home: 0, fingerprint: CTRL_EMPTY, slot: None });
+            return; // Refused at its turn: nothing to fetch.
         };
         let mixed = Self::probe(key.series, bucket.index);
         let home = Self::home(mixed);
         prefetch(&self.ctrl[home]);
         prefetch(&self.table.0[home]);
-        Some(Ahead { key, home, fingerprint: table::fingerprint(mixed), slot: None })
+        (ahead.home, ahead.fingerprint) = (home, table::fingerprint(mixed));
     }
 
     /// Finds the slot whose control word is the sample's fingerprint, among the few from its
@@ -330,7 +337,7 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
                     if i != ahead.home {
                         prefetch(&self.table.0[i]);
                     }
-                    ahead.slot = Some(i);
+                    ahead.slot = i;
                     return;
                 }
                 CTRL_EMPTY => return,
@@ -342,8 +349,8 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
     /// The entry [`find_ahead`](Self::find_ahead) found, while it still has the fingerprint.
     #[inline(always)]
     fn entry_ahead(&self, ahead: &Ahead) -> Option<&Entry> {
-        let slot = ahead.slot?;
-        (self.ctrl[slot] == ahead.fingerprint).then(|| &self.table.0[slot])
+        let slot = ahead.slot;
+        (slot < SERIES && self.ctrl[slot] == ahead.fingerprint).then(|| &self.table.0[slot])
     }
 
     /// Fetches the name (compared on every hit) and the pooled sketch of the sample's entry.
