@@ -1,6 +1,7 @@
-//! Aggregator throughput through the public API: 10k series, mixed types; and the same samples
-//! folded into 100 series, whose table, keys and sketches stay in cache: the ceiling that
-//! `scripts/bench.sh` prints the 10k-series rate against (how much of `record` is memory).
+//! Aggregator throughput through the public API, `record` one by one and `record_batch`: 10k
+//! series, mixed types; and the same samples folded into 100 series, whose table, keys and
+//! sketches stay in cache: the ceiling that `scripts/bench.sh` prints the 10k-series rate
+//! against (how much of `record` is memory).
 
 use core::hint::black_box;
 use core::ops::Range;
@@ -15,7 +16,7 @@ const SERIES: usize = 10_000;
 /// The in-cache ceiling's series.
 const CACHED_SERIES: usize = 100;
 const SAMPLES: usize = 100_000;
-/// Samples per `record_batch` call: a page of records, as the agent's drain gives them.
+/// Samples per `record_batch` call: a few hundred, as a caller with a page of records has.
 const BATCH: usize = 256;
 type Big = Aggregator<16384, 4096, { 1 << 20 }>;
 
