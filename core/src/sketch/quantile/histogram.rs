@@ -144,10 +144,7 @@ impl Histogram {
     /// The samples, sorted, while the histogram is exact.
     pub fn exact(&self) -> Option<&[f64]> {
         match &self.0 {
-            Repr::Exact { samples, len, sorted, .. } => {
-                debug_assert_eq!(len, sorted, "a pushed histogram is read before it is settled");
-                Some(&samples[..usize::from(*len)])
-            }
+            Repr::Exact { samples, len, sorted, .. } => Some(settled(samples, *len, *sorted)),
             Repr::Sketch(_) => None,
         }
     }
@@ -169,13 +166,13 @@ impl Histogram {
     pub fn merge(&mut self, other: &Histogram) {
         self.settle();
         match &other.0 {
-            Repr::Exact { samples: theirs, len: their_len, sorted: their_sorted, sum: their_sum } => {
-                debug_assert_eq!(their_len, their_sorted, "a pushed histogram is read before it is settled");
-                let m = usize::from(*their_len);
+            Repr::Exact { samples: their_samples, len: their_len, sorted: their_sorted, sum: their_sum } => {
+                let theirs = settled(their_samples, *their_len, *their_sorted);
+                let m = theirs.len();
                 if let Repr::Exact { samples, len, sorted, sum } = &mut self.0 {
                     let n = usize::from(*len);
                     if n + m <= EXACT_SAMPLES {
-                        merge_sorted(samples, n, &theirs[..m]);
+                        merge_sorted(samples, n, theirs);
                         *len += *their_len;
                         *sorted = *len;
                         *sum += *their_sum;
@@ -184,7 +181,7 @@ impl Histogram {
                 }
                 let sketch = self.switch_to_sketch();
                 let sum = sketch.sum;
-                for &value in &theirs[..m] {
+                for &value in theirs {
                     let _ = sketch.insert(value);
                 }
                 sketch.sum = sum + *their_sum;
@@ -197,9 +194,9 @@ impl Histogram {
     /// `p` is outside `[0, 1]`.
     pub fn quantile(&self, p: f64) -> Option<f64> {
         match &self.0 {
-            Repr::Exact { samples: sorted, len, sorted: in_order, .. } => {
-                debug_assert_eq!(len, in_order, "a pushed histogram is read before it is settled");
-                let n = usize::from(*len);
+            Repr::Exact { samples, len, sorted, .. } => {
+                let sorted = settled(samples, *len, *sorted);
+                let n = sorted.len();
                 if n == 0 || !(0.0..=1.0).contains(&p) {
                     return None;
                 }
@@ -234,10 +231,7 @@ impl Histogram {
     /// Smallest value recorded.
     pub fn min(&self) -> Option<f64> {
         match &self.0 {
-            Repr::Exact { samples, len, sorted, .. } => {
-                debug_assert_eq!(len, sorted, "a pushed histogram is read before it is settled");
-                samples[..usize::from(*len)].first().copied()
-            }
+            Repr::Exact { samples, len, sorted, .. } => settled(samples, *len, *sorted).first().copied(),
             Repr::Sketch(sketch) => sketch.min(),
         }
     }
@@ -245,10 +239,7 @@ impl Histogram {
     /// Largest value recorded.
     pub fn max(&self) -> Option<f64> {
         match &self.0 {
-            Repr::Exact { samples, len, sorted, .. } => {
-                debug_assert_eq!(len, sorted, "a pushed histogram is read before it is settled");
-                samples[..usize::from(*len)].last().copied()
-            }
+            Repr::Exact { samples, len, sorted, .. } => settled(samples, *len, *sorted).last().copied(),
             Repr::Sketch(sketch) => sketch.max(),
         }
     }
@@ -268,6 +259,13 @@ impl Histogram {
     pub fn clear(&mut self) {
         *self = Self::new();
     }
+}
+
+/// An exact histogram's `samples[..len]`, which every reader takes in order: checked, in debug
+/// builds, to have been settled since the last push.
+fn settled(samples: &[f64; EXACT_SAMPLES], len: u16, sorted: u16) -> &[f64] {
+    debug_assert_eq!(len, sorted, "a pushed histogram is read before it is settled");
+    &samples[..usize::from(len)]
 }
 
 /// Inserts `value` into the sorted `buf[..n]` (after equal values); `n < buf.len()`.
