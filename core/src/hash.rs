@@ -127,45 +127,6 @@ pub fn hash_parts(seed: u64, parts: &[&[u8]]) -> u64 {
     mum(state ^ len as u64, P1 ^ P2)
 }
 
-/// Hashes `a`, the byte `sep`, then `b`: equal to `hash_bytes(seed, &[a, &[sep], b].concat())`,
-/// the [`hash_parts`] of a tag's written form `key:value` without its loop over parts.
-#[inline]
-pub(crate) fn hash_joined(seed: u64, a: &[u8], sep: u8, b: &[u8]) -> u64 {
-    let mut state = mix_words(seed ^ P0, a);
-    // The tail of `a` and the separator: 1 to 8 bytes.
-    let rest = a.len() % 8;
-    let mut pending = if rest == 0 { 0 } else { tail_word(a) };
-    pending |= u64::from(sep) << (8 * rest);
-    let mut fill = rest + 1;
-    let mut b_rest = b;
-    if fill == 8 {
-        state = mum(state ^ pending, P1);
-        pending = 0;
-        fill = 0;
-    } else if !b.is_empty() {
-        // Complete the word with the head of `b`.
-        let take = (8 - fill).min(b.len());
-        pending |= prefix_word(b, take) << (8 * fill);
-        fill += take;
-        b_rest = &b[take..];
-        if fill == 8 {
-            state = mum(state ^ pending, P1);
-            pending = 0;
-            fill = 0;
-        }
-    }
-    // `fill == 0` here unless `b` is used up.
-    state = mix_words(state, b_rest);
-    if !b_rest.len().is_multiple_of(8) {
-        pending = tail_word(b_rest);
-        fill = b_rest.len() % 8;
-    }
-    if fill > 0 {
-        state = mum(state ^ pending, P2);
-    }
-    mum(state ^ (a.len() + 1 + b.len()) as u64, P1 ^ P2)
-}
-
 /// The first `n` (1..=8) bytes of `bytes` (at least `n` long), little-endian, zero-padded.
 #[inline(always)]
 fn prefix_word(bytes: &[u8], n: usize) -> u64 {
@@ -175,6 +136,68 @@ fn prefix_word(bytes: &[u8], n: usize) -> u64 {
     } else {
         word & ((1u64 << (8 * n)) - 1)
     }
+}
+
+/// Mixes all of `bytes` but their last 16 (or fewer, at least one unless `bytes` is empty) into
+/// `state`, 16 bytes a multiply, and returns the state and those last bytes as two words, for
+/// [`absorb_last`]. Together they are [`absorb`]: split so that a caller can look at the last
+/// words (a series key's tag looks for a colon in them) before they are mixed.
+///
+/// Up to 16 bytes are read as two words that may overlap (the first and last 8, 4, or for 1 to 3
+/// bytes their first, middle and last byte): between inputs of one length they differ whenever
+/// the bytes do; the caller mixes the length in. These are wyhash's reads (Wang Yi, public
+/// domain); series identity uses them, not [`hash_bytes`], whose values HyperLogLog sketches keep
+/// across versions.
+#[inline(always)]
+pub(crate) fn absorb_head(mut state: u64, bytes: &[u8]) -> (u64, u64, u64) {
+    let len = bytes.len();
+    if len <= 16 {
+        let (a, b) = words16(bytes);
+        return (state, a, b);
+    }
+    let mut rest = bytes;
+    while rest.len() > 16 {
+        let Some((chunk, tail)) = rest.split_first_chunk::<16>() else { break };
+        state = mum(load_u64(chunk) ^ P1, load_u64(&chunk[8..]) ^ state);
+        rest = tail;
+    }
+    (state, load_u64(&bytes[len - 16..]), load_u64(&bytes[len - 8..]))
+}
+
+/// Mixes the last words from [`absorb_head`] into its state.
+#[inline(always)]
+pub(crate) fn absorb_last((state, a, b): (u64, u64, u64)) -> u64 {
+    mum(a ^ P1, b ^ state)
+}
+
+/// Mixes `bytes` into `state`, 16 bytes a multiply. Not a hash on its own: inputs of different
+/// lengths can give the same value, so the caller mixes in the length.
+#[inline(always)]
+pub(crate) fn absorb(state: u64, bytes: &[u8]) -> u64 {
+    absorb_last(absorb_head(state, bytes))
+}
+
+/// Up to 16 bytes as two words: see [`absorb_head`].
+#[inline(always)]
+fn words16(bytes: &[u8]) -> (u64, u64) {
+    let len = bytes.len();
+    if len >= 8 {
+        (load_u64(bytes), load_u64(&bytes[len - 8..]))
+    } else if len >= 4 {
+        (u64::from(load_u32(bytes)), u64::from(load_u32(&bytes[len - 4..])))
+    } else {
+        let byte = |i: usize| bytes.get(i).map_or(0, |&b| u64::from(b));
+        (byte(0) << 16 | byte(len / 2) << 8 | byte(len.wrapping_sub(1)), 0)
+    }
+}
+
+/// Whether any byte of `word` is `byte`: exact, with no false positives (the borrow of the
+/// subtraction only runs past a zero byte).
+#[inline(always)]
+pub(crate) const fn has_byte(word: u64, byte: u8) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let v = word ^ (ONES * byte as u64);
+    v.wrapping_sub(ONES) & !v & (ONES << 7) != 0
 }
 
 /// Mixes one 64-bit word into `state`.
@@ -282,18 +305,6 @@ mod tests {
                     let parts: [&[u8]; 4] = [&text[..a], &text[a..b], &[], &text[b..len]];
                     assert_eq!(hash_parts(3, &parts), whole, "{len}: {a} {b}");
                 }
-            }
-        }
-    }
-
-    #[test]
-    fn a_joined_pair_hashes_like_its_concatenation() {
-        let text: [u8; 40] = core::array::from_fn(|i| b'a' + (i * 5 % 26) as u8);
-        for a in 0..20 {
-            for b in 0..20 {
-                let (left, right) = (&text[..a], &text[20..20 + b]);
-                let whole = hash_parts(4, &[left, b":", right]);
-                assert_eq!(hash_joined(4, left, b':', right), whole, "{a} {b}");
             }
         }
     }

@@ -75,6 +75,7 @@ mod clock;
 mod errors;
 mod flush;
 mod fold;
+mod identity;
 mod keys;
 mod table;
 #[cfg(test)]

@@ -1,11 +1,12 @@
 //! The series table: open addressing with linear probing over a small array of control words
 //! (a fingerprint per slot), one cache line per entry; backward-shift deletion.
 
-use crate::hash::{hash_bytes, hash_joined, hash_u64};
-use crate::metric::{MetricType, Sample, Tag, Timestamp};
+use crate::hash::hash_u64;
+use crate::metric::{MetricType, Sample, Timestamp};
 
 use super::clock::{RecentBucket, EXACT_SECS};
 use super::fold::State;
+use super::identity::{name_hash, tag_hash};
 use super::keys::RECORD_HEADER;
 use super::{Aggregator, RecordError};
 
@@ -125,29 +126,38 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
     /// has at most [`MAX_TAGS`](crate::limits::MAX_TAGS) tags ([`check_key`](super::check_key)).
     #[inline]
     pub(super) fn series_key(&mut self, sample: &Sample<'_>) -> SeriesKey {
-        let tag_hashes = &mut self.tag_scratch[..sample.tags.len()];
-        for (slot, tag) in tag_hashes.iter_mut().zip(sample.tags) {
-            *slot = tag_hash(tag);
-        }
-        let mut series = hash_bytes(sample.kind as u64, sample.name.as_bytes());
+        let mut series = name_hash(sample.kind, sample.name.as_bytes());
         let mut distinct = 0u8;
-        if let [a, b] = *tag_hashes {
-            // Two tags, the common case: no sort loop.
-            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-            series = hash_u64(series, lo);
-            distinct = 1;
-            if hi != lo {
-                series = hash_u64(series, hi);
-                distinct = 2;
+        match sample.tags {
+            [] => {}
+            [one] => {
+                series = hash_u64(series, tag_hash(one));
+                distinct = 1;
             }
-        } else {
-            insertion_sort(tag_hashes);
-            let mut previous = None;
-            for &h in tag_hashes.iter() {
-                if previous != Some(h) {
-                    series = hash_u64(series, h);
-                    distinct += 1;
-                    previous = Some(h);
+            [a, b] => {
+                // Two tags, the common case: no scratch, no sort loop.
+                let (a, b) = (tag_hash(a), tag_hash(b));
+                let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+                series = hash_u64(series, lo);
+                distinct = 1;
+                if hi != lo {
+                    series = hash_u64(series, hi);
+                    distinct = 2;
+                }
+            }
+            tags => {
+                let tag_hashes = &mut self.tag_scratch[..tags.len()];
+                for (slot, tag) in tag_hashes.iter_mut().zip(tags) {
+                    *slot = tag_hash(tag);
+                }
+                insertion_sort(tag_hashes);
+                let mut previous = None;
+                for &h in tag_hashes.iter() {
+                    if previous != Some(h) {
+                        series = hash_u64(series, h);
+                        distinct += 1;
+                        previous = Some(h);
+                    }
                 }
             }
         }
@@ -341,17 +351,6 @@ pub(super) struct Vacant {
     pub(super) bucket_index: u32,
     pub(super) bucket_pos: usize,
     pub(super) distinct: u8,
-}
-
-/// Hashes a tag by its written form (`key:value`, or the bare `key`), so `{key: "a", value: "b"}`
-/// and the bare `"a:b"` are one tag: one pass over its bytes, with no search for a colon.
-#[inline]
-pub(super) fn tag_hash(tag: &Tag<'_>) -> u64 {
-    const TAG_SEED: u64 = 0x7461_6773;
-    match tag.value {
-        None => hash_bytes(TAG_SEED, tag.key.as_bytes()),
-        Some(value) => hash_joined(TAG_SEED, tag.key.as_bytes(), b':', value.as_bytes()),
-    }
 }
 
 /// `a == b`, a word at a time (the last word overlapping the one before): names are short, and

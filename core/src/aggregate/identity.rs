@@ -1,0 +1,162 @@
+//! Series identity: the hashes of a sample's name and type and of each of its tags, which
+//! [`series_key`](super::Aggregator::series_key) combines (the tags sorted and deduplicated).
+//!
+//! A tag's identity is its written form (`key:value`, or the bare `key`): `{key: "a", value: "b"}`
+//! and the bare `"a:b"` are one tag, as they are one string to Python. A tag is hashed as the two
+//! parts of its written form around its first colon, each 16 bytes a multiply ([`absorb`]), so
+//! the usual tag (no colon in its key) is hashed where it lies, without joining its parts.
+//!
+//! These values live only inside one aggregator (its table and probes): they can change between
+//! versions, unlike [`hash_bytes`](crate::hash::hash_bytes), whose values HyperLogLog sketches
+//! carry from a board to the agent.
+
+use crate::hash::{absorb, absorb_head, absorb_last, has_byte};
+use crate::limits::MAX_TAG_BYTES;
+use crate::metric::{MetricType, Tag};
+
+/// `"name-see"`, `"tags-see"`: any two distinct constants.
+const NAME_SEED: u64 = 0x6e61_6d65_2d73_6565;
+const TAG_SEED: u64 = 0x7461_6773_2d73_6565;
+
+/// The hash of a series' name and type, into which its tags' hashes are mixed.
+#[inline(always)]
+pub(super) fn name_hash(kind: MetricType, name: &[u8]) -> u64 {
+    absorb(NAME_SEED ^ kind as u64, name) ^ name.len() as u64
+}
+
+/// The hash of a tag's written form. A key with no colon (the usual case: [`Tag::parse`] never
+/// makes one) is hashed in place; a key holding a colon (a raw record's tag object can have one)
+/// is split again at it first.
+#[inline(always)]
+pub(super) fn tag_hash(tag: &Tag<'_>) -> u64 {
+    let key = tag.key.as_bytes();
+    let head = absorb_head(TAG_SEED, key);
+    let colon = if key.len() <= 16 {
+        // The two words hold every byte of a short key.
+        has_byte(head.1, b':') | has_byte(head.2, b':')
+    } else {
+        key.contains(&b':')
+    };
+    if colon {
+        return resplit_tag_hash(tag);
+    }
+    finish_tag(absorb_last(head), key.len(), tag.value.map(str::as_bytes))
+}
+
+/// Mixes the value (if any) and both lengths into `state`, the key's.
+#[inline(always)]
+fn finish_tag(state: u64, key_len: usize, value: Option<&[u8]>) -> u64 {
+    match value {
+        None => state ^ key_len as u64,
+        // `len + 1`: an empty value (`"k:"`) is not a bare tag (`"k"`).
+        Some(value) => absorb(state, value) ^ (key_len as u64 | (value.len() as u64 + 1) << 32),
+    }
+}
+
+/// [`tag_hash`] of a tag whose key holds a colon: its written form split at the first colon.
+/// A tag longer than [`MAX_TAG_BYTES`] gets 0: the aggregator refuses it before using its key.
+#[cold]
+#[inline(never)]
+fn resplit_tag_hash(tag: &Tag<'_>) -> u64 {
+    let mut written = [0u8; MAX_TAG_BYTES];
+    let len = tag.encoded_len();
+    if len > written.len() {
+        return 0;
+    }
+    let key = tag.key.as_bytes();
+    written[..key.len()].copy_from_slice(key);
+    if let Some(value) = tag.value {
+        written[key.len()] = b':';
+        written[key.len() + 1..len].copy_from_slice(value.as_bytes());
+    }
+    let written = &written[..len];
+    let at = written.iter().position(|&b| b == b':').unwrap_or(len);
+    let key = &written[..at];
+    finish_tag(absorb(TAG_SEED, key), key.len(), written.get(at + 1..))
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::collections::HashSet;
+    use std::string::String;
+    use std::vec::Vec;
+
+    use super::*;
+
+    /// The tag a written form stands for, split at its first colon as [`Tag::parse`] does.
+    fn written(tag: &Tag<'_>) -> String {
+        std::format!("{tag}")
+    }
+
+    #[test]
+    fn a_tag_is_its_written_form_however_it_is_split() {
+        let texts = [
+            "a:b",
+            "a:b:c",
+            ":",
+            "::",
+            "a:",
+            ":b",
+            "k:v:",
+            "host:board-1:8080",
+            "abcdefghijklmnop:q",
+            "abcdefghijklmnopq:r",
+            "abcdefghijklmnopqrstuvwxyzabcdefgh:ij:k",
+            "0123456789abcde:",
+            "x",
+        ];
+        for text in texts {
+            let parsed = Tag::parse(text);
+            let want = tag_hash(&parsed);
+            // Every split at a colon, with and without a value, is the same tag.
+            for (at, _) in text.match_indices(':') {
+                let split = Tag::new(&text[..at], &text[at + 1..]);
+                assert_eq!(tag_hash(&split), want, "{text:?} split at {at}");
+            }
+            assert_eq!(tag_hash(&Tag { key: text, value: None }), want, "{text:?} bare");
+        }
+    }
+
+    #[test]
+    fn distinct_written_forms_hash_apart() {
+        // Every written form over a small alphabet up to 6 bytes (colons and NULs included, so
+        // zero padding and splits are exercised), and longer ones of every length to 48.
+        let alphabet = [b'a', b'b', b':', 0];
+        let mut texts: Vec<Vec<u8>> = std::vec![Vec::new()];
+        let mut last = texts.clone();
+        for _ in 0..6 {
+            last = last
+                .iter()
+                .flat_map(|t| alphabet.iter().map(move |&c| [t.as_slice(), &[c]].concat()))
+                .collect();
+            texts.extend(last.iter().cloned());
+        }
+        let long: [u8; 48] = core::array::from_fn(|i| b'a' + (i * 7 % 26) as u8);
+        for len in 7..=long.len() {
+            texts.push(long[..len].to_vec());
+            let mut changed = long[..len].to_vec();
+            changed[len / 2] = b':';
+            texts.push(changed);
+        }
+        let mut seen = HashSet::new();
+        for text in &texts {
+            let text = core::str::from_utf8(text).expect("ASCII");
+            assert!(seen.insert(tag_hash(&Tag::parse(text))), "{text:?} collides");
+            assert_eq!(written(&Tag::parse(text)), text);
+        }
+        // Names: distinct bytes or lengths (trailing NULs), distinct hashes; types apart.
+        let mut names = HashSet::new();
+        for text in &texts {
+            assert!(names.insert(name_hash(MetricType::Count, text)), "{text:?}");
+        }
+        assert_ne!(name_hash(MetricType::Count, b"x"), name_hash(MetricType::Gauge, b"x"));
+    }
+
+    #[test]
+    fn a_tag_too_long_to_keep_is_hashed_without_a_panic() {
+        let long = "k:".repeat(MAX_TAG_BYTES);
+        assert_eq!(tag_hash(&Tag { key: &long, value: None }), 0);
+        assert_eq!(tag_hash(&Tag { key: &long, value: Some("v") }), 0);
+    }
+}
