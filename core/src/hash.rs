@@ -148,7 +148,8 @@ fn prefix_word(bytes: &[u8], n: usize) -> u64 {
 /// the bytes do; the caller mixes the length in. These are wyhash's reads (Wang Yi, public
 /// domain); series identity uses them, not [`hash_bytes`], whose values HyperLogLog sketches keep
 /// across versions.
-#[inline(always)]
+#[cfg_attr(target_pointer_width = "64", inline(always))]
+#[cfg_attr(not(target_pointer_width = "64"), inline)]
 pub(crate) fn absorb_head(mut state: u64, bytes: &[u8]) -> (u64, u64, u64) {
     let len = bytes.len();
     if len <= 16 {
@@ -172,7 +173,8 @@ pub(crate) fn absorb_last((state, a, b): (u64, u64, u64)) -> u64 {
 
 /// Mixes `bytes` into `state`, 16 bytes a multiply. Not a hash on its own: inputs of different
 /// lengths can give the same value, so the caller mixes in the length.
-#[inline(always)]
+#[cfg_attr(target_pointer_width = "64", inline(always))]
+#[cfg_attr(not(target_pointer_width = "64"), inline)]
 pub(crate) fn absorb(state: u64, bytes: &[u8]) -> u64 {
     absorb_last(absorb_head(state, bytes))
 }

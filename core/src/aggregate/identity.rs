@@ -10,25 +10,76 @@
 //! versions, unlike [`hash_bytes`](crate::hash::hash_bytes), whose values HyperLogLog sketches
 //! carry from a board to the agent.
 
-use crate::hash::{absorb, absorb_head, absorb_last, has_byte};
-use crate::limits::MAX_TAG_BYTES;
-use crate::metric::{MetricType, Tag};
+use crate::hash::{absorb, absorb_head, absorb_last, has_byte, hash_u64};
+use crate::limits::{MAX_TAGS, MAX_TAG_BYTES};
+use crate::metric::{MetricType, Sample, Tag};
+
+use super::table::SeriesKey;
 
 /// `"name-see"`, `"tags-see"`: any two distinct constants.
 const NAME_SEED: u64 = 0x6e61_6d65_2d73_6565;
 const TAG_SEED: u64 = 0x7461_6773_2d73_6565;
 
+/// A series' identity: the hash of its name and type, into which its tags' hashes are mixed
+/// sorted and deduplicated, and how many distinct tags it has. At most [`MAX_TAGS`] tags: the
+/// aggregator refuses more before hashing.
+///
+/// Inlining: on 64-bit targets the hashing below is inlined into this function, and this one
+/// is not inlined into its callers, so it is in the binary once for every aggregator size (the
+/// agent has two): 525 instructions a sample for `record` against 557 with the tag hash called,
+/// 2 KB of x86_64 code against 6 KB inlined into each caller. On 32-bit targets (the firmware,
+/// where a 64-bit multiply is a dozen instructions) the compiler chooses, for flash: forcing
+/// either way cost 1.3 to 4.3 KB more.
+#[cfg_attr(target_pointer_width = "64", inline(never))]
+#[cfg_attr(not(target_pointer_width = "64"), inline)]
+pub(super) fn series_key(sample: &Sample<'_>) -> SeriesKey {
+    let mut series = name_hash(sample.kind, sample.name.as_bytes());
+    let mut distinct = 0u8;
+    match sample.tags {
+        [] => {}
+        [a, b] => {
+            // Two tags, the common case: no scratch, no sort loop.
+            let (a, b) = (tag_hash(a), tag_hash(b));
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            series = hash_u64(series, lo);
+            distinct = 1;
+            if hi != lo {
+                series = hash_u64(series, hi);
+                distinct = 2;
+            }
+        }
+        tags => {
+            let mut scratch = [0u64; MAX_TAGS];
+            let hashes = &mut scratch[..tags.len().min(MAX_TAGS)];
+            for (slot, tag) in hashes.iter_mut().zip(tags) {
+                *slot = tag_hash(tag);
+            }
+            insertion_sort(hashes);
+            let mut previous = None;
+            for &h in hashes.iter() {
+                if previous != Some(h) {
+                    series = hash_u64(series, h);
+                    distinct += 1;
+                    previous = Some(h);
+                }
+            }
+        }
+    }
+    SeriesKey { series, distinct }
+}
+
 /// The hash of a series' name and type, into which its tags' hashes are mixed.
 #[inline(always)]
-pub(super) fn name_hash(kind: MetricType, name: &[u8]) -> u64 {
+fn name_hash(kind: MetricType, name: &[u8]) -> u64 {
     absorb(NAME_SEED ^ kind as u64, name) ^ name.len() as u64
 }
 
 /// The hash of a tag's written form. A key with no colon (the usual case: [`Tag::parse`] never
 /// makes one) is hashed in place; a key holding a colon (a raw record's tag object can have one)
 /// is split again at it first.
-#[inline(always)]
-pub(super) fn tag_hash(tag: &Tag<'_>) -> u64 {
+#[cfg_attr(target_pointer_width = "64", inline(always))]
+#[cfg_attr(not(target_pointer_width = "64"), inline)]
+fn tag_hash(tag: &Tag<'_>) -> u64 {
     let key = tag.key.as_bytes();
     let head = absorb_head(TAG_SEED, key);
     let colon = if key.len() <= 16 {
@@ -73,6 +124,16 @@ fn resplit_tag_hash(tag: &Tag<'_>) -> u64 {
     let at = written.iter().position(|&b| b == b':').unwrap_or(len);
     let key = &written[..at];
     finish_tag(absorb(TAG_SEED, key), key.len(), written.get(at + 1..))
+}
+
+pub(super) fn insertion_sort(values: &mut [u64]) {
+    for i in 1..values.len() {
+        let mut j = i;
+        while j > 0 && values[j - 1] > values[j] {
+            values.swap(j - 1, j);
+            j -= 1;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -149,8 +149,6 @@ pub struct Aggregator<const SERIES: usize, const SKETCHES: usize, const KEY_BYTE
     keys_dead: usize,
     buckets: heapless::Vec<BucketInfo, MAX_OPEN_BUCKETS>,
     recent: RecentBucket,
-    /// Room for one sample's tag hashes while `record` sorts them (not zeroed on every call).
-    tag_scratch: [u64; MAX_TAGS],
     /// Start of the oldest bucket still open: every bucket before it was closed.
     watermark: i64,
     cursor: usize,
@@ -200,7 +198,6 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
             keys_dead: 0,
             buckets: heapless::Vec::new(),
             recent: RecentBucket { lo: 0.0, hi: 0.0, start: 0, index: 0 },
-            tag_scratch: [0; MAX_TAGS],
             watermark: i64::MIN,
             cursor: 0,
             emitted: None,

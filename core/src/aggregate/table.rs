@@ -6,7 +6,7 @@ use crate::metric::{MetricType, Sample, Timestamp};
 
 use super::clock::{RecentBucket, EXACT_SECS};
 use super::fold::State;
-use super::identity::{name_hash, tag_hash};
+use super::identity;
 use super::keys::RECORD_HEADER;
 use super::{Aggregator, RecordError};
 
@@ -122,46 +122,11 @@ impl<const SERIES: usize, const SKETCHES: usize, const KEY_BYTES: usize>
         Ok(BucketAt { start: bucket, index, late })
     }
 
-    /// Series identity: name and type, then the sorted, deduplicated tag hashes. The sample
-    /// has at most [`MAX_TAGS`](crate::limits::MAX_TAGS) tags ([`check_key`](super::check_key)).
-    #[inline]
-    pub(super) fn series_key(&mut self, sample: &Sample<'_>) -> SeriesKey {
-        let mut series = name_hash(sample.kind, sample.name.as_bytes());
-        let mut distinct = 0u8;
-        match sample.tags {
-            [] => {}
-            [one] => {
-                series = hash_u64(series, tag_hash(one));
-                distinct = 1;
-            }
-            [a, b] => {
-                // Two tags, the common case: no scratch, no sort loop.
-                let (a, b) = (tag_hash(a), tag_hash(b));
-                let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-                series = hash_u64(series, lo);
-                distinct = 1;
-                if hi != lo {
-                    series = hash_u64(series, hi);
-                    distinct = 2;
-                }
-            }
-            tags => {
-                let tag_hashes = &mut self.tag_scratch[..tags.len()];
-                for (slot, tag) in tag_hashes.iter_mut().zip(tags) {
-                    *slot = tag_hash(tag);
-                }
-                insertion_sort(tag_hashes);
-                let mut previous = None;
-                for &h in tag_hashes.iter() {
-                    if previous != Some(h) {
-                        series = hash_u64(series, h);
-                        distinct += 1;
-                        previous = Some(h);
-                    }
-                }
-            }
-        }
-        SeriesKey { series, distinct }
+    /// Series identity: name and type, then the sorted, deduplicated tag hashes
+    /// ([`identity::series_key`]).
+    #[inline(always)]
+    pub(super) fn series_key(&self, sample: &Sample<'_>) -> SeriesKey {
+        identity::series_key(sample)
     }
 
     /// Inserts a new entry with `state` at a place [`locate`](Self::locate) found vacant.
@@ -376,16 +341,6 @@ pub(super) fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
         (a, b) = (rest_a, rest_b);
     }
     last_a == last_b
-}
-
-pub(super) fn insertion_sort(values: &mut [u64]) {
-    for i in 1..values.len() {
-        let mut j = i;
-        while j > 0 && values[j - 1] > values[j] {
-            values.swap(j - 1, j);
-            j -= 1;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -456,7 +456,7 @@ fn aggregator_sizes_are_as_documented() {
     assert!(gateway <= 5 * 1024 * 1024, "{gateway}");
     // The exact figures of docs/capacity.md's table, on 64-bit targets.
     if cfg!(target_pointer_width = "64") {
-        assert_eq!((small, board, gateway), (13_056, 331_072, 4_881_088));
+        assert_eq!((small, board, gateway), (12_800, 330_816, 4_880_832));
     }
 }
 
