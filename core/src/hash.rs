@@ -8,7 +8,7 @@ const P1: u64 = 0xe703_7ed1_a0b4_28db;
 const P2: u64 = 0x8ebc_6af0_9c88_c6e3;
 
 #[inline(always)]
-fn mum(a: u64, b: u64) -> u64 {
+const fn mum(a: u64, b: u64) -> u64 {
     let r = (a as u128).wrapping_mul(b as u128);
     (r as u64) ^ ((r >> 64) as u64)
 }
@@ -173,10 +173,31 @@ pub(crate) fn absorb_last((state, a, b): (u64, u64, u64)) -> u64 {
 
 /// Mixes `bytes` into `state`, 16 bytes a multiply. Not a hash on its own: inputs of different
 /// lengths can give the same value, so the caller mixes in the length.
+///
+/// `state` must look random ([`seed_state`]): the first multiply takes the last word read
+/// xor'ed with it, and a word equal to it would zero the product, so that every input of that
+/// length ending in that word would hash alike (a seed of 0 with any input of 1 to 3 bytes, read
+/// as `b = 0`; an ASCII seed with text ending in it).
 #[cfg_attr(target_pointer_width = "64", inline(always))]
 #[cfg_attr(not(target_pointer_width = "64"), inline)]
 pub(crate) fn absorb(state: u64, bytes: &[u8]) -> u64 {
     absorb_last(absorb_head(state, bytes))
+}
+
+/// Hashes `bytes` with `seed`, 16 bytes a multiply ([`absorb`] from [`seed_state`], then the
+/// length): for keys that live in one process's memory (a DogStatsD context; the aggregator's
+/// series keys use the same steps). Unlike [`hash_bytes`], its values may change between
+/// versions. With a constant seed, the seed's mixing is folded at compile time.
+#[inline]
+pub fn hash_key(seed: u64, bytes: &[u8]) -> u64 {
+    absorb(seed_state(seed), bytes) ^ bytes.len() as u64
+}
+
+/// A seed mixed into a random-looking starting state for [`absorb`], whatever the seed (0,
+/// ASCII text): no word read from an input equals it but by a 2^-64 chance.
+#[inline(always)]
+pub(crate) const fn seed_state(seed: u64) -> u64 {
+    mum(seed ^ P0, P1)
 }
 
 /// Up to 16 bytes as two words: see [`absorb_head`].
@@ -309,6 +330,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn any_seed_keeps_every_byte() {
+        // A seed of 0 against inputs of 1 to 3 bytes (read as `b = 0`), and a seed equal to the
+        // input's last word, would zero the first product without `seed_state`.
+        let seed = u64::from_le_bytes(*b"ees-eman");
+        for (a, b) in [(&b"a"[..], &b"c"[..]), (b"ab", b"cd"), (b"abc", b"abd")] {
+            assert_ne!(hash_key(0, a), hash_key(0, b));
+        }
+        assert_ne!(hash_key(seed, b"xxxxxxxxees-eman"), hash_key(seed, b"yyyyyyyyees-eman"));
+        assert_ne!(hash_key(seed, b"xxxxees-eman"), hash_key(seed, b"yyyyees-eman"));
     }
 
     #[test]

@@ -10,15 +10,16 @@
 //! versions, unlike [`hash_bytes`](crate::hash::hash_bytes), whose values HyperLogLog sketches
 //! carry from a board to the agent.
 
-use crate::hash::{absorb, absorb_head, absorb_last, has_byte, hash_u64};
+use crate::hash::{absorb, absorb_head, absorb_last, has_byte, hash_u64, seed_state};
 use crate::limits::{MAX_TAGS, MAX_TAG_BYTES};
 use crate::metric::{MetricType, Sample, Tag};
 
 use super::table::SeriesKey;
 
-/// `"name-see"`, `"tags-see"`: any two distinct constants.
-const NAME_SEED: u64 = 0x6e61_6d65_2d73_6565;
-const TAG_SEED: u64 = 0x7461_6773_2d73_6565;
+/// `"name-see"`, `"tags-see"`, mixed ([`seed_state`]) at compile time: starting states that
+/// look random, as [`absorb`] needs.
+const NAME_STATE: u64 = seed_state(0x6e61_6d65_2d73_6565);
+const TAG_STATE: u64 = seed_state(0x7461_6773_2d73_6565);
 
 /// A series' identity: the hash of its name and type, into which its tags' hashes are mixed
 /// sorted and deduplicated, and how many distinct tags it has. At most [`MAX_TAGS`] tags: the
@@ -49,14 +50,14 @@ pub(super) fn series_key(sample: &Sample<'_>) -> SeriesKey {
             }
         }
         tags => {
-            // One tag comes here too: an arm of its own would inline a third copy of the tag
-            // hash (about 550 bytes of x86_64 code) to save zeroing these 256 bytes.
-            let mut scratch = [0u64; MAX_TAGS];
-            let hashes = &mut scratch[..tags.len().min(MAX_TAGS)];
-            for (slot, tag) in hashes.iter_mut().zip(tags) {
-                *slot = tag_hash(tag);
+            // One tag comes here too (an arm of its own would inline a third copy of the tag
+            // hash). Not zeroed, as a `[0; MAX_TAGS]` would be for every such sample.
+            let mut hashes: heapless::Vec<u64, MAX_TAGS> = heapless::Vec::new();
+            for tag in tags {
+                // More than MAX_TAGS tags are refused before the key is used.
+                let _ = hashes.push(tag_hash(tag));
             }
-            insertion_sort(hashes);
+            insertion_sort(&mut hashes);
             let mut previous = None;
             for &h in hashes.iter() {
                 if previous != Some(h) {
@@ -73,7 +74,8 @@ pub(super) fn series_key(sample: &Sample<'_>) -> SeriesKey {
 /// The hash of a series' name and type, into which its tags' hashes are mixed.
 #[inline(always)]
 fn name_hash(kind: MetricType, name: &[u8]) -> u64 {
-    absorb(NAME_SEED ^ kind as u64, name) ^ name.len() as u64
+    // The type flips low bits of a random-looking state: it stays random-looking.
+    absorb(NAME_STATE ^ kind as u64, name) ^ name.len() as u64
 }
 
 /// The hash of a tag's written form. A key with no colon (the usual case: [`Tag::parse`] never
@@ -83,7 +85,7 @@ fn name_hash(kind: MetricType, name: &[u8]) -> u64 {
 #[cfg_attr(not(target_pointer_width = "64"), inline)]
 fn tag_hash(tag: &Tag<'_>) -> u64 {
     let key = tag.key.as_bytes();
-    let head = absorb_head(TAG_SEED, key);
+    let head = absorb_head(TAG_STATE, key);
     let colon = if key.len() <= 16 {
         // The two words hold every byte of a short key.
         has_byte(head.1, b':') | has_byte(head.2, b':')
@@ -125,7 +127,7 @@ fn resplit_tag_hash(tag: &Tag<'_>) -> u64 {
     let written = &written[..len];
     let at = written.iter().position(|&b| b == b':').unwrap_or(len);
     let key = &written[..at];
-    finish_tag(absorb(TAG_SEED, key), key.len(), written.get(at + 1..))
+    finish_tag(absorb(TAG_STATE, key), key.len(), written.get(at + 1..))
 }
 
 pub(super) fn insertion_sort(values: &mut [u64]) {
@@ -214,6 +216,11 @@ mod tests {
             assert!(names.insert(name_hash(MetricType::Count, text)), "{text:?}");
         }
         assert_ne!(name_hash(MetricType::Count, b"x"), name_hash(MetricType::Gauge, b"x"));
+        // Text ending in a seed's own bytes (`"name-see"` read little-endian) keeps the rest.
+        for kind in MetricType::ALL {
+            assert_ne!(name_hash(kind, b"xxxxxxxxees-eman"), name_hash(kind, b"yyyyyyyyees-eman"));
+        }
+        assert_ne!(tag_hash(&Tag::parse("xxxxxxxxees-sgat")), tag_hash(&Tag::parse("yyyyyyyyees-sgat")));
     }
 
     #[test]
