@@ -184,10 +184,11 @@ pub(crate) fn absorb(state: u64, bytes: &[u8]) -> u64 {
     absorb_last(absorb_head(state, bytes))
 }
 
-/// Hashes `bytes` with `seed`, 16 bytes a multiply ([`absorb`] from [`seed_state`], then the
-/// length): for keys that live in one process's memory (a DogStatsD context; the aggregator's
-/// series keys use the same steps). Unlike [`hash_bytes`], its values may change between
-/// versions. With a constant seed, the seed's mixing is folded at compile time.
+/// Hashes `bytes` with `seed`, 16 bytes a multiply (wyhash's reads), from a state the seed is
+/// first mixed into, then the length: for keys that live in one process's memory (a DogStatsD
+/// context; the aggregator's series keys use the same steps). Unlike [`hash_bytes`], its values
+/// may change between versions. With a constant seed, the seed's mixing is folded at compile
+/// time.
 #[inline]
 pub fn hash_key(seed: u64, bytes: &[u8]) -> u64 {
     absorb(seed_state(seed), bytes) ^ bytes.len() as u64
