@@ -114,7 +114,10 @@ fn every_call_writes_its_record() {
         7
     });
     assert_eq!(got, 7);
-    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    // The client stamps whole microseconds (as_secs_f64 would keep the nanoseconds, and a stamp
+    // taken in the same microsecond would then read as earlier than this).
+    let before =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as f64 / 1e6;
     c.count("now", 1, &[]);
     c.shutdown(Duration::from_secs(5)).expect("flushed");
 
@@ -145,7 +148,7 @@ fn every_call_writes_its_record() {
     let ms = find("t.ms").1;
     assert!(ms["value"].is_i64() && (30..1000).contains(&ms["value"].as_i64().unwrap()), "{ms}");
     let (score, now) = find("now");
-    assert!(score >= before && score < before + 5.0);
+    assert!(score >= before && score < before + 5.0, "stamped {score}, clock read before it {before}");
     assert_eq!(now["timestamp"].as_f64(), Some(score));
 }
 
